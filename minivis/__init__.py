@@ -1,0 +1,19 @@
+"""minivis: learn, study and benchmark how convolutional networks are visualised and explained.
+
+    import minivis as mv
+    x = mv.tensor(images, requires_grad=True)
+    logits = model(x); logits[0, c].backward()
+    with mv.backward_rule("guided"): ...
+"""
+
+from minivis import backend, functional
+from minivis import functional as F  # noqa: N812 (PyTorch's conventional alias)
+from minivis.autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from minivis.rules import backward_rule, current_rule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "F", "Tensor", "backend", "backward_rule", "current_rule", "enable_grad", "functional",
+    "is_grad_enabled", "no_grad", "tensor",
+]

@@ -1,0 +1,354 @@
+"""Tensor and reverse-mode automatic differentiation.
+
+A ``Tensor`` wraps an array (``.data``) and, when it was produced by an op while gradients
+are being recorded, remembers its parents and a ``_backward`` closure. Calling
+``y.backward(g)`` walks the graph from ``y`` in reverse topological order: every node's
+closure receives dL/d(node) and returns dL/d(parent) for each parent (the vector-Jacobian
+product). Gradients that meet at a node are summed (the multivariate chain rule); leaves that
+``requires_grad`` accumulate theirs in ``.grad`` across calls, exactly as in PyTorch.
+
+Every op lives in ``minivis.functional`` with its backward written right next to its forward;
+this module knows nothing about any particular op. The arithmetic dunder methods below only
+forward to ``minivis.functional.math``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from minivis import backend
+
+BackwardFn = Callable[[Any], Sequence[Any]]
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops currently record the graph (False inside ``no_grad()``)."""
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    """Run ops without recording the graph: saves memory and time for inference."""
+    previous = is_grad_enabled()
+    _state.grad_enabled = False
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+@contextmanager
+def enable_grad() -> Iterator[None]:
+    """Record the graph again inside a ``no_grad()`` block."""
+    previous = is_grad_enabled()
+    _state.grad_enabled = True
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+def _math():
+    # Imported lazily: functional.math imports this module, so a top-level import would cycle.
+    from minivis.functional import math  # noqa: PLC0415
+
+    return math
+
+
+class Tensor:
+    """An array plus what is needed to differentiate through the ops that made it.
+
+    Attributes:
+        data: the values, a numpy (CPU) or cupy (GPU) array.
+        grad: dL/d(self) after ``backward()``: an array shaped like ``data``, or None.
+        requires_grad: whether gradients flow to (and accumulate in) this tensor.
+    """
+
+    __array_priority__ = 1000  # make `ndarray * Tensor` call Tensor.__rmul__
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
+        self.data = backend.as_float_array(data, dtype)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._parents: tuple[Tensor, ...] = ()
+        self._backward: BackwardFn | None = None
+        self._op = ""
+        self._retains_grad = False
+
+    # ----------------------------------------------------------------- graph building
+    @classmethod
+    def from_op(cls, data: Any, parents: Sequence[Tensor], backward: BackwardFn, op: str) -> Tensor:
+        """The result of an op: records ``backward`` when a parent needs gradients.
+
+        ``backward(g)`` must return one entry per parent: an array shaped like that parent,
+        or None where no gradient is needed.
+        """
+        out = cls.__new__(cls)
+        out.data = data
+        out.grad = None
+        out._op = op
+        out._retains_grad = False
+        if is_grad_enabled() and any(p.requires_grad for p in parents):
+            out.requires_grad = True
+            out._parents = tuple(parents)
+            out._backward = backward
+        else:
+            out.requires_grad = False
+            out._parents = ()
+            out._backward = None
+        return out
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._backward is None
+
+    def retain_grad(self) -> Tensor:
+        """Keep this intermediate tensor's gradient in ``.grad`` (leaves always keep theirs)."""
+        self._retains_grad = True
+        return self
+
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Backpropagate ``grad`` (dL/d self) to every leaf that requires gradients.
+
+        ``grad`` may be omitted only for a one-element tensor (it is then 1). It can be
+        called on any tensor in the graph, which starts the backward pass at that layer with
+        a gradient of your choice (DeepDream and DeconvNet do this). The graph is freed
+        afterwards unless ``retain_graph=True``.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward: this tensor does not require grad (no input had requires_grad=True, "
+                "or it was computed inside no_grad())"
+            )
+        xp = backend.xp(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(
+                    f"backward: grad can be omitted only for a one-element tensor; "
+                    f"this one has shape {self.shape}"
+                )
+            grad = xp.ones_like(self.data)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else grad
+            grad = backend.to_device(backend.as_float_array(grad, self.data.dtype, "grad"), self.device)
+            if grad.shape != self.data.shape:
+                raise ValueError(f"backward: grad must have shape {self.shape}, got {tuple(grad.shape)}")
+
+        order = self._topological_order()
+        grads: dict[int, Any] = {id(self): grad}
+        for node in order:
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node.is_leaf or node._retains_grad:
+                node.grad = g.copy() if node.grad is None else node.grad + g
+            if node.is_leaf:
+                continue
+            parent_grads = node._backward(g)
+            if len(parent_grads) != len(node._parents):
+                raise RuntimeError(f"{node._op}: backward returned {len(parent_grads)} grads "
+                                   f"for {len(node._parents)} inputs")
+            for parent, pg in zip(node._parents, parent_grads, strict=True):
+                if pg is None or not parent.requires_grad:
+                    continue
+                if pg.shape != parent.data.shape:
+                    raise RuntimeError(f"{node._op}: backward produced a gradient of shape "
+                                       f"{tuple(pg.shape)} for an input of shape {parent.shape}")
+                key = id(parent)
+                grads[key] = pg if key not in grads else grads[key] + pg
+            if not retain_graph:
+                node._backward = _freed_backward(node._op)
+
+    def _topological_order(self) -> list[Tensor]:
+        """Nodes reachable from self, each after every node that consumes it (iterative DFS)."""
+        order: list[Tensor] = []
+        visited: set[int] = set()
+        stack: list[tuple[Tensor, bool]] = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            for parent in node._parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+        order.reverse()
+        return order
+
+    # ----------------------------------------------------------------- array-like basics
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        grad = f", op={self._op}" if self._op else (", requires_grad=True" if self.requires_grad else "")
+        return f"Tensor({np.array2string(self.numpy(), precision=4, threshold=20)}{grad})"
+
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (copied from the GPU if needed; no graph)."""
+        return backend.to_device(self.data, "cpu")
+
+    def item(self) -> float:
+        if self.data.size != 1:
+            raise ValueError(f"item: only one-element tensors convert to a number, shape is {self.shape}")
+        return float(self.data.reshape(-1)[0])
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor.from_op(self.data, (), lambda g: (), "detach")
+
+    def to(self, device: str) -> Tensor:
+        """A copy on ``device`` ("cpu" or "gpu"); differentiable (the gradient moves back)."""
+        if backend.check_device(device) == self.device:
+            return self
+        source = self.device
+        return Tensor.from_op(backend.to_device(self.data, device), (self,),
+                              lambda g: (backend.to_device(g, source),), "to")
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_: only leaf tensors can change requires_grad")
+        self.requires_grad = bool(flag)
+        return self
+
+    # ----------------------------------------------------------------- math (see functional/math.py)
+    def __add__(self, other: Any) -> Tensor:
+        return _math().add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _math().add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _math().sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _math().sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _math().mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _math().mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _math().div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _math().div(other, self)
+
+    def __neg__(self) -> Tensor:
+        return _math().neg(self)
+
+    def __pow__(self, exponent: float) -> Tensor:
+        return _math().pow(self, exponent)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return _math().matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return _math().matmul(other, self)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return _math().getitem(self, index)
+
+    def exp(self) -> Tensor:
+        return _math().exp(self)
+
+    def log(self) -> Tensor:
+        return _math().log(self)
+
+    def sqrt(self) -> Tensor:
+        return _math().sqrt(self)
+
+    def abs(self) -> Tensor:
+        return _math().abs(self)
+
+    def clip(self, low: float | None = None, high: float | None = None) -> Tensor:
+        return _math().clip(self, low, high)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _math().sum(self, axis, keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _math().mean(self, axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _math().max(self, axis, keepdims)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return _math().reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+
+    def transpose(self, *axes: Any) -> Tensor:
+        return _math().transpose(self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return _math().flatten(self, start_dim, end_dim)
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 (NumPy's name)
+        return _math().transpose(self, None)
+
+
+def _freed_backward(op: str) -> BackwardFn:
+    def backward(g: Any) -> Sequence[Any]:
+        raise RuntimeError(
+            f"backward through {op!r} a second time: the graph was freed by the first backward(); "
+            "pass retain_graph=True to the first call if you need to backpropagate twice"
+        )
+
+    return backward
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: str = "cpu") -> Tensor:
+    """Make a tensor from an array, a number or a nested list.
+
+    ``dtype`` is float32 or float64; ``None`` keeps float32/float64 input as it is and turns
+    anything else into float32. ``device`` is ``"cpu"`` or ``"gpu"``.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    array = backend.to_device(backend.as_float_array(data, dtype), backend.check_device(device))
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
+    """``value`` itself if it is a Tensor, else a constant tensor (dtype and device of ``like``)."""
+    if isinstance(value, Tensor):
+        return value
+    if like is None:
+        return Tensor(value)
+    array = backend.as_float_array(value, like.dtype) if not backend.is_gpu_array(value) else value
+    return Tensor(backend.to_device(array, like.device), dtype=like.dtype)

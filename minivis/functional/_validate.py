@@ -1,0 +1,71 @@
+"""Argument checks shared by the ops: clear errors that name the op, the argument, what was
+expected and what was given, raised before any array code can fail obscurely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minivis import backend
+from minivis.autograd import Tensor
+
+_LAYOUTS = {2: "(N, F)", 3: "(C, H, W)", 4: "(N, C, H, W)"}
+
+
+def check_tensor(x: Any, op: str, name: str = "input", ndim: int | tuple[int, ...] | None = None) -> Tensor:
+    """``x`` as a Tensor (arrays become constants), with its rank checked."""
+    if not isinstance(x, Tensor):
+        if isinstance(x, np.ndarray) or backend.is_gpu_array(x):
+            if x.dtype.kind not in "fiub":
+                raise TypeError(f"{op}: {name} must be a float tensor or array, got dtype {x.dtype}")
+            x = Tensor(x)
+        else:
+            raise TypeError(f"{op}: {name} must be a Tensor or an array, got {type(x).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if x.ndim not in allowed:
+            layout = " or ".join(f"{n}-D {_LAYOUTS.get(n, '')}".strip() for n in allowed)
+            raise ValueError(f"{op}: {name} must be {layout}, got shape {x.shape}")
+    return x
+
+
+def check_same_device(op: str, *tensors: Tensor | None) -> None:
+    devices = {t.device for t in tensors if t is not None}
+    if len(devices) > 1:
+        raise ValueError(f"{op}: all tensors must be on the same device, got {sorted(devices)}")
+
+
+def int_pair(value: Any, op: str, name: str, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints as ``(h, w)``, each >= ``minimum``."""
+    pair = (value, value) if isinstance(value, int | np.integer) else value
+    if (not isinstance(pair, tuple | list) or len(pair) != 2
+            or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in pair)):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def padding4(value: Any, op: str) -> tuple[int, int, int, int]:
+    """Padding as ``(top, bottom, left, right)`` from an int, ``(ph, pw)`` or 4 ints (top, bottom, left, right)."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        value = (value, value)
+    if isinstance(value, tuple | list) and len(value) == 2:
+        ph, pw = int_pair(tuple(value), op, "padding", minimum=0)
+        return ph, ph, pw, pw
+    if (isinstance(value, tuple | list) and len(value) == 4
+            and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in value)):
+        if min(value) < 0:
+            raise ValueError(f"{op}: padding must be >= 0, got {value!r}")
+        return tuple(int(v) for v in value)
+    raise TypeError(f"{op}: padding must be an int, (ph, pw), (top, bottom, left, right) or 'same'/'valid', "
+                    f"got {value!r}")
+
+
+def check_float(value: Any, op: str, name: str, low: float | None = None, high: float | None = None) -> float:
+    if not isinstance(value, int | float | np.integer | np.floating) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{op}: {name} must be in [{low}, {high}], got {value}")
+    return float(value)

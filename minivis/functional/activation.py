@@ -1,0 +1,62 @@
+"""Activations. The ReLU family (relu, relu6, leaky_relu) sends gradients back by the rule in
+force (``minivis.rules``): this is the one place where saliency, guided backprop and DeconvNet
+differ. Shapes: any; the output has the input's shape."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minivis import backend
+from minivis.autograd import Tensor
+from minivis.functional._validate import check_float, check_tensor
+from minivis.kernels import cpu_activation
+from minivis.rules import RULE_CODES, current_rule
+
+
+def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: str) -> Tensor:
+    """f(x) = clip(x, low, high) (with ``negative_slope * x`` below ``low``) and its rule-aware backward."""
+    xp = backend.xp(x.data)
+    out = xp.clip(x.data, low, high)
+    if negative_slope:
+        out = xp.where(x.data > low, out, negative_slope * x.data).astype(x.dtype)
+
+    def backward(g):
+        code = RULE_CODES[current_rule()]  # read when backward runs, not at forward time
+        if xp is np:
+            return (cpu_activation.relu_rule_backward(g, x.data, low, high, negative_slope, code),)
+        return (cpu_activation.naive_relu_rule_backward(g, x.data, low, high, negative_slope, code),)
+
+    return Tensor.from_op(out, (x,), backward, op)
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0). Backward by rule: gradient ``g*(x>0)``, guided ``g*(x>0)*(g>0)``, deconvnet ``g*(g>0)``."""
+    return _relu_family(check_tensor(x, "relu"), 0.0, np.inf, 0.0, "relu")
+
+
+def relu6(x: Tensor) -> Tensor:
+    """min(max(x, 0), 6) (MobileNet/EfficientNet-Lite). Its mask is ``0 < x < 6``; rules as for relu."""
+    return _relu_family(check_tensor(x, "relu6"), 0.0, 6.0, 0.0, "relu6")
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x for x > 0, ``negative_slope * x`` otherwise; f'(x) is 1 or ``negative_slope``, rules as for relu."""
+    x = check_tensor(x, "leaky_relu")
+    slope = check_float(negative_slope, "leaky_relu", "negative_slope", low=0.0)
+    return _relu_family(x, 0.0, np.inf, slope, "leaky_relu")
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + exp(-x)), computed without overflow; d/dx = s (1 - s)."""
+    x = check_tensor(x, "sigmoid")
+    xp = backend.xp(x.data)
+    e = xp.exp(-xp.abs(x.data))
+    out = xp.where(x.data >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+    return Tensor.from_op(out, (x,), lambda g: (g * out * (1 - out),), "sigmoid")
+
+
+def tanh(x: Tensor) -> Tensor:
+    """tanh(x); d/dx = 1 - tanh(x)^2."""
+    x = check_tensor(x, "tanh")
+    out = backend.xp(x.data).tanh(x.data)
+    return Tensor.from_op(out, (x,), lambda g: (g * (1 - out * out),), "tanh")

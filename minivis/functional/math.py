@@ -1,0 +1,253 @@
+"""Differentiable tensor arithmetic: elementwise math, reductions, shape ops, matmul.
+
+Each op computes its forward on the arrays and hands ``Tensor.from_op`` a closure that maps
+the upstream gradient ``g`` to one gradient per input. Binary elementwise ops broadcast like
+NumPy; their backward sums ``g`` back over the broadcast axes (``unbroadcast``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minivis import backend
+from minivis.autograd import Tensor, as_tensor
+
+
+def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``grad`` over the axes that broadcasting added or stretched, so it has ``shape``."""
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
+    )
+    return grad.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def _pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, like=a)
+    if isinstance(b, Tensor):
+        return as_tensor(a, like=b), b
+    raise TypeError(f"expected at least one Tensor operand, got {type(a).__name__} and {type(b).__name__}")
+
+
+# ----------------------------------------------------------------------------- elementwise
+def add(a: Any, b: Any) -> Tensor:
+    a, b = _pair(a, b)
+    return Tensor.from_op(a.data + b.data, (a, b),
+                          lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "add")
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    a, b = _pair(a, b)
+    return Tensor.from_op(a.data - b.data, (a, b),
+                          lambda g: (unbroadcast(g, a.shape), unbroadcast(-g, b.shape)), "sub")
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    a, b = _pair(a, b)
+
+    def backward(g):
+        return (unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
+                unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
+
+    return Tensor.from_op(a.data * b.data, (a, b), backward, "mul")
+
+
+def div(a: Any, b: Any) -> Tensor:
+    a, b = _pair(a, b)
+    out = a.data / b.data
+
+    def backward(g):
+        return (unbroadcast(g / b.data, a.shape) if a.requires_grad else None,
+                unbroadcast(-g * out / b.data, b.shape) if b.requires_grad else None)
+
+    return Tensor.from_op(out, (a, b), backward, "div")
+
+
+def neg(x: Tensor) -> Tensor:
+    return Tensor.from_op(-x.data, (x,), lambda g: (-g,), "neg")
+
+
+def pow(x: Tensor, exponent: float) -> Tensor:  # noqa: A001 (mirrors torch.pow)
+    """x ** exponent for a constant (Python number) exponent."""
+    if isinstance(exponent, Tensor) or not np.isscalar(exponent):
+        raise TypeError(f"pow: exponent must be a number, got {type(exponent).__name__}")
+    return Tensor.from_op(x.data ** exponent, (x,),
+                          lambda g: (g * exponent * x.data ** (exponent - 1),), "pow")
+
+
+def exp(x: Tensor) -> Tensor:
+    out = backend.xp(x.data).exp(x.data)
+    return Tensor.from_op(out, (x,), lambda g: (g * out,), "exp")
+
+
+def log(x: Tensor) -> Tensor:
+    return Tensor.from_op(backend.xp(x.data).log(x.data), (x,), lambda g: (g / x.data,), "log")
+
+
+def sqrt(x: Tensor) -> Tensor:
+    out = backend.xp(x.data).sqrt(x.data)
+    return Tensor.from_op(out, (x,), lambda g: (g * 0.5 / out,), "sqrt")
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001
+    """|x|; the gradient at exactly 0 is 0 (the sign function), as in PyTorch."""
+    xp = backend.xp(x.data)
+    return Tensor.from_op(xp.abs(x.data), (x,), lambda g: (g * xp.sign(x.data),), "abs")
+
+
+def clip(x: Tensor, low: float | None = None, high: float | None = None) -> Tensor:
+    """Clamp to [low, high]; the gradient passes where low <= x <= high (PyTorch's clamp)."""
+    if low is None and high is None:
+        raise ValueError("clip: give at least one of low and high")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"clip: low must be <= high, got low={low}, high={high}")
+    xp = backend.xp(x.data)
+    out = xp.clip(x.data, low, high)
+    inside = xp.ones(x.shape, dtype=bool)
+    if low is not None:
+        inside &= x.data >= low
+    if high is not None:
+        inside &= x.data <= high
+    return Tensor.from_op(out, (x,), lambda g: (g * inside,), "clip")
+
+
+# ----------------------------------------------------------------------------- reductions
+def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
+    return tuple(sorted(a % ndim for a in axes))
+
+
+def _expand(g: Any, shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> Any:
+    """Broadcast a reduced gradient back to the input's shape."""
+    xp = backend.xp(g)
+    if not keepdims:
+        g = g.reshape([1 if i in axes else n for i, n in enumerate(shape)])
+    return xp.broadcast_to(g, shape)
+
+
+def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    axes = _axes(axis, x.ndim, "sum")
+    out = x.data.sum(axis=axes, keepdims=keepdims)
+    return Tensor.from_op(out, (x,), lambda g: (_expand(g, x.shape, axes, keepdims).copy(),), "sum")
+
+
+def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
+    axes = _axes(axis, x.ndim, "mean")
+    count = int(np.prod([x.shape[a] for a in axes]))
+    out = x.data.mean(axis=axes, keepdims=keepdims)
+    return Tensor.from_op(out, (x,), lambda g: (_expand(g / count, x.shape, axes, keepdims).copy(),), "mean")
+
+
+def max(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Maximum over ``axis``; ties share the gradient equally (like ``torch.amax``)."""
+    axes = _axes(axis, x.ndim, "max")
+    if x.size == 0:
+        raise ValueError("max: the tensor is empty")
+    out = x.data.max(axis=axes, keepdims=True)
+
+    def backward(g):
+        hit = x.data == out
+        g = _expand(g, x.shape, axes, keepdims)
+        return (g * hit / hit.sum(axis=axes, keepdims=True),)
+
+    return Tensor.from_op(out if keepdims else out.reshape([n for i, n in enumerate(x.shape) if i not in axes]),
+                          (x,), backward, "max")
+
+
+# ----------------------------------------------------------------------------- shape
+def reshape(x: Tensor, shape: Any) -> Tensor:
+    shape = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
+    try:
+        out = x.data.reshape(shape)
+    except ValueError as err:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into {shape}") from err
+    return Tensor.from_op(out, (x,), lambda g: (g.reshape(x.shape),), "reshape")
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dims ``start_dim..end_dim`` into one (``torch.flatten``)."""
+    start, end = _axes(start_dim, x.ndim, "flatten")[0], _axes(end_dim, x.ndim, "flatten")[0]
+    if start > end:
+        raise ValueError(f"flatten: start_dim ({start_dim}) must not come after end_dim ({end_dim})")
+    return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1:])
+
+
+def transpose(x: Tensor, axes: Any = None) -> Tensor:
+    """Permute the axes (reverse them when ``axes`` is None), like ``np.transpose``."""
+    axes = tuple(range(x.ndim))[::-1] if axes is None or axes == () else tuple(a % x.ndim for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ValueError(f"transpose: axes must be a permutation of 0..{x.ndim - 1}, got {axes}")
+    inverse = tuple(np.argsort(axes))
+    return Tensor.from_op(x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),), "transpose")
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """``x[index]`` with NumPy indexing; repeated fancy indices accumulate in the backward."""
+    if isinstance(index, Tensor):
+        raise TypeError("getitem: index with an integer array, not a Tensor")
+    out = x.data[index]
+    xp = backend.xp(x.data)
+
+    def backward(g):
+        grad = xp.zeros_like(x.data)
+        if xp is np:
+            np.add.at(grad, index, g)
+        else:
+            xp.add.at(grad, index, g)
+        return (grad,)
+
+    return Tensor.from_op(out, (x,), backward, "getitem")
+
+
+def concat(tensors: list[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along ``axis`` (``torch.cat``)."""
+    if not tensors:
+        raise ValueError("concat: expected a non-empty list of tensors")
+    tensors = [as_tensor(t, like=tensors[0] if isinstance(tensors[0], Tensor) else None) for t in tensors]
+    xp = backend.xp(tensors[0].data)
+    try:
+        out = xp.concatenate([t.data for t in tensors], axis=axis)
+    except ValueError as err:
+        raise ValueError(f"concat: shapes {[t.shape for t in tensors]} do not match off axis {axis}") from err
+    bounds = np.cumsum([t.shape[axis] for t in tensors])[:-1]
+    return Tensor.from_op(out, tuple(tensors), lambda g: tuple(xp.split(g, bounds, axis=axis)), "concat")
+
+
+# ----------------------------------------------------------------------------- matmul
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product with NumPy's rules (batched, broadcast over leading dims)."""
+    a, b = _pair(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul: both operands need at least 1 dim")
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ValueError(f"matmul: inner dims differ: {a.shape} @ {b.shape}")
+    xp = backend.xp(a.data)
+    out = xp.matmul(a.data, b.data)
+
+    def backward(g):
+        # Promote 1-d operands to matrices so the two products below are plain GEMMs.
+        am = a.data[None, :] if a.ndim == 1 else a.data
+        bm = b.data[:, None] if b.ndim == 1 else b.data
+        gm = g
+        if a.ndim == 1:
+            gm = xp.expand_dims(gm, -2)
+        if b.ndim == 1:
+            gm = xp.expand_dims(gm, -1)
+        ga = gb = None
+        if a.requires_grad:
+            ga = unbroadcast(xp.matmul(gm, xp.swapaxes(bm, -1, -2)), am.shape).reshape(a.shape)
+        if b.requires_grad:
+            gb = unbroadcast(xp.matmul(xp.swapaxes(am, -1, -2), gm), bm.shape).reshape(b.shape)
+        return ga, gb
+
+    return Tensor.from_op(out, (a, b), backward, "matmul")
