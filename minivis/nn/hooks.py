@@ -1,0 +1,69 @@
+"""Reading and steering a network from the outside, by layer name.
+
+* ``capture(model, layers)``: record the output of named layers during a forward pass. The
+  captured tensors are part of the graph, so ``acts[name].backward(g)`` starts the backward
+  pass at that layer with a gradient of your choice (DeepDream, DeconvNet), and
+  ``retain_grad=True`` keeps dL/d(activation) after a backward from the logits (Grad-CAM).
+* ``forward_to(model, x, layer)``: run the network only up to a layer (the layer-range forward
+  that makes feature inversion and DeepDream one-liners) by stopping right after it.
+* ``edit_output(model, layer, fn)``: replace a layer's output by ``fn(output)`` (ablation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from minivis.autograd import Tensor
+from minivis.nn.module import Module
+
+
+def _names(layers: str | Sequence[str]) -> list[str]:
+    names = [layers] if isinstance(layers, str) else list(layers)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"layers: expected a layer name or a list of names, got {layers!r}")
+    return names
+
+
+@contextmanager
+def capture(model: Module, layers: str | Sequence[str], retain_grad: bool = False) -> Iterator[dict[str, Tensor]]:
+    """``with capture(model, ["features.3"]) as acts: model(x)`` fills ``acts["features.3"]``."""
+    acts: dict[str, Tensor] = {}
+    with ExitStack() as stack:
+        for name in _names(layers):
+            def record(module, inputs, output, name=name):
+                if retain_grad and isinstance(output, Tensor) and output.requires_grad:
+                    output.retain_grad()
+                acts[name] = output
+            stack.enter_context(model.get_submodule(name).register_forward_hook(record))
+        yield acts
+
+
+class _StopForward(Exception):
+    def __init__(self, output: Any) -> None:
+        super().__init__()
+        self.output = output
+
+
+def forward_to(model: Module, x: Any, layer: str) -> Tensor:
+    """The output of ``layer`` for input ``x``; the layers after it are not run."""
+    if layer == "":
+        return model(x)
+
+    def stop(module, inputs, output):
+        raise _StopForward(output)
+
+    with model.get_submodule(layer).register_forward_hook(stop):
+        try:
+            model(x)
+        except _StopForward as done:
+            return done.output
+    raise RuntimeError(f"forward_to: layer {layer!r} was never reached in the forward pass")
+
+
+@contextmanager
+def edit_output(model: Module, layer: str, fn: Callable[[Tensor], Tensor]) -> Iterator[None]:
+    """Within the block, ``layer``'s output is replaced by ``fn(output)``."""
+    with model.get_submodule(layer).register_forward_hook(lambda m, i, out: fn(out)):
+        yield

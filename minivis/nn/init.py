@@ -1,0 +1,31 @@
+"""Weight initialisation, seeded from one module-level generator (``seed(n)`` makes models reproducible)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_rng = np.random.default_rng(0)
+
+
+def seed(value: int) -> None:
+    """Reseed the generator every layer constructor draws its initial weights from."""
+    global _rng
+    _rng = np.random.default_rng(value)
+
+
+def generator() -> np.random.Generator:
+    return _rng
+
+
+def uniform_fan_in(shape: tuple[int, ...], fan_in: int, dtype=np.float32) -> np.ndarray:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for Conv and Linear weights and biases
+    (kaiming_uniform with a=sqrt(5) reduces to this bound)."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    return _rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def kaiming_normal(shape: tuple[int, ...], fan_in: int, dtype=np.float32) -> np.ndarray:
+    """N(0, 2/fan_in) (He et al. 2015): keeps activation variance through ReLU layers."""
+    return (_rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)

@@ -1,0 +1,238 @@
+"""Module and Parameter: the PyTorch-style container that owns weights and sub-layers.
+
+A Module registers its ``Parameter`` attributes, sub-``Module`` attributes and buffers (arrays
+such as batch-norm running statistics) in insertion order, so ``state_dict()`` produces
+PyTorch's dotted key names (``"features.0.weight"``) and ``load_state_dict`` accepts files
+written by PyTorch. Layers are addressed by their dotted prefix (``model.get_submodule("features.3")``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from minivis import backend
+from minivis.autograd import Tensor
+
+
+class Parameter(Tensor):
+    """A tensor that is a learnable weight of a Module (``requires_grad=True`` by default)."""
+
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class HookHandle:
+    """Returned by ``register_forward_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: dict[int, Callable], key: int) -> None:
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+    def __enter__(self) -> HookHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+class Module:
+    """Base class of every layer and model. Subclasses define ``forward``."""
+
+    _next_hook_id = 0
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------------ registration
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        for table in (self._parameters, self._modules, self._buffers):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, array: Any) -> None:
+        """A non-learnable array that belongs in the state dict (e.g. running statistics)."""
+        self._buffers[name] = array
+        object.__setattr__(self, name, array)
+
+    def _set_buffer(self, name: str, array: Any) -> None:
+        self._buffers[name] = array
+        object.__setattr__(self, name, array)
+
+    # ------------------------------------------------------------------ traversal
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, module in self.named_modules():
+            yield module
+
+    def children(self) -> Iterator[Module]:
+        yield from self._modules.values()
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._modules.items()
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for prefix, module in self.named_modules():
+            for name, param in module._parameters.items():
+                yield (f"{prefix}.{name}" if prefix else name), param
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, param in self.named_parameters():
+            yield param
+
+    def named_buffers(self) -> Iterator[tuple[str, Any]]:
+        for prefix, module in self.named_modules():
+            for name, buf in module._buffers.items():
+                yield (f"{prefix}.{name}" if prefix else name), buf
+
+    def get_submodule(self, name: str) -> Module:
+        """The layer at dotted path ``name`` (``""`` is the model itself)."""
+        if not isinstance(name, str):
+            raise TypeError(f"layer: expected a dotted layer name (str), got {type(name).__name__}")
+        if name == "":
+            return self
+        module: Module = self
+        for part in name.split("."):
+            if part not in module._modules:
+                raise ValueError(f"layer: {name!r} is not a layer of {type(self).__name__}; "
+                                 f"known layers: {', '.join(self.layer_names()[:40])}")
+            module = module._modules[part]
+        return module
+
+    def layer_names(self) -> list[str]:
+        """Every addressable layer name (the dotted state_dict prefixes)."""
+        return [name for name, _ in self.named_modules() if name]
+
+    # ------------------------------------------------------------------ modes, devices
+    def train(self, mode: bool = True) -> Module:
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def to(self, device: str) -> Module:
+        """Move every parameter and buffer to ``device`` ("cpu" or "gpu") in place."""
+        backend.check_device(device)
+        for module in self.modules():
+            for param in module._parameters.values():
+                param.data = backend.to_device(param.data, device)  # same object: optimisers keep working
+                param.grad = None if param.grad is None else backend.to_device(param.grad, device)
+            for name, buf in module._buffers.items():
+                module._set_buffer(name, backend.to_device(buf, device))
+        return self
+
+    def zero_grad(self) -> None:
+        for param in self.parameters():
+            param.grad = None
+
+    def requires_grad_(self, flag: bool = True) -> Module:
+        """Freeze (False) or unfreeze the weights: visualisation methods optimise the image only."""
+        for param in self.parameters():
+            param.requires_grad = bool(flag)
+        return self
+
+    # ------------------------------------------------------------------ state dict
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Parameters and buffers as NumPy arrays under PyTorch's dotted key names."""
+        state: OrderedDict[str, np.ndarray] = OrderedDict()
+        for name, param in self.named_parameters():
+            state[name] = backend.to_device(param.data, "cpu").copy()
+        for name, buf in self.named_buffers():
+            state[name] = np.array(backend.to_device(buf, "cpu"), copy=True)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Copy ``state`` into the parameters and buffers, all or nothing.
+
+        Every key and shape is checked before anything is written, so a bad file never leaves
+        a half-loaded model. ``strict=False`` ignores missing and unexpected keys (shapes are
+        always checked).
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"load_state_dict: expected a dict of arrays, got {type(state).__name__}")
+        own = dict(self.named_parameters())
+        buffers = dict(self.named_buffers())
+        expected = {**{k: v.shape for k, v in own.items()}, **{k: np.shape(v) for k, v in buffers.items()}}
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys: {missing[:20]}{' ...' if len(missing) > 20 else ''}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {unexpected[:20]}{' ...' if len(unexpected) > 20 else ''}")
+        arrays = {}
+        for key, value in state.items():
+            if key not in expected:
+                continue
+            array = np.asarray(backend.to_device(value.data if isinstance(value, Tensor) else value, "cpu"))
+            if tuple(array.shape) != tuple(expected[key]):
+                problems.append(f"{key}: expected shape {tuple(expected[key])}, got {tuple(array.shape)}")
+            elif key in own and array.dtype.kind not in "fiu":
+                problems.append(f"{key}: expected a numeric array, got dtype {array.dtype}")
+            arrays[key] = array
+        if problems:
+            raise ValueError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
+        modules = dict(self.named_modules())
+        for key, array in arrays.items():
+            owner_name, _, attr = key.rpartition(".")
+            owner = modules[owner_name]
+            if key in own:
+                param = own[key]
+                param.data = backend.to_device(array.astype(param.dtype), param.device)
+            else:
+                old = buffers[key]
+                owner._set_buffer(attr, backend.to_device(array.astype(np.asarray(old).dtype), backend.device_of(old)))
+
+    # ------------------------------------------------------------------ forward and hooks
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            replaced = hook(self, args, out)
+            if replaced is not None:
+                out = replaced
+        return out
+
+    def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> HookHandle:
+        """Call ``hook(module, inputs, output)`` after every forward; a non-None return replaces the output."""
+        Module._next_hook_id += 1
+        self._forward_hooks[Module._next_hook_id] = hook
+        return HookHandle(self._forward_hooks, Module._next_hook_id)
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._modules.items():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return lines[0] + (")" if len(lines) == 1 else "\n" + "\n".join(lines[1:]) + "\n)")
