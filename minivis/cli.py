@@ -1,0 +1,56 @@
+"""The ``minivis`` command: one verb per job.
+
+    minivis lessons [--fast] [--out DIR]     run every lesson script, saving its figures to DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_lessons(out: Path, fast: bool, only: list[str] | None = None) -> int:
+    """Run each ``lessons/NN_*.py`` as a script; figures go to ``out``. Returns the number that failed."""
+    lessons = sorted((REPO / "lessons").glob("[0-9][0-9]_*.py"))
+    if only:
+        lessons = [p for p in lessons if any(p.name.startswith(o) for o in only)]
+    if not lessons:
+        print(f"minivis lessons: no lessons found under {REPO / 'lessons'} (run from a source checkout)")
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, MPLBACKEND="Agg", MINIVIS_FIGURES=str(out.resolve()))
+    if fast:
+        env["MINIVIS_FAST"] = "1"
+    failed = 0
+    for path in lessons:
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, str(path)], env=env, cwd=REPO)
+        status = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+        failed += result.returncode != 0
+        print(f"{path.name:50s} {status:20s} {time.perf_counter() - start:6.1f} s", flush=True)
+    print(f"figures in {out.resolve()}")
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="minivis", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    lessons = verbs.add_parser("lessons", help="run every lesson and save its figures")
+    lessons.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG figures")
+    lessons.add_argument("--fast", action="store_true", help="small sizes (MINIVIS_FAST=1)")
+    lessons.add_argument("only", nargs="*", help="lesson number prefixes to run, e.g. 01 04")
+    args = parser.parse_args(argv)
+    if args.verb == "lessons":
+        return 1 if run_lessons(args.out, args.fast, args.only) else 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
