@@ -1,6 +1,7 @@
 """The ``minivis`` command: one verb per job.
 
     minivis lessons [--fast] [--out DIR]     run every lesson script, saving its figures to DIR
+    minivis train fashion_cnn [--epochs N]   train the Fashion-MNIST CNN, save weights and checkpoints
 """
 
 from __future__ import annotations
@@ -46,9 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     lessons.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG figures")
     lessons.add_argument("--fast", action="store_true", help="small sizes (MINIVIS_FAST=1)")
     lessons.add_argument("only", nargs="*", help="lesson number prefixes to run, e.g. 01 04")
+    train = verbs.add_parser("train", help="train a zoo model from scratch")
+    train.add_argument("model", choices=["fashion_cnn"])
+    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=0.05)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, default=None, help="folder for the weights (default: the package's)")
     args = parser.parse_args(argv)
     if args.verb == "lessons":
         return 1 if run_lessons(args.out, args.fast, args.only) else 0
+    if args.verb == "train":
+        from minivis.models import WEIGHTS_DIR  # noqa: PLC0415
+        from minivis.train import train_fashion_cnn  # noqa: PLC0415
+
+        log = train_fashion_cnn(args.out or WEIGHTS_DIR, args.epochs, args.batch_size, args.lr, args.seed)
+        print(f"test accuracy {log['test_accuracy']:.4f} after {log['total_seconds']:.0f} s")
+        return 0
     return 2
 
 

@@ -48,7 +48,8 @@ class Dropout(Module):
         if not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = p
-        self.rng = np.random.default_rng(seed)
+        # Unseeded dropout draws its seed from the init generator, so init.seed(n) fixes training runs too.
+        self.rng = np.random.default_rng(init.generator().integers(2**63) if seed is None else seed)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, self.training, self.rng)

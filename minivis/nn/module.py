@@ -147,6 +147,27 @@ class Module:
                 module._set_buffer(name, backend.to_device(buf, device))
         return self
 
+    def astype(self, dtype: Any) -> Module:
+        """Cast every floating parameter and buffer to ``dtype`` in place (float32 or float64)."""
+        dtype = np.dtype(dtype)
+        if dtype.type not in backend.FLOAT_DTYPES:
+            raise TypeError(f"astype: dtype must be float32 or float64, got {dtype}")
+        for module in self.modules():
+            for param in module._parameters.values():
+                param.data = param.data.astype(dtype)
+                param.grad = None
+            for name, buf in module._buffers.items():
+                if buf.dtype.kind == "f":
+                    module._set_buffer(name, buf.astype(dtype))
+        return self
+
+    def double(self) -> Module:
+        """Float64 weights, as ``torch.nn.Module.double()`` (gradient checks use this)."""
+        return self.astype(np.float64)
+
+    def float(self) -> Module:
+        return self.astype(np.float32)
+
     def zero_grad(self) -> None:
         for param in self.parameters():
             param.grad = None
@@ -161,10 +182,12 @@ class Module:
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Parameters and buffers as NumPy arrays under PyTorch's dotted key names."""
         state: OrderedDict[str, np.ndarray] = OrderedDict()
-        for name, param in self.named_parameters():
-            state[name] = backend.to_device(param.data, "cpu").copy()
-        for name, buf in self.named_buffers():
-            state[name] = np.array(backend.to_device(buf, "cpu"), copy=True)
+        for prefix, module in self.named_modules():  # PyTorch's order: each module's params, then buffers
+            dot = f"{prefix}." if prefix else ""
+            for name, param in module._parameters.items():
+                state[dot + name] = np.array(backend.to_device(param.data, "cpu"), copy=True)
+            for name, buf in module._buffers.items():
+                state[dot + name] = np.array(backend.to_device(buf, "cpu"), copy=True)
         return state
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:

@@ -1,0 +1,145 @@
+"""Module, state_dict, hooks: against a PyTorch twin with the same key names."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+import minivis as mv
+from minivis import nn
+
+
+def small_net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5),
+    )
+
+
+def torch_twin() -> torch.nn.Sequential:
+    tn = torch.nn
+    return tn.Sequential(
+        tn.Conv2d(3, 4, 3, padding=1), tn.BatchNorm2d(4), tn.ReLU(), tn.MaxPool2d(2),
+        tn.Conv2d(4, 6, 3, padding=1), tn.ReLU(), tn.Flatten(), tn.Linear(6 * 4 * 4, 5),
+    )
+
+
+def test_state_dict_keys_and_shapes_match_pytorch():
+    ours, theirs = small_net().state_dict(), torch_twin().state_dict()
+    assert list(ours) == list(theirs)
+    for key in ours:
+        assert ours[key].shape == tuple(theirs[key].shape), key
+
+
+def test_pytorch_weights_give_identical_outputs_in_eval_and_train(rng):
+    twin = torch_twin().double()
+    with torch.no_grad():  # non-trivial running statistics
+        twin[1].running_mean.uniform_(-0.5, 0.5)
+        twin[1].running_var.uniform_(0.5, 2.0)
+    net = small_net().double()
+    net.load_state_dict({k: v.numpy() for k, v in twin.state_dict().items()})
+    assert net[0].weight.dtype == np.float64
+    x = rng.standard_normal((2, 3, 8, 8))
+    net.eval()
+    twin.eval()
+    got = net(mv.tensor(x, dtype=np.float64)).numpy()
+    want = twin(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    net.train()
+    twin.train()
+    got = net(mv.tensor(x, dtype=np.float64)).numpy()
+    want = twin(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(net[1].running_mean, twin[1].running_mean.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(net[1].running_var, twin[1].running_var.numpy(), rtol=1e-10, atol=1e-12)
+    assert int(net[1].num_batches_tracked) == int(twin[1].num_batches_tracked)
+
+
+def test_load_state_dict_is_all_or_nothing():
+    net = small_net()
+    before = net.state_dict()
+    bad = {k: v.copy() + 1 for k, v in before.items()}
+    bad["4.weight"] = np.zeros((6, 4, 5, 5), np.float32)
+    with pytest.raises(ValueError, match=r"4\.weight: expected shape \(6, 4, 3, 3\), got \(6, 4, 5, 5\)"):
+        net.load_state_dict(bad)
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_load_state_dict_reports_missing_and_unexpected_keys():
+    net = small_net()
+    state = net.state_dict()
+    del state["0.bias"]
+    state["9.weight"] = np.zeros(3)
+    with pytest.raises(ValueError, match=r"missing keys: \['0\.bias'\].*unexpected keys: \['9\.weight'\]"):
+        net.load_state_dict(state)
+    net.load_state_dict(state, strict=False)  # tolerated when asked
+    with pytest.raises(TypeError, match="expected a dict"):
+        net.load_state_dict([1, 2])
+
+
+def test_named_layers_and_unknown_layer_error():
+    net = small_net()
+    assert net.get_submodule("3") is net[3]
+    assert "7" in net.layer_names()
+    with pytest.raises(ValueError, match=r"'12' is not a layer of Sequential; known layers: 0, 1"):
+        net.get_submodule("12")
+
+
+def test_capture_reads_activations_and_backward_starts_at_a_layer(rng):
+    net = small_net().double().eval()
+    x = mv.tensor(rng.standard_normal((1, 3, 8, 8)), requires_grad=True, dtype=np.float64)
+    with nn.capture(net, ["2", "5"], retain_grad=True) as acts:
+        out = net(x)
+    assert acts["2"].shape == (1, 4, 8, 8) and acts["5"].shape == (1, 6, 4, 4)
+    out[0, 1].backward(retain_graph=True)
+    assert acts["5"].grad is not None and acts["5"].grad.shape == (1, 6, 4, 4)
+    # starting the backward at layer 5 with its own gradient reproduces the input gradient
+    expected = x.grad.copy()
+    x.zero_grad()
+    acts["5"].backward(acts["5"].grad)
+    np.testing.assert_allclose(x.grad, expected, rtol=1e-12)
+
+
+def test_forward_to_stops_at_the_layer(rng):
+    net = small_net().eval()
+    calls = []
+    net[7].register_forward_hook(lambda m, i, o: calls.append(1))
+    x = mv.tensor(rng.standard_normal((2, 3, 8, 8)), dtype=np.float32)
+    h = nn.forward_to(net, x, "3")
+    assert h.shape == (2, 4, 4, 4) and not calls
+    np.testing.assert_allclose(h.numpy(), net[:4](x).numpy())
+
+
+def test_edit_output_and_hook_removal(rng):
+    net = small_net().eval()
+    x = mv.tensor(rng.standard_normal((1, 3, 8, 8)), dtype=np.float32)
+    with nn.edit_output(net, "7", lambda out: out * 0):
+        assert np.all(net(x).numpy() == 0)
+    assert np.any(net(x).numpy() != 0)
+
+
+def test_train_eval_parameters_and_requires_grad():
+    net = small_net()
+    assert len(list(net.parameters())) == 8
+    net.eval()
+    assert not any(m.training for m in net.modules())
+    net.requires_grad_(False)
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_sequential_with_ordered_dict_and_bad_layer():
+    seq = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 2, 3)), ("act", nn.ReLU())]))
+    assert list(seq.state_dict()) == ["conv.weight", "conv.bias"]
+    with pytest.raises(TypeError, match="Sequential: layer 0 must be a Module"):
+        nn.Sequential(lambda x: x)
+
+
+def test_layer_constructor_errors():
+    with pytest.raises(ValueError, match="divisible by groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="Linear: in_features must be a positive int"):
+        nn.Linear(0, 3)
+    with pytest.raises(ValueError, match=r"Dropout: p must be in \[0, 1\)"):
+        nn.Dropout(1.5)
