@@ -1,0 +1,615 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 01: convolution and its transpose
+#
+# **The question.** A convolutional network maps an image to feature maps. To explain
+# what a feature map responded to, we want to go the *other* way: start from one activation
+# and ask which pixels fed it, and with what weight. Zeiler & Fergus ("Visualizing and
+# Understanding Convolutional Networks", ECCV 2014) did this with a *DeconvNet*: a copy of the
+# network run backwards, made of three pieces that undo one layer each:
+#
+# | forward layer | DeconvNet piece |
+# | --- | --- |
+# | max-pooling | *unpooling* that puts each value back where the maximum came from (the "switches") |
+# | ReLU | a ReLU again, so only positive signal goes down |
+# | convolution with filter $w$ | convolution with the *transposed* filter |
+#
+# Why the transpose, and not an inverse? This lesson answers that with a little linear
+# algebra: a convolution is a matrix $C$ acting on the flattened image; sending a signal
+# back through the same weights is multiplying by $C^\top$; and $C^\top$ is itself a
+# convolution (the "transposed convolution" of Dumoulin & Visin, "A guide to convolution
+# arithmetic for deep learning", 2016). The punchline, which the later lessons build on: the
+# DeconvNet is ordinary backpropagation with one rule changed, the one for the ReLU.
+#
+# Plan: (1) write a convolution as $y = Cx$ and look at $C$; (2) derive why the gradient is
+# $C^\top g$ and why $C^\top$ is a convolution with a flipped kernel; (3) code both from scratch
+# in NumPy, then through minivis, and assert they agree; (4) do the same for max-pooling and
+# unpooling; (5) compare the three ReLU backward rules and check a two-layer DeconvNet against
+# backprop under the `"deconvnet"` rule.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+from _common import FAST, savefig, sized
+
+import minivis as mv
+
+rng = np.random.default_rng(0)
+np.set_printoptions(precision=3, suppress=True, linewidth=120)
+print("fast mode" if FAST else "full mode")
+
+# %% [markdown]
+# ## 1. A convolution is a matrix
+#
+# Every deep-learning library computes *cross-correlation* and calls it convolution: the kernel
+# slides over the image without being flipped. For a single-channel $H \times W$ image $x$,
+# a $k \times k$ kernel $w$, stride $s$ and zero padding $p$,
+#
+# $$
+# y_{ij} \;=\; \sum_{a=0}^{k-1} \sum_{b=0}^{k-1} w_{ab}\; x_{\,s i + a - p,\; s j + b - p},
+# \qquad 0 \le i < H', \quad H' = \left\lfloor \frac{H + 2p - k}{s} \right\rfloor + 1,
+# $$
+#
+# where $x$ is taken to be $0$ outside the image (that is all padding means). Every $y_{ij}$
+# is a weighted sum of pixels, so $y$ depends *linearly* on $x$. Flatten both row by row
+# ($x \in \mathbb{R}^{HW}$, $y \in \mathbb{R}^{H'W'}$) and the convolution becomes a
+# matrix-vector product $y = C x$ with
+#
+# $$
+# C_{(i,j),(m,n)} \;=\;
+# \begin{cases}
+# w_{\,m - s i + p,\; n - s j + p} & \text{if both indices lie in } \{0, \dots, k-1\},\\
+# 0 & \text{otherwise.}
+# \end{cases}
+# $$
+#
+# Read it two ways. A **row** of $C$ is one output pixel: the kernel laid out over the
+# flattened image at that pixel's window. A **column** of $C$ is one input pixel: which
+# outputs it feeds, and with which weight. Keep the second reading in mind; it is the whole
+# story of the transpose.
+#
+# Building $C$ takes one loop over the $k^2$ kernel taps: tap $(a, b)$ connects every output
+# pixel $(i, j)$ to the input pixel $(si + a - p,\, sj + b - p)$, unless that falls in the padding.
+
+# %%
+def conv_output_size(size: int, k: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - k) // stride + 1
+
+
+def conv_matrix(w: np.ndarray, H: int, W: int, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """The (H'W', HW) matrix C with C @ x.ravel() == cross-correlation of x (H, W) with w (k, k)."""
+    k = w.shape[0]
+    Ho, Wo = conv_output_size(H, k, stride, padding), conv_output_size(W, k, stride, padding)
+    C = np.zeros((Ho * Wo, H * W))
+    i, j = np.meshgrid(np.arange(Ho), np.arange(Wo), indexing="ij")  # every output pixel at once
+    for a in range(k):
+        for b in range(k):
+            m, n = stride * i + a - padding, stride * j + b - padding  # the pixel under tap (a, b)
+            inside = (m >= 0) & (m < H) & (n >= 0) & (n < W)  # taps over the padding add nothing
+            C[(i * Wo + j)[inside], (m * W + n)[inside]] = w[a, b]
+    return C
+
+
+def conv2d_np(x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Cross-correlation of x (H, W) with w (k, k), straight from the formula: every window times w."""
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, padding), w.shape)  # (., ., k, k)
+    return np.einsum("ijab,ab->ij", windows[::stride, ::stride], w)
+
+
+# %% [markdown]
+# A $4 \times 4$ image and a $3 \times 3$ kernel: with stride 1 the output is $2 \times 2$,
+# so $C$ is $4 \times 16$. With stride 2 and padding 1 the output is again $2 \times 2$,
+# but the windows now start two pixels apart and hang over the border.
+
+# %%
+H = W = 4
+x = rng.standard_normal((H, W))
+w = rng.standard_normal((3, 3))
+settings = {"stride 1": dict(stride=1, padding=0), "stride 2, padding 1": dict(stride=2, padding=1)}
+C = {name: conv_matrix(w, H, W, **s) for name, s in settings.items()}
+
+for name, s in settings.items():
+    y = conv2d_np(x, w, **s)
+    print(f"{name}: x {x.shape} -> y {y.shape}, C {C[name].shape}")
+    np.testing.assert_allclose(C[name] @ x.ravel(), y.ravel(), rtol=1e-12, atol=1e-12)
+print("C @ x equals the convolution for both settings")
+
+# %% [markdown]
+# The picture uses the kernel $w = \begin{pmatrix}1&2&3\\4&5&6\\7&8&9\end{pmatrix}$ so you can
+# see where each tap lands.
+#
+# **What to notice.** Each row holds the same nine numbers, in three runs of three (one run
+# per kernel row), separated by gaps of $W - k$ zeros: the 2-D window flattened. From one
+# output pixel to its right-hand neighbour the pattern moves $s$ columns; from one output row
+# to the next it moves $s \cdot W$ columns. With padding, the taps that would land on the
+# border are simply missing. $C$ is
+# mostly zeros: a convolution is a *sparse, weight-shared* linear map.
+
+# %%
+w_demo = np.arange(1.0, 10.0).reshape(3, 3)
+
+
+def show_matrix(ax, M, title, every=None, zeros=False):
+    """Draw a small non-negative matrix with its non-zero entries (and, if ``zeros``, its zeros) written in.
+
+    ``every``: draw a thin line every that many columns (e.g. W, to mark the image rows)."""
+    top = max(M.max(), 1e-9)
+    ax.imshow(M, cmap="Blues", vmin=0, vmax=top)
+    for r, c in np.ndindex(M.shape):
+        if M[r, c] or zeros:
+            ax.text(c, r, f"{M[r, c]:g}", ha="center", va="center", fontsize=7,
+                    color="white" if M[r, c] > 0.6 * top else ("black" if M[r, c] else "silver"))
+    for c in range(every, M.shape[1], every) if every else ():
+        ax.axvline(c - 0.5, color="gray", lw=0.8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+fig, axes = plt.subplots(2, 1, figsize=(9, 3.6))
+for ax, (name, s) in zip(axes, settings.items(), strict=True):
+    M = conv_matrix(w_demo, H, W, **s)
+    show_matrix(ax, M, f"C, {name}: 4 rows = output pixels, 16 columns = input pixels "
+                       f"(lines mark the image rows)", every=W)
+savefig(fig, "01_conv_matrix")
+
+# %% [markdown]
+# ## 2. Why the transpose?
+#
+# **Step 1: the gradient.** Let $L$ be any scalar computed from $y$ (a loss, or one chosen
+# activation), and write $g = \partial L / \partial y$ for the signal arriving from above.
+# Input pixel $q$ reaches $L$ only through the outputs it feeds, so by the chain rule
+#
+# $$
+# \frac{\partial L}{\partial x_q} \;=\; \sum_r \frac{\partial L}{\partial y_r}\,
+# \frac{\partial y_r}{\partial x_q} \;=\; \sum_r g_r\, C_{rq}
+# \qquad\Longrightarrow\qquad \frac{\partial L}{\partial x} = C^\top g .
+# $$
+#
+# This is the answer to "which inputs influenced this output, and how much": the very same
+# weights, read down the **columns** of $C$. It is not an inverse; $C$ here is $4 \times 16$ and
+# has no inverse. It is the map that sends every output's share back to the pixels that
+# produced it, in proportion to the weight that joined them.
+#
+# **Step 2: the adjoint identity.** A one-line consequence that we can test without ever
+# building $C$: for every $x$ and every $g$,
+#
+# $$
+# \langle C x,\, g \rangle \;=\; \langle x,\, C^\top g \rangle .
+# $$
+#
+# Any linear map that satisfies this for all $x, g$ *is* the transpose of the convolution.
+#
+# **Step 3: $C^\top$ is a convolution too.** Write out one entry of $C^\top g$:
+#
+# $$
+# (C^\top g)_{mn} \;=\; \sum_{i,j} g_{ij}\; w_{\,m - s i + p,\; n - s j + p}.
+# $$
+#
+# Read as a *scatter*, this says: every $g_{ij}$ stamps a copy of the kernel, scaled by
+# $g_{ij}$, onto the input grid at the spot where window $(i, j)$ sat, and overlapping stamps
+# add up. That is the "put the contribution back with the same weights" picture.
+#
+# Read as a *gather* (fix the pixel $(m, n)$ and ask which $g$'s reach it), take one axis and
+# stride 1, padding 0 first. Substituting $a = m - i$,
+#
+# $$
+# (C^\top g)_m = \sum_{a} w_a\, g_{m - a}
+# = \sum_{a'} \tilde w_{a'}\; g_{\,m - (k-1) + a'}, \qquad \tilde w_{a'} = w_{k-1-a'} .
+# $$
+#
+# The index of $g$ now runs *backwards* against the kernel: it is a cross-correlation of $g$
+# with the **flipped** kernel $\tilde w$ (rotated by 180 degrees in 2-D), after padding $g$
+# with $k - 1$ zeros on each side so that the pixels near the border, which fewer windows
+# touched, also get their values. That flip is the "transposed filter" of the DeconvNet.
+#
+# For stride $s$, spread $g$ out first: let $\hat g$ hold $g_i$ at position $s i$ and zeros
+# in between ($s - 1$ zeros between neighbours). Then
+# $\sum_i g_i\, w_{m + p - s i} = \sum_t \hat g_t\, w_{m + p - t}$, which is the stride-1 case
+# applied to $\hat g$. The forward padding $p$ only shifts the index by $p$: the windows already
+# reached $p$ pixels past the border, so $p$ of the $k - 1$ zeros of padding are no longer
+# needed on each side. Putting the pieces together:
+#
+# > **Transposed convolution** = insert $s-1$ zeros between the entries of $g$, pad with
+# > $k-1-p$ zeros on each side, and cross-correlate at stride 1 with the kernel rotated by
+# > 180 degrees.
+#
+# Its output has $s(H'-1) + k - 2p$ rows. That is $H$ only when the forward floor division
+# dropped nothing: several input sizes give the same $H'$ (with $s = 2$, both 3 and 4 pixels
+# give $H' = 2$ below), so $g$ alone cannot tell which one to go back to. The
+# `output_padding` argument says how many rows to add at the bottom/right, here
+# $(H + 2p - k) \bmod s$; in the zero-inserted picture it is extra zero padding on that side.
+#
+# In our stride-2 example, $H = 4$, $p = 1$, $k = 3$: $H + 2p - k = 3$ is odd, so
+# `output_padding=1` is needed to get back to $4 \times 4$.
+
+# %%
+def conv_transpose2d_scatter(g, w, stride=1, padding=0, output_padding=0):
+    """C^T g by stamping: every g[i, j] adds g[i, j] * w where window (i, j) sat, then the padding is cut."""
+    k = w.shape[0]
+    Ho, Wo = g.shape
+    full = np.zeros((stride * (Ho - 1) + k + output_padding, stride * (Wo - 1) + k + output_padding))
+    for i in range(Ho):  # a teaching loop over the few output pixels; minivis uses a GEMM
+        for j in range(Wo):
+            full[stride * i:stride * i + k, stride * j:stride * j + k] += g[i, j] * w
+    return full[padding:full.shape[0] - padding, padding:full.shape[1] - padding]
+
+
+def conv_transpose2d_np(g, w, stride=1, padding=0, output_padding=0):
+    """C^T g as a convolution: zero-insert g, pad it by k-1-p (+ output_padding), correlate with w flipped."""
+    k = w.shape[0]
+    spread = np.zeros((stride * (g.shape[0] - 1) + 1, stride * (g.shape[1] - 1) + 1))
+    spread[::stride, ::stride] = g  # s-1 zeros between neighbours
+    q = k - 1 - padding  # assumes padding <= k - 1, as in every network we use
+    spread = np.pad(spread, ((q, q + output_padding), (q, q + output_padding)))
+    return conv2d_np(spread, w[::-1, ::-1])  # the kernel rotated by 180 degrees, stride 1
+
+
+out_pad = {"stride 1": 0, "stride 2, padding 1": 1}
+for name, s in settings.items():
+    g = rng.standard_normal((2, 2))
+    via_matrix = (C[name].T @ g.ravel()).reshape(H, W)
+    via_scatter = conv_transpose2d_scatter(g, w, **s, output_padding=out_pad[name])
+    via_conv = conv_transpose2d_np(g, w, **s, output_padding=out_pad[name])
+    np.testing.assert_allclose(via_scatter, via_matrix, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(via_conv, via_matrix, rtol=1e-12, atol=1e-12)
+    # the adjoint identity <Cx, g> = <x, C^T g>
+    np.testing.assert_allclose(np.vdot(conv2d_np(x, w, **s), g), np.vdot(x, via_conv), rtol=1e-12)
+print("C^T g == scatter with the same weights == convolution of the spread-out g with the flipped kernel")
+
+# %% [markdown]
+# Two pictures of this. Left and middle: $C^\top$ for both settings. Each row is now one input
+# pixel, and lists the outputs it fed. Right: take a $5 \times 5$ image, whose centre pixel is
+# covered by all nine $3 \times 3$ windows, and reshape the centre pixel's row of $C^\top$ to
+# the $3 \times 3$ output grid.
+#
+# **What to notice.** The centre pixel sees the kernel upside down and back to front: the
+# output to its top-left used it through tap $w_{22} = 9$, the one to its bottom-right through
+# $w_{00} = 1$. That rotated kernel is exactly the filter the DeconvNet convolves with. In the
+# stride-2 matrix the rows are uneven: most input pixels feed one output, those where windows
+# overlap feed two or four. With a stride, the kernel's taps cover the input grid unevenly,
+# which is where the checkerboard artefacts of transposed convolutions come from.
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(11, 4.2), gridspec_kw=dict(width_ratios=[1, 1, 1.4, 1.4]))
+for ax, (name, s) in zip(axes[:2], settings.items(), strict=True):
+    show_matrix(ax, conv_matrix(w_demo, H, W, **s).T, f"C^T, {name}\n16 inputs x 4 outputs")
+show_matrix(axes[2], w_demo, "the kernel w")
+centre_row = conv_matrix(w_demo, 5, 5).T[2 * 5 + 2]  # input pixel (2, 2) of a 5x5 image
+show_matrix(axes[3], centre_row.reshape(3, 3), "what the centre pixel of a 5x5\ninput sees: w rotated 180°")
+savefig(fig, "01_conv_transpose")
+
+# %% [markdown]
+# And the transposed convolution in its "convolution" form for the stride-2 case: spread
+# $g$ out with zeros, pad it by $k - 1 - p = 1$ (plus one row and column of `output_padding`),
+# and slide the rotated kernel over it at stride 1.
+
+# %%
+g_demo = np.array([[1.0, 2.0], [3.0, 4.0]])
+spread = np.zeros((3, 3))
+spread[::2, ::2] = g_demo
+spread = np.pad(spread, ((1, 2), (1, 2)))
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+show_matrix(axes[0], g_demo, "g (2x2)")
+show_matrix(axes[1], spread, "zeros inserted, padded\n(6x6)", zeros=True)
+show_matrix(axes[2], w_demo[::-1, ::-1], "kernel rotated 180°")
+result = conv_transpose2d_np(g_demo, w_demo, stride=2, padding=1, output_padding=1)
+show_matrix(axes[3], result, "result = C^T g (4x4)")
+savefig(fig, "01_transposed_conv_as_conv")
+
+# %% [markdown]
+# ## 3. The same through minivis
+#
+# minivis works on batches of multi-channel images: `x` is $(N, C_\text{in}, H, W)$ and the
+# convolution weight is $(C_\text{out}, C_\text{in}, k, k)$. With several channels $C$ becomes a
+# block matrix, block $(o, c)$ being the single-channel matrix of filter $w_{oc}$; its transpose
+# has block $C_{oc}^\top$ at position $(c, o)$. So the transposed convolution sums over the
+# $C_\text{out}$ channels and produces $C_\text{in}$, and it can use **the same weight array**:
+# `conv_transpose2d` reads its weight as $(C_\text{in}, C_\text{out}, k, k)$ of *its own*
+# input and output, which is the conv's $(C_\text{out}, C_\text{in}, k, k)$ again (PyTorch
+# uses the same layout).
+#
+# Three checks on the single-channel example: the forward equals $Cx$, `conv_transpose2d`
+# equals $C^\top g$, and the gradient of `conv2d` (what `backward` puts in `x.grad`) equals
+# $C^\top g$ as well.
+
+# %%
+for name, s in settings.items():
+    xt = mv.tensor(x[None, None], requires_grad=True)  # (N=1, C=1, 4, 4), float64 like x
+    wt = mv.tensor(w[None, None])  # (C_out=1, C_in=1, 3, 3)
+    y = mv.F.conv2d(xt, wt, **s)
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    CTg = (C[name].T @ g.ravel()).reshape(H, W)
+    yt = mv.F.conv_transpose2d(mv.tensor(g), wt, **s, output_padding=out_pad[name])
+    np.testing.assert_allclose(y.numpy().ravel(), C[name] @ x.ravel(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(yt.numpy()[0, 0], CTg, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xt.grad[0, 0], CTg, rtol=1e-12, atol=1e-12)
+print("minivis: conv2d == C x, conv_transpose2d == C^T g, and conv2d's backward == C^T g")
+
+# %% [markdown]
+# Now without building $C$: the adjoint identity on a batch of multi-channel images, for
+# several strides, paddings and dilations. `output_padding` is chosen so that the transposed
+# convolution lands exactly on the input's size (dilation $d$ makes the kernel span
+# $d(k-1) + 1$ pixels; everything above holds with that span in place of $k$).
+
+# %%
+def output_padding_for(size, k, stride, padding, dilation):
+    """Rows the transposed convolution must add to land exactly on ``size`` again."""
+    span = dilation * (k - 1) + 1
+    out = (size + 2 * padding - span) // stride + 1
+    return size - ((out - 1) * stride - 2 * padding + span)
+
+
+N, C_in, C_out, Hb, Wb = 2, 3, 4, sized(11, 9), sized(9, 7)
+xb = rng.standard_normal((N, C_in, Hb, Wb))
+wb = rng.standard_normal((C_out, C_in, 3, 3))
+for stride, padding, dilation in [(1, 0, 1), (1, 1, 1), (2, 1, 1), (2, 2, 2), (3, 1, 1)]:
+    op = tuple(output_padding_for(n, 3, stride, padding, dilation) for n in (Hb, Wb))
+    xt = mv.tensor(xb, requires_grad=True)
+    y = mv.F.conv2d(xt, mv.tensor(wb), stride=stride, padding=padding, dilation=dilation)
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    back = mv.F.conv_transpose2d(mv.tensor(g), mv.tensor(wb), stride=stride, padding=padding,
+                                 output_padding=op, dilation=dilation).numpy()
+    assert back.shape == xb.shape
+    np.testing.assert_allclose(np.vdot(y.numpy(), g), np.vdot(xb, back), rtol=1e-12)  # <Cx, g> = <x, C^T g>
+    np.testing.assert_allclose(xt.grad, back, rtol=1e-10, atol=1e-12)  # the gradient is C^T g
+    print(f"stride {stride} padding {padding} dilation {dilation} output_padding {op}: "
+          f"{xb.shape} -> {y.shape} -> {back.shape}; <Cx, g> = <x, C^T g> = {np.vdot(xb, back):+.6f}")
+
+# %% [markdown]
+# ## 4. Max-pooling, switches and unpooling
+#
+# A $2 \times 2$ max-pool keeps the largest value of each window. Which value won depends on
+# $x$, but once the winners are known the pooling is linear again: it *selects*. Record the
+# winner of window $(i, j)$ as its flat index $\sigma_{ij}$ in the input plane (these are the
+# **switches**, PyTorch's `return_indices`); then $y_{ij} = x_{\sigma_{ij}}$, that is $y = P x$
+# with $P$ a 0/1 matrix holding a single 1 per row, in column $\sigma_{ij}$.
+#
+# By step 1 above the gradient is $P^\top g$: each $g_{ij}$ goes back to the pixel that won
+# window $(i, j)$, and every other pixel gets 0. Zeiler & Fergus's **unpooling** does exactly
+# this: it places each value at its switch and fills the rest with zeros. So unpooling with
+# switches is, once again, a transpose; and the backward of max-pooling *is* unpooling the
+# gradient. (Windows here do not overlap, so each pixel can win at most one window.)
+
+# %%
+def max_pool2d_np(x):
+    """2x2 max-pool of x (H, W), H and W even: the maxima and their flat indices in x (the switches)."""
+    Hh, Wh = x.shape[0] // 2, x.shape[1] // 2
+    windows = x.reshape(Hh, 2, Wh, 2).transpose(0, 2, 1, 3).reshape(Hh, Wh, 4)  # row-major in each window
+    win = windows.argmax(axis=-1)  # the first maximum wins a tie
+    i, j = np.meshgrid(np.arange(Hh), np.arange(Wh), indexing="ij")
+    switches = (2 * i + win // 2) * x.shape[1] + (2 * j + win % 2)
+    return windows.max(axis=-1), switches
+
+
+def max_unpool2d_np(y, switches, shape):
+    """Each y[i, j] written at its switch, zeros elsewhere."""
+    out = np.zeros(shape)
+    out.flat[switches.ravel()] = y.ravel()
+    return out
+
+
+xq = rng.permutation(16).reshape(4, 4) + 1.0  # 1..16, all distinct: no ties to worry about
+yp, sw_np = max_pool2d_np(xq)
+P = np.zeros((yp.size, xq.size))
+P[np.arange(yp.size), sw_np.ravel()] = 1.0
+np.testing.assert_array_equal(P @ xq.ravel(), yp.ravel())  # pooling = selection by P
+g = rng.standard_normal(yp.shape)
+np.testing.assert_array_equal(max_unpool2d_np(g, sw_np, xq.shape).ravel(), P.T @ g.ravel())  # unpooling = P^T
+print("x =\n", xq, "\npooled =\n", yp, "\nswitches =\n", sw_np)
+
+# %% [markdown]
+# Through minivis: `max_pool2d(..., return_switches=True)` returns the switches alongside the
+# pooled map, `max_unpool2d` puts values back at them, and the gradient of the pool is the
+# unpooled gradient.
+
+# %%
+xt = mv.tensor(xq[None, None], requires_grad=True)  # (1, 1, 4, 4)
+y, sw = mv.F.max_pool2d(xt, 2, return_switches=True)
+np.testing.assert_array_equal(y.numpy()[0, 0], yp)
+np.testing.assert_array_equal(sw[0, 0], sw_np)  # switches: an int array (N, C, H', W')
+unpooled = mv.F.max_unpool2d(y, sw, 2, output_size=xt.shape[-2:])
+np.testing.assert_array_equal(unpooled.numpy()[0, 0], max_unpool2d_np(yp, sw_np, xq.shape))
+
+gt = g[None, None]
+y.backward(gt)
+unpooled_grad = mv.F.max_unpool2d(mv.tensor(gt), sw, 2, output_size=xt.shape[-2:]).numpy()
+np.testing.assert_array_equal(xt.grad, unpooled_grad)
+print("max_pool2d's backward == max_unpool2d of the gradient with the switches")
+
+# %% [markdown]
+# **What to notice.** Each window sends its value back to exactly one pixel, the one that
+# won; three out of four pixels get nothing. Unpooling does not invert pooling (the losers'
+# values are gone for good), but it keeps *where* the evidence was, which is what makes
+# DeconvNet reconstructions sharp instead of blocky.
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+show_matrix(axes[0], xq, "x (4x4): winners boxed")
+for r, c in zip(*np.unravel_index(sw_np.ravel(), xq.shape), strict=True):
+    axes[0].add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
+axes[0].axhline(1.5, color="k", lw=1)  # the window borders
+axes[0].axvline(1.5, color="k", lw=1)
+show_matrix(axes[1], yp, "max-pooled (2x2)")
+show_matrix(axes[2], sw_np.astype(float), "switches: flat index\nof each winner in x")
+show_matrix(axes[3], max_unpool2d_np(yp, sw_np, xq.shape), "unpooled with the switches")
+savefig(fig, "01_switches_unpool")
+
+# %% [markdown]
+# ## 5. Three ways back through a ReLU
+#
+# The ReLU $r = \max(x, 0)$ has local derivative $\mathbb{1}[x > 0]$, so its gradient lets the
+# signal through wherever the *forward input* was positive. Three methods differ only here
+# (with $g$ the signal from above):
+#
+# | rule | sent back | used by |
+# | --- | --- | --- |
+# | `gradient` | $g \cdot \mathbb{1}[x > 0]$ | the true gradient; saliency maps (Simonyan et al. 2014) |
+# | `guided` | $g \cdot \mathbb{1}[x>0] \cdot \mathbb{1}[g>0]$ | guided backprop (Springenberg et al. 2015) |
+# | `deconvnet` | $g \cdot \mathbb{1}[g > 0]$ | the DeconvNet: a ReLU applied to the signal going down |
+#
+# The DeconvNet's mask ignores the forward input entirely; guided backprop keeps both masks.
+# Only the first is a derivative of anything, so minivis exposes the other two as a switch,
+# `with mv.backward_rule(...)`, that is read when `backward()` runs.
+
+# %%
+n = sized(8, 6)
+xr = rng.standard_normal((1, 1, n, n))
+gr = rng.standard_normal(xr.shape)
+formulas = {
+    "gradient": gr * (xr > 0),
+    "guided": gr * (xr > 0) * (gr > 0),
+    "deconvnet": gr * (gr > 0),
+}
+rule_grads = {}
+for rule, expected in formulas.items():
+    xt = mv.tensor(xr, requires_grad=True)
+    with mv.backward_rule(rule):
+        mv.F.relu(xt).backward(gr)
+    np.testing.assert_array_equal(xt.grad, expected)
+    rule_grads[rule] = xt.grad
+print("each rule matches its formula on the same x and g")
+
+# %% [markdown]
+# **What to notice.** The `gradient` mask is the pattern of positive *inputs*, the `deconvnet`
+# mask the pattern of positive *incoming signals*, and `guided` is their intersection: the
+# sparsest of the three, which is why guided-backprop images look the cleanest.
+
+# %%
+fig, axes = plt.subplots(1, 5, figsize=(12, 2.8))
+panels = [("x > 0 (forward input)", xr > 0), ("g > 0 (signal from above)", gr > 0)]
+panels += [(f"{rule}: passes", rule_grads[rule] != 0) for rule in formulas]
+for ax, (title, mask) in zip(axes, panels, strict=True):
+    ax.imshow(mask[0, 0], cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.suptitle("white = the signal passes; the three rules on the same x and g", fontsize=10)
+savefig(fig, "01_relu_rules")
+
+# %% [markdown]
+# ## 6. The DeconvNet is backprop with the deconvnet rule
+#
+# Now the whole argument in one net: two blocks of convolution, ReLU, $2 \times 2$ max-pool.
+# Following Zeiler & Fergus, pick the strongest feature map at the top, keep it and zero every
+# other map, and send that down the DeconvNet: for each block, from the top,
+#
+# $$
+# \text{unpool with the switches} \;\to\; \text{ReLU} \;\to\; \text{conv\_transpose2d with the same weights.}
+# $$
+#
+# Backprop through the same block does unpooling (section 4), then the ReLU rule (section 5),
+# then $C^\top$ (sections 2 and 3). The first and the last steps are literally the same, and
+# the middle one is the same under the `deconvnet` rule. So we expect the literal DeconvNet to
+# equal `x.grad` under `backward_rule("deconvnet")`, and to differ from the true gradient.
+# (In the top block the selected signal is already non-negative, so its ReLU changes nothing;
+# in the block below, the signal has been through $W_2^\top$ and has both signs, and the rules
+# part ways.)
+
+# %%
+S = sized(16, 8)
+x_img = rng.standard_normal((1, 3, S, S))
+w1 = mv.tensor(rng.standard_normal((4, 3, 3, 3)) / 3)
+w2 = mv.tensor(rng.standard_normal((6, 4, 3, 3)) / 6)
+
+
+def forward(xt):
+    """conv-relu-pool twice; returns the top maps and what the DeconvNet needs (switches, sizes)."""
+    r1 = mv.F.relu(mv.F.conv2d(xt, w1, padding=1))
+    p1, s1 = mv.F.max_pool2d(r1, 2, return_switches=True)
+    r2 = mv.F.relu(mv.F.conv2d(p1, w2, padding=1))
+    p2, s2 = mv.F.max_pool2d(r2, 2, return_switches=True)
+    return p2, [(s1, r1.shape[-2:], w1), (s2, r2.shape[-2:], w2)]
+
+
+with mv.no_grad():
+    top, _ = forward(mv.tensor(x_img))
+strongest = int(top.numpy().max(axis=(0, 2, 3)).argmax())
+g_top = np.zeros(top.shape)
+g_top[:, strongest] = top.numpy()[:, strongest]  # keep one feature map, zero the others
+
+# the literal DeconvNet, block by block from the top
+with mv.no_grad():
+    _, blocks = forward(mv.tensor(x_img))
+    signal = mv.tensor(g_top)
+    for switches, size, weight in reversed(blocks):
+        signal = mv.F.max_unpool2d(signal, switches, 2, output_size=size)
+        signal = mv.F.relu(signal)
+        signal = mv.F.conv_transpose2d(signal, weight, padding=1)
+deconvnet_image = signal.numpy()
+
+# backprop under each rule
+maps = {}
+for rule in ("gradient", "guided", "deconvnet"):
+    xt = mv.tensor(x_img, requires_grad=True)
+    top, _ = forward(xt)
+    with mv.backward_rule(rule):
+        top.backward(g_top)
+    maps[rule] = xt.grad
+
+np.testing.assert_allclose(maps["deconvnet"], deconvnet_image, rtol=1e-10, atol=1e-12)
+assert not np.allclose(maps["gradient"], deconvnet_image), "the rules should differ below the top block"
+print(f"feature map {strongest}: literal DeconvNet == backprop under the deconvnet rule; "
+      f"relative difference to the true gradient: "
+      f"{np.linalg.norm(maps['gradient'] - deconvnet_image) / np.linalg.norm(deconvnet_image):.2f}")
+
+# %% [markdown]
+# **What to notice.** In the top block all three rules agree (the signal there is non-negative
+# and sits only on units whose forward input was positive), so every difference between the
+# three images comes from the masks at the first ReLU. With random weights the images mean
+# nothing yet; lesson 04 runs the same comparison on a trained network.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(8, 2.9))
+for ax, (rule, m) in zip(axes, maps.items(), strict=True):
+    img = m[0].sum(axis=0)  # sum over the colour channels
+    lim = np.abs(img).max() or 1.0
+    ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_title(f"backprop, {rule} rule", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+savefig(fig, "01_deconvnet_vs_rules")
+
+# %% [markdown]
+# ## 7. Summary
+#
+# - A convolution is a sparse, weight-shared matrix $C$ acting on the flattened image; a row is
+#   one window, a column is one pixel's list of outputs.
+# - The gradient with respect to the input is $C^\top g$. No inverse is involved: the signal
+#   goes back along the same weights it came forward on.
+# - $C^\top$ is itself a convolution: insert $s - 1$ zeros between the entries, pad by
+#   $k - 1 - p$, and correlate with the kernel rotated by 180 degrees (`conv_transpose2d`,
+#   same weight array). `output_padding` recovers the rows the forward floor division dropped.
+# - Max-pooling selects, $y = Px$; unpooling with switches is $P^\top$, and it is the backward
+#   of max-pooling.
+# - The DeconvNet of Zeiler & Fergus is backprop with the ReLU rule $g \cdot \mathbb{1}[g>0]$;
+#   guided backprop uses $g \cdot \mathbb{1}[x>0] \cdot \mathbb{1}[g>0]$; saliency uses the
+#   true gradient $g \cdot \mathbb{1}[x>0]$.
+#
+# ## Exercises
+#
+# 1. **Rank and the pseudo-inverse.** For the $4 \times 4$ input and stride 1, compute the rank
+#    of $C$ and compare $C^\top C x$ and $C^{+} C x$ (`np.linalg.pinv`) with $x$. Which pixels
+#    can a "deconvolution" recover at all, and why is $C^\top$ still the right map for
+#    explanations?
+# 2. **Checkerboards.** Send a constant $g$ (all ones, $8 \times 8$) through
+#    `conv_transpose2d` with a constant $3 \times 3$ kernel at stride 1, 2 and 3, and plot the
+#    results. Explain the pattern with the columns of $C$ (how many windows cover each pixel).
+#    Which kernel size removes it at stride 2?
+# 3. **Overlapping pools.** Redo section 4 with $3 \times 3$ windows at stride 2 (AlexNet's
+#    pooling, `mv.F.max_pool2d(x, 3, stride=2, return_switches=True)`) on a $7 \times 7$ input.
+#    Now one pixel can win two windows: what must the backward do with the two gradients?
+#    Write an unpooling that *writes* each value at its switch (`out.flat[sw] = y`, as PyTorch's
+#    `max_unpool2d` does) and one that *adds* (`np.add.at`), and find out which one equals
+#    `x.grad` and which one `mv.F.max_unpool2d` computes.
