@@ -6,7 +6,7 @@
     with mv.backward_rule("guided"): ...
 """
 
-from minivis import backend, functional, nn, optim
+from minivis import backend, data, functional, io, models, nn, optim
 from minivis import functional as F  # noqa: N812 (PyTorch's conventional alias)
 from minivis.autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from minivis.rules import backward_rule, current_rule
@@ -14,6 +14,6 @@ from minivis.rules import backward_rule, current_rule
 __version__ = "0.1.0"
 
 __all__ = [
-    "F", "Tensor", "backend", "backward_rule", "current_rule", "enable_grad", "functional",
-    "is_grad_enabled", "nn", "no_grad", "optim", "tensor",
+    "F", "Tensor", "backend", "backward_rule", "current_rule", "data", "enable_grad", "functional", "io",
+    "is_grad_enabled", "models", "nn", "no_grad", "optim", "tensor",
 ]

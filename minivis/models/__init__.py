@@ -18,7 +18,7 @@ from pathlib import Path
 from minivis.models.base import ImageClassifier
 from minivis.models.efficientnet import EfficientNetLite
 from minivis.models.fashion_cnn import FashionCNN
-from minivis.models.torchvision_nets import VGG, AlexNet
+from minivis.models.torchvision_nets import VGG, VGG_CONFIGS, AlexNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODELS = ("efficientnet_lite0", "fashion_cnn", "alexnet", "vgg16", "vgg19")
@@ -88,5 +88,5 @@ def available_checkpoints() -> list[int]:
     return sorted(int(p.stem.rsplit("epoch", 1)[1]) for p in WEIGHTS_DIR.glob("fashion_cnn_epoch*.npz"))
 
 
-__all__ = ["MODELS", "AlexNet", "EfficientNetLite", "FashionCNN", "ImageClassifier", "VGG",
+__all__ = ["MODELS", "VGG_CONFIGS", "AlexNet", "EfficientNetLite", "FashionCNN", "ImageClassifier", "VGG",
            "available_checkpoints", "build", "load"]

@@ -93,7 +93,7 @@ def _as_image_list(images: Any, who: str) -> list[np.ndarray]:
         batch = [np.asarray(img) for img in images]
     else:
         arr = np.asarray(images)
-        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3, 4)):
+        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] <= 4):  # HxW or HxWxC (C <= 4)
             batch = [arr]
         elif arr.ndim in (3, 4):
             batch = list(arr)
