@@ -161,6 +161,8 @@ class Tensor:
                 if pg.shape != parent.data.shape:
                     raise RuntimeError(f"{node._op}: backward produced a gradient of shape "
                                        f"{tuple(pg.shape)} for an input of shape {parent.shape}")
+                if pg.dtype != parent.data.dtype:  # mixed float32/float64 ops: as in PyTorch, a
+                    pg = pg.astype(parent.data.dtype)  # gradient always has its input's dtype
                 key = id(parent)
                 grads[key] = pg if key not in grads else grads[key] + pg
             if not retain_graph:
@@ -335,8 +337,8 @@ def _freed_backward(op: str) -> BackwardFn:
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: str = "cpu") -> Tensor:
     """Make a tensor from an array, a number or a nested list.
 
-    ``dtype`` is float32 or float64; ``None`` keeps float32/float64 input as it is and turns
-    anything else into float32. ``device`` is ``"cpu"`` or ``"gpu"``.
+    ``dtype`` is float32 or float64; ``None`` keeps float32/float64 arrays as they are and turns
+    anything else (ints, bools, Python numbers and lists) into float32. ``device`` is ``"cpu"`` or ``"gpu"``.
     """
     if isinstance(data, Tensor):
         data = data.data

@@ -82,13 +82,17 @@ def to_device(array: Any, device: str) -> Any:
 def as_float_array(data: Any, dtype: Any = None, name: str = "data") -> np.ndarray:
     """Convert ``data`` to a float32/float64 array on its current device.
 
-    ``dtype=None`` keeps float32/float64 inputs as they are and converts everything else
-    (ints, bools, Python lists, float16) to the default float32.
+    ``dtype=None`` keeps float32/float64 arrays as they are and converts everything else
+    (ints, bools, Python numbers and lists, float16) to the default float32, as PyTorch does.
     """
     if dtype is not None:
-        dtype = np.dtype(dtype)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as err:
+            raise TypeError(f"{name}: dtype must be float32 or float64, got {dtype!r}") from err
         if dtype.type not in FLOAT_DTYPES:
             raise TypeError(f"{name}: dtype must be float32 or float64, got {dtype}")
+    typed = is_gpu_array(data) or isinstance(data, np.ndarray | np.generic)  # else Python numbers/lists
     if is_gpu_array(data):
         module = xp(data)
     else:
@@ -100,6 +104,9 @@ def as_float_array(data: Any, dtype: Any = None, name: str = "data") -> np.ndarr
         data = np.asarray(data)
         if data.dtype == object:
             raise TypeError(f"{name}: expected numeric data, got an object array")
-    if dtype is None:
-        dtype = data.dtype if data.dtype.type in FLOAT_DTYPES else np.dtype(DEFAULT_DTYPE)
-    return module.ascontiguousarray(data, dtype=dtype)
+    if data.dtype.kind not in "biuf":  # strings, complex, datetimes: no silent (or failing) cast to float
+        raise TypeError(f"{name}: expected real numbers (bool, int or float), got dtype {data.dtype}")
+    if dtype is None:  # Python floats are float64 to NumPy, but nobody chose that: they get float32
+        dtype = data.dtype if typed and data.dtype.type in FLOAT_DTYPES else np.dtype(DEFAULT_DTYPE)
+    # asarray(order="C"), not ascontiguousarray, which would turn a 0-d scalar into shape (1,)
+    return module.asarray(data, dtype=dtype, order="C")

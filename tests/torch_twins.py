@@ -74,7 +74,8 @@ class TorchFashionCNN(nn.Module):
             nn.Conv2d(1, a, 3, padding=1), nn.ReLU(), nn.Conv2d(a, a, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.Conv2d(b, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         )
-        self.classifier = nn.Sequential(nn.Linear(b * 49, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 10))
+        self.classifier = nn.Sequential(nn.Linear(b * 49, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                        nn.Linear(hidden, 10))
 
     def forward(self, x):
         return self.classifier(self.features(x).flatten(1))

@@ -8,6 +8,10 @@ local response), ``loss`` (softmax, log_softmax, cross_entropy, mse_loss), ``res
 """
 
 from minivis.functional.activation import leaky_relu, relu, relu6, sigmoid, tanh
+from minivis.functional.conv import conv2d, conv_transpose2d
+from minivis.functional.dropout import dropout
+from minivis.functional.linear import linear
+from minivis.functional.loss import cross_entropy, log_softmax, mse_loss, softmax
 from minivis.functional.math import (
     abs,
     add,
@@ -32,3 +36,12 @@ from minivis.functional.math import (
 )
 
 # (helpers: add one import line per module below, keeping the list sorted by module)
+from minivis.functional.norm import batch_norm, conditional_instance_norm, instance_norm, local_response_norm
+from minivis.functional.pool import (
+    adaptive_avg_pool2d,
+    avg_pool2d,
+    global_avg_pool2d,
+    max_pool2d,
+    max_unpool2d,
+)
+from minivis.functional.resize import interpolate, pad

@@ -158,7 +158,8 @@ def max(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
     def backward(g):
         hit = x.data == out
         g = _expand(g, x.shape, axes, keepdims)
-        return (g * hit / hit.sum(axis=axes, keepdims=True),)
+        ties = hit.sum(axis=axes, keepdims=True).astype(x.dtype)  # an int count would promote to float64
+        return (g * hit / ties,)
 
     return Tensor.from_op(out if keepdims else out.reshape([n for i, n in enumerate(x.shape) if i not in axes]),
                           (x,), backward, "max")
