@@ -1,0 +1,272 @@
+"""Pooling: max-pool with switches, max-unpool, average, adaptive-average and global-average pools.
+
+Shapes: x: (N, C, H, W) -> (N, C, Ho, Wo). Window geometry follows PyTorch exactly: output size
+``Ho = floor((H + 2*ph - dh*(kh - 1) - 1) / sh) + 1`` (``ceil`` with ``ceil_mode``, dropping a last
+window that would start in the right padding), padding at most half the kernel.
+
+Max-pool's *switches* are the flat index ``h * W + w`` of each window's maximum in its input plane
+(PyTorch's ``return_indices``); ties go to the first maximum in row-major window order. The
+backward of max-pool routes each upstream gradient to its switch, and that is exactly unpooling
+with switches: one scatter-add kernel (``cpu_pool.unpool``) serves both max_pool2d's backward and
+max_unpool2d's forward. Its adjoint, a gather at the switches, is max_unpool2d's backward.
+
+The kernels live in ``minivis.kernels.cpu_pool``; ``_kernels`` is the one seam where the device
+decides which kernel module runs.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+
+from minivis import backend
+from minivis.autograd import Tensor
+from minivis.functional._validate import check_tensor, int_pair
+from minivis.kernels import cpu_pool
+
+Pair = int | tuple[int, int]
+
+
+# ----------------------------------------------------------------------------- helpers
+def _kernels(data: Any, op: str) -> types.ModuleType:
+    """The kernel module for ``data``'s device: the single CPU/GPU dispatch point of this file."""
+    if not backend.is_gpu_array(data):
+        return cpu_pool
+    raise NotImplementedError(
+        f"{op}: pooling kernels for the GPU are not written yet (they arrive with the GPU backend); "
+        "move the tensor to the CPU with x.to('cpu')"
+    )
+
+
+def _planes(a: Any) -> Any:
+    """(N, C, H, W) -> (N*C, H, W): the kernels work plane by plane."""
+    return a.reshape(-1, *a.shape[-2:])
+
+
+def _check_bool(value: Any, op: str, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{op}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's ``pooling_output_shape`` for one spatial axis."""
+    extent = d * (k - 1) + 1
+    out = (size + 2 * p - extent + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:  # the last window must start inside input or left pad
+        out -= 1
+    return out
+
+
+def _window(op: str, x: Tensor, kernel_size: Pair, stride: Pair | None, padding: Pair, dilation: Pair,
+            ceil_mode: bool) -> tuple[tuple[int, int], ...]:
+    """Validated ``(kernel, stride, padding, dilation, (Ho, Wo))``, each an (h, w) pair."""
+    kernel = int_pair(kernel_size, op, "kernel_size")
+    stride = kernel if stride is None else int_pair(stride, op, "stride")
+    padding = int_pair(padding, op, "padding", minimum=0)
+    dilation = int_pair(dilation, op, "dilation")
+    ceil_mode = _check_bool(ceil_mode, op, "ceil_mode")
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        half = (kernel[0] // 2, kernel[1] // 2)
+        raise ValueError(f"{op}: padding must be at most half the kernel size, (kernel_size // 2) = "
+                         f"{half}, got padding={padding} for kernel_size={kernel}")
+    in_hw = x.shape[-2:]
+    extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+    padded = tuple(n + 2 * p for n, p in zip(in_hw, padding, strict=True))
+    if any(e > n for e, n in zip(extent, padded, strict=True)):
+        raise ValueError(f"{op}: kernel_size {kernel} (extent {extent} with dilation {dilation}) is larger "
+                         f"than the padded input {padded} (input {tuple(in_hw)}, padding {padding})")
+    out_hw = tuple(_pool_output_size(*args, ceil_mode)
+                   for args in zip(in_hw, kernel, stride, padding, dilation, strict=True))
+    return kernel, stride, padding, dilation, out_hw
+
+
+# ----------------------------------------------------------------------------- max-pool / unpool
+def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
+               dilation: Pair = 1, ceil_mode: bool = False,
+               return_switches: bool = False) -> Tensor | tuple[Tensor, Any]:
+    """y[n, c, i, j] = max over the window's taps x[n, c, i*sh - ph + a*dh, j*sw - pw + b*dw].
+
+    x: (N, C, H, W) -> y: (N, C, Ho, Wo), and with ``return_switches`` also switches: an int64
+    array (N, C, Ho, Wo) on x's device holding the flat index ``h * W + w`` of each maximum (first
+    maximum on ties; padding counts as -inf). ``stride`` defaults to ``kernel_size``.
+
+    Backward: dL/dx = unpool(g, switches), the upstream gradient scatter-added to the switches;
+    where windows overlap (e.g. kernel 3, stride 2) a pixel that wins several windows sums them.
+    """
+    op = "max_pool2d"
+    x = check_tensor(x, op, ndim=4)
+    kernel, stride, padding, dilation, out_hw = _window(op, x, kernel_size, stride, padding, dilation,
+                                                        ceil_mode)
+    return_switches = _check_bool(return_switches, op, "return_switches")
+    kernels = _kernels(x.data, op)
+    n, c, h, w = x.shape
+    out, switches = kernels.max_pool2d(_planes(x.data), kernel, stride, padding, dilation, out_hw)
+    out, switches = out.reshape(n, c, *out_hw), switches.reshape(n, c, *out_hw)
+
+    def backward(g):
+        return (kernels.unpool(_planes(g), _planes(switches), (h, w)).reshape(x.shape),)
+
+    y = Tensor.from_op(out, (x,), backward, op)
+    return (y, switches) if return_switches else y
+
+
+def _check_switches(op: str, switches: Any, x: Tensor) -> Any:
+    is_array = isinstance(switches, np.ndarray) or backend.is_gpu_array(switches)
+    if isinstance(switches, Tensor) or not is_array:
+        raise TypeError(f"{op}: switches must be the int64 array returned by "
+                        f"max_pool2d(..., return_switches=True), got {type(switches).__name__}")
+    if switches.dtype != np.int64:
+        raise TypeError(f"{op}: switches must have dtype int64, got {switches.dtype}")
+    if tuple(switches.shape) != x.shape:
+        raise ValueError(f"{op}: switches must have the input's shape (N, C, H, W) = {x.shape}, "
+                         f"got {tuple(switches.shape)}")
+    if backend.device_of(switches) != x.device:
+        raise ValueError(f"{op}: switches must be on the input's device ({x.device}), "
+                         f"got {backend.device_of(switches)}")
+    return switches
+
+
+def _unpool_output_size(op: str, in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                        padding: tuple[int, int], output_size: Any) -> tuple[int, int]:
+    """PyTorch's rule: default ``(H - 1)*s - 2*p + k``; an explicit size must lie strictly within
+    ``default ± stride`` (it resolves the rounding that max-pool's floor lost)."""
+    default = tuple((n - 1) * s - 2 * p + k
+                    for n, k, s, p in zip(in_hw, kernel, stride, padding, strict=True))
+    if output_size is None:
+        if min(default) < 1:
+            raise ValueError(f"{op}: the default output size (H - 1)*stride - 2*padding + kernel_size "
+                             f"= {default} is empty; pass output_size")
+        return default
+    size = tuple(output_size)
+    if len(size) == 4:
+        size = size[2:]
+    if len(size) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in size):
+        raise ValueError(f"{op}: output_size must be (H, W) or a full (N, C, H, W) shape, "
+                         f"got {output_size!r}")
+    for axis in range(2):
+        low, high = default[axis] - stride[axis], default[axis] + stride[axis]
+        if not low < size[axis] < high:
+            raise ValueError(f"{op}: output_size {tuple(int(v) for v in size)} must lie strictly between "
+                             f"{low} and {high} along axis {axis} (default size {default}, stride {stride})")
+    return int(size[0]), int(size[1])
+
+
+def max_unpool2d(x: Tensor, switches: Any, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
+                 output_size: Any = None) -> Tensor:
+    """Place each value at its switch in a zero plane: out[n, c].flat[switches[n, c, i, j]] += x[n, c, i, j].
+
+    x, switches: (N, C, H, W) (switches int64, from ``max_pool2d(..., return_switches=True)``) ->
+    out: (N, C, Hout, Wout), by default ``Hout = (H - 1)*stride - 2*padding + kernel_size``;
+    ``output_size`` may be (Hout, Wout) or a full 4-D shape (e.g. the pooled input's ``x.shape``),
+    strictly within ``default ± stride`` as in PyTorch. To invert a dilated max-pool, pass the
+    window's extent ``dilation*(kernel_size - 1) + 1`` as ``kernel_size`` (or an ``output_size``).
+
+    Duplicate switches (possible only when the pooling windows overlapped) are *summed*, which makes
+    this the exact adjoint of max-pool's gather; PyTorch assigns one of them instead. The two agree
+    whenever the windows do not overlap. Backward: dL/dx = g gathered at the switches;
+    the switches themselves are not differentiable.
+    """
+    op = "max_unpool2d"
+    x = check_tensor(x, op, ndim=4)
+    kernel = int_pair(kernel_size, op, "kernel_size")
+    stride = kernel if stride is None else int_pair(stride, op, "stride")
+    padding = int_pair(padding, op, "padding", minimum=0)
+    switches = _check_switches(op, switches, x)
+    out_hw = _unpool_output_size(op, x.shape[-2:], kernel, stride, padding, output_size)
+    kernels = _kernels(x.data, op)
+    if switches.size and (int(switches.min()) < 0 or int(switches.max()) >= out_hw[0] * out_hw[1]):
+        raise ValueError(f"{op}: switches must lie in [0, {out_hw[0] * out_hw[1]}) for output size {out_hw}, "
+                         f"got values in [{int(switches.min())}, {int(switches.max())}]")
+    n, c = x.shape[:2]
+    out = kernels.unpool(_planes(x.data), _planes(switches), out_hw).reshape(n, c, *out_hw)
+
+    def backward(g):
+        return (kernels.gather(_planes(g), _planes(switches)).reshape(x.shape),)
+
+    return Tensor.from_op(out, (x,), backward, op)
+
+
+# ----------------------------------------------------------------------------- average pools
+def _avg_bins(size: int, k: int, s: int, p: int, n_out: int,
+              count_include_pad: bool) -> tuple[np.ndarray, ...]:
+    """Start, end and divisor of avg_pool2d's windows along one axis, as PyTorch computes them:
+    the divisor counts the padding a window covers (but not what lies past it) unless
+    ``count_include_pad=False``, when it counts the input pixels only."""
+    start = np.arange(n_out, dtype=np.int64) * s - p
+    end = np.minimum(start + k, size + p)
+    divisor = end - start
+    start, end = np.maximum(start, 0), np.minimum(end, size)
+    return start, end, (divisor if count_include_pad else end - start)
+
+
+def avg_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True) -> Tensor:
+    """y[n, c, i, j] = sum of x over window (i, j) / divisor, zero padding.
+
+    x: (N, C, H, W) -> (N, C, Ho, Wo), Ho as for max_pool2d. The divisor is the window's area
+    clipped to the padded input (``count_include_pad=True``, PyTorch's default) or the number
+    of input pixels in it. Backward: each pixel receives g / divisor from every window holding it.
+    """
+    op = "avg_pool2d"
+    x = check_tensor(x, op, ndim=4)
+    kernel, stride, padding, _, out_hw = _window(op, x, kernel_size, stride, padding, 1, ceil_mode)
+    include = _check_bool(count_include_pad, op, "count_include_pad")
+    rows, cols = (_avg_bins(*args, include) for args in zip(x.shape[-2:], kernel, stride, padding, out_hw,
+                                                            strict=True))
+    return _box_mean(op, x, rows, cols)
+
+
+def _adaptive_bins(size: int, n_out: int) -> tuple[np.ndarray, ...]:
+    """PyTorch's adaptive bins: [floor(i*H/Ho), ceil((i+1)*H/Ho)), each averaged over its own length."""
+    i = np.arange(n_out, dtype=np.int64)
+    start = (i * size) // n_out
+    end = -((-(i + 1) * size) // n_out)  # ceil division in integers
+    return start, end, end - start
+
+
+def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int | None, int | None]) -> Tensor:
+    """Average over Ho x Wo bins that tile the input: bin i spans rows
+    [floor(i*H/Ho), ceil((i+1)*H/Ho)) (bins overlap when Ho does not divide H), columns likewise.
+
+    x: (N, C, H, W) -> (N, C, Ho, Wo); ``output_size`` is an int or (Ho, Wo), None keeping that
+    input size. Backward: each pixel receives g / bin area from every bin holding it.
+    """
+    op = "adaptive_avg_pool2d"
+    x = check_tensor(x, op, ndim=4)
+    in_hw = x.shape[-2:]
+    if isinstance(output_size, tuple | list) and len(output_size) == 2:
+        output_size = tuple(n if o is None else o for o, n in zip(output_size, in_hw, strict=True))
+    out_hw = int_pair(output_size, op, "output_size")
+    rows, cols = (_adaptive_bins(n, o) for n, o in zip(in_hw, out_hw, strict=True))
+    return _box_mean(op, x, rows, cols)
+
+
+def _box_mean(op: str, x: Tensor, rows: tuple[np.ndarray, ...], cols: tuple[np.ndarray, ...]) -> Tensor:
+    """The shared forward/backward of the two average pools (see ``cpu_pool.box_mean``)."""
+    kernels = _kernels(x.data, op)
+    n, c, h, w = x.shape
+    out = kernels.box_mean(_planes(x.data), rows, cols).reshape(n, c, len(rows[0]), len(cols[0]))
+
+    def backward(g):
+        return (kernels.box_mean_backward(_planes(g), rows, cols, (h, w)).reshape(x.shape),)
+
+    return Tensor.from_op(out, (x,), backward, op)
+
+
+def global_avg_pool2d(x: Tensor) -> Tensor:
+    """Mean over H and W: x: (N, C, H, W) -> (N, C, 1, 1); backward: dL/dx = g / (H*W) everywhere.
+
+    Plain array code (no kernel), so it runs on either device.
+    """
+    op = "global_avg_pool2d"
+    x = check_tensor(x, op, ndim=4)
+    xp = backend.xp(x.data)
+    area = x.shape[2] * x.shape[3]
+    if area == 0:
+        raise ValueError(f"{op}: input must have at least one pixel, got shape {x.shape}")
+    out = x.data.mean(axis=(2, 3), keepdims=True)
+    return Tensor.from_op(out, (x,), lambda g: (xp.ascontiguousarray(xp.broadcast_to(g / area, x.shape)),),
+                          op)

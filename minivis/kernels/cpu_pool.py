@@ -1,0 +1,211 @@
+"""Pooling kernels on plain arrays: max-pool with switches, the unpool scatter-add, its gather
+adjoint, and a box-mean kernel shared by average and adaptive average pooling.
+
+Every kernel works on *planes*: the caller reshapes ``(N, C, H, W)`` to ``(P, H, W)`` with
+``P = N * C`` (a free view of a C-contiguous array), and the kernels run ``numba.prange`` over
+``p``. One plane belongs to one thread, so the scatter kernels (unpool, box-mean backward) can
+accumulate with plain ``+=`` and no races. Each fast kernel has a plain-NumPy ``naive_*`` twin
+right below it that the tests compare it with.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+# ----------------------------------------------------------------------------- max-pool
+@numba.njit(parallel=True, cache=True)
+def _max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
+    n_planes, height, width = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for p in numba.prange(n_planes):
+        for i in range(out_h):
+            h0 = i * sh - ph
+            h1 = min(h0 + (kh - 1) * dh + 1, height)
+            while h0 < 0:  # skip the taps that fall in the top padding (-inf never wins)
+                h0 += dh
+            for j in range(out_w):
+                w0 = j * sw - pw
+                w1 = min(w0 + (kw - 1) * dw + 1, width)
+                while w0 < 0:
+                    w0 += dw
+                best = x[p, h0, w0]
+                best_index = h0 * width + w0
+                for h in range(h0, h1, dh):  # row-major window order; strict > keeps the first max
+                    for w in range(w0, w1, dw):
+                        v = x[p, h, w]
+                        if v > best or v != v:  # NaN wins and propagates, as in PyTorch
+                            best = v
+                            best_index = h * width + w
+                out[p, i, j] = best
+                switches[p, i, j] = best_index
+
+
+def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+               dilation: tuple[int, int], out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Max over each (dilated) window, and the flat index ``h * W + w`` of the first maximum.
+
+    x: (P, H, W) -> out: (P, Ho, Wo) of x's dtype, switches: (P, Ho, Wo) int64, where
+    ``out[p, i, j] = max_{a, b} x[p, i*sh - ph + a*dh, j*sw - pw + b*dw]`` over in-bounds taps
+    (padding counts as -inf). The caller guarantees every window holds at least one input pixel.
+    """
+    x = np.ascontiguousarray(x)
+    out = np.empty((x.shape[0], *out_hw), dtype=x.dtype)
+    switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
+    _max_pool2d(x, *kernel, *stride, *padding, *dilation, out, switches)
+    return out, switches
+
+
+def naive_max_pool2d(x, kernel, stride, padding, dilation, out_hw):
+    """Plain-NumPy twin of ``max_pool2d``: pad with -inf, take every tap, ``argmax`` (first max)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (out_h, out_w) = kernel, stride, padding, dilation, out_hw
+    n_planes, height, width = x.shape
+    big_h = max(height + 2 * ph, (out_h - 1) * sh + (kh - 1) * dh + 1)  # ceil_mode may reach past the pad
+    big_w = max(width + 2 * pw, (out_w - 1) * sw + (kw - 1) * dw + 1)
+    padded = np.full((n_planes, big_h, big_w), -np.inf, dtype=x.dtype)
+    padded[:, ph:ph + height, pw:pw + width] = x
+    flat = np.full((big_h, big_w), -1, dtype=np.int64)
+    flat[ph:ph + height, pw:pw + width] = np.arange(height * width).reshape(height, width)
+    rows = np.arange(out_h)[:, None] * sh + np.arange(kh)[None, :] * dh  # (Ho, kh) padded rows
+    cols = np.arange(out_w)[:, None] * sw + np.arange(kw)[None, :] * dw  # (Wo, kw)
+    taps = padded[:, rows[:, None, :, None], cols[None, :, None, :]].reshape(n_planes, out_h, out_w, -1)
+    tap_index = flat[rows[:, None, :, None], cols[None, :, None, :]].reshape(out_h, out_w, -1)
+    first_max = np.argmax(taps, axis=-1)  # argmax returns the first maximum (NaN counts as max)
+    # A window of all -inf inputs: its "first maximum" must be its first input pixel, not a pad.
+    tap_index = np.broadcast_to(tap_index, taps.shape)
+    lands_on_pad = np.take_along_axis(tap_index, first_max[..., None], axis=-1)[..., 0] < 0
+    first_max = np.where(lands_on_pad, np.argmax(tap_index >= 0, axis=-1), first_max)
+    out = np.take_along_axis(taps, first_max[..., None], axis=-1)[..., 0]
+    switches = np.take_along_axis(tap_index, first_max[..., None], axis=-1)[..., 0]
+    return out, switches
+
+
+# ----------------------------------------------------------------------------- unpool / gather
+@numba.njit(parallel=True, cache=True)
+def _unpool(values, switches, out):
+    n_planes, n_values = values.shape
+    for p in numba.prange(n_planes):  # one plane per thread: duplicate switches add without races
+        for k in range(n_values):
+            out[p, switches[p, k]] += values[p, k]
+
+
+def unpool(values: np.ndarray, switches: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """Scatter-add each value to its switch: ``out[p, s] = sum_{k: switches[p, k] = s} values[p, k]``.
+
+    values, switches: (P, Ho, Wo) -> out: (P, H, W) with ``(H, W) = out_hw``. This is max-pool's
+    backward (``values`` = the upstream gradient) and max_unpool2d's forward. The caller
+    guarantees ``0 <= switches < H * W``.
+    """
+    n_planes = values.shape[0]
+    out = np.zeros((n_planes, out_hw[0] * out_hw[1]), dtype=values.dtype)
+    _unpool(np.ascontiguousarray(values).reshape(n_planes, -1),
+            np.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), out)
+    return out.reshape(n_planes, *out_hw)
+
+
+def naive_unpool(values, switches, out_hw):
+    """Plain-NumPy twin of ``unpool`` (``np.add.at`` accumulates repeated indices)."""
+    n_planes = values.shape[0]
+    out = np.zeros((n_planes, out_hw[0] * out_hw[1]), dtype=values.dtype)
+    planes = np.arange(n_planes)[:, None]
+    np.add.at(out, (planes, switches.reshape(n_planes, -1)), values.reshape(n_planes, -1))
+    return out.reshape(n_planes, *out_hw)
+
+
+@numba.njit(parallel=True, cache=True)
+def _gather(source, switches, out):
+    n_planes, n_values = out.shape
+    for p in numba.prange(n_planes):
+        for k in range(n_values):
+            out[p, k] = source[p, switches[p, k]]
+
+
+def gather(source: np.ndarray, switches: np.ndarray) -> np.ndarray:
+    """``out[p, i, j] = source[p].flat[switches[p, i, j]]``: the adjoint of ``unpool``.
+
+    source: (P, H, W), switches: (P, Ho, Wo) -> out: (P, Ho, Wo) (max_unpool2d's backward).
+    """
+    n_planes = source.shape[0]
+    out = np.empty(switches.shape, dtype=source.dtype)
+    _gather(np.ascontiguousarray(source).reshape(n_planes, -1),
+            np.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), out.reshape(n_planes, -1))
+    return out
+
+
+def naive_gather(source, switches):
+    """Plain-NumPy twin of ``gather``."""
+    n_planes = source.shape[0]
+    flat = np.take_along_axis(source.reshape(n_planes, -1), switches.reshape(n_planes, -1), axis=1)
+    return flat.reshape(switches.shape)
+
+
+# ----------------------------------------------------------------------------- box mean (avg pools)
+@numba.njit(parallel=True, cache=True)
+def _box_mean(x, row_start, row_end, col_start, col_end, row_div, col_div, out):
+    n_planes = x.shape[0]
+    out_h, out_w = out.shape[1], out.shape[2]
+    for p in numba.prange(n_planes):
+        for i in range(out_h):
+            for j in range(out_w):
+                total = 0.0  # accumulate in float64 whatever the dtype
+                for h in range(row_start[i], row_end[i]):
+                    for w in range(col_start[j], col_end[j]):
+                        total += x[p, h, w]
+                out[p, i, j] = total / (row_div[i] * col_div[j])
+
+
+def box_mean(x: np.ndarray, rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+             cols: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Mean over rectangular bins with a separable divisor.
+
+    x: (P, H, W); ``rows = (start, end, divisor)``, each (Ho,) int64, and ``cols`` likewise (Wo,):
+    ``out[p, i, j] = sum x[p, rs[i]:re[i], cs[j]:ce[j]] / (rdiv[i] * cdiv[j])`` -> (P, Ho, Wo).
+    avg_pool2d and adaptive_avg_pool2d differ only in how they choose the bins and divisors.
+    """
+    x = np.ascontiguousarray(x)
+    out = np.empty((x.shape[0], len(rows[0]), len(cols[0])), dtype=x.dtype)
+    _box_mean(x, *rows[:2], *cols[:2], rows[2], cols[2], out)
+    return out
+
+
+def naive_box_mean(x, rows, cols):
+    """Plain-NumPy twin of ``box_mean`` (one slice per output pixel)."""
+    out = np.empty((x.shape[0], len(rows[0]), len(cols[0])), dtype=x.dtype)
+    for i, (r0, r1, rd) in enumerate(zip(*rows, strict=True)):
+        for j, (c0, c1, cd) in enumerate(zip(*cols, strict=True)):
+            out[:, i, j] = x[:, r0:r1, c0:c1].sum(axis=(1, 2)) / (rd * cd)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _box_mean_backward(g, row_start, row_end, col_start, col_end, row_div, col_div, out):
+    n_planes = g.shape[0]
+    out_h, out_w = g.shape[1], g.shape[2]
+    for p in numba.prange(n_planes):  # one plane per thread: overlapping bins add without races
+        for i in range(out_h):
+            for j in range(out_w):
+                share = g[p, i, j] / (row_div[i] * col_div[j])
+                for h in range(row_start[i], row_end[i]):
+                    for w in range(col_start[j], col_end[j]):
+                        out[p, h, w] += share
+
+
+def box_mean_backward(g: np.ndarray, rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+                      cols: tuple[np.ndarray, np.ndarray, np.ndarray], in_hw: tuple[int, int]) -> np.ndarray:
+    """Adjoint of ``box_mean``: every input pixel receives ``g / divisor`` from each bin that holds it.
+
+    g: (P, Ho, Wo) -> (P, H, W) with ``(H, W) = in_hw``.
+    """
+    out = np.zeros((g.shape[0], *in_hw), dtype=g.dtype)
+    _box_mean_backward(np.ascontiguousarray(g), *rows[:2], *cols[:2], rows[2], cols[2], out)
+    return out
+
+
+def naive_box_mean_backward(g, rows, cols, in_hw):
+    """Plain-NumPy twin of ``box_mean_backward``."""
+    out = np.zeros((g.shape[0], *in_hw), dtype=g.dtype)
+    for i, (r0, r1, rd) in enumerate(zip(*rows, strict=True)):
+        for j, (c0, c1, cd) in enumerate(zip(*cols, strict=True)):
+            out[:, r0:r1, c0:c1] += (g[:, i, j] / (rd * cd))[:, None, None]
+    return out

@@ -1,0 +1,88 @@
+"""Fast pooling kernels == their plain-NumPy twins (small shapes: also quick under NUMBA_DISABLE_JIT=1)."""
+
+import numpy as np
+import pytest
+
+from minivis.functional.pool import _adaptive_bins, _avg_bins, _pool_output_size
+from minivis.kernels import cpu_pool
+
+# (kernel, stride, padding, dilation, ceil_mode)
+MAX_GEOMETRIES = [
+    ((2, 2), (2, 2), (0, 0), (1, 1), False),
+    ((3, 3), (2, 2), (1, 1), (1, 1), False),  # overlapping windows
+    ((3, 2), (1, 2), (1, 0), (1, 1), True),
+    ((3, 3), (2, 2), (1, 1), (2, 2), True),   # dilation, ceil_mode
+    ((2, 3), (3, 1), (1, 1), (2, 1), True),
+]
+
+
+def _out_hw(in_hw, kernel, stride, padding, dilation, ceil_mode):
+    return tuple(_pool_output_size(*args, ceil_mode)
+                 for args in zip(in_hw, kernel, stride, padding, dilation, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", MAX_GEOMETRIES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool2d_matches_naive(rng, dtype, geometry, ties):
+    x = rng.integers(0, 3, (5, 7, 8)) if ties else rng.standard_normal((5, 7, 8))
+    x = x.astype(dtype)
+    out_hw = _out_hw(x.shape[1:], *geometry)
+    out, switches = cpu_pool.max_pool2d(x, *geometry[:4], out_hw)
+    ref_out, ref_switches = cpu_pool.naive_max_pool2d(x, *geometry[:4], out_hw)
+    assert out.dtype == dtype and switches.dtype == np.int64
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(switches, ref_switches)
+
+
+def test_max_pool2d_nan_and_all_minus_inf_windows():
+    x = np.array([[[1.0, np.nan, 3.0, 0.0],
+                   [-np.inf, -np.inf, 2.0, 5.0]]])
+    geometry = ((2, 2), (2, 2), (0, 0), (1, 1))
+    out, switches = cpu_pool.max_pool2d(x, *geometry, (1, 2))
+    ref_out, ref_switches = cpu_pool.naive_max_pool2d(x, *geometry, (1, 2))
+    np.testing.assert_array_equal(out, ref_out)  # NaN propagates
+    np.testing.assert_array_equal(switches, ref_switches)
+    np.testing.assert_array_equal(switches, [[[1, 7]]])
+    minus_inf = np.full((1, 3, 3), -np.inf)  # padding must not win over a -inf input
+    geometry = ((3, 3), (2, 2), (1, 1), (1, 1))
+    np.testing.assert_array_equal(cpu_pool.max_pool2d(minus_inf, *geometry, (2, 2))[1],
+                                  cpu_pool.naive_max_pool2d(minus_inf, *geometry, (2, 2))[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unpool_and_gather_match_naive(rng, dtype):
+    values = rng.standard_normal((4, 3, 5)).astype(dtype)
+    switches = rng.integers(0, 6 * 7, (4, 3, 5))  # random: many duplicates, which must add up
+    out = cpu_pool.unpool(values, switches, (6, 7))
+    np.testing.assert_allclose(out, cpu_pool.naive_unpool(values, switches, (6, 7)), rtol=1e-6)
+    assert out.dtype == dtype and out.shape == (4, 6, 7)
+    source = rng.standard_normal((4, 6, 7)).astype(dtype)
+    np.testing.assert_array_equal(cpu_pool.gather(source, switches), cpu_pool.naive_gather(source, switches))
+    # gather is the adjoint of unpool: <unpool(v), s> == <v, gather(s)>
+    np.testing.assert_allclose(np.sum(out * source), np.sum(values * cpu_pool.gather(source, switches)),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+BINS = [
+    lambda h: _avg_bins(h, 3, 2, 1, _pool_output_size(h, 3, 2, 1, 1, True), True),
+    lambda h: _avg_bins(h, 3, 2, 1, _pool_output_size(h, 3, 2, 1, 1, True), False),
+    lambda h: _avg_bins(h, 2, 3, 0, _pool_output_size(h, 2, 3, 0, 1, False), True),
+    lambda h: _adaptive_bins(h, 3),
+    lambda h: _adaptive_bins(h, h + 2),  # more bins than pixels: bins overlap
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row_bins", range(len(BINS)))
+@pytest.mark.parametrize("col_bins", [0, 3])
+def test_box_mean_and_backward_match_naive(rng, dtype, row_bins, col_bins):
+    x = rng.standard_normal((3, 7, 6)).astype(dtype)
+    rows, cols = BINS[row_bins](7), BINS[col_bins](6)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12}
+    out = cpu_pool.box_mean(x, rows, cols)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, cpu_pool.naive_box_mean(x, rows, cols), **tol)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    grad = cpu_pool.box_mean_backward(g, rows, cols, (7, 6))
+    np.testing.assert_allclose(grad, cpu_pool.naive_box_mean_backward(g, rows, cols, (7, 6)), **tol)
