@@ -1,0 +1,62 @@
+"""The fully connected (affine) layer: ``y = x W^T + b``.
+
+Shapes: x (..., in), weight (out, in), bias (out,) -> y (..., out). One GEMM forward and two
+GEMMs backward (BLAS through ``xp.matmul``):
+
+    dL/dx = g W            (..., out) @ (out, in)
+    dL/dW = g^T x          summed over every leading axis of x: (out, N) @ (N, in)
+    dL/db = sum of g over the leading axes
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minivis import backend
+from minivis.autograd import Tensor
+from minivis.functional._validate import check_same_device, check_tensor
+
+
+def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
+    """x @ weight.T + bias (``torch.nn.functional.linear``).
+
+    x: (..., in) (usually (N, in)); weight: (out, in); bias: (out,) or None. Returns (..., out).
+    """
+    op = "linear"
+    x = check_tensor(x, op, "input")
+    weight = check_tensor(weight, op, "weight")
+    if x.ndim == 0:
+        raise ValueError(f"{op}: input must have at least 1 dim (..., in_features), got a 0-d tensor")
+    if weight.ndim != 2:
+        raise ValueError(f"{op}: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+    out_features, in_features = weight.shape
+    if x.shape[-1] != in_features:
+        raise ValueError(f"{op}: input has {x.shape[-1]} features in its last dim but weight "
+                         f"{weight.shape} expects {in_features} (input shape {x.shape})")
+    if bias is not None:
+        bias = check_tensor(bias, op, "bias")
+        if bias.shape != (out_features,):
+            raise ValueError(f"{op}: bias must have shape ({out_features},) to match weight {weight.shape}, "
+                             f"got shape {bias.shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"{op}: {name} dtype {t.dtype} differs from input dtype {x.dtype}; "
+                            f"convert one of them")
+    check_same_device(op, x, weight, bias)
+
+    xp = backend.xp(x.data)
+    out = xp.matmul(x.data, weight.data.T)
+    if bias is not None:
+        out += bias.data
+
+    def backward(g):
+        # Flatten the leading axes so the weight gradient is one (out, N) @ (N, in) GEMM.
+        g2 = g.reshape(-1, out_features)
+        gx = xp.matmul(g, weight.data) if x.requires_grad else None
+        gw = xp.matmul(g2.T, x.data.reshape(-1, in_features)) if weight.requires_grad else None
+        if bias is None:
+            return gx, gw
+        return gx, gw, (g2.sum(axis=0) if bias.requires_grad else None)
+
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    return Tensor.from_op(out, parents, backward, op)

@@ -1,0 +1,316 @@
+"""Normalisation layers: batch norm, instance norm, conditional instance norm, local response norm.
+
+Batch, instance and conditional instance norm all standardise groups of values and then apply
+a per-channel affine map; they differ only in which axes form a group:
+
+    xhat = (x - mean) / sqrt(var + eps)   (mean, biased var over the group)
+    y    = gamma * xhat + beta
+
+    batch norm     groups: one per channel, over (N, H, W)     (Ioffe & Szegedy 2015)
+    instance norm  groups: one per (n, c) plane, over (H, W)   (Ulyanov et al. 2016)
+    conditional    instance norm, with gamma, beta rows picked per image from a style table
+                                                               (Dumoulin et al. 2017)
+
+Their backward is the same closed form (``_standardize_backward``), one fused expression rather
+than a chain of small ops. Local response norm (Krizhevsky et al. 2012, AlexNet) instead divides
+each value by a power of the energy in a window of neighbouring channels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minivis import backend
+from minivis.autograd import Tensor
+from minivis.functional._validate import check_float, check_same_device, check_tensor
+
+
+# ----------------------------------------------------------------------------- shared helpers
+def _check_param(t: Any, op: str, name: str, shape: tuple[int, ...], x: Tensor) -> Tensor | None:
+    """A weight/bias argument as a Tensor of ``shape`` and x's dtype (None stays None)."""
+    if t is None:
+        return None
+    t = check_tensor(t, op, name)
+    if t.shape != shape:
+        raise ValueError(f"{op}: {name} must have shape {shape} to match the input {x.shape}, "
+                         f"got shape {t.shape}")
+    if t.dtype != x.dtype:
+        raise TypeError(f"{op}: {name} dtype {t.dtype} differs from input dtype {x.dtype}")
+    return t
+
+
+def _channel_shape(ndim: int, channels: int) -> tuple[int, ...]:
+    """(1, C, 1, 1) for 4-D input, (1, C) for 2-D: a per-channel vector ready to broadcast."""
+    return (1, channels) + (1,) * (ndim - 2)
+
+
+def _standardize(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any, Any, Any]:
+    """Mean, biased variance, 1/sqrt(var + eps) and xhat over ``axes`` (kept as size-1 dims)."""
+    xp = backend.xp(x)
+    mean = x.mean(axis=axes, keepdims=True)
+    centered = x - mean
+    var = (centered * centered).mean(axis=axes, keepdims=True)  # two-pass: no cancellation
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    return mean, var, inv_std, centered * inv_std
+
+
+def _standardize_backward(g_hat: Any, xhat: Any, inv_std: Any, axes: tuple[int, ...]) -> Any:
+    """dL/dx given dL/dxhat, for xhat = (x - mean(x)) / sqrt(var(x) + eps) over ``axes``.
+
+    With m values per group, d mean/dx = 1/m and d var/dx = 2 (x - mean)/m, so
+
+        dL/dx = inv_std * (g_hat - mean(g_hat) - xhat * mean(g_hat * xhat))
+
+    (the two subtracted terms remove the parts of g_hat that only shift or scale the group).
+    """
+    return inv_std * (g_hat - g_hat.mean(axis=axes, keepdims=True)
+                      - xhat * (g_hat * xhat).mean(axis=axes, keepdims=True))
+
+
+def _running_stat(a: Any, op: str, name: str, channels: int, x: Tensor) -> Any:
+    """A running_mean/running_var buffer: a float array (or Tensor, whose data is used) of shape (C,)."""
+    if isinstance(a, Tensor):
+        a = a.data
+    if not (isinstance(a, np.ndarray) or backend.is_gpu_array(a)):
+        raise TypeError(f"{op}: {name} must be an array of shape ({channels},), got {type(a).__name__}")
+    if a.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a float array (it is updated in place), got dtype {a.dtype}")
+    if a.shape != (channels,):
+        raise ValueError(f"{op}: {name} must have shape ({channels},) for an input with {channels} channels "
+                         f"{x.shape}, got shape {a.shape}")
+    if backend.device_of(a) != x.device:
+        raise ValueError(f"{op}: {name} is on {backend.device_of(a)} but the input is on {x.device}")
+    return a
+
+
+# ----------------------------------------------------------------------------- batch norm
+def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalisation (``torch.nn.functional.batch_norm``).
+
+    x: (N, C) or (N, C, H, W); running_mean, running_var: arrays (C,); weight (gamma), bias
+    (beta): (C,) or None. Training uses the batch's mean and biased variance over (N[, H, W]) and
+    updates the running estimates in place with the *unbiased* variance:
+
+        running = (1 - momentum) * running + momentum * batch_stat
+
+    (the running arrays may be None when training, to skip tracking). Evaluation uses the
+    running estimates, so the op is a per-channel affine map of x.
+    """
+    op = "batch_norm"
+    x = check_tensor(x, op, "input", ndim=(2, 4))
+    channels = x.shape[1]
+    axes = (0,) + tuple(range(2, x.ndim))
+    count = x.size // channels if channels else 0
+    weight = _check_param(weight, op, "weight", (channels,), x)
+    bias = _check_param(bias, op, "bias", (channels,), x)
+    momentum = check_float(momentum, op, "momentum", 0.0, 1.0)
+    eps = check_float(eps, op, "eps", 0.0)
+    if training and running_mean is None and running_var is None:
+        stats = None
+    elif running_mean is None or running_var is None:
+        raise ValueError(f"{op}: running_mean and running_var are both required when training=False "
+                         f"(both may be None only when training)")
+    else:
+        stats = (_running_stat(running_mean, op, "running_mean", channels, x),
+                 _running_stat(running_var, op, "running_var", channels, x))
+    check_same_device(op, x, weight, bias)
+    xp = backend.xp(x.data)
+    shape = _channel_shape(x.ndim, channels)
+
+    if training:
+        if count < 2:
+            raise ValueError(f"{op}: training needs more than 1 value per channel to estimate a variance, "
+                             f"got input shape {x.shape}")
+        mean, var, inv_std, xhat = _standardize(x.data, axes, eps)
+        if stats is not None:
+            running_mean, running_var = stats
+            unbiased = var.reshape(channels) * (count / (count - 1))
+            running_mean[...] = (1 - momentum) * running_mean + momentum * mean.reshape(channels)
+            running_var[...] = (1 - momentum) * running_var + momentum * unbiased
+    else:
+        mean = stats[0].astype(x.dtype, copy=False).reshape(shape)
+        inv_std = (1.0 / xp.sqrt(stats[1].astype(x.dtype, copy=False) + eps)).reshape(shape)  # a new array:
+        xhat = (x.data - mean) * inv_std       # later running-stat updates don't change this backward
+
+    gamma = weight.data.reshape(shape) if weight is not None else None
+    out = xhat if gamma is None else xhat * gamma
+    if bias is not None:
+        out = out + bias.data.reshape(shape)
+
+    def backward(g):
+        grads = [None]
+        if x.requires_grad:
+            g_hat = g if gamma is None else g * gamma
+            # Training: the batch statistics depend on x. Eval: they are constants.
+            grads[0] = _standardize_backward(g_hat, xhat, inv_std, axes) if training else g_hat * inv_std
+        if weight is not None:
+            grads.append((g * xhat).sum(axis=axes) if weight.requires_grad else None)
+        if bias is not None:
+            grads.append(g.sum(axis=axes) if bias.requires_grad else None)
+        return tuple(grads)
+
+    parents = tuple(t for t in (x, weight, bias) if t is not None)
+    return Tensor.from_op(out, parents, backward, op)
+
+
+# ----------------------------------------------------------------------------- instance norm
+def _instance_standardize(x: Tensor, op: str, eps: float) -> tuple[Any, Any]:
+    if x.shape[2] * x.shape[3] < 2:
+        raise ValueError(f"{op}: needs more than 1 spatial element per plane to estimate a variance, "
+                         f"got input shape {x.shape}")
+    _, _, inv_std, xhat = _standardize(x.data, (2, 3), eps)
+    return inv_std, xhat
+
+
+def instance_norm(x: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> Tensor:
+    """Instance normalisation: standardise every (n, c) plane over (H, W), then ``gamma * xhat + beta``.
+
+    x: (N, C, H, W); weight (gamma), bias (beta): (C,) or None. Always uses the input's own
+    statistics (``torch.nn.functional.instance_norm`` with ``use_input_stats=True``).
+    """
+    op = "instance_norm"
+    x = check_tensor(x, op, "input", ndim=4)
+    channels = x.shape[1]
+    weight = _check_param(weight, op, "weight", (channels,), x)
+    bias = _check_param(bias, op, "bias", (channels,), x)
+    eps = check_float(eps, op, "eps", 0.0)
+    check_same_device(op, x, weight, bias)
+    inv_std, xhat = _instance_standardize(x, op, eps)
+    shape = _channel_shape(4, channels)
+    gamma = weight.data.reshape(shape) if weight is not None else None
+    out = xhat if gamma is None else xhat * gamma
+    if bias is not None:
+        out = out + bias.data.reshape(shape)
+
+    def backward(g):
+        grads = [None]
+        if x.requires_grad:
+            grads[0] = _standardize_backward(g if gamma is None else g * gamma, xhat, inv_std, (2, 3))
+        if weight is not None:
+            grads.append((g * xhat).sum(axis=(0, 2, 3)) if weight.requires_grad else None)
+        if bias is not None:
+            grads.append(g.sum(axis=(0, 2, 3)) if bias.requires_grad else None)
+        return tuple(grads)
+
+    parents = tuple(t for t in (x, weight, bias) if t is not None)
+    return Tensor.from_op(out, parents, backward, op)
+
+
+def _style_indices(style: Any, op: str, batch: int, styles: int) -> np.ndarray:
+    """``style`` (an int, or one int per image) as an int64 host array of shape (N,)."""
+    if isinstance(style, Tensor):
+        raise TypeError(f"{op}: style must be an int or an integer array of shape ({batch},), got a Tensor")
+    if isinstance(style, bool):
+        raise TypeError(f"{op}: style must be an int or an integer array of shape ({batch},), got bool")
+    index = np.asarray(backend.to_device(style, "cpu") if backend.is_gpu_array(style) else style)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"{op}: style must be an int or an integer array of shape ({batch},), "
+                        f"got dtype {index.dtype}")
+    if index.ndim == 0:
+        index = np.full(batch, int(index))
+    elif index.shape != (batch,):
+        raise ValueError(f"{op}: style must be an int or one index per image, shape ({batch},), "
+                         f"got shape {index.shape}")
+    bad = index[(index < 0) | (index >= styles)]
+    if bad.size:
+        raise ValueError(f"{op}: style indices must be in [0, {styles}) (rows of weight/bias), "
+                         f"got {int(bad[0])}")
+    return index.astype(np.int64)
+
+
+def conditional_instance_norm(x: Any, style: Any, weight: Any, bias: Any, eps: float = 1e-5) -> Tensor:
+    """Conditional instance norm (Dumoulin et al. 2017): instance norm, then a per-style affine map.
+
+    x: (N, C, H, W); weight (gamma), bias (beta): (S, C) tables, one row per style; style: an
+    int (every image) or ints (N,) choosing each image's row. With s = style[n]:
+
+        y[n, c] = weight[s, c] * xhat[n, c] + bias[s, c]
+
+    One network then renders S styles; blending rows interpolates between them. The table
+    gradients add each image's (N, C) contribution into its style's row.
+    """
+    op = "conditional_instance_norm"
+    x = check_tensor(x, op, "input", ndim=4)
+    weight = check_tensor(weight, op, "weight")
+    bias = check_tensor(bias, op, "bias")
+    batch, channels = x.shape[:2]
+    if weight.ndim != 2 or weight.shape[1] != channels:
+        raise ValueError(f"{op}: weight must be 2-D (styles, {channels}) for an input with {channels} "
+                         f"channels, got shape {weight.shape}")
+    styles = weight.shape[0]
+    if bias.shape != weight.shape:
+        raise ValueError(f"{op}: bias must have the shape of weight {weight.shape} (styles, channels), "
+                         f"got shape {bias.shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t.dtype != x.dtype:
+            raise TypeError(f"{op}: {name} dtype {t.dtype} differs from input dtype {x.dtype}")
+    eps = check_float(eps, op, "eps", 0.0)
+    check_same_device(op, x, weight, bias)
+    xp = backend.xp(x.data)
+    index = xp.asarray(_style_indices(style, op, batch, styles))
+    inv_std, xhat = _instance_standardize(x, op, eps)
+    gamma = weight.data[index][:, :, None, None]  # (N, C, 1, 1)
+    out = xhat * gamma + bias.data[index][:, :, None, None]
+
+    def backward(g):
+        gx = _standardize_backward(g * gamma, xhat, inv_std, (2, 3)) if x.requires_grad else None
+        # Scatter-add the per-image (N, C) gradients into the (S, C) tables as a small GEMM with a
+        # one-hot (N, S) matrix: array-module generic, and repeated styles accumulate.
+        one_hot = (index[:, None] == xp.arange(styles)[None, :]).astype(x.dtype)
+        gw = one_hot.T @ (g * xhat).sum(axis=(2, 3)) if weight.requires_grad else None
+        gb = one_hot.T @ g.sum(axis=(2, 3)) if bias.requires_grad else None
+        return gx, gw, gb
+
+    return Tensor.from_op(out, (x, weight, bias), backward, op)
+
+
+# ----------------------------------------------------------------------------- local response norm
+def _channel_window_sum(a: Any, before: int, after: int) -> Any:
+    """s[:, c] = sum of a[:, c - before : c + after + 1] (zero outside 0..C-1), for a (N, C, H, W).
+
+    A loop over the few window offsets (not over channels): each step adds one shifted view.
+    Summing slices is exact in a way that a cumulative-sum difference would not be in float32.
+    """
+    xp = backend.xp(a)
+    channels = a.shape[1]
+    padded = xp.zeros((a.shape[0], channels + before + after) + a.shape[2:], dtype=a.dtype)
+    padded[:, before:before + channels] = a
+    total = padded[:, 0:channels].copy()
+    for offset in range(1, before + after + 1):
+        total += padded[:, offset:offset + channels]
+    return total
+
+
+def local_response_norm(x: Any, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> Tensor:
+    """Local response normalisation across channels (AlexNet), with PyTorch's conventions.
+
+    x: (N, C, H, W). Each value is divided by the energy of a window of ``size`` channels,
+    channels c - size//2 .. c + (size-1)//2 (zero-padded at the ends):
+
+        d[n, c] = k + alpha / size * sum_{c' in window(c)} x[n, c']^2,    y = x * d^(-beta)
+
+    Backward (the window is transposed when going back, j in window(i) <=> i in window^T(j)):
+
+        dL/dx_j = g_j d_j^(-beta) - 2 alpha beta / size * x_j * sum_{i in window^T(j)} g_i y_i / d_i
+    """
+    op = "local_response_norm"
+    x = check_tensor(x, op, "input", ndim=4)
+    if not isinstance(size, int | np.integer) or isinstance(size, bool):
+        raise TypeError(f"{op}: size must be an int, got {type(size).__name__}")
+    if size < 1:
+        raise ValueError(f"{op}: size must be >= 1, got {size}")
+    alpha = check_float(alpha, op, "alpha")
+    beta = check_float(beta, op, "beta")
+    k = check_float(k, op, "k")
+    before, after = size // 2, (size - 1) // 2
+    denom = k + (alpha / size) * _channel_window_sum(x.data * x.data, before, after)
+    out = x.data * denom ** -beta
+
+    def backward(g):
+        back = _channel_window_sum(g * out / denom, after, before)
+        return (g * denom ** -beta - (2.0 * alpha * beta / size) * x.data * back,)
+
+    return Tensor.from_op(out, (x,), backward, op)

@@ -1,0 +1,295 @@
+"""Normalisation ops: finite differences, PyTorch parity (float64 and float32), running statistics,
+conditional instance norm against its definition, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+import minivis as mv
+from tests.gradcheck import check_gradients
+
+TOL = {np.float64: dict(rtol=1e-7, atol=1e-12), np.float32: dict(rtol=1e-4, atol=1e-5)}
+
+
+def _upstream_rng():
+    return np.random.default_rng(99)  # upstream gradients independent of the data
+
+
+def _run_ours(fn, arrays, upstream_rng):
+    tensors = [mv.tensor(a, requires_grad=True) for a in arrays]
+    out = fn(*tensors)
+    upstream = upstream_rng.standard_normal(out.shape).astype(out.dtype)
+    out.backward(upstream)
+    return out.numpy(), [t.grad for t in tensors], upstream
+
+
+def _run_torch(fn, arrays, upstream):
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out = fn(*tensors)
+    out.backward(torch.tensor(upstream))
+    return out.detach().numpy(), [t.grad.numpy() for t in tensors]
+
+
+def _assert_parity(ours, theirs, dtype):
+    (out, grads, _), (out_t, grads_t) = ours, theirs
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, out_t, **TOL[dtype])
+    for g, gt in zip(grads, grads_t, strict=True):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, gt, **TOL[dtype])
+
+
+# ----------------------------------------------------------------------------- batch norm
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 3, 2)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_train_finite_differences(rng, shape, affine):
+    c = shape[1]
+    arrays = [rng.standard_normal(shape) * 2 + 1]
+    if affine:
+        arrays += [rng.uniform(0.5, 2.0, c), rng.standard_normal(c)]
+    check_gradients(lambda x, *wb: mv.F.batch_norm(x, None, None, *wb, training=True), arrays,
+                    rng=_upstream_rng())
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 3, 2)])
+def test_batch_norm_eval_finite_differences(rng, shape):
+    c = shape[1]
+    mean, var = rng.standard_normal(c), rng.uniform(0.5, 2.0, c)
+    arrays = [rng.standard_normal(shape), rng.uniform(0.5, 2.0, c), rng.standard_normal(c)]
+    check_gradients(lambda x, w, b: mv.F.batch_norm(x, mean, var, w, b, training=False), arrays,
+                    rng=_upstream_rng())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape, momentum", [((5, 3), 0.1), ((8, 1), 0.5), ((4, 3, 5, 6), 0.1),
+                                             ((1, 2, 3, 3), 0.3)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_matches_torch(rng, dtype, shape, momentum, training, affine):
+    c, eps = shape[1], 1e-5
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    params = [rng.uniform(0.5, 2.0, c).astype(dtype), rng.standard_normal(c).astype(dtype)] if affine else []
+    mean0, var0 = rng.standard_normal(c).astype(dtype), rng.uniform(0.5, 2.0, c).astype(dtype)
+    ours_mean, ours_var = mean0.copy(), var0.copy()
+    torch_mean, torch_var = torch.tensor(mean0), torch.tensor(var0)
+
+    ours = _run_ours(lambda x, *wb: mv.F.batch_norm(x, ours_mean, ours_var, *wb, training=training,
+                                                    momentum=momentum, eps=eps),
+                     [x, *params], rng)
+    theirs = _run_torch(lambda x, *wb: torch.nn.functional.batch_norm(
+        x, torch_mean, torch_var, *wb, training=training, momentum=momentum, eps=eps), [x, *params], ours[2])
+    _assert_parity(ours, theirs, dtype)
+    # The running statistics were updated in place exactly as PyTorch does (or left alone in eval).
+    np.testing.assert_allclose(ours_mean, torch_mean.numpy(), **TOL[dtype])
+    np.testing.assert_allclose(ours_var, torch_var.numpy(), **TOL[dtype])
+    if not training:
+        np.testing.assert_array_equal(ours_mean, mean0)
+        np.testing.assert_array_equal(ours_var, var0)
+
+
+def test_batch_norm_running_stats_use_unbiased_variance(rng):
+    x = rng.standard_normal((6, 2, 3, 4))
+    mean, var = np.zeros(2), np.ones(2)
+    y = mv.F.batch_norm(x, mean, var, training=True, momentum=0.25)
+    batch_mean = x.mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(mean, 0.25 * batch_mean, rtol=1e-14)
+    np.testing.assert_allclose(var, 0.75 + 0.25 * x.var(axis=(0, 2, 3), ddof=1), rtol=1e-14)
+    # ... while the output is normalised with the biased variance.
+    expected = (x - batch_mean[:, None, None]) / np.sqrt(x.var(axis=(0, 2, 3)) + 1e-5)[:, None, None]
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12)
+
+
+def test_batch_norm_train_without_running_stats_matches_torch(rng):
+    x = rng.standard_normal((4, 3, 2, 2))
+    ours = _run_ours(lambda x: mv.F.batch_norm(x, None, None, training=True), [x], rng)
+    theirs = _run_torch(lambda x: torch.nn.functional.batch_norm(x, None, None, training=True), [x], ours[2])
+    _assert_parity(ours, theirs, np.float64)
+
+
+def test_batch_norm_eval_backward_uses_forward_time_statistics(rng):
+    x = mv.tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    mean, var = np.zeros(2), np.full(2, 4.0)
+    y = mv.F.batch_norm(x, mean, var, training=False, eps=0.0)
+    var[:] = 100.0  # e.g. a later training step updating the buffers before this backward runs
+    y.backward(np.ones((3, 2)))
+    np.testing.assert_allclose(x.grad, np.full((3, 2), 0.5))
+
+
+def test_batch_norm_bad_input(rng):
+    x = rng.standard_normal((4, 3))
+    mean, var = np.zeros(3), np.ones(3)
+    with pytest.raises(ValueError, match=r"batch_norm: input must be 2-D \(N, F\) or 4-D \(N, C, H, W\), "
+                                         r"got shape \(4, 3, 2\)"):
+        mv.F.batch_norm(rng.standard_normal((4, 3, 2)), mean, var)
+    with pytest.raises(ValueError, match=r"batch_norm: running_mean must have shape \(3,\) for an input with "
+                                         r"3 channels \(4, 3\), got shape \(4,\)"):
+        mv.F.batch_norm(x, np.zeros(4), var)
+    with pytest.raises(ValueError, match=r"batch_norm: running_var must have shape \(5,\) .* got shape \(3,\)"):
+        mv.F.batch_norm(rng.standard_normal((2, 5, 2, 2)), np.zeros(5), var)
+    with pytest.raises(TypeError, match="batch_norm: running_var must be a float array .* got dtype int64"):
+        mv.F.batch_norm(x, mean, np.ones(3, dtype=np.int64))
+    with pytest.raises(TypeError, match=r"batch_norm: running_mean must be an array of shape \(3,\), got list"):
+        mv.F.batch_norm(x, [0.0, 0.0, 0.0], var)
+    with pytest.raises(ValueError, match="batch_norm: running_mean and running_var are both required when "
+                                         "training=False"):
+        mv.F.batch_norm(x, None, None)
+    with pytest.raises(ValueError, match=r"batch_norm: weight must have shape \(3,\) to match the input "
+                                         r"\(4, 3\), got shape \(2,\)"):
+        mv.F.batch_norm(x, mean, var, weight=np.ones(2))
+    with pytest.raises(ValueError, match=r"batch_norm: bias must have shape \(3,\)"):
+        mv.F.batch_norm(x, mean, var, bias=np.ones((3, 1)))
+    with pytest.raises(TypeError, match="batch_norm: weight dtype float32 differs from input dtype float64"):
+        mv.F.batch_norm(x, mean, var, weight=np.ones(3, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"batch_norm: momentum must be in \[0.0, 1.0\], got 1.5"):
+        mv.F.batch_norm(x, mean, var, training=True, momentum=1.5)
+    with pytest.raises(ValueError, match=r"batch_norm: training needs more than 1 value per channel .* "
+                                         r"got input shape \(1, 3\)"):
+        mv.F.batch_norm(x[:1], mean, var, training=True)
+    with pytest.raises(TypeError, match="batch_norm: input must be a Tensor or an array, got list"):
+        mv.F.batch_norm([[1.0, 2.0, 3.0]], mean, var)
+
+
+# ----------------------------------------------------------------------------- instance norm
+@pytest.mark.parametrize("affine", [True, False])
+def test_instance_norm_finite_differences(rng, affine):
+    arrays = [rng.standard_normal((2, 3, 3, 4)) * 2 - 1]
+    if affine:
+        arrays += [rng.uniform(0.5, 2.0, 3), rng.standard_normal(3)]
+    check_gradients(lambda x, *wb: mv.F.instance_norm(x, *wb), arrays, rng=_upstream_rng())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(1, 1, 2, 1), (2, 3, 4, 5), (3, 2, 7, 6)])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("eps", [1e-5, 1e-3])
+def test_instance_norm_matches_torch(rng, dtype, shape, affine, eps):
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+    params = [rng.uniform(0.5, 2.0, c).astype(dtype), rng.standard_normal(c).astype(dtype)] if affine else []
+    ours = _run_ours(lambda x, *wb: mv.F.instance_norm(x, *wb, eps=eps), [x, *params], rng)
+    theirs = _run_torch(lambda x, *wb: torch.nn.functional.instance_norm(
+        x, None, None, *wb, eps=eps), [x, *params], ours[2])
+    _assert_parity(ours, theirs, dtype)
+
+
+def test_instance_norm_bad_input(rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"instance_norm: input must be 4-D \(N, C, H, W\), got shape \(2, 3\)"):
+        mv.F.instance_norm(rng.standard_normal((2, 3)))
+    with pytest.raises(ValueError, match=r"instance_norm: weight must have shape \(3,\) .* got shape \(4,\)"):
+        mv.F.instance_norm(x, np.ones(4))
+    with pytest.raises(ValueError, match=r"instance_norm: bias must have shape \(3,\) .* got shape \(1,\)"):
+        mv.F.instance_norm(x, np.ones(3), np.ones(1))
+    with pytest.raises(ValueError, match=r"instance_norm: needs more than 1 spatial element .* \(2, 3, 1, 1\)"):
+        mv.F.instance_norm(x[:, :, :1, :1])
+    with pytest.raises(ValueError, match=r"instance_norm: eps must be in \[0.0, None\], got -1"):
+        mv.F.instance_norm(x, eps=-1)
+
+
+# ----------------------------------------------------------------------------- conditional instance norm
+def _torch_cin(x, weight, bias, style, eps=1e-5):
+    """The definition (Dumoulin et al. 2017): instance norm, then each image's row of the style tables."""
+    index = torch.as_tensor(np.broadcast_to(style, (x.shape[0],)).copy())
+    xhat = torch.nn.functional.instance_norm(x, eps=eps)
+    return xhat * weight[index][:, :, None, None] + bias[index][:, :, None, None]
+
+
+@pytest.mark.parametrize("style", [2, np.array([0, 2, 2]), np.array([1, 1, 1])])
+def test_conditional_instance_norm_finite_differences(rng, style):
+    arrays = [rng.standard_normal((3, 2, 3, 3)), rng.uniform(0.5, 2.0, (4, 2)), rng.standard_normal((4, 2))]
+    check_gradients(lambda x, w, b: mv.F.conditional_instance_norm(x, style, w, b), arrays, rng=_upstream_rng())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape, styles, style", [((1, 3, 4, 4), 1, 0), ((2, 3, 5, 4), 5, 3),
+                                                  ((4, 2, 3, 3), 3, [2, 0, 2, 1]), ((3, 4, 6, 5), 2, [1, 1, 0])])
+def test_conditional_instance_norm_matches_torch(rng, dtype, shape, styles, style):
+    c = shape[1]
+    arrays = [(rng.standard_normal(shape) * 2 + 1).astype(dtype), rng.uniform(0.5, 2.0, (styles, c)).astype(dtype),
+              rng.standard_normal((styles, c)).astype(dtype)]
+    ours = _run_ours(lambda x, w, b: mv.F.conditional_instance_norm(x, style, w, b), arrays, rng)
+    theirs = _run_torch(lambda x, w, b: _torch_cin(x, w, b, style), arrays, ours[2])
+    _assert_parity(ours, theirs, dtype)
+
+
+def test_conditional_instance_norm_with_one_style_is_instance_norm(rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    weight, bias = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    np.testing.assert_allclose(mv.F.conditional_instance_norm(x, 4, weight, bias).numpy(),
+                               mv.F.instance_norm(x, weight[4], bias[4]).numpy(), rtol=1e-14)
+    # Styles not chosen by any image get zero gradient.
+    w = mv.tensor(weight, requires_grad=True)
+    mv.F.conditional_instance_norm(x, [4, 1], w, bias).backward(np.ones(x.shape))
+    np.testing.assert_array_equal(w.grad[[0, 2, 3]], 0.0)
+
+
+def test_conditional_instance_norm_bad_input(rng):
+    x = rng.standard_normal((2, 3, 4, 4))
+    w, b = np.ones((4, 3)), np.zeros((4, 3))
+    cin = mv.F.conditional_instance_norm
+    with pytest.raises(ValueError, match=r"conditional_instance_norm: input must be 4-D \(N, C, H, W\)"):
+        cin(x[0], 0, w, b)
+    with pytest.raises(ValueError, match=r"conditional_instance_norm: weight must be 2-D \(styles, 3\) for an "
+                                         r"input with 3 channels, got shape \(3,\)"):
+        cin(x, 0, np.ones(3), b)
+    with pytest.raises(ValueError, match=r"conditional_instance_norm: weight must be 2-D \(styles, 3\) .* "
+                                         r"got shape \(4, 5\)"):
+        cin(x, 0, np.ones((4, 5)), b)
+    with pytest.raises(ValueError, match=r"conditional_instance_norm: bias must have the shape of weight "
+                                         r"\(4, 3\) .* got shape \(3, 3\)"):
+        cin(x, 0, w, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"conditional_instance_norm: style indices must be in \[0, 4\) .* "
+                                         r"got 4"):
+        cin(x, 4, w, b)
+    with pytest.raises(ValueError, match=r"conditional_instance_norm: style indices must be in \[0, 4\) .* "
+                                         r"got -1"):
+        cin(x, np.array([0, -1]), w, b)
+    with pytest.raises(ValueError, match=r"conditional_instance_norm: style must be an int or one index per "
+                                         r"image, shape \(2,\), got shape \(3,\)"):
+        cin(x, [0, 1, 2], w, b)
+    with pytest.raises(TypeError, match="conditional_instance_norm: style must be .* got dtype float64"):
+        cin(x, 1.0, w, b)
+    with pytest.raises(TypeError, match="conditional_instance_norm: style must be .* got a Tensor"):
+        cin(x, mv.tensor([0.0, 1.0]), w, b)
+    with pytest.raises(TypeError, match="conditional_instance_norm: bias dtype float32 differs from input "
+                                        "dtype float64"):
+        cin(x, 0, w, b.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- local response norm
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7])
+def test_local_response_norm_finite_differences(rng, size):
+    # A large alpha makes the normalising term matter (AlexNet's 1e-4 would barely test it).
+    check_gradients(lambda x: mv.F.local_response_norm(x, size, alpha=0.8, beta=0.75, k=1.5),
+                    [rng.standard_normal((2, 5, 3, 3))], rng=_upstream_rng())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(2, 5, 4, 3), (1, 1, 3, 3), (3, 8, 2, 2)])
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize("alpha, beta, k", [(1e-4, 0.75, 1.0), (0.5, 1.5, 2.0)])
+def test_local_response_norm_matches_torch(rng, dtype, shape, size, alpha, beta, k):
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    ours = _run_ours(lambda x: mv.F.local_response_norm(x, size, alpha, beta, k), [x], rng)
+    theirs = _run_torch(lambda x: torch.nn.functional.local_response_norm(x, size, alpha, beta, k), [x], ours[2])
+    _assert_parity(ours, theirs, dtype)
+
+
+def test_local_response_norm_window_by_hand():
+    # One pixel, channels [1, 2, 3], size 2: window of c is channels c-1..c, zero-padded below.
+    x = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1)
+    y = mv.F.local_response_norm(x, 2, alpha=2.0, beta=1.0, k=1.0).numpy().ravel()
+    np.testing.assert_allclose(y, [1 / (1 + 1), 2 / (1 + 1 + 4), 3 / (1 + 4 + 9)], rtol=1e-15)
+
+
+def test_local_response_norm_bad_input(rng):
+    x = rng.standard_normal((1, 3, 2, 2))
+    with pytest.raises(ValueError, match=r"local_response_norm: input must be 4-D \(N, C, H, W\), "
+                                         r"got shape \(3, 2, 2\)"):
+        mv.F.local_response_norm(x[0], 3)
+    with pytest.raises(ValueError, match="local_response_norm: size must be >= 1, got 0"):
+        mv.F.local_response_norm(x, 0)
+    with pytest.raises(TypeError, match="local_response_norm: size must be an int, got float"):
+        mv.F.local_response_norm(x, 2.5)
+    with pytest.raises(TypeError, match="local_response_norm: beta must be a number, got str"):
+        mv.F.local_response_norm(x, 3, beta="0.75")
