@@ -13,6 +13,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor, as_tensor
+from minivis.functional._validate import check_float, check_tensor
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
@@ -26,29 +27,29 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+def _pair(a: Any, b: Any, op: str) -> tuple[Tensor, Tensor]:
     if isinstance(a, Tensor):
         return a, as_tensor(b, like=a)
     if isinstance(b, Tensor):
         return as_tensor(a, like=b), b
-    raise TypeError(f"expected at least one Tensor operand, got {type(a).__name__} and {type(b).__name__}")
+    raise TypeError(f"{op}: expected at least one Tensor operand, got {type(a).__name__} and {type(b).__name__}")
 
 
 # ----------------------------------------------------------------------------- elementwise
 def add(a: Any, b: Any) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "add")
     return Tensor.from_op(a.data + b.data, (a, b),
                           lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "add")
 
 
 def sub(a: Any, b: Any) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "sub")
     return Tensor.from_op(a.data - b.data, (a, b),
                           lambda g: (unbroadcast(g, a.shape), unbroadcast(-g, b.shape)), "sub")
 
 
 def mul(a: Any, b: Any) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "mul")
 
     def backward(g):
         return (unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
@@ -58,7 +59,7 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "div")
     out = a.data / b.data
 
     def backward(g):
@@ -69,39 +70,45 @@ def div(a: Any, b: Any) -> Tensor:
 
 
 def neg(x: Tensor) -> Tensor:
+    x = check_tensor(x, "neg")
     return Tensor.from_op(-x.data, (x,), lambda g: (-g,), "neg")
 
 
 def pow(x: Tensor, exponent: float) -> Tensor:  # noqa: A001 (mirrors torch.pow)
     """x ** exponent for a constant (Python number) exponent."""
-    if isinstance(exponent, Tensor) or not np.isscalar(exponent):
-        raise TypeError(f"pow: exponent must be a number, got {type(exponent).__name__}")
+    x = check_tensor(x, "pow")
+    exponent = check_float(exponent, "pow", "exponent")
     return Tensor.from_op(x.data ** exponent, (x,),
                           lambda g: (g * exponent * x.data ** (exponent - 1),), "pow")
 
 
 def exp(x: Tensor) -> Tensor:
+    x = check_tensor(x, "exp")
     out = backend.xp(x.data).exp(x.data)
     return Tensor.from_op(out, (x,), lambda g: (g * out,), "exp")
 
 
 def log(x: Tensor) -> Tensor:
+    x = check_tensor(x, "log")
     return Tensor.from_op(backend.xp(x.data).log(x.data), (x,), lambda g: (g / x.data,), "log")
 
 
 def sqrt(x: Tensor) -> Tensor:
+    x = check_tensor(x, "sqrt")
     out = backend.xp(x.data).sqrt(x.data)
     return Tensor.from_op(out, (x,), lambda g: (g * 0.5 / out,), "sqrt")
 
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001
     """|x|; the gradient at exactly 0 is 0 (the sign function), as in PyTorch."""
+    x = check_tensor(x, "abs")
     xp = backend.xp(x.data)
     return Tensor.from_op(xp.abs(x.data), (x,), lambda g: (g * xp.sign(x.data),), "abs")
 
 
 def clip(x: Tensor, low: float | None = None, high: float | None = None) -> Tensor:
     """Clamp to [low, high]; the gradient passes where low <= x <= high (PyTorch's clamp)."""
+    x = check_tensor(x, "clip")
     if low is None and high is None:
         raise ValueError("clip: give at least one of low and high")
     if low is not None and high is not None and low > high:
@@ -136,12 +143,14 @@ def _expand(g: Any, shape: tuple[int, ...], axes: tuple[int, ...], keepdims: boo
 
 
 def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    x = check_tensor(x, "sum")
     axes = _axes(axis, x.ndim, "sum")
     out = x.data.sum(axis=axes, keepdims=keepdims)
     return Tensor.from_op(out, (x,), lambda g: (_expand(g, x.shape, axes, keepdims).copy(),), "sum")
 
 
 def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
+    x = check_tensor(x, "mean")
     axes = _axes(axis, x.ndim, "mean")
     count = int(np.prod([x.shape[a] for a in axes]))
     out = x.data.mean(axis=axes, keepdims=keepdims)
@@ -150,6 +159,7 @@ def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
 
 def max(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Maximum over ``axis``; ties share the gradient equally (like ``torch.amax``)."""
+    x = check_tensor(x, "max")
     axes = _axes(axis, x.ndim, "max")
     if x.size == 0:
         raise ValueError("max: the tensor is empty")
@@ -167,6 +177,7 @@ def max(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
 
 # ----------------------------------------------------------------------------- shape
 def reshape(x: Tensor, shape: Any) -> Tensor:
+    x = check_tensor(x, "reshape")
     shape = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
     try:
         out = x.data.reshape(shape)
@@ -177,6 +188,7 @@ def reshape(x: Tensor, shape: Any) -> Tensor:
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dims ``start_dim..end_dim`` into one (``torch.flatten``)."""
+    x = check_tensor(x, "flatten")
     start, end = _axes(start_dim, x.ndim, "flatten")[0], _axes(end_dim, x.ndim, "flatten")[0]
     if start > end:
         raise ValueError(f"flatten: start_dim ({start_dim}) must not come after end_dim ({end_dim})")
@@ -185,15 +197,18 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 def transpose(x: Tensor, axes: Any = None) -> Tensor:
     """Permute the axes (reverse them when ``axes`` is None), like ``np.transpose``."""
-    axes = tuple(range(x.ndim))[::-1] if axes is None or axes == () else tuple(a % x.ndim for a in axes)
-    if sorted(axes) != list(range(x.ndim)):
+    x = check_tensor(x, "transpose")
+    axes = tuple(range(x.ndim))[::-1] if axes is None or axes == () else tuple(axes)
+    if sorted(a % x.ndim if -x.ndim <= a < x.ndim else a for a in axes) != list(range(x.ndim)):
         raise ValueError(f"transpose: axes must be a permutation of 0..{x.ndim - 1}, got {axes}")
+    axes = tuple(a % x.ndim for a in axes)
     inverse = tuple(np.argsort(axes))
     return Tensor.from_op(x.data.transpose(axes), (x,), lambda g: (g.transpose(inverse),), "transpose")
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
     """``x[index]`` with NumPy indexing; repeated fancy indices accumulate in the backward."""
+    x = check_tensor(x, "getitem")
     if isinstance(index, Tensor):
         raise TypeError("getitem: index with an integer array, not a Tensor")
     out = x.data[index]
@@ -216,6 +231,7 @@ def concat(tensors: list[Tensor], axis: int = 0) -> Tensor:
         raise ValueError("concat: expected a non-empty list of tensors")
     tensors = [as_tensor(t, like=tensors[0] if isinstance(tensors[0], Tensor) else None) for t in tensors]
     xp = backend.xp(tensors[0].data)
+    axis = _axes(axis, tensors[0].ndim, "concat")[0]
     try:
         out = xp.concatenate([t.data for t in tensors], axis=axis)
     except ValueError as err:
@@ -227,23 +243,23 @@ def concat(tensors: list[Tensor], axis: int = 0) -> Tensor:
 # ----------------------------------------------------------------------------- matmul
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with NumPy's rules (batched, broadcast over leading dims)."""
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "matmul")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul: both operands need at least 1 dim")
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
         raise ValueError(f"matmul: inner dims differ: {a.shape} @ {b.shape}")
     xp = backend.xp(a.data)
-    out = xp.matmul(a.data, b.data)
+    try:
+        out = xp.matmul(a.data, b.data)
+    except ValueError as err:
+        raise ValueError(f"matmul: batch dims do not broadcast: {a.shape} @ {b.shape}") from err
 
     def backward(g):
         # Promote 1-d operands to matrices so the two products below are plain GEMMs.
         am = a.data[None, :] if a.ndim == 1 else a.data
         bm = b.data[:, None] if b.ndim == 1 else b.data
-        gm = g
-        if a.ndim == 1:
-            gm = xp.expand_dims(gm, -2)
-        if b.ndim == 1:
-            gm = xp.expand_dims(gm, -1)
+        # g lacks the dims that the 1-d operands dropped (both, for vector @ vector: g is 0-d).
+        gm = g.reshape(np.broadcast_shapes(am.shape[:-2], bm.shape[:-2]) + (am.shape[-2], bm.shape[-1]))
         ga = gb = None
         if a.requires_grad:
             ga = unbroadcast(xp.matmul(gm, xp.swapaxes(bm, -1, -2)), am.shape).reshape(a.shape)

@@ -30,17 +30,24 @@ def relu_rule_backward(g: np.ndarray, x: np.ndarray, low: float, high: float, ne
     """``g * f'(x)`` (gradient), ``g * f'(x) * (g > 0)`` (guided) or ``g * (g > 0)`` (deconvnet)
     in one pass over memory, where ``f'(x)`` is 1 on ``low < x < high``, ``negative_slope`` on
     ``x <= low`` and 0 on ``x >= high``. Rule codes are the indices of ``rules.RULES``."""
-    g = np.ascontiguousarray(g, dtype=x.dtype)
+    g = np.asarray(g, dtype=x.dtype, order="C")  # not ascontiguousarray: it would make a 0-d g 1-d
+    # The slope in x's dtype: g * slope then rounds like PyTorch, with or without the JIT.
+    negative_slope = x.dtype.type(negative_slope)
     out = np.empty_like(g)
-    _relu_rule_backward(g.reshape(-1), np.ascontiguousarray(x).reshape(-1), low, high, negative_slope,
+    _relu_rule_backward(g.reshape(-1), np.asarray(x, order="C").reshape(-1), low, high, negative_slope,
                         rule_code, out.reshape(-1))
     return out
 
 
 def naive_relu_rule_backward(g, x, low, high, negative_slope, rule_code):
-    """Plain-NumPy twin of ``relu_rule_backward`` (the tests compare the two)."""
+    """Plain-NumPy twin of ``relu_rule_backward`` (the tests compare the two); array-module generic,
+    so it also serves CuPy arrays. Like the kernel, it returns an array of x's dtype and shape."""
+    g = g.astype(x.dtype, copy=False)
     if rule_code == 2:
-        return g * (g > 0)
-    slope = np.where((x > low) & (x < high), 1.0, np.where(x <= low, negative_slope, 0.0))
-    out = g * slope
-    return out * (g > 0) if rule_code == 1 else out
+        out = g * (g > 0)
+    else:
+        slope = np.where((x > low) & (x < high), 1.0, np.where(x <= low, x.dtype.type(negative_slope), 0.0))
+        out = g * slope
+        if rule_code == 1:
+            out = out * (g > 0)
+    return out.astype(x.dtype, copy=False).reshape(x.shape)

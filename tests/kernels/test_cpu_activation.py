@@ -1,0 +1,55 @@
+"""The fused ReLU-family backward kernel against its plain-NumPy twin. Shapes are small so that this
+also runs quickly with NUMBA_DISABLE_JIT=1."""
+
+import numpy as np
+import pytest
+
+from minivis.kernels.cpu_activation import naive_relu_rule_backward, relu_rule_backward
+from minivis.rules import RULE_CODES
+
+# (low, high, negative_slope): relu, relu6, leaky_relu
+FAMILY = {"relu": (0.0, np.inf, 0.0), "relu6": (0.0, 6.0, 0.0), "leaky_relu": (0.0, np.inf, 0.2)}
+
+
+def sample(rng, shape, dtype):
+    x = rng.uniform(-8, 8, shape)
+    g = rng.standard_normal(shape)
+    if x.size >= 6:  # ties: x exactly at the kinks, g exactly 0
+        x.reshape(-1)[:3] = [0.0, 6.0, 0.0]
+        g.reshape(-1)[2:5] = 0.0
+    return x.astype(dtype), g.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 4, 5), (2, 3, 8, 8)])
+@pytest.mark.parametrize("rule", list(RULE_CODES))
+@pytest.mark.parametrize("family", list(FAMILY))
+def test_fused_matches_naive(rng, family, rule, shape, dtype):
+    low, high, slope = FAMILY[family]
+    x, g = sample(rng, shape, dtype)
+    fast = relu_rule_backward(g, x, low, high, slope, RULE_CODES[rule])
+    naive = naive_relu_rule_backward(g, x, low, high, slope, RULE_CODES[rule])
+    assert fast.shape == naive.shape == shape
+    assert fast.dtype == naive.dtype == dtype
+    np.testing.assert_array_equal(fast, naive)
+
+
+@pytest.mark.parametrize("rule", list(RULE_CODES))
+def test_fused_accepts_non_contiguous_and_other_dtype_gradients(rng, rule):
+    x = rng.uniform(-8, 8, (4, 6)).astype(np.float32)
+    g64 = rng.standard_normal((6, 4)).T  # float64 and transposed (not C-contiguous)
+    fast = relu_rule_backward(g64, x, 0.0, 6.0, 0.0, RULE_CODES[rule])
+    naive = naive_relu_rule_backward(g64, x, 0.0, 6.0, 0.0, RULE_CODES[rule])
+    assert fast.dtype == naive.dtype == np.float32 and fast.flags.c_contiguous
+    np.testing.assert_array_equal(fast, naive)
+
+
+def test_fused_by_hand():
+    x = np.array([-1.0, 0.0, 2.0, 6.0, 7.0])
+    g = np.array([3.0, 3.0, -1.0, 2.0, 0.0])
+    code = RULE_CODES
+    np.testing.assert_array_equal(relu_rule_backward(g, x, 0.0, 6.0, 0.0, code["gradient"]), [0, 0, -1, 0, 0])
+    np.testing.assert_array_equal(relu_rule_backward(g, x, 0.0, 6.0, 0.0, code["guided"]), [0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(relu_rule_backward(g, x, 0.0, 6.0, 0.0, code["deconvnet"]), [3, 3, 0, 2, 0])
+    np.testing.assert_array_equal(relu_rule_backward(g, x, 0.0, np.inf, 0.5, code["gradient"]),
+                                  [1.5, 1.5, -1, 2, 0])
