@@ -339,10 +339,14 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: st
 
     ``dtype`` is float32 or float64; ``None`` keeps float32/float64 arrays as they are and turns
     anything else (ints, bools, Python numbers and lists) into float32. ``device`` is ``"cpu"`` or ``"gpu"``.
+    The data is always copied (as ``torch.tensor``), so later in-place edits of either side stay apart.
     """
     if isinstance(data, Tensor):
         data = data.data
+    source = data
     array = backend.to_device(backend.as_float_array(data, dtype), backend.check_device(device))
+    if array is source or backend.xp(array).shares_memory(array, source):
+        array = array.copy()
     return Tensor(array, requires_grad=requires_grad)
 
 

@@ -67,5 +67,7 @@ def check_float(value: Any, op: str, name: str, low: float | None = None, high: 
     if not isinstance(value, int | float | np.integer | np.floating) or isinstance(value, bool):
         raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__}")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{op}: {name} must be in [{low}, {high}], got {value}")
+        wanted = f"in [{low}, {high}]" if low is not None and high is not None else (
+            f">= {low}" if low is not None else f"<= {high}")
+        raise ValueError(f"{op}: {name} must be {wanted}, got {value}")
     return float(value)
