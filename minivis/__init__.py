@@ -6,7 +6,7 @@
     with mv.backward_rule("guided"): ...
 """
 
-from minivis import backend, data, functional, io, models, nn, optim
+from minivis import backend, data, functional, io, models, nn, optim, plot, vis
 from minivis import functional as F  # noqa: N812 (PyTorch's conventional alias)
 from minivis.autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from minivis.rules import backward_rule, current_rule
@@ -15,5 +15,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "F", "Tensor", "backend", "backward_rule", "current_rule", "data", "enable_grad", "functional", "io",
-    "is_grad_enabled", "models", "nn", "no_grad", "optim", "tensor",
+    "is_grad_enabled", "models", "nn", "no_grad", "optim", "plot", "tensor", "vis",
 ]

@@ -1,0 +1,100 @@
+"""Figure building blocks shared by every method: image grids, heat-map overlays, saving PNGs.
+
+Images are HxW (grey) or HxWx3 floats in [0, 1] or uint8; CHW arrays are accepted too and moved
+to HWC. Functions return the matplotlib Figure so callers can add to it; ``save`` writes a PNG.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+if "MPLBACKEND" not in os.environ and "IPython" not in sys.modules:
+    matplotlib.use("Agg")  # no screen here: render off-screen to PNG
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from minivis import backend  # noqa: E402
+
+
+def to_image(array: Any) -> np.ndarray:
+    """An array as a displayable HxW or HxWx3 image (CHW moved to HWC, single channel squeezed)."""
+    img = np.asarray(backend.to_device(getattr(array, "data", array), "cpu"))
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+        img = img.transpose(1, 2, 0)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim not in (2, 3):
+        raise ValueError(f"plot: expected an HxW, HxWx3 or CxHxW image, got shape {img.shape}")
+    return img
+
+
+def normalize(array: np.ndarray, symmetric: bool = False) -> np.ndarray:
+    """Scale to [0, 1] for display: min-max, or around 0 (0 -> 0.5) when ``symmetric``."""
+    array = np.asarray(array, dtype=np.float64)
+    if symmetric:
+        scale = np.abs(array).max()
+        return 0.5 + 0.5 * array / scale if scale > 0 else np.full_like(array, 0.5)
+    low, high = array.min(), array.max()
+    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+
+
+def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None, ncols: int | None = None,
+               cmap: str = "gray", size: float = 2.0, suptitle: str | None = None) -> plt.Figure:
+    """Images side by side in a grid (floats are shown as given: normalise them first if needed)."""
+    n = len(images)
+    if n == 0:
+        raise ValueError("image_grid: no images given")
+    ncols = ncols or min(n, 8)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            img = to_image(images[i])
+            ax.imshow(img, cmap=cmap if img.ndim == 2 else None, interpolation="nearest")
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def overlay(image: Any, heatmap: Any, alpha: float = 0.5, cmap: str = "jet", ax: Any = None,
+            title: str | None = None) -> plt.Figure:
+    """A heat map (any size; stretched to the image) drawn over a photo."""
+    img = to_image(image)
+    heat = np.asarray(backend.to_device(getattr(heatmap, "data", heatmap), "cpu"), dtype=np.float64)
+    if heat.ndim != 2:
+        raise ValueError(f"overlay: heatmap must be 2-D (H, W), got shape {heat.shape}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4, 4))
+    else:
+        fig = ax.figure
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+    ax.imshow(normalize(heat), cmap=cmap, alpha=alpha, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5),
+              interpolation="bilinear")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def save(fig: plt.Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG (the folder is created) and close it."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"save: figures are saved as PNG, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path

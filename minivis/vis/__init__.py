@@ -1,0 +1,1 @@
+"""The visualisation methods (``mv.vis``), one module per family."""

@@ -1,0 +1,86 @@
+"""What every visualisation method needs: one way to read the input, the target and the layer.
+
+* ``as_batch(x, model)``: an image ``(C, H, W)`` or batch ``(N, C, H, W)`` (array or Tensor) ->
+  a float batch array on the model's device and whether the caller gave a single image (the
+  result is then squeezed back, so methods "follow" their input).
+* ``target_scores(logits, target)``: the scalar per image that a method explains: a class
+  index (int, or one per image) into the logits, or a callable objective ``f(output) -> (N,)``.
+* ``check_layer(model, layer)``: the layer module for a dotted name, with a clear error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from minivis import backend
+from minivis.autograd import Tensor
+from minivis.nn.module import Module
+
+Target = int | np.integer | list | tuple | np.ndarray | Callable[[Tensor], Tensor]
+
+
+def model_device_dtype(model: Module) -> tuple[str, np.dtype]:
+    param = next(model.parameters(), None)
+    if param is None:
+        return "cpu", np.dtype(np.float32)
+    return param.device, param.dtype
+
+
+def as_batch(x: Any, model: Module, method: str) -> tuple[Any, bool]:
+    """``x`` as an (N, C, H, W) array in the model's dtype and device, and whether it was one image."""
+    if not isinstance(model, Module):
+        raise TypeError(f"{method}: model must be a minivis nn.Module, got {type(model).__name__}")
+    data = x.data if isinstance(x, Tensor) else x
+    if not (isinstance(data, np.ndarray) or backend.is_gpu_array(data)):
+        raise TypeError(f"{method}: x must be an array or Tensor of shape (C, H, W) or (N, C, H, W), "
+                        f"got {type(x).__name__}")
+    if data.ndim not in (3, 4):
+        raise ValueError(f"{method}: x must be (C, H, W) or (N, C, H, W), got shape {tuple(data.shape)}")
+    if data.dtype.kind not in "fiu":
+        raise TypeError(f"{method}: x must be numeric, got dtype {data.dtype}")
+    single = data.ndim == 3
+    device, dtype = model_device_dtype(model)
+    batch = backend.to_device(data[None] if single else data, device).astype(dtype, copy=True)
+    expected = getattr(model, "in_channels", None)
+    if expected is not None and batch.shape[1] != expected:
+        raise ValueError(f"{method}: x has {batch.shape[1]} channels, the model expects {expected}")
+    if not bool(backend.xp(batch).isfinite(batch).all()):
+        raise ValueError(f"{method}: x contains NaN or infinite values")
+    return batch, single
+
+
+def target_scores(output: Tensor, target: Target, method: str) -> Tensor:
+    """The (N,) scores to explain: ``output[n, target[n]]`` or ``target(output)``."""
+    if callable(target):
+        scores = target(output)
+        if not isinstance(scores, Tensor) or scores.shape != (output.shape[0],):
+            raise ValueError(f"{method}: a callable target must return a Tensor of shape ({output.shape[0]},), "
+                             f"got {getattr(scores, 'shape', type(scores).__name__)}")
+        return scores
+    n, classes = output.shape[0], output.shape[-1]
+    index = np.asarray(target)
+    if index.dtype.kind not in "iu" or index.ndim > 1:
+        raise TypeError(f"{method}: target must be a class index, one index per image, or a callable; got {target!r}")
+    index = np.broadcast_to(index, (n,)) if index.ndim == 0 else index
+    if index.shape != (n,):
+        raise ValueError(f"{method}: target has {index.shape[0]} indices for a batch of {n} images")
+    if index.min() < 0 or index.max() >= classes:
+        raise ValueError(f"{method}: target class {int(index.max() if index.max() >= classes else index.min())} "
+                         f"is out of range for {classes} classes (0..{classes - 1})")
+    return output[np.arange(n), index]
+
+
+def check_layer(model: Module, layer: str, method: str) -> Module:
+    if not isinstance(layer, str):
+        raise TypeError(f"{method}: layer must be a dotted layer name (str), got {type(layer).__name__}")
+    try:
+        return model.get_submodule(layer)
+    except ValueError as err:
+        raise ValueError(f"{method}: {err}") from None
+
+
+def unbatch(result: Any, single: bool) -> Any:
+    return result[0] if single else result
