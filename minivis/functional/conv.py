@@ -1,0 +1,349 @@
+"""2-D convolution and transposed convolution, forward and backward on one page.
+
+A convolution with weight ``w: (C_out, C_in/G, kh, kw)`` maps ``x: (N, C_in, H, W)`` to
+``y: (N, C_out, Ho, Wo)``:
+
+    y[n, co, oh, ow] = b[co] + sum_{c, i, j} w[co, c, i, j] * x_pad[n, g*C_in/G + c, oh*sh + i*dh, ow*sw + j*dw]
+
+with ``g = co // (C_out/G)`` the group of ``co``. It is linear in ``x`` and in ``w``, so its
+backward is two more linear maps:
+
+* ``conv2d_backward_input``: the *adjoint* (transpose) of ``x -> conv2d(x)``. Each output pixel
+  sends ``g * w`` back onto the input window it read.
+* ``conv2d_backward_weight``: each weight tap collects ``g * x`` over all images and output pixels.
+
+On the GEMM path (``im2col``) all three are matrix products. With ``cols = im2col(x)`` viewed as
+``(N, G, K, L)`` (``K = C_in/G*kh*kw`` rows, ``L = Ho*Wo`` output pixels) and ``W = w`` viewed as
+``(G, C_out/G, K)``:
+
+    forward            y  = W @ cols                 (N, G, C_out/G, L) = NCHW directly
+    backward-input     dx = col2im(W^T @ g)
+    backward-weight    dw = sum_n g[n] @ cols[n]^T
+
+A transposed convolution is, by definition, the adjoint of a convolution, so
+``conv_transpose2d`` needs no kernels of its own: its forward IS ``conv2d_backward_input``, its
+input-gradient IS ``conv2d_forward`` and its weight-gradient is ``conv2d_backward_weight`` with
+the roles of input and output swapped.
+
+Padding ``pad4`` is ``(top, bottom, left, right)``; ``padding="same"`` follows TensorFlow's SAME
+(also for stride > 1): ``total = max((ceil(H/s) - 1)*s + d*(k-1) + 1 - H, 0)``, ``top = total//2``
+and the odd pixel at the bottom/right.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+
+from minivis import backend
+from minivis.autograd import Tensor
+from minivis.backend import FLOAT_DTYPES
+from minivis.functional._validate import check_same_device, check_tensor, int_pair, padding4
+from minivis.kernels import cpu_conv
+
+Pair = tuple[int, int]
+Pad4 = tuple[int, int, int, int]
+
+
+# ----------------------------------------------------------------------------- the device seam
+def _kernels(array: Any, op: str = "conv2d") -> types.ModuleType:
+    """The kernel module for ``array``'s device: the one place where CPU and GPU part ways.
+
+    The GPU backend will return its own module with the same functions (im2col, col2im,
+    depthwise_*) here; until then, GPU arrays stop with a clear message.
+    """
+    if backend.is_gpu_array(array):
+        raise NotImplementedError(f"{op} on GPU arrives with the GPU backend")
+    return cpu_conv
+
+
+def _is_depthwise(c_in: int, groups: int, w_shape: tuple[int, ...]) -> bool:
+    """One input channel per group: N*C tiny GEMMs would be slow, so a direct kernel does it."""
+    return groups == c_in and w_shape[1] == 1 and c_in > 1
+
+
+def _is_pointwise(kh: int, kw: int, stride: Pair, pad4: Pad4) -> bool:
+    """1x1, stride 1, no padding: the input already is its own im2col matrix (no copy needed)."""
+    return kh == kw == 1 and stride == (1, 1) and pad4 == (0, 0, 0, 0)
+
+
+def _out_hw(hw: tuple[int, ...], k: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair) -> Pair:
+    return (cpu_conv.output_size(hw[0], k[0], stride[0], pad4[0], pad4[1], dilation[0]),
+            cpu_conv.output_size(hw[1], k[1], stride[1], pad4[2], pad4[3], dilation[1]))
+
+
+# ----------------------------------------------------------------------------- array-level building blocks
+CHUNK_BYTES = 8 << 20  # size of the im2col matrix of one batch chunk
+
+
+def _chunks(n: int, bytes_per_image: int) -> list[slice]:
+    """Batch slices whose im2col matrices take about ``CHUNK_BYTES`` each.
+
+    Blocking the batch keeps the matrix in cache between im2col writing it and the GEMM reading
+    it, and one buffer serves every chunk: a fresh 50 MB array would cost page faults and twice
+    the memory traffic. Each chunk is still one batched GEMM, so the loop runs only a few times.
+    """
+    step = max(1, CHUNK_BYTES // max(bytes_per_image, 1))
+    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int) -> Any:
+    """y = conv2d(x, w) on arrays (no bias). x: (N, C_in, H, W), w: (C_out, C_in/G, kh, kw) -> (N, C_out, Ho, Wo).
+
+    y[n] = W @ im2col(x)[n] per group: (C_out/G, K) @ (K, Ho*Wo) with K = C_in/G*kh*kw.
+    """
+    kernels, xp = _kernels(x), backend.xp(x)
+    x = xp.ascontiguousarray(x)
+    n, c_in = x.shape[:2]
+    c_out, _, kh, kw = w.shape
+    ho, wo = _out_hw(x.shape[2:], (kh, kw), stride, pad4, dilation)
+    if _is_depthwise(c_in, groups, w.shape):
+        return kernels.depthwise_forward(x, w, stride, pad4, dilation, (ho, wo))
+    w_g = w.reshape(groups, c_out // groups, -1)  # (G, C_out/G, K)
+    out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
+    out_g = out.reshape(n, groups, c_out // groups, ho * wo)  # a view: the GEMM writes NCHW directly
+    if _is_pointwise(kh, kw, stride, pad4):
+        xp.matmul(w_g, x.reshape(n, groups, -1, ho * wo), out=out_g)
+        return out
+    parts = _chunks(n, c_in * kh * kw * ho * wo * x.itemsize)
+    buffer = xp.empty((parts[0].stop, c_in * kh * kw, ho * wo), dtype=x.dtype)
+    for part in parts:
+        m = part.stop - part.start
+        cols = kernels.im2col(x[part], kh, kw, stride, pad4, dilation, (ho, wo), out=buffer[:m])
+        xp.matmul(w_g, cols.reshape(m, groups, -1, ho * wo), out=out_g[part])
+    return out
+
+
+def conv2d_backward_input(g: Any, w: Any, x_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair,
+                          groups: int) -> Any:
+    """dL/dx = conv2d^T(g): g: (N, C_out, Ho, Wo), w: (C_out, C_in/G, kh, kw) -> (N, C_in, H, W) = ``x_shape``.
+
+    dx[n] = col2im(W^T @ g[n]) per group. The output size is read from ``g``; input pixels that
+    no output pixel read get 0.
+    """
+    kernels, xp = _kernels(g), backend.xp(g)
+    g = xp.ascontiguousarray(g)
+    x_shape = tuple(x_shape)
+    n, c_out, ho, wo = g.shape
+    c_in = x_shape[1]
+    kh, kw = w.shape[2:]
+    if _is_depthwise(c_in, groups, w.shape):
+        return kernels.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation)
+    w_t = w.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)  # (G, K, C_out/G): W^T per group
+    g_g = g.reshape(n, groups, c_out // groups, ho * wo)
+    if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == x_shape[2:]:
+        return xp.matmul(w_t, g_g).reshape(x_shape)
+    dx = xp.empty(x_shape, dtype=g.dtype)
+    parts = _chunks(n, c_in * kh * kw * ho * wo * g.itemsize)
+    buffer = xp.empty((parts[0].stop, groups, c_in // groups * kh * kw, ho * wo), dtype=g.dtype)
+    for part in parts:
+        m = part.stop - part.start
+        dcols = xp.matmul(w_t, g_g[part], out=buffer[:m])  # (m, G, K, L)
+        kernels.col2im(dcols.reshape(m, -1, ho * wo), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation,
+                       (ho, wo), out=dx[part])
+    return dx
+
+
+def conv2d_backward_weight(g: Any, x: Any, w_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair,
+                           groups: int) -> Any:
+    """dL/dw = sum_n g[n] @ im2col(x)[n]^T per group: g: (N, C_out, Ho, Wo), x: (N, C_in, H, W) -> ``w_shape``.
+
+    im2col is recomputed here rather than kept from the forward pass: holding every layer's
+    cols matrix (kh*kw times the input) until backward would cost far more memory than the copy.
+    """
+    kernels, xp = _kernels(g), backend.xp(g)
+    g, x = xp.ascontiguousarray(g), xp.ascontiguousarray(x)
+    n, c_out, ho, wo = g.shape
+    c_in = x.shape[1]
+    kh, kw = w_shape[2:]
+    if _is_depthwise(c_in, groups, w_shape):
+        return kernels.depthwise_backward_weight(g, x, tuple(w_shape), stride, pad4, dilation)
+    g_g = g.reshape(n, groups, c_out // groups, ho * wo)
+    if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == tuple(x.shape[2:]):
+        x_t = x.reshape(n, groups, -1, ho * wo).transpose(0, 1, 3, 2)
+        return xp.matmul(g_g, x_t).sum(axis=0).reshape(w_shape)
+    dw = xp.zeros((groups, c_out // groups, c_in // groups * kh * kw), dtype=g.dtype)
+    parts = _chunks(n, c_in * kh * kw * ho * wo * g.itemsize)
+    buffer = xp.empty((parts[0].stop, c_in * kh * kw, ho * wo), dtype=g.dtype)
+    for part in parts:
+        m = part.stop - part.start
+        cols = kernels.im2col(x[part], kh, kw, stride, pad4, dilation, (ho, wo), out=buffer[:m])
+        cols_t = cols.reshape(m, groups, -1, ho * wo).transpose(0, 1, 3, 2)  # (m, G, L, K)
+        dw += xp.matmul(g_g[part], cols_t).sum(axis=0)  # (G, C_out/G, K)
+    return dw.reshape(w_shape)
+
+
+# ----------------------------------------------------------------------------- argument checks
+def _same_padding(hw: tuple[int, ...], k: tuple[int, ...], stride: Pair, dilation: Pair) -> Pad4:
+    """TensorFlow SAME: output ceil(H/s); the total padding is split with the odd pixel at the end."""
+    pads = []
+    for size, kk, s, d in zip(hw, k, stride, dilation, strict=True):
+        total = max((-(-size // s) - 1) * s + d * (kk - 1) + 1 - size, 0)
+        pads += [total // 2, total - total // 2]
+    return pads[0], pads[1], pads[2], pads[3]
+
+
+def _operands(op: str, x: Any, weight: Any, bias: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+    """x, weight, bias as tensors of one float dtype (arrays become constants of the tensors' dtype)."""
+    for name, value in (("input", x), ("weight", weight), ("bias", bias)):
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and not isinstance(value, Tensor) and np.dtype(dtype).type not in FLOAT_DTYPES:
+            raise TypeError(f"{op}: {name} must be a float32 or float64 array, got dtype {dtype}")
+    tensors = [v for v in (x, weight, bias) if isinstance(v, Tensor)]
+    if any(t.dtype != tensors[0].dtype for t in tensors):
+        raise TypeError(f"{op}: input, weight and bias must share one dtype, got "
+                        f"{', '.join(str(t.dtype) for t in tensors)}")
+    # The tensors set the dtype; with none given, the input array does.
+    dtype = tensors[0].dtype if tensors else getattr(x, "dtype", None)
+
+    def as_tensor(value: Any, name: str, ndim: int) -> Tensor:
+        t = check_tensor(value, op, name)
+        if t.dtype != dtype and dtype is not None:
+            t = Tensor(t.data, dtype=dtype)  # only arrays get here: tensors all have `dtype`
+        if t.ndim != ndim:
+            layout = {"input": "4-D (N, C_in, H, W)", "bias": "1-D (C_out,)",
+                      "weight": "4-D (C_out, C_in/groups, kh, kw)" if op == "conv2d"
+                      else "4-D (C_in, C_out/groups, kh, kw)"}[name]
+            raise ValueError(f"{op}: {name} must be {layout}, got shape {t.shape}")
+        return t
+
+    x = as_tensor(x, "input", 4)
+    weight = as_tensor(weight, "weight", 4)
+    bias = None if bias is None else as_tensor(bias, "bias", 1)
+    check_same_device(op, x, weight, bias)
+    return x, weight, bias
+
+
+def _check_groups(op: str, groups: Any, channels: dict[str, int]) -> int:
+    if not isinstance(groups, int | np.integer) or isinstance(groups, bool):
+        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"{op}: groups must be >= 1, got {groups}")
+    for name, count in channels.items():
+        if count % groups:
+            raise ValueError(f"{op}: {name} ({count}) must be divisible by groups ({groups})")
+    return int(groups)
+
+
+def _check_bias(op: str, bias: Tensor | None, c_out: int) -> None:
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"{op}: bias must have shape (C_out,) = ({c_out},), got {bias.shape}")
+
+
+def _bias_grad(g: Any) -> Any:
+    """dL/db[co] = sum of g over images and pixels."""
+    return g.reshape(g.shape[0], g.shape[1], -1).sum(axis=2).sum(axis=0)
+
+
+# ----------------------------------------------------------------------------- conv2d
+def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1) -> Tensor:
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    x: (N, C_in, H, W); weight: (C_out, C_in/groups, kh, kw); bias: (C_out,) or None.
+    stride, dilation: int or (h, w). padding: int, (ph, pw), (top, bottom, left, right),
+    ``"valid"`` (no padding) or ``"same"`` (TensorFlow SAME: output ceil(H/stride)).
+    groups: channels are split into ``groups`` independent convolutions (``groups == C_in`` is
+    depthwise). Returns (N, C_out, Ho, Wo) with ``Ho = floor((H + top + bottom - dh*(kh-1) - 1)/sh) + 1``.
+    """
+    op = "conv2d"
+    x, weight, bias = _operands(op, x, weight, bias)
+    _kernels(x.data, op)
+    stride, dilation = int_pair(stride, op, "stride"), int_pair(dilation, op, "dilation")
+    n, c_in, h, w = x.shape
+    c_out, c_per_group, kh, kw = weight.shape
+    groups = _check_groups(op, groups, {"input channels C_in": c_in, "output channels C_out": c_out})
+    if c_per_group != c_in // groups:
+        raise ValueError(f"{op}: weight expects C_in/groups = {c_per_group} channels per group, but the input "
+                         f"has C_in={c_in} with groups={groups} ({c_in // groups} per group)")
+    _check_bias(op, bias, c_out)
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{op}: padding must be 'same' or 'valid' when given as a string, got {padding!r}")
+        pad4 = _same_padding((h, w), (kh, kw), stride, dilation) if padding == "same" else (0, 0, 0, 0)
+    else:
+        pad4 = padding4(padding, op)
+    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    padded = (h + pad4[0] + pad4[1], w + pad4[2] + pad4[3])
+    if span[0] > padded[0] or span[1] > padded[1]:
+        raise ValueError(f"{op}: the (dilated) kernel {span[0]}x{span[1]} is larger than the padded input "
+                         f"{padded[0]}x{padded[1]}")
+
+    out = conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups)
+    if bias is not None:
+        out += bias.data.reshape(1, -1, 1, 1)
+
+    def backward(g):
+        gx = conv2d_backward_input(g, weight.data, x.shape, stride, pad4, dilation, groups) \
+            if x.requires_grad else None
+        gw = conv2d_backward_weight(g, x.data, weight.shape, stride, pad4, dilation, groups) \
+            if weight.requires_grad else None
+        if bias is None:
+            return gx, gw
+        return gx, gw, _bias_grad(g) if bias.requires_grad else None
+
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    return Tensor.from_op(out, parents, backward, op)
+
+
+# ----------------------------------------------------------------------------- conv_transpose2d
+def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Tensor:
+    """Transposed convolution (PyTorch's ``conv_transpose2d``): the adjoint of ``conv2d``.
+
+    x: (N, C_in, H, W); weight: (C_in, C_out/groups, kh, kw) -- the weight of the conv2d that
+    maps (N, C_out, Ho, Wo) back to x's shape; bias: (C_out,) or None. padding: int, (ph, pw) or
+    (top, bottom, left, right), removed from the output. Output size
+    ``Ho = (H - 1)*sh - top - bottom + dh*(kh - 1) + output_padding_h + 1``; output_padding only
+    picks among the sizes that stride hides, so it must be smaller than stride or dilation.
+    """
+    op = "conv_transpose2d"
+    x, weight, bias = _operands(op, x, weight, bias)
+    _kernels(x.data, op)
+    stride, dilation = int_pair(stride, op, "stride"), int_pair(dilation, op, "dilation")
+    out_pad = int_pair(output_padding, op, "output_padding", minimum=0)
+    n, c_in, h, w = x.shape
+    w_in, c_per_group, kh, kw = weight.shape
+    groups = _check_groups(op, groups, {"input channels C_in": c_in})
+    if w_in != c_in:
+        raise ValueError(f"{op}: weight (C_in, C_out/groups, kh, kw) has C_in={w_in}, but the input has "
+                         f"C_in={c_in}")
+    c_out = c_per_group * groups
+    _check_bias(op, bias, c_out)
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be an int, (ph, pw) or (top, bottom, left, right), got {padding!r}")
+    pad4 = padding4(padding, op)
+    for axis in range(2):
+        if out_pad[axis] >= max(stride[axis], dilation[axis]):
+            raise ValueError(f"{op}: output_padding must be smaller than stride or dilation, got "
+                             f"output_padding={out_pad}, stride={stride}, dilation={dilation}")
+    ho = (h - 1) * stride[0] - pad4[0] - pad4[1] + dilation[0] * (kh - 1) + out_pad[0] + 1
+    wo = (w - 1) * stride[1] - pad4[2] - pad4[3] + dilation[1] * (kw - 1) + out_pad[1] + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"{op}: the output would be empty ({ho}x{wo}): padding {pad4} removes more than "
+                         f"the {ho + pad4[0] + pad4[1]}x{wo + pad4[2] + pad4[3]} that the kernel covers")
+    out_shape = (n, c_out, ho, wo)
+
+    # The forward of the transpose IS the input-gradient of the conv2d that maps out_shape to x.
+    out = conv2d_backward_input(x.data, weight.data, out_shape, stride, pad4, dilation, groups)
+    if bias is not None:
+        out += bias.data.reshape(1, -1, 1, 1)
+
+    def backward(g):
+        gx = gw = None
+        if x.requires_grad:
+            # ... so its input-gradient IS that conv2d's forward (cropped: with output_padding >= stride,
+            # which large dilation allows, the conv2d sees a slightly larger image than x came from).
+            gx = conv2d_forward(g, weight.data, stride, pad4, dilation, groups)[:, :, :h, :w]
+        if weight.requires_grad:
+            # ... and its weight-gradient is conv2d's, with x in the role of the conv's output-gradient
+            # and g in the role of the conv's input.
+            gw = conv2d_backward_weight(x.data, g, weight.shape, stride, pad4, dilation, groups)
+        if bias is None:
+            return gx, gw
+        return gx, gw, _bias_grad(g) if bias.requires_grad else None
+
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    return Tensor.from_op(out, parents, backward, op)

@@ -1,0 +1,530 @@
+"""CPU convolution kernels: im2col/col2im for the GEMM path, direct depthwise kernels, naive twins.
+
+Notation (shared by every function here): ``x: (N, C, H, W)`` is a convolution's input,
+``(kh, kw)`` its kernel, ``stride = (sh, sw)``, ``dilation = (dh, dw)`` and
+``pad4 = (top, bottom, left, right)`` zero padding; ``(Ho, Wo)`` is the output size. Output
+pixel ``(oh, ow)`` with kernel tap ``(i, j)`` reads input pixel
+
+    ih = oh*sh - top + i*dh,    iw = ow*sw - left + j*dw        (zero where outside the input).
+
+``im2col`` copies these reads into a matrix ``cols: (N, C*kh*kw, Ho*Wo)`` whose row
+``(c*kh + i)*kw + j`` holds tap ``(i, j)`` of channel ``c`` for every output pixel. With ``C``
+outermost, the same memory viewed as ``(N, G, C/G*kh*kw, Ho*Wo)`` splits the rows by group, so
+a grouped convolution is one batched GEMM ``w.reshape(G, C_out/G, C/G*kh*kw) @ cols`` that lands
+in NCHW order directly. ``col2im`` is its adjoint: it scatter-adds a ``cols`` matrix back onto
+the pixels that were read (the input-gradient of a convolution).
+
+Depthwise convolutions (one input channel per group) would be N*C tiny GEMMs, so they get
+direct kernels instead: forward, input-gradient and weight-gradient.
+
+Every kernel runs in parallel over (n, c) planes: each plane of the output is written by one
+thread only, so no two threads ever add into the same memory. The ``naive_*`` functions are
+plain-NumPy references (a literal sliding window), used by the tests only.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# ----------------------------------------------------------------------------- helpers
+PARALLEL_MIN_WORK = 1 << 16  # elements; below this a kernel runs on one thread
+
+
+def _launch(kernel, work: int, *args) -> None:
+    """Run a ``prange`` kernel, on one thread when ``work`` is small.
+
+    Waking the other threads costs microseconds on an idle machine and milliseconds on a busy
+    one, far more than a small convolution (a gradient check runs thousands of them).
+    """
+    if work >= PARALLEL_MIN_WORK:
+        kernel(*args)
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_num_threads(previous)
+
+
+
+@numba.njit(cache=True)
+def _valid_range(n_out, stride, offset, size):
+    """Output positions ``o`` in [0, n_out) whose input index ``o*stride + offset`` lies in [0, size).
+
+    Solving ``0 <= o*stride + offset < size`` for ``o`` once per kernel tap keeps the bounds
+    checks out of the innermost loop, which then vectorizes.
+    """
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi = 0 if size - 1 - offset < 0 else (size - 1 - offset) // stride + 1
+    return min(lo, n_out), max(min(hi, n_out), min(lo, n_out))
+
+
+@numba.njit(cache=True)
+def _fill_zero(plane):
+    """plane[:, :] = 0, as a loop (Numba compiles loops faster than slice assignments)."""
+    for r in range(plane.shape[0]):
+        row = plane[r]
+        for t in range(plane.shape[1]):
+            row[t] = 0
+
+
+def _geometry(stride, pad4, dilation) -> tuple[int, int, int, int, int, int]:
+    """The scalars every kernel takes: (sh, sw, top, left, dh, dw). Bottom/right padding only
+    shows in the output size, which the kernels read from their array shapes."""
+    return int(stride[0]), int(stride[1]), int(pad4[0]), int(pad4[2]), int(dilation[0]), int(dilation[1])
+
+
+def output_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation: int) -> int:
+    """Convolution output length: ``floor((size + pads - dilation*(k-1) - 1) / stride) + 1``."""
+    return (size + pad_lo + pad_hi - dilation * (k - 1) - 1) // stride + 1
+
+
+# ----------------------------------------------------------------------------- im2col / col2im
+# Inner loops run over 1-D row views indexed from 0 (``dst[t] = src[t]``): Numba then knows every
+# index is non-negative, skips its negative-index wraparound check and LLVM vectorizes the loop.
+
+
+@numba.njit(cache=True)
+def _im2col_plane(x, kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols):
+    """Rows ``c*kh*kw .. (c+1)*kh*kw - 1`` of one image's cols matrix from its plane ``x = x[n, c]``."""
+    height, width = x.shape
+    for i in range(kh):
+        for j in range(kw):
+            dst = cols[i * kw + j]
+            col_off = j * dw - left
+            ow0, ow1 = _valid_range(wo, sw, col_off, width)
+            for oh in range(ho):
+                ih = oh * sh - top + i * dh
+                base = oh * wo
+                if ih < 0 or ih >= height:
+                    for t in range(wo):
+                        dst[base + t] = 0
+                    continue
+                for t in range(ow0):
+                    dst[base + t] = 0
+                src = x[ih, ow0 * sw + col_off:]
+                out = dst[base + ow0:]
+                if sw == 1:
+                    for t in range(ow1 - ow0):
+                        out[t] = src[t]
+                else:
+                    for t in range(ow1 - ow0):
+                        out[t] = src[t * sw]
+                for t in range(ow1, wo):
+                    dst[base + t] = 0
+
+
+# The parallel kernels only hand out (n, c) planes; the per-plane work lives in plain @njit
+# functions, which keeps Numba's parallel passes (and so the compile time) small.
+@numba.njit(parallel=True, cache=True)
+def _im2col(x, kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols):
+    n_img, channels = x.shape[0], x.shape[1]
+    taps = kh * kw
+    for plane in numba.prange(n_img * channels):
+        n, c = plane // channels, plane % channels
+        _im2col_plane(x[n, c], kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols[n, c * taps:(c + 1) * taps])
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: tuple[int, int], pad4: tuple[int, int, int, int],
+           dilation: tuple[int, int], out_hw: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """``cols: (N, C*kh*kw, Ho*Wo)`` with ``cols[n, (c*kh + i)*kw + j, oh*Wo + ow] = x_pad[n, c, ih, iw]``.
+
+    x: (N, C, H, W) float32/float64; ``out_hw = (Ho, Wo)`` is passed explicitly so callers may
+    ask for fewer output positions than the formula gives (transposed conv with output_padding).
+    ``out``: an optional C-contiguous buffer of that shape and x's dtype to fill (reused by callers).
+    """
+    x = np.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    ho, wo = out_hw
+    cols = np.empty((n, c * kh * kw, ho * wo), dtype=x.dtype) if out is None else out  # all written below
+    _launch(_im2col, cols.size, x, kh, kw, *_geometry(stride, pad4, dilation), ho, wo, cols)
+    return cols
+
+
+@numba.njit(cache=True)
+def _col2im_plane(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x):
+    """Add one image's cols rows ``c*kh*kw ..`` back onto its plane ``x = x[n, c]`` (zeroed here first)."""
+    height, width = x.shape
+    _fill_zero(x)
+    for i in range(kh):
+        for j in range(kw):
+            src = cols[i * kw + j]
+            col_off = j * dw - left
+            ow0, ow1 = _valid_range(wo, sw, col_off, width)
+            for oh in range(ho):
+                ih = oh * sh - top + i * dh
+                if ih < 0 or ih >= height:
+                    continue
+                dst = x[ih, ow0 * sw + col_off:]
+                s = src[oh * wo + ow0:oh * wo + ow1]
+                if sw == 1:
+                    for t in range(ow1 - ow0):
+                        dst[t] += s[t]
+                else:
+                    for t in range(ow1 - ow0):
+                        dst[t * sw] += s[t]
+
+
+@numba.njit(parallel=True, cache=True)
+def _col2im(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x):
+    n_img, channels = x.shape[0], x.shape[1]
+    taps = kh * kw
+    for plane in numba.prange(n_img * channels):
+        n, c = plane // channels, plane % channels
+        _col2im_plane(cols[n, c * taps:(c + 1) * taps], kh, kw, sh, sw, top, left, dh, dw, ho, wo, x[n, c])
+
+
+def col2im(cols: np.ndarray, x_shape: tuple[int, int, int, int], kh: int, kw: int, stride: tuple[int, int],
+           pad4: tuple[int, int, int, int], dilation: tuple[int, int], out_hw: tuple[int, int],
+           out: np.ndarray | None = None) -> np.ndarray:
+    """The adjoint of ``im2col``: ``x[n, c, ih, iw] = sum of cols entries that im2col read from there``.
+
+    cols: (N, C*kh*kw, Ho*Wo) -> x: ``x_shape`` = (N, C, H, W); taps that fell on padding are
+    dropped. ``out``: an optional C-contiguous array of ``x_shape`` to write into (overwritten).
+    """
+    cols = np.ascontiguousarray(cols)
+    x = np.empty(x_shape, dtype=cols.dtype) if out is None else out  # each thread zeroes its own planes
+    _launch(_col2im, cols.size, cols, kh, kw, *_geometry(stride, pad4, dilation), out_hw[0], out_hw[1], x)
+    return x
+
+
+# ----------------------------------------------------------------------------- direct depthwise
+# Depthwise: groups == C_in, each input channel ci feeds output channels ci*M .. ci*M + M-1
+# (M = C_out / C_in, the channel multiplier); the weight is (C_out, 1, kh, kw). Each thread
+# copies the plane it reads into a small zero-padded buffer first, so no inner loop checks bounds.
+#
+# Stride 1 (most depthwise layers) uses a "wide grid". With the padded plane xp of width
+# Wp = Wo + dw*(kw-1) flattened, output pixel (oh, ow) reads
+#     xp[oh + i*dh, ow + j*dw] = xp_flat[p + i*dh*Wp + j*dw]    with p = oh*Wp + ow,
+# so the whole plane is one 1-D correlation over p with a fixed offset per tap. Computing it for
+# the Wp - Wo extra columns too (a few percent of waste, dropped afterwards) makes every inner loop
+# one long contiguous loop that LLVM vectorizes; adding three taps per pass over the accumulator
+# cuts its loads and stores threefold.
+
+
+@numba.njit(cache=True)
+def _padded_plane(src, top, left, rows, cols):
+    """A (rows, cols) copy of the plane ``src`` moved down by ``top`` and right by ``left``
+    (negative = cropped), zero wherever ``src`` does not reach."""
+    height, width = src.shape
+    buf = np.empty((rows, cols), dtype=src.dtype)
+    c0 = min(max(left, 0), cols)
+    c1 = min(max(left + width, c0), cols)
+    for r in range(rows):
+        sr = r - top
+        dst = buf[r]
+        if sr < 0 or sr >= height:
+            for t in range(cols):
+                dst[t] = 0
+            continue
+        row = src[sr]
+        for t in range(c0):
+            dst[t] = 0
+        for t in range(c0, c1):
+            dst[t] = row[t - left]
+        for t in range(c1, cols):
+            dst[t] = 0
+    return buf
+
+
+@numba.njit(cache=True)
+def _tap_offsets(wk, dh, dw, row_len):
+    """Flat offsets ``i*dh*row_len + j*dw`` and weights ``wk[i, j]`` of the kernel taps, padded
+    with zero-weight taps to a multiple of three (the passes below take three taps at a time)."""
+    kh, kw = wk.shape
+    n_taps = (kh * kw + 2) // 3 * 3
+    offsets = np.zeros(n_taps, dtype=np.int64)
+    weights = np.zeros(n_taps, dtype=wk.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            offsets[i * kw + j] = i * dh * row_len + j * dw
+            weights[i * kw + j] = wk[i, j]
+    return offsets, weights
+
+
+@numba.njit(cache=True)
+def _wide_correlate_add(xp, offsets, weights, acc):
+    """acc[p] += sum_t weights[t] * xp[p + offsets[t]] over the flat wide grid."""
+    n = acc.size
+    for t in range(0, offsets.size, 3):
+        w0, w1, w2 = weights[t], weights[t + 1], weights[t + 2]
+        x0, x1, x2 = xp[offsets[t]:], xp[offsets[t + 1]:], xp[offsets[t + 2]:]
+        for p in range(n):
+            acc[p] += w0 * x0[p] + w1 * x1[p] + w2 * x2[p]
+
+
+# fastmath "reassoc" lets LLVM vectorize the dot-product reductions (it may reorder the sums).
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _wide_tap_dots(gw, xp, offsets, out):
+    """out[t] = sum_p gw[p] * xp[p + offsets[t]]: one dot product per tap, three taps per pass."""
+    for t in range(0, offsets.size, 3):
+        x0, x1, x2 = xp[offsets[t]:], xp[offsets[t + 1]:], xp[offsets[t + 2]:]
+        s0 = s1 = s2 = gw.dtype.type(0)  # accumulate in the input dtype (float32 stays float32)
+        for p in range(gw.size):
+            s0 += gw[p] * x0[p]
+            s1 += gw[p] * x1[p]
+            s2 += gw[p] * x2[p]
+        out[t], out[t + 1], out[t + 2] = s0, s1, s2
+
+
+@numba.njit(cache=True)
+def _depthwise_forward_plane(x, wk, sh, sw, top, left, dh, dw, out):
+    """out[oh, ow] = sum_ij wk[i, j] * x_pad[oh*sh + i*dh, ow*sw + j*dw] for one plane."""
+    ho, wo = out.shape
+    kh, kw = wk.shape
+    if sh == 1 and sw == 1:
+        wp = wo + dw * (kw - 1)
+        # one spare row: the last wide row's extra columns read up to (kw-1)*dw past the padded plane
+        xp = _padded_plane(x, top, left, ho + dh * (kh - 1) + 1, wp).reshape(-1)
+        offsets, weights = _tap_offsets(wk, dh, dw, wp)
+        acc = np.zeros(ho * wp, dtype=out.dtype)
+        _wide_correlate_add(xp, offsets, weights, acc)
+        for oh in range(ho):
+            row, src = out[oh], acc[oh * wp:]
+            for ow in range(wo):
+                row[ow] = src[ow]
+        return
+    xp = _padded_plane(x, top, left, (ho - 1) * sh + dh * (kh - 1) + 1, (wo - 1) * sw + dw * (kw - 1) + 1)
+    for oh in range(ho):  # strided: row by row
+        acc = out[oh]
+        for ow in range(wo):
+            acc[ow] = 0
+        for i in range(kh):
+            row = xp[oh * sh + i * dh]
+            for j in range(kw):
+                wv, r = wk[i, j], row[j * dw:]
+                for ow in range(wo):
+                    acc[ow] += wv * r[ow * sw]
+
+
+@numba.njit(cache=True)
+def _depthwise_backward_input_plane(g, w, sh, sw, top, left, dh, dw, dx):
+    """dx = the input-gradient of one input plane from its M output planes ``g[m]`` (weights ``w[m]``)."""
+    mult, ho, wo = g.shape
+    height, width = dx.shape
+    kh, kw = w.shape[1], w.shape[2]
+    if sh == 1 and sw == 1:
+        # dx[ih, iw] = sum_ij w[i, j] g[ih + top - i*dh, iw + left - j*dw]: a stride-1 correlation of
+        # g (shifted and zero-padded) with the kernel flipped in both axes, so the wide grid applies.
+        wp = width + dw * (kw - 1)
+        acc = np.zeros(height * wp, dtype=dx.dtype)
+        for m in range(mult):
+            gp = _padded_plane(g[m], dh * (kh - 1) - top, dw * (kw - 1) - left, height + dh * (kh - 1) + 1, wp)
+            offsets, weights = _tap_offsets(w[m, ::-1, ::-1], dh, dw, wp)
+            _wide_correlate_add(gp.reshape(-1), offsets, weights, acc)
+        for ih in range(height):
+            row, src = dx[ih], acc[ih * wp:]
+            for iw in range(width):
+                row[iw] = src[iw]
+        return
+    _fill_zero(dx)
+    for m in range(mult):  # strided: scatter each output row back onto the input rows it read
+        for oh in range(ho):
+            grow = g[m, oh]
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                if ih < 0 or ih >= height:
+                    continue
+                for j in range(kw):
+                    col_off = j * dw - left
+                    ow0, ow1 = _valid_range(wo, sw, col_off, width)
+                    wv = w[m, i, j]
+                    dst = dx[ih, ow0 * sw + col_off:]
+                    src = grow[ow0:ow1]
+                    for t in range(ow1 - ow0):
+                        dst[t * sw] += wv * src[t]
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _depthwise_backward_weight_plane(g, x, sh, sw, top, left, dh, dw, out):
+    """out[i, j] = sum_{oh, ow} g[oh, ow] * x_pad[oh*sh + i*dh, ow*sw + j*dw] for one plane."""
+    ho, wo = g.shape
+    kh, kw = out.shape
+    if sh == 1 and sw == 1:
+        wp = wo + dw * (kw - 1)
+        xp = _padded_plane(x, top, left, ho + dh * (kh - 1) + 1, wp).reshape(-1)
+        gw = _padded_plane(g, 0, 0, ho, wp).reshape(-1)  # zero in the extra columns: they add nothing
+        offsets, _ = _tap_offsets(out, dh, dw, wp)
+        sums = np.empty(offsets.size, dtype=out.dtype)
+        _wide_tap_dots(gw, xp, offsets, sums)
+        for t in range(kh * kw):
+            out[t // kw, t % kw] = sums[t]
+        return
+    xp = _padded_plane(x, top, left, (ho - 1) * sh + dh * (kh - 1) + 1, (wo - 1) * sw + dw * (kw - 1) + 1)
+    for i in range(kh):  # strided: one dot product per tap, row by row
+        for j in range(kw):
+            acc = g.dtype.type(0)
+            for oh in range(ho):
+                grow, row = g[oh], xp[oh * sh + i * dh, j * dw:]
+                for ow in range(wo):
+                    acc += grow[ow] * row[ow * sw]
+            out[i, j] = acc
+
+
+@numba.njit(parallel=True, cache=True)
+def _depthwise_forward(x, w, sh, sw, top, left, dh, dw, out):
+    n_img, c_out = out.shape[0], out.shape[1]
+    mult = c_out // x.shape[1]
+    for plane in numba.prange(n_img * c_out):
+        n, co = plane // c_out, plane % c_out
+        _depthwise_forward_plane(x[n, co // mult], w[co, 0], sh, sw, top, left, dh, dw, out[n, co])
+
+
+@numba.njit(parallel=True, cache=True)
+def _depthwise_backward_input(g, w, sh, sw, top, left, dh, dw, dx):
+    n_img, c_in = dx.shape[0], dx.shape[1]
+    mult = g.shape[1] // c_in
+    for plane in numba.prange(n_img * c_in):
+        n, ci = plane // c_in, plane % c_in
+        _depthwise_backward_input_plane(g[n, ci * mult:(ci + 1) * mult], w[ci * mult:(ci + 1) * mult, 0],
+                                        sh, sw, top, left, dh, dw, dx[n, ci])
+
+
+@numba.njit(parallel=True, cache=True)
+def _depthwise_backward_weight(g, x, sh, sw, top, left, dh, dw, partial):
+    n_img, c_out = g.shape[0], g.shape[1]
+    mult = c_out // x.shape[1]
+    for plane in numba.prange(n_img * c_out):
+        n, co = plane // c_out, plane % c_out
+        _depthwise_backward_weight_plane(g[n, co], x[n, co // mult], sh, sw, top, left, dh, dw, partial[n, co])
+
+
+def depthwise_forward(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad4: tuple[int, int, int, int],
+                      dilation: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+    """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, ih, iw].
+
+    x: (N, C_in, H, W), w: (C_out, 1, kh, kw) with C_out = M * C_in -> out: (N, C_out, Ho, Wo).
+    """
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
+    out = np.empty((x.shape[0], w.shape[0]) + tuple(out_hw), dtype=x.dtype)
+    _launch(_depthwise_forward, out.size * w.shape[2] * w.shape[3], x, w, *_geometry(stride, pad4, dilation), out)
+    return out
+
+
+def depthwise_backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, int, int, int],
+                             stride: tuple[int, int], pad4: tuple[int, int, int, int],
+                             dilation: tuple[int, int]) -> np.ndarray:
+    """dx[n, ci, ih, iw] = sum over co in ci's group, taps and output pixels that read (ih, iw) of w * g.
+
+    g: (N, C_out, Ho, Wo), w: (C_out, 1, kh, kw) -> dx: ``x_shape`` = (N, C_in, H, W).
+    """
+    g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
+    dx = np.empty(x_shape, dtype=g.dtype)
+    _launch(_depthwise_backward_input, g.size * w.shape[2] * w.shape[3], g, w,
+            *_geometry(stride, pad4, dilation), dx)
+    return dx
+
+
+def depthwise_backward_weight(g: np.ndarray, x: np.ndarray, w_shape: tuple[int, int, int, int],
+                              stride: tuple[int, int], pad4: tuple[int, int, int, int],
+                              dilation: tuple[int, int]) -> np.ndarray:
+    """dw[co, 0, i, j] = sum_{n, oh, ow} g[n, co, oh, ow] * x_pad[n, co // M, ih, iw].
+
+    g: (N, C_out, Ho, Wo), x: (N, C_in, H, W) -> dw: ``w_shape`` = (C_out, 1, kh, kw). Each
+    (n, co) plane is summed by one thread into its own slot; the N slots are added at the end.
+    """
+    g, x = np.ascontiguousarray(g), np.ascontiguousarray(x, dtype=g.dtype)
+    partial = np.empty((g.shape[0], g.shape[1], w_shape[2], w_shape[3]), dtype=g.dtype)
+    _launch(_depthwise_backward_weight, g.size * w_shape[2] * w_shape[3], g, x,
+            *_geometry(stride, pad4, dilation), partial)
+    return partial.sum(axis=0).reshape(w_shape)
+
+
+# ----------------------------------------------------------------------------- naive references
+
+
+def _pad(x: np.ndarray, pad4: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = pad4
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+
+
+def _window(i: int, j: int, stride, dilation, out_hw) -> tuple[slice, slice]:
+    """Rows/cols of the padded input that tap (i, j) reads, for every output pixel at once."""
+    (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out_hw
+    return slice(i * dh, i * dh + sh * (ho - 1) + 1, sh), slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
+
+
+def naive_im2col(x, kh, kw, stride, pad4, dilation, out_hw):
+    """Plain-NumPy ``im2col``: one strided slice of the padded input per kernel tap."""
+    n, c = x.shape[:2]
+    xp = _pad(x, pad4)
+    cols = np.empty((n, c, kh, kw) + tuple(out_hw), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows, columns = _window(i, j, stride, dilation, out_hw)
+            cols[:, :, i, j] = xp[:, :, rows, columns]
+    return cols.reshape(n, c * kh * kw, -1)
+
+
+def naive_col2im(cols, x_shape, kh, kw, stride, pad4, dilation, out_hw):
+    """Plain-NumPy ``col2im``: add each tap's slice back into the padded input, then crop."""
+    n, c, h, w = x_shape
+    top, bottom, left, right = pad4
+    xp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=cols.dtype)
+    cols = cols.reshape((n, c, kh, kw) + tuple(out_hw))
+    for i in range(kh):
+        for j in range(kw):
+            rows, columns = _window(i, j, stride, dilation, out_hw)
+            xp[:, :, rows, columns] += cols[:, :, i, j]
+    return xp[:, :, top:top + h, left:left + w]
+
+
+def naive_conv2d(x, w, stride, pad4, dilation, groups):
+    """The literal definition: slide the (dilated) kernel over the padded input, one output pixel at a time.
+
+    out[n, co, oh, ow] = sum_{c, i, j} w[co, c, i, j] * x_pad[n, g*Cg + c, oh*sh + i*dh, ow*sw + j*dw]
+    where g = co // (C_out/G) is the group of output channel co and Cg = C_in / G.
+    """
+    n, c_in, h, wd = x.shape
+    c_out, cg, kh, kw = w.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    ho = output_size(h, kh, sh, pad4[0], pad4[1], dh)
+    wo = output_size(wd, kw, sw, pad4[2], pad4[3], dw)
+    xp = _pad(x, pad4)
+    out = np.zeros((n, c_out, ho, wo), dtype=np.result_type(x, w))
+    per_group = c_out // groups
+    for co in range(c_out):
+        grp = co // per_group
+        for oh in range(ho):
+            for ow in range(wo):
+                patch = xp[:, grp * cg:(grp + 1) * cg,
+                           oh * sh:oh * sh + dh * (kh - 1) + 1:dh, ow * sw:ow * sw + dw * (kw - 1) + 1:dw]
+                out[:, co, oh, ow] = (patch * w[co]).sum(axis=(1, 2, 3))
+    return out
+
+
+def naive_conv2d_backward_input(g, w, x_shape, stride, pad4, dilation, groups):
+    """Literal input-gradient: every output pixel adds ``g * w`` back onto the window it read."""
+    n, c_in, h, wd = x_shape
+    c_out, cg, kh, kw = w.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    top, bottom, left, right = pad4
+    dxp = np.zeros((n, c_in, h + top + bottom, wd + left + right), dtype=np.result_type(g, w))
+    per_group = c_out // groups
+    for co in range(c_out):
+        grp = co // per_group
+        for oh in range(g.shape[2]):
+            for ow in range(g.shape[3]):
+                dxp[:, grp * cg:(grp + 1) * cg,
+                    oh * sh:oh * sh + dh * (kh - 1) + 1:dh,
+                    ow * sw:ow * sw + dw * (kw - 1) + 1:dw] += g[:, co, oh, ow, None, None, None] * w[co]
+    return dxp[:, :, top:top + h, left:left + wd]
+
+
+def naive_conv2d_backward_weight(g, x, w_shape, stride, pad4, dilation, groups):
+    """Literal weight-gradient: dw[co] = sum over images and output pixels of g * (the window read)."""
+    c_out, cg, kh, kw = w_shape
+    (sh, sw), (dh, dw) = stride, dilation
+    xp = _pad(x, pad4)
+    dw_ = np.zeros(w_shape, dtype=np.result_type(g, x))
+    per_group = c_out // groups
+    for co in range(c_out):
+        grp = co // per_group
+        for oh in range(g.shape[2]):
+            for ow in range(g.shape[3]):
+                patch = xp[:, grp * cg:(grp + 1) * cg,
+                           oh * sh:oh * sh + dh * (kh - 1) + 1:dh, ow * sw:ow * sw + dw * (kw - 1) + 1:dw]
+                dw_[co] += np.tensordot(g[:, co, oh, ow], patch, axes=(0, 0))
+    return dw_

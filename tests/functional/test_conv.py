@@ -1,0 +1,366 @@
+"""conv2d and conv_transpose2d: finite differences, PyTorch parity, the adjoint identity, bad input."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import minivis as mv
+from minivis.functional import conv as conv_module
+from minivis.functional.conv import (
+    conv2d,
+    conv2d_backward_input,
+    conv2d_backward_weight,
+    conv2d_forward,
+    conv_transpose2d,
+)
+from minivis.kernels import cpu_conv
+from tests.gradcheck import check_gradients
+
+# name -> (x shape, weight shape, kwargs, pad4 that the padding means: (top, bottom, left, right)).
+# The kwargs cover every path of the implementation: im2col + GEMM, the no-copy 1x1 path, the
+# direct depthwise kernels (multiplier 1 and > 1), grouped GEMMs. The "same" pads are worked
+# out by hand from TensorFlow's rule so the test does not reuse the code under test.
+CONV_CASES = {
+    "3x3 pad 1": ((2, 3, 7, 6), (4, 3, 3, 3), {"padding": 1}, (1, 1, 1, 1)),
+    "stride 2 dilation 2": ((2, 4, 9, 8), (6, 4, 3, 3), {"stride": 2, "padding": 2, "dilation": 2}, (2, 2, 2, 2)),
+    "asymmetric padding": ((2, 3, 6, 7), (5, 3, 3, 2), {"padding": (0, 2, 1, 3), "stride": (1, 2)}, (0, 2, 1, 3)),
+    "pair padding": ((2, 3, 6, 7), (5, 3, 3, 3), {"padding": (2, 0), "dilation": (1, 2)}, (2, 2, 0, 0)),
+    # H=8, k=4, s=1: total 3 -> (1, 2); W=7 likewise
+    "same, stride 1, even kernel": ((2, 3, 8, 7), (4, 3, 4, 4), {"padding": "same"}, (1, 2, 1, 2)),
+    # H=8, s=2: out 4, total 3*2 + 3 - 8 = 1 -> (0, 1); W=7: out 4, total 6 + 3 - 7 = 2 -> (1, 1)
+    "same, stride 2": ((2, 3, 8, 7), (4, 3, 3, 3), {"padding": "same", "stride": 2}, (0, 1, 1, 1)),
+    # H=9, k=3, d=2, s=2: out 5, total 8 + 5 - 9 = 4 -> (2, 2); W=10: out 5, total 3 -> (1, 2)
+    "same, stride 2, dilation 2": ((1, 2, 9, 10), (3, 2, 3, 3), {"padding": "same", "stride": 2, "dilation": 2},
+                                   (2, 2, 1, 2)),
+    "valid": ((2, 2, 6, 6), (3, 2, 3, 3), {"padding": "valid"}, (0, 0, 0, 0)),
+    "groups 2": ((2, 4, 7, 7), (6, 2, 3, 3), {"groups": 2, "padding": 1}, (1, 1, 1, 1)),
+    "depthwise": ((2, 5, 7, 7), (5, 1, 3, 3), {"groups": 5, "padding": 1}, (1, 1, 1, 1)),
+    "depthwise x2, stride 2": ((2, 3, 8, 8), (6, 1, 3, 3), {"groups": 3, "stride": 2, "padding": (1, 0)},
+                               (1, 1, 0, 0)),
+    "depthwise 5x5, dilation 2": ((2, 4, 9, 9), (4, 1, 5, 5), {"groups": 4, "dilation": 2,
+                                                              "padding": (2, 3, 4, 1)}, (2, 3, 4, 1)),
+    "depthwise same stride 2": ((2, 4, 9, 8), (4, 1, 3, 3), {"groups": 4, "stride": 2, "padding": "same"},
+                                (1, 1, 0, 1)),
+    "1x1": ((2, 6, 5, 5), (4, 6, 1, 1), {}, (0, 0, 0, 0)),
+    "1x1 stride 2": ((2, 6, 5, 5), (4, 6, 1, 1), {"stride": 2}, (0, 0, 0, 0)),
+    "1x1 groups 3": ((2, 6, 5, 5), (3, 2, 1, 1), {"groups": 3}, (0, 0, 0, 0)),
+    "one input channel 5x5": ((3, 1, 9, 9), (4, 1, 5, 5), {}, (0, 0, 0, 0)),
+    "kernel covers the input": ((2, 3, 4, 4), (2, 3, 4, 4), {}, (0, 0, 0, 0)),
+    "11x11 stride 4": ((1, 3, 27, 27), (4, 3, 11, 11), {"stride": 4, "padding": 2}, (2, 2, 2, 2)),
+}
+
+# name -> (x shape, weight shape (C_in, C_out/groups, kh, kw), kwargs)
+TRANSPOSE_CASES = {
+    "stride 2 output_padding 1": ((2, 4, 5, 6), (4, 3, 3, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
+    "groups 2 dilation 2": ((2, 4, 5, 5), (4, 2, 3, 3), {"groups": 2, "dilation": 2, "padding": 1}),
+    "depthwise stride 2": ((2, 4, 5, 5), (4, 1, 3, 3), {"groups": 4, "stride": 2, "output_padding": 1}),
+    "channel multiplier": ((2, 3, 5, 4), (3, 2, 3, 3), {"groups": 3, "padding": (1, 0)}),
+    "output_padding >= stride": ((2, 3, 5, 5), (3, 2, 3, 3), {"dilation": 2, "padding": 1, "output_padding": 1}),
+    "asymmetric padding": ((2, 3, 5, 6), (3, 2, 3, 4), {"stride": 2, "padding": (1, 0, 2, 1),
+                                                        "output_padding": (1, 0)}),
+    "1x1": ((2, 4, 5, 5), (4, 3, 1, 1), {}),
+    "1x1 stride 2": ((2, 4, 5, 5), (4, 3, 1, 1), {"stride": 2, "output_padding": 1}),
+    "mixed": ((1, 4, 4, 5), (4, 2, 3, 3), {"groups": 2, "stride": (2, 3), "padding": (1, 0), "dilation": (1, 2),
+                                           "output_padding": (1, 2)}),
+}
+
+
+def _torch_conv2d(x, w, b, kwargs, pad4):
+    """PyTorch reference; explicit F.pad for the paddings that torch's conv2d cannot express."""
+    kwargs = dict(kwargs)
+    padding = kwargs.pop("padding", 0)
+    if isinstance(padding, str) or (isinstance(padding, tuple) and len(padding) == 4):
+        top, bottom, left, right = pad4
+        x = TF.pad(x, (left, right, top, bottom))
+        padding = 0
+    return TF.conv2d(x, w, b, padding=padding, **kwargs)
+
+
+def _torch_conv_transpose2d(x, w, b, kwargs):
+    """PyTorch reference; 4-tuple padding = full output (padding 0) cropped by (top, bottom, left, right)."""
+    kwargs = dict(kwargs)
+    padding = kwargs.pop("padding", 0)
+    if isinstance(padding, tuple) and len(padding) == 4:
+        top, bottom, left, right = padding
+        out = TF.conv_transpose2d(x, w, b, padding=0, **kwargs)
+        return out[:, :, top:out.shape[2] - bottom, left:out.shape[3] - right]
+    return TF.conv_transpose2d(x, w, b, padding=padding, **kwargs)
+
+
+def _parity(ours, theirs, arrays, rng, dtype):
+    """Forward and every gradient of ``ours`` vs ``theirs`` with one random upstream gradient."""
+    tol = {"rtol": 1e-7, "atol": 1e-10} if dtype == np.float64 else {"rtol": 1e-4, "atol": 1e-5}
+    mine = [mv.tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
+    ref = [torch.tensor(a.astype(dtype), requires_grad=True) for a in arrays]
+    out, expected = ours(*mine), theirs(*ref)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), **tol)
+    upstream = rng.standard_normal(expected.shape).astype(dtype)
+    out.backward(upstream)
+    expected.backward(torch.tensor(upstream))
+    for name, a, b in zip(("input", "weight", "bias"), mine, ref, strict=True):
+        assert a.grad.dtype == dtype, name
+        np.testing.assert_allclose(a.grad, b.grad.numpy(), **tol, err_msg=f"gradient of {name}")
+
+
+# ----------------------------------------------------------------------------- PyTorch parity
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_matches_torch(case, dtype, rng):
+    x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
+    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
+    _parity(lambda x, w, b: conv2d(x, w, b, **kwargs),
+            lambda x, w, b: _torch_conv2d(x, w, b, kwargs, pad4), arrays, rng, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", TRANSPOSE_CASES)
+def test_conv_transpose2d_matches_torch(case, dtype, rng):
+    x_shape, w_shape, kwargs = TRANSPOSE_CASES[case]
+    c_out = w_shape[1] * kwargs.get("groups", 1)
+    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(c_out)]
+    _parity(lambda x, w, b: conv_transpose2d(x, w, b, **kwargs),
+            lambda x, w, b: _torch_conv_transpose2d(x, w, b, kwargs), arrays, rng, dtype)
+
+
+def test_same_padding_gives_ceil_of_size_over_stride(rng):
+    x = mv.tensor(rng.standard_normal((1, 2, 11, 10)))
+    for stride in (1, 2, 3, 4):
+        for k in (1, 2, 3, 5):
+            out = conv2d(x, rng.standard_normal((3, 2, k, k)), padding="same", stride=stride)
+            assert out.shape[2:] == (-(-11 // stride), -(-10 // stride)), (stride, k)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+def test_same_padding_matches_torch_same_at_stride_1(rng):
+    """For stride 1 torch supports padding='same' itself (the odd pixel also goes bottom/right)."""
+    x, w = rng.standard_normal((2, 3, 8, 7)), rng.standard_normal((4, 3, 4, 3))
+    expected = TF.conv2d(torch.tensor(x), torch.tensor(w), padding="same", dilation=(1, 2)).numpy()
+    np.testing.assert_allclose(conv2d(x, w, padding="same", dilation=(1, 2)).numpy(), expected, rtol=1e-12)
+
+
+def test_without_bias_and_with_constant_operands(rng):
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    expected = TF.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
+    out = conv2d(mv.tensor(x, requires_grad=True), w, padding=1)  # weight is a plain array: a constant
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
+    out.backward(np.ones(out.shape))
+    wt = mv.tensor(w, requires_grad=True)
+    out = conv2d(x, wt, padding=1)  # the input is a constant: only the weight gets a gradient
+    out.backward(np.ones(out.shape))
+    assert wt.grad.shape == w.shape
+
+
+# ----------------------------------------------------------------------------- finite differences
+GRADCHECK_CONV = ["3x3 pad 1", "asymmetric padding", "same, stride 2", "same, stride 2, dilation 2",
+                  "groups 2", "depthwise x2, stride 2", "depthwise 5x5, dilation 2", "1x1 stride 2"]
+GRADCHECK_TRANSPOSE = ["stride 2 output_padding 1", "groups 2 dilation 2", "depthwise stride 2",
+                       "output_padding >= stride", "asymmetric padding"]
+
+
+@pytest.mark.parametrize("case", GRADCHECK_CONV)
+def test_conv2d_gradients_match_finite_differences(case, rng):
+    x_shape, w_shape, kwargs, _ = CONV_CASES[case]
+    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
+    check_gradients(lambda x, w, b: conv2d(x, w, b, **kwargs), arrays, rng)
+
+
+@pytest.mark.parametrize("case", GRADCHECK_TRANSPOSE)
+def test_conv_transpose2d_gradients_match_finite_differences(case, rng):
+    x_shape, w_shape, kwargs = TRANSPOSE_CASES[case]
+    c_out = w_shape[1] * kwargs.get("groups", 1)
+    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(c_out)]
+    check_gradients(lambda x, w, b: conv_transpose2d(x, w, b, **kwargs), arrays, rng)
+
+
+# ----------------------------------------------------------------------------- the transpose is the adjoint
+ADJOINT_CASES = [  # (x shape, weight shape, stride, pad4, dilation, groups)
+    ((2, 3, 8, 7), (4, 3, 3, 3), 1, (1, 1, 1, 1), 1, 1),
+    ((2, 4, 9, 8), (6, 2, 3, 2), (2, 3), (0, 2, 1, 0), (1, 2), 2),
+    ((1, 4, 10, 9), (8, 1, 3, 3), 2, (1, 0, 2, 1), 1, 4),  # depthwise, multiplier 2
+    ((1, 4, 7, 7), (4, 1, 5, 5), 1, (4, 4, 4, 4), 2, 4),  # depthwise, padding wider than the kernel reach
+    ((2, 6, 5, 5), (4, 6, 1, 1), 1, (0, 0, 0, 0), 1, 1),  # 1x1
+]
+
+
+@pytest.mark.parametrize("case", ADJOINT_CASES)
+def test_conv_transpose2d_is_the_adjoint_of_conv2d(case, rng):
+    """<conv2d(x), y> == <x, conv_transpose2d(y)> for every x, y (same weight, stride, padding, ...)."""
+    x_shape, w_shape, stride, pad4, dilation, groups = case
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y_t = conv2d(x, w, stride=stride, padding=pad4, dilation=dilation, groups=groups)
+    y = rng.standard_normal(y_t.shape)
+    # output_padding recovers the rows/cols that the conv's stride left unread
+    s = (stride, stride) if isinstance(stride, int) else stride
+    d = (dilation, dilation) if isinstance(dilation, int) else dilation
+    out_pad = tuple((x_shape[2 + a] + pad4[2 * a] + pad4[2 * a + 1] - d[a] * (w_shape[2 + a] - 1) - 1) % s[a]
+                    for a in range(2))
+    xt = conv_transpose2d(y, w, stride=stride, padding=pad4, output_padding=out_pad, groups=groups,
+                          dilation=dilation)
+    assert xt.shape == x_shape
+    np.testing.assert_allclose(np.vdot(y_t.numpy(), y), np.vdot(x, xt.numpy()), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- array-level building blocks
+@pytest.mark.parametrize("case", ["3x3 pad 1", "asymmetric padding", "groups 2", "depthwise x2, stride 2",
+                                  "1x1", "1x1 groups 3", "one input channel 5x5"])
+def test_building_blocks_match_the_literal_sliding_window(case, rng):
+    x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
+    stride = kwargs.get("stride", 1)
+    stride = (stride, stride) if isinstance(stride, int) else stride
+    dilation = kwargs.get("dilation", 1)
+    dilation = (dilation, dilation) if isinstance(dilation, int) else dilation
+    groups = kwargs.get("groups", 1)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    out = conv2d_forward(x, w, stride, pad4, dilation, groups)
+    np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, dilation, groups), rtol=1e-12)
+    g = rng.standard_normal(out.shape)
+    np.testing.assert_allclose(conv2d_backward_input(g, w, x_shape, stride, pad4, dilation, groups),
+                               cpu_conv.naive_conv2d_backward_input(g, w, x_shape, stride, pad4, dilation, groups),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv2d_backward_weight(g, x, w_shape, stride, pad4, dilation, groups),
+                               cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, stride, pad4, dilation, groups),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["3x3 pad 1", "asymmetric padding", "groups 2", "1x1 stride 2"])
+@pytest.mark.parametrize("images_per_chunk", [1, 2])
+def test_building_blocks_split_the_batch_into_chunks_correctly(case, images_per_chunk, rng, monkeypatch):
+    """Large batches go through im2col in chunks; shrink the chunk so these small shapes take that path."""
+    x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
+    x_shape = (3,) + x_shape[1:]  # 3 images: with 2 per chunk the last chunk is partial
+    stride = kwargs.get("stride", 1)
+    stride = (stride, stride) if isinstance(stride, int) else stride
+    groups = kwargs.get("groups", 1)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    ho = cpu_conv.output_size(x_shape[2], w_shape[2], stride[0], pad4[0], pad4[1], 1)
+    wo = cpu_conv.output_size(x_shape[3], w_shape[3], stride[1], pad4[2], pad4[3], 1)
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", images_per_chunk * x_shape[1] * w_shape[2] * w_shape[3]
+                        * ho * wo * 8)
+    assert len(conv_module._chunks(3, x_shape[1] * w_shape[2] * w_shape[3] * ho * wo * 8)) == -(-3 // images_per_chunk)
+    out = conv2d_forward(x, w, stride, pad4, (1, 1), groups)
+    np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, (1, 1), groups), rtol=1e-12)
+    g = rng.standard_normal(out.shape)
+    np.testing.assert_allclose(conv2d_backward_input(g, w, x_shape, stride, pad4, (1, 1), groups),
+                               cpu_conv.naive_conv2d_backward_input(g, w, x_shape, stride, pad4, (1, 1), groups),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv2d_backward_weight(g, x, w_shape, stride, pad4, (1, 1), groups),
+                               cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, stride, pad4, (1, 1), groups),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["3x3 pad 1", "depthwise", "1x1"])
+def test_float32_stays_float32(case, rng):
+    """No silent float64 upcasts: float32 input gives float32 output and gradients (arrays too)."""
+    x_shape, w_shape, kwargs, _ = CONV_CASES[case]
+    x = mv.tensor(rng.standard_normal(x_shape).astype(np.float32), requires_grad=True)
+    w = mv.tensor(rng.standard_normal(w_shape).astype(np.float32), requires_grad=True)
+    b = rng.standard_normal(w_shape[0])  # a float64 constant array follows the tensors' dtype
+    out = conv2d(x, w, b, **kwargs)
+    assert out.dtype == np.float32
+    out.backward(np.ones(out.shape, dtype=np.float32))
+    assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+    w_t = mv.tensor(rng.standard_normal((w_shape[0], 2, 3, 3)).astype(np.float32), requires_grad=True)
+    y = conv_transpose2d(out.detach(), w_t, stride=2)
+    assert y.dtype == np.float32
+    y.backward(np.ones(y.shape, dtype=np.float32))
+    assert w_t.grad.dtype == np.float32
+
+
+def test_gpu_arrays_stop_at_the_device_seam():
+    """CuPy arrays reach one seam that says the GPU kernels are not there yet (checked without CuPy)."""
+    fake_cupy = type("ndarray", (), {"__module__": "cupy._core.core", "shape": (1, 1, 3, 3)})()
+    w = np.ones((1, 1, 3, 3))
+    for call in (lambda: conv2d_forward(fake_cupy, w, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+                 lambda: conv2d_backward_input(fake_cupy, w, (1, 1, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+                 lambda: conv2d_backward_weight(fake_cupy, w, (1, 1, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1)):
+        with pytest.raises(NotImplementedError, match="conv2d on GPU arrives with the GPU backend"):
+            call()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mv.backend.gpu_available(), reason="needs CuPy and a CUDA GPU")
+def test_conv_ops_on_gpu_tensors_raise_not_implemented():
+    x = mv.tensor(np.ones((1, 1, 4, 4)), device="gpu")
+    w = mv.tensor(np.ones((1, 1, 3, 3)), device="gpu")
+    with pytest.raises(NotImplementedError, match="conv2d on GPU arrives with the GPU backend"):
+        conv2d(x, w)
+    with pytest.raises(NotImplementedError, match="conv_transpose2d on GPU arrives with the GPU backend"):
+        conv_transpose2d(x, w)
+
+
+# ----------------------------------------------------------------------------- bad input
+X = np.ones((1, 3, 5, 5))
+W = np.ones((4, 3, 3, 3))
+
+CONV_BAD = [
+    (lambda: conv2d(np.ones((3, 5, 5)), W), ValueError,
+     r"conv2d: input must be 4-D \(N, C_in, H, W\), got shape \(3, 5, 5\)"),
+    (lambda: conv2d(X, np.ones((3, 3))), ValueError,
+     r"conv2d: weight must be 4-D \(C_out, C_in/groups, kh, kw\), got shape \(3, 3\)"),
+    (lambda: conv2d(X, np.ones((4, 2, 3, 3))), ValueError,
+     r"conv2d: weight expects C_in/groups = 2 channels per group, but the input has C_in=3 with groups=1"),
+    (lambda: conv2d(X, np.ones((4, 1, 3, 3)), groups=2), ValueError,
+     r"conv2d: input channels C_in \(3\) must be divisible by groups \(2\)"),
+    (lambda: conv2d(np.ones((1, 4, 5, 5)), np.ones((3, 2, 3, 3)), groups=2), ValueError,
+     r"conv2d: output channels C_out \(3\) must be divisible by groups \(2\)"),
+    (lambda: conv2d(X, W, groups=0), ValueError, r"conv2d: groups must be >= 1, got 0"),
+    (lambda: conv2d(X, W, groups=1.5), TypeError, r"conv2d: groups must be an int, got 1.5"),
+    (lambda: conv2d(X, np.ones((4, 3, 7, 7))), ValueError,
+     r"conv2d: the \(dilated\) kernel 7x7 is larger than the padded input 5x5"),
+    (lambda: conv2d(X, W, padding=(1, 0), dilation=3), ValueError,
+     r"conv2d: the \(dilated\) kernel 7x7 is larger than the padded input 7x5"),
+    (lambda: conv2d(X, W, stride=0), ValueError, r"conv2d: stride must be >= 1, got 0"),
+    (lambda: conv2d(X, W, stride=(1, -2)), ValueError, r"conv2d: stride must be >= 1, got \(1, -2\)"),
+    (lambda: conv2d(X, W, dilation=0), ValueError, r"conv2d: dilation must be >= 1, got 0"),
+    (lambda: conv2d(X, W, stride=(1, 1, 1)), TypeError, r"conv2d: stride must be an int or a pair of ints"),
+    (lambda: conv2d(X, W, padding=-1), ValueError, r"conv2d: padding must be >= 0, got \(-1, -1\)"),
+    (lambda: conv2d(X, W, padding=(0, 1, -1, 0)), ValueError, r"conv2d: padding must be >= 0, got \(0, 1, -1, 0\)"),
+    (lambda: conv2d(X, W, padding=(1, 1, 1)), TypeError, r"conv2d: padding must be an int, \(ph, pw\)"),
+    (lambda: conv2d(X, W, padding="full"), ValueError,
+     r"conv2d: padding must be 'same' or 'valid' when given as a string, got 'full'"),
+    (lambda: conv2d(X.astype(np.int64), W), TypeError,
+     r"conv2d: input must be a float32 or float64 array, got dtype int64"),
+    (lambda: conv2d(X, W.astype(np.int32)), TypeError,
+     r"conv2d: weight must be a float32 or float64 array, got dtype int32"),
+    (lambda: conv2d(X, W, np.ones(3)), ValueError, r"conv2d: bias must have shape \(C_out,\) = \(4,\), got \(3,\)"),
+    (lambda: conv2d(X, W, np.ones((4, 1))), ValueError, r"conv2d: bias must be 1-D \(C_out,\), got shape \(4, 1\)"),
+    (lambda: conv2d(mv.tensor(X, dtype=np.float32), mv.tensor(W)), TypeError,
+     r"conv2d: input, weight and bias must share one dtype, got float32, float64"),
+    (lambda: conv2d([[1.0]], W), TypeError, r"conv2d: input must be a Tensor or an array, got list"),
+]
+
+XT = np.ones((1, 4, 3, 3))
+WT = np.ones((4, 2, 3, 3))
+
+TRANSPOSE_BAD = [
+    (lambda: conv_transpose2d(np.ones((4, 3, 3)), WT), ValueError,
+     r"conv_transpose2d: input must be 4-D \(N, C_in, H, W\), got shape \(4, 3, 3\)"),
+    (lambda: conv_transpose2d(XT, np.ones((4, 2, 3))), ValueError,
+     r"conv_transpose2d: weight must be 4-D \(C_in, C_out/groups, kh, kw\), got shape \(4, 2, 3\)"),
+    (lambda: conv_transpose2d(XT, np.ones((3, 2, 3, 3))), ValueError,
+     r"conv_transpose2d: weight \(C_in, C_out/groups, kh, kw\) has C_in=3, but the input has C_in=4"),
+    (lambda: conv_transpose2d(XT, WT, groups=3), ValueError,
+     r"conv_transpose2d: input channels C_in \(4\) must be divisible by groups \(3\)"),
+    (lambda: conv_transpose2d(XT, WT, stride=2, output_padding=2), ValueError,
+     r"conv_transpose2d: output_padding must be smaller than stride or dilation, got output_padding=\(2, 2\)"),
+    (lambda: conv_transpose2d(XT, WT, output_padding=-1), ValueError,
+     r"conv_transpose2d: output_padding must be >= 0, got -1"),
+    (lambda: conv_transpose2d(XT, WT, padding="same"), ValueError,
+     r"conv_transpose2d: padding must be an int, \(ph, pw\) or \(top, bottom, left, right\), got 'same'"),
+    (lambda: conv_transpose2d(XT, WT, padding=3), ValueError,
+     r"conv_transpose2d: the output would be empty \(-1x-1\)"),
+    (lambda: conv_transpose2d(XT, WT, stride=0), ValueError, r"conv_transpose2d: stride must be >= 1, got 0"),
+    (lambda: conv_transpose2d(XT, WT, dilation=-1), ValueError, r"conv_transpose2d: dilation must be >= 1"),
+    (lambda: conv_transpose2d(XT, WT, np.ones(3)), ValueError,
+     r"conv_transpose2d: bias must have shape \(C_out,\) = \(2,\), got \(3,\)"),
+    (lambda: conv_transpose2d(XT.astype(bool), WT), TypeError,
+     r"conv_transpose2d: input must be a float32 or float64 array, got dtype bool"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "message"), CONV_BAD + TRANSPOSE_BAD)
+def test_bad_input_is_rejected_with_a_clear_message(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
