@@ -262,6 +262,17 @@ def sgemm_peak(dev: Device, quick: bool = False, n: int | None = None) -> dict[s
             "peak_gflops": array_gflops}
 
 
+def best_peak(*measurements: dict[str, Any]) -> dict[str, Any]:
+    """The best of several ``sgemm_peak`` measurements (e.g. before and after a long run).
+
+    Load from other processes only lowers a measured rate, so the highest is the best estimate
+    of the roofline; every measurement is kept in ``measurements`` for the record.
+    """
+    best = {key: max(m[key] for m in measurements) for key in ("array_gflops", "torch_gflops", "peak_gflops")}
+    return {"n": measurements[0]["n"], "dtype": measurements[0]["dtype"], **best,
+            "measurements": [{k: m[k] for k in ("array_gflops", "torch_gflops")} for m in measurements]}
+
+
 # --------------------------------------------------------------------------- machine record
 def cpu_model() -> str:
     try:

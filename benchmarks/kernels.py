@@ -23,6 +23,7 @@ over the measured np.matmul float32 GEMM rate (the roofline minivis's GEMMs can 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ import numpy as np
 from common import (
     Device,
     auto_repeat,
+    best_peak,
+    command_line,
     finish,
     geomean,
     markdown_table,
@@ -270,7 +273,7 @@ def time_pair(mv_fn: Callable[[], Any], torch_fn: Callable[[], Any], dev: Device
             "repeat": [repeat_mv, repeat_torch]}
 
 
-def run_case(case: ConvCase | PoolCase, kind: str, dev: Device, quick: bool, peak: float,
+def run_case(case: ConvCase | PoolCase, kind: str, dev: Device, quick: bool,
              rng: np.random.Generator) -> list[dict[str, Any]]:
     """The forward and fwd+bwd rows of one case (or one error row when it fails its check)."""
     base = {"kind": kind, "name": case.name, "shape": case.shape, **asdict(case)}
@@ -290,7 +293,6 @@ def run_case(case: ConvCase | PoolCase, kind: str, dev: Device, quick: bool, pea
             row["gflop"] = mult * flops / 1e9
             row["minivis_gflops"] = row["gflop"] / (row["minivis_ms"] / 1e3)
             row["torch_gflops"] = row["gflop"] / (row["torch_ms"] / 1e3)
-            row["pct_peak"] = 100.0 * row["minivis_gflops"] / peak
         rows.append(row)
     return rows
 
@@ -336,20 +338,26 @@ def main(argv: list[str] | None = None) -> int:
     dev = setup(args)
     started = time.perf_counter()
     rng = np.random.default_rng(0)
-    peak = sgemm_peak(dev, quick=args.quick)
     print(f"{dev.name}: {dev.description}, {args.threads} threads (torch, BLAS/OpenMP, Numba)")
-    print(f"SGEMM float32 n={peak['n']}: np.matmul {peak['array_gflops']:.1f} GFLOP/s, "
-          f"torch.matmul {peak['torch_gflops']:.1f} GFLOP/s  (peak = np.matmul)")
-    print("ratio = torch_time / minivis_time: > 1 means minivis is faster\n")
+    first_peak = sgemm_peak(dev, quick=args.quick)
 
     conv_cases = [c.quick() for c in CONV_CASES] if args.quick else CONV_CASES
     pool_cases = [c.quick() for c in POOL_CASES[:2]] if args.quick else POOL_CASES
     conv, pool = [], []
     for case in conv_cases:
-        conv += progress(run_case(case, "conv", dev, args.quick, peak["peak_gflops"], rng))
-    print_table(HEADERS, table_rows(conv), title="conv2d (float32)")
+        conv += progress(run_case(case, "conv", dev, args.quick, rng))
     for case in pool_cases:
-        pool += progress(run_case(case, "pool", dev, args.quick, peak["peak_gflops"], rng))
+        pool += progress(run_case(case, "pool", dev, args.quick, rng))
+    # The roofline is measured before and after the rows; the better of the two counts.
+    peak = best_peak(first_peak, sgemm_peak(dev, quick=args.quick))
+    for row in conv:
+        if "minivis_gflops" in row:
+            row["pct_peak"] = 100.0 * row["minivis_gflops"] / peak["peak_gflops"]
+
+    print(f"SGEMM float32 n={peak['n']}: np.matmul {peak['array_gflops']:.1f} GFLOP/s, "
+          f"torch.matmul {peak['torch_gflops']:.1f} GFLOP/s (best of start and end; peak = np.matmul)")
+    print("ratio = torch_time / minivis_time: > 1 means minivis is faster\n")
+    print_table(HEADERS, table_rows(conv), title="conv2d (float32)")
     print()
     print_table(HEADERS[:6], [r[:6] for r in table_rows(pool)], title="max_pool2d (float32)")
 
@@ -375,11 +383,19 @@ def readme_markdown(args, dev: Device, peak: dict, conv: list, pool: list, means
     def mean(key):
         return f"{means[key]:.2f}" if means[key] is not None else "-"
 
+    load = ""
+    if getattr(args, "loadavg_at_start", None) is not None:
+        load = (f" 1-minute load average {args.loadavg_at_start:.1f} at the start and "
+                f"{os.getloadavg()[0]:.1f} at the end (other processes only add time).")
     lines = [
-        f"Measured on {dev.description} ({dev.name}), {args.threads} threads, numpy {np.__version__}, "
+        f"Measured on {dev.description} ({dev.name}, {os.cpu_count()} cores), {args.threads} threads, "
+        f"numpy {np.__version__}, "
         f"torch {torch.__version__}, numba {numba.__version__}. "
         f"SGEMM float32 n={peak['n']}: np.matmul {peak['array_gflops']:.1f} GFLOP/s (the peak), "
-        f"torch.matmul {peak['torch_gflops']:.1f} GFLOP/s.",
+        f"torch.matmul {peak['torch_gflops']:.1f} GFLOP/s (best of a measurement before and after the rows)."
+        + load,
+        "",
+        f"Command: `{command_line()}`",
         "",
         "ratio = torch time / minivis time (> 1: minivis faster); times are min-of-N in ms; "
         "% peak = minivis GFLOP/s over the np.matmul peak.",

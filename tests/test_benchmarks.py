@@ -1,0 +1,71 @@
+"""The benchmark scripts run end to end (``--quick``) and write the records they promise.
+
+Only the harness is tested here: exit status, the JSON layout, that every case was checked
+against PyTorch and timed. Times are never asserted (they depend on the machine and its load).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def run_quick(script: str, out: Path) -> subprocess.CompletedProcess:
+    # --readme none: a test must never rewrite the committed README tables.
+    return subprocess.run([sys.executable, str(BENCH / script), "--quick", "--out", str(out), "--readme", "none"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_kernels_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import kernels  # noqa: PLC0415 (benchmarks/ is not a package; its scripts import `common`)
+    finally:
+        sys.path.remove(str(BENCH))
+
+    proc = run_quick("kernels.py", tmp_path)
+    assert proc.returncode == 0, f"kernels.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "kernels-cpu.json").read_text())
+
+    assert {"topic", "quick", "command", "machine", "sgemm", "conv", "pool", "geomean", "errors"} <= set(record)
+    assert record["topic"] == "kernels" and record["quick"] is True and record["errors"] == 0
+    machine = record["machine"]
+    assert {"date", "cpu_model", "cores", "threads", "versions"} <= set(machine)
+    assert {"numpy", "torch", "numba"} <= set(machine["versions"])
+    assert machine["threads"]["torch"] == machine["threads"]["numba"] == machine["threads"]["requested"]
+    assert record["sgemm"]["peak_gflops"] > 0 and record["sgemm"]["dtype"] == "float32"
+
+    # every conv case: a forward and a fwd+bwd row, checked against torch and timed
+    assert [(r["name"], r["op"]) for r in record["conv"]] == [
+        (case.name, op) for case in kernels.CONV_CASES for op in ("forward", "fwd+bwd")]
+    for row in record["conv"]:
+        assert {"minivis_ms", "torch_ms", "ratio", "minivis_gflops", "pct_peak", "max_abs_err"} <= set(row)
+        assert row["minivis_ms"] > 0 and row["torch_ms"] > 0
+        assert row["ratio"] == pytest.approx(row["torch_ms"] / row["minivis_ms"])
+    assert record["pool"] and all("error" not in r and r["ratio"] > 0 for r in record["pool"])
+    for key in ("conv_forward", "conv_fwd_bwd", "pool"):
+        assert record["geomean"][key] > 0
+
+
+def test_readme_section_update_replaces_only_its_block(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import common  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(BENCH))
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# B\n\n<!-- a-cpu:start -->\nold\n<!-- a-cpu:end -->\n\ntail\n")
+    common.update_readme_section(readme, "a-cpu", "| x |\n|---:|\n| 1 |")
+    common.update_readme_section(readme, "b-gpu", "new topic", heading="B on GPU")
+    text = readme.read_text()
+    assert "old" not in text and "| 1 |" in text and text.index("| 1 |") < text.index("tail")
+    assert text.rstrip().endswith("## B on GPU\n\n<!-- b-gpu:start -->\nnew topic\n<!-- b-gpu:end -->")
