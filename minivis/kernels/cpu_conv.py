@@ -90,6 +90,9 @@ def output_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilati
 def _im2col_plane(x, kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols):
     """Rows ``c*kh*kw .. (c+1)*kh*kw - 1`` of one image's cols matrix from its plane ``x = x[n, c]``."""
     height, width = x.shape
+    if sh == 1 and sw == 1 and wo == width:
+        _im2col_plane_same_width(x, kh, kw, top, left, dh, dw, ho, cols)
+        return
     for i in range(kh):
         for j in range(kw):
             dst = cols[i * kw + j]
@@ -114,6 +117,41 @@ def _im2col_plane(x, kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols):
                         out[t] = src[t * sw]
                 for t in range(ow1, wo):
                     dst[base + t] = 0
+
+
+@numba.njit(cache=True)
+def _im2col_plane_same_width(x, kh, kw, top, left, dh, dw, ho, cols):
+    """``_im2col_plane`` for stride 1 and Wo == W (e.g. 3x3 with padding 1), the common case.
+
+    Then cols row (i, j) is the whole plane shifted by ``(i*dh - top)*W + j*dw - left`` elements:
+    one long copy, after which the few columns that fell on the left/right padding are zeroed
+    (the copy put the neighbouring image row's pixels there). Short rows copied one at a time
+    would spend more time on loop set-up than on copying.
+    """
+    height, width = x.shape
+    flat = x.reshape(-1)
+    for i in range(kh):
+        row_off = i * dh - top
+        oh0, oh1 = _valid_range(ho, 1, row_off, height)
+        for j in range(kw):
+            dst = cols[i * kw + j]
+            col_off = j * dw - left
+            ow0, ow1 = _valid_range(width, 1, col_off, width)
+            shift = row_off * width + col_off
+            p0 = min(max(oh0 * width, -shift), ho * width)  # first and last flat positions that read the plane
+            p1 = max(min(oh1 * width, height * width - shift), p0)
+            for p in range(p0):
+                dst[p] = 0
+            src, out = flat[p0 + shift:], dst[p0:]
+            for t in range(p1 - p0):
+                out[t] = src[t]
+            for p in range(p1, ho * width):
+                dst[p] = 0
+            for oh in range(oh0, oh1):
+                for ow in range(ow0):
+                    dst[oh * width + ow] = 0
+                for ow in range(ow1, width):
+                    dst[oh * width + ow] = 0
 
 
 # The parallel kernels only hand out (n, c) planes; the per-plane work lives in plain @njit

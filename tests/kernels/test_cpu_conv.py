@@ -13,6 +13,11 @@ GEOMETRIES = [
     ((1, 3, 4, 4), 1, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
     ((2, 1, 5, 5), 5, 5, (1, 1), (0, 0, 0, 0), (1, 1)),  # kernel as large as the input: 1x1 output
     ((1, 2, 3, 3), 3, 3, (1, 1), (3, 3, 3, 3), (1, 1)),  # padding wider than the image: whole rows of zeros
+    # stride 1 with Wo == W takes the whole-plane copy: same padding, dilated, lopsided, taps entirely off
+    ((2, 3, 6, 6), 3, 3, (1, 1), (2, 2, 2, 2), (2, 2)),
+    ((1, 1, 5, 4), 2, 4, (1, 1), (0, 1, 3, 0), (1, 1)),
+    ((1, 2, 4, 5), 5, 3, (1, 1), (4, 0, 1, 1), (1, 1)),
+    ((1, 2, 4, 5), 5, 3, (1, 1), (0, 4, 0, 2), (1, 1)),
 ]
 
 
