@@ -20,6 +20,10 @@ On the GEMM path (``im2col``) all three are matrix products. With ``cols = im2co
     backward-input     dx = col2im(W^T @ g)
     backward-weight    dw = sum_n g[n] @ cols[n]^T
 
+Two shapes skip im2col: a 1x1 convolution with stride 1 and no padding already has ``x`` as its
+cols matrix, and a depthwise one (one input channel per group) would be N*C tiny GEMMs, so
+direct kernels (``cpu_conv.depthwise_*``) compute it instead.
+
 A transposed convolution is, by definition, the adjoint of a convolution, so
 ``conv_transpose2d`` needs no kernels of its own: its forward IS ``conv2d_backward_input``, its
 input-gradient IS ``conv2d_forward`` and its weight-gradient is ``conv2d_backward_weight`` with
@@ -60,7 +64,11 @@ def _kernels(array: Any, op: str = "conv2d") -> types.ModuleType:
 
 
 def _is_depthwise(c_in: int, groups: int, w_shape: tuple[int, ...]) -> bool:
-    """One input channel per group: N*C tiny GEMMs would be slow, so a direct kernel does it."""
+    """One input channel per group: N*C tiny GEMMs would be slow, so a direct kernel does it.
+
+    A single-channel input (``C_in == groups == 1``, e.g. MNIST's first layer) is left to the GEMM:
+    there one (C_out x kh*kw) GEMM per image is large enough, and measured faster.
+    """
     return groups == c_in and w_shape[1] == 1 and c_in > 1
 
 
@@ -86,7 +94,7 @@ def _chunks(n: int, bytes_per_image: int) -> list[slice]:
     the memory traffic. Each chunk is still one batched GEMM, so the loop runs only a few times.
     """
     step = max(1, CHUNK_BYTES // max(bytes_per_image, 1))
-    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+    return [slice(start, min(start + step, n)) for start in range(0, max(n, 1), step)]  # n = 0: one empty chunk
 
 
 def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int) -> Any:
@@ -101,18 +109,19 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
     ho, wo = _out_hw(x.shape[2:], (kh, kw), stride, pad4, dilation)
     if _is_depthwise(c_in, groups, w.shape):
         return kernels.depthwise_forward(x, w, stride, pad4, dilation, (ho, wo))
-    w_g = w.reshape(groups, c_out // groups, -1)  # (G, C_out/G, K)
+    k_g = c_in // groups * kh * kw  # rows of cols per group (explicit: reshape(-1) fails on empty batches)
+    w_g = w.reshape(groups, c_out // groups, k_g)  # (G, C_out/G, K)
     out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
     out_g = out.reshape(n, groups, c_out // groups, ho * wo)  # a view: the GEMM writes NCHW directly
     if _is_pointwise(kh, kw, stride, pad4):
-        xp.matmul(w_g, x.reshape(n, groups, -1, ho * wo), out=out_g)
+        xp.matmul(w_g, x.reshape(n, groups, k_g, ho * wo), out=out_g)
         return out
     parts = _chunks(n, c_in * kh * kw * ho * wo * x.itemsize)
     buffer = xp.empty((parts[0].stop, c_in * kh * kw, ho * wo), dtype=x.dtype)
     for part in parts:
         m = part.stop - part.start
         cols = kernels.im2col(x[part], kh, kw, stride, pad4, dilation, (ho, wo), out=buffer[:m])
-        xp.matmul(w_g, cols.reshape(m, groups, -1, ho * wo), out=out_g[part])
+        xp.matmul(w_g, cols.reshape(m, groups, k_g, ho * wo), out=out_g[part])
     return out
 
 
@@ -131,7 +140,8 @@ def conv2d_backward_input(g: Any, w: Any, x_shape: tuple[int, ...], stride: Pair
     kh, kw = w.shape[2:]
     if _is_depthwise(c_in, groups, w.shape):
         return kernels.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation)
-    w_t = w.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)  # (G, K, C_out/G): W^T per group
+    k_g = c_in // groups * kh * kw
+    w_t = w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1)  # (G, K, C_out/G): W^T per group
     g_g = g.reshape(n, groups, c_out // groups, ho * wo)
     if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == x_shape[2:]:
         return xp.matmul(w_t, g_g).reshape(x_shape)
@@ -141,7 +151,7 @@ def conv2d_backward_input(g: Any, w: Any, x_shape: tuple[int, ...], stride: Pair
     for part in parts:
         m = part.stop - part.start
         dcols = xp.matmul(w_t, g_g[part], out=buffer[:m])  # (m, G, K, L)
-        kernels.col2im(dcols.reshape(m, -1, ho * wo), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation,
+        kernels.col2im(dcols.reshape(m, groups * k_g, ho * wo), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation,
                        (ho, wo), out=dx[part])
     return dx
 
@@ -160,17 +170,18 @@ def conv2d_backward_weight(g: Any, x: Any, w_shape: tuple[int, ...], stride: Pai
     kh, kw = w_shape[2:]
     if _is_depthwise(c_in, groups, w_shape):
         return kernels.depthwise_backward_weight(g, x, tuple(w_shape), stride, pad4, dilation)
+    k_g = c_in // groups * kh * kw
     g_g = g.reshape(n, groups, c_out // groups, ho * wo)
     if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == tuple(x.shape[2:]):
-        x_t = x.reshape(n, groups, -1, ho * wo).transpose(0, 1, 3, 2)
+        x_t = x.reshape(n, groups, k_g, ho * wo).transpose(0, 1, 3, 2)
         return xp.matmul(g_g, x_t).sum(axis=0).reshape(w_shape)
-    dw = xp.zeros((groups, c_out // groups, c_in // groups * kh * kw), dtype=g.dtype)
+    dw = xp.zeros((groups, c_out // groups, k_g), dtype=g.dtype)
     parts = _chunks(n, c_in * kh * kw * ho * wo * g.itemsize)
     buffer = xp.empty((parts[0].stop, c_in * kh * kw, ho * wo), dtype=g.dtype)
     for part in parts:
         m = part.stop - part.start
         cols = kernels.im2col(x[part], kh, kw, stride, pad4, dilation, (ho, wo), out=buffer[:m])
-        cols_t = cols.reshape(m, groups, -1, ho * wo).transpose(0, 1, 3, 2)  # (m, G, L, K)
+        cols_t = cols.reshape(m, groups, k_g, ho * wo).transpose(0, 1, 3, 2)  # (m, G, L, K)
         dw += xp.matmul(g_g[part], cols_t).sum(axis=0)  # (G, C_out/G, K)
     return dw.reshape(w_shape)
 
@@ -234,7 +245,7 @@ def _check_bias(op: str, bias: Tensor | None, c_out: int) -> None:
 
 def _bias_grad(g: Any) -> Any:
     """dL/db[co] = sum of g over images and pixels."""
-    return g.reshape(g.shape[0], g.shape[1], -1).sum(axis=2).sum(axis=0)
+    return g.reshape(g.shape[0], g.shape[1], g.shape[2] * g.shape[3]).sum(axis=2).sum(axis=0)
 
 
 # ----------------------------------------------------------------------------- conv2d
