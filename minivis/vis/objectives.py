@@ -54,6 +54,10 @@ class Objective:
         finally:
             for handle in handles:
                 handle.remove()
+        missing = sorted(self.layers - set(acts))
+        if missing:
+            raise ValueError(f"objective {self.name}: layer(s) {missing} never ran in the forward pass of "
+                             f"{type(model).__name__}")
         scores = self.read(acts)
         if scores.shape != (x.shape[0],):
             raise ValueError(f"objective {self.name}: expected one score per image, got shape {scores.shape}")
@@ -63,6 +67,12 @@ class Objective:
         other = _as_objective(other)
         return Objective(self.layers | other.layers, lambda a: self.read(a) + other.read(a),
                          f"({self.name} + {other.name})")
+
+    def __radd__(self, other: object) -> Objective:
+        # sum([a, b, c]) starts from the integer 0
+        if isinstance(other, int | float) and other == 0:
+            return self
+        return _as_objective(other) + self
 
     def __sub__(self, other: Objective) -> Objective:
         return self + (-1.0) * _as_objective(other)

@@ -1,0 +1,97 @@
+"""Figures for images made by optimisation: the images themselves, their objective curves, and the
+feature-inversion table (reconstruction from several layers next to the original)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minivis.plot.core import to_image
+
+
+def _show(ax: Any, image: Any, title: str | None = None) -> None:
+    img = to_image(image)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def synthesis_grid(results: Sequence[Any], titles: Sequence[str] | None = None, ncols: int | None = None,
+                   size: float = 2.2, suptitle: str | None = None) -> plt.Figure:
+    """The ``.image`` of each result (or HxW[xC] images in [0, 1]) side by side."""
+    images = [getattr(r, "image", r) for r in results]
+    if not images:
+        raise ValueError("synthesis_grid: no results given")
+    if any(img is None for img in images):
+        raise ValueError("synthesis_grid: a result has no image (the model has no deprocess)")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"synthesis_grid: {len(titles)} titles for {len(images)} images")
+    ncols = ncols or min(len(images), 6)
+    nrows = -(-len(images) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < len(images):
+            _show(ax, images[i], titles[i] if titles is not None else None)
+        else:
+            ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def history_plot(histories: Mapping[str, Any], ylabel: str = "objective", title: str | None = None,
+                 logy: bool = False) -> plt.Figure:
+    """One curve per run: the objective against the step (a result's ``.history``, or an array)."""
+    if not histories:
+        raise ValueError("history_plot: no histories given")
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, h in histories.items():
+        values = np.asarray(getattr(h, "history", h), dtype=np.float64)
+        if values.ndim == 2:
+            values = values.mean(axis=1)
+        ax.plot(np.arange(len(values)), values, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def inversion_figure(table: Any, title: str | None = None, size: float = 2.2) -> plt.Figure:
+    """Top: the original and its reconstruction from each layer; bottom: the two errors per layer.
+
+    ``table`` is a ``minivis.vis.inversion.InversionTable``.
+    """
+    n = len(table.layers)
+    fig = plt.figure(figsize=(size * (n + 1), size * 2.1))
+    grid = fig.add_gridspec(2, n + 1, height_ratios=[1.0, 0.8])
+    original = table.original_image if table.original_image is not None else table.original
+    _show(fig.add_subplot(grid[0, 0]), original, "original")
+    for i, (name, result) in enumerate(zip(table.layers, table.results, strict=True)):
+        image = result.image if result.image is not None else result.x
+        _show(fig.add_subplot(grid[0, i + 1]), image,
+              f"{name or '(output)'}\nimage err {table.image_error[i]:.2f}")
+    ax = fig.add_subplot(grid[1, :])
+    positions = np.arange(n)
+    ax.bar(positions - 0.2, table.image_error, width=0.4, label="image error  ||x* - x0|| / ||x0||")
+    ax.bar(positions + 0.2, table.feature_error, width=0.4,
+           label="feature error  ||Phi(x*) - Phi0||^2 / ||Phi0||^2")
+    ax.set_xticks(positions, [name or "(output)" for name in table.layers], fontsize=7)
+    ax.set_ylabel("normalised error")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
