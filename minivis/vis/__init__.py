@@ -1,5 +1,9 @@
 """The visualisation methods (``mv.vis``), one module per family."""
 
+from minivis.vis import objectives, parameterization, regularizers, transforms_robust
 from minivis.vis.ablation import ablation
+from minivis.vis.class_model import class_model
+from minivis.vis.inversion import InversionTable, inversion_table, invert
 from minivis.vis.occlusion import occlusion, occlusion_attribution, occlusion_map
+from minivis.vis.optimize import SynthesisResult, optimize
 from minivis.vis.segmentation import saliency_segmentation
