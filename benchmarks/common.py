@@ -219,6 +219,31 @@ def timeit(fn: Callable[[], Any], repeat: int, warmup: int = 1,
     return min(timings(fn, repeat, warmup, sync))
 
 
+def timeit_interleaved(fns: Sequence[Callable[[], Any]], repeat: int, warmup: int = 1,
+                       sync: Callable[[], None] | None = None) -> list[float]:
+    """Min-of-``repeat`` seconds of each of ``fns``, calling them in turn in every round.
+
+    Alternating (a, b, a, b, ...) rather than timing all of a and then all of b means both
+    sides see the same machine: on a shared machine whose load changes from minute to minute,
+    blocked timing can hand one side a quiet minute and the other a busy one.
+    """
+    if repeat < 1:
+        raise ValueError(f"timeit_interleaved: repeat must be >= 1, got {repeat}")
+    sync = sync or (lambda: None)
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
 def auto_repeat(fn: Callable[[], Any], budget_s: float, lo: int = 3, hi: int = 25,
                 sync: Callable[[], None] | None = None) -> int:
     """How many repeats fit in about ``budget_s`` seconds, from one (already warm) call, in [lo, hi]."""

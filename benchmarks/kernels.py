@@ -43,11 +43,12 @@ from common import (
     print_table,
     setup,
     sgemm_peak,
-    timeit,
+    timeit_interleaved,
 )
 
 RTOL = 1e-4         # float32 parity with torch, as in the test suite
 ATOL_SCALE = 1e-5   # absolute tolerance relative to the largest reference value (float32 sums)
+BUDGET_S = 1.5      # timing budget per row and side, full run
 
 
 # --------------------------------------------------------------------------- the cases
@@ -258,19 +259,18 @@ def pool_bench(case: PoolCase, dev: Device, rng: np.random.Generator) -> Bench:
 
 def time_pair(mv_fn: Callable[[], Any], torch_fn: Callable[[], Any], dev: Device,
               quick: bool) -> dict[str, Any]:
-    """Min-of-N seconds for both sides; N from a ~1 s budget per side (fixed and small for --quick)."""
+    """Min-of-N seconds for both sides, alternating minivis and torch calls (``timeit_interleaved``).
+
+    N gives the slower side about ``BUDGET_S`` seconds (3 to 25 calls); --quick uses 2.
+    """
     if quick:
-        repeat_mv = repeat_torch = 2
+        repeat = 2
     else:
         for fn in (mv_fn, torch_fn):  # warm both (JIT compile, allocator, thread pools)
             fn()
-            fn()
-        repeat_mv = auto_repeat(mv_fn, 1.0, sync=dev.sync)
-        repeat_torch = auto_repeat(torch_fn, 1.0, sync=dev.sync)
-    mv_s = timeit(mv_fn, repeat_mv, warmup=1, sync=dev.sync)
-    torch_s = timeit(torch_fn, repeat_torch, warmup=1, sync=dev.sync)
-    return {"minivis_ms": 1e3 * mv_s, "torch_ms": 1e3 * torch_s, "ratio": torch_s / mv_s,
-            "repeat": [repeat_mv, repeat_torch]}
+        repeat = min(auto_repeat(mv_fn, BUDGET_S, sync=dev.sync), auto_repeat(torch_fn, BUDGET_S, sync=dev.sync))
+    mv_s, torch_s = timeit_interleaved([mv_fn, torch_fn], repeat, warmup=1, sync=dev.sync)
+    return {"minivis_ms": 1e3 * mv_s, "torch_ms": 1e3 * torch_s, "ratio": torch_s / mv_s, "repeat": repeat}
 
 
 def run_case(case: ConvCase | PoolCase, kind: str, dev: Device, quick: bool,

@@ -2,6 +2,15 @@
 
 from minivis.vis import objectives, parameterization, regularizers, transforms_robust
 from minivis.vis.ablation import ablation
+from minivis.vis.attribution import (
+    deconvnet,
+    guided_backprop,
+    input_gradient,
+    integrated_gradients,
+    saliency,
+    smoothgrad,
+)
+from minivis.vis.cam import grad_cam, guided_grad_cam
 from minivis.vis.class_model import class_model
 from minivis.vis.inversion import InversionTable, inversion_table, invert
 from minivis.vis.occlusion import occlusion, occlusion_attribution, occlusion_map

@@ -1,0 +1,142 @@
+"""Figures for gradient attributions and Grad-CAM: each map beside (or over) its photo.
+
+Two kinds of result come out of ``mv.vis``:
+
+* a heat map (H, W) per image: ``saliency``, ``grad_cam``, ``smoothgrad(method="saliency")``;
+  drawn over the photo (``overlay``) or on its own;
+* a signed map shaped like the image (C, H, W): ``input_gradient``, ``guided_backprop``,
+  ``deconvnet``, ``integrated_gradients``, ``guided_grad_cam``; drawn as an image, with 0 at
+  mid-grey and the largest |value| at black or white (as Zeiler & Fergus and Springenberg et
+  al. show their reconstructions), or as |value| max over channels, or summed over channels
+  in a red/blue colour map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minivis import backend
+from minivis.plot.core import normalize, overlay, to_image
+
+KINDS = ("auto", "heat", "rgb", "abs", "signed")
+
+
+def _as_numpy(array: Any, who: str) -> np.ndarray:
+    data = np.asarray(backend.to_device(getattr(array, "data", array), "cpu"))
+    if data.dtype.kind not in "fiub":
+        raise TypeError(f"{who}: expected a numeric array, got dtype {data.dtype}")
+    return data.astype(np.float64)
+
+
+def attribution_image(attribution: Any, kind: str = "auto", percentile: float = 99.5) -> np.ndarray:
+    """An attribution as something ``imshow`` can draw, in [0, 1] (``signed``: in [-1, 1]).
+
+    attribution: (H, W) heat map or (C, H, W) signed map of one image.
+    kind: "heat" (min-max of an (H, W) map), "rgb" (a (C, H, W) map as an image, 0 -> 0.5, HxWx3 or
+    HxW for one channel), "abs" (max over channels of |a|, min-max), "signed" (sum over channels,
+    divided by its largest |value|); "auto" is "heat" for 2-D and "rgb" for 3-D input.
+    percentile: the largest values are clipped at this percentile of |a| before scaling (a few
+    extreme pixels would otherwise make the rest invisible; 100 keeps everything).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"attribution_image: kind must be one of {KINDS}, got {kind!r}")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"attribution_image: percentile must be in (0, 100], got {percentile!r}")
+    a = _as_numpy(attribution, "attribution_image")
+    if a.ndim not in (2, 3):
+        raise ValueError(f"attribution_image: expected one image's map, (H, W) or (C, H, W), got shape {a.shape}")
+    if kind == "auto":
+        kind = "heat" if a.ndim == 2 else "rgb"
+    if kind != "heat" and a.ndim != 3:
+        raise ValueError(f"attribution_image: kind {kind!r} needs a (C, H, W) map, got shape {a.shape}")
+    if kind == "heat" and a.ndim != 2:
+        raise ValueError(f"attribution_image: kind 'heat' needs an (H, W) map, got shape {a.shape}")
+    if kind == "abs":
+        a = np.abs(a).max(axis=0)
+    elif kind == "signed":
+        a = a.sum(axis=0)
+    top = np.percentile(np.abs(a), percentile)
+    if top > 0:
+        a = np.clip(a, -top, top)
+    if kind in ("heat", "abs"):
+        return normalize(a)
+    if kind == "signed":
+        return a / top if top > 0 else a
+    return to_image(normalize(a, symmetric=True))  # rgb: 0 is mid-grey
+
+
+def _draw(ax: Any, image: np.ndarray, result: np.ndarray, kind: str, alpha: float, title: str) -> None:
+    if result.ndim == 2 and kind in ("auto", "heat"):
+        overlay(image, attribution_image(result, "heat"), alpha=alpha, ax=ax, title=title)
+        return
+    shown = attribution_image(result, kind)
+    if kind == "signed":
+        ax.imshow(shown, cmap="RdBu_r", vmin=-1, vmax=1)
+    else:
+        ax.imshow(shown, cmap="gray" if shown.ndim == 2 and kind in ("auto", "rgb") else "inferno",
+                  vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def show_attributions(image: Any, results: Mapping[str, Any], kinds: Mapping[str, str] | None = None,
+                      alpha: float = 0.5, size: float = 2.6, title: str | None = None) -> plt.Figure:
+    """The photo, then one panel per named result of one image, side by side.
+
+    image: the photo (HxW[x3] or CxHxW, in [0, 1] or uint8; e.g. ``model.deprocess(x)``).
+    results: {"saliency": (H, W), "guided backprop": (C, H, W), ...}. Heat maps are drawn over the
+    photo; maps shaped like the image are drawn with ``attribution_image`` (``kinds`` picks how,
+    per name: "rgb", "abs" or "signed").
+    """
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError("show_attributions: results must be a non-empty mapping {name: map}")
+    kinds = dict(kinds or {})
+    img = to_image(image)
+    fig, axes = plt.subplots(1, len(results) + 1, figsize=(size * (len(results) + 1), size + 0.3), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(img, cmap="gray" if img.ndim == 2 else None)
+    axes[0].set_title("input", fontsize=9)
+    axes[0].axis("off")
+    for ax, (name, result) in zip(axes[1:], results.items(), strict=True):
+        result = _as_numpy(result, "show_attributions")
+        if result.ndim not in (2, 3) or (result.ndim == 3 and result.shape[-2:] != img.shape[:2]):
+            raise ValueError(f"show_attributions: {name!r} must be one image's (H, W) or (C, H, W) map "
+                             f"matching the image {img.shape[:2]}, got shape {result.shape}")
+        _draw(ax, img, result, kinds.get(name, "auto"), alpha, name)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_grad_cam(image: Any, cam: Any, guided: Any = None, alpha: float = 0.5, size: float = 2.8,
+                  title: str | None = None) -> plt.Figure:
+    """Grad-CAM of one image: the photo, the heat map alone, the overlay, and (if given) guided Grad-CAM.
+
+    cam: (H, W) (any resolution: the layer's own is drawn stretched); guided: (C, H, W).
+    """
+    img = to_image(image)
+    heat = _as_numpy(cam, "show_grad_cam")
+    if heat.ndim != 2:
+        raise ValueError(f"show_grad_cam: cam must be one image's (H, W) map, got shape {heat.shape}")
+    panels = 3 if guided is None else 4
+    fig, axes = plt.subplots(1, panels, figsize=(size * panels, size + 0.3), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(img, cmap="gray" if img.ndim == 2 else None)
+    axes[0].set_title("input", fontsize=9)
+    axes[1].imshow(normalize(heat), cmap="jet", vmin=0, vmax=1)
+    axes[1].set_title(f"Grad-CAM {heat.shape[0]}x{heat.shape[1]}", fontsize=9)
+    overlay(img, heat, alpha=alpha, ax=axes[2], title="overlay")
+    if guided is not None:
+        axes[3].imshow(attribution_image(guided, "rgb"), cmap="gray")
+        axes[3].set_title("guided Grad-CAM", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
