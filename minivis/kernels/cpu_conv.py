@@ -18,7 +18,8 @@ Depthwise convolutions (one input channel per group) would be N*C tiny GEMMs, so
 direct kernels instead: forward, input-gradient and weight-gradient.
 
 Every kernel runs in parallel over (n, c) planes: each plane of the output is written by one
-thread only, so no two threads ever add into the same memory. The ``naive_*`` functions are
+thread only, so no two threads ever add into the same memory. The ``prange`` kernels only hand
+out planes; a plain ``@njit`` function does each plane's work. The ``naive_*`` functions are
 plain-NumPy references (a literal sliding window), used by the tests only.
 """
 
@@ -46,7 +47,6 @@ def _launch(kernel, work: int, *args) -> None:
         kernel(*args)
     finally:
         numba.set_num_threads(previous)
-
 
 
 @numba.njit(cache=True)
@@ -82,8 +82,8 @@ def output_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilati
 
 
 # ----------------------------------------------------------------------------- im2col / col2im
-# Inner loops run over 1-D row views indexed from 0 (``dst[t] = src[t]``): Numba then knows every
-# index is non-negative, skips its negative-index wraparound check and LLVM vectorizes the loop.
+# Inner loops run over 1-D row views indexed by the loop counter (``out[t] = src[t]``): simple
+# non-negative indices that LLVM vectorizes, with the bounds solved once per row (``_valid_range``).
 
 
 @numba.njit(cache=True)
