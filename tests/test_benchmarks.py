@@ -70,3 +70,18 @@ def test_readme_section_update_replaces_only_its_block(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "old" not in text and "| 1 |" in text and text.index("| 1 |") < text.index("tail")
     assert text.rstrip().endswith("## B on GPU\n\n<!-- b-gpu:start -->\nnew topic\n<!-- b-gpu:end -->")
+
+
+@pytest.mark.slow
+def test_mining_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("mining.py", tmp_path)
+    assert proc.returncode == 0, f"mining.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "mining-cpu.json").read_text())
+    assert {"topic", "quick", "machine", "sgemm", "checks", "rows", "peak_memory_ratio", "layers", "k"} <= set(record)
+    assert record["topic"] == "mining" and record["quick"] is True
+    assert record["checks"]["miner_vs_brute_force"].startswith("equal")
+    assert [r["n"] for r in record["rows"]] == sorted(r["n"] for r in record["rows"]) and len(record["rows"]) == 2
+    for row in record["rows"]:
+        assert row["mining_s"] > 0 and row["torch_forward_s"] > 0 and row["minivis_forward_s"] > 0
+        assert row["ratio_vs_torch"] == pytest.approx(row["torch_forward_s"] / row["mining_s"])
+        assert row["peak_mb"] > 0

@@ -6,9 +6,20 @@ figures in a module of its own.
 
 from minivis.plot.attribution import attribution_image, show_attributions, show_grad_cam
 from minivis.plot.core import image_grid, normalize, overlay, save, to_image
+from minivis.plot.features import (
+    activation_grid,
+    dead_filter_report,
+    filter_channels,
+    filter_grid,
+    filter_history,
+    neighbour_grid,
+    receptive_field_boxes,
+    top_patches,
+)
 from minivis.plot.occlusion import ablation_figure, occlusion_figure, segmentation_figure
 from minivis.plot.synthesis import history_plot, inversion_figure, synthesis_grid
 
-__all__ = ["ablation_figure", "attribution_image", "history_plot", "image_grid", "inversion_figure", "normalize",
-           "occlusion_figure", "overlay", "save", "segmentation_figure", "show_attributions", "show_grad_cam",
-           "synthesis_grid", "to_image"]
+__all__ = ["ablation_figure", "activation_grid", "attribution_image", "dead_filter_report", "filter_channels",
+           "filter_grid", "filter_history", "history_plot", "image_grid", "inversion_figure", "neighbour_grid",
+           "normalize", "occlusion_figure", "overlay", "receptive_field_boxes", "save", "segmentation_figure",
+           "show_attributions", "show_grad_cam", "synthesis_grid", "to_image", "top_patches"]

@@ -1,0 +1,228 @@
+"""Figures for the network-centric views: filters, activation maps, dead filters, receptive-field
+boxes, maximally activating patches and nearest neighbours.
+
+Inputs are what the ``mv.vis`` methods return (NumPy arrays in [0, 1] for filters, raw values
+for activations); every function returns the matplotlib Figure (save it with ``mv.plot.save``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Rectangle
+
+from minivis import backend
+from minivis.plot.core import to_image
+
+NAN_GREY = 0.85  # how the part of a receptive field outside the image is drawn in RGB crops
+
+
+def _cpu(array: Any) -> np.ndarray:
+    return np.asarray(backend.to_device(getattr(array, "data", array), "cpu"))
+
+
+def _axes_grid(nrows: int, ncols: int, size: float, title: str | None) -> tuple[plt.Figure, np.ndarray]:
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.5 if title else 0.1)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig, axes
+
+
+def _show(ax: Any, img: np.ndarray, vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "gray") -> None:
+    """Grey (H, W) with a fixed value range, or RGB (H, W, 3) in [0, 1]; NaN is drawn blank/grey."""
+    if img.ndim == 3:
+        img = np.where(np.isnan(img), NAN_GREY, np.clip(img, 0.0, 1.0))
+        ax.imshow(img, interpolation="nearest")
+    else:
+        colormap = plt.get_cmap(cmap).with_extremes(bad=(1.0, 1.0, 1.0, 0.0))
+        ax.imshow(np.ma.masked_invalid(img), cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.axis("on")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _check_filters(filters: Any, fn: str, ndims: tuple[int, ...]) -> np.ndarray:
+    array = _cpu(filters)
+    if array.ndim not in ndims or array.shape[0] == 0:
+        raise ValueError(f"{fn}: expected filters shaped {' or '.join(f'{n}-D' for n in ndims)} with at least "
+                         f"one filter, got shape {array.shape}")
+    return array
+
+
+def filter_grid(filters: Any, ncols: int | None = None, size: float = 0.7, title: str | None = None) -> plt.Figure:
+    """First-layer filters (F, kh, kw) grey or (F, kh, kw, 3) RGB, values in [0, 1], in a grid."""
+    array = _check_filters(filters, "filter_grid", (3, 4))
+    n = array.shape[0]
+    ncols = ncols or min(n, 8)
+    fig, axes = _axes_grid(math.ceil(n / ncols), ncols, size, title)
+    for i in range(n):
+        ax = axes.flat[i]
+        _show(ax, array[i])
+        ax.set_title(str(i), fontsize=6, pad=1)
+    return fig
+
+
+def filter_channels(filters: Any, max_filters: int = 8, max_channels: int = 16, size: float = 0.5,
+                    title: str | None = None) -> plt.Figure:
+    """Deeper filters (F, C_in, kh, kw) in [0, 1]: one row per output filter, one column per input channel."""
+    array = _check_filters(filters, "filter_channels", (4,))
+    f, c = min(array.shape[0], max_filters), min(array.shape[1], max_channels)
+    fig, axes = _axes_grid(f, c, size, title)
+    for i in range(f):
+        for j in range(c):
+            _show(axes[i, j], array[i, j])
+        axes[i, 0].set_ylabel(f"f{i}", fontsize=6, rotation=0, labelpad=8)
+    for j in range(c):
+        axes[0, j].set_title(f"in {j}", fontsize=6, pad=1)
+    return fig
+
+
+def filter_history(filters_by_label: Mapping[str, Any], max_filters: int = 16, size: float = 0.6,
+                          title: str | None = None) -> plt.Figure:
+    """One row per checkpoint (``mv.vis.filters_over_training``), the same first filters in each row."""
+    if not isinstance(filters_by_label, Mapping) or not filters_by_label:
+        raise ValueError("filter_history: expected a non-empty dict {label: filters}")
+    arrays = {label: _check_filters(f, "filter_history", (3, 4)) for label, f in filters_by_label.items()}
+    n = min(max_filters, min(a.shape[0] for a in arrays.values()))
+    fig, axes = _axes_grid(len(arrays), n, size, title)
+    for row, (label, array) in enumerate(arrays.items()):
+        for i in range(n):
+            _show(axes[row, i], array[i])
+        axes[row, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    return fig
+
+
+def activation_grid(maps: Any, image: Any = None, ncols: int = 8, size: float = 1.0, shared_scale: bool = True,
+                    title: str | None = None, cmap: str = "viridis") -> plt.Figure:
+    """Activation maps (C, H, W) of one image (``mv.vis.activations``), optionally after the image itself.
+
+    shared_scale: one colour scale for all maps (0 to the largest value), so a weak or dead map looks
+    dark next to a strong one; False stretches each map on its own.
+    """
+    array = _cpu(maps)
+    if array.ndim != 3:
+        raise ValueError(f"activation_grid: maps must be (C, H, W) for one image, got shape {array.shape}")
+    panels = array.shape[0] + (image is not None)
+    ncols = min(ncols, panels)
+    fig, axes = _axes_grid(math.ceil(panels / ncols), ncols, size, title)
+    offset = 0
+    if image is not None:
+        img = to_image(image)
+        _show(axes.flat[0], img, float(np.nanmin(img)), float(np.nanmax(img)))
+        axes.flat[0].set_title("input", fontsize=6, pad=1)
+        offset = 1
+    low = high = None
+    if shared_scale:
+        low, high = min(0.0, float(array.min())), float(array.max())
+        high = high if high > low else low + 1.0
+    for c in range(array.shape[0]):
+        ax = axes.flat[offset + c]
+        _show(ax, array[c], low, high, cmap)
+        ax.set_title(str(c), fontsize=6, pad=1)
+    return fig
+
+
+def dead_filter_report(report: Any, title: str | None = None) -> plt.Figure:
+    """Bar charts of ``mv.vis.dead_filters``: the fraction of inputs with an all-off map, and the mean activation."""
+    dead, mean = np.asarray(report.dead_fraction), np.asarray(report.mean)
+    channels = np.arange(dead.size)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(4.0, 0.12 * dead.size + 2), 4), sharex=True)
+    top.bar(channels, dead, color=np.where(dead >= 1.0, "crimson", "steelblue"))
+    top.set_ylabel("fraction off")
+    top.set_ylim(0, 1.05)
+    bottom.bar(channels, mean, color="gray")
+    bottom.set_ylabel("mean activation")
+    bottom.set_xlabel("channel")
+    fig.suptitle(title or f"{report.layer}: {len(report.dead())} dead of {dead.size} channels ({report.count} inputs)")
+    fig.tight_layout()
+    return fig
+
+
+def receptive_field_boxes(image: Any, boxes: Sequence[Sequence[int]], labels: Sequence[str] | None = None,
+                          size: float = 3.0, title: str | None = None) -> plt.Figure:
+    """An image with the given (top, left, bottom, right) boxes drawn on it (exclusive bottom/right)."""
+    img = to_image(image)
+    fig, ax = plt.subplots(figsize=(size, size))
+    _show(ax, img, float(img.min()), float(img.max()))
+    colours = plt.get_cmap("tab10")
+    for i, (top, left, bottom, right) in enumerate(boxes):
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+                               edgecolor=colours(i % 10), linewidth=1.5))
+        if labels is not None:
+            ax.text(left, top - 1, labels[i], color=colours(i % 10), fontsize=7, va="bottom")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def _display(crop: np.ndarray, model: Any) -> np.ndarray:
+    """A model-input crop (C, h, w) as a displayable image: the model's deprocess, or a min-max stretch."""
+    if model is not None and hasattr(model, "deprocess"):
+        img = model.deprocess(crop)  # HxWxC in [0, 1]; NaN (outside the image) stays NaN
+    else:
+        img = np.moveaxis(crop, 0, -1)
+        low, high = np.nanmin(img), np.nanmax(img)
+        img = (img - low) / (high - low) if high > low else np.zeros_like(img)
+    return img[..., 0] if img.shape[-1] == 1 else img
+
+
+def top_patches(patches: Any, channels: Sequence[int] | None = None, values: Any = None, model: Any = None,
+                size: float = 0.8, title: str | None = None) -> plt.Figure:
+    """Maximally activating patches: one row per channel, its k crops best first.
+
+    patches: (C, k, C_in, h, w) crops in model-input space (``LayerTop.patches`` or ``crop_patches``),
+    NaN outside the image (drawn blank). channels: row labels (default 0..C-1). values: (C, k)
+    activations to print above each crop. model: its ``mean``/``std`` turn inputs back into pixels.
+    """
+    array = _cpu(patches)
+    if array.ndim != 5:
+        raise ValueError(f"top_patches: patches must be (C, k, C_in, h, w), got shape {array.shape}")
+    rows, k = array.shape[:2]
+    labels = list(range(rows)) if channels is None else list(channels)
+    fig, axes = _axes_grid(rows, k, size, title)
+    for r in range(rows):
+        for j in range(k):
+            ax = axes[r, j]
+            _show(ax, _display(array[r, j], model))
+            if values is not None:
+                ax.set_title(f"{float(np.asarray(values)[r, j]):.2f}", fontsize=5, pad=1)
+        axes[r, 0].set_ylabel(f"ch {labels[r]}", fontsize=7, rotation=0, ha="right", va="center")
+    return fig
+
+
+def neighbour_grid(queries: Any, results: Mapping[str, Any], size: float = 0.9, title: str | None = None) -> plt.Figure:
+    """Query images and their nearest neighbours in several spaces, one row per (query, space).
+
+    queries: Q displayable images (H, W), (H, W, 3) or (C, H, W).
+    results: {space label: (Q, k, ...) neighbour images}, e.g. {"pixels": ..., "fc features": ...}.
+    """
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError("neighbour_grid: results must be a non-empty dict {label: (Q, k, ...) images}")
+    q = len(queries)
+    sets = {label: list(images) for label, images in results.items()}
+    for label, images in sets.items():
+        if len(images) != q:
+            raise ValueError(f"neighbour_grid: {label!r} has neighbours for {len(images)} queries, expected {q}")
+    k = max(len(images[0]) for images in sets.values())
+    fig, axes = _axes_grid(q * len(sets), k + 1, size, title)
+    row = 0
+    for i in range(q):
+        for label, images in sets.items():
+            query = to_image(queries[i])
+            _show(axes[row, 0], query, float(query.min()), float(query.max()))
+            axes[row, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+            for j, img in enumerate(images[i]):
+                img = to_image(img)
+                _show(axes[row, j + 1], img, float(img.min()), float(img.max()))
+            row += 1
+    axes[0, 0].set_title("query", fontsize=7)
+    return fig
