@@ -12,8 +12,8 @@
 * ``fooling_image``: no original at all (Nguyen, Yosinski & Clune, "Deep Neural Networks are
   Easily Fooled: High Confidence Predictions for Unrecognizable Images", CVPR 2015): ascend
   ``log softmax(model(x))[target]`` from noise or a black image, with pixels kept valid, until
-  the network is ``confidence`` sure (the lecture's ">99.6% confidences"). The ascent runs
-  through the shared loop ``minivis.vis.optimize.optimize``.
+  the network is ``confidence`` sure (the lecture's ">99.6% confidences"), with the targeted
+  attack's signed steps and no ball around a photo.
 
 ``epsilon`` and ``step_size`` are in *pixel* units (the [0, 1] image scale): one input unit is
 ``std`` pixels, so the input-space radius is ``epsilon / std`` per channel. Valid inputs are
@@ -30,15 +30,13 @@ from tqdm.auto import tqdm
 
 from minivis import backend
 from minivis.autograd import Tensor, no_grad
-from minivis.functional import cross_entropy, log_softmax, softmax
+from minivis.functional import cross_entropy, softmax
 from minivis.functional._validate import check_float
 from minivis.nn.module import Module
 from minivis.vis import regularizers as reg
-from minivis.vis._common import as_batch, model_device_dtype, target_scores
+from minivis.vis._common import as_batch
 from minivis.vis.class_model import _class_count, initial_image
-from minivis.vis.objectives import LOGITS, Objective
-from minivis.vis.optimize import check_steps_lr, frozen, optimize
-from minivis.vis.parameterization import PixelImage
+from minivis.vis.optimize import check_steps_lr, frozen
 
 
 @dataclass
@@ -194,16 +192,17 @@ def targeted_attack(model: Module, x: Any, target: Any, epsilon: float, steps: i
 
 
 def fooling_image(model: Module, target: Any, start: str = "noise", confidence: float = 0.996,
-                  max_steps: int = 200, lr: float = 0.05, check_every: int = 5, size: Any = None,
-                  noise_std: float = 0.5, seed: int = 0, progress: bool = True) -> AdversarialResult:
+                  max_steps: int = 100, step_size: float = 2 / 255, size: Any = None, noise_std: float = 0.5,
+                  seed: int = 0, progress: bool = True) -> AdversarialResult:
     """An image the network labels ``target`` with probability >= ``confidence``, grown from nothing.
 
-    Ascends ``log softmax(model(x))[target]`` with the shared loop's normalised step
-    (``x += lr g / mean|g|``, ``lr`` in model-input units), clipping pixels into the valid range
-    after each step, in rounds of ``check_every`` steps until the confidence is reached or
-    ``max_steps`` are spent. start: "noise" (mean colour + Gaussian noise of ``noise_std`` input
-    units) or "zero" (a black image). target: a class index (one image) or a list (one each).
-    Returns an ``AdversarialResult`` (``.linf`` is None); ``.info["success"]`` says whether it made it.
+    Steepest ascent of ``log softmax(model(x))[target]`` in the L-infinity sense, i.e. the targeted
+    attack's signed step ``x <- clip(x - (step_size/std) sign(dCE/dx), low, high)`` with no ball
+    around a photo (``epsilon = 1``: any valid image is allowed), until the confidence is reached or
+    ``max_steps`` are spent. start: "noise" (the mean colour plus Gaussian noise of ``noise_std``
+    input units) or "zero" (a black image). target: a class index (one image) or a list (one each).
+    size: (H, W) or an int, default the model's ``input_size``. Returns an ``AdversarialResult``
+    (``.linf`` is the distance from the start, ``.info["success"]`` whether it made it).
     """
     method = "fooling_image"
     if not isinstance(model, Module):
@@ -211,11 +210,10 @@ def fooling_image(model: Module, target: Any, start: str = "noise", confidence: 
     if start not in ("noise", "zero"):
         raise ValueError(f"{method}: start must be 'noise' or 'zero', got {start!r}")
     confidence = check_float(confidence, method, "confidence", low=0.0, high=1.0)
-    max_steps, lr = check_steps_lr(max_steps, lr, method)
-    check_every, _ = check_steps_lr(check_every, 1.0, method)
+    max_steps, _ = check_steps_lr(max_steps, 1.0, method)
+    step_size = _check_epsilon(step_size, method, "step_size")
     single = np.ndim(target) == 0
     labels = _labels(model, target, 1 if single else len(target), method, "target")
-    n = len(labels)
     if size is None:
         size = getattr(model, "input_size", None)
         if size is None:
@@ -223,33 +221,15 @@ def fooling_image(model: Module, target: Any, start: str = "noise", confidence: 
     h, w = (size, size) if isinstance(size, int | np.integer) else tuple(size)
     channels = int(getattr(model, "in_channels", 3))
     rng = np.random.default_rng(seed)
-    x = initial_image(model, (n, channels, int(h), int(w)), "noise" if start == "noise" else "zero", rng,
-                      noise_std=noise_std, method=method)
-    _, dtype = model_device_dtype(model)
-    xp = backend.xp(x)
-    std, low, high = _pixel_scale(model, xp, dtype)
+    x = initial_image(model, (len(labels), channels, int(h), int(w)), start, rng, noise_std=noise_std,
+                      method=method)
+    _, low, high = _pixel_scale(model, backend.xp(x), x.dtype)
     x = reg.clip_to_range(x, low, high)
-    objective = Objective(frozenset({LOGITS}),
-                          lambda acts: target_scores(log_softmax(acts[LOGITS], axis=-1), labels, method),
-                          f"log_softmax[{labels.tolist()}]")
-    clip = lambda step, img, g: reg.clip_to_range(img, low, high)  # noqa: E731
-    history: list[np.ndarray] = []
-    done = 0
-    while True:
-        p = np.exp(_log_probs(model, x, labels))
-        if (p >= confidence).all() or done >= max_steps:
-            break
-        chunk = min(check_every, max_steps - done)
-        run = optimize(model, objective, PixelImage(x), steps=chunk, lr=lr, optimizer="normalized",
-                       hooks=[clip], seed=seed + done, progress=progress, desc=f"{method} {done}/{max_steps}")
-        history.extend(np.exp(run.history))
-        x, done = run.x, done + chunk
-    history.append(p)
-    return _result(model, x, None, labels, history, done, single, std,
-                   {"success": bool((p >= confidence).all()), "start": start})
-
-
-def _log_probs(model: Module, x: Any, labels: np.ndarray) -> np.ndarray:
-    with frozen(model), no_grad():
-        out = log_softmax(model(Tensor(x)), axis=-1).data
-    return np.asarray(backend.to_device(out, "cpu"), np.float64)[np.arange(len(labels)), labels]
+    result = targeted_attack(model, x, labels, epsilon=1.0, steps=max_steps, step_size=step_size,
+                             confidence=confidence, progress=progress)
+    if single:
+        for name in ("x", "image", "probs", "prediction", "target_prob", "linf", "history", "steps"):
+            value = getattr(result, name)
+            setattr(result, name, None if value is None else (value[:, 0] if name == "history" else value[0]))
+    result.info["start"] = start
+    return result

@@ -103,22 +103,22 @@ def test_targeted_attack_stays_in_the_ball_when_the_target_is_out_of_reach() -> 
 @pytest.mark.parametrize("start", ["noise", "zero"])
 def test_fooling_image_reaches_its_confidence(start) -> None:
     model = confident_fashion()
-    result = mv.vis.fooling_image(model, [4, 7], start=start, confidence=0.996, max_steps=150,
+    result = mv.vis.fooling_image(model, [4, 7], start=start, confidence=0.996, max_steps=150, step_size=0.02,
                                   progress=False)
     assert result.info["success"]
     probs = probs_of(model, result.x)
     assert (probs[[0, 1], [4, 7]] >= 0.996).all()
     np.testing.assert_allclose(result.target_prob, probs[[0, 1], [4, 7]], rtol=1e-5)
     assert result.image.min() >= 0 and result.image.max() <= 1
-    assert result.linf is None
+    assert result.linf.shape == (2,) and (result.linf <= 1 + 1e-6).all()
 
 
 def test_fooling_image_from_zero_starts_black_and_is_seeded() -> None:
     model = confident_fashion()
-    a = mv.vis.fooling_image(model, 4, start="noise", max_steps=5, confidence=0.999999, seed=3, progress=False)
-    b = mv.vis.fooling_image(model, 4, start="noise", max_steps=5, confidence=0.999999, seed=3, progress=False)
+    a = mv.vis.fooling_image(model, 4, start="noise", max_steps=2, confidence=1.0, seed=3, progress=False)
+    b = mv.vis.fooling_image(model, 4, start="noise", max_steps=2, confidence=1.0, seed=3, progress=False)
     np.testing.assert_array_equal(a.x, b.x)
-    assert a.x.shape == (1, 28, 28) and not a.info["success"] and a.steps == 5
+    assert a.x.shape == (1, 28, 28) and not a.info["success"] and a.steps == 2
 
 
 @pytest.mark.slow
