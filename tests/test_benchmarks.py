@@ -85,3 +85,21 @@ def test_mining_quick_writes_a_complete_record(tmp_path: Path) -> None:
         assert row["mining_s"] > 0 and row["torch_forward_s"] > 0 and row["minivis_forward_s"] > 0
         assert row["ratio_vs_torch"] == pytest.approx(row["torch_forward_s"] / row["mining_s"])
         assert row["peak_mb"] > 0
+
+
+@pytest.mark.slow
+def test_occlusion_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("occlusion.py", tmp_path)
+    assert proc.returncode == 0, f"occlusion.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "occlusion-cpu.json").read_text())
+    assert {"topic", "quick", "command", "machine", "results", "errors"} <= set(record)
+    assert record["topic"] == "occlusion" and record["quick"] is True and record["errors"] == 0
+    assert [r["model"] for r in record["results"]] == ["efficientnet_lite0", "vgg16"]
+    for result in record["results"]:
+        methods = [row["method"] for row in result["rows"]]
+        assert methods[:3] == ["minivis naive", "minivis incremental", "minivis approximate"]
+        assert all(m.startswith("Captum Occlusion") for m in methods[3:]) and len(methods) == 5
+        assert result["rows"][1]["max_abs_diff"] <= 1e-5 and result["captum_max_abs_diff"] <= 1e-5
+        for row in result["rows"]:
+            assert row["seconds"] > 0 and row["full_s"] > 0
+            assert row["vs_captum_default"] == pytest.approx(result["rows"][3]["full_s"] / row["full_s"])

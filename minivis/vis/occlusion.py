@@ -113,13 +113,28 @@ def _item_scores(logits: Any, target: Target, index: np.ndarray | None, op: str)
     return probs[np.arange(len(index)), index]
 
 
+def _positions(positions: Any, rows: int, cols: int, op: str) -> np.ndarray:
+    """Grid indices (K, 2) of the patch positions to evaluate (all of them, row-major, by default)."""
+    if positions is None:
+        return np.stack(np.divmod(np.arange(rows * cols), cols), axis=1)
+    array = np.asarray(positions)
+    if array.dtype.kind not in "iu" or array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
+        raise ValueError(f"{op}: positions must be a non-empty (K, 2) array of (row, col) grid indices, "
+                         f"got {np.shape(positions)} {array.dtype}")
+    if (array < 0).any() or (array[:, 0] >= rows).any() or (array[:, 1] >= cols).any():
+        raise ValueError(f"{op}: positions must lie in the {rows} x {cols} grid of patch positions")
+    return array.astype(np.int64)
+
+
 def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: Any, batch_size: int, mode: str,
-         threshold: float, op: str) -> tuple[Any, Any, bool, dict]:
-    """(grid (N, rows, cols), clean scores (N,), single-image flag, info) for occlusion and its attribution."""
+         threshold: float, op: str, positions: Any = None) -> tuple[Any, Any, bool, dict]:
+    """(scores (N, K), clean scores (N,), single-image flag, info) at K grid positions (default: all,
+    row-major, so scores reshape to (N, rows, cols)), for occlusion and its attribution."""
     batch, single = as_batch(x, model, op)
     patch, stride, (rows, cols) = window(batch.shape[2:], patch, stride, op)
     fills = fill_values(fill, batch, op)
     _check_options(mode, threshold, batch_size, op)
+    grid_index = _positions(positions, rows, cols, op)
     xp = backend.xp(batch)
     n = batch.shape[0]
     start = time.perf_counter()
@@ -133,8 +148,9 @@ def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: A
         target_scores(Tensor(clean), target, op)  # checks the target (class range, per-image count) first
         index = None if callable(target) else np.broadcast_to(np.asarray(target), (n,)).astype(np.int64)
         base = _item_scores(clean, target, index, op)
-        m = np.arange(n * rows * cols)
-        img, r, c = m // (rows * cols), (m // cols) % rows * stride[0], m % cols * stride[1]
+        k = len(grid_index)
+        m = np.arange(n * k)  # item m: image m // k at position m % k
+        img, r, c = m // k, grid_index[m % k, 0] * stride[0], grid_index[m % k, 1] * stride[1]
         out = xp.empty(len(m), dtype=batch.dtype)
         for lo in range(0, len(m), batch_size):
             sl = slice(lo, lo + batch_size)
@@ -144,16 +160,16 @@ def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: A
                 values = xp.broadcast_to(fills[img[sl]][:, :, None, None], (len(img[sl]), batch.shape[1], *patch))
                 logits = engine(Region(xp.ascontiguousarray(values), r[sl], c[sl]), img[sl])
             out[sl] = _item_scores(logits, target, None if index is None else index[img[sl]], op)
-    info = {"mode": mode, "positions": rows * cols, "seconds": time.perf_counter() - start}
+    info = {"mode": mode, "positions": k, "grid": (rows, cols), "seconds": time.perf_counter() - start}
     if mode != "naive":
         naive_macs = conv_macs(plan) * len(m)
         info.update(conv_macs_naive=naive_macs, conv_macs=engine.macs_done,
                     mac_speedup=naive_macs / max(engine.macs_done, 1), region_sizes=dict(engine.sizes))
-    return out.reshape(n, rows, cols), base, single, info
+    return out.reshape(n, k), base, single, info
 
 
 def occlusion(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any = 4, fill: Any = 0.5,
-              batch_size: int = 32, mode: str = "naive", threshold: float = 0.5,
+              batch_size: int = 32, mode: str = "naive", threshold: float = 0.5, positions: Any = None,
               return_info: bool = False) -> Any:
     """Target-class probability with a ``patch`` square of ``fill`` at each position of a sliding grid.
 
@@ -165,13 +181,16 @@ def occlusion(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any
     ``threshold`` of each map per axis, 0 < threshold <= 1). ``batch_size`` patch positions run
     together. The model runs in eval mode (restored after).
 
-    Returns grid (rows, cols) for one image or (N, rows, cols), with ``rows = (H - patch)//stride + 1``;
-    with ``return_info`` also a dict (seconds; for the incremental modes the convolution
-    multiply-adds done and those a naive run needs, their ratio ``mac_speedup``, and
-    ``region_sizes``: each layer's changed region (h, w) in the last batch, None where it ran in full).
+    Returns grid (rows, cols) for one image or (N, rows, cols), with ``rows = (H - patch)//stride + 1``.
+    ``positions``, (K, 2) (row, col) grid indices, evaluates only those positions and returns (K,)
+    or (N, K) (e.g. to refine a coarse run where it matters). With ``return_info`` also a dict:
+    seconds; for the incremental modes the convolution multiply-adds done and those a naive run
+    needs, their ratio ``mac_speedup``, and ``region_sizes``, each layer's changed region (h, w)
+    in the last batch (None where it ran on full maps).
     """
-    grid, _, single, info = _run(model, x, target, patch, stride, fill, batch_size, mode, threshold, "occlusion")
-    grid = unbatch(grid, single)
+    scores, _, single, info = _run(model, x, target, patch, stride, fill, batch_size, mode, threshold, "occlusion",
+                                   positions)
+    grid = unbatch(scores if positions is not None else scores.reshape(-1, *info["grid"]), single)
     return (grid, info) if return_info else grid
 
 
@@ -214,7 +233,8 @@ def occlusion_attribution(model: Module, x: Any, target: Target, patch: Any = 8,
     patches stay inside and uncovered pixels get 0). Arguments as for ``occlusion``.
     """
     op = "occlusion_attribution"
-    grid, base, single, _ = _run(model, x, target, patch, stride, fill, batch_size, mode, threshold, op)
+    scores, base, single, info = _run(model, x, target, patch, stride, fill, batch_size, mode, threshold, op)
+    grid = scores.reshape(-1, *info["grid"])
     drop = occlusion_map(base[:, None, None] - grid, x.shape[-2:], patch, stride)
     xp = backend.xp(drop)
     return unbatch(xp.nan_to_num(drop, nan=0.0), single)

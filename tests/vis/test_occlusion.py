@@ -204,6 +204,21 @@ def test_approximate_mode_trades_accuracy_for_work(rng) -> None:
     assert work[0] < work[1] < work[2] == exact["conv_macs"] < exact["conv_macs_naive"]
 
 
+def test_positions_pick_cells_of_the_grid(rng) -> None:
+    model = fashion()
+    x = rng.standard_normal((2, 1, 28, 28))
+    grid = mv.vis.occlusion(model, x, [1, 2], patch=6, stride=4)
+    cells = np.array([[5, 0], [0, 5], [2, 3], [2, 3]])
+    for mode in ("naive", "incremental"):
+        picked = mv.vis.occlusion(model, x, [1, 2], patch=6, stride=4, positions=cells, mode=mode)
+        np.testing.assert_allclose(picked, grid[:, cells[:, 0], cells[:, 1]], rtol=1e-12, atol=1e-15)
+    one = mv.vis.occlusion(model, x[0], 1, patch=6, stride=4, positions=[[3, 1]])
+    assert one.shape == (1,) and one[0] == pytest.approx(grid[0, 3, 1], rel=1e-12)
+    for bad in ([[6, 0]], [[0, -1]], [3, 1], [[0.5, 1]]):
+        with pytest.raises(ValueError, match="occlusion: positions must"):
+            mv.vis.occlusion(model, x, [1, 2], patch=6, stride=4, positions=bad)
+
+
 def test_occlusion_restores_the_model_and_leaves_no_gradients(rng) -> None:
     model = fashion().train()
     mv.vis.occlusion(model, rng.standard_normal((1, 28, 28)), 0, patch=14, stride=14, mode="incremental")
