@@ -181,3 +181,20 @@ def test_bad_inputs(fashion):
         crop_patches(model, images, top, channels=[32])
     with pytest.raises(ValueError, match="top_activations: which must be 'patches' or 'images', got 'units'"):
         crop_patches(model, images, top, which="units")
+
+
+def test_top_patches_figure(fashion, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from minivis.plot import features as fplot
+
+    model, images = fashion
+    top = top_activations(model, images, "features.7", k=3, batch_size=40)["features.7"]
+    fig = fplot.top_patches(top.patches[:4], channels=[0, 1, 2, 3], values=top.patch_value[:4], model=model)
+    assert isinstance(fig, plt.Figure) and mv.plot.save(fig, tmp_path / "p.png").stat().st_size > 0
+    rgb = np.random.default_rng(0).uniform(-1, 1, (2, 3, 3, 8, 8))
+    rgb[0, 0, :, :2] = np.nan                                   # outside the image: drawn grey, no error
+    assert isinstance(fplot.top_patches(rgb), plt.Figure)
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"top_patches: patches must be \(C, k, C_in, h, w\), got shape \(4, 3\)"):
+        fplot.top_patches(np.zeros((4, 3)))

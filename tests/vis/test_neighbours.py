@@ -122,3 +122,19 @@ def test_bad_inputs(rng):
         feature_codes(model, np.zeros((2, 1, 28, 28), np.float32), "features.0", batch_size=-1)
     with pytest.raises(ValueError, match=r"feature_codes: images must be model inputs"):
         feature_codes(model, np.zeros((2, 28, 28), np.float32), "features.0")
+
+
+def test_neighbour_grid_figure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from minivis.plot import features as fplot
+
+    images = mv.data.fashion_mnist("test")[0][:30]
+    flat = images.reshape(30, -1)
+    idx, _ = nearest_neighbours(flat[:2], flat, k=3)
+    fig = fplot.neighbour_grid(images[:2], {"pixels": images[idx], "again": images[idx]})
+    assert isinstance(fig, plt.Figure) and mv.plot.save(fig, tmp_path / "n.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="neighbour_grid: 'pixels' has neighbours for 1 queries, expected 2"):
+        fplot.neighbour_grid(images[:2], {"pixels": images[idx[:1]]})
+    with pytest.raises(ValueError, match="neighbour_grid: results must be a non-empty dict"):
+        fplot.neighbour_grid(images[:2], {})

@@ -216,3 +216,14 @@ def test_bad_inputs():
         receptive_field_box(Sequential(Conv2d(1, 1, 3)), "0", 0, 0)
     with pytest.raises(ValueError, match="clipping needs the image size"):
         receptive_field(Sequential(Conv2d(1, 1, 3)), "0").box(0, 0)
+
+
+def test_boxes_figure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from minivis.plot import features as fplot
+
+    model = mv.models.FashionCNN()
+    boxes = [receptive_field_box(model, layer, 3, 3) for layer in ("features.2", "features.7", "features.9")]
+    fig = fplot.receptive_field_boxes(np.zeros((28, 28)), boxes, labels=["conv2", "conv4", "pool2"], title="fields")
+    assert isinstance(fig, plt.Figure) and mv.plot.save(fig, tmp_path / "b.png").stat().st_size > 0
