@@ -103,3 +103,19 @@ def test_occlusion_quick_writes_a_complete_record(tmp_path: Path) -> None:
         for row in result["rows"]:
             assert row["seconds"] > 0 and row["full_s"] > 0
             assert row["vs_captum_default"] == pytest.approx(result["rows"][3]["full_s"] / row["full_s"])
+
+
+@pytest.mark.slow
+def test_synthesis_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("synthesis.py", tmp_path)
+    assert proc.returncode == 0, f"synthesis.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "synthesis-cpu.json").read_text())
+    assert record["topic"] == "synthesis" and record["quick"] is True and record["size"] == 64
+    cases = [r["case"] for r in record["rows"]]
+    assert cases[0].startswith("deepdream step") and cases[1].startswith("class-model step")
+    assert cases[2] == "class_model, 3 steps"
+    for r in record["rows"]:
+        assert r["check"] == "ok"
+        assert r["minivis_ms"] > 0 and r["torch_ms"] > 0
+        assert r["ratio"] == pytest.approx(r["torch_ms"] / r["minivis_ms"])
+    assert record["rows"][2]["final_target_logit"] > record["rows"][2]["initial_target_logit"]
