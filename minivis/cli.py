@@ -1,5 +1,6 @@
 """The ``minivis`` command: one verb per job.
 
+    minivis gallery [--fast] [--out DIR]     every image-centric method on EfficientNet-Lite0 and the photos
     minivis lessons [--fast] [--out DIR]     run every lesson script, saving its figures to DIR
     minivis train fashion_cnn [--epochs N]   train the Fashion-MNIST CNN, save weights and checkpoints
 """
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="minivis", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True)
+    gallery = verbs.add_parser("gallery", help="attribution figures for the offline photos")
+    gallery.add_argument("--out", type=Path, default=Path("gallery"), help="folder for the PNG figures")
+    gallery.add_argument("--fast", action="store_true", help="fewer samples, coarser occlusion")
+    gallery.add_argument("photos", nargs="*", help="photo names (default: all offline photos)")
     lessons = verbs.add_parser("lessons", help="run every lesson and save its figures")
     lessons.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG figures")
     lessons.add_argument("--fast", action="store_true", help="small sizes (MINIVIS_FAST=1)")
@@ -55,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=None, help="folder for the weights (default: the package's)")
     args = parser.parse_args(argv)
+    if args.verb == "gallery":
+        from minivis.gallery import DEFAULT_PHOTOS, run_gallery  # noqa: PLC0415
+
+        index = run_gallery(args.out, args.photos or DEFAULT_PHOTOS, fast=args.fast)
+        print(f"gallery written: {index}")
+        return 0
     if args.verb == "lessons":
         return 1 if run_lessons(args.out, args.fast, args.only) else 0
     if args.verb == "train":
