@@ -10,7 +10,8 @@ With the network's weights fixed, each step does
 
 ``optimizer`` picks the step: ``"sgd"`` is the textbook update ``p += lr * g``; ``"adam"`` scales
 each coordinate by its gradient history; ``"normalized"`` is DeepDream's ``p += lr * g / mean|g|``
-(per image), which makes ``lr`` the mean change per step whatever the gradient's size; ``"lbfgs"``
+(per image), which makes ``lr`` the mean change per step whatever the gradient's size; ``"sign"``
+is ``p += lr * sign(g)``, every pixel moving by exactly ``lr`` (FGSM and its iterative versions); ``"lbfgs"``
 hands the whole run to SciPy's L-BFGS-B through ``minivis.optim.lbfgs`` (deterministic
 objectives only: no transforms or hooks).
 
@@ -37,7 +38,7 @@ from minivis.optim.lbfgs import minimize_lbfgs
 from minivis.optim.optimizers import SGD, Adam
 from minivis.vis.parameterization import ImageParam
 
-OPTIMIZERS = ("adam", "sgd", "normalized", "lbfgs")
+OPTIMIZERS = ("adam", "sgd", "normalized", "sign", "lbfgs")
 
 Penalty = Callable[[Tensor], Tensor]          # (N, C, H, W) -> (N,)
 Hook = Callable[[int, Any, Any], Any]         # (step, image array, dJ/dimage array) -> new image array or None
@@ -99,6 +100,13 @@ def _normalized_step(params: Sequence[Tensor], lr: float) -> None:
         axes = tuple(range(1, p.grad.ndim))
         scale = xp.abs(p.grad).mean(axis=axes, keepdims=True) + 1e-12
         p.data = (p.data - lr * p.grad / scale).astype(p.dtype, copy=False)
+
+
+def _sign_step(params: Sequence[Tensor], lr: float) -> None:
+    """p -= lr * sign(g): the L-infinity steepest-descent step (Goodfellow et al.'s FGSM)."""
+    for p in params:
+        if p.grad is not None:
+            p.data = (p.data - lr * backend.xp(p.grad).sign(p.grad)).astype(p.dtype, copy=False)
 
 
 def optimize(model: Module, objective: Callable[[Module, Tensor], Tensor], param: ImageParam, steps: int,
@@ -189,6 +197,8 @@ def optimize(model: Module, objective: Callable[[Module, Tensor], Tensor], param
                 loss.backward()
                 if optimizer == "normalized":
                     _normalized_step(param.params, lr)
+                elif optimizer == "sign":
+                    _sign_step(param.params, lr)
                 else:
                     opt.step()
                 if hooks:

@@ -162,6 +162,18 @@ def test_normalized_step_moves_each_image_by_lr_on_average(rng) -> None:
     np.testing.assert_allclose(np.abs(result.x - x0).mean(axis=(1, 2, 3)), 0.01, rtol=1e-4)
 
 
+def test_sign_step_moves_every_pixel_by_lr(rng) -> None:
+    model = small_fashion(0, np.float64)
+    x0 = rng.standard_normal((1, 1, 28, 28))
+    result = optimize(model, ob.class_logit(3), PixelImage(x0), steps=1, lr=0.01, optimizer="sign", progress=False)
+    x = mv.tensor(x0, requires_grad=True)
+    model(x)[:, 3].backward(np.ones(1))
+    np.testing.assert_allclose(result.x - x0, 0.01 * np.sign(x.grad), rtol=1e-12, atol=1e-15)  # ascent: + sign
+    down = optimize(model, ob.class_logit(3), PixelImage(x0), steps=1, lr=0.01, optimizer="sign", maximize=False,
+                    progress=False)
+    np.testing.assert_allclose(down.x - x0, -0.01 * np.sign(x.grad), rtol=1e-12, atol=1e-15)
+
+
 def test_hooks_see_the_ascent_gradient(rng) -> None:
     model = small_fashion(2, np.float64)
     x0 = rng.standard_normal((1, 1, 28, 28))
