@@ -6,6 +6,7 @@ figures in a module of its own.
 
 from minivis.plot.attribution import attribution_image, show_attributions, show_grad_cam
 from minivis.plot.core import image_grid, normalize, overlay, save, to_image
+from minivis.plot.embedding import embedding_mosaic, embedding_scatter, explained_variance
 from minivis.plot.features import (
     activation_grid,
     dead_filter_report,
@@ -19,7 +20,8 @@ from minivis.plot.features import (
 from minivis.plot.occlusion import ablation_figure, occlusion_figure, segmentation_figure
 from minivis.plot.synthesis import history_plot, inversion_figure, synthesis_grid
 
-__all__ = ["ablation_figure", "activation_grid", "attribution_image", "dead_filter_report", "filter_channels",
+__all__ = ["ablation_figure", "activation_grid", "attribution_image", "dead_filter_report", "embedding_mosaic",
+           "embedding_scatter", "explained_variance", "filter_channels",
            "filter_grid", "filter_history", "history_plot", "image_grid", "inversion_figure", "neighbour_grid",
            "normalize", "occlusion_figure", "overlay", "receptive_field_boxes", "save", "segmentation_figure",
            "show_attributions", "show_grad_cam", "synthesis_grid", "to_image", "top_patches"]

@@ -15,6 +15,19 @@ from minivis.vis.cam import grad_cam, guided_grad_cam
 from minivis.vis.class_model import class_model
 from minivis.vis.deepdream import deepdream
 from minivis.vis.adversarial import AdversarialResult, fgsm, fooling_image, targeted_attack
+from minivis.vis.embedding import (
+    GridLayout,
+    PCAResult,
+    TSNEResult,
+    kl_divergence,
+    pca,
+    pca_fit,
+    tsne,
+    tsne_affinities,
+    tsne_fit,
+    tsne_gradient,
+    tsne_grid,
+)
 from minivis.vis.filters import filters, filters_over_training, first_layer_filters
 from minivis.vis.inversion import InversionTable, inversion_table, invert
 from minivis.vis.mining import LayerTop, crop_patches, top_activations
