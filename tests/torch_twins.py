@@ -114,5 +114,6 @@ def torchvision_alexnet(num_classes: int = 1000) -> nn.Module:
 
 def twin_from_state(twin: nn.Module, state: dict[str, np.ndarray], dtype=torch.float32) -> nn.Module:
     """Load a minivis state dict (NumPy arrays) into a torch twin, eval mode."""
+    twin = twin.to(dtype)  # first, so float64 weights are not rounded through float32 parameters
     twin.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
-    return twin.to(dtype).eval()
+    return twin.eval()

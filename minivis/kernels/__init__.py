@@ -5,3 +5,14 @@ One module per kernel family and device: ``cpu_conv`` (im2col/col2im, direct dep
 ReLU-rule backward). Each fast kernel has a plain-NumPy ``naive_*`` twin right beside it that
 the tests compare it with (``tests/kernels/``, also run with ``NUMBA_DISABLE_JIT=1``).
 """
+
+import os as _os
+
+import numba as _numba
+
+# Numba's default OpenMP pool keeps its threads spinning after a parallel loop, and so does
+# OpenBLAS: conv alternates im2col (Numba) and GEMM (BLAS), so on a small machine the two pools
+# fight for the cores (measured: 0.1 s -> 11 s per conv under load). The workqueue layer sleeps
+# instead. An explicit NUMBA_THREADING_LAYER from the user still wins.
+if "NUMBA_THREADING_LAYER" not in _os.environ:
+    _numba.config.THREADING_LAYER = "workqueue"
