@@ -30,6 +30,9 @@ The model is followed as a tree of *units*, checked against one real forward pas
   models), optionally with a residual skip ``out = chain(x) + x`` (MBConv blocks with
   ``skip=True``), whose changed region is the union of both branches' regions.
 
+A convolution followed by an eval-mode batch norm is folded into one convolution
+(``fold_batch_norms``): the same values up to rounding, one pass instead of six.
+
 Every position in a batch has a region of the same size (the largest; a larger region only
 recomputes unchanged values), at its own offset. Once a region covers nearly the whole map
 (``FULL_AT``), the region is spliced into copies of the cached map and the remaining layers run
@@ -197,7 +200,11 @@ class Leaf(Unit):
     kind = "opaque"           # "spatial" | "pointwise" | "opaque", set by classify()
     axes: tuple[Axis, Axis]   # spatial only
     pad_value = 0.0
-    op: Callable[[Tensor], Tensor]
+    op: Callable[[Tensor], Tensor]  # on a region (spatial: a window, run without padding)
+
+    def full(self, x: Tensor) -> Tensor:
+        """The layer on whole maps."""
+        return self.module(x)
 
     def classify(self) -> None:
         m, x, y = self.module, self.input, self.output
@@ -246,6 +253,40 @@ class Chain(Unit):
         for unit in self.units:
             yield from unit.walk()
         yield self
+
+
+def fold_batch_norms(plan: Unit) -> None:
+    """Fold every eval-mode BatchNorm2d into the convolution just before it (after ``trace``).
+
+    BN(conv(x)) = conv(x; w * s, (b - mean) * s + beta) with s = gamma / sqrt(var + eps) per output
+    channel, so the pair becomes one convolution and the BN the identity: no extra passes over
+    the maps for the BN. It changes rounding only (same value to float precision). The conv
+    now produces the BN's output, so it splices into the BN's cached output.
+    """
+    for chain in (u for u in plan.walk() if isinstance(u, Chain)):
+        for conv, bn in zip(chain.units, chain.units[1:], strict=False):
+            if not (isinstance(conv, Leaf) and isinstance(bn, Leaf) and isinstance(conv.module, Conv2d)
+                    and isinstance(bn.module, BatchNorm2d) and conv.kind == "spatial" and bn.kind == "pointwise"
+                    and not bn.module.training):
+                continue
+            m, norm = conv.module, bn.module
+            xp = backend.xp(m.weight.data)
+            scale = 1.0 / xp.sqrt(norm.running_var.astype(np.float64) + norm.eps)
+            if norm.weight is not None:
+                scale = scale * norm.weight.data
+            shift = -norm.running_mean.astype(np.float64) * scale
+            if norm.bias is not None:
+                shift = shift + norm.bias.data
+            if m.bias is not None:
+                shift = shift + m.bias.data * scale
+            dtype = m.weight.dtype
+            weight = Tensor((m.weight.data * scale[:, None, None, None]).astype(dtype))
+            bias = Tensor(shift.astype(dtype))
+            stride, dilation = m.stride, m.dilation
+            conv.op = lambda t, w=weight, b=bias, s=stride, d=dilation, g=m.groups: F.conv2d(t, w, b, s, 0, d, g)
+            conv.full = lambda t, w=weight, b=bias, m=m: F.conv2d(t, w, b, m.stride, m.padding, m.dilation, m.groups)
+            conv.output = bn.input = bn.output
+            bn.op = bn.full = lambda t: t
 
 
 def build_plan(module: Module, name: str = "") -> Unit:
@@ -318,6 +359,7 @@ def trace(plan: Unit, model: Module, x: Any) -> Any:
     for unit in order:
         if isinstance(unit, Leaf):
             unit.classify()
+    fold_batch_norms(plan)
     return logits.data
 
 
@@ -380,19 +422,19 @@ class Incremental:
         return out
 
     def _run(self, unit: Unit, state: State) -> State:
-        if isinstance(state, Full):
-            self.macs_done += len(self.img) * conv_macs(unit)
-            return Full(unit.module(Tensor(state.values)).data)
         if isinstance(unit, Chain):
             inner = state
             for child in unit.units:
                 inner = self.run(child, inner)
             return self.add_skip(unit, state, inner) if unit.residual else inner
+        if isinstance(state, Full):
+            self.macs_done += len(self.img) * conv_macs(unit)
+            return Full(unit.full(Tensor(state.values)).data)
         if unit.kind == "pointwise":
             return Region(unit.op(Tensor(state.values)).data, state.y0, state.x0)
         if unit.kind == "spatial":
             return self.spatial(unit, state)
-        return Full(unit.module(Tensor(self.full_input(unit, state))).data)
+        return Full(unit.full(Tensor(self.full_input(unit, state))).data)
 
     def spatial(self, unit: Leaf, state: Region) -> State:
         ay, ax = unit.axes
@@ -402,7 +444,7 @@ class Incremental:
         ox, lw = place(*ax.affected(state.x0, rw), ax.size_out, caps[1])
         if lh * lw >= FULL_AT * ay.size_out * ax.size_out:
             self.macs_done += len(self.img) * conv_macs(unit)
-            return Full(unit.module(Tensor(self.full_input(unit, state))).data)
+            return Full(unit.full(Tensor(self.full_input(unit, state))).data)
         self.macs_done += len(self.img) * lh * lw * conv_macs(unit, per_pixel=True)
         (wy, wh), (wx, ww) = ay.window(oy, lh), ax.window(ox, lw)
         window = gather(unit.input, self.img, state.values, state.y0, state.x0, wy, wx, wh, ww, unit.pad_value)
