@@ -16,7 +16,9 @@ Rows, float32, one 224x224 image, same threads on both sides, weights from the s
   224 px (the issue's target: under 3 minutes on 2 cores), next to the same 200 Adam steps in PyTorch.
 
 Before anything is timed, both sides compute the objective and its gradient with respect to the
-image from the same starting image; they must agree (float32: rtol 1e-3 of the largest value).
+image from the same starting image in float64, where they must agree to 1e-9 of the largest value
+(in float32, rounding flips a few ReLU6 masks and single gradient entries differ by ~1%; the
+relative L2 difference of the float32 gradients is recorded too).
 ratio = torch_time / minivis_time (> 1: minivis faster); the step target is ratio >= 1/1.2.
 """
 
@@ -53,14 +55,28 @@ def torch_partial(twin: torch.nn.Module, x: torch.Tensor, blocks: int) -> torch.
     return h
 
 
-def check(name: str, ours_value: float, ours_grad: np.ndarray, torch_value: float, torch_grad: np.ndarray) -> str:
+def check(name: str, ours_value: float, ours_grad: np.ndarray, torch_value: float, torch_grad: np.ndarray,
+          rtol: float) -> str:
     scale = float(np.abs(torch_grad).max())
     grad_err = float(np.abs(ours_grad - torch_grad).max())
     value_err = abs(ours_value - torch_value)
-    ok = grad_err <= 1e-3 * scale and value_err <= 1e-3 * max(abs(torch_value), 1.0)
+    ok = grad_err <= rtol * scale and value_err <= rtol * max(abs(torch_value), 1.0)
     print(f"{name}: |objective diff| {value_err:.3g} (value {torch_value:.4g}), "
           f"max |grad diff| {grad_err:.3g} (largest |grad| {scale:.3g})")
     return "ok" if ok else f"MISMATCH grad {grad_err:.2e} value {value_err:.2e}"
+
+
+def objective_and_grad(model, twin, case: dict, x0: np.ndarray, dtype) -> tuple[float, np.ndarray, float, np.ndarray]:
+    """The objective and d objective / d image on both sides, from the same image, in ``dtype``."""
+    xm = mv.tensor(x0.astype(dtype), requires_grad=True)
+    value = case["objective"](model, xm)
+    for weight, penalty in case["penalties"]:
+        value = value - penalty(xm) * weight
+    value.sum().backward()
+    xt = torch.tensor(x0.astype(dtype), requires_grad=True)
+    reference = case["torch_value"](xt)
+    reference.backward()
+    return value.item(), xm.grad, reference.item(), xt.grad.numpy()
 
 
 def step_rows(model, twin, x0: np.ndarray, quick: bool) -> list[dict]:
@@ -75,16 +91,17 @@ def step_rows(model, twin, x0: np.ndarray, quick: bool) -> list[dict]:
             torch_value=lambda xt: twin(xt)[0, TARGET] - L2 * (xt * xt).sum()),
     }
     for name, case in cases.items():
-        # correct before fast: the objective and d objective / d image from the same start
-        xm = mv.tensor(x0, requires_grad=True)
-        value = case["objective"](model, xm)
-        for weight, penalty in case["penalties"]:
-            value = value - penalty(xm) * weight
-        value.sum().backward()
-        xt = torch.tensor(x0, requires_grad=True)
-        reference = case["torch_value"](xt)
-        reference.backward()
-        status = check(name, value.item(), xm.grad, reference.item(), xt.grad.numpy())
+        # Correct before fast: the objective and d objective / d image from the same start, in float64
+        # on both sides (float32 rounding can flip a few ReLU6 masks, which moves single gradient
+        # entries by ~1%; in float64 the two must agree to rounding).
+        model.double()
+        twin.double()
+        status = check(name + " (float64)", *objective_and_grad(model, twin, case, x0, np.float64), rtol=1e-9)
+        model.float()
+        twin.float()
+        ours_value, ours_grad, torch_value, torch_grad = objective_and_grad(model, twin, case, x0, np.float32)
+        float32_rel = float(np.linalg.norm(ours_grad - torch_grad) / np.linalg.norm(torch_grad))
+        print(f"{name} (float32): relative L2 difference of the gradients {float32_rel:.2e}")
         if status != "ok":
             rows.append({"case": name, "check": status})
             continue
@@ -114,7 +131,8 @@ def step_rows(model, twin, x0: np.ndarray, quick: bool) -> list[dict]:
         t_torch = timeit(theirs, repeat=2 if quick else auto_repeat(theirs, budget, lo=3, hi=15), warmup=0)
         ratio = t_torch / t_ours
         rows.append({"case": name, "minivis_ms": 1e3 * t_ours, "torch_ms": 1e3 * t_torch, "ratio": ratio,
-                     "target_ratio": STEP_TARGET_RATIO, "meets_target": ratio >= STEP_TARGET_RATIO, "check": status})
+                     "target_ratio": STEP_TARGET_RATIO, "meets_target": ratio >= STEP_TARGET_RATIO, "check": status,
+                     "float32_grad_rel_l2_diff": float32_rel})
     return rows
 
 
