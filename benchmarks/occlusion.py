@@ -39,6 +39,7 @@ The approximate mode's maximum error against naive is reported beside its speed-
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -182,7 +183,7 @@ def bench_model(name: str, args: argparse.Namespace, opts: argparse.Namespace) -
 
 # --------------------------------------------------------------------------- report
 HEADERS = ["model", "method", "timed pos.", "time s", "ms/position", "full-grid s", "x Captum default",
-           "x Captum batched", "MAC speed-up", "max |diff| vs naive"]
+           "x Captum batched", "MAC speed-up", "max abs diff vs naive"]
 
 
 def table_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
@@ -191,8 +192,20 @@ def table_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
         for r in res["rows"]:
             out.append([res["model"], r["method"], r["timed_positions"], r["seconds"], r["per_position_ms"],
                         r["full_s"], r["vs_captum_default"], r["vs_captum_batched"], r.get("mac_speedup"),
-                        None if "max_abs_diff" not in r else float(f"{r['max_abs_diff']:.2e}")])
+                        f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else "-"])
     return out
+
+
+def readme_markdown(command: str, device: str, threads: int, load: tuple | None, table: list, notes: list) -> str:
+    loaded = "" if load is None or load[0] is None else (
+        f" 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end: other processes "
+        "only add time, to every row alike (they run one after the other in one process).")
+    return "\n".join([
+        f"Command: `{command}` on {device}, {threads} thread(s) for torch, BLAS and Numba.{loaded}", "",
+        "x Captum = Captum's full-grid time / the row's (> 1: faster than Captum); Captum default is "
+        "`perturbations_per_eval=1`, batched is the same batch as minivis. *max abs diff vs naive*: "
+        "largest difference of the target probability over the timed positions.", "",
+        markdown_table(HEADERS, table), "", *[f"* {n}" for n in notes]])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"{res['model']}: minivis timed on {res['timed_positions']} of {res['positions']} "
                          f"positions, Captum on its stride-{res['captum_stride']} grid; full-grid times "
                          f"extrapolated (fixed + per-position x {res['positions']})")
-        notes.append(f"{res['model']}: Captum attribution vs minivis max |diff| = {res['captum_max_abs_diff']}; "
-                     f"approximate mode tau = {res['tau']}")
+        notes.append(f"{res['model']}: Captum's attribution vs minivis's max abs diff = "
+                     f"{res['captum_max_abs_diff']:.1e}; approximate mode tau = {res['tau']}"
+                     + (" (random weights: near-uniform probabilities, so small errors by construction)"
+                        if res["model"] == "vgg16" else ""))
     errors = [f"{res['model']}: {e}" for res in results for e in res["errors"]]
     for line in notes:
         print(line)
@@ -225,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"results": results, "notes": notes, "errors": len(errors), "error_messages": errors,
                "elapsed_s": time.perf_counter() - started,
                "ratio_definition": "Captum's (extrapolated) full-grid time / this row's (> 1: faster than Captum)"}
-    markdown = "\n".join([f"Command: `{command_line()}` on {dev.description}, {args.threads} threads.", "",
-                          markdown_table(HEADERS, table), "", *[f"* {n}" for n in notes]])
-    finish(args, dev, payload, markdown, heading="Occlusion, CPU")
+    load = (args.loadavg_at_start, os.getloadavg()[0]) if hasattr(os, "getloadavg") else None
+    finish(args, dev, payload, readme_markdown(command_line(), dev.description, args.threads, load, table, notes),
+           heading="Occlusion, CPU")
     return 1 if errors else 0
 
 
