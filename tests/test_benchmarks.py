@@ -119,3 +119,18 @@ def test_synthesis_quick_writes_a_complete_record(tmp_path: Path) -> None:
         assert r["minivis_ms"] > 0 and r["torch_ms"] > 0
         assert r["ratio"] == pytest.approx(r["torch_ms"] / r["minivis_ms"])
     assert record["rows"][2]["final_target_logit"] > record["rows"][2]["initial_target_logit"]
+
+
+@pytest.mark.slow
+def test_attribution_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("attribution.py", tmp_path)
+    assert proc.returncode == 0, f"attribution.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "attribution-cpu.json").read_text())
+    assert record["topic"] == "attribution" and record["quick"] is True and record["errors"] == 0
+    methods = ["saliency", "guided_backprop", "deconvnet", "grad_cam", "smoothgrad", "integrated_gradients"]
+    assert [r["method"] for r in record["rows"]] == methods
+    for r in record["rows"]:
+        assert r["minivis_s"] > 0 and r["captum_s"] > 0 and r["ratio"] == pytest.approx(r["captum_s"] / r["minivis_s"])
+        assert r["check"] == "ok" or r["check"].startswith("n/a")
+    if sys.platform.startswith("linux"):  # peak memory comes from /proc/self (VmHWM, clear_refs)
+        assert all(r["minivis_peak_mb"] is not None for r in record["rows"] if r["method"] in methods[4:])

@@ -20,7 +20,9 @@ signal is sent back through the rectifiers (``mv.backward_rule``) and in what is
 ==========================  ======================================================================
 
 ``x`` is one image ``(C, H, W)`` or a batch ``(N, C, H, W)`` (array or Tensor); ``target`` a class
-index, one index per image, or a callable ``f(logits) -> (N,)`` scores. Results are arrays on the
+index, one index per image, or a callable ``f(logits) -> (N,)`` scores. SmoothGrad and integrated
+gradients feed the model chunks of noisy copies / path points of all images, so a callable target
+must score each row on its own (``lambda out: out[:, c]``), not pick rows by image number. Results are arrays on the
 model's device (NumPy on the CPU, CuPy on the GPU) that follow the input: per image when given one.
 
 While a method runs, the model is put in eval mode and its weights are frozen (no gradients
