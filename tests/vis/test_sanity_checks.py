@@ -11,7 +11,7 @@ report the numbers.
 
 The network is the zoo's fashion_cnn: trained weights when they ship, else a seeded random
 initialisation (the ordering holds for both). The DeconvNet's numbers are printed too: its
-similarity falls between the two on a random net and near the gradient's on a trained one.
+similarity falls between the two on a random net and at or below the gradient's on a trained one.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from scipy.stats import spearmanr
 import minivis as mv
 
 N_IMAGES = 6
+SEEDS = (123, 7)
 
 
 def fashion_cnn() -> tuple[mv.models.FashionCNN, str]:
@@ -58,15 +59,20 @@ def rank_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def similarity():
+    """{method: (seeds x images) rank correlations} over two independent re-draws of the logit layer."""
     images, labels = mv.data.fashion_mnist("test")
     model, origin = fashion_cnn()
     x = model.preprocess(images[:N_IMAGES]).astype(np.float64)
     target = labels[:N_IMAGES]
     before = maps(model, x, target)
-    after = maps(randomized_top(model, seed=123), x, target)
-    sim = {name: rank_similarity(before[name], after[name]) for name in before}
-    print(f"\nfashion_cnn ({origin}), logit layer re-drawn; Spearman rank correlation of |map| before/after, "
-          f"{N_IMAGES} test images:")
+    sim = {name: [] for name in before}
+    for seed in SEEDS:
+        after = maps(randomized_top(model, seed=seed), x, target)
+        for name in before:
+            sim[name].append(rank_similarity(before[name], after[name]))
+    sim = {name: np.array(values) for name, values in sim.items()}
+    print(f"\nfashion_cnn ({origin}), logit layer re-drawn ({len(SEEDS)} seeds); Spearman rank correlation of |map| "
+          f"before/after, {N_IMAGES} test images:")
     for name, values in sim.items():
         print(f"  {name:16s} mean {values.mean():+.3f}  min {values.min():+.3f}  max {values.max():+.3f}")
     return sim
@@ -77,6 +83,10 @@ def test_saliency_changes_when_the_top_layer_is_randomized(similarity):
 
 
 def test_guided_backprop_barely_changes(similarity):
-    """Measured: guided backprop 0.93 (random init) and 0.94 (a trained net) against saliency 0.14 and 0.33-0.48."""
-    assert similarity["guided_backprop"].mean() > 0.8, similarity["guided_backprop"]
-    assert np.all(similarity["guided_backprop"] - similarity["saliency"] > 0.2), similarity
+    """Measured (mean over 2 seeds x 6 images): guided backprop 0.93 with random-init weights and about 0.85 with
+    trained ones, against 0.14 and about 0.4 for saliency. Single images vary (one trained-net image kept 0.87 of
+    its saliency ranking), so the claim is about the average, as in Adebayo et al."""
+    sal, gbp = similarity["saliency"].mean(), similarity["guided_backprop"].mean()
+    assert gbp > 0.75, similarity["guided_backprop"]
+    assert gbp - sal > 0.25, (gbp, sal)
+    assert (similarity["guided_backprop"] > similarity["saliency"]).mean() >= 0.75, similarity
