@@ -204,9 +204,9 @@ print("unpool -> relu -> conv_transpose2d, layer by layer == mv.vis.deconvnet")
 # **What to notice** (with trained weights). The gradient is speckled with both signs, in
 # patches that spill over the background: every ReLU the forward pass left open passes signal
 # of either sign, and they interleave. The DeconvNet and guided backprop are sharper and draw
-# the garment's edges (the sole and heel of the boot, the legs of the trousers); on this small
-# network they look much alike, because most of the signal that reaches a unit the forward pass
-# closed is negative anyway. With random weights (no trained weights shipped) guided backprop
+# the garment's edges (the sole and heel of the boot, the legs of the trousers). On this small
+# network those two look much alike: their masks differ only at units that the forward pass
+# closed but that receive a positive signal, and here such units carry little of it. With random weights (no trained weights shipped) guided backprop
 # draws the input image itself while the gradient is noise: section 5 explains why that should
 # worry us.
 
