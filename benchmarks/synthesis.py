@@ -24,12 +24,23 @@ ratio = torch_time / minivis_time (> 1: minivis faster); the step target is rati
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from common import auto_repeat, finish, fmt, markdown_table, parse_args, print_table, setup, timeit
+from common import (
+    auto_repeat,
+    command_line,
+    finish,
+    fmt,
+    markdown_table,
+    parse_args,
+    print_table,
+    setup,
+    timeit,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.torch_twins
 
@@ -158,6 +169,32 @@ def full_run(model, twin, size: int, steps: int) -> dict:
             "check": "ok" if rose else "the target logit did not rise"}
 
 
+def _target(r: dict) -> str:
+    if "target_s" in r:
+        return f"< {r['target_s']:.0f} s: {'yes' if r['meets_target'] else 'NO'}"
+    return f">= {r['target_ratio']:.2f}: {'yes' if r['meets_target'] else 'NO'}" if "meets_target" in r else "-"
+
+
+def table_rows(rows: list[dict]) -> list[list]:
+    return [[r["case"], fmt(r.get("minivis_ms"), 1), fmt(r.get("torch_ms"), 1), fmt(r.get("ratio")), _target(r),
+             r["check"]] for r in rows]
+
+
+def markdown(command: str, threads: int, load_start: float | None, load_end: float | None, size: int,
+             rows: list[dict]) -> str:
+    """The README section: how the numbers were made, then the table."""
+    load = (f" 1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the end (2 cores): "
+            "other processes only add time." if load_start is not None and load_end is not None else "")
+    return "\n".join([
+        f"Command: `{command}`, {threads} thread(s) for torch, BLAS and Numba, one {size}x{size} image.{load}",
+        "",
+        "ratio = torch time / minivis time (> 1: minivis faster); the step target is ratio >= 0.83 "
+        "(minivis <= 1.2x torch). Both sides were checked equal in float64 before timing.",
+        "",
+        markdown_table(HEADERS, table_rows(rows)),
+    ])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], topic="synthesis", argv=argv)
     dev = setup(args)
@@ -175,18 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = step_rows(model, twin, x0, args.quick)
     rows.append(full_run(model, twin, size, steps))
 
-    def target(r):
-        if "target_s" in r:
-            return f"< {r['target_s']:.0f} s: {'yes' if r['meets_target'] else 'NO'}"
-        return f">= {r['target_ratio']:.2f}: {'yes' if r['meets_target'] else 'NO'}" if "meets_target" in r else "-"
-
-    table = [[r["case"], fmt(r.get("minivis_ms"), 1), fmt(r.get("torch_ms"), 1), fmt(r.get("ratio")), target(r),
-              r["check"]] for r in rows]
+    table = table_rows(rows)
     print(f"\nratio = torch_time / minivis_time: > 1 means minivis is faster (one {size}x{size} image)\n")
     print_table(HEADERS, table, title=f"synthesis on efficientnet_lite0 ({args.threads} threads, float32)")
     payload = {"size": size, "rows": rows, "ratio_definition": "torch_time / minivis_time (> 1: minivis faster)",
                "elapsed_s": time.perf_counter() - started}
-    finish(args, dev, payload, markdown_table(HEADERS, table))
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    finish(args, dev, payload, markdown(command_line(), args.threads, args.loadavg_at_start, load_end, size, rows))
     return 1 if any(r["check"] != "ok" for r in rows) else 0
 
 
