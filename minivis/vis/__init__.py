@@ -3,6 +3,7 @@
 from minivis.vis import objectives, parameterization, regularizers, transforms_robust
 from minivis.vis.ablation import ablation
 from minivis.vis.activations import DeadFilterReport, activations, dead_filters
+from minivis.vis.adversarial import AdversarialResult, fgsm, fooling_image, targeted_attack
 from minivis.vis.attribution import (
     deconvnet,
     guided_backprop,
@@ -14,7 +15,6 @@ from minivis.vis.attribution import (
 from minivis.vis.cam import grad_cam, guided_grad_cam
 from minivis.vis.class_model import class_model
 from minivis.vis.deepdream import deepdream
-from minivis.vis.adversarial import AdversarialResult, fgsm, fooling_image, targeted_attack
 from minivis.vis.embedding import (
     GridLayout,
     PCAResult,
