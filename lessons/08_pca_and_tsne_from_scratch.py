@@ -220,7 +220,7 @@ def tsne_numpy(P, Y, iters, exaggerate=250, lr=50.0):
 # The check has two parts. The gradient on a random map must equal `mv.vis.tsne_gradient`
 # (which runs a Numba kernel, not this formula) to rounding. And the whole optimisation, from
 # the same start with the same schedule, must follow the same path as `mv.vis.tsne_fit` with
-# `method="exact"`: we compare after 100 iterations (a long run amplifies rounding chaotically,
+# `method="exact"`: we compare after 20 iterations (a long run amplifies rounding chaotically,
 # as any iterated map with large steps does; the maps would still agree in quality, not bits).
 
 # %%
@@ -234,11 +234,11 @@ np.testing.assert_allclose(grad_mv, grad_numpy, rtol=1e-10, atol=1e-14)
 print(f"gradient: NumPy == mv.vis.tsne_gradient (KL of the random map {kl_mv:.3f})")
 
 Y0 = 1e-4 * rng.standard_normal((m, 2))
-ours = tsne_numpy(P_small, Y0, iters=100)
-theirs = mv.vis.tsne_fit(Z50, perplexity=30, method="exact", n_iter=0, exaggeration_iter=100, init=Y0,
+ours = tsne_numpy(P_small, Y0, iters=20)
+theirs = mv.vis.tsne_fit(Z50, perplexity=30, method="exact", n_iter=0, exaggeration_iter=20, init=Y0,
                          progress=False).embedding
 np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6 * np.abs(theirs).max())
-print("100 iterations: NumPy t-SNE == mv.vis.tsne_fit(method='exact')")
+print("20 iterations: NumPy t-SNE == mv.vis.tsne_fit(method='exact')")
 
 # %% [markdown]
 # ## 4. The Fashion-MNIST map, with Barnes-Hut
