@@ -19,7 +19,8 @@ Before anything is timed, both sides compute the objective and its gradient with
 image from the same starting image in float64, where they must agree to 1e-9 of the largest value
 (in float32, rounding flips a few ReLU6 masks and single gradient entries differ by ~1%; the
 relative L2 difference of the float32 gradients is recorded too).
-ratio = torch_time / minivis_time (> 1: minivis faster); the step target is ratio >= 1/1.2.
+ratio = torch_time / minivis_time (> 1: minivis faster); the step target is ratio >= 1/1.2. Each
+step time is the minimum of 12 calls, minivis and PyTorch alternating (so both see the same load).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 from common import (
-    auto_repeat,
     command_line,
     finish,
     fmt,
@@ -39,7 +39,6 @@ from common import (
     parse_args,
     print_table,
     setup,
-    timeit,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.torch_twins
@@ -90,9 +89,25 @@ def objective_and_grad(model, twin, case: dict, x0: np.ndarray, dtype) -> tuple[
     return value.item(), xm.grad, reference.item(), xt.grad.numpy()
 
 
+def interleaved(ours, theirs, repeat: int) -> tuple[float, float]:
+    """Min-of-``repeat`` seconds of each, the two calls alternating after one warm-up call each.
+
+    On a shared machine the load changes over seconds; alternating the two sides lets both see the
+    same conditions, and the minimum drops the calls that other processes slowed down.
+    """
+    ours()
+    theirs()
+    times_ours, times_torch = [], []
+    for _ in range(repeat):
+        for fn, times in ((ours, times_ours), (theirs, times_torch)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return min(times_ours), min(times_torch)
+
+
 def step_rows(model, twin, x0: np.ndarray, quick: bool) -> list[dict]:
     rows = []
-    budget = 3.0
     cases = {
         "deepdream step (layer_l2, normalised)": dict(
             objective=objectives.layer_l2(LAYER), penalties=[], optimizer="normalized", lr=LR_DREAM,
@@ -136,10 +151,7 @@ def step_rows(model, twin, x0: np.ndarray, quick: bool) -> list[dict]:
                 with torch.no_grad():
                     xt -= case["lr"] * xt.grad / (xt.grad.abs().mean() + 1e-12)
 
-        ours()
-        theirs()
-        t_ours = timeit(ours, repeat=2 if quick else auto_repeat(ours, budget, lo=3, hi=15), warmup=0)
-        t_torch = timeit(theirs, repeat=2 if quick else auto_repeat(theirs, budget, lo=3, hi=15), warmup=0)
+        t_ours, t_torch = interleaved(ours, theirs, repeat=2 if quick else 12)
         ratio = t_torch / t_ours
         rows.append({"case": name, "minivis_ms": 1e3 * t_ours, "torch_ms": 1e3 * t_torch, "ratio": ratio,
                      "target_ratio": STEP_TARGET_RATIO, "meets_target": ratio >= STEP_TARGET_RATIO, "check": status,
@@ -189,7 +201,10 @@ def markdown(command: str, threads: int, load_start: float | None, load_end: flo
         f"Command: `{command}`, {threads} thread(s) for torch, BLAS and Numba, one {size}x{size} image.{load}",
         "",
         "ratio = torch time / minivis time (> 1: minivis faster); the step target is ratio >= 0.83 "
-        "(minivis <= 1.2x torch). Both sides were checked equal in float64 before timing.",
+        "(minivis <= 1.2x torch). Both sides were checked equal in float64 before timing. Step times are the "
+        "minimum of 12 calls, the two sides alternating. Load from other processes slows multi-threaded runs "
+        "unevenly (a parallel region waits for its slowest thread, and PyTorch's OpenMP threads suffer most), so "
+        "trust ratios from a quiet machine, or compare with `--threads 1`.",
         "",
         markdown_table(HEADERS, table_rows(rows)),
     ])
