@@ -13,9 +13,10 @@ costs the same), it times:
   upsampled to the input (``LayerGradCam`` + ``LayerAttribution.interpolate``, bilinear);
 * SmoothGrad with 50 samples (``NoiseTunnel(Saliency)``, both signed, 16 samples per batch) and
   integrated gradients with 50 steps (``IntegratedGradients``, ``riemann_middle``, internal batch
-  16), once each, in a fresh child process per method (same threads) that also records the peak
-  resident memory above what the process held just before the call (Linux VmHWM, reset
-  through /proc/self/clear_refs): the streaming methods must stay under 2 GB.
+  16), once each, each side in a fresh child process (same threads, warmed up on one
+  single-pass call) that also records the peak resident memory above what the process held
+  just before the call (Linux VmHWM, reset through /proc/self/clear_refs): the streaming
+  methods must stay under 2 GB on VGG16.
 
 Correct before fast: before the timed float32 runs, both sides compute every deterministic
 method once in float64 on the same weights and input (integrated gradients with 2 steps) and
@@ -214,38 +215,33 @@ def reset_peak() -> bool:
 
 
 def measure_child(opts: dict) -> dict:
-    """Run each multi-sample method once on both sides: time and peak memory above the RSS before the call."""
+    """One multi-sample method on one side, once, in this fresh process: seconds and peak memory above the
+    RSS just before the call (a process per measurement, so no side inherits the other's heap)."""
     global SAMPLE_BATCH
     SAMPLE_BATCH = opts["sample_batch"]
     set_threads(opts["threads"])
     model, twin, x, target = build(opts["net"], opts["size"])
     layer = NETS[opts["net"]]
-    # warm up both sides on one single-pass call (Numba compiles on first use, PyTorch builds its kernels)
-    minivis_fn("saliency", model, x, target, layer, 1)()
-    captum_fn("saliency", twin, x, target, layer, 1)()
-    out: dict = {}
-    for method in MULTI:
-        out[method] = {}
-        for side, make in (("minivis", minivis_fn), ("captum", captum_fn)):
-            fn = make(method, model if side == "minivis" else twin, x, target, layer, opts["samples"])
-            before = _status_mb("VmRSS")
-            resettable = reset_peak()
-            start = time.perf_counter()
-            result = fn()
-            seconds = time.perf_counter() - start
-            peak = _status_mb("VmHWM") if resettable else None
-            out[method][side] = {"seconds": seconds,
-                                 "peak_mb": None if peak is None or before is None else peak - before}
-            del result, fn
-    return out
+    net = model if opts["side"] == "minivis" else twin
+    make = minivis_fn if opts["side"] == "minivis" else captum_fn
+    make("saliency", net, x, target, layer, 1)()  # warm-up: Numba compiles on first use, PyTorch builds kernels
+    fn = make(opts["method"], net, x, target, layer, opts["samples"])
+    before = _status_mb("VmRSS")
+    resettable = reset_peak()
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    peak = _status_mb("VmHWM") if resettable else None
+    return {"seconds": seconds, "peak_mb": None if peak is None or before is None else peak - before}
 
 
-def run_child(args, net: str, size: int, samples: int) -> dict:
-    opts = {"net": net, "size": size, "samples": samples, "threads": args.threads, "sample_batch": SAMPLE_BATCH}
+def run_child(args, net: str, method: str, side: str, size: int, samples: int) -> dict:
+    opts = {"net": net, "method": method, "side": side, "size": size, "samples": samples, "threads": args.threads,
+            "sample_batch": SAMPLE_BATCH}
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(opts)], capture_output=True, text=True,
                           cwd=ROOT, env=dict(os.environ))
     if proc.returncode != 0:
-        raise RuntimeError(f"child for {net} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"child for {net} {method} {side} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -284,9 +280,8 @@ def print_profile(fn, title: str, top: int = 14) -> None:
 
 def multi_rows(args, net: str, size: int, samples: int, checks: dict) -> list[dict]:
     rows = []
-    results = run_child(args, net, size, samples)
     for method in MULTI:
-        m, c = results[method]["minivis"], results[method]["captum"]
+        m, c = (run_child(args, net, method, side, size, samples) for side in ("minivis", "captum"))
         status, err = checks[method]
         rows.append(row(net, method, m["seconds"], c["seconds"], status, err, m["peak_mb"], c["peak_mb"]))
         print(f"  {net} {method} ({samples} samples): minivis {m['seconds']:.2f} s, captum {c['seconds']:.2f} s, "
@@ -340,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"Measured on {dev.description} ({os.cpu_count()} cores), {args.threads} threads on both sides, "
              f"float32, one 224 px photo, seconds per image "
              f"(`{' '.join(['python', 'benchmarks/attribution.py', *argv])}`). Single-pass methods: interleaved, "
-             f"min of 5. SmoothGrad/IG: {samples} samples in batches of {SAMPLE_BATCH}, one call each in a fresh "
-             f"process, with the peak RSS above the process's RSS before the call (target for VGG16: "
+             f"min of 5. SmoothGrad/IG: {samples} samples in batches of {SAMPLE_BATCH}, one call per side, each in a "
+             f"fresh process, with the peak RSS above the process's RSS before the call (target for VGG16: "
              f"< {MEMORY_TARGET_MB} MB). check: the float64 outputs of both sides, ||a - b|| / ||b|| (IG with "
              f"{CHECK_IG_STEPS} steps). ratio = Captum time / minivis time." + load,
              "", markdown_table(HEADERS, table)]
