@@ -206,9 +206,9 @@ print("unpool -> relu -> conv_transpose2d, layer by layer == mv.vis.deconvnet")
 # of either sign, and they interleave. The DeconvNet and guided backprop are sharper and draw
 # the garment's edges (the sole and heel of the boot, the legs of the trousers). On this small
 # network those two look much alike: their masks differ only at units that the forward pass
-# closed but that receive a positive signal, and here such units carry little of it. With random weights (no trained weights shipped) guided backprop
-# draws the input image itself while the gradient is noise: section 5 explains why that should
-# worry us.
+# closed but that receive a positive signal, and here such units carry little of it. With
+# random weights (no trained weights shipped) guided backprop draws the input image itself
+# while the gradient is noise: section 5 explains why that should worry us.
 
 # %%
 columns = [("gradient", "signed"), ("deconvnet", "rgb"), ("guided", "rgb")]
