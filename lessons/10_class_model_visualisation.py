@@ -220,14 +220,14 @@ fig = mv.plot.synthesis_grid(fashion_models.image, [f"{c}\nlogit {scores[i, i]:.
 savefig(fig, "10_fashion_class_models")
 
 # %% [markdown]
-# **What to notice.** The target logits end far above where they started (and, with the fully
-# trained weights, every image is classified as its own class), yet the pictures are only partly
-# garment-like: vertical strokes for trousers and dresses, a sole for sneakers and sandals, a
-# handle for bags. The network needs far less than a whole garment to be certain. Most pixels
-# end outside the valid range and show as pure black or white: nothing here keeps them in
-# range (the alpha-norm prior of lesson 11 is one way to keep them there). On a 28-pixel image a
-# blur of half a pixel is strong: with a smaller `lr` it can undo each step's progress (try
-# `lr=0.05`).
+# **What to notice.** The target logits end far above where they started (and, with the trained
+# weights, every image is classified as its own class), yet the pictures look little like
+# garments: strokes, edge fragments and textures, placed where each class's evidence lives.
+# The network needs far less than a whole garment to be certain, and it is certain about
+# images no camera would produce. Many pixels end outside the valid range and show as pure black
+# or white: nothing here keeps them in range (the alpha-norm prior of lesson 11 is one way to
+# keep them there). On a 28-pixel image a blur of half a pixel is strong: with a smaller `lr`
+# it can undo each step's progress (try `lr=0.05`).
 
 # %% [markdown]
 # ## 4. EfficientNet-Lite0, one regulariser at a time
