@@ -1,5 +1,7 @@
-"""Optimisers: SGD (momentum, Nesterov, weight decay), Adam, and a step learning-rate schedule."""
+"""Optimisers: SGD (momentum, Nesterov, weight decay), Adam, a step learning-rate schedule, and an
+adapter that lets SciPy's L-BFGS-B drive tensors (an image being optimised)."""
 
+from minivis.optim.lbfgs import ScipyAdapter, minimize_lbfgs
 from minivis.optim.optimizers import SGD, Adam, Optimizer, StepLR
 
-__all__ = ["SGD", "Adam", "Optimizer", "StepLR"]
+__all__ = ["SGD", "Adam", "Optimizer", "ScipyAdapter", "StepLR", "minimize_lbfgs"]
