@@ -143,7 +143,8 @@ class Tensor:
 
         order = self._topological_order()
         grads: dict[int, Any] = {id(self): grad}
-        for node in order:
+        for i, node in enumerate(order):
+            order[i] = None  # drop our reference so a freed node's data can go as soon as it is done
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -167,6 +168,7 @@ class Tensor:
                 grads[key] = pg if key not in grads else grads[key] + pg
             if not retain_graph:
                 node._backward = _freed_backward(node._op)
+                node._parents = ()  # release the inputs too: peak memory stays near the forward's
 
     def _topological_order(self) -> list[Tensor]:
         """Nodes reachable from self, each after every node that consumes it (iterative DFS)."""
