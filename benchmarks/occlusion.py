@@ -97,6 +97,18 @@ def subset(rows: int, cols: int, k: int | None) -> np.ndarray:
     return np.stack(np.divmod(flat.astype(np.int64), cols), axis=1)
 
 
+def extrapolate(seconds: float, positions: int, fixed: float, fixed_positions: int, total: int) -> float:
+    """Full-grid time from a timed subset: a line through (fixed_positions, fixed) and (positions, seconds).
+
+    When noise makes the subset no slower than the fixed run (tiny --quick grids on a busy machine), the
+    per-position cost is unmeasurable; fall back to scaling the subset time, which over-estimates.
+    """
+    if positions >= total:
+        return seconds
+    per = (seconds - fixed) / max(positions - fixed_positions, 1)
+    return fixed + per * (total - fixed_positions) if per > 0 else seconds * total / positions
+
+
 def timed(fn, repeat: int) -> tuple[float, Any]:
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -131,7 +143,7 @@ def bench_model(name: str, args: argparse.Namespace, opts: argparse.Namespace) -
                                                                 return_info=True, **kw), opts.repeat)
         per = (seconds - fixed) / max(k - 1, 1)
         row = {"method": f"minivis {mode}", "timed_positions": k, "seconds": seconds, "fixed_s": fixed,
-               "per_position_ms": 1e3 * per, "full_s": seconds if k == total else fixed + per * total,
+               "per_position_ms": 1e3 * per, "full_s": extrapolate(seconds, k, fixed, 1, total),
                "scores": scores}
         if mode != "naive":
             row["mac_speedup"] = info["mac_speedup"]
@@ -165,7 +177,8 @@ def bench_model(name: str, args: argparse.Namespace, opts: argparse.Namespace) -
             rows_out.append({"method": f"Captum Occlusion (perturbations_per_eval={ppe})",
                              "timed_positions": captum_positions, "seconds": seconds, "fixed_s": clean_s,
                              "per_position_ms": 1e3 * per,
-                             "full_s": seconds if step == stride else clean_s + per * total})
+                             "full_s": seconds if step == stride else
+                             extrapolate(seconds, captum_positions, clean_s, 0, total)})
             print(f"  {rows_out[-1]['method']}: {seconds:.1f} s for {captum_positions} positions", flush=True)
     ours = mv.vis.occlusion_attribution(model, x[0], target, patch=patch, stride=step, fill=0.0,
                                         mode="incremental", batch_size=opts.batch_size)

@@ -156,10 +156,11 @@ def test_max_unpool2d_matches_torch(rng, dtype, hw, k, s, output_size):
 def test_max_pool2d_backward_is_unpooling_with_switches(rng, case):
     hw, k, s, p, d, ceil = case
     x = rng.standard_normal((2, 3, *hw))
-    y, switches = mv.F.max_pool2d(mv.tensor(x, requires_grad=True), k, s, p, d, ceil, return_switches=True)
+    xt = mv.tensor(x, requires_grad=True)
+    y, switches = mv.F.max_pool2d(xt, k, s, p, d, ceil, return_switches=True)
     g = rng.standard_normal(y.shape)
     y.backward(g)
-    x_grad = y._parents[0].grad
+    x_grad = xt.grad
     # Unpooling knows no dilation: its kernel_size is the dilated window's extent d*(k - 1) + 1.
     extent = d * (k - 1) + 1
     unpooled = mv.F.max_unpool2d(g, switches, extent, s, p, output_size=x.shape)
