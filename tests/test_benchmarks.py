@@ -106,6 +106,21 @@ def test_occlusion_quick_writes_a_complete_record(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_attribution_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("attribution.py", tmp_path)
+    assert proc.returncode == 0, f"attribution.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "attribution-cpu.json").read_text())
+    assert record["topic"] == "attribution" and record["quick"] is True and record["errors"] == 0
+    methods = ["saliency", "guided_backprop", "deconvnet", "grad_cam", "smoothgrad", "integrated_gradients"]
+    assert [r["method"] for r in record["rows"]] == methods
+    for r in record["rows"]:
+        assert r["minivis_s"] > 0 and r["captum_s"] > 0 and r["ratio"] == pytest.approx(r["captum_s"] / r["minivis_s"])
+        assert r["check"] == "ok" or r["check"].startswith("n/a")
+    if sys.platform.startswith("linux"):  # peak memory comes from /proc/self (VmHWM, clear_refs)
+        assert all(r["minivis_peak_mb"] is not None for r in record["rows"] if r["method"] in methods[4:])
+
+
+@pytest.mark.slow
 def test_synthesis_quick_writes_a_complete_record(tmp_path: Path) -> None:
     proc = run_quick("synthesis.py", tmp_path)
     assert proc.returncode == 0, f"synthesis.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -122,15 +137,16 @@ def test_synthesis_quick_writes_a_complete_record(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_attribution_quick_writes_a_complete_record(tmp_path: Path) -> None:
-    proc = run_quick("attribution.py", tmp_path)
-    assert proc.returncode == 0, f"attribution.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    record = json.loads((tmp_path / "attribution-cpu.json").read_text())
-    assert record["topic"] == "attribution" and record["quick"] is True and record["errors"] == 0
-    methods = ["saliency", "guided_backprop", "deconvnet", "grad_cam", "smoothgrad", "integrated_gradients"]
-    assert [r["method"] for r in record["rows"]] == methods
+def test_embedding_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("embedding.py", tmp_path)
+    assert proc.returncode == 0, f"embedding.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "embedding-cpu.json").read_text())
+    assert record["topic"] == "embedding" and record["quick"] is True and record["sizes"] == [500]
+    methods = ["minivis (BH)", "openTSNE (BH)", "openTSNE (FFT)", "scikit-learn (BH)"]
+    assert [r["method"] for r in record["rows"]] == methods and record["skipped"] == []
+    mine = record["rows"][0]
     for r in record["rows"]:
-        assert r["minivis_s"] > 0 and r["captum_s"] > 0 and r["ratio"] == pytest.approx(r["captum_s"] / r["minivis_s"])
-        assert r["check"] == "ok" or r["check"].startswith("n/a")
-    if sys.platform.startswith("linux"):  # peak memory comes from /proc/self (VmHWM, clear_refs)
-        assert all(r["minivis_peak_mb"] is not None for r in record["rows"] if r["method"] in methods[4:])
+        assert r["n"] == 500 and r["seconds"] > 0 and r["ratio"] == pytest.approx(r["seconds"] / mine["seconds"])
+        assert 0 < r["kl_same_p"] < 10 and 0 <= r["knn10_kept"] <= 1
+    assert set(record["targets"]["500"]["faster_than"]) == set(methods[1:])
+    assert set(record["targets"]["500"]["kl_at_most_3pct_above_openTSNE"]) == set(methods[1:3])
