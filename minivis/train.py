@@ -1,6 +1,8 @@
 """Training a classifier with minivis itself: the loop behind ``minivis train fashion_cnn``.
 
-Mini-batch SGD with Nesterov momentum and a step schedule on cross-entropy; after every epoch
+Mini-batch Adam on cross-entropy, with the learning rate cut tenfold for the last epoch (the
+budget is 15 minutes on 2 cores, about four epochs: Adam gets there in fewer epochs than SGD
+with momentum, which reached 89.6% in four, see ``benchmarks/README.md``); after every epoch
 the test accuracy is measured and the weights are saved (``fashion_cnn_epochNN.npz``, with
 epoch 00 the random initialisation), so lessons can show how the filters evolve.
 """
@@ -21,7 +23,7 @@ from minivis.data import batches, fashion_mnist
 from minivis.io import save_npz
 from minivis.models import FashionCNN, ImageClassifier
 from minivis.nn import init
-from minivis.optim import SGD, StepLR
+from minivis.optim import Adam, StepLR
 
 
 def accuracy(model: ImageClassifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> float:
@@ -36,7 +38,7 @@ def accuracy(model: ImageClassifier, images: np.ndarray, labels: np.ndarray, bat
     return correct / len(labels)
 
 
-def train_fashion_cnn(out_dir: str | Path, epochs: int = 8, batch_size: int = 128, lr: float = 0.05,
+def train_fashion_cnn(out_dir: str | Path, epochs: int = 4, batch_size: int = 128, lr: float = 1e-3,
                       seed: int = 0, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train ``fashion_cnn`` from scratch; write weights, per-epoch checkpoints and a JSON log to ``out_dir``.
 
@@ -54,10 +56,10 @@ def train_fashion_cnn(out_dir: str | Path, epochs: int = 8, batch_size: int = 12
         train_x, train_y = train_x[:limit], train_y[:limit]
     train_x, test_x = model.preprocess(train_x[..., None]), model.preprocess(test_x[..., None])
 
-    optimizer = SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    schedule = StepLR(optimizer, step_size=max(1, (2 * epochs) // 3), gamma=0.1)
-    log: dict[str, Any] = {"model": "fashion_cnn", "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                           "seed": seed, "train_images": len(train_y), "history": []}
+    optimizer = Adam(model.parameters(), lr=lr)
+    schedule = StepLR(optimizer, step_size=max(1, epochs - 1), gamma=0.1)
+    log: dict[str, Any] = {"model": "fashion_cnn", "optimizer": "Adam", "epochs": epochs, "batch_size": batch_size,
+                           "lr": lr, "seed": seed, "train_images": len(train_y), "history": []}
     save_npz(out_dir / "fashion_cnn_epoch00.npz", model.state_dict())
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -73,11 +75,12 @@ def train_fashion_cnn(out_dir: str | Path, epochs: int = 8, batch_size: int = 12
             optimizer.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        epoch_lr = optimizer.lr
         schedule.step()
         epoch_time = time.perf_counter() - epoch_start
         test_acc = accuracy(model, test_x, test_y)
         entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "test_accuracy": test_acc,
-                 "epoch_seconds": round(epoch_time, 1), "lr": optimizer.lr}
+                 "epoch_seconds": round(epoch_time, 1), "lr": epoch_lr}
         log["history"].append(entry)
         if progress:
             print(f"epoch {epoch}: loss {entry['train_loss']:.4f}  test accuracy {test_acc:.4f}  "
