@@ -55,11 +55,12 @@ Pad4 = tuple[int, int, int, int]
 def _kernels(array: Any, op: str = "conv2d") -> types.ModuleType:
     """The kernel module for ``array``'s device: the one place where CPU and GPU part ways.
 
-    The GPU backend will return its own module with the same functions (im2col, col2im,
-    depthwise_*) here; until then, GPU arrays stop with a clear message.
+    CuPy arrays get ``gpu_conv`` (Numba-CUDA kernels with the same functions: im2col, col2im,
+    depthwise_*), imported on first use; so do NumPy arrays inside ``backend.force_kernels("gpu")``,
+    the hook that runs this same op code through the GPU kernels under Numba's CUDA simulator.
     """
-    if backend.is_gpu_array(array):
-        raise NotImplementedError(f"{op} on GPU arrives with the GPU backend")
+    if backend.kernel_device(array) == "gpu":
+        return backend.gpu_kernels("conv", op)
     return cpu_conv
 
 

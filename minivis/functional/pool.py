@@ -31,13 +31,14 @@ Pair = int | tuple[int, int]
 
 # ----------------------------------------------------------------------------- helpers
 def _kernels(data: Any, op: str) -> types.ModuleType:
-    """The kernel module for ``data``'s device: the single CPU/GPU dispatch point of this file."""
-    if not backend.is_gpu_array(data):
-        return cpu_pool
-    raise NotImplementedError(
-        f"{op}: pooling kernels for the GPU are not written yet (they arrive with the GPU backend); "
-        "move the tensor to the CPU with x.to('cpu')"
-    )
+    """The kernel module for ``data``'s device: the single CPU/GPU dispatch point of this file.
+
+    CuPy arrays (and NumPy arrays inside ``backend.force_kernels("gpu")``, the simulator tests'
+    hook) get ``gpu_pool``, Numba-CUDA kernels with the same functions as ``cpu_pool``.
+    """
+    if backend.kernel_device(data) == "gpu":
+        return backend.gpu_kernels("pool", op)
+    return cpu_pool
 
 
 def _planes(a: Any) -> Any:

@@ -1,0 +1,48 @@
+"""GPU kernel for the ReLU-family backward rules (Numba-CUDA): the same function as ``cpu_activation``.
+
+One thread per element, the same branches as ``cpu_activation._relu_rule_backward`` (rule codes
+are the indices of ``rules.RULES``: 0 gradient, 1 guided, 2 deconvnet), so the results are
+bit-identical to the CPU's. One read of ``g`` and ``x`` and one write per element: this kernel
+is bound by memory bandwidth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numba import cuda
+
+from minivis import backend
+from minivis.kernels.gpu_launch import launch
+
+
+@cuda.jit
+def _relu_rule_backward(g, x, low, high, negative_slope, rule_code, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        gi = g[i]
+        if rule_code == 2:  # deconvnet: rectify the signal going down, ignore the forward input
+            out[i] = gi if gi > 0 else 0.0
+            continue
+        xi = x[i]
+        if xi > low and xi < high:
+            slope = 1.0
+        elif xi <= low:
+            slope = negative_slope
+        else:
+            slope = 0.0
+        if rule_code == 1 and not gi > 0:  # guided: also needs a positive signal
+            slope = 0.0
+        out[i] = gi * slope
+
+
+def relu_rule_backward(g: Any, x: Any, low: float, high: float, negative_slope: float, rule_code: int) -> Any:
+    """``g * f'(x)`` (gradient), ``g * f'(x) * (g > 0)`` (guided) or ``g * (g > 0)`` (deconvnet),
+    where ``f'(x)`` is 1 on ``low < x < high``, ``negative_slope`` on ``x <= low`` and 0 on
+    ``x >= high``. g, x: same shape, on the GPU -> an array of x's dtype and shape."""
+    xp = backend.xp(x)
+    g = xp.asarray(g, dtype=x.dtype, order="C")
+    negative_slope = x.dtype.type(negative_slope)  # in x's dtype, so g * slope rounds like the CPU kernel
+    out = xp.empty_like(g)
+    launch(_relu_rule_backward, g.size, g, g.reshape(-1), xp.asarray(x, order="C").reshape(-1),
+           float(low), float(high), negative_slope, int(rule_code), out.reshape(-1))
+    return out
