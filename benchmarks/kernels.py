@@ -2,6 +2,7 @@
 
     python benchmarks/kernels.py              # full run: results/kernels-cpu.json + README table
     python benchmarks/kernels.py --quick      # smoke test (tiny sizes, seconds)
+    python benchmarks/kernels.py --device gpu # CuPy + Numba-CUDA vs PyTorch CUDA (cuDNN), see gpu_main
 
 For every layer of a small table of real CNN layers (CIFAR, VGG, AlexNet, depthwise, 1x1,
 LeNet-like 5x5) it times, in float32 with the same threads on both sides:
@@ -43,6 +44,7 @@ from common import (
     print_table,
     setup,
     sgemm_peak,
+    timeit,
     timeit_interleaved,
 )
 
@@ -335,8 +337,10 @@ def summarize(conv: list[dict[str, Any]], pool: list[dict[str, Any]]) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], topic="kernels", argv=argv)
-    dev = setup(args)
+    dev = setup(args)  # --device gpu without CuPy, a GPU or CUDA PyTorch exits here, saying which
     started = time.perf_counter()
+    if dev.name == "gpu":
+        return gpu_main(args, dev, started)
     rng = np.random.default_rng(0)
     print(f"{dev.name}: {dev.description}, {args.threads} threads (torch, BLAS/OpenMP, Numba)")
     first_peak = sgemm_peak(dev, quick=args.quick)
@@ -407,6 +411,256 @@ def readme_markdown(args, dev: Device, peak: dict, conv: list, pool: list, means
         f"Geometric mean of ratios: conv forward **{mean('conv_forward')}**, "
         f"conv fwd+bwd **{mean('conv_fwd_bwd')}**, max-pool **{mean('pool')}** "
         f"(forward {mean('pool_forward')}, fwd+bwd {mean('pool_fwd_bwd')}).",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the GPU run
+# `--device gpu`: the same conv and max-pool layer table on one GPU, minivis (CuPy arrays,
+# Numba-CUDA kernels, cuBLAS GEMMs) against PyTorch (cuDNN), in float32 with TF32 off on both
+# sides and cuDNN's autotuner on (its best case), every time taken between two device
+# synchronisations (Device.sync). Conv rows report achieved TFLOP/s next to the measured
+# cupy.matmul SGEMM rate; the memory-bound kernels (max-pool, unpool, the ReLU rules) report
+# effective bandwidth next to the measured device-to-device copy bandwidth. Results go to
+# results/kernels-gpu-<gpu name>.json and a README section of the same name.
+
+RELU_SHAPES = [("vgg 64@112", (8, 64, 112, 112)), ("efficientnet stem, batch 64", (64, 32, 112, 112))]
+GPU_CONV_HEADERS = ["case", "shape", "op", "minivis ms", "torch ms", "ratio", "mv TFLOP/s", "% peak",
+                    "torch TFLOP/s"]
+GPU_BW_HEADERS = ["case", "shape", "op", "minivis ms", "torch ms", "ratio", "mv GB/s", "% copy", "torch GB/s"]
+
+
+def gpu_slug(description: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3' (for the result file name)."""
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in description.lower()).split())
+
+
+def copy_bandwidth(dev: Device, quick: bool) -> dict[str, Any]:
+    """Measured device-to-device copy bandwidth: 2 * bytes / time (one read, one write) of a
+    256 MB float32 array (8 MB with --quick), CuPy and torch; the better one is the roofline."""
+    import cupy  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    n = (8 << 20 if quick else 256 << 20) // 4
+    a, b = cupy.ones(n, dtype=cupy.float32), cupy.empty(n, dtype=cupy.float32)
+    ta, tb = torch.ones(n, device="cuda"), torch.empty(n, device="cuda")
+    repeat = 3 if quick else 20
+
+    def copy_cupy():
+        b[...] = a
+
+    cupy_s = timeit(copy_cupy, repeat, warmup=2, sync=dev.sync)
+    torch_s = timeit(lambda: tb.copy_(ta), repeat, warmup=2, sync=dev.sync)
+    nbytes = 2 * 4 * n
+    gbs = {"cupy_gbs": nbytes / cupy_s / 1e9, "torch_gbs": nbytes / torch_s / 1e9}
+    return {"bytes": nbytes, **gbs, "copy_gbs": max(gbs.values())}
+
+
+def pool_bytes(case: PoolCase, op: str) -> int:
+    """Minimal float32 memory traffic of a max-pool row, the same count for both sides.
+
+    forward: read x, write y. fwd+bwd: read x, write y and int64 indices; then read g and the
+    indices, write dx (8 in + 24 out bytes per element).
+    """
+    ho = (case.h + 2 * case.pad - case.k) // case.stride + 1
+    wo = (case.w + 2 * case.pad - case.k) // case.stride + 1
+    n_in, n_out = case.n * case.c * case.h * case.w, case.n * case.c * ho * wo
+    return 4 * (n_in + n_out) if op == "forward" else 8 * n_in + 24 * n_out
+
+
+def time_one(fn: Callable[[], Any], dev: Device, quick: bool) -> float:
+    """Min-of-N seconds of one side alone (rows without a torch counterpart)."""
+    if quick:
+        return timeit(fn, 2, warmup=1, sync=dev.sync)
+    fn()
+    return timeit(fn, auto_repeat(fn, BUDGET_S, sync=dev.sync), warmup=1, sync=dev.sync)
+
+
+def relu_rows(dev: Device, quick: bool, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The ReLU family's memory-bound work on each of ``RELU_SHAPES`` (see ``relu_shape_rows``)."""
+    rows = []
+    for name, shape in RELU_SHAPES:
+        rows += relu_shape_rows(name, (2, 8, 16, 16) if quick else shape, dev, quick, rng)
+    return rows
+
+
+def relu_shape_rows(name: str, shape: tuple[int, ...], dev: Device, quick: bool,
+                    rng: np.random.Generator) -> list[dict[str, Any]]:
+    """ReLU forward, forward+backward (gradient rule), and the fused rule-backward kernel alone for
+    each rule, with torch's equivalent where one exists (threshold_backward for the gradient rule,
+    relu of g for deconvnet; guided has no fused torch op). Each result is checked before timing."""
+    import torch  # noqa: PLC0415
+
+    import minivis as mv  # noqa: PLC0415
+    from minivis.kernels import gpu_activation  # noqa: PLC0415
+
+    n = int(np.prod(shape))
+    x = rng.standard_normal(shape, dtype=np.float32)
+    g = rng.standard_normal(shape, dtype=np.float32)
+    mx, mg, tx, tg = dev.array(x), dev.array(g), dev.torch_tensor(x), dev.torch_tensor(g)
+    fx = dev.minivis_tensor(x)
+    gx, sx = dev.minivis_tensor(x, requires_grad=True), dev.torch_tensor(x, requires_grad=True)
+
+    def mv_step():
+        gx.grad = None
+        mv.F.relu(gx).backward(mg)
+
+    def torch_step():
+        sx.grad = None
+        torch.relu(sx).backward(tg)
+
+    def rule(code):
+        return lambda: gpu_activation.relu_rule_backward(mg, mx, 0.0, np.inf, 0.0, code)
+
+    cases = [  # op, minivis, torch or None, bytes moved, the expected result (checked first)
+        ("forward", lambda: mv.F.relu(fx), lambda: torch.relu(tx), 8 * n, np.maximum(x, 0)),
+        ("fwd+bwd (gradient)", mv_step, torch_step, 20 * n, None),
+        ("rule kernel: gradient", rule(0), lambda: torch.ops.aten.threshold_backward(tg, tx, 0.0), 12 * n,
+         g * (x > 0)),
+        ("rule kernel: guided", rule(1), None, 12 * n, g * (x > 0) * (g > 0)),
+        ("rule kernel: deconvnet", rule(2), lambda: torch.relu(tg), 8 * n, g * (g > 0)),
+    ]
+    base = {"kind": "relu", "name": name, "shape": "N{} C{} {}x{}".format(*shape)}
+    rows = []
+    for op, mv_fn, torch_fn, nbytes, expected in cases:
+        if expected is not None:
+            try:
+                compare(op, mv_fn(), expected, dev)
+            except Mismatch as exc:
+                rows.append({**base, "op": op, "error": f"wrong result, not timed: {exc}"})
+                continue
+        if torch_fn is None:
+            row = {**base, "op": op, "minivis_ms": 1e3 * time_one(mv_fn, dev, quick), "torch_ms": None,
+                   "ratio": None}
+        else:
+            row = {**base, "op": op, **time_pair(mv_fn, torch_fn, dev, quick)}
+        rows.append({**row, "bytes": nbytes})
+    return rows
+
+
+def add_bandwidth(rows: list[dict[str, Any]], copy_gbs: float) -> None:
+    for r in rows:
+        if "error" in r or not r.get("bytes"):
+            continue
+        r["minivis_gbs"] = r["bytes"] / (r["minivis_ms"] / 1e3) / 1e9
+        r["pct_copy"] = 100.0 * r["minivis_gbs"] / copy_gbs
+        r["torch_gbs"] = r["bytes"] / (r["torch_ms"] / 1e3) / 1e9 if r.get("torch_ms") else None
+
+
+def gpu_table_rows(rows: list[dict[str, Any]], kind: str) -> list[list[Any]]:
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append([r["name"], r["shape"], "ERROR", None, None, None, None, None, None])
+        elif kind == "conv":
+            tflops = [None if r.get(k) is None else r[k] / 1e3 for k in ("minivis_gflops", "torch_gflops")]
+            out.append([r["name"], r["shape"], r["op"], r["minivis_ms"], r["torch_ms"], r["ratio"], tflops[0],
+                        r.get("pct_peak"), tflops[1]])
+        else:
+            out.append([r["name"], r["shape"], r["op"], r["minivis_ms"], r["torch_ms"], r["ratio"],
+                        r.get("minivis_gbs"), r.get("pct_copy"), r.get("torch_gbs")])
+    return out
+
+
+def gpu_main(args, dev: Device, started: float) -> int:
+    import torch  # noqa: PLC0415
+
+    import minivis as mv  # noqa: PLC0415
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    mv.backend.allow_tf32(False)
+    rng = np.random.default_rng(0)
+    print(f"{dev.name}: {dev.description}; float32, TF32 off on both sides, cuDNN autotuner on")
+    first_peak = sgemm_peak(dev, quick=args.quick, n=None if args.quick else 8192)
+    copy = copy_bandwidth(dev, args.quick)
+
+    conv_cases = [c.quick() for c in CONV_CASES] if args.quick else CONV_CASES
+    pool_cases = [c.quick() for c in POOL_CASES[:2]] if args.quick else POOL_CASES
+    conv, pool = [], []
+    for case in conv_cases:
+        conv += progress(run_case(case, "conv", dev, args.quick, rng))
+    for case in pool_cases:
+        rows = progress(run_case(case, "pool", dev, args.quick, rng))
+        for r in rows:
+            if "error" not in r:
+                r["bytes"] = pool_bytes(case, r["op"])
+        pool += rows
+    relu = progress(relu_rows(dev, args.quick, rng))
+    peak = best_peak(first_peak, sgemm_peak(dev, quick=args.quick, n=None if args.quick else 8192))
+    for row in conv:
+        if "minivis_gflops" in row:
+            row["pct_peak"] = 100.0 * row["minivis_gflops"] / peak["peak_gflops"]
+    add_bandwidth(pool + relu, copy["copy_gbs"])
+
+    print(f"SGEMM float32 n={peak['n']}: cupy.matmul {peak['array_gflops'] / 1e3:.1f} TFLOP/s, "
+          f"torch.matmul {peak['torch_gflops'] / 1e3:.1f} TFLOP/s; device copy {copy['copy_gbs']:.0f} GB/s")
+    print("ratio = torch_time / minivis_time: > 1 means minivis is faster\n")
+    print_table(GPU_CONV_HEADERS, gpu_table_rows(conv, "conv"), title="conv2d (float32)")
+    print()
+    print_table(GPU_BW_HEADERS, gpu_table_rows(pool, "pool"), title="max_pool2d (float32)")
+    print()
+    print_table(GPU_BW_HEADERS, gpu_table_rows(relu, "relu"), title="ReLU family (float32)")
+
+    means = summarize(conv, pool)
+    fractions = [r["pct_copy"] for r in pool + relu if "pct_copy" in r]
+    means["relu"] = geomean([r["ratio"] for r in relu if r.get("ratio")])
+    means["bandwidth_pct_copy_min"] = min(fractions) if fractions else None
+    means["bandwidth_pct_copy_geomean"] = geomean(fractions)
+    print("\ngeometric mean of ratios (> 1: minivis faster): "
+          + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in means.items()))
+    errors = [r for r in conv + pool + relu if "error" in r]
+    for r in errors:
+        print(f"ERROR {r['kind']} {r['name']} ({r['shape']}): {r['error']}", file=sys.stderr)
+
+    payload = {"sgemm": peak, "copy_bandwidth": copy, "tf32": False, "cudnn_benchmark": True,
+               "ratio_definition": "torch_time / minivis_time (> 1: minivis faster)",
+               "tolerance": {"rtol": RTOL, "atol_scale": ATOL_SCALE},
+               "byte_counts": {"pool forward": "4 (in + out)", "pool fwd+bwd": "8 in + 24 out (int64 indices)",
+                               "relu forward": "8 n", "relu fwd+bwd": "20 n", "rule kernel": "12 n (deconvnet 8 n)"},
+               "conv": conv, "pool": pool, "relu": relu, "geomean": means, "errors": len(errors),
+               "elapsed_s": time.perf_counter() - started}
+    # results/kernels-gpu-<gpu name>.json: results from different GPUs sit side by side
+    record_dev = replace(dev, name=f"gpu-{gpu_slug(dev.description)}")
+    finish(args, record_dev, payload, gpu_readme_markdown(args, dev, peak, copy, conv, pool, relu, means),
+           heading=f"Kernels, GPU ({dev.description})")
+    return 1 if errors else 0
+
+
+def gpu_readme_markdown(args, dev: Device, peak: dict, copy: dict, conv: list, pool: list, relu: list,
+                        means: dict) -> str:
+    import cupy  # noqa: PLC0415
+    import numba  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    def mean(key, digits=2):
+        return f"{means[key]:.{digits}f}" if means.get(key) is not None else "-"
+
+    lines = [
+        f"Measured on {dev.description}, float32, TF32 off on both sides, cuDNN autotuner on; cupy "
+        f"{cupy.__version__}, numba {numba.__version__}, torch {torch.__version__} "
+        f"(CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}). SGEMM n={peak['n']}: "
+        f"cupy.matmul {peak['array_gflops'] / 1e3:.1f} TFLOP/s (the peak), torch.matmul "
+        f"{peak['torch_gflops'] / 1e3:.1f} TFLOP/s; device-to-device copy {copy['copy_gbs']:.0f} GB/s.",
+        "",
+        f"Command: `{command_line()}`",
+        "",
+        "ratio = torch time / minivis time (> 1: minivis faster); times are min-of-N in ms between device "
+        "synchronisations; % peak = minivis TFLOP/s over the cupy.matmul peak; % copy = minivis's effective "
+        "bandwidth over the copy bandwidth (bytes: pool forward 4 (in + out), fwd+bwd 8 in + 24 out; "
+        "relu forward 8n, fwd+bwd 20n, rule kernel 12n, deconvnet 8n).",
+        "",
+        markdown_table(GPU_CONV_HEADERS, gpu_table_rows(conv, "conv")),
+        "",
+        markdown_table(GPU_BW_HEADERS, gpu_table_rows(pool, "pool")),
+        "",
+        markdown_table(GPU_BW_HEADERS, gpu_table_rows(relu, "relu")),
+        "",
+        f"Geometric mean of ratios: conv forward **{mean('conv_forward')}**, conv fwd+bwd "
+        f"**{mean('conv_fwd_bwd')}**, max-pool **{mean('pool')}**, ReLU **{mean('relu')}**. Memory-bound "
+        f"rows reach {mean('bandwidth_pct_copy_min', 0)}% (lowest) and {mean('bandwidth_pct_copy_geomean', 0)}% "
+        f"(geometric mean) of the copy bandwidth.",
     ]
     return "\n".join(lines)
 
