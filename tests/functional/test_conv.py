@@ -280,28 +280,6 @@ def test_an_empty_batch_gives_empty_results(case):
     assert x.grad.shape == x.shape and np.all(w.grad == 0)
 
 
-def test_gpu_arrays_stop_at_the_device_seam():
-    """CuPy arrays reach one seam that says the GPU kernels are not there yet (checked without CuPy)."""
-    fake_cupy = type("ndarray", (), {"__module__": "cupy._core.core", "shape": (1, 1, 3, 3)})()
-    w = np.ones((1, 1, 3, 3))
-    for call in (lambda: conv2d_forward(fake_cupy, w, (1, 1), (0, 0, 0, 0), (1, 1), 1),
-                 lambda: conv2d_backward_input(fake_cupy, w, (1, 1, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),
-                 lambda: conv2d_backward_weight(fake_cupy, w, (1, 1, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1)):
-        with pytest.raises(NotImplementedError, match="conv2d on GPU arrives with the GPU backend"):
-            call()
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not mv.backend.gpu_available(), reason="needs CuPy and a CUDA GPU")
-def test_conv_ops_on_gpu_tensors_raise_not_implemented():
-    x = mv.tensor(np.ones((1, 1, 4, 4)), device="gpu")
-    w = mv.tensor(np.ones((1, 1, 3, 3)), device="gpu")
-    with pytest.raises(NotImplementedError, match="conv2d on GPU arrives with the GPU backend"):
-        conv2d(x, w)
-    with pytest.raises(NotImplementedError, match="conv_transpose2d on GPU arrives with the GPU backend"):
-        conv_transpose2d(x, w)
-
-
 # ----------------------------------------------------------------------------- bad input
 X = np.ones((1, 3, 5, 5))
 W = np.ones((4, 3, 3, 3))
