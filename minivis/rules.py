@@ -18,7 +18,7 @@ gradients of anything, so they are used only inside ``with backward_rule(...)``.
 
 The context manager sets the rule that is in force *when backward() runs*; ops read it
 through ``current_rule()``. The elementwise work itself is the fused kernel
-``minivis.kernels.cpu_activation.relu_rule_backward`` (or plain array code on the GPU).
+``minivis.kernels.cpu_activation.relu_rule_backward`` (its Numba-CUDA twin ``gpu_activation`` on the GPU).
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ class Module:
                 param.data = backend.to_device(array.astype(param.dtype), param.device)
             else:
                 old = buffers[key]
-                owner._set_buffer(attr, backend.to_device(array.astype(np.asarray(old).dtype), backend.device_of(old)))
+                owner._set_buffer(attr, backend.to_device(array.astype(old.dtype), backend.device_of(old)))
 
     # ------------------------------------------------------------------ forward and hooks
     def forward(self, *args: Any, **kwargs: Any) -> Any:
