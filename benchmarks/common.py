@@ -75,6 +75,11 @@ def set_threads(n: int) -> dict[str, Any]:
     import threadpoolctl  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
+    # minivis.kernels picks Numba's threading layer (workqueue) on import; it must come before the
+    # first parallel call below, or Numba settles on OpenMP, whose spinning threads fight BLAS and
+    # made minivis's conv loops up to 5x slower in a benchmark that imported minivis late.
+    import minivis.kernels  # noqa: F401, PLC0415
+
     if n > numba.config.NUMBA_NUM_THREADS:
         sys.exit(f"--threads {n}: Numba was started with at most {numba.config.NUMBA_NUM_THREADS} threads "
                  f"(set NUMBA_NUM_THREADS={n} in the environment to allow more)")
