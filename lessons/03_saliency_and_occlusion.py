@@ -327,7 +327,7 @@ savefig(fig, "03_occlusion_photo")
 #
 # * Saliency is the weight vector of the first-order Taylor model $S_c(I) \approx w^\top I + b$:
 #   one backward pass, $M_{ij} = \max_{c'} |w_{c'ij}|$. Finite differences agree with the
-#   backward pass to ~1e-10 in float64.
+#   backward pass to better than 1e-9 in float64.
 # * Occlusion measures the target *probability* with a $P \times P$ square at each of
 #   $\bigl(\lfloor (H-P)/s \rfloor + 1\bigr)^2$ positions: expensive, but it asks about real
 #   changes. The heat map is the mean over the squares covering each pixel.

@@ -292,7 +292,8 @@ similarity = {rule: np.mean([spearmanr(np.abs(through_minivis[rule][i]).ravel(),
                              for i in range(n_show)]) for rule in after}
 for rule, value in similarity.items():
     print(f"{rule:9s}: rank correlation before/after re-drawing the logit layer {value:+.3f}")
-assert similarity["guided"] > similarity["gradient"]
+assert similarity["guided"] > 0.9, "guided backprop hardly changes"
+assert similarity["guided"] > similarity["gradient"] + 0.25, "... and changes far less than the gradient"
 
 # %% [markdown]
 # **What to notice.** The gradient changes a lot: it is a derivative of the class score, and
@@ -301,9 +302,9 @@ assert similarity["guided"] > similarity["gradient"]
 # almost whatever the top asks for. That makes guided backprop a beautiful picture of *what
 # the lower layers see*, and a poor answer to *why the network chose this class*: the clean
 # look is partly the method, not the model. The DeconvNet does react: its mask follows the
-# signal, which changes with the top layer. (`tests/vis/test_sanity_checks.py` runs the same
-# check; on trained `fashion_cnn` weights we measured 0.83-0.94 for guided backprop against
-# 0.2-0.5 for the gradient and the DeconvNet.)
+# signal, which changes with the top layer. With the shipped weights guided backprop keeps a
+# rank correlation above 0.9, against roughly 0.4 to 0.5 for the gradient and the DeconvNet
+# (`tests/vis/test_sanity_checks.py` runs the same check over more images and seeds).
 
 # %%
 fig, axes = plt.subplots(2, 3, figsize=(6, 4.2))

@@ -141,13 +141,15 @@ for name in ("features.3", "features.8"):
     savefig(fig, f"07_top_patches_{name.replace('.', '_')}")
 
 # %% [markdown]
-# **What to notice.** `features.3` units see $5 \times 5$ pixels: their patches are tiny edges
-# and corners at one orientation or contrast. `features.8` units see $14 \times 14$ pixels, half
-# the image: their patches are parts (a shoulder line, a heel, the gap between trouser legs),
-# and the nine patches of one unit often come from the same class. Blank borders mean the
-# field hangs over the image edge. A unit whose nine patches are near-copies of one another
-# usually fires at neighbouring positions of the same image: the "top images" ranking, one
-# patch per image, avoids that:
+# **What to notice.** `features.3` units see $5 \times 5$ pixels: their patches are tiny edges,
+# thin lines and corners at one orientation or contrast. `features.8` units see $14 \times 14$
+# pixels, half the image: their patches are parts. On the full training set the strongest
+# units pick footwear and bag parts (sandal straps, the arch of a bag's handle), and a unit's
+# top images usually come from one or two classes (printed below). Blank
+# borders mean the field hangs over the image edge. A unit whose nine patches are near-copies of
+# one another may be firing at neighbouring positions of the same image; the "top images"
+# ranking, one patch per image, rules that out. Where a unit's nine patches already come from
+# nine different images, its row is the same in both figures:
 
 # %%
 t = tops["features.8"]

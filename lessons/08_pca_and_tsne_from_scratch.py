@@ -121,10 +121,11 @@ fig = mv.plot.explained_variance(fit, title=f"PCA spectrum of {source}")
 savefig(fig, "08_pca_spectrum")
 
 # %% [markdown]
-# **What to notice.** The spectrum decays fast but has a long tail: two components hold only a
-# small part of the variance, so a 2-D PCA map must squash classes on top of each other.
-# Fifty components hold most of it, which is why t-SNE is usually run on a PCA-50 projection:
-# it discards noise and makes the neighbour search cheap without moving the neighbours much.
+# **What to notice.** The spectrum decays fast but has a long tail: the first two components
+# hold well under half of the variance, so a 2-D PCA map must squash classes on top of each
+# other. Fifty components hold nearly all of it, which is why t-SNE is usually run on a PCA-50
+# projection: it discards noise and makes the neighbour search cheap without moving the
+# neighbours much.
 #
 # ## 2. The t-SNE objective and its gradient
 #
@@ -310,10 +311,11 @@ fig.tight_layout()
 savefig(fig, "08_pca_vs_tsne")
 
 # %% [markdown]
-# **What to notice.** PCA keeps the large-scale layout (trousers and bags far from the rest)
-# but piles shirts, pullovers and coats on top of each other; t-SNE keeps far more of each
-# image's nearest neighbours and opens clear gaps between most classes. The classes that stay
-# entangled (shirt, T-shirt, pullover, coat) are the ones a Fashion-MNIST classifier confuses.
+# **What to notice.** PCA keeps the large-scale layout (bags and footwear stretched out along
+# one axis, the tops piled along the other with trousers at its far end) but puts shirts,
+# pullovers and coats on top of each other; t-SNE keeps far more of each image's nearest
+# neighbours and opens clear gaps between most classes. The classes that stay entangled (shirt
+# with T-shirt, pullover, coat and dress) are the ones a Fashion-MNIST classifier confuses.
 # Do not read too much into t-SNE's *between-cluster* distances or cluster sizes: the
 # objective barely constrains them (large $d_{ij}$ have tiny $p_{ij}$ and $q_{ij}$ alike).
 #
@@ -338,12 +340,11 @@ fig = mv.plot.embedding_mosaic(255 - layout.mosaic, title=f"t-SNE grid of {g * g
 savefig(fig, "08_tsne_grid")
 
 # %% [markdown]
-# **What to notice.** The footwear shares one region, with boots, sneakers and sandals in
-# neighbouring blocks and the open sandals between them; trousers form their own strip. Look
-# *inside* a class too: the grid sorts tops by sleeve length and by brightness, bags by shape.
-# On raw pixels much of that order is brightness and silhouette; on a trained network's codes
-# (rerun once `fashion_cnn` ships) the blocks follow the classes more closely. Either way the
-# within-class order is what the representation encodes beyond the labels.
+# **What to notice.** The blocks follow the classes. The footwear shares one region, with
+# boots, sneakers and sandals in neighbouring blocks; bags have a block of their own, and
+# trousers form a strip next to the dresses. Look *inside* a class too: the long-sleeved tops
+# sit apart from the short-sleeved ones, and the bags are sorted by shape (with or without a
+# handle). That within-class order is what the code encodes beyond the labels.
 #
 # ## Summary
 #

@@ -212,7 +212,7 @@ with mv.no_grad():
 rise = fashion_models.history[-1] - fashion_models.history[0]
 ranks = (scores > scores[np.arange(10), np.arange(10)][:, None]).sum(axis=1) + 1
 print(f"target logit rose by {rise.min():.1f} to {rise.max():.1f}; rank of the target class per image: {ranks}")
-assert np.all(rise > 1.0)
+assert np.all(rise > (10.0 if shipped else 1.0)), "every target logit ends far above where it started"
 if shipped:  # a briefly trained stand-in is not always this decisive
     assert np.all(ranks == 1), "with the trained weights every class model is classified as its class"
 fig = mv.plot.synthesis_grid(fashion_models.image, [f"{c}\nlogit {scores[i, i]:.0f}" for i, c in enumerate(classes)],
@@ -221,13 +221,15 @@ savefig(fig, "10_fashion_class_models")
 
 # %% [markdown]
 # **What to notice.** The target logits end far above where they started (and, with the trained
-# weights, every image is classified as its own class), yet the pictures look little like
-# garments: strokes, edge fragments and textures, placed where each class's evidence lives.
-# The network needs far less than a whole garment to be certain, and it is certain about
-# images no camera would produce. Many pixels end outside the valid range and show as pure black
-# or white: nothing here keeps them in range (the alpha-norm prior of lesson 11 is one way to
-# keep them there). On a 28-pixel image a blur of half a pixel is strong: with a smaller `lr`
-# it can undo each step's progress (try `lr=0.05`).
+# weights, every image is classified as its own class). After the full 200 steps a few
+# pictures hint at their garment: the coat's symmetric body with a bright line down the middle,
+# the dress's long folds, a bright band along the bottom for the sneaker and the bag. Most are
+# strokes, edge fragments and textures placed where each class's evidence lives (in fast mode,
+# after 40 steps, nearly all are still texture). The network needs far less than a whole
+# garment to be certain, and it is certain about images no camera would produce. Many pixels
+# end outside the valid range and show as pure black or white: nothing here keeps them in
+# range (the alpha-norm prior of lesson 11 is one way to keep them there). On a 28-pixel image
+# a blur of half a pixel is strong; rerun with `blur_every=0` to see what it removes.
 
 # %% [markdown]
 # ## 4. EfficientNet-Lite0, one regulariser at a time
