@@ -84,3 +84,20 @@ def check_layer(model: Module, layer: str, method: str) -> Module:
 
 def unbatch(result: Any, single: bool) -> Any:
     return result[0] if single else result
+
+
+def check_data_matrix(X: Any, op: str) -> np.ndarray:
+    """A data matrix (N samples, D features) for PCA and t-SNE, as float32/float64 on the host.
+
+    Accepts arrays and minivis Tensors; integers and float16 become float64; NaN/inf are refused.
+    """
+    X = np.asarray(getattr(X, "data", X))
+    if X.dtype.kind not in "fiu":
+        raise TypeError(f"{op}: X must be a numeric array (N, D), got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{op}: X must be 2-D (N samples, D features), got shape {X.shape}")
+    if X.dtype.kind != "f" or X.dtype.itemsize < 4:
+        X = X.astype(np.float64)
+    if not np.isfinite(X).all():
+        raise ValueError(f"{op}: X contains NaN or infinite values")
+    return X

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from minivis.vis._common import check_data_matrix
+
 METHODS = ("auto", "svd", "randomized")
 
 
@@ -48,7 +50,7 @@ class PCAResult:
 
     def transform(self, X: Any) -> np.ndarray:
         """Project new rows X (M, D) onto the fitted components -> (M, k)."""
-        X = _check_matrix(X, "PCAResult.transform")
+        X = check_data_matrix(X, "PCAResult.transform")
         if X.shape[1] != self.mean.shape[0]:
             raise ValueError(f"PCAResult.transform: X must have {self.mean.shape[0]} columns (as fitted), "
                              f"got shape {X.shape}")
@@ -61,19 +63,6 @@ class PCAResult:
             raise ValueError(f"PCAResult.inverse_transform: Z must be (M, {self.components.shape[0]}), "
                              f"got shape {Z.shape}")
         return Z @ self.components + self.mean
-
-
-def _check_matrix(X: Any, op: str) -> np.ndarray:
-    X = np.asarray(getattr(X, "data", X))  # also accepts a minivis Tensor
-    if X.dtype.kind not in "fiu":
-        raise TypeError(f"{op}: X must be a numeric array (N, D), got dtype {X.dtype}")
-    if X.ndim != 2:
-        raise ValueError(f"{op}: X must be 2-D (N samples, D features), got shape {X.shape}")
-    if X.dtype.kind != "f" or X.dtype.itemsize < 4:
-        X = X.astype(np.float64)
-    if not np.isfinite(X).all():
-        raise ValueError(f"{op}: X contains NaN or infinite values")
-    return X
 
 
 def _flip_signs(Vt: np.ndarray) -> np.ndarray:
@@ -111,7 +100,7 @@ def pca_fit(X: Any, k: int, method: str = "auto", seed: int = 0) -> PCAResult:
     seed: the random test matrix of the randomized method.
     The computation runs in X's float dtype (float32 stays float32; integers become float64).
     """
-    X = _check_matrix(X, "pca")
+    X = check_data_matrix(X, "pca")
     n, d = X.shape
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"pca: k must be an int, got {type(k).__name__}")

@@ -43,6 +43,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from minivis.kernels import cpu_tsne
+from minivis.vis._common import check_data_matrix
 from minivis.vis.pca_svd import pca
 
 METHODS = ("auto", "exact", "barnes_hut")
@@ -76,19 +77,6 @@ class TSNEResult:
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _check_data(X: Any, op: str) -> np.ndarray:
-    X = np.asarray(getattr(X, "data", X))
-    if X.dtype.kind not in "fiu":
-        raise TypeError(f"{op}: X must be a numeric array (N, D), got dtype {X.dtype}")
-    if X.ndim != 2:
-        raise ValueError(f"{op}: X must be 2-D (N points, D features), got shape {X.shape}")
-    if X.dtype.kind != "f" or X.dtype.itemsize < 4:
-        X = X.astype(np.float64)
-    if not np.isfinite(X).all():
-        raise ValueError(f"{op}: X contains NaN or infinite values")
-    return X
 
 
 def _check_perplexity(perplexity: Any, n: int, op: str) -> float:
@@ -148,7 +136,7 @@ def tsne_affinities(X: Any, perplexity: float = 30.0, method: str = "barnes_hut"
     Each conditional row ``p_{.|i}`` has entropy ``log(perplexity)`` to within ``tol`` nats;
     ``P = (P_cond + P_cond^T) / 2N`` is symmetric and sums to 1.
     """
-    X = _check_data(X, "tsne_affinities")
+    X = check_data_matrix(X, "tsne_affinities")
     n = X.shape[0]
     perplexity = _check_perplexity(perplexity, n, "tsne_affinities")
     _check_method(method, ("exact", "barnes_hut"), "tsne_affinities")
@@ -247,7 +235,7 @@ def tsne_fit(X: Any, perplexity: float = 30.0, n_iter: int = 750, early_exaggera
     seed: random init and PCA; init: "pca", "random" or an (N, 2) array. progress: tqdm bar.
     """
     op = "tsne"
-    X = _check_data(X, op)
+    X = check_data_matrix(X, op)
     n = X.shape[0]
     perplexity = _check_perplexity(perplexity, n, op)
     method = _check_method(method, METHODS, op)

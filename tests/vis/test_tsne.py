@@ -243,7 +243,7 @@ def test_embedding_quality_matches_opentsne_on_digits():
 
 def test_tsne_bad_input(rng):
     X, _ = _blobs(rng, n_per=20)
-    with pytest.raises(ValueError, match=r"tsne: X must be 2-D \(N points, D features\), got shape \(60,\)"):
+    with pytest.raises(ValueError, match=r"tsne: X must be 2-D \(N samples, D features\), got shape \(60,\)"):
         mv.vis.tsne(X[:, 0])
     with pytest.raises(TypeError, match="tsne: X must be a numeric array .* got dtype bool"):
         mv.vis.tsne(X > 0)
