@@ -45,7 +45,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.backend import FLOAT_DTYPES
 from minivis.functional._validate import check_same_device, check_tensor, int_pair, padding4
-from minivis.kernels import cpu_conv
+from minivis.kernels import cpu_conv, cpu_threads
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
@@ -84,47 +84,89 @@ def _out_hw(hw: tuple[int, ...], k: tuple[int, ...], stride: Pair, pad4: Pad4, d
 
 
 # ----------------------------------------------------------------------------- array-level building blocks
-CHUNK_BYTES = 2 << 20  # size of the im2col matrix of one batch chunk: about the L2 cache of two cores
+# Layout. Each batch chunk of m images gets one *wide* cols matrix (K, m*L): row (c, i, j), column
+# (n, pixel), filled by im2col through a transposed view. Then each product is one large GEMM per
+# chunk, e.g. (C_out, K) @ (K, m*L) for the forward, rather than m thin ones; its (C_out, m, L)
+# result is transposed into NCHW while still in cache (measured 1.3-1.8x faster than per-image
+# GEMMs on 14x14 layers). On the CPU, ``cpu_threads.map_batch`` gives each thread its own slice
+# of the batch, and inside it everything is single-threaded (``parallel=False`` kernels).
+CHUNK_BYTES = 256 << 10  # one chunk's cols matrix: half a core's L2 (512 KiB here; 256 KiB measured fastest)
 
 
-def _chunks(n: int, bytes_per_image: int) -> list[slice]:
-    """Batch slices whose im2col matrices take about ``CHUNK_BYTES`` each.
+def _chunks(part: slice, bytes_per_image: int) -> list[slice]:
+    """Slices of ``part`` (a slice of the batch) whose cols matrices take about ``CHUNK_BYTES`` each.
 
-    Blocking the batch keeps the matrix in cache between im2col writing it and the GEMM reading
-    it, and one buffer serves every chunk: a fresh 50 MB array would cost page faults and twice
-    the memory traffic (measured: CIFAR-sized 32-channel layers run 1.5x faster with 2 MB chunks
-    than with 8 MB ones). A chunk holds at least one image, whose GEMM is large enough for BLAS.
+    Blocking keeps the matrix in cache between im2col writing it and the GEMM reading it, and one
+    scratch buffer serves every chunk: a fresh 50 MB array per layer would cost page faults and
+    twice the memory traffic. A chunk holds at least one image.
     """
     step = max(1, CHUNK_BYTES // max(bytes_per_image, 1))
-    return [slice(start, min(start + step, n)) for start in range(0, max(n, 1), step)]  # n = 0: one empty chunk
+    return [slice(start, min(start + step, part.stop)) for start in range(part.start, part.stop, step)]
 
 
-def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int) -> Any:
-    """y = conv2d(x, w) on arrays (no bias). x: (N, C_in, H, W), w: (C_out, C_in/G, kh, kw) -> (N, C_out, Ho, Wo).
+def _over_batch(kernels: types.ModuleType, n: int, work: int, fn: Any) -> list[Any]:
+    """``fn(part)`` over the batch: one slice per CPU thread (``cpu_threads``); one call on the GPU."""
+    if kernels is cpu_conv:
+        return cpu_threads.map_batch(fn, n, work)
+    return [fn(slice(0, n))]
+
+
+def _wide(xp: Any, scratch: Any, rows: int, m: int, cols: int) -> Any:
+    """The first rows*m*cols elements of a flat scratch buffer as a contiguous (rows, m, cols) array."""
+    return scratch[:rows * m * cols].reshape(rows, m, cols)
+
+
+def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int, bias: Any = None) -> Any:
+    """y = conv2d(x, w) + bias on arrays. x: (N, C_in, H, W), w: (C_out, C_in/G, kh, kw) -> (N, C_out, Ho, Wo).
 
     y[n] = W @ im2col(x)[n] per group: (C_out/G, K) @ (K, Ho*Wo) with K = C_in/G*kh*kw.
+    bias: (C_out,) or None, added to each chunk while it is in cache.
     """
     kernels, xp = _kernels(x), backend.xp(x)
     x = xp.ascontiguousarray(x)
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
     ho, wo = _out_hw(x.shape[2:], (kh, kw), stride, pad4, dilation)
-    if _is_depthwise(c_in, groups, w.shape):
-        return kernels.depthwise_forward(x, w, stride, pad4, dilation, (ho, wo))
-    k_g = c_in // groups * kh * kw  # rows of cols per group (explicit: reshape(-1) fails on empty batches)
-    w_g = w.reshape(groups, c_out // groups, k_g)  # (G, C_out/G, K)
+    k, k_g, pixels = c_in * kh * kw, c_in // groups * kh * kw, ho * wo
+    b = None if bias is None else bias.reshape(1, c_out, 1)
+    if _is_depthwise(c_in, groups, w.shape) or _is_pointwise(kh, kw, stride, pad4):
+        if _is_depthwise(c_in, groups, w.shape):
+            out = kernels.depthwise_forward(x, w, stride, pad4, dilation, (ho, wo))
+        else:  # x already is its own cols matrix
+            out = xp.matmul(w.reshape(groups, c_out // groups, k_g), x.reshape(n, groups, k_g, pixels))
+        out = out.reshape(n, c_out, ho, wo)
+        return out if b is None else xp.add(out, b.reshape(1, c_out, 1, 1), out=out)
+    w_g = w.reshape(groups, c_out // groups, k_g)
     out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
-    out_g = out.reshape(n, groups, c_out // groups, ho * wo)  # a view: the GEMM writes NCHW directly
-    if _is_pointwise(kh, kw, stride, pad4):
-        xp.matmul(w_g, x.reshape(n, groups, k_g, ho * wo), out=out_g)
-        return out
-    parts = _chunks(n, c_in * kh * kw * ho * wo * x.itemsize)
-    buffer = xp.empty((parts[0].stop, c_in * kh * kw, ho * wo), dtype=x.dtype)
-    for part in parts:
-        m = part.stop - part.start
-        cols = kernels.im2col(x[part], kh, kw, stride, pad4, dilation, (ho, wo), out=buffer[:m])
-        xp.matmul(w_g, cols.reshape(m, groups, k_g, ho * wo), out=out_g[part])
+    out_l = out.reshape(n, c_out, pixels)
+    per_image = k * pixels * x.itemsize
+
+    def run(part: slice) -> None:  # one thread's slice of the batch
+        step = max(1, CHUNK_BYTES // per_image)
+        scratch_cols = xp.empty(k * step * pixels, dtype=x.dtype)
+        scratch_y = xp.empty(c_out * step * pixels, dtype=x.dtype)
+        for chunk in _chunks(part, per_image):
+            m = chunk.stop - chunk.start
+            cols = _wide(xp, scratch_cols, k, m, pixels)  # (K, m, L)
+            kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo), out=cols.transpose(1, 0, 2),
+                           parallel=False)
+            y = _wide(xp, scratch_y, c_out, m, pixels)  # (C_out, m, L)
+            xp.matmul(w_g, cols.reshape(groups, k_g, m * pixels), out=y.reshape(groups, c_out // groups, m * pixels))
+            if b is None:
+                out_l[chunk] = y.transpose(1, 0, 2)
+            else:
+                xp.add(y.transpose(1, 0, 2), b, out=out_l[chunk])
+
+    _over_batch(kernels, n, n * c_out * k_g * pixels, run)
     return out
+
+
+def _g_wide(xp: Any, g: Any, chunk: slice, scratch: Any) -> Any:
+    """g[chunk]: (m, C_out, Ho, Wo) copied into scratch as (C_out, m, Ho*Wo), the wide layout."""
+    m, c_out = chunk.stop - chunk.start, g.shape[1]
+    g_w = _wide(xp, scratch, c_out, m, g.shape[2] * g.shape[3])
+    xp.copyto(g_w, g[chunk].reshape(m, c_out, -1).transpose(1, 0, 2))
+    return g_w
 
 
 def conv2d_backward_input(g: Any, w: Any, x_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair,
@@ -142,19 +184,26 @@ def conv2d_backward_input(g: Any, w: Any, x_shape: tuple[int, ...], stride: Pair
     kh, kw = w.shape[2:]
     if _is_depthwise(c_in, groups, w.shape):
         return kernels.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation)
-    k_g = c_in // groups * kh * kw
+    k, k_g, pixels = c_in * kh * kw, c_in // groups * kh * kw, ho * wo
     w_t = w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1)  # (G, K, C_out/G): W^T per group
-    g_g = g.reshape(n, groups, c_out // groups, ho * wo)
     if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == x_shape[2:]:
-        return xp.matmul(w_t, g_g).reshape(x_shape)
+        return xp.matmul(w_t, g.reshape(n, groups, c_out // groups, pixels)).reshape(x_shape)
     dx = xp.empty(x_shape, dtype=g.dtype)
-    parts = _chunks(n, c_in * kh * kw * ho * wo * g.itemsize)
-    buffer = xp.empty((parts[0].stop, groups, c_in // groups * kh * kw, ho * wo), dtype=g.dtype)
-    for part in parts:
-        m = part.stop - part.start
-        dcols = xp.matmul(w_t, g_g[part], out=buffer[:m])  # (m, G, K, L)
-        kernels.col2im(dcols.reshape(m, groups * k_g, ho * wo), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation,
-                       (ho, wo), out=dx[part])
+    per_image = k * pixels * g.itemsize
+
+    def run(part: slice) -> None:  # one thread's slice of the batch
+        step = max(1, CHUNK_BYTES // per_image)
+        scratch_g = xp.empty(c_out * step * pixels, dtype=g.dtype)
+        scratch_cols = xp.empty(k * step * pixels, dtype=g.dtype)
+        for chunk in _chunks(part, per_image):
+            m = chunk.stop - chunk.start
+            g_w = _g_wide(xp, g, chunk, scratch_g)  # (C_out, m, L)
+            dcols = _wide(xp, scratch_cols, k, m, pixels)  # (K, m, L)
+            xp.matmul(w_t, g_w.reshape(groups, c_out // groups, m * pixels), out=dcols.reshape(groups, k_g, m * pixels))
+            kernels.col2im(dcols.transpose(1, 0, 2), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation, (ho, wo),
+                           out=dx[chunk], parallel=False)
+
+    _over_batch(kernels, n, n * c_out * k_g * pixels, run)
     return dx
 
 
@@ -164,6 +213,7 @@ def conv2d_backward_weight(g: Any, x: Any, w_shape: tuple[int, ...], stride: Pai
 
     im2col is recomputed here rather than kept from the forward pass: holding every layer's
     cols matrix (kh*kw times the input) until backward would cost far more memory than the copy.
+    Each thread sums its slice of the batch into its own partial dw; the partials are added last.
     """
     kernels, xp = _kernels(g), backend.xp(g)
     g, x = xp.ascontiguousarray(g), xp.ascontiguousarray(x)
@@ -172,20 +222,28 @@ def conv2d_backward_weight(g: Any, x: Any, w_shape: tuple[int, ...], stride: Pai
     kh, kw = w_shape[2:]
     if _is_depthwise(c_in, groups, w_shape):
         return kernels.depthwise_backward_weight(g, x, tuple(w_shape), stride, pad4, dilation)
-    k_g = c_in // groups * kh * kw
-    g_g = g.reshape(n, groups, c_out // groups, ho * wo)
+    k, k_g, pixels = c_in * kh * kw, c_in // groups * kh * kw, ho * wo
     if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == tuple(x.shape[2:]):
-        x_t = x.reshape(n, groups, k_g, ho * wo).transpose(0, 1, 3, 2)
-        return xp.matmul(g_g, x_t).sum(axis=0).reshape(w_shape)
-    dw = xp.zeros((groups, c_out // groups, k_g), dtype=g.dtype)
-    parts = _chunks(n, c_in * kh * kw * ho * wo * g.itemsize)
-    buffer = xp.empty((parts[0].stop, c_in * kh * kw, ho * wo), dtype=g.dtype)
-    for part in parts:
-        m = part.stop - part.start
-        cols = kernels.im2col(x[part], kh, kw, stride, pad4, dilation, (ho, wo), out=buffer[:m])
-        cols_t = cols.reshape(m, groups, k_g, ho * wo).transpose(0, 1, 3, 2)  # (m, G, L, K)
-        dw += xp.matmul(g_g[part], cols_t).sum(axis=0)  # (G, C_out/G, K)
-    return dw.reshape(w_shape)
+        x_t = x.reshape(n, groups, k_g, pixels).transpose(0, 1, 3, 2)
+        return xp.matmul(g.reshape(n, groups, c_out // groups, pixels), x_t).sum(axis=0).reshape(w_shape)
+    per_image = k * pixels * g.itemsize
+
+    def run(part: slice) -> Any:  # one thread's slice of the batch -> its partial dw (G, C_out/G, K)
+        step = max(1, CHUNK_BYTES // per_image)
+        scratch_g = xp.empty(c_out * step * pixels, dtype=g.dtype)
+        scratch_cols = xp.empty(k * step * pixels, dtype=g.dtype)
+        dw = xp.zeros((groups, c_out // groups, k_g), dtype=g.dtype)
+        for chunk in _chunks(part, per_image):
+            m = chunk.stop - chunk.start
+            cols = _wide(xp, scratch_cols, k, m, pixels)  # (K, m, L)
+            kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo), out=cols.transpose(1, 0, 2),
+                           parallel=False)
+            g_w = _g_wide(xp, g, chunk, scratch_g)  # (C_out, m, L)
+            dw += xp.matmul(g_w.reshape(groups, c_out // groups, m * pixels),
+                            cols.reshape(groups, k_g, m * pixels).transpose(0, 2, 1))
+        return dw
+
+    return sum(_over_batch(kernels, n, n * c_out * k_g * pixels, run)).reshape(w_shape)
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -284,9 +342,7 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
         raise ValueError(f"{op}: the (dilated) kernel {span[0]}x{span[1]} is larger than the padded input "
                          f"{padded[0]}x{padded[1]}")
 
-    out = conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups)
-    if bias is not None:
-        out += bias.data.reshape(1, -1, 1, 1)
+    out = conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups, None if bias is None else bias.data)
 
     def backward(g):
         gx = conv2d_backward_input(g, weight.data, x.shape, stride, pad4, dilation, groups) \

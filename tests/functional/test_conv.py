@@ -1,5 +1,6 @@
 """conv2d and conv_transpose2d: finite differences, PyTorch parity, the adjoint identity, bad input."""
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,7 @@ from minivis.functional.conv import (
     conv2d_forward,
     conv_transpose2d,
 )
-from minivis.kernels import cpu_conv
+from minivis.kernels import cpu_conv, cpu_threads
 from tests.gradcheck import check_gradients
 
 # name -> (x shape, weight shape, kwargs, pad4 that the padding means: (top, bottom, left, right)).
@@ -226,8 +227,14 @@ def test_building_blocks_match_the_literal_sliding_window(case, rng):
 
 @pytest.mark.parametrize("case", ["3x3 pad 1", "asymmetric padding", "groups 2", "1x1 stride 2"])
 @pytest.mark.parametrize("images_per_chunk", [1, 2])
-def test_building_blocks_split_the_batch_into_chunks_correctly(case, images_per_chunk, rng, monkeypatch):
-    """Large batches go through im2col in chunks; shrink the chunk so these small shapes take that path."""
+@pytest.mark.parametrize("threaded", [False, True])
+def test_building_blocks_split_the_batch_into_chunks_correctly(case, images_per_chunk, threaded, rng, monkeypatch):
+    """Large batches go through im2col in chunks, one slice of the batch per thread; shrink the chunk
+    (and, with ``threaded``, the work threshold of ``cpu_threads``) so these small shapes take both paths."""
+    if threaded:
+        if numba.get_num_threads() < 2:
+            pytest.skip("needs 2 Numba threads")
+        monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
     x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
     x_shape = (3,) + x_shape[1:]  # 3 images: with 2 per chunk the last chunk is partial
     stride = kwargs.get("stride", 1)
@@ -236,9 +243,9 @@ def test_building_blocks_split_the_batch_into_chunks_correctly(case, images_per_
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     ho = cpu_conv.output_size(x_shape[2], w_shape[2], stride[0], pad4[0], pad4[1], 1)
     wo = cpu_conv.output_size(x_shape[3], w_shape[3], stride[1], pad4[2], pad4[3], 1)
-    monkeypatch.setattr(conv_module, "CHUNK_BYTES", images_per_chunk * x_shape[1] * w_shape[2] * w_shape[3]
-                        * ho * wo * 8)
-    assert len(conv_module._chunks(3, x_shape[1] * w_shape[2] * w_shape[3] * ho * wo * 8)) == -(-3 // images_per_chunk)
+    per_image = x_shape[1] * w_shape[2] * w_shape[3] * ho * wo * 8
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", images_per_chunk * per_image)
+    assert len(conv_module._chunks(slice(0, 3), per_image)) == -(-3 // images_per_chunk)
     out = conv2d_forward(x, w, stride, pad4, (1, 1), groups)
     np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, (1, 1), groups), rtol=1e-12)
     g = rng.standard_normal(out.shape)

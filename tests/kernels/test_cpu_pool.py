@@ -86,3 +86,18 @@ def test_box_mean_and_backward_match_naive(rng, dtype, row_bins, col_bins):
     g = rng.standard_normal(out.shape).astype(dtype)
     grad = cpu_pool.box_mean_backward(g, rows, cols, (7, 6))
     np.testing.assert_allclose(grad, cpu_pool.naive_box_mean_backward(g, rows, cols, (7, 6)), **tol)
+
+
+@pytest.mark.parametrize("geometry", [((2, 2), (2, 2), (0, 0), (1, 1)),   # the 2x2 fast path
+                                      ((2, 2), (2, 1), (0, 0), (1, 1))])  # the generic loop
+def test_max_pool2d_switch_points_at_the_first_nan_of_a_window(geometry):
+    """Several NaNs in one window: the switch is the first one in row-major order (numpy's argmax,
+    PyTorch's rule), so the gradient goes to exactly one input."""
+    x = np.array([[[0.0, np.nan, 1.0, 2.0],
+                   [np.nan, 4.0, np.nan, np.nan]]])
+    out_hw = _out_hw(x.shape[1:], *geometry, False)
+    out, switches = cpu_pool.max_pool2d(x, *geometry, out_hw)
+    ref_out, ref_switches = cpu_pool.naive_max_pool2d(x, *geometry, out_hw)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(switches, ref_switches)
+    assert switches[0, 0, 0] == 1  # the NaN at (0, 1) comes before the one at (1, 0)

@@ -1,0 +1,54 @@
+"""cpu_threads: the batch split and the thread map that the CPU convolution path runs on."""
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+from minivis.kernels import cpu_threads
+
+
+@pytest.mark.parametrize("n, parts", [(0, 2), (1, 2), (5, 2), (7, 3), (8, 8), (3, 16)])
+def test_batch_slices_cover_the_batch_once_with_balanced_lengths(n, parts):
+    slices = cpu_threads.batch_slices(n, parts)
+    covered = np.concatenate([np.arange(n)[s] for s in slices])
+    np.testing.assert_array_equal(covered, np.arange(n))  # contiguous, in order, no overlap
+    lengths = [s.stop - s.start for s in slices]
+    assert max(lengths) - min(lengths) <= 1
+    assert len(slices) == max(1, min(parts, n))
+
+
+def test_map_batch_runs_one_slice_per_thread_above_the_work_threshold(monkeypatch):
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs 2 Numba threads")
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 10)
+    seen = []
+
+    def fn(part):
+        seen.append(threading.current_thread().name)
+        return part
+
+    parts = cpu_threads.map_batch(fn, 9, work=100)
+    assert [p.stop - p.start for p in parts] == [len(range(9)[p]) for p in cpu_threads.batch_slices(9, len(parts))]
+    assert len(parts) == numba.get_num_threads() and all(name.startswith("minivis-batch") for name in seen)
+    # below the threshold: one call on the whole batch, in the calling thread
+    seen.clear()
+    assert cpu_threads.map_batch(fn, 9, work=5) == [slice(0, 9)]
+    assert seen == [threading.current_thread().name]
+
+
+def test_map_batch_reraises_a_worker_error_after_every_slice_finished(monkeypatch):
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs 2 Numba threads")
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    finished = []
+
+    def fn(part):
+        if part.start == 0:
+            raise RuntimeError("slice 0 failed")
+        finished.append(part)
+
+    with pytest.raises(RuntimeError, match="slice 0 failed"):
+        cpu_threads.map_batch(fn, 4, work=1)
+    assert len(finished) == min(numba.get_num_threads(), 4) - 1
