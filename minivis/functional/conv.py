@@ -16,8 +16,8 @@ On the GEMM path (``im2col``) all three are matrix products. With ``cols = im2co
 ``(N, G, K, L)`` (``K = C_in/G*kh*kw`` rows, ``L = Ho*Wo`` output pixels) and ``W = w`` viewed as
 ``(G, C_out/G, K)``:
 
-    forward            y  = W @ cols                 (N, G, C_out/G, L) = NCHW directly
-    backward-input     dx = col2im(W^T @ g)
+    forward            y  = W @ cols                 (conv2d_forward)
+    backward-input     dx = col2im(W^T @ g)          (conv2d_backward, both gradients in one pass)
     backward-weight    dw = sum_n g[n] @ cols[n]^T
 
 Two shapes skip im2col: a 1x1 convolution with stride 1 and no padding already has ``x`` as its
@@ -169,81 +169,79 @@ def _g_wide(xp: Any, g: Any, chunk: slice, scratch: Any) -> Any:
     return g_w
 
 
-def conv2d_backward_input(g: Any, w: Any, x_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair,
-                          groups: int) -> Any:
-    """dL/dx = conv2d^T(g): g: (N, C_out, Ho, Wo), w: (C_out, C_in/G, kh, kw) -> (N, C_in, H, W) = ``x_shape``.
+def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: tuple[int, ...], stride: Pair,
+                    pad4: Pad4, dilation: Pair, groups: int, need_input: bool = True,
+                    need_weight: bool = True) -> tuple[Any, Any]:
+    """(dL/dx, dL/dw) of a convolution, each None unless asked for, in one pass over g.
 
-    dx[n] = col2im(W^T @ g[n]) per group. The output size is read from ``g``; input pixels that
-    no output pixel read get 0.
+    g: (N, C_out, Ho, Wo); w: the weight (needed for dL/dx); x: the input (needed for dL/dw).
+
+        dx[n] = col2im(W^T @ g[n])          dw = sum_n g[n] @ im2col(x)[n]^T        (per group)
+
+    When both are asked for, each chunk of g is transposed once and used by both products while it
+    is in cache. im2col is recomputed here rather than kept from the forward pass: holding every
+    layer's cols matrix (kh*kw times the input) until backward would cost far more memory. Each
+    thread sums its slice of the batch into its own partial dw; the partials are added last.
     """
     kernels, xp = _kernels(g), backend.xp(g)
     g = xp.ascontiguousarray(g)
+    x = None if x is None else xp.ascontiguousarray(x)
     x_shape = tuple(x_shape)
     n, c_out, ho, wo = g.shape
-    c_in = x_shape[1]
-    kh, kw = w.shape[2:]
-    if _is_depthwise(c_in, groups, w.shape):
-        return kernels.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation)
+    c_in, (kh, kw) = x_shape[1], w_shape[2:]
     k, k_g, pixels = c_in * kh * kw, c_in // groups * kh * kw, ho * wo
-    w_t = w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1)  # (G, K, C_out/G): W^T per group
-    if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == x_shape[2:]:
-        return xp.matmul(w_t, g.reshape(n, groups, c_out // groups, pixels)).reshape(x_shape)
-    dx = xp.empty(x_shape, dtype=g.dtype)
-    per_image = k * pixels * g.itemsize
-
-    def run(part: slice) -> None:  # one thread's slice of the batch
-        step = max(1, CHUNK_BYTES // per_image)
-        scratch_g = xp.empty(c_out * step * pixels, dtype=g.dtype)
-        scratch_cols = xp.empty(k * step * pixels, dtype=g.dtype)
-        for chunk in _chunks(part, per_image):
-            m = chunk.stop - chunk.start
-            g_w = _g_wide(xp, g, chunk, scratch_g)  # (C_out, m, L)
-            dcols = _wide(xp, scratch_cols, k, m, pixels)  # (K, m, L)
-            xp.matmul(w_t, g_w.reshape(groups, c_out // groups, m * pixels), out=dcols.reshape(groups, k_g, m * pixels))
-            kernels.col2im(dcols.transpose(1, 0, 2), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation, (ho, wo),
-                           out=dx[chunk], parallel=False)
-
-    _over_batch(kernels, n, n * c_out * k_g * pixels, run)
-    return dx
-
-
-def conv2d_backward_weight(g: Any, x: Any, w_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair,
-                           groups: int) -> Any:
-    """dL/dw = sum_n g[n] @ im2col(x)[n]^T per group: g: (N, C_out, Ho, Wo), x: (N, C_in, H, W) -> ``w_shape``.
-
-    im2col is recomputed here rather than kept from the forward pass: holding every layer's
-    cols matrix (kh*kw times the input) until backward would cost far more memory than the copy.
-    Each thread sums its slice of the batch into its own partial dw; the partials are added last.
-    """
-    kernels, xp = _kernels(g), backend.xp(g)
-    g, x = xp.ascontiguousarray(g), xp.ascontiguousarray(x)
-    n, c_out, ho, wo = g.shape
-    c_in = x.shape[1]
-    kh, kw = w_shape[2:]
     if _is_depthwise(c_in, groups, w_shape):
-        return kernels.depthwise_backward_weight(g, x, tuple(w_shape), stride, pad4, dilation)
-    k, k_g, pixels = c_in * kh * kw, c_in // groups * kh * kw, ho * wo
-    if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == tuple(x.shape[2:]):
-        x_t = x.reshape(n, groups, k_g, pixels).transpose(0, 1, 3, 2)
-        return xp.matmul(g.reshape(n, groups, c_out // groups, pixels), x_t).sum(axis=0).reshape(w_shape)
+        return (kernels.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation) if need_input else None,
+                kernels.depthwise_backward_weight(g, x, tuple(w_shape), stride, pad4, dilation)
+                if need_weight else None)
+    if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == x_shape[2:]:  # x and dx are their own cols matrices
+        g_g = g.reshape(n, groups, c_out // groups, pixels)
+        dx = dw = None
+        if need_input:
+            dx = xp.matmul(w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1), g_g).reshape(x_shape)
+        if need_weight:
+            dw = xp.matmul(g_g, x.reshape(n, groups, k_g, pixels).transpose(0, 1, 3, 2)).sum(axis=0).reshape(w_shape)
+        return dx, dw
+    w_t = None if w is None else w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1)  # (G, K, C_out/G)
+    dx = xp.empty(x_shape, dtype=g.dtype) if need_input else None
     per_image = k * pixels * g.itemsize
 
     def run(part: slice) -> Any:  # one thread's slice of the batch -> its partial dw (G, C_out/G, K)
         step = max(1, CHUNK_BYTES // per_image)
         scratch_g = xp.empty(c_out * step * pixels, dtype=g.dtype)
         scratch_cols = xp.empty(k * step * pixels, dtype=g.dtype)
-        dw = xp.zeros((groups, c_out // groups, k_g), dtype=g.dtype)
+        dw = xp.zeros((groups, c_out // groups, k_g), dtype=g.dtype) if need_weight else None
         for chunk in _chunks(part, per_image):
             m = chunk.stop - chunk.start
-            cols = _wide(xp, scratch_cols, k, m, pixels)  # (K, m, L)
-            kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo), out=cols.transpose(1, 0, 2),
-                           parallel=False)
-            g_w = _g_wide(xp, g, chunk, scratch_g)  # (C_out, m, L)
-            dw += xp.matmul(g_w.reshape(groups, c_out // groups, m * pixels),
-                            cols.reshape(groups, k_g, m * pixels).transpose(0, 2, 1))
+            g_w = _g_wide(xp, g, chunk, scratch_g).reshape(groups, c_out // groups, m * pixels)
+            cols = _wide(xp, scratch_cols, k, m, pixels)  # (K, m, L): first dcols, then im2col(x)
+            if need_input:
+                xp.matmul(w_t, g_w, out=cols.reshape(groups, k_g, m * pixels))
+                kernels.col2im(cols.transpose(1, 0, 2), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation, (ho, wo),
+                               out=dx[chunk], parallel=False)
+            if need_weight:
+                kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo), out=cols.transpose(1, 0, 2),
+                               parallel=False)
+                dw += xp.matmul(g_w, cols.reshape(groups, k_g, m * pixels).transpose(0, 2, 1))
         return dw
 
-    return sum(_over_batch(kernels, n, n * c_out * k_g * pixels, run)).reshape(w_shape)
+    partials = _over_batch(kernels, n, n * c_out * k_g * pixels * (need_input + need_weight), run)
+    return dx, sum(partials).reshape(w_shape) if need_weight else None
+
+
+def conv2d_backward_input(g: Any, w: Any, x_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair,
+                          groups: int) -> Any:
+    """dL/dx = conv2d^T(g): g: (N, C_out, Ho, Wo), w: (C_out, C_in/G, kh, kw) -> (N, C_in, H, W) = ``x_shape``.
+
+    The output size is read from ``g``; input pixels that no output pixel read get 0.
+    """
+    return conv2d_backward(g, w, None, w.shape, x_shape, stride, pad4, dilation, groups, need_weight=False)[0]
+
+
+def conv2d_backward_weight(g: Any, x: Any, w_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair,
+                           groups: int) -> Any:
+    """dL/dw: g: (N, C_out, Ho, Wo), x: (N, C_in, H, W) -> ``w_shape``."""
+    return conv2d_backward(g, None, x, w_shape, x.shape, stride, pad4, dilation, groups, need_input=False)[1]
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -345,10 +343,8 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     out = conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups, None if bias is None else bias.data)
 
     def backward(g):
-        gx = conv2d_backward_input(g, weight.data, x.shape, stride, pad4, dilation, groups) \
-            if x.requires_grad else None
-        gw = conv2d_backward_weight(g, x.data, weight.shape, stride, pad4, dilation, groups) \
-            if weight.requires_grad else None
+        gx, gw = conv2d_backward(g, weight.data, x.data, weight.shape, x.shape, stride, pad4, dilation, groups,
+                                 need_input=x.requires_grad, need_weight=weight.requires_grad)
         if bias is None:
             return gx, gw
         return gx, gw, _bias_grad(g) if bias.requires_grad else None
