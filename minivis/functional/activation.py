@@ -27,7 +27,7 @@ def _kernels(data: Any, op: str) -> types.ModuleType:
 def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: str) -> Tensor:
     """f(x) = clip(x, low, high) (with ``negative_slope * x`` below ``low``) and its rule-aware backward."""
     xp = backend.xp(x.data)
-    out = xp.clip(x.data, low, high)
+    out = cpu_activation.clip(x.data, low, high) if isinstance(x.data, np.ndarray) else xp.clip(x.data, low, high)
     if negative_slope:
         out = xp.where(x.data > low, out, negative_slope * x.data).astype(x.dtype)
 

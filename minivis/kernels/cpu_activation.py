@@ -1,9 +1,25 @@
-"""Fused elementwise kernel for the ReLU-family backward rules (see ``minivis.rules``)."""
+"""Elementwise kernels of the ReLU family: the clip forward and the fused backward rules (see
+``minivis.rules``). Both run on all threads; NumPy's ``clip`` runs on one."""
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+
+@numba.njit(parallel=True, cache=True)
+def _clip(x, low, high, out):
+    for i in numba.prange(x.size):
+        v = x[i]
+        out[i] = low if v < low else (high if v > high else v)  # NaN fails both tests: it propagates
+
+
+def clip(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``min(max(x, low), high)`` elementwise in x's dtype and shape (``np.clip``; NaN stays NaN)."""
+    x = np.asarray(x, order="C")
+    out = np.empty_like(x)
+    _clip(x.reshape(-1), x.dtype.type(low), x.dtype.type(high), out.reshape(-1))
+    return out
 
 
 @numba.njit(parallel=True, cache=True)

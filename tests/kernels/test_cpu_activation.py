@@ -4,6 +4,7 @@ also runs quickly with NUMBA_DISABLE_JIT=1."""
 import numpy as np
 import pytest
 
+from minivis.kernels import cpu_activation
 from minivis.kernels.cpu_activation import naive_relu_rule_backward, relu_rule_backward
 from minivis.rules import RULE_CODES
 
@@ -53,3 +54,14 @@ def test_fused_by_hand():
     np.testing.assert_array_equal(relu_rule_backward(g, x, 0.0, 6.0, 0.0, code["deconvnet"]), [3, 3, 0, 2, 0])
     np.testing.assert_array_equal(relu_rule_backward(g, x, 0.0, np.inf, 0.5, code["gradient"]),
                                   [1.5, 1.5, -1, 2, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bounds", [(0.0, np.inf), (0.0, 6.0)])
+def test_clip_matches_numpy_clip_including_nan_and_inf(rng, dtype, bounds):
+    x = (rng.standard_normal((3, 4, 5)) * 8).astype(dtype)
+    x.flat[[0, 7, 11]] = [np.nan, np.inf, -np.inf]
+    out = cpu_activation.clip(x, *bounds)
+    assert out.dtype == dtype and out.shape == x.shape
+    np.testing.assert_array_equal(out, np.clip(x, *bounds))
+    assert cpu_activation.clip(np.float32(-2.0), *bounds).shape == ()  # 0-d in, 0-d out
