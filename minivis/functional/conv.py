@@ -89,7 +89,8 @@ def _out_hw(hw: tuple[int, ...], k: tuple[int, ...], stride: Pair, pad4: Pad4, d
 # chunk, e.g. (C_out, K) @ (K, m*L) for the forward, rather than m thin ones; its (C_out, m, L)
 # result is transposed into NCHW while still in cache (measured 1.3-1.8x faster than per-image
 # GEMMs on 14x14 layers). On the CPU, ``cpu_threads.map_batch`` gives each thread its own slice
-# of the batch, and inside it everything is single-threaded (``parallel=False`` kernels).
+# of the batch, and inside it everything is single-threaded (``parallel=False`` kernels); a batch
+# too small to split (one large photo) runs in the calling thread, its im2col parallel over channels.
 CHUNK_BYTES = 256 << 10  # one chunk's cols matrix: half a core's L2 (512 KiB here; 256 KiB measured fastest)
 
 
@@ -105,10 +106,10 @@ def _chunks(part: slice, bytes_per_image: int) -> list[slice]:
 
 
 def _over_batch(kernels: types.ModuleType, n: int, work: int, fn: Any) -> list[Any]:
-    """``fn(part)`` over the batch: one slice per CPU thread (``cpu_threads``); one call on the GPU."""
+    """``fn(part, parallel)`` over the batch: one slice per CPU thread (``cpu_threads``); one call on the GPU."""
     if kernels is cpu_conv:
         return cpu_threads.map_batch(fn, n, work)
-    return [fn(slice(0, n))]
+    return [fn(slice(0, n), True)]
 
 
 def _wide(xp: Any, scratch: Any, rows: int, m: int, cols: int) -> Any:
@@ -141,7 +142,7 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
     out_l = out.reshape(n, c_out, pixels)
     per_image = k * pixels * x.itemsize
 
-    def run(part: slice) -> None:  # one thread's slice of the batch
+    def run(part: slice, parallel: bool) -> None:  # one thread's slice of the batch
         step = max(1, CHUNK_BYTES // per_image)
         scratch_cols = xp.empty(k * step * pixels, dtype=x.dtype)
         scratch_y = xp.empty(c_out * step * pixels, dtype=x.dtype)
@@ -149,7 +150,7 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
             m = chunk.stop - chunk.start
             cols = _wide(xp, scratch_cols, k, m, pixels)  # (K, m, L)
             kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo), out=cols.transpose(1, 0, 2),
-                           parallel=False)
+                           parallel=parallel)
             y = _wide(xp, scratch_y, c_out, m, pixels)  # (C_out, m, L)
             xp.matmul(w_g, cols.reshape(groups, k_g, m * pixels), out=y.reshape(groups, c_out // groups, m * pixels))
             if b is None:
@@ -206,7 +207,7 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
     dx = xp.empty(x_shape, dtype=g.dtype) if need_input else None
     per_image = k * pixels * g.itemsize
 
-    def run(part: slice) -> Any:  # one thread's slice of the batch -> its partial dw (G, C_out/G, K)
+    def run(part: slice, parallel: bool) -> Any:  # one thread's slice of the batch -> its partial dw (G, C_out/G, K)
         step = max(1, CHUNK_BYTES // per_image)
         scratch_g = xp.empty(c_out * step * pixels, dtype=g.dtype)
         scratch_cols = xp.empty(k * step * pixels, dtype=g.dtype)
@@ -218,10 +219,10 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
             if need_input:
                 xp.matmul(w_t, g_w, out=cols.reshape(groups, k_g, m * pixels))
                 kernels.col2im(cols.transpose(1, 0, 2), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation, (ho, wo),
-                               out=dx[chunk], parallel=False)
+                               out=dx[chunk], parallel=parallel)
             if need_weight:
                 kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo), out=cols.transpose(1, 0, 2),
-                               parallel=False)
+                               parallel=parallel)
                 dw += xp.matmul(g_w, cols.reshape(groups, k_g, m * pixels).transpose(0, 2, 1))
         return dw
 

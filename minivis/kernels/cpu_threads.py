@@ -55,25 +55,29 @@ def batch_slices(n: int, parts: int) -> list[slice]:
     return [slice(bounds[k], bounds[k + 1]) for k in range(parts)]
 
 
-def map_batch(fn: Callable[[slice], Any], n: int, work: float) -> list[Any]:
-    """``[fn(s) for s in batch_slices(n, T)]``, one slice per thread, T = ``numba.get_num_threads()``.
+def map_batch(fn: Callable[[slice, bool], Any], n: int, work: float) -> list[Any]:
+    """``[fn(s, False) for s in batch_slices(n, T)]``, one slice per thread, T = ``numba.get_num_threads()``.
 
-    ``fn`` must use only serial kernels and BLAS. ``work``: the multiply-adds of the whole call;
-    below ``MIN_WORK`` (or with one thread or one image) ``fn`` runs once, on the whole batch, in
-    the calling thread, with BLAS threads as configured.
+    ``fn(part, parallel)``: with ``parallel=False`` (in a worker) it must use only serial kernels
+    and BLAS. ``work``: the multiply-adds of the whole call. Below ``MIN_WORK``, or with one thread
+    or one image, ``fn(slice(0, n), True)`` runs once in the calling thread instead, where kernels
+    may use all threads themselves (one large image: its im2col runs in parallel over channels).
     """
     threads = min(numba.get_num_threads(), n)
     if threads <= 1 or work < MIN_WORK:
-        return [fn(slice(0, n))]
+        return [fn(slice(0, n), True)]
     pool = _executor(threads)
     with _one_blas_thread():
-        futures = [pool.submit(fn, part) for part in batch_slices(n, threads)]
+        futures = [pool.submit(fn, part, False) for part in batch_slices(n, threads)]
         wait(futures)  # every slice finishes before BLAS gets its threads back, even if one failed
     return [future.result() for future in futures]
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-D NumPy arrays, rows (or, for few rows, columns) of the result split across threads.
+    """``a @ b`` for 2-D NumPy arrays, the longer side of the result split across threads.
+
+    Splitting rows makes every thread read (and BLAS pack) all of ``b``, splitting columns all
+    of ``a``: cutting the longer side shares the larger operand.
 
     Why not BLAS's own threads: OpenBLAS's idle threads keep spinning for ~0.1 s after a threaded
     call, and a convolution that starts within that time runs on cores they occupy (measured: a
@@ -83,9 +87,10 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     m, n = a.shape[0], b.shape[1]
     out = np.empty((m, n), dtype=np.result_type(a, b))
     work = m * n * a.shape[1]
-    if m >= numba.get_num_threads():
-        map_batch(lambda rows: np.matmul(a[rows], b, out=out[rows]), m, work)
-    else:  # e.g. one image through a large fully connected layer: split the output features
+    if m >= n:
+        map_batch(lambda rows, _: np.matmul(a[rows], b, out=out[rows]), m, work)
+    else:
         cols_t = out.T  # (n, m) view; each worker writes whole columns of out
-        map_batch(lambda cols: np.matmul(a, b[:, cols], out=cols_t[cols].T), n, work)
+        map_batch(lambda cols, _: np.matmul(a, b[:, cols], out=cols_t[cols].T), n, work)
     return out
+

@@ -25,17 +25,18 @@ def test_map_batch_runs_one_slice_per_thread_above_the_work_threshold(monkeypatc
     monkeypatch.setattr(cpu_threads, "MIN_WORK", 10)
     seen = []
 
-    def fn(part):
-        seen.append(threading.current_thread().name)
+    def fn(part, parallel):
+        seen.append((threading.current_thread().name, parallel))
         return part
 
     parts = cpu_threads.map_batch(fn, 9, work=100)
     assert [p.stop - p.start for p in parts] == [len(range(9)[p]) for p in cpu_threads.batch_slices(9, len(parts))]
-    assert len(parts) == numba.get_num_threads() and all(name.startswith("minivis-batch") for name in seen)
-    # below the threshold: one call on the whole batch, in the calling thread
+    assert len(parts) == numba.get_num_threads()
+    assert all(name.startswith("minivis-batch") and not parallel for name, parallel in seen)  # serial kernels
+    # below the threshold: one call on the whole batch, in the calling thread, kernels may go parallel
     seen.clear()
     assert cpu_threads.map_batch(fn, 9, work=5) == [slice(0, 9)]
-    assert seen == [threading.current_thread().name]
+    assert seen == [(threading.current_thread().name, True)]
 
 
 def test_map_batch_reraises_a_worker_error_after_every_slice_finished(monkeypatch):
@@ -44,7 +45,7 @@ def test_map_batch_reraises_a_worker_error_after_every_slice_finished(monkeypatc
     monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
     finished = []
 
-    def fn(part):
+    def fn(part, parallel):
         if part.start == 0:
             raise RuntimeError("slice 0 failed")
         finished.append(part)
