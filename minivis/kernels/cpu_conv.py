@@ -9,9 +9,9 @@ pixel ``(oh, ow)`` with kernel tap ``(i, j)`` reads input pixel
 
 ``im2col`` copies these reads into a matrix ``cols: (N, C*kh*kw, Ho*Wo)`` whose row
 ``(c*kh + i)*kw + j`` holds tap ``(i, j)`` of channel ``c`` for every output pixel. With ``C``
-outermost, the same memory viewed as ``(N, G, C/G*kh*kw, Ho*Wo)`` splits the rows by group, so
-a grouped convolution is one batched GEMM ``w.reshape(G, C_out/G, C/G*kh*kw) @ cols`` that lands
-in NCHW order directly. ``col2im`` is its adjoint: it scatter-adds a ``cols`` matrix back onto
+outermost, its rows split by group, so a grouped convolution is one GEMM per group
+(``minivis.functional.conv`` fills a (K, m, Ho*Wo) buffer through a transposed view, one wide
+matrix for m images). ``col2im`` is its adjoint: it scatter-adds a ``cols`` matrix back onto
 the pixels that were read (the input-gradient of a convolution).
 
 Depthwise convolutions (one input channel per group) would be N*C tiny GEMMs, so they get
@@ -19,7 +19,9 @@ direct kernels instead: forward, input-gradient and weight-gradient.
 
 Every kernel runs in parallel over (n, c) planes: each plane of the output is written by one
 thread only, so no two threads ever add into the same memory. The ``prange`` kernels only hand
-out planes; a plain ``@njit`` function does each plane's work. The ``naive_*`` functions are
+out planes; a plain ``@njit`` function does each plane's work. ``im2col`` and ``col2im`` also have
+serial twins (``parallel=False``) that release the GIL, for the per-thread batch slices of
+``cpu_threads.map_batch``. The ``naive_*`` functions are
 plain-NumPy references (a literal sliding window), used by the tests only.
 """
 
