@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import finish, fmt, markdown_table, parse_args, print_table, setup, timeit
+from common import finish, fmt, markdown_table, parse_args, print_table, setup, timeit, timeit_interleaved
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.torch_twins
 
@@ -110,9 +110,8 @@ def lite0_forward(batch: int, quick: bool) -> dict:
     a, b = ours(), theirs()
     err = float(np.abs(a - b).max())
     check = "ok" if err <= 1e-3 * float(np.abs(b).max()) else f"MISMATCH {err:.2e}"
-    repeat = 3 if quick else 10
-    t_ours = timeit(ours, repeat=repeat, warmup=1)
-    t_torch = timeit(theirs, repeat=repeat, warmup=1)
+    repeat = 3 if quick else 20  # interleaved rounds (ours, theirs, ours, ...): a noisy spell hits both sides
+    t_ours, t_torch = timeit_interleaved([ours, theirs], repeat=repeat, warmup=1)
     return {"case": f"efficientnet_lite0 forward, batch {batch} at {size}px", "minivis_s": t_ours,
             "torch_s": t_torch, "ratio": t_torch / t_ours, "check": check, "max_logit_diff": err}
 
