@@ -65,7 +65,7 @@ from tests import torch_twins  # noqa: E402
 NETS = {"efficientnet_lite0": "_blocks.15", "vgg16": "features.29", "fashion_cnn": "features.8"}
 SINGLE = ("saliency", "guided_backprop", "deconvnet", "grad_cam")
 MULTI = ("smoothgrad", "integrated_gradients")
-SAMPLE_BATCH = 16
+SAMPLE_BATCH = 8  # minivis's default batch_size for smoothgrad / integrated_gradients
 NOISE = 0.15
 CHECK_RTOL = 1e-9  # ||a - b|| / ||b||, float64 on both sides
 CHECK_IG_STEPS = 2

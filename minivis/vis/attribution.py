@@ -205,7 +205,7 @@ def _mean_over_samples(model: Module, batch: Any, target: Target, samples: Calla
 
 
 def smoothgrad(model: Module, x: Any, target: Target, n: int = 50, noise: float = 0.15,
-               method: str = "saliency", batch_size: int = 16, seed: int | None = 0,
+               method: str = "saliency", batch_size: int = 8, seed: int | None = 0,
                progress: bool | None = None) -> Any:
     """SmoothGrad: the mean of a sensitivity map over ``n`` noisy copies of each image,
 
@@ -219,10 +219,11 @@ def smoothgrad(model: Module, x: Any, target: Target, n: int = 50, noise: float 
       shaped like x.
 
     The noisy copies are streamed through the model ``batch_size`` at a time, so memory stays
-    bounded for any ``n``. The noise comes from ``np.random.default_rng(seed)`` and the same
-    standard-normal draws (scaled by each image's sigma) serve every image of a batch: an image
-    gets the same result alone or in a batch, whatever the batch size. ``progress``: show a tqdm
-    bar (None: only for long runs).
+    bounded for any ``n`` (the default 8 keeps VGG16 at 224 px near 1.2 GB; 16 needs 2.3 GB).
+    The noise comes from ``np.random.default_rng(seed)`` and the same standard-normal draws
+    (scaled by each image's sigma) serve every image of a batch: an image gets the same result
+    alone or in a batch, whatever the batch size. ``progress``: show a tqdm bar (None: only for
+    long runs).
     """
     n = _check_int(n, "smoothgrad", "n")
     batch_size = _check_int(batch_size, "smoothgrad", "batch_size")
@@ -276,7 +277,7 @@ def _as_baseline(baseline: Any, batch: Any, method: str) -> Any:
 
 
 def integrated_gradients(model: Module, x: Any, target: Target, baseline: Any = None, steps: int = 50,
-                         batch_size: int = 16, return_delta: bool = False,
+                         batch_size: int = 8, return_delta: bool = False,
                          progress: bool | None = None) -> Any:
     """Integrated gradients along the straight path from ``baseline`` x' to x, by the midpoint rule:
 
@@ -285,7 +286,8 @@ def integrated_gradients(model: Module, x: Any, target: Target, baseline: Any = 
     By the fundamental theorem of calculus for line integrals the exact IG sums to
     S(x) - S(x') (completeness); the midpoint rule approximates it with an O(1/steps^2) error.
     baseline: None (black, zeros), a number, or an array shaped like one image or like the batch.
-    The path points are streamed through the model ``batch_size`` at a time.
+    The path points are streamed through the model ``batch_size`` at a time (memory as for
+    ``smoothgrad``).
 
     Returns the attribution shaped like x; with ``return_delta=True`` also the completeness
     error per image, ``sum(IG) - (S(x) - S(x'))`` (a number for one image, (N,) for a batch),
