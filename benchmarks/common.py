@@ -225,12 +225,15 @@ def timeit(fn: Callable[[], Any], repeat: int, warmup: int = 1,
 
 
 def timeit_interleaved(fns: Sequence[Callable[[], Any]], repeat: int, warmup: int = 1,
-                       sync: Callable[[], None] | None = None) -> list[float]:
+                       sync: Callable[[], None] | None = None, pause: float = 0.0) -> list[float]:
     """Min-of-``repeat`` seconds of each of ``fns``, calling them in turn in every round.
 
     Alternating (a, b, a, b, ...) rather than timing all of a and then all of b means both
     sides see the same machine: on a shared machine whose load changes from minute to minute,
-    blocked timing can hand one side a quiet minute and the other a busy one.
+    blocked timing can hand one side a quiet minute and the other a busy one. ``pause``: seconds
+    to sleep before each timed call, so that the thread pools of the previous call (OpenBLAS
+    and OpenMP threads spin for up to ~0.2 s after their work) are idle again; without it each
+    side pays for the other's spinning threads, which matters for calls of a few milliseconds.
     """
     if repeat < 1:
         raise ValueError(f"timeit_interleaved: repeat must be >= 1, got {repeat}")
@@ -242,6 +245,8 @@ def timeit_interleaved(fns: Sequence[Callable[[], Any]], repeat: int, warmup: in
     for _ in range(repeat):
         for i, fn in enumerate(fns):
             sync()
+            if pause:
+                time.sleep(pause)
             start = time.perf_counter()
             fn()
             sync()

@@ -18,10 +18,11 @@ the same threads on both sides:
 
 Throughput is images per second; **ratio = mining throughput / torch forward throughput** (the
 target is >= 0.8: mining should add almost nothing to a forward pass). Peak memory is the
-tracemalloc peak (NumPy allocations) during the mining call, which must stay flat in n: the
-miner holds one batch of activations and O(C k) numbers per layer, never N x C x H x W. The
-mining runs are traced (a small, honest handicap); the forward runs are not. Each pass runs
-once per size, the three in turn, so they see the same machine load as far as possible.
+tracemalloc peak (NumPy allocations) during a second, untimed mining call, which must stay flat
+in n: the miner holds one batch of activations and O(C k) numbers per layer, never
+N x C x H x W. The timed calls are not traced: tracemalloc takes the GIL on every NumPy
+allocation, which slows minivis's worker threads (measured: +18% on 5,120 images). Each pass
+runs once per size, the three in turn, so they see the same machine load as far as possible.
 
 Before timing, minivis's logits are compared with torch's (float32, rtol 1e-4) and the miner's
 result on the first images with a brute-force pass that stores every activation and sorts.
@@ -157,19 +158,22 @@ def minivis_forward_loop(model, images, batch: int):
     return run
 
 
-def mining_traced(model, images, batch: int) -> tuple[float, float]:
-    """Seconds and tracemalloc peak (MB above the start) of one top_activations call."""
+def mining(model, images, batch: int) -> None:
+    """One top_activations call: the user-visible mining of LAYERS, crops included."""
     from minivis.vis.mining import top_activations  # noqa: PLC0415
 
+    top_activations(model, images, LAYERS, k=K, batch_size=batch, crop=True)
+
+
+def mining_peak_mb(model, images, batch: int) -> float:
+    """tracemalloc peak (MB above the start) of one mining call (untimed: tracing slows it)."""
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    start = time.perf_counter()
-    top_activations(model, images, LAYERS, k=K, batch_size=batch, crop=True)
-    seconds = time.perf_counter() - start
+    mining(model, images, batch)
     peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
-    return seconds, peak / 1e6
+    return peak / 1e6
 
 
 def stored_activations_mb(model, n: int) -> float:
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     # Warm-up on one batch of each side (Numba loads its cache, torch creates its primitives).
     first = images[:batch]
     for warm in (torch_forward_loop(twin, first, batch, model.mean[0], model.std[0]),
-                 minivis_forward_loop(model, first, batch), lambda: mining_traced(model, first, batch)):
+                 minivis_forward_loop(model, first, batch), lambda: mining(model, first, batch)):
         warm()
     rows = []
     for n in sizes:
@@ -215,10 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         # turn (torch, minivis forward, mining) so that they share the machine's load as evenly as
         # possible (timeit_interleaved's idea at the granularity of whole passes).
         repeat = 1
-        peaks: list[float] = []
 
-        def mine(subset=subset, peaks=peaks):
-            peaks.append(mining_traced(model, subset, batch)[1])
+        def mine(subset=subset):
+            mining(model, subset, batch)
 
         # minivis's plain forward pass (for the mining overhead) only at the first size of a full run:
         # a 60k-image pass of it would add most of an hour on a small machine and say nothing new.
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         fns += [minivis_forward_loop(model, subset, batch)] if plain else []
         torch_s, mine_s, *rest = timeit_interleaved(fns, repeat=repeat, warmup=0)
         mv_s = rest[0] if plain else None
-        peak_mb = max(peaks)
+        peak_mb = mining_peak_mb(model, subset, batch)
         row = {"n": n, "torch_forward_s": torch_s, "minivis_forward_s": mv_s, "mining_s": mine_s,
                "torch_img_per_s": n / torch_s, "minivis_img_per_s": n / mv_s if mv_s else None,
                "mining_img_per_s": n / mine_s, "ratio_vs_torch": torch_s / mine_s,

@@ -110,8 +110,10 @@ def lite0_forward(batch: int, quick: bool) -> dict:
     a, b = ours(), theirs()
     err = float(np.abs(a - b).max())
     check = "ok" if err <= 1e-3 * float(np.abs(b).max()) else f"MISMATCH {err:.2e}"
-    repeat = 3 if quick else 20  # interleaved rounds (ours, theirs, ours, ...): a noisy spell hits both sides
-    t_ours, t_torch = timeit_interleaved([ours, theirs], repeat=repeat, warmup=1)
+    # interleaved rounds (a noisy spell hits both sides), each call after 0.3 s of rest (so neither
+    # side runs while the other's BLAS/OpenMP threads still spin)
+    repeat = 3 if quick else 20
+    t_ours, t_torch = timeit_interleaved([ours, theirs], repeat=repeat, warmup=1, pause=0.0 if quick else 0.3)
     return {"case": f"efficientnet_lite0 forward, batch {batch} at {size}px", "minivis_s": t_ours,
             "torch_s": t_torch, "ratio": t_torch / t_ours, "check": check, "max_logit_diff": err}
 
