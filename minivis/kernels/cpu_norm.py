@@ -24,7 +24,7 @@ def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.nd
     """x: (N, C, H, W) or (N, C); scale, shift: (C,) in x's dtype -> ``x * scale + shift`` per channel."""
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
-    planes = x.reshape(x.shape[0], x.shape[1], -1)
+    planes = x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:])))  # explicit: -1 fails on N = 0
     _channel_affine(planes, np.ascontiguousarray(scale, dtype=x.dtype).reshape(-1),
                     np.ascontiguousarray(shift, dtype=x.dtype).reshape(-1), out.reshape(planes.shape))
     return out
