@@ -84,35 +84,24 @@ def _out_hw(hw: tuple[int, ...], k: tuple[int, ...], stride: Pair, pad4: Pad4, d
 
 
 # ----------------------------------------------------------------------------- array-level building blocks
-# Layout. Each batch chunk of m images gets one *wide* cols matrix (K, m*L): row (c, i, j), column
-# (n, pixel), filled by im2col through a transposed view. Then each product is one large GEMM per
-# chunk, e.g. (C_out, K) @ (K, m*L) for the forward, rather than m thin ones; its (C_out, m, L)
-# result is transposed into NCHW while still in cache (measured 1.3-1.8x faster than per-image
-# GEMMs on 14x14 layers). On the CPU, ``cpu_threads.map_batch`` gives each thread its own slice
-# of the batch, and inside it everything is single-threaded (``parallel=False`` kernels); a batch
-# too small to split (one large photo) runs in the calling thread, its im2col parallel over channels.
+# Each product is one GEMM per image, (C_out/G, K) @ (K, L) per group, over a chunk of m images
+# whose cols matrices (m, K, L) stay in cache between im2col writing and the GEMM reading them.
+# Per-image GEMMs keep every image's result independent of the batch it came in (one wide GEMM
+# over m images was 1.3-1.8x faster on 14x14 layers, but its rounding depended on m). On the
+# CPU, ``cpu_threads.map_batch`` gives each thread its own slice of the batch, and inside it
+# everything is single-threaded (``parallel=False`` kernels); a batch too small to split (one
+# large photo) runs in the calling thread, its im2col parallel over channels.
 CHUNK_BYTES = 256 << 10  # one chunk's cols matrix: half a core's L2 (512 KiB here; 256 KiB measured fastest)
 
 
-ONE_IMAGE_PIXELS = 1024  # from this many output pixels up, one image's GEMM is wide enough alone
+def _chunks(part: slice, bytes_per_image: int) -> list[slice]:
+    """Slices of ``part`` (a slice of the batch) whose cols matrices take about ``CHUNK_BYTES`` each.
 
-
-def _images_per_chunk(bytes_per_image: int, pixels: int) -> int:
-    """Images per chunk: as many as fit a ``CHUNK_BYTES`` cols matrix (at least one), or one image
-    for large maps: then (C_out, 1, L) is NCHW already and no transposing copy is needed (measured
-    1.2-1.4x faster at 32x32 and 56x56; at 28x28 and below, several images per GEMM win)."""
-    if pixels >= ONE_IMAGE_PIXELS:
-        return 1
-    return max(1, CHUNK_BYTES // max(bytes_per_image, 1))
-
-
-def _chunks(part: slice, step: int) -> list[slice]:
-    """``part`` (a slice of the batch) cut into chunks of ``step`` images (the last may be shorter).
-
-    Blocking keeps the cols matrix in cache between im2col writing it and the GEMM reading it,
-    and one scratch buffer serves every chunk: a fresh 50 MB array per layer would cost page
-    faults and twice the memory traffic.
+    Blocking keeps the matrix in cache between im2col writing it and the GEMM reading it, and one
+    scratch buffer serves every chunk: a fresh 50 MB array per layer would cost page faults and
+    twice the memory traffic. A chunk holds at least one image.
     """
+    step = max(1, CHUNK_BYTES // max(bytes_per_image, 1))
     return [slice(start, min(start + step, part.stop)) for start in range(part.start, part.stop, step)]
 
 
@@ -123,9 +112,10 @@ def _over_batch(kernels: types.ModuleType, n: int, work: int, fn: Any) -> list[A
     return [fn(slice(0, n), True)]
 
 
-def _wide(xp: Any, scratch: Any, rows: int, m: int, cols: int) -> Any:
-    """The first rows*m*cols elements of a flat scratch buffer as a contiguous (rows, m, cols) array."""
-    return scratch[:rows * m * cols].reshape(rows, m, cols)
+def _scratch(xp: Any, bytes_per_image: int, dtype: Any) -> Any:
+    """A flat buffer for one chunk's cols matrix; ``buffer[:m*K*L].reshape(m, K, L)`` views it."""
+    step = max(1, CHUNK_BYTES // max(bytes_per_image, 1))
+    return xp.empty(step * bytes_per_image // np.dtype(dtype).itemsize, dtype=dtype)
 
 
 def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int, bias: Any = None) -> Any:
@@ -140,51 +130,31 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
     c_out, _, kh, kw = w.shape
     ho, wo = _out_hw(x.shape[2:], (kh, kw), stride, pad4, dilation)
     k, k_g, pixels = c_in * kh * kw, c_in // groups * kh * kw, ho * wo
-    b = None if bias is None else bias.reshape(1, c_out, 1)
+    b = None if bias is None else bias.reshape(1, c_out, 1, 1)
     if _is_depthwise(c_in, groups, w.shape) or _is_pointwise(kh, kw, stride, pad4):
         if _is_depthwise(c_in, groups, w.shape):
             out = kernels.depthwise_forward(x, w, stride, pad4, dilation, (ho, wo))
         else:  # x already is its own cols matrix
             out = xp.matmul(w.reshape(groups, c_out // groups, k_g), x.reshape(n, groups, k_g, pixels))
         out = out.reshape(n, c_out, ho, wo)
-        return out if b is None else xp.add(out, b.reshape(1, c_out, 1, 1), out=out)
+        return out if b is None else xp.add(out, b, out=out)
     w_g = w.reshape(groups, c_out // groups, k_g)
     out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
-    out_l = out.reshape(n, c_out, pixels)
+    out_g = out.reshape(n, groups, c_out // groups, pixels)  # a view: the GEMMs write NCHW directly
     per_image = k * pixels * x.itemsize
 
     def run(part: slice, parallel: bool) -> None:  # one thread's slice of the batch
-        step = _images_per_chunk(per_image, pixels)
-        scratch_cols = xp.empty(k * step * pixels, dtype=x.dtype)
-        scratch_y = xp.empty(c_out * step * pixels if step > 1 else 0, dtype=x.dtype)
-        for chunk in _chunks(part, step):
+        scratch = _scratch(xp, per_image, x.dtype)
+        for chunk in _chunks(part, per_image):
             m = chunk.stop - chunk.start
-            cols = _wide(xp, scratch_cols, k, m, pixels)  # (K, m, L)
-            kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo), out=cols.transpose(1, 0, 2),
-                           parallel=parallel)
-            # one image: (C_out, 1, L) is already NCHW, so the GEMM writes straight into the output
-            y = out_l[chunk].reshape(c_out, 1, pixels) if m == 1 else _wide(xp, scratch_y, c_out, m, pixels)
-            xp.matmul(w_g, cols.reshape(groups, k_g, m * pixels), out=y.reshape(groups, c_out // groups, m * pixels))
-            if m == 1:
-                if b is not None:
-                    y += b.reshape(c_out, 1, 1)
-            elif b is None:
-                out_l[chunk] = y.transpose(1, 0, 2)
-            else:
-                xp.add(y.transpose(1, 0, 2), b, out=out_l[chunk])
+            cols = kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo),
+                                  out=scratch[:m * k * pixels].reshape(m, k, pixels), parallel=parallel)
+            xp.matmul(w_g, cols.reshape(m, groups, k_g, pixels), out=out_g[chunk])
+            if b is not None:
+                out[chunk] += b
 
     _over_batch(kernels, n, n * c_out * k_g * pixels, run)
     return out
-
-
-def _g_wide(xp: Any, g: Any, chunk: slice, scratch: Any) -> Any:
-    """g[chunk]: (m, C_out, Ho, Wo) copied into scratch as (C_out, m, Ho*Wo), the wide layout."""
-    m, c_out = chunk.stop - chunk.start, g.shape[1]
-    if m == 1:  # (1, C_out, L) is (C_out, 1, L) already
-        return g[chunk].reshape(c_out, 1, -1)
-    g_w = _wide(xp, scratch, c_out, m, g.shape[2] * g.shape[3])
-    xp.copyto(g_w, g[chunk].reshape(m, c_out, -1).transpose(1, 0, 2))
-    return g_w
 
 
 def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: tuple[int, ...], stride: Pair,
@@ -196,10 +166,10 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
 
         dx[n] = col2im(W^T @ g[n])          dw = sum_n g[n] @ im2col(x)[n]^T        (per group)
 
-    When both are asked for, each chunk of g is transposed once and used by both products while it
-    is in cache. im2col is recomputed here rather than kept from the forward pass: holding every
-    layer's cols matrix (kh*kw times the input) until backward would cost far more memory. Each
-    thread sums its slice of the batch into its own partial dw; the partials are added last.
+    When both are asked for, each chunk of g is used by both products while it is in cache.
+    im2col is recomputed here rather than kept from the forward pass: holding every layer's cols
+    matrix (kh*kw times the input) until backward would cost far more memory. Each thread sums
+    its slice of the batch into its own partial dw; the partials are added last.
     """
     kernels, xp = _kernels(g), backend.xp(g)
     g = xp.ascontiguousarray(g)
@@ -212,8 +182,8 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
         return (kernels.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation) if need_input else None,
                 kernels.depthwise_backward_weight(g, x, tuple(w_shape), stride, pad4, dilation)
                 if need_weight else None)
+    g_g = g.reshape(n, groups, c_out // groups, pixels)
     if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == x_shape[2:]:  # x and dx are their own cols matrices
-        g_g = g.reshape(n, groups, c_out // groups, pixels)
         dx = dw = None
         if need_input:
             dx = xp.matmul(w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1), g_g).reshape(x_shape)
@@ -225,22 +195,19 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
     per_image = k * pixels * g.itemsize
 
     def run(part: slice, parallel: bool) -> Any:  # one thread's slice of the batch -> its partial dw (G, C_out/G, K)
-        step = _images_per_chunk(per_image, pixels)
-        scratch_g = xp.empty(c_out * step * pixels if step > 1 else 0, dtype=g.dtype)
-        scratch_cols = xp.empty(k * step * pixels, dtype=g.dtype)
+        scratch = _scratch(xp, per_image, g.dtype)
         dw = xp.zeros((groups, c_out // groups, k_g), dtype=g.dtype) if need_weight else None
-        for chunk in _chunks(part, step):
+        for chunk in _chunks(part, per_image):
             m = chunk.stop - chunk.start
-            g_w = _g_wide(xp, g, chunk, scratch_g).reshape(groups, c_out // groups, m * pixels)
-            cols = _wide(xp, scratch_cols, k, m, pixels)  # (K, m, L): first dcols, then im2col(x)
+            cols = scratch[:m * k * pixels].reshape(m, groups, k_g, pixels)  # first dcols, then im2col(x)
             if need_input:
-                xp.matmul(w_t, g_w, out=cols.reshape(groups, k_g, m * pixels))
-                kernels.col2im(cols.transpose(1, 0, 2), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation, (ho, wo),
-                               out=dx[chunk], parallel=parallel)
+                xp.matmul(w_t, g_g[chunk], out=cols)
+                kernels.col2im(cols.reshape(m, k, pixels), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation,
+                               (ho, wo), out=dx[chunk], parallel=parallel)
             if need_weight:
-                kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo), out=cols.transpose(1, 0, 2),
+                kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo), out=cols.reshape(m, k, pixels),
                                parallel=parallel)
-                dw += xp.matmul(g_w, cols.reshape(groups, k_g, m * pixels).transpose(0, 2, 1))
+                dw += xp.matmul(g_g[chunk], cols.transpose(0, 1, 3, 2)).sum(axis=0)
         return dw
 
     partials = _over_batch(kernels, n, n * c_out * k_g * pixels * (need_input + need_weight), run)

@@ -75,7 +75,8 @@ def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], 
     x = np.ascontiguousarray(x)
     out = np.empty((x.shape[0], *out_hw), dtype=x.dtype)
     switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
-    if kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1):
+    if (kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1)
+            and 2 * out_hw[0] <= x.shape[1] and 2 * out_hw[1] <= x.shape[2]):  # ceil_mode may add a partial window
         _max_pool2x2(x, out, switches)
     else:
         _max_pool2d(x, *kernel, *stride, *padding, *dilation, out, switches)

@@ -58,14 +58,16 @@ def batch_slices(n: int, parts: int) -> list[slice]:
 def map_batch(fn: Callable[[slice, bool], Any], n: int, work: float) -> list[Any]:
     """``[fn(s, False) for s in batch_slices(n, T)]``, one slice per thread, T = ``numba.get_num_threads()``.
 
-    ``fn(part, parallel)``: with ``parallel=False`` (in a worker) it must use only serial kernels
-    and BLAS. ``work``: the multiply-adds of the whole call. Below ``MIN_WORK``, or with one thread
-    or one image, ``fn(slice(0, n), True)`` runs once in the calling thread instead, where kernels
-    may use all threads themselves (one large image: its im2col runs in parallel over channels).
+    ``fn(part, parallel)``: with ``parallel=False`` (in a worker) it must use only serial kernels.
+    BLAS always runs on one thread. ``work``: the multiply-adds of the whole call. Below
+    ``MIN_WORK``, or with one thread or one image, ``fn(slice(0, n), True)`` runs once in the
+    calling thread instead, where Numba kernels may use all threads (one large image: its im2col
+    runs in parallel over channels).
     """
     threads = min(numba.get_num_threads(), n)
     if threads <= 1 or work < MIN_WORK:
-        return [fn(slice(0, n), True)]
+        with _one_blas_thread():  # BLAS on one thread here too: an image's GEMM, and so its rounding,
+            return [fn(slice(0, n), True)]  # must not depend on the batch it came in
     pool = _executor(threads)
     with _one_blas_thread():
         futures = [pool.submit(fn, part, False) for part in batch_slices(n, threads)]

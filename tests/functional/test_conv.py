@@ -245,11 +245,10 @@ def test_building_blocks_split_the_batch_into_chunks_correctly(case, images_per_
     wo = cpu_conv.output_size(x_shape[3], w_shape[3], stride[1], pad4[2], pad4[3], 1)
     per_image = x_shape[1] * w_shape[2] * w_shape[3] * ho * wo * 8
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", images_per_chunk * per_image)
-    step = conv_module._images_per_chunk(per_image, ho * wo)
-    assert len(conv_module._chunks(slice(0, 3), step)) == -(-3 // images_per_chunk)
+    assert len(conv_module._chunks(slice(0, 3), per_image)) == -(-3 // images_per_chunk)
     out = conv2d_forward(x, w, stride, pad4, (1, 1), groups)
     np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, (1, 1), groups), rtol=1e-12)
-    bias = rng.standard_normal(w_shape[0])  # added chunk by chunk, in place when a chunk is one image
+    bias = rng.standard_normal(w_shape[0])  # added chunk by chunk
     np.testing.assert_allclose(conv2d_forward(x, w, stride, pad4, (1, 1), groups, bias),
                                out + bias[:, None, None], rtol=1e-12)
     g = rng.standard_normal(out.shape)

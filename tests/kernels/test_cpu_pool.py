@@ -9,6 +9,7 @@ from minivis.kernels import cpu_pool
 # (kernel, stride, padding, dilation, ceil_mode)
 MAX_GEOMETRIES = [
     ((2, 2), (2, 2), (0, 0), (1, 1), False),
+    ((2, 2), (2, 2), (0, 0), (1, 1), True),   # ceil_mode on an odd size: a partial last window
     ((3, 3), (2, 2), (1, 1), (1, 1), False),  # overlapping windows
     ((3, 2), (1, 2), (1, 0), (1, 1), True),
     ((3, 3), (2, 2), (1, 1), (2, 2), True),   # dilation, ceil_mode
