@@ -9,9 +9,9 @@ pixel ``(oh, ow)`` with kernel tap ``(i, j)`` reads input pixel
 
 ``im2col`` copies these reads into a matrix ``cols: (N, C*kh*kw, Ho*Wo)`` whose row
 ``(c*kh + i)*kw + j`` holds tap ``(i, j)`` of channel ``c`` for every output pixel. With ``C``
-outermost, its rows split by group, so a grouped convolution is one GEMM per group
-(``minivis.functional.conv`` fills a (K, m, Ho*Wo) buffer through a transposed view, one wide
-matrix for m images). ``col2im`` is its adjoint: it scatter-adds a ``cols`` matrix back onto
+outermost, its rows split by group, so a grouped convolution is one GEMM per image and group:
+``w.reshape(G, C_out/G, C/G*kh*kw) @ cols.reshape(N, G, C/G*kh*kw, Ho*Wo)`` lands in NCHW order
+directly. ``col2im`` is its adjoint: it scatter-adds a ``cols`` matrix back onto
 the pixels that were read (the input-gradient of a convolution).
 
 Depthwise convolutions (one input channel per group) would be N*C tiny GEMMs, so they get
