@@ -91,7 +91,7 @@ def _out_hw(hw: tuple[int, ...], k: tuple[int, ...], stride: Pair, pad4: Pad4, d
 # CPU, ``cpu_threads.map_batch`` gives each thread its own slice of the batch, and inside it
 # everything is single-threaded (``parallel=False`` kernels); a batch too small to split (one
 # large photo) runs in the calling thread, its im2col parallel over channels.
-CHUNK_BYTES = 256 << 10  # one chunk's cols matrix: half a core's L2 (512 KiB here; 256 KiB measured fastest)
+CHUNK_BYTES = 256 << 10  # one chunk's cols matrix: half a core's L2 (512 KiB here)
 
 
 def _chunks(part: slice, bytes_per_image: int) -> list[slice]:

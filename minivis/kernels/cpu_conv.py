@@ -184,8 +184,7 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: tuple[int, int], pad4: tuple
 
     x: (N, C, H, W) float32/float64; ``out_hw = (Ho, Wo)`` is passed explicitly so callers may
     ask for fewer output positions than the formula gives (transposed conv with output_padding).
-    ``out``: an optional buffer of that shape and x's dtype to fill (reused by callers); its last
-    axis must be contiguous, the others may be strided (a transposed view of a (K, N, L) buffer).
+    ``out``: an optional C-contiguous buffer of that shape and x's dtype to fill (reused by callers).
     ``parallel=False``: run on the calling thread without the GIL (``cpu_threads`` workers).
     """
     x = np.ascontiguousarray(x)
@@ -249,12 +248,10 @@ def col2im(cols: np.ndarray, x_shape: tuple[int, int, int, int], kh: int, kw: in
     """The adjoint of ``im2col``: ``x[n, c, ih, iw] = sum of cols entries that im2col read from there``.
 
     cols: (N, C*kh*kw, Ho*Wo) -> x: ``x_shape`` = (N, C, H, W); taps that fell on padding are
-    dropped. cols' last axis must be contiguous (as for ``im2col``'s ``out``). ``out``: an
-    optional C-contiguous array of ``x_shape`` to write into (overwritten). ``parallel=False``:
-    run on the calling thread without the GIL.
+    dropped. ``out``: an optional C-contiguous array of ``x_shape`` to write into (overwritten).
+    ``parallel=False``: run on the calling thread without the GIL.
     """
-    if cols.strides[-1] != cols.itemsize:
-        cols = np.ascontiguousarray(cols)
+    cols = np.ascontiguousarray(cols)
     x = np.empty(x_shape, dtype=cols.dtype) if out is None else out  # each thread zeroes its own planes
     args = (cols, kh, kw, *_geometry(stride, pad4, dilation), out_hw[0], out_hw[1], x)
     if parallel:

@@ -62,20 +62,16 @@ def im2col(x: Any, kh: int, kw: int, stride: tuple[int, int], pad4: tuple[int, i
            dilation: tuple[int, int], out_hw: tuple[int, int], out: Any = None, parallel: bool = True) -> Any:
     """``cols: (N, C*kh*kw, Ho*Wo)`` with ``cols[n, (c*kh + i)*kw + j, oh*Wo + ow] = x_pad[n, c, ih, iw]``.
 
-    x: (N, C, H, W) on the GPU; ``out``: an optional buffer of that shape to fill (may be a
-    strided view). ``parallel`` is accepted for signature parity with ``cpu_conv`` and ignored.
+    x: (N, C, H, W) on the GPU; ``out``: an optional C-contiguous buffer of that shape to fill.
+    ``parallel`` is accepted for signature parity with ``cpu_conv`` and ignored.
     """
     xp = backend.xp(x)
     x = xp.ascontiguousarray(x)
     n, c = x.shape[:2]
     ho, wo = out_hw
-    strided = out is not None and not out.flags.c_contiguous  # the simulator only takes contiguous arrays
-    cols = xp.empty((n, c * kh * kw, ho * wo), dtype=x.dtype) if out is None or strided else out
+    cols = xp.empty((n, c * kh * kw, ho * wo), dtype=x.dtype) if out is None else out
     sh, sw, top, left, dh, dw = _geometry(stride, pad4, dilation)
     launch(_im2col, cols.size, x, x, kh, kw, sh, sw, top, left, dh, dw, wo, cols)
-    if strided:
-        out[...] = cols
-        return out
     return cols
 
 
