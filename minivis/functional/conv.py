@@ -84,14 +84,20 @@ def _out_hw(hw: tuple[int, ...], k: tuple[int, ...], stride: Pair, pad4: Pad4, d
 
 
 # ----------------------------------------------------------------------------- array-level building blocks
-# Each product is one GEMM per image, (C_out/G, K) @ (K, L) per group, over a chunk of m images
-# whose cols matrices (m, K, L) stay in cache between im2col writing and the GEMM reading them.
-# Per-image GEMMs keep every image's result independent of the batch it came in (one wide GEMM
-# over m images was 1.3-1.8x faster on 14x14 layers, but its rounding depended on m). On the
-# CPU, ``cpu_threads.map_batch`` gives each thread its own slice of the batch, and inside it
-# everything is single-threaded (``parallel=False`` kernels); a batch too small to split (one
-# large photo) runs in the calling thread, its im2col parallel over channels.
-CHUNK_BYTES = 256 << 10  # one chunk's cols matrix: half a core's L2 (512 KiB here)
+# Each product is a GEMM per image (and group), (C_out/G, K) @ (K, L'), over a *tile*: a chunk of
+# m small images, or a band of output rows of one large image (L' = the band's pixels). A tile's
+# cols matrix stays in cache between im2col writing it and the GEMM reading it. How an image is
+# tiled depends only on its own shape, so its result never depends on the batch it came in (one
+# wide GEMM over m images was 1.3-1.8x faster on 14x14 layers, but its rounding depended on m).
+# On the CPU, ``cpu_threads.map_batch`` gives each thread its own run of tiles, and inside it
+# everything is single-threaded (``parallel=False`` kernels, BLAS on one thread): one 224x224
+# photo is split into row bands, so both cores work on it without BLAS's own threads.
+CHUNK_BYTES = 256 << 10  # small images: one chunk's cols matrix, half a core's L2 (512 KiB here)
+BAND_BYTES = 1 << 20  # an image whose cols matrix is larger is cut into row bands
+BAND_PIXELS = 256  # output pixels per band (the GEMMs' N), at least: narrower products run far below peak
+MIN_BANDS = 4  # ... but a large image gets at least this many bands, so one photo keeps every core busy
+
+Tile = tuple[slice, int, int]  # (images, first output row, end output row)
 
 
 def _chunks(part: slice, bytes_per_image: int) -> list[slice]:
@@ -105,24 +111,55 @@ def _chunks(part: slice, bytes_per_image: int) -> list[slice]:
     return [slice(start, min(start + step, part.stop)) for start in range(part.start, part.stop, step)]
 
 
-def _over_batch(kernels: types.ModuleType, n: int, work: int, fn: Any) -> list[Any]:
-    """``fn(part, parallel)`` over the batch: one slice per CPU thread (``cpu_threads``); one call on the GPU."""
+def _tiles(kernels: types.ModuleType, n: int, ho: int, wo: int, bytes_per_image: int, min_rows: int) -> list[Tile]:
+    """The work items of one convolution: chunks of whole images, or row bands of each image.
+
+    An image whose cols matrix exceeds ``BAND_BYTES`` (on the CPU) is cut into equal bands of output
+    rows, each at least ``min_rows`` tall and, where the image has room for ``MIN_BANDS`` of them,
+    ``BAND_PIXELS`` wide. The cut depends on the image's shape only (not on the batch or the
+    thread count). Tiles are listed image by image, band by band.
+    """
+    bands = max(ho // max(min_rows, -(-BAND_PIXELS // wo)), min(MIN_BANDS, ho // min_rows))
+    if kernels is not cpu_conv or bytes_per_image <= BAND_BYTES:
+        bands = 1
+    if bands <= 1:
+        return [(chunk, 0, ho) for chunk in _chunks(slice(0, n), bytes_per_image)]
+    bounds = [ho * b // bands for b in range(bands + 1)]
+    return [(slice(i, i + 1), r0, r1) for i in range(n) for r0, r1 in zip(bounds, bounds[1:], strict=False)]
+
+
+def _min_band_rows(kh: int, stride: Pair, dilation: Pair) -> int:
+    """Bands this tall read input rows that bands two apart never read (a window spans dh*(kh-1) + 1 rows)."""
+    return dilation[0] * (kh - 1) // stride[0] + 1
+
+
+def _band_pad(pad4: Pad4, r0: int, sh: int) -> Pad4:
+    """The padding that makes im2col/col2im of a whole image produce only output rows ``r0..``.
+
+    Output row ``r0 + oh`` reads input row ``(r0 + oh)*sh - top + i*dh = oh*sh - (top - r0*sh) + i*dh``,
+    so a band is the same convolution with ``top - r0*sh`` (possibly negative) as its top padding.
+    """
+    return pad4[0] - r0 * sh, pad4[1], pad4[2], pad4[3]
+
+
+def _over_tiles(kernels: types.ModuleType, tiles: list[Tile], work: int, fn: Any) -> list[Any]:
+    """``fn(tiles_part, parallel)`` over the tiles: a run of tiles per CPU thread (``cpu_threads``); one call on the GPU."""
     if kernels is cpu_conv:
-        return cpu_threads.map_batch(fn, n, work)
-    return [fn(slice(0, n), True)]
+        return cpu_threads.map_batch(lambda part, parallel: fn(tiles[part], parallel), len(tiles), work)
+    return [fn(tiles, True)]
 
 
-def _scratch(xp: Any, bytes_per_image: int, dtype: Any) -> Any:
-    """A flat buffer for one chunk's cols matrix; ``buffer[:m*K*L].reshape(m, K, L)`` views it."""
-    step = max(1, CHUNK_BYTES // max(bytes_per_image, 1))
-    return xp.empty(step * bytes_per_image // np.dtype(dtype).itemsize, dtype=dtype)
+def _scratch(xp: Any, tiles: list[Tile], row_bytes: int, dtype: Any) -> Any:
+    """A flat buffer for the largest tile's cols matrix; ``buffer[:size].reshape(m, K, L')`` views it."""
+    largest = max(((t[0].stop - t[0].start) * (t[2] - t[1]) for t in tiles), default=0)
+    return xp.empty(largest * row_bytes // np.dtype(dtype).itemsize, dtype=dtype)
 
 
 def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int, bias: Any = None) -> Any:
     """y = conv2d(x, w) + bias on arrays. x: (N, C_in, H, W), w: (C_out, C_in/G, kh, kw) -> (N, C_out, Ho, Wo).
 
     y[n] = W @ im2col(x)[n] per group: (C_out/G, K) @ (K, Ho*Wo) with K = C_in/G*kh*kw.
-    bias: (C_out,) or None, added to each chunk while it is in cache.
+    bias: (C_out,) or None, added to each tile while it is in cache.
     """
     kernels, xp = _kernels(x), backend.xp(x)
     x = xp.ascontiguousarray(x)
@@ -141,19 +178,20 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
     w_g = w.reshape(groups, c_out // groups, k_g)
     out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
     out_g = out.reshape(n, groups, c_out // groups, pixels)  # a view: the GEMMs write NCHW directly
-    per_image = k * pixels * x.itemsize
+    row_bytes = k * wo * x.itemsize
+    tiles = _tiles(kernels, n, ho, wo, row_bytes * ho, _min_band_rows(kh, stride, dilation))
 
-    def run(part: slice, parallel: bool) -> None:  # one thread's slice of the batch
-        scratch = _scratch(xp, per_image, x.dtype)
-        for chunk in _chunks(part, per_image):
-            m = chunk.stop - chunk.start
-            cols = kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo),
-                                  out=scratch[:m * k * pixels].reshape(m, k, pixels), parallel=parallel)
-            xp.matmul(w_g, cols.reshape(m, groups, k_g, pixels), out=out_g[chunk])
+    def run(part: list[Tile], parallel: bool) -> None:  # one thread's run of tiles
+        scratch = _scratch(xp, part, row_bytes, x.dtype)
+        for images, r0, r1 in part:
+            m, band = images.stop - images.start, (r1 - r0) * wo
+            cols = kernels.im2col(x[images], kh, kw, stride, _band_pad(pad4, r0, stride[0]), dilation, (r1 - r0, wo),
+                                  out=scratch[:m * k * band].reshape(m, k, band), parallel=parallel)
+            xp.matmul(w_g, cols.reshape(m, groups, k_g, band), out=out_g[images, :, :, r0 * wo:r1 * wo])
             if b is not None:
-                out[chunk] += b
+                out[images, :, r0:r1] += b
 
-    _over_batch(kernels, n, n * c_out * k_g * pixels, run)
+    _over_tiles(kernels, tiles, n * c_out * k_g * pixels, run)
     return out
 
 
@@ -166,10 +204,12 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
 
         dx[n] = col2im(W^T @ g[n])          dw = sum_n g[n] @ im2col(x)[n]^T        (per group)
 
-    When both are asked for, each chunk of g is used by both products while it is in cache.
+    When both are asked for, each tile of g is used by both products while it is in cache.
     im2col is recomputed here rather than kept from the forward pass: holding every layer's cols
     matrix (kh*kw times the input) until backward would cost far more memory. Each thread sums
-    its slice of the batch into its own partial dw; the partials are added last.
+    its tiles into its own partial dw; the partials are added last. Neighbouring row bands add
+    into the same input rows (where windows overlap), so banded tiles run in two waves, even
+    bands then odd ones: no two threads ever add into the same row, and the order is fixed.
     """
     kernels, xp = _kernels(g), backend.xp(g)
     g = xp.ascontiguousarray(g)
@@ -191,26 +231,36 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
             dw = xp.matmul(g_g, x.reshape(n, groups, k_g, pixels).transpose(0, 1, 3, 2)).sum(axis=0).reshape(w_shape)
         return dx, dw
     w_t = None if w is None else w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1)  # (G, K, C_out/G)
-    dx = xp.empty(x_shape, dtype=g.dtype) if need_input else None
-    per_image = k * pixels * g.itemsize
+    row_bytes = k * wo * g.itemsize
+    tiles = _tiles(kernels, n, ho, wo, row_bytes * ho, _min_band_rows(kh, stride, dilation))
+    banded = bool(tiles) and tiles[0][2] - tiles[0][1] < ho
+    dx = None
+    if need_input:  # bands add into their input rows; whole images overwrite theirs
+        dx = xp.zeros(x_shape, dtype=g.dtype) if banded else xp.empty(x_shape, dtype=g.dtype)
 
-    def run(part: slice, parallel: bool) -> Any:  # one thread's slice of the batch -> its partial dw (G, C_out/G, K)
-        scratch = _scratch(xp, per_image, g.dtype)
+    def run(part: list[Tile], parallel: bool) -> Any:  # one thread's run of tiles -> its partial dw (G, C_out/G, K)
+        scratch = _scratch(xp, part, row_bytes, g.dtype)
         dw = xp.zeros((groups, c_out // groups, k_g), dtype=g.dtype) if need_weight else None
-        for chunk in _chunks(part, per_image):
-            m = chunk.stop - chunk.start
-            cols = scratch[:m * k * pixels].reshape(m, groups, k_g, pixels)  # first dcols, then im2col(x)
+        for images, r0, r1 in part:
+            m, band, pad = images.stop - images.start, (r1 - r0) * wo, _band_pad(pad4, r0, stride[0])
+            g_tile = g_g[images, :, :, r0 * wo:r1 * wo]
+            cols = scratch[:m * k * band].reshape(m, groups, k_g, band)  # first dcols, then im2col(x)
             if need_input:
-                xp.matmul(w_t, g_g[chunk], out=cols)
-                kernels.col2im(cols.reshape(m, k, pixels), (m,) + x_shape[1:], kh, kw, stride, pad4, dilation,
-                               (ho, wo), out=dx[chunk], parallel=parallel)
+                xp.matmul(w_t, g_tile, out=cols)
+                kernels.col2im(cols.reshape(m, k, band), (m,) + x_shape[1:], kh, kw, stride, pad, dilation,
+                               (r1 - r0, wo), out=dx[images], parallel=parallel, accumulate=banded)
             if need_weight:
-                kernels.im2col(x[chunk], kh, kw, stride, pad4, dilation, (ho, wo), out=cols.reshape(m, k, pixels),
+                kernels.im2col(x[images], kh, kw, stride, pad, dilation, (r1 - r0, wo), out=cols.reshape(m, k, band),
                                parallel=parallel)
-                dw += xp.matmul(g_g[chunk], cols.transpose(0, 1, 3, 2)).sum(axis=0)
+                dw += xp.matmul(g_tile, cols.transpose(0, 1, 3, 2)).sum(axis=0)
         return dw
 
-    partials = _over_batch(kernels, n, n * c_out * k_g * pixels * (need_input + need_weight), run)
+    waves = [tiles]
+    if banded and need_input:  # even bands of every image, then odd ones: the same order for every image
+        per_image = len(tiles) // n
+        waves = [[t for j, t in enumerate(tiles) if j % per_image % 2 == parity] for parity in (0, 1)]
+    work = n * c_out * k_g * pixels * (need_input + need_weight)
+    partials = [p for wave in waves for p in _over_tiles(kernels, wave, work // len(waves), run)]
     return dx, sum(partials).reshape(w_shape) if need_weight else None
 
 

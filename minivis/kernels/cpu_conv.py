@@ -200,10 +200,12 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: tuple[int, int], pad4: tuple
 
 
 @numba.njit(cache=True)
-def _col2im_plane(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x):
-    """Add one image's cols rows ``c*kh*kw ..`` back onto its plane ``x = x[n, c]`` (zeroed here first)."""
+def _col2im_plane(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x, accumulate):
+    """Add one image's cols rows ``c*kh*kw ..`` back onto its plane ``x = x[n, c]`` (zeroed here first
+    unless ``accumulate``)."""
     height, width = x.shape
-    _fill_zero(x)
+    if not accumulate:
+        _fill_zero(x)
     for i in range(kh):
         for j in range(kw):
             src = cols[i * kw + j]
@@ -224,36 +226,42 @@ def _col2im_plane(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x):
 
 
 @numba.njit(parallel=True, cache=True)
-def _col2im(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x):
+def _col2im(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x, accumulate):
     n_img, channels = x.shape[0], x.shape[1]
     taps = kh * kw
     for plane in numba.prange(n_img * channels):
         n, c = plane // channels, plane % channels
-        _col2im_plane(cols[n, c * taps:(c + 1) * taps], kh, kw, sh, sw, top, left, dh, dw, ho, wo, x[n, c])
+        _col2im_plane(cols[n, c * taps:(c + 1) * taps], kh, kw, sh, sw, top, left, dh, dw, ho, wo, x[n, c],
+                      accumulate)
 
 
 @numba.njit(nogil=True, cache=True)
-def _col2im_serial(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x):
+def _col2im_serial(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x, accumulate):
     """``_col2im`` on the calling thread only, without the GIL (for ``cpu_threads.map_batch`` workers)."""
     n_img, channels = x.shape[0], x.shape[1]
     taps = kh * kw
     for plane in range(n_img * channels):
         n, c = plane // channels, plane % channels
-        _col2im_plane(cols[n, c * taps:(c + 1) * taps], kh, kw, sh, sw, top, left, dh, dw, ho, wo, x[n, c])
+        _col2im_plane(cols[n, c * taps:(c + 1) * taps], kh, kw, sh, sw, top, left, dh, dw, ho, wo, x[n, c],
+                      accumulate)
 
 
 def col2im(cols: np.ndarray, x_shape: tuple[int, int, int, int], kh: int, kw: int, stride: tuple[int, int],
            pad4: tuple[int, int, int, int], dilation: tuple[int, int], out_hw: tuple[int, int],
-           out: np.ndarray | None = None, parallel: bool = True) -> np.ndarray:
+           out: np.ndarray | None = None, parallel: bool = True, accumulate: bool = False) -> np.ndarray:
     """The adjoint of ``im2col``: ``x[n, c, ih, iw] = sum of cols entries that im2col read from there``.
 
     cols: (N, C*kh*kw, Ho*Wo) -> x: ``x_shape`` = (N, C, H, W); taps that fell on padding are
-    dropped. ``out``: an optional C-contiguous array of ``x_shape`` to write into (overwritten).
+    dropped. ``out``: an optional C-contiguous array of ``x_shape`` to write into (overwritten, or
+    added to with ``accumulate=True``: how a band of output rows adds its share into a whole image).
     ``parallel=False``: run on the calling thread without the GIL.
     """
     cols = np.ascontiguousarray(cols)
-    x = np.empty(x_shape, dtype=cols.dtype) if out is None else out  # each thread zeroes its own planes
-    args = (cols, kh, kw, *_geometry(stride, pad4, dilation), out_hw[0], out_hw[1], x)
+    if out is None:
+        x, accumulate = np.empty(x_shape, dtype=cols.dtype), False  # each thread zeroes its own planes
+    else:
+        x = out
+    args = (cols, kh, kw, *_geometry(stride, pad4, dilation), out_hw[0], out_hw[1], x, accumulate)
     if parallel:
         _launch(_col2im, cols.size, *args)
     else:

@@ -102,15 +102,18 @@ def _col2im(cols, kh, kw, sh, sw, top, left, dh, dw, ho, wo, x):
 
 def col2im(cols: Any, x_shape: tuple[int, int, int, int], kh: int, kw: int, stride: tuple[int, int],
            pad4: tuple[int, int, int, int], dilation: tuple[int, int], out_hw: tuple[int, int],
-           out: Any = None, parallel: bool = True) -> Any:
+           out: Any = None, parallel: bool = True, accumulate: bool = False) -> Any:
     """The adjoint of ``im2col``: ``x[n, c, ih, iw] = sum of the cols entries im2col read from there``.
 
     cols: (N, C*kh*kw, Ho*Wo) -> x: ``x_shape`` = (N, C, H, W); ``out``: an optional C-contiguous
-    array of ``x_shape`` to write into (overwritten; every element is written). ``parallel`` is
-    accepted for signature parity with ``cpu_conv`` and ignored.
+    array of ``x_shape`` to write into (overwritten, every element written; or added to with
+    ``accumulate=True``). ``parallel`` is accepted for signature parity with ``cpu_conv`` and ignored.
     """
     xp = backend.xp(cols)
     cols = xp.ascontiguousarray(cols)
+    if accumulate and out is not None:
+        out += col2im(cols, x_shape, kh, kw, stride, pad4, dilation, out_hw)
+        return out
     x = xp.empty(tuple(x_shape), dtype=cols.dtype) if out is None else out
     sh, sw, top, left, dh, dw = _geometry(stride, pad4, dilation)
     launch(_col2im, x.size, cols, cols, kh, kw, sh, sw, top, left, dh, dw, out_hw[0], out_hw[1], x)
