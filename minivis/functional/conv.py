@@ -143,7 +143,7 @@ def _band_pad(pad4: Pad4, r0: int, sh: int) -> Pad4:
 
 
 def _over_tiles(kernels: types.ModuleType, tiles: list[Tile], work: int, fn: Any) -> list[Any]:
-    """``fn(tiles_part, parallel)`` over the tiles: a run of tiles per CPU thread (``cpu_threads``); one call on the GPU."""
+    """``fn(tiles_part, parallel)`` over the tiles: a run of tiles per CPU thread; one call on the GPU."""
     if kernels is cpu_conv:
         return cpu_threads.map_batch(lambda part, parallel: fn(tiles[part], parallel), len(tiles), work)
     return [fn(tiles, True)]

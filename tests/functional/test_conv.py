@@ -8,6 +8,7 @@ import torch.nn.functional as TF
 
 import minivis as mv
 from minivis.functional import conv as conv_module
+from minivis.functional._validate import int_pair
 from minivis.functional.conv import (
     conv2d,
     conv2d_backward_input,
@@ -258,6 +259,44 @@ def test_building_blocks_split_the_batch_into_chunks_correctly(case, images_per_
     np.testing.assert_allclose(conv2d_backward_weight(g, x, w_shape, stride, pad4, (1, 1), groups),
                                cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, stride, pad4, (1, 1), groups),
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["3x3 pad 1", "stride 2 dilation 2", "asymmetric padding", "groups 2",
+                                  "one input channel 5x5", "11x11 stride 4", "same, stride 2, dilation 2"])
+@pytest.mark.parametrize("threaded", [False, True])
+def test_large_images_split_into_row_bands_correctly(case, threaded, rng, monkeypatch):
+    """A large image is cut into bands of output rows (two threads add into the rows where bands
+    overlap, in two waves); shrink the thresholds so these small shapes are cut into several bands."""
+    if threaded:
+        if numba.get_num_threads() < 2:
+            pytest.skip("needs 2 Numba threads")
+        monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    monkeypatch.setattr(conv_module, "BAND_BYTES", 0)
+    monkeypatch.setattr(conv_module, "BAND_PIXELS", 1)
+    x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
+    x_shape = (3, x_shape[1], 4 * x_shape[2] + 3, x_shape[3])  # taller: room for several bands
+    stride = int_pair(kwargs.get("stride", 1), "test", "stride")
+    dilation = int_pair(kwargs.get("dilation", 1), "test", "dilation")
+    groups = kwargs.get("groups", 1)
+    x, w, bias = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    out = conv2d_forward(x, w, stride, pad4, dilation, groups, bias)
+    ho, wo = out.shape[2:]
+    tiles = conv_module._tiles(cpu_conv, 3, ho, wo, 1 << 20, conv_module._min_band_rows(w_shape[2], stride, dilation))
+    assert len(tiles) // 3 >= 2 and all(t[0].stop - t[0].start == 1 for t in tiles)
+    np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, dilation, groups)
+                               + bias[:, None, None], rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(out.shape)
+    dx, dw = conv_module.conv2d_backward(g, w, x, w_shape, x_shape, stride, pad4, dilation, groups)
+    np.testing.assert_allclose(dx, cpu_conv.naive_conv2d_backward_input(g, w, x_shape, stride, pad4, dilation, groups),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, stride, pad4, dilation,
+                                                                         groups), rtol=1e-12, atol=1e-12)
+    # The bands of an image do not depend on the batch it came in: bit-identical results alone.
+    alone = conv2d_forward(x[2:], w, stride, pad4, dilation, groups, bias)
+    dx_alone, _ = conv_module.conv2d_backward(g[2:], w, x[2:], w_shape, (1,) + x_shape[1:], stride, pad4, dilation,
+                                              groups)
+    np.testing.assert_array_equal(alone[0], out[2])
+    np.testing.assert_array_equal(dx_alone[0], dx[2])
 
 
 @pytest.mark.parametrize("case", ["3x3 pad 1", "depthwise", "1x1"])
