@@ -45,11 +45,13 @@ def test_efficientnet_class_model_makes_the_target_win_by_far(effnet, param) -> 
 
 def test_fashion_class_model_lifts_the_target_above_the_others() -> None:
     """Even an untrained (random) network has an input that makes any class win, by more than half
-    the spread of its logits at the mean image."""
+    the spread of its logits at the mean image. 120 steps: at 40, class 6's margin was 0.22-0.54
+    spreads depending on the float rounding (ReLU kinks make the ascent path sensitive); at 120 every
+    class clears 1.3 spreads in float32 and float64."""
     model = small_fashion()
     start = logits_of(model, np.zeros((1, 28, 28), np.float32))[0]
     for target in (0, 6):
-        result = mv.vis.class_model(model, target, steps=40, lr=0.3, l2=0.0, progress=False)
+        result = mv.vis.class_model(model, target, steps=120, lr=0.3, l2=0.0, progress=False)
         logits = logits_of(model, result.x)[0]
         assert logits.argmax() == target
         assert logits[target] - np.delete(logits, target).max() > 0.5 * (start.max() - start.min())
