@@ -238,9 +238,9 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
     if need_input:  # bands add into their input rows; whole images overwrite theirs
         dx = xp.zeros(x_shape, dtype=g.dtype) if banded else xp.empty(x_shape, dtype=g.dtype)
 
-    def run(part: list[Tile], parallel: bool) -> Any:  # one thread's run of tiles -> its partial dw (G, C_out/G, K)
+    def run(part: list[Tile], parallel: bool) -> Any:  # one thread's run of tiles -> its partial dw^T (G, K, C_out/G)
         scratch = _scratch(xp, part, row_bytes, g.dtype)
-        dw = xp.zeros((groups, c_out // groups, k_g), dtype=g.dtype) if need_weight else None
+        dw_t = xp.zeros((groups, k_g, c_out // groups), dtype=g.dtype) if need_weight else None
         for images, r0, r1 in part:
             m, band, pad = images.stop - images.start, (r1 - r0) * wo, _band_pad(pad4, r0, stride[0])
             g_tile = g_g[images, :, :, r0 * wo:r1 * wo]
@@ -252,8 +252,9 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
             if need_weight:
                 kernels.im2col(x[images], kh, kw, stride, pad, dilation, (r1 - r0, wo), out=cols.reshape(m, k, band),
                                parallel=parallel)
-                dw += xp.matmul(g_tile, cols.transpose(0, 1, 3, 2)).sum(axis=0)
-        return dw
+                # dw^T = cols @ g^T: as (K, L) @ (L, C_out) measured ~20% faster than g @ cols^T
+                dw_t += xp.matmul(cols, g_tile.transpose(0, 1, 3, 2)).sum(axis=0)
+        return dw_t
 
     waves = [tiles]
     if banded and need_input:  # even bands of every image, then odd ones: the same order for every image
@@ -261,7 +262,7 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
         waves = [[t for j, t in enumerate(tiles) if j % per_image % 2 == parity] for parity in (0, 1)]
     work = n * c_out * k_g * pixels * (need_input + need_weight)
     partials = [p for wave in waves for p in _over_tiles(kernels, wave, work // len(waves), run)]
-    return dx, sum(partials).reshape(w_shape) if need_weight else None
+    return dx, sum(partials).transpose(0, 2, 1).reshape(w_shape) if need_weight else None
 
 
 def conv2d_backward_input(g: Any, w: Any, x_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair,
