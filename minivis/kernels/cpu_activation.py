@@ -1,44 +1,67 @@
 """Elementwise kernels of the ReLU family: the clip forward and the fused backward rules (see
-``minivis.rules``). Both run on all threads; NumPy's ``clip`` runs on one."""
+``minivis.rules``). Both run on all threads (NumPy's ``clip`` runs on one), except on arrays too
+small to pay for waking them, where a serial twin runs (``cpu_threads.launch``)."""
 
 from __future__ import annotations
 
 import numba
 import numpy as np
 
+from minivis.kernels import cpu_threads
+
+
+@numba.njit(inline="always")
+def _clip_one(v, low, high):
+    return low if v < low else (high if v > high else v)  # NaN fails both tests: it propagates
+
 
 @numba.njit(parallel=True, cache=True)
 def _clip(x, low, high, out):
     for i in numba.prange(x.size):
-        v = x[i]
-        out[i] = low if v < low else (high if v > high else v)  # NaN fails both tests: it propagates
+        out[i] = _clip_one(x[i], low, high)
+
+
+@numba.njit(cache=True)
+def _clip_serial(x, low, high, out):
+    for i in range(x.size):
+        out[i] = _clip_one(x[i], low, high)
 
 
 def clip(x: np.ndarray, low: float, high: float) -> np.ndarray:
     """``min(max(x, low), high)`` elementwise in x's dtype and shape (``np.clip``; NaN stays NaN)."""
     x = np.asarray(x, order="C")
     out = np.empty_like(x)
-    _clip(x.reshape(-1), x.dtype.type(low), x.dtype.type(high), out.reshape(-1))
+    cpu_threads.launch(_clip, _clip_serial, x.size, x.reshape(-1), x.dtype.type(low), x.dtype.type(high),
+                       out.reshape(-1))
     return out
+
+
+@numba.njit(inline="always")
+def _rule_one(gi, xi, low, high, negative_slope, rule_code):
+    """One element of ``relu_rule_backward``."""
+    if rule_code == 2:  # deconvnet: rectify the signal going down, ignore the forward input
+        return gi if gi > 0 else 0.0
+    if xi > low and xi < high:
+        slope = 1.0
+    elif xi <= low:
+        slope = negative_slope
+    else:
+        slope = 0.0
+    if rule_code == 1 and not gi > 0:  # guided: also needs a positive signal
+        slope = 0.0
+    return gi * slope
 
 
 @numba.njit(parallel=True, cache=True)
 def _relu_rule_backward(g, x, low, high, negative_slope, rule_code, out):
     for i in numba.prange(g.size):
-        gi = g[i]
-        if rule_code == 2:  # deconvnet: rectify the signal going down, ignore the forward input
-            out[i] = gi if gi > 0 else 0.0
-            continue
-        xi = x[i]
-        if xi > low and xi < high:
-            slope = 1.0
-        elif xi <= low:
-            slope = negative_slope
-        else:
-            slope = 0.0
-        if rule_code == 1 and not gi > 0:  # guided: also needs a positive signal
-            slope = 0.0
-        out[i] = gi * slope
+        out[i] = _rule_one(g[i], x[i], low, high, negative_slope, rule_code)
+
+
+@numba.njit(cache=True)
+def _relu_rule_backward_serial(g, x, low, high, negative_slope, rule_code, out):
+    for i in range(g.size):
+        out[i] = _rule_one(g[i], x[i], low, high, negative_slope, rule_code)
 
 
 def relu_rule_backward(g: np.ndarray, x: np.ndarray, low: float, high: float, negative_slope: float,
@@ -50,8 +73,8 @@ def relu_rule_backward(g: np.ndarray, x: np.ndarray, low: float, high: float, ne
     # The slope in x's dtype: g * slope then rounds like PyTorch, with or without the JIT.
     negative_slope = x.dtype.type(negative_slope)
     out = np.empty_like(g)
-    _relu_rule_backward(g.reshape(-1), np.asarray(x, order="C").reshape(-1), low, high, negative_slope,
-                        rule_code, out.reshape(-1))
+    cpu_threads.launch(_relu_rule_backward, _relu_rule_backward_serial, g.size, g.reshape(-1),
+                       np.asarray(x, order="C").reshape(-1), low, high, negative_slope, rule_code, out.reshape(-1))
     return out
 
 

@@ -1,7 +1,8 @@
 """The per-channel affine map of an eval-mode batch norm, ``y[n, c] = x[n, c] * scale[c] + shift[c]``.
 
 NumPy needs two passes over x (and a temporary) on one thread; this kernel makes one pass on
-all threads, a plane per iteration. ``naive_channel_affine`` is its plain-NumPy twin.
+all threads, a plane per iteration (one thread for small arrays: ``cpu_threads.launch``).
+``naive_channel_affine`` is its plain-NumPy twin.
 """
 
 from __future__ import annotations
@@ -9,15 +10,29 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from minivis.kernels import cpu_threads
+
+
+@numba.njit(inline="always")
+def _affine_plane(src, dst, a, b):
+    for t in range(src.shape[0]):
+        dst[t] = src[t] * a + b
+
 
 @numba.njit(parallel=True, cache=True)
 def _channel_affine(x, scale, shift, out):
     n_img, channels = x.shape[0], x.shape[1]
     for plane in numba.prange(n_img * channels):
-        c = plane % channels
-        src, dst, a, b = x[plane // channels, c], out[plane // channels, c], scale[c], shift[c]
-        for t in range(src.shape[0]):
-            dst[t] = src[t] * a + b
+        n, c = plane // channels, plane % channels
+        _affine_plane(x[n, c], out[n, c], scale[c], shift[c])
+
+
+@numba.njit(cache=True)
+def _channel_affine_serial(x, scale, shift, out):
+    n_img, channels = x.shape[0], x.shape[1]
+    for plane in range(n_img * channels):
+        n, c = plane // channels, plane % channels
+        _affine_plane(x[n, c], out[n, c], scale[c], shift[c])
 
 
 def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -25,8 +40,9 @@ def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.nd
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
     planes = x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:])))  # explicit: -1 fails on N = 0
-    _channel_affine(planes, np.ascontiguousarray(scale, dtype=x.dtype).reshape(-1),
-                    np.ascontiguousarray(shift, dtype=x.dtype).reshape(-1), out.reshape(planes.shape))
+    cpu_threads.launch(_channel_affine, _channel_affine_serial, x.size, planes,
+                       np.ascontiguousarray(scale, dtype=x.dtype).reshape(-1),
+                       np.ascontiguousarray(shift, dtype=x.dtype).reshape(-1), out.reshape(planes.shape))
     return out
 
 

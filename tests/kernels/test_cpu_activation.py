@@ -4,9 +4,16 @@ also runs quickly with NUMBA_DISABLE_JIT=1."""
 import numpy as np
 import pytest
 
-from minivis.kernels import cpu_activation
+from minivis.kernels import cpu_activation, cpu_threads
 from minivis.kernels.cpu_activation import naive_relu_rule_backward, relu_rule_backward
 from minivis.rules import RULE_CODES
+
+
+@pytest.fixture(autouse=True, params=["serial", "parallel"])
+def kernel_twin(request, monkeypatch):
+    """Every test here runs on both twins: the serial one (small arrays) and the prange one."""
+    monkeypatch.setattr(cpu_threads, "ELEMENTWISE_MIN_WORK", 1 << 60 if request.param == "serial" else 0)
+
 
 # (low, high, negative_slope): relu, relu6, leaky_relu
 FAMILY = {"relu": (0.0, np.inf, 0.0), "relu6": (0.0, 6.0, 0.0), "leaky_relu": (0.0, np.inf, 0.2)}

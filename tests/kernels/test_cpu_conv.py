@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from minivis.kernels import cpu_conv
+from minivis.kernels import cpu_conv, cpu_threads
 
 # (x shape, kh, kw, stride, pad4 (top, bottom, left, right), dilation)
 GEOMETRIES = [
@@ -26,9 +26,11 @@ def _out_hw(x_shape, kh, kw, stride, pad4, dilation):
             cpu_conv.output_size(x_shape[3], kw, stride[1], pad4[2], pad4[3], dilation[1]))
 
 
+@pytest.mark.parametrize("twin", ["serial", "parallel"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_im2col_and_col2im_match_naive(geometry, dtype, rng):
+def test_im2col_and_col2im_match_naive(geometry, dtype, twin, rng, monkeypatch):
+    monkeypatch.setattr(cpu_threads, "ELEMENTWISE_MIN_WORK", 1 << 60 if twin == "serial" else 0)
     x_shape, kh, kw, stride, pad4, dilation = geometry
     out_hw = _out_hw(x_shape, kh, kw, stride, pad4, dilation)
     x = rng.standard_normal(x_shape).astype(dtype)
@@ -44,6 +46,19 @@ def test_im2col_and_col2im_match_naive(geometry, dtype, rng):
     # col2im is the adjoint of im2col: <im2col(x), c> == <x, col2im(c)>
     if dtype == np.float64:
         np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, back), rtol=1e-12)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_col2im_accumulate_adds_onto_the_output(parallel, rng):
+    """Row bands of a large image each add their share into the whole image (``functional.conv``)."""
+    x_shape, kh, kw, stride, pad4, dilation = GEOMETRIES[0]
+    out_hw = _out_hw(x_shape, kh, kw, stride, pad4, dilation)
+    c = rng.standard_normal((x_shape[0], x_shape[1] * kh * kw, out_hw[0] * out_hw[1]))
+    before = rng.standard_normal(x_shape)
+    out = before.copy()
+    cpu_conv.col2im(c, x_shape, kh, kw, stride, pad4, dilation, out_hw, out=out, parallel=parallel, accumulate=True)
+    np.testing.assert_allclose(out, before + cpu_conv.naive_col2im(c, x_shape, kh, kw, stride, pad4, dilation,
+                                                                   out_hw), rtol=1e-12, atol=1e-12)
 
 
 def test_im2col_with_fewer_output_positions_than_the_formula(rng):
@@ -75,6 +90,9 @@ DEPTHWISE = [
     ((1, 3, 8, 7), 2, 3, 2, (1, 1), (2, 0, 0, 3), (2, 3)),  # stride 1, asymmetric, dilated: the wide grid
     ((2, 2, 6, 9), 1, 1, 4, (1, 1), (0, 1, 5, 0), (1, 1)),  # padding wider than the kernel on one side
     ((1, 2, 7, 6), 1, 3, 3, (2, 1), (1, 1, 1, 1), (1, 1)),
+    ((1, 2, 11, 10), 1, 5, 5, (2, 2), (1, 2, 1, 2), (1, 1)),  # strided: 4 polyphase components, 9/6/6/4 taps
+    ((1, 2, 13, 12), 2, 3, 3, (3, 2), (1, 1, 2, 0), (2, 2)),  # a component that no tap reads (dw = sw = 2)
+    ((2, 2, 9, 9), 1, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1)),  # 1x1 stride 2: one component of four
 ]
 
 

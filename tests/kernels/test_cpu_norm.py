@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from minivis.kernels import cpu_norm
+from minivis.kernels import cpu_norm, cpu_threads
+
+
+@pytest.fixture(autouse=True, params=["serial", "parallel"])
+def kernel_twin(request, monkeypatch):
+    """Every test here runs on both twins: the serial one (small arrays) and the prange one."""
+    monkeypatch.setattr(cpu_threads, "ELEMENTWISE_MIN_WORK", 1 << 60 if request.param == "serial" else 0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
