@@ -291,12 +291,12 @@ def col2im(cols: np.ndarray, x_shape: tuple[int, int, int, int], kh: int, kw: in
 
 
 @numba.njit(cache=True)
-def _padded_plane(src, top, left, rows, cols, sh=1, sw=1):
-    """A (rows, cols) plane with ``buf[r, c] = src[r*sh - top, c*sw - left]``, zero wherever that
-    falls outside ``src``: ``src`` moved down by ``top`` and right by ``left`` (negative = cropped),
-    and with a stride, one polyphase component of that padded plane."""
+def _fill_padded(src, top, left, sh, sw, buf):
+    """``buf[r, c] = src[r*sh - top, c*sw - left]``, zero wherever that falls outside ``src``: ``src``
+    moved down by ``top`` and right by ``left`` (negative = cropped), and with a stride, one
+    polyphase component of that padded plane."""
     height, width = src.shape
-    buf = np.empty((rows, cols), dtype=src.dtype)
+    rows, cols = buf.shape
     c0, c1 = _valid_range(cols, sw, -left, width)
     for r in range(rows):
         sr = r * sh - top
@@ -308,10 +308,22 @@ def _padded_plane(src, top, left, rows, cols, sh=1, sw=1):
         row = src[sr]
         for t in range(c0):
             dst[t] = 0
-        for t in range(c0, c1):
-            dst[t] = row[t * sw - left]
+        if sw == 1:  # a contiguous copy, which LLVM vectorizes (the strided one below it does not)
+            seg, part = row[c0 - left:c1 - left], dst[c0:c1]
+            for t in range(c1 - c0):
+                part[t] = seg[t]
+        else:
+            for t in range(c0, c1):
+                dst[t] = row[t * sw - left]
         for t in range(c1, cols):
             dst[t] = 0
+
+
+@numba.njit(cache=True)
+def _padded_plane(src, top, left, rows, cols, sh=1, sw=1):
+    """A new (rows, cols) plane filled by ``_fill_padded``."""
+    buf = np.empty((rows, cols), dtype=src.dtype)
+    _fill_padded(src, top, left, sh, sw, buf)
     return buf
 
 
@@ -364,26 +376,50 @@ def _wide_tap_dots(gw, xp, offsets, out):
 
 
 @numba.njit(cache=True)
-def _depthwise_forward_plane(x, wk, sh, sw, top, left, dh, dw, out):
-    """out[oh, ow] = sum_ij wk[i, j] * x_pad[oh*sh + i*dh, ow*sw + j*dw] for one plane.
+def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1):
+    """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, oh*sh + i*dh, ow*sw + j*dw] for
+    the planes ``p = n*C_out + co`` in [p0, p1).
 
-    One wide-grid correlation per polyphase component (one component at stride 1).
+    One wide-grid correlation per polyphase component (one component at stride 1). The tap
+    layout depends on the geometry only, so it is worked out once, and the planes share one set
+    of buffers (per-plane allocations cost more than a 7x7 plane's arithmetic).
     """
-    ho, wo = out.shape
-    kh, kw = wk.shape
+    c_out, ho, wo = out.shape[1], out.shape[2], out.shape[3]
+    mult = c_out // x.shape[1]
+    kh, kw = w.shape[2], w.shape[3]
     wp = wo + dw * (kw - 1) // sw  # the wide grid: room for the largest column offset qj
     rows = ho + dh * (kh - 1) // sh + 1  # one spare row: the last wide row's extra columns read past
-    acc = np.zeros(ho * wp, dtype=out.dtype)
-    for a in range(sh):
-        for b in range(sw):
-            offsets, weights = _tap_offsets(wk, dh, dw, wp, sh, sw, a, b)
-            if offsets.size:
-                xp = _padded_plane(x, top - a, left - b, rows, wp, sh, sw).reshape(-1)
-                _wide_correlate_add(xp, offsets, weights, acc)
-    for oh in range(ho):
-        row, src = out[oh], acc[oh * wp:]
-        for ow in range(wo):
-            row[ow] = src[ow]
+    # Per component: the taps' flat offsets and 1 + their index in w[co, 0].ravel() (0 = padding tap).
+    tap_ids = (np.arange(kh * kw) + 1.0).reshape(kh, kw)
+    n_taps = (kh * kw + 2) // 3 * 3
+    offsets, taps, counts = np.zeros((sh * sw, n_taps), np.int64), np.zeros((sh * sw, n_taps), np.int64), \
+        np.zeros(sh * sw, np.int64)
+    for phase in range(sh * sw):
+        o, t = _tap_offsets(tap_ids, dh, dw, wp, sh, sw, phase // sw, phase % sw)
+        counts[phase] = o.size
+        offsets[phase, :o.size] = o
+        for k in range(o.size):
+            taps[phase, k] = np.int64(t[k])
+    xp = np.empty((rows, wp), dtype=x.dtype)
+    acc = np.empty(ho * wp, dtype=out.dtype)
+    weights = np.empty(n_taps, dtype=out.dtype)
+    for p in range(p0, p1):
+        n, co = p // c_out, p % c_out
+        wk = w[co, 0].ravel()
+        acc[:] = 0
+        for phase in range(sh * sw):
+            m = counts[phase]
+            if m == 0:
+                continue
+            for k in range(m):
+                weights[k] = wk[taps[phase, k] - 1] if taps[phase, k] > 0 else 0
+            _fill_padded(x[n, co // mult], top - phase // sw, left - phase % sw, sh, sw, xp)
+            _wide_correlate_add(xp.reshape(-1), offsets[phase, :m], weights[:m], acc)
+        dst = out[n, co]
+        for oh in range(ho):
+            row, src = dst[oh], acc[oh * wp:]
+            for ow in range(wo):
+                row[ow] = src[ow]
 
 
 @numba.njit(cache=True)
@@ -451,12 +487,16 @@ def _depthwise_backward_weight_plane(g, x, sh, sw, top, left, dh, dw, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def _depthwise_forward(x, w, sh, sw, top, left, dh, dw, out):
-    n_img, c_out = out.shape[0], out.shape[1]
-    mult = c_out // x.shape[1]
-    for plane in numba.prange(n_img * c_out):
-        n, co = plane // c_out, plane % c_out
-        _depthwise_forward_plane(x[n, co // mult], w[co, 0], sh, sw, top, left, dh, dw, out[n, co])
+def _depthwise_forward(x, w, sh, sw, top, left, dh, dw, out, chunks):
+    planes = out.shape[0] * out.shape[1]
+    for k in numba.prange(chunks):  # a run of planes per task: one set of buffers each
+        _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, planes * k // chunks,
+                                  planes * (k + 1) // chunks)
+
+
+@numba.njit(cache=True)
+def _depthwise_forward_serial(x, w, sh, sw, top, left, dh, dw, out, chunks):
+    _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, 0, out.shape[0] * out.shape[1])
 
 
 @numba.njit(parallel=True, cache=True)
@@ -486,7 +526,9 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad
     """
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
     out = np.empty((x.shape[0], w.shape[0]) + tuple(out_hw), dtype=x.dtype)
-    _launch(_depthwise_forward, out.size * w.shape[2] * w.shape[3], x, w, *_geometry(stride, pad4, dilation), out)
+    chunks = min(out.shape[0] * out.shape[1], 4 * numba.get_num_threads())
+    cpu_threads.launch(_depthwise_forward, _depthwise_forward_serial, out.size * w.shape[2] * w.shape[3] // 2, x, w,
+                       *_geometry(stride, pad4, dilation), out, chunks)
     return out
 
 
