@@ -1,4 +1,4 @@
-"""Batch parallelism for the CPU GEMM path: each thread takes its own slice of the batch.
+"""Thread parallelism for the CPU kernels: each thread takes its own slice of the work.
 
 A convolution on the GEMM path alternates im2col (a Numba kernel) and a matrix product (BLAS).
 Parallelising each step on its own means two thread pools taking turns, a barrier after every
@@ -11,8 +11,12 @@ parallelises convolutions. Measured on the ``fashion_cnn`` layers at batch 256, 
 conv forward 1.4-1.8x faster than im2col and BLAS each threaded on their own
 (``benchmarks/kernels.py`` has the per-layer numbers).
 
+The slices need not be images: ``functional.conv`` hands out *tiles*, chunks of small images or
+row bands of one large photo, so a single 224 px image keeps both threads busy too.
+
 Worker threads must never start a Numba ``parallel=True`` kernel: Numba's workqueue threading
-layer may not be entered from two threads at once.
+layer may not be entered from two threads at once. ``launch`` picks between a ``prange`` kernel and
+its serial twin by size: waking Numba's threads costs more than a small memory-bound pass.
 """
 
 from __future__ import annotations
@@ -61,9 +65,8 @@ def map_batch(fn: Callable[[slice, bool], Any], n: int, work: float) -> list[Any
 
     ``fn(part, parallel)``: with ``parallel=False`` (in a worker) it must use only serial kernels.
     BLAS always runs on one thread. ``work``: the multiply-adds of the whole call. Below
-    ``MIN_WORK``, or with one thread or one image, ``fn(slice(0, n), True)`` runs once in the
-    calling thread instead, where Numba kernels may use all threads (one large image: its im2col
-    runs in parallel over channels).
+    ``MIN_WORK``, or with one thread or one item, ``fn(slice(0, n), True)`` runs once in the
+    calling thread instead, where Numba kernels may use all threads.
     """
     threads = min(numba.get_num_threads(), n)
     if threads <= 1 or work < MIN_WORK:
