@@ -121,9 +121,9 @@ def _tiles(kernels: types.ModuleType, n: int, ho: int, wo: int, bytes_per_image:
     ``BAND_PIXELS`` wide. The cut depends on the image's shape only (not on the batch or the
     thread count). Tiles are listed image by image, band by band.
     """
-    bands = max(ho // max(min_rows, -(-BAND_PIXELS // wo)), min(MIN_BANDS, ho // min_rows))
-    if kernels is not cpu_conv or bytes_per_image <= BAND_BYTES:
-        bands = 1
+    bands = 1
+    if kernels is cpu_conv and bytes_per_image > BAND_BYTES:
+        bands = max(ho // max(min_rows, -(-BAND_PIXELS // wo)), min(MIN_BANDS, ho // min_rows))
     if bands <= 1:
         return [(chunk, 0, ho) for chunk in _chunks(slice(0, n), bytes_per_image)]
     bounds = [ho * b // bands for b in range(bands + 1)]

@@ -19,10 +19,11 @@ direct kernels instead: forward, input-gradient and weight-gradient.
 
 Every kernel runs in parallel over (n, c) planes: each plane of the output is written by one
 thread only, so no two threads ever add into the same memory. The ``prange`` kernels only hand
-out planes; a plain ``@njit`` function does each plane's work. ``im2col`` and ``col2im`` also have
-serial twins (``parallel=False``) that release the GIL, for the per-thread batch slices of
-``cpu_threads.map_batch``. The ``naive_*`` functions are
-plain-NumPy references (a literal sliding window), used by the tests only.
+out planes; a plain ``@njit`` function does each plane's work. Every ``prange`` kernel has a serial
+twin: ``cpu_threads.launch`` runs it on inputs too small to pay for waking the threads, and the
+``im2col``/``col2im`` twins (``parallel=False``) release the GIL for the per-thread tiles of
+``cpu_threads.map_batch``. The ``naive_*`` functions are plain-NumPy references (a literal
+sliding window), used by the tests only.
 """
 
 from __future__ import annotations
@@ -32,27 +33,8 @@ import numpy as np
 
 from minivis.kernels import cpu_threads
 
+
 # ----------------------------------------------------------------------------- helpers
-PARALLEL_MIN_WORK = 1 << 16  # elements; below this a kernel runs on one thread
-
-
-def _launch(kernel, work: int, *args) -> None:
-    """Run a ``prange`` kernel, on one thread when ``work`` is small.
-
-    Waking the other threads costs microseconds on an idle machine and milliseconds on a busy
-    one, far more than a small convolution (a gradient check runs thousands of them).
-    """
-    if work >= PARALLEL_MIN_WORK:
-        kernel(*args)
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(previous)
-
-
 @numba.njit(cache=True)
 def _valid_range(n_out, stride, offset, size):
     """Output positions ``o`` in [0, n_out) whose input index ``o*stride + offset`` lies in [0, size).
@@ -320,33 +302,49 @@ def _fill_padded(src, top, left, sh, sw, buf):
 
 
 @numba.njit(cache=True)
-def _padded_plane(src, top, left, rows, cols, sh=1, sw=1):
-    """A new (rows, cols) plane filled by ``_fill_padded``."""
+def _padded_plane(src, top, left, rows, cols):
+    """A new (rows, cols) plane filled by ``_fill_padded`` at stride 1."""
     buf = np.empty((rows, cols), dtype=src.dtype)
-    _fill_padded(src, top, left, sh, sw, buf)
+    _fill_padded(src, top, left, 1, 1, buf)
     return buf
 
 
 @numba.njit(cache=True)
-def _tap_offsets(wk, dh, dw, row_len, sh=1, sw=1, a=0, b=0):
-    """Flat offsets ``qi*row_len + qj`` and weights ``wk[i, j]`` of the kernel taps that read
+def _phase_taps(kh, kw, dh, dw, row_len, sh, sw, a, b):
+    """Flat offsets ``qi*row_len + qj`` and flat indices ``i*kw + j`` of the kernel taps that read
     polyphase component (a, b) (``i*dh = qi*sh + a``, ``j*dw = qj*sw + b``; at stride 1, all taps),
-    padded with zero-weight taps to a multiple of three (the passes below take three taps at a time)."""
-    kh, kw = wk.shape
+    padded with zero-offset taps of index -1 to a multiple of three (the passes below take three
+    taps at a time)."""
     count = 0
     for i in range(kh):
         for j in range(kw):
             count += (i * dh) % sh == a and (j * dw) % sw == b
-    n_taps = (count + 2) // 3 * 3
-    offsets = np.zeros(n_taps, dtype=np.int64)
-    weights = np.zeros(n_taps, dtype=wk.dtype)
+    offsets = np.zeros((count + 2) // 3 * 3, dtype=np.int64)
+    taps = np.full(offsets.size, -1, dtype=np.int64)
     t = 0
     for i in range(kh):
         for j in range(kw):
             if (i * dh) % sh == a and (j * dw) % sw == b:
                 offsets[t] = (i * dh) // sh * row_len + (j * dw) // sw
-                weights[t] = wk[i, j]
+                taps[t] = i * kw + j
                 t += 1
+    return offsets, taps
+
+
+@numba.njit(cache=True)
+def _tap_weights(wk, taps, weights):
+    """weights[t] = wk[i, j] for tap ``taps[t] = i*kw + j``, 0 for a padding tap (-1)."""
+    kw = wk.shape[1]
+    for t in range(taps.size):
+        weights[t] = wk[taps[t] // kw, taps[t] % kw] if taps[t] >= 0 else 0
+
+
+@numba.njit(cache=True)
+def _tap_offsets(wk, dh, dw, row_len):
+    """The stride-1 offsets of every tap of ``wk`` and their weights (``_phase_taps``)."""
+    offsets, taps = _phase_taps(wk.shape[0], wk.shape[1], dh, dw, row_len, 1, 1, 0, 0)
+    weights = np.empty(offsets.size, dtype=wk.dtype)
+    _tap_weights(wk, taps, weights)
     return offsets, weights
 
 
@@ -389,30 +387,26 @@ def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1):
     kh, kw = w.shape[2], w.shape[3]
     wp = wo + dw * (kw - 1) // sw  # the wide grid: room for the largest column offset qj
     rows = ho + dh * (kh - 1) // sh + 1  # one spare row: the last wide row's extra columns read past
-    # Per component: the taps' flat offsets and 1 + their index in w[co, 0].ravel() (0 = padding tap).
-    tap_ids = (np.arange(kh * kw) + 1.0).reshape(kh, kw)
     n_taps = (kh * kw + 2) // 3 * 3
-    offsets, taps, counts = np.zeros((sh * sw, n_taps), np.int64), np.zeros((sh * sw, n_taps), np.int64), \
-        np.zeros(sh * sw, np.int64)
+    offsets = np.zeros((sh * sw, n_taps), np.int64)
+    taps = np.full((sh * sw, n_taps), -1, np.int64)
+    counts = np.zeros(sh * sw, np.int64)
     for phase in range(sh * sw):
-        o, t = _tap_offsets(tap_ids, dh, dw, wp, sh, sw, phase // sw, phase % sw)
+        o, t = _phase_taps(kh, kw, dh, dw, wp, sh, sw, phase // sw, phase % sw)
         counts[phase] = o.size
         offsets[phase, :o.size] = o
-        for k in range(o.size):
-            taps[phase, k] = np.int64(t[k])
+        taps[phase, :o.size] = t
     xp = np.empty((rows, wp), dtype=x.dtype)
     acc = np.empty(ho * wp, dtype=out.dtype)
     weights = np.empty(n_taps, dtype=out.dtype)
     for p in range(p0, p1):
         n, co = p // c_out, p % c_out
-        wk = w[co, 0].ravel()
         acc[:] = 0
         for phase in range(sh * sw):
             m = counts[phase]
             if m == 0:
                 continue
-            for k in range(m):
-                weights[k] = wk[taps[phase, k] - 1] if taps[phase, k] > 0 else 0
+            _tap_weights(w[co, 0], taps[phase, :m], weights[:m])
             _fill_padded(x[n, co // mult], top - phase // sw, left - phase % sw, sh, sw, xp)
             _wide_correlate_add(xp.reshape(-1), offsets[phase, :m], weights[:m], acc)
         dst = out[n, co]
@@ -469,7 +463,7 @@ def _depthwise_backward_weight_plane(g, x, sh, sw, top, left, dh, dw, out):
         wp = wo + dw * (kw - 1)
         xp = _padded_plane(x, top, left, ho + dh * (kh - 1) + 1, wp).reshape(-1)
         gw = _padded_plane(g, 0, 0, ho, wp).reshape(-1)  # zero in the extra columns: they add nothing
-        offsets, _ = _tap_offsets(out, dh, dw, wp)
+        offsets, _ = _phase_taps(kh, kw, dh, dw, wp, 1, 1, 0, 0)
         sums = np.empty(offsets.size, dtype=out.dtype)
         _wide_tap_dots(gw, xp, offsets, sums)
         for t in range(kh * kw):
@@ -495,27 +489,49 @@ def _depthwise_forward(x, w, sh, sw, top, left, dh, dw, out, chunks):
 
 
 @numba.njit(cache=True)
-def _depthwise_forward_serial(x, w, sh, sw, top, left, dh, dw, out, chunks):
+def _depthwise_forward_serial(x, w, sh, sw, top, left, dh, dw, out, chunks):  # chunks: the parallel twin's
     _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, 0, out.shape[0] * out.shape[1])
+
+
+@numba.njit(inline="always")
+def _backward_input_of_plane(g, w, sh, sw, top, left, dh, dw, dx, plane):
+    c_in = dx.shape[1]
+    mult = g.shape[1] // c_in
+    n, ci = plane // c_in, plane % c_in
+    _depthwise_backward_input_plane(g[n, ci * mult:(ci + 1) * mult], w[ci * mult:(ci + 1) * mult, 0],
+                                    sh, sw, top, left, dh, dw, dx[n, ci])
 
 
 @numba.njit(parallel=True, cache=True)
 def _depthwise_backward_input(g, w, sh, sw, top, left, dh, dw, dx):
-    n_img, c_in = dx.shape[0], dx.shape[1]
-    mult = g.shape[1] // c_in
-    for plane in numba.prange(n_img * c_in):
-        n, ci = plane // c_in, plane % c_in
-        _depthwise_backward_input_plane(g[n, ci * mult:(ci + 1) * mult], w[ci * mult:(ci + 1) * mult, 0],
-                                        sh, sw, top, left, dh, dw, dx[n, ci])
+    for plane in numba.prange(dx.shape[0] * dx.shape[1]):
+        _backward_input_of_plane(g, w, sh, sw, top, left, dh, dw, dx, plane)
+
+
+@numba.njit(cache=True)
+def _depthwise_backward_input_serial(g, w, sh, sw, top, left, dh, dw, dx):
+    for plane in range(dx.shape[0] * dx.shape[1]):
+        _backward_input_of_plane(g, w, sh, sw, top, left, dh, dw, dx, plane)
+
+
+@numba.njit(inline="always")
+def _backward_weight_of_plane(g, x, sh, sw, top, left, dh, dw, partial, plane):
+    c_out = g.shape[1]
+    n, co = plane // c_out, plane % c_out
+    _depthwise_backward_weight_plane(g[n, co], x[n, co // (c_out // x.shape[1])], sh, sw, top, left, dh, dw,
+                                     partial[n, co])
 
 
 @numba.njit(parallel=True, cache=True)
 def _depthwise_backward_weight(g, x, sh, sw, top, left, dh, dw, partial):
-    n_img, c_out = g.shape[0], g.shape[1]
-    mult = c_out // x.shape[1]
-    for plane in numba.prange(n_img * c_out):
-        n, co = plane // c_out, plane % c_out
-        _depthwise_backward_weight_plane(g[n, co], x[n, co // mult], sh, sw, top, left, dh, dw, partial[n, co])
+    for plane in numba.prange(g.shape[0] * g.shape[1]):
+        _backward_weight_of_plane(g, x, sh, sw, top, left, dh, dw, partial, plane)
+
+
+@numba.njit(cache=True)
+def _depthwise_backward_weight_serial(g, x, sh, sw, top, left, dh, dw, partial):
+    for plane in range(g.shape[0] * g.shape[1]):
+        _backward_weight_of_plane(g, x, sh, sw, top, left, dh, dw, partial, plane)
 
 
 def depthwise_forward(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad4: tuple[int, int, int, int],
@@ -541,8 +557,8 @@ def depthwise_backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, i
     """
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
     dx = np.empty(x_shape, dtype=g.dtype)
-    _launch(_depthwise_backward_input, g.size * w.shape[2] * w.shape[3], g, w,
-            *_geometry(stride, pad4, dilation), dx)
+    cpu_threads.launch(_depthwise_backward_input, _depthwise_backward_input_serial,
+                       g.size * w.shape[2] * w.shape[3] // 2, g, w, *_geometry(stride, pad4, dilation), dx)
     return dx
 
 
@@ -556,8 +572,8 @@ def depthwise_backward_weight(g: np.ndarray, x: np.ndarray, w_shape: tuple[int, 
     """
     g, x = np.ascontiguousarray(g), np.ascontiguousarray(x, dtype=g.dtype)
     partial = np.empty((g.shape[0], g.shape[1], w_shape[2], w_shape[3]), dtype=g.dtype)
-    _launch(_depthwise_backward_weight, g.size * w_shape[2] * w_shape[3], g, x,
-            *_geometry(stride, pad4, dilation), partial)
+    cpu_threads.launch(_depthwise_backward_weight, _depthwise_backward_weight_serial,
+                       g.size * w_shape[2] * w_shape[3] // 2, g, x, *_geometry(stride, pad4, dilation), partial)
     return partial.sum(axis=0).reshape(w_shape)
 
 

@@ -96,9 +96,11 @@ DEPTHWISE = [
 ]
 
 
+@pytest.mark.parametrize("twin", ["serial", "parallel"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", DEPTHWISE)
-def test_depthwise_kernels_match_naive_conv(case, dtype, rng):
+def test_depthwise_kernels_match_naive_conv(case, dtype, twin, rng, monkeypatch):
+    monkeypatch.setattr(cpu_threads, "ELEMENTWISE_MIN_WORK", 1 << 60 if twin == "serial" else 0)
     x_shape, mult, kh, kw, stride, pad4, dilation = case
     c_in = x_shape[1]
     w_shape = (c_in * mult, 1, kh, kw)
