@@ -331,7 +331,7 @@ def _phase_taps(kh, kw, dh, dw, row_len, sh, sw, a, b):
     return offsets, taps
 
 
-@numba.njit(cache=True)
+@numba.njit(inline="always")
 def _tap_weights(wk, taps, weights):
     """weights[t] = wk[i, j] for tap ``taps[t] = i*kw + j``, 0 for a padding tap (-1)."""
     kw = wk.shape[1]
