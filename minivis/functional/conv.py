@@ -36,16 +36,20 @@ and the odd pixel at the bottom/right.
 
 from __future__ import annotations
 
+import contextvars
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import numba
 import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.backend import FLOAT_DTYPES
 from minivis.functional._validate import check_same_device, check_tensor, int_pair, padding4
-from minivis.kernels import cpu_conv, cpu_threads
+from minivis.kernels import cpu_conv, cpu_threads, cpu_winograd
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
@@ -113,17 +117,20 @@ def _chunks(part: slice, bytes_per_image: int) -> list[slice]:
     return [slice(start, min(start + step, part.stop)) for start in range(part.start, part.stop, step)]
 
 
-def _tiles(kernels: types.ModuleType, n: int, ho: int, wo: int, bytes_per_image: int, min_rows: int) -> list[Tile]:
+def _tiles(kernels: types.ModuleType, n: int, ho: int, wo: int, bytes_per_image: int, min_rows: int,
+           band_bytes: int | None = None, band_pixels: int | None = None) -> list[Tile]:
     """The work items of one convolution: chunks of whole images, or row bands of each image.
 
-    An image whose cols matrix exceeds ``BAND_BYTES`` (on the CPU) is cut into equal bands of output
-    rows, each at least ``min_rows`` tall and, where the image has room for ``MIN_BANDS`` of them,
-    ``BAND_PIXELS`` wide. The cut depends on the image's shape only (not on the batch or the
-    thread count). Tiles are listed image by image, band by band.
+    An image whose scratch matrix exceeds ``band_bytes`` (``BAND_BYTES``; on the CPU) is cut into
+    equal bands of output rows, each at least ``min_rows`` tall and, where the image has room for
+    ``MIN_BANDS`` of them, ``band_pixels`` (``BAND_PIXELS``) wide. The cut depends on the image's
+    shape only (not on the batch or the thread count). Tiles are listed image by image, band by band.
     """
+    band_bytes = BAND_BYTES if band_bytes is None else band_bytes
+    band_pixels = BAND_PIXELS if band_pixels is None else band_pixels
     bands = 1
-    if kernels is cpu_conv and bytes_per_image > BAND_BYTES:
-        bands = max(ho // max(min_rows, -(-BAND_PIXELS // wo)), min(MIN_BANDS, ho // min_rows))
+    if kernels is cpu_conv and bytes_per_image > band_bytes:
+        bands = max(ho // max(min_rows, -(-band_pixels // wo)), min(MIN_BANDS, ho // min_rows))
     if bands <= 1:
         return [(chunk, 0, ho) for chunk in _chunks(slice(0, n), bytes_per_image)]
     bounds = [ho * b // bands for b in range(bands + 1)]
@@ -157,6 +164,105 @@ def _scratch(xp: Any, tiles: list[Tile], row_bytes: int, dtype: Any) -> Any:
     return xp.empty(largest * row_bytes // np.dtype(dtype).itemsize, dtype=dtype)
 
 
+# ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+# A stride-1 3x3 convolution (every VGG layer) multiplies 2.25x less through Winograd's minimal
+# filtering (``cpu_winograd``): 16 GEMMs with K = C_in replace one with K = 9*C_in. Tiles are as
+# above, in units of 2x2 output blocks: chunks of images, or bands of block rows; per tile
+# V = input_transform(x), M[ab] = U[ab] @ V[ab], y = output_transform(M).
+WINOGRAD_MIN_CHANNELS = 16  # fewer input or output channels: the GEMMs are too thin to gain
+WINOGRAD_BAND_BYTES = 1 << 20  # an image whose V and M matrices exceed this is cut into bands ...
+WINOGRAD_BAND_TILES = 192  # ... of at least this many tiles (the GEMMs' N)
+
+
+def _is_winograd(kernels: types.ModuleType, c_in: int, w_shape: tuple[int, ...], stride: Pair, dilation: Pair,
+                 groups: int) -> bool:
+    """3x3, stride 1, undilated, ungrouped, enough channels, on the CPU: the Winograd path."""
+    return (kernels is cpu_conv and tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
+            and groups == 1 and min(c_in, w_shape[0]) >= WINOGRAD_MIN_CHANNELS)
+
+
+_TRANSFORMS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("minivis_weight_transforms", default=None)
+_TRANSFORMS_KEPT = 64  # weights whose transforms one block keeps (more: the oldest are dropped)
+
+
+@contextmanager
+def reuse_weight_transforms() -> Iterator[None]:
+    """Inside the block, each weight array's Winograd filter transform is computed once and reused.
+
+    The caller promises that no weight array changes in place inside the block (the
+    visualisation methods, which freeze the model, run in one): a method's backward pass, and
+    every later pass, then skips the transform (16/9 of the weight's size, ~15 ms per VGG16
+    pass). Arrays are recognised by identity; the cache ends with the (outermost) block.
+    """
+    if _TRANSFORMS.get() is not None:
+        yield
+        return
+    token = _TRANSFORMS.set({})
+    try:
+        yield
+    finally:
+        _TRANSFORMS.reset(token)
+
+
+def _filter_transform(w: np.ndarray) -> np.ndarray:
+    """``cpu_winograd.filter_transform(w)``, from the cache inside ``reuse_weight_transforms``."""
+    cache = _TRANSFORMS.get()
+    if cache is None:
+        return cpu_winograd.filter_transform(w)
+    hit = cache.get(id(w))
+    if hit is None or hit[0] is not w:  # the array is kept alive with its entry, so its id is not reused
+        if len(cache) >= _TRANSFORMS_KEPT:
+            cache.pop(next(iter(cache)))
+        hit = cache[id(w)] = (w, cpu_winograd.filter_transform(w))
+    return hit[1]
+
+
+def _winograd(x: np.ndarray, u: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...], bias: Any = None,
+              adjoint: bool = False) -> np.ndarray:
+    """The stride-1 3x3 convolution of ``x`` by the weight whose filter transform is ``u: (16, C_out, C_in)``.
+
+    ``adjoint=True``: its input-gradient instead, with ``x`` the output gradient (N, C_out, Ho, Wo)
+    and ``pad4`` the adjoint's padding ``2 - pad``. Only ``pad4``'s top and left matter:
+    ``out_hw`` says how many output pixels there are, and pixels outside ``x`` read as 0.
+    """
+    slots = cpu_winograd.ADJOINT_SLOTS if adjoint else cpu_winograd.FORWARD_SLOTS
+    u = u.transpose(0, 2, 1) if adjoint else u  # U'[ab] = U[p(a)p(b)]^T, with V and M stored at p(a)p(b)
+    n, c_in = x.shape[:2]
+    c_out = u.shape[1]
+    ho, wo = out_hw
+    nty, ntx = -(-ho // 2), -(-wo // 2)
+    out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
+    bias = np.zeros(c_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    tile_bytes = 16 * (c_in + c_out) * x.itemsize  # one tile's columns of V and M
+    work = n * c_out * c_in * 9 * ho * wo
+    bands = min(nty, nty * ntx // WINOGRAD_BAND_TILES) if tile_bytes * nty * ntx > WINOGRAD_BAND_BYTES else 1
+    if bands <= 1 and n < numba.get_num_threads() and work >= cpu_threads.MIN_WORK:
+        # a few small maps (VGG's 28x28 and 14x14 at batch 1): the threads split the 16 GEMMs instead
+        v, mm = np.empty((n, 16, c_in, nty * ntx), dtype=x.dtype), np.empty((n, 16, c_out, nty * ntx), dtype=x.dtype)
+        cpu_winograd.input_transform(x, pad4[0], pad4[2], 0, nty, slots, v)
+        cpu_threads.map_batch(lambda part, _: np.matmul(u[part], v[:, part], out=mm[:, part]), 16, work)
+        cpu_winograd.output_transform(mm, bias, 0, nty, slots, out)
+        return out
+    if bands > 1:
+        bounds = [nty * b // bands for b in range(bands + 1)]
+        tiles = [(slice(i, i + 1), r0, r1) for i in range(n) for r0, r1 in zip(bounds, bounds[1:], strict=False)]
+    else:
+        tiles = [(chunk, 0, nty) for chunk in _chunks(slice(0, n), tile_bytes * nty * ntx)]
+
+    def run(part: list[Tile], parallel: bool) -> None:  # one thread's run of tiles
+        scratch = _scratch(np, part, tile_bytes * ntx, x.dtype)
+        for images, t0, t1 in part:
+            m, count = images.stop - images.start, (t1 - t0) * ntx
+            v = scratch[:m * 16 * c_in * count].reshape(m, 16, c_in, count)
+            mm = scratch[v.size:v.size + m * 16 * c_out * count].reshape(m, 16, c_out, count)
+            cpu_winograd.input_transform(x[images], pad4[0], pad4[2], t0, t1, slots, v)
+            np.matmul(u, v, out=mm)
+            cpu_winograd.output_transform(mm, bias, t0, t1, slots, out[images])
+
+    _over_tiles(cpu_conv, tiles, work, run)
+    return out
+
+
 def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int, bias: Any = None) -> Any:
     """y = conv2d(x, w) + bias on arrays. x: (N, C_in, H, W), w: (C_out, C_in/G, kh, kw) -> (N, C_out, Ho, Wo).
 
@@ -177,6 +283,8 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
             out = xp.matmul(w.reshape(groups, c_out // groups, k_g), x.reshape(n, groups, k_g, pixels))
         out = out.reshape(n, c_out, ho, wo)
         return out if b is None else xp.add(out, b, out=out)
+    if _is_winograd(kernels, c_in, w.shape, stride, dilation, groups):
+        return _winograd(x, _filter_transform(w), pad4, (ho, wo), bias)
     w_g = w.reshape(groups, c_out // groups, k_g)
     out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
     out_g = out.reshape(n, groups, c_out // groups, pixels)  # a view: the GEMMs write NCHW directly
@@ -224,6 +332,12 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
         return (kernels.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation) if need_input else None,
                 kernels.depthwise_backward_weight(g, x, tuple(w_shape), stride, pad4, dilation)
                 if need_weight else None)
+    if need_input and _is_winograd(kernels, c_in, w_shape, stride, dilation, groups):
+        # dx is the stride-1 convolution of g with the flipped, channel-swapped kernel, padded by 2 - pad
+        dx = _winograd(g, _filter_transform(w), tuple(2 - p for p in pad4), x_shape[2:], adjoint=True)
+        if not need_weight:
+            return dx, None
+        return dx, conv2d_backward(g, None, x, w_shape, x_shape, stride, pad4, dilation, groups, need_input=False)[1]
     g_g = g.reshape(n, groups, c_out // groups, pixels)
     if _is_pointwise(kh, kw, stride, pad4) and (ho, wo) == x_shape[2:]:  # x and dx are their own cols matrices
         dx = dw = None

@@ -6,20 +6,59 @@
 * ``target_scores(logits, target)``: the scalar per image that a method explains: a class
   index (int, or one per image) into the logits, or a callable objective ``f(output) -> (N,)``.
 * ``check_layer(model, layer)``: the layer module for a dotted name, with a clear error.
+* ``frozen(model)`` / ``inference(model)``: the model state a method runs in (eval mode, frozen
+  weights or no graph), restored afterwards even on error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Tensor
+from minivis.autograd import Tensor, no_grad
+from minivis.functional.conv import reuse_weight_transforms
 from minivis.nn.module import Module
 
 Target = int | np.integer | list | tuple | np.ndarray | Callable[[Tensor], Tensor]
+
+
+@contextmanager
+def frozen(model: Module) -> Iterator[Module]:
+    """Eval mode and ``requires_grad=False`` on every weight; modes, flags and ``.grad`` restored after.
+
+    Freezing matters twice: no gradient is accumulated on the weights, and the backward pass does
+    not compute any (only the graph from the input, or from a layer, to the score is recorded).
+    The weights cannot change inside, so convolutions reuse their weight transforms.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    model.eval()
+    model.requires_grad_(False)
+    try:
+        with reuse_weight_transforms():
+            yield model
+    finally:
+        for m, training in modes:
+            object.__setattr__(m, "training", training)
+        for p, flag, grad in flags:
+            p.requires_grad, p.grad = flag, grad
+
+
+@contextmanager
+def inference(model: Module) -> Iterator[None]:
+    """Eval mode (dropout off, batch-norm running statistics) and no graph; the modes are restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with no_grad(), reuse_weight_transforms():
+            yield
+    finally:
+        for m, training in modes:
+            object.__setattr__(m, "training", training)
 
 
 def model_device_dtype(model: Module) -> tuple[str, np.dtype]:

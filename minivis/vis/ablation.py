@@ -22,8 +22,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.hooks import capture, edit_output
 from minivis.nn.module import Module
-from minivis.vis._common import Target, as_batch, check_layer, target_scores, unbatch
-from minivis.vis.occlusion import inference
+from minivis.vis._common import Target, as_batch, check_layer, inference, target_scores, unbatch
 
 FILLS = ("zero", "mean")
 

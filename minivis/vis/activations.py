@@ -16,32 +16,18 @@ several layers and stops after the last of them).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Tensor, no_grad
+from minivis.autograd import Tensor
 from minivis.nn.hooks import _StopForward
 from minivis.nn.module import Module
-from minivis.vis._common import as_batch, check_layer, unbatch
+from minivis.vis._common import as_batch, check_layer, inference, unbatch
 
 
 # --------------------------------------------------------------------------- shared plumbing
-@contextmanager
-def inference(model: Module) -> Iterator[None]:
-    """Eval mode (dropout off, batch-norm running statistics) and no graph; the modes are restored."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with no_grad():
-            yield
-    finally:
-        for module, mode in modes:
-            object.__setattr__(module, "training", mode)
-
-
 def check_layers(model: Module, layers: str | Sequence[str], method: str) -> list[str]:
     """``layers`` as a non-empty list of distinct, existing layer names."""
     names = [layers] if isinstance(layers, str) else layers

@@ -34,9 +34,9 @@ from minivis.functional import cross_entropy, softmax
 from minivis.functional._validate import check_float
 from minivis.nn.module import Module
 from minivis.vis import regularizers as reg
-from minivis.vis._common import as_batch
+from minivis.vis._common import as_batch, frozen
 from minivis.vis.class_model import _class_count, initial_image
-from minivis.vis.optimize import check_steps_lr, frozen
+from minivis.vis.optimize import check_steps_lr
 
 
 @dataclass

@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,33 +42,13 @@ from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.nn.module import Module
 from minivis.rules import RULES, backward_rule
-from minivis.vis._common import Target, as_batch, target_scores, unbatch
+from minivis.vis._common import Target, as_batch, frozen, target_scores, unbatch
 
 SMOOTHGRAD_METHODS = ("saliency", "gradient", "guided_backprop", "deconvnet")
 _PROGRESS_MIN_PASSES = 8  # progress=None shows a bar from this many batched passes on
 
 
 # --------------------------------------------------------------------------- model state
-@contextmanager
-def explaining(model: Module) -> Iterator[Module]:
-    """Eval mode and frozen weights inside the block; the previous modes and flags come back after.
-
-    Freezing matters twice: no gradient is accumulated on the weights, and the backward pass does
-    not compute any (only the graph from the input, or from a layer, to the score is recorded).
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    model.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            object.__setattr__(module, "training", training)
-        for param, flag in flags:
-            param.requires_grad = flag
-
-
 # --------------------------------------------------------------------------- argument checks
 def _check_int(value: Any, method: str, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -135,7 +114,7 @@ def input_gradient(model: Module, x: Any, target: Target, rule: str = "gradient"
     """
     rule = _check_rule(rule, "input_gradient")
     batch, single = as_batch(x, model, "input_gradient")
-    with explaining(model):
+    with frozen(model):
         return unbatch(batch_gradient(model, batch, target, rule, "input_gradient"), single)
 
 
@@ -150,7 +129,7 @@ def saliency(model: Module, x: Any, target: Target) -> Any:
     x: (C, H, W) -> (H, W), or (N, C, H, W) -> (N, H, W).
     """
     batch, single = as_batch(x, model, "saliency")
-    with explaining(model):
+    with frozen(model):
         return unbatch(_abs_max_channels(batch_gradient(model, batch, target, "gradient", "saliency")), single)
 
 
@@ -158,7 +137,7 @@ def guided_backprop(model: Module, x: Any, target: Target) -> Any:
     """Springenberg et al.'s guided backpropagation: the input gradient under the "guided" rule,
     which passes g only where both the forward input and g are positive. Shaped like x."""
     batch, single = as_batch(x, model, "guided_backprop")
-    with explaining(model):
+    with frozen(model):
         return unbatch(batch_gradient(model, batch, target, "guided", "guided_backprop"), single)
 
 
@@ -166,7 +145,7 @@ def deconvnet(model: Module, x: Any, target: Target) -> Any:
     """Zeiler & Fergus's DeconvNet reconstruction of the target score: the input gradient under the
     "deconvnet" rule (unpool with switches, rectify the signal, transposed convolution). Shaped like x."""
     batch, single = as_batch(x, model, "deconvnet")
-    with explaining(model):
+    with frozen(model):
         return unbatch(batch_gradient(model, batch, target, "deconvnet", "deconvnet"), single)
 
 
@@ -250,7 +229,7 @@ def smoothgrad(model: Module, x: Any, target: Target, n: int = 50, noise: float 
     rule = {"saliency": "gradient", "gradient": "gradient", "guided_backprop": "guided",
             "deconvnet": "deconvnet"}[method]
     reduce = _abs_max_channels if method == "saliency" else (lambda g: g)
-    with explaining(model):
+    with frozen(model):
         result = _mean_over_samples(model, batch, target, noisy, n, rule, reduce, batch_size, "smoothgrad",
                                     progress)
     return unbatch(result, single)
@@ -306,7 +285,7 @@ def integrated_gradients(model: Module, x: Any, target: Target, baseline: Any = 
     def path(k0: int, ks: int) -> Any:
         return start[None] + alphas[k0:k0 + ks] * diff[None]
 
-    with explaining(model):
+    with frozen(model):
         mean_grad = _mean_over_samples(model, batch, target, path, steps, "gradient", lambda g: g, batch_size,
                                        "integrated_gradients", progress)
         attribution = diff * mean_grad

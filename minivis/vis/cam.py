@@ -23,14 +23,14 @@ from minivis.autograd import Tensor, no_grad
 from minivis.functional.resize import interpolate
 from minivis.nn.module import Module
 from minivis.rules import backward_rule
-from minivis.vis._common import Target, as_batch, check_layer, target_scores, unbatch
-from minivis.vis.attribution import batch_gradient, explaining
+from minivis.vis._common import Target, as_batch, check_layer, frozen, target_scores, unbatch
+from minivis.vis.attribution import batch_gradient
 
 
 def layer_gradient(model: Module, batch: Any, target: Target, layer: str, method: str) -> tuple[Any, Any]:
     """The activation A of ``layer`` and dS/dA (both shaped like A) for a prepared batch (N, C, H, W).
 
-    Call inside ``explaining(model)`` (frozen weights): nothing below the layer records a graph.
+    Call inside ``frozen(model)`` (frozen weights): nothing below the layer records a graph.
     """
     module = check_layer(model, layer, method)
     seen: list[Tensor] = []
@@ -85,7 +85,7 @@ def grad_cam(model: Module, x: Any, target: Target, layer: str, upsample: bool =
     """
     batch, single = as_batch(x, model, "grad_cam")
     check_layer(model, layer, "grad_cam")
-    with explaining(model):
+    with frozen(model):
         return unbatch(_cam(model, batch, target, layer, upsample, relu, "grad_cam"), single)
 
 
@@ -93,7 +93,7 @@ def guided_grad_cam(model: Module, x: Any, target: Target, layer: str) -> Any:
     """Guided Grad-CAM: guided backprop times the upsampled Grad-CAM map, shaped like x."""
     batch, single = as_batch(x, model, "guided_grad_cam")
     check_layer(model, layer, "guided_grad_cam")
-    with explaining(model):
+    with frozen(model):
         cam = _cam(model, batch, target, layer, True, True, "guided_grad_cam")
         guided = batch_gradient(model, batch, target, "guided", "guided_grad_cam")
     return unbatch(guided * cam[:, None], single)

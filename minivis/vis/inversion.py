@@ -34,9 +34,9 @@ from minivis.functional._validate import check_float
 from minivis.nn.hooks import forward_to
 from minivis.nn.module import Module
 from minivis.vis import regularizers as reg
-from minivis.vis._common import as_batch, check_layer
+from minivis.vis._common import as_batch, check_layer, frozen
 from minivis.vis.objectives import LOGITS, Objective
-from minivis.vis.optimize import SynthesisResult, check_steps_lr, frozen, optimize
+from minivis.vis.optimize import SynthesisResult, check_steps_lr, optimize
 from minivis.vis.parameterization import PixelImage
 
 INVERSION_OPTIMIZERS = ("lbfgs", "adam", "sgd")

@@ -26,34 +26,19 @@ Three modes compute the same grid:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from minivis import backend
 from minivis import functional as F
-from minivis.autograd import Tensor, no_grad
+from minivis.autograd import Tensor
 from minivis.functional._validate import int_pair
 from minivis.nn.module import Module
-from minivis.vis._common import Target, as_batch, target_scores, unbatch
+from minivis.vis._common import Target, as_batch, inference, target_scores, unbatch
 from minivis.vis.incremental import Incremental, Region, build_plan, conv_macs, trace
 
 MODES = ("naive", "incremental", "approximate")
-
-
-@contextmanager
-def inference(model: Module) -> Iterator[None]:
-    """Eval mode and no graph inside the block; every module's train/eval flag restored after."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with no_grad():
-            yield
-    finally:
-        for module, flag in flags:
-            object.__setattr__(module, "training", flag)
 
 
 def window(image_hw: tuple[int, ...], patch: Any, stride: Any, op: str) -> tuple[tuple[int, int], ...]:

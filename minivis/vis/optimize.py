@@ -22,8 +22,7 @@ transforms draw from ``np.random.default_rng(seed)``, and a tqdm bar shows progr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +35,7 @@ from minivis.functional._validate import check_float
 from minivis.nn.module import Module
 from minivis.optim.lbfgs import minimize_lbfgs
 from minivis.optim.optimizers import SGD, Adam
+from minivis.vis._common import frozen
 from minivis.vis.parameterization import ImageParam
 
 OPTIMIZERS = ("adam", "sgd", "normalized", "sign", "lbfgs")
@@ -62,22 +62,6 @@ class SynthesisResult:
     history: np.ndarray
     total: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
-
-
-@contextmanager
-def frozen(model: Module) -> Iterator[Module]:
-    """Eval mode and ``requires_grad=False`` on every weight; both restored on exit, even on error."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
-    model.eval()
-    model.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            object.__setattr__(m, "training", training)
-        for p, flag, grad in flags:
-            p.requires_grad, p.grad = flag, grad
 
 
 def check_steps_lr(steps: Any, lr: Any, method: str) -> tuple[int, float]:

@@ -24,8 +24,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.vis._common import Target, as_batch, target_scores, unbatch
-from minivis.vis.occlusion import inference
+from minivis.vis._common import Target, as_batch, inference, target_scores, unbatch
 
 INSTALL_HINT = "pip install opencv-python-headless"
 
