@@ -16,7 +16,7 @@ from minivis.functional.conv import (
     conv2d_forward,
     conv_transpose2d,
 )
-from minivis.kernels import cpu_conv, cpu_threads
+from minivis.kernels import cpu_conv, cpu_threads, cpu_winograd
 from tests.gradcheck import check_gradients
 
 # name -> (x shape, weight shape, kwargs, pad4 that the padding means: (top, bottom, left, right)).
@@ -50,6 +50,10 @@ CONV_CASES = {
     "one input channel 5x5": ((3, 1, 9, 9), (4, 1, 5, 5), {}, (0, 0, 0, 0)),
     "kernel covers the input": ((2, 3, 4, 4), (2, 3, 4, 4), {}, (0, 0, 0, 0)),
     "11x11 stride 4": ((1, 3, 27, 27), (4, 3, 11, 11), {"stride": 4, "padding": 2}, (2, 2, 2, 2)),
+    # stride-1 3x3 convolutions with 16 channels take the Winograd path by default
+    "3x3, 16 channels": ((2, 16, 7, 6), (16, 16, 3, 3), {"padding": 1}, (1, 1, 1, 1)),
+    "3x3 lopsided padding": ((2, 3, 6, 7), (5, 3, 3, 3), {"padding": (0, 2, 1, 3)}, (0, 2, 1, 3)),
+    "3x3 padding wider than the kernel": ((1, 2, 4, 5), (3, 2, 3, 3), {"padding": (3, 0, 0, 4)}, (3, 0, 0, 4)),
 }
 
 # name -> (x shape, weight shape (C_in, C_out/groups, kh, kw), kwargs)
@@ -62,6 +66,7 @@ TRANSPOSE_CASES = {
     "asymmetric padding": ((2, 3, 5, 6), (3, 2, 3, 4), {"stride": 2, "padding": (1, 0, 2, 1),
                                                         "output_padding": (1, 0)}),
     "1x1": ((2, 4, 5, 5), (4, 3, 1, 1), {}),
+    "3x3 stride 1": ((2, 4, 5, 6), (4, 3, 3, 3), {"padding": (1, 0)}),
     "1x1 stride 2": ((2, 4, 5, 5), (4, 3, 1, 1), {"stride": 2, "output_padding": 1}),
     "mixed": ((1, 4, 4, 5), (4, 2, 3, 3), {"groups": 2, "stride": (2, 3), "padding": (1, 0), "dilation": (1, 2),
                                            "output_padding": (1, 2)}),
@@ -90,6 +95,23 @@ def _torch_conv_transpose2d(x, w, b, kwargs):
     return TF.conv_transpose2d(x, w, b, padding=padding, **kwargs)
 
 
+def _winograd_eligible(w_shape, kwargs):
+    return (tuple(w_shape[2:]) == (3, 3) and kwargs.get("stride", 1) in (1, (1, 1))
+            and kwargs.get("dilation", 1) in (1, (1, 1)) and kwargs.get("groups", 1) == 1)
+
+
+def _paths(cases, weight_index=1):
+    """(case, path) pairs: every stride-1 3x3 case runs through both Winograd and im2col; others once."""
+    return [pytest.param(name, path, id=f"{name}-{path}") for name, case in cases.items()
+            for path in (("im2col", "winograd") if _winograd_eligible(case[weight_index], case[2]) else ("default",))]
+
+
+def _set_path(monkeypatch, path):
+    """Winograd from one channel on (so small shapes take it), or never; "default": leave the rule alone."""
+    if path != "default":
+        monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 1 if path == "winograd" else 1 << 30)
+
+
 def _parity(ours, theirs, arrays, rng, dtype):
     """Forward and every gradient of ``ours`` vs ``theirs`` with one random upstream gradient."""
     tol = {"rtol": 1e-7, "atol": 1e-10} if dtype == np.float64 else {"rtol": 1e-4, "atol": 1e-5}
@@ -108,8 +130,9 @@ def _parity(ours, theirs, arrays, rng, dtype):
 
 # ----------------------------------------------------------------------------- PyTorch parity
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_matches_torch(case, dtype, rng):
+@pytest.mark.parametrize(("case", "path"), _paths(CONV_CASES))
+def test_conv2d_matches_torch(case, path, dtype, rng, monkeypatch):
+    _set_path(monkeypatch, path)
     x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
     arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
     _parity(lambda x, w, b: conv2d(x, w, b, **kwargs),
@@ -117,8 +140,9 @@ def test_conv2d_matches_torch(case, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", TRANSPOSE_CASES)
-def test_conv_transpose2d_matches_torch(case, dtype, rng):
+@pytest.mark.parametrize(("case", "path"), _paths(TRANSPOSE_CASES))
+def test_conv_transpose2d_matches_torch(case, path, dtype, rng, monkeypatch):
+    _set_path(monkeypatch, path)
     x_shape, w_shape, kwargs = TRANSPOSE_CASES[case]
     c_out = w_shape[1] * kwargs.get("groups", 1)
     arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(c_out)]
@@ -156,20 +180,23 @@ def test_without_bias_and_with_constant_operands(rng):
 
 # ----------------------------------------------------------------------------- finite differences
 GRADCHECK_CONV = ["3x3 pad 1", "asymmetric padding", "same, stride 2", "same, stride 2, dilation 2",
-                  "groups 2", "depthwise x2, stride 2", "depthwise 5x5, dilation 2", "1x1 stride 2"]
+                  "groups 2", "depthwise x2, stride 2", "depthwise 5x5, dilation 2", "1x1 stride 2",
+                  "3x3 lopsided padding", "3x3 padding wider than the kernel"]
 GRADCHECK_TRANSPOSE = ["stride 2 output_padding 1", "groups 2 dilation 2", "depthwise stride 2",
-                       "output_padding >= stride", "asymmetric padding"]
+                       "output_padding >= stride", "asymmetric padding", "3x3 stride 1"]
 
 
-@pytest.mark.parametrize("case", GRADCHECK_CONV)
-def test_conv2d_gradients_match_finite_differences(case, rng):
+@pytest.mark.parametrize(("case", "path"), _paths({name: CONV_CASES[name] for name in GRADCHECK_CONV}))
+def test_conv2d_gradients_match_finite_differences(case, path, rng, monkeypatch):
+    _set_path(monkeypatch, path)
     x_shape, w_shape, kwargs, _ = CONV_CASES[case]
     arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
     check_gradients(lambda x, w, b: conv2d(x, w, b, **kwargs), arrays, rng)
 
 
-@pytest.mark.parametrize("case", GRADCHECK_TRANSPOSE)
-def test_conv_transpose2d_gradients_match_finite_differences(case, rng):
+@pytest.mark.parametrize(("case", "path"), _paths({name: TRANSPOSE_CASES[name] for name in GRADCHECK_TRANSPOSE}))
+def test_conv_transpose2d_gradients_match_finite_differences(case, path, rng, monkeypatch):
+    _set_path(monkeypatch, path)
     x_shape, w_shape, kwargs = TRANSPOSE_CASES[case]
     c_out = w_shape[1] * kwargs.get("groups", 1)
     arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(c_out)]
@@ -179,6 +206,7 @@ def test_conv_transpose2d_gradients_match_finite_differences(case, rng):
 # ----------------------------------------------------------------------------- the transpose is the adjoint
 ADJOINT_CASES = [  # (x shape, weight shape, stride, pad4, dilation, groups)
     ((2, 3, 8, 7), (4, 3, 3, 3), 1, (1, 1, 1, 1), 1, 1),
+    ((2, 16, 8, 7), (17, 16, 3, 3), 1, (0, 2, 1, 0), 1, 1),  # Winograd
     ((2, 4, 9, 8), (6, 2, 3, 2), (2, 3), (0, 2, 1, 0), (1, 2), 2),
     ((1, 4, 10, 9), (8, 1, 3, 3), 2, (1, 0, 2, 1), 1, 4),  # depthwise, multiplier 2
     ((1, 4, 7, 7), (4, 1, 5, 5), 1, (4, 4, 4, 4), 2, 4),  # depthwise, padding wider than the kernel reach
@@ -205,9 +233,13 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(case, rng):
 
 
 # ----------------------------------------------------------------------------- array-level building blocks
-@pytest.mark.parametrize("case", ["3x3 pad 1", "asymmetric padding", "groups 2", "depthwise x2, stride 2",
-                                  "1x1", "1x1 groups 3", "one input channel 5x5"])
-def test_building_blocks_match_the_literal_sliding_window(case, rng):
+BLOCK_CASES = ["3x3 pad 1", "asymmetric padding", "groups 2", "depthwise x2, stride 2", "1x1", "1x1 groups 3",
+               "one input channel 5x5", "3x3, 16 channels", "3x3 lopsided padding", "3x3 padding wider than the kernel"]
+
+
+@pytest.mark.parametrize(("case", "path"), _paths({name: CONV_CASES[name] for name in BLOCK_CASES}))
+def test_building_blocks_match_the_literal_sliding_window(case, path, rng, monkeypatch):
+    _set_path(monkeypatch, path)
     x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
     stride = kwargs.get("stride", 1)
     stride = (stride, stride) if isinstance(stride, int) else stride
@@ -297,6 +329,59 @@ def test_large_images_split_into_row_bands_correctly(case, threaded, rng, monkey
                                               groups)
     np.testing.assert_array_equal(alone[0], out[2])
     np.testing.assert_array_equal(dx_alone[0], dx[2])
+
+
+@pytest.mark.parametrize("tiling", ["bands", "chunks"])
+@pytest.mark.parametrize("threaded", [False, True])
+def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, threaded, rng, monkeypatch):
+    """Winograd splits a batch into chunks of images or (large images) bands of tile rows; a single
+    small image on several threads splits its 16 GEMMs instead. Each image's result is
+    bit-identical whichever way it was computed: alone (threaded: the split GEMMs) or in a batch."""
+    if threaded:
+        if numba.get_num_threads() < 2:
+            pytest.skip("needs 2 Numba threads")
+        monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    if tiling == "bands":
+        monkeypatch.setattr(conv_module, "WINOGRAD_BAND_BYTES", 0)
+        monkeypatch.setattr(conv_module, "WINOGRAD_BAND_TILES", 1)
+    calls = []
+    transform = cpu_winograd.input_transform
+    monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append(args[3:5]) or transform(*args))
+    x_shape, w_shape, pad4 = (3, 16, 9, 7), (17, 16, 3, 3), (1, 0, 2, 1)
+    x, w, bias = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    out = conv2d_forward(x, w, (1, 1), pad4, (1, 1), 1, bias)
+    assert calls and (tiling == "chunks") == all(rows == (0, 4) for rows in calls)  # 4 tile rows, one per band
+    np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, (1, 1), pad4, (1, 1), 1) + bias[:, None, None],
+                               rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(out.shape)
+    dx, dw = conv_module.conv2d_backward(g, w, x, w_shape, x_shape, (1, 1), pad4, (1, 1), 1)
+    np.testing.assert_allclose(dx, cpu_conv.naive_conv2d_backward_input(g, w, x_shape, (1, 1), pad4, (1, 1), 1),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, (1, 1), pad4, (1, 1), 1),
+                               rtol=1e-12, atol=1e-12)
+    for i in range(3):
+        np.testing.assert_array_equal(conv2d_forward(x[i:i + 1], w, (1, 1), pad4, (1, 1), 1, bias)[0], out[i])
+        np.testing.assert_array_equal(conv2d_backward_input(g[i:i + 1], w, (1,) + x_shape[1:], (1, 1), pad4, (1, 1),
+                                                            1)[0], dx[i])
+
+
+def test_weight_transforms_are_reused_inside_the_block_only(rng, monkeypatch):
+    """Inside ``reuse_weight_transforms`` a weight is transformed once (forward, backward and later
+    passes share it); outside, every call transforms the weight it is given, so in-place edits count."""
+    calls = []
+    transform = cpu_winograd.filter_transform
+    monkeypatch.setattr(cpu_winograd, "filter_transform", lambda w: calls.append(w) or transform(w))
+    x = mv.tensor(rng.standard_normal((1, 16, 6, 6)), requires_grad=True)
+    w = mv.tensor(rng.standard_normal((16, 16, 3, 3)))
+    with conv_module.reuse_weight_transforms():
+        first = conv2d(x, w, padding=1)
+        first.backward(np.ones(first.shape))
+        with conv_module.reuse_weight_transforms():  # nested: the outer block's cache
+            np.testing.assert_array_equal(conv2d(x, w, padding=1).numpy(), first.numpy())
+    assert len(calls) == 1 and calls[0] is w.data
+    w.data *= 2
+    np.testing.assert_allclose(conv2d(x, w, padding=1).numpy(), 2 * first.numpy(), rtol=1e-12)
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("case", ["3x3 pad 1", "depthwise", "1x1"])

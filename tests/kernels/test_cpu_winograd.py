@@ -1,0 +1,100 @@
+"""Winograd F(2x2, 3x3) kernels against the matrices of Lavin & Gray, applied literally with NumPy."""
+
+import numpy as np
+import pytest
+
+from minivis.kernels import cpu_winograd
+
+B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
+A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+# (x shape, top, left, output rows, output cols): odd and even sizes, no/negative/wide padding
+GEOMETRIES = [
+    ((2, 3, 6, 6), 1, 1, 6, 6),
+    ((1, 2, 7, 5), 1, 1, 7, 5),
+    ((2, 2, 6, 7), 0, 1, 6, 8),
+    ((1, 3, 8, 6), -1, 2, 5, 7),
+    ((1, 1, 3, 3), 3, 3, 7, 7),  # padding wider than the image
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_filter_transform_is_g_g_gt(dtype, rng):
+    w = rng.standard_normal((5, 70, 3, 3)).astype(dtype)  # 70 input channels: two blocks of filters
+    expected = np.einsum("ai,ocij,bj->aboc", G, w.astype(np.float64), G).reshape(16, 5, 70)
+    u = cpu_winograd.filter_transform(w)
+    assert u.dtype == dtype and u.shape == (16, 5, 70)
+    np.testing.assert_allclose(u, expected, rtol=1e-6 if dtype == np.float32 else 1e-15, atol=1e-6)
+
+
+def test_adjoint_slots_transform_the_flipped_transposed_kernel(rng):
+    """U' of the input-gradient's kernel (flipped, channel axes swapped) is U read at ADJOINT_SLOTS, transposed."""
+    w = rng.standard_normal((4, 6, 3, 3))
+    u_adjoint = cpu_winograd.filter_transform(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)))
+    np.testing.assert_allclose(cpu_winograd.filter_transform(w)[cpu_winograd.ADJOINT_SLOTS].transpose(0, 2, 1),
+                               u_adjoint, rtol=1e-14, atol=1e-15)
+
+
+def _blocks(x, top, left, ho, wo):
+    """Each tile's 4x4 input block, literally: (N, C, tile rows, tile cols, 4, 4) from a zero-padded copy."""
+    nty, ntx = -(-ho // 2), -(-wo // 2)
+    n, c, h, w = x.shape
+    padded = np.zeros((n, c, 2 * nty + 2 + max(top, 0) + h, 2 * ntx + 2 + max(left, 0) + w))
+    src = x[:, :, max(-top, 0):, max(-left, 0):]
+    padded[:, :, max(top, 0):max(top, 0) + src.shape[2], max(left, 0):max(left, 0) + src.shape[3]] = src
+    return np.stack([np.stack([padded[:, :, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] for tx in range(ntx)], axis=2)
+                     for ty in range(nty)], axis=2)
+
+
+@pytest.mark.parametrize("slots", ["forward", "adjoint"])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_input_transform_is_bt_d_b(geometry, slots, rng):
+    x_shape, top, left, ho, wo = geometry
+    x = rng.standard_normal(x_shape)
+    nty, ntx = -(-ho // 2), -(-wo // 2)
+    expected = np.einsum("ai,nctsij,bj->nabcts", B_T, _blocks(x, top, left, ho, wo), B_T)
+    expected = expected.reshape(x_shape[0], 16, x_shape[1], nty * ntx)
+    order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
+    v = np.full((x_shape[0], 16, x_shape[1], nty * ntx), np.nan)
+    cpu_winograd.input_transform(x, top, left, 0, nty, order, v)
+    np.testing.assert_allclose(v[:, order], expected, rtol=1e-15, atol=1e-15)
+    if nty > 1:  # a band of tile rows fills the columns of its own tiles only
+        band = np.full((x_shape[0], 16, x_shape[1], (nty - 1) * ntx), np.nan)
+        cpu_winograd.input_transform(x, top, left, 1, nty, order, band)
+        np.testing.assert_array_equal(band, v[..., ntx:])
+
+
+@pytest.mark.parametrize("slots", ["forward", "adjoint"])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_output_transform_is_at_m_a_plus_bias(geometry, slots, rng):
+    x_shape, _, _, ho, wo = geometry
+    n, c_out = x_shape[0], 3
+    nty, ntx = -(-ho // 2), -(-wo // 2)
+    order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
+    mm, bias = rng.standard_normal((n, 16, c_out, nty * ntx)), rng.standard_normal(c_out)
+    blocks = mm[:, order].reshape(n, 4, 4, c_out, nty, ntx)
+    full = np.einsum("ia,nabcts,jb->nctisj", A_T, blocks, A_T).reshape(n, c_out, 2 * nty, 2 * ntx)
+    y = np.full((n, c_out, ho, wo), np.nan)
+    cpu_winograd.output_transform(mm, bias, 0, nty, order, y)
+    np.testing.assert_allclose(y, full[:, :, :ho, :wo] + bias[:, None, None], rtol=1e-14, atol=1e-14)
+    band = np.full((n, c_out, ho, wo), np.nan)  # tile rows 1.. write output rows 2.. only
+    cpu_winograd.output_transform(mm[..., ntx:], bias, 1, nty, order, band)
+    np.testing.assert_array_equal(band[:, :, 2:], y[:, :, 2:])
+    assert np.isnan(band[:, :, :2]).all()
+
+
+def test_the_three_steps_make_a_convolution(rng):
+    """filter, input and output transforms with 16 GEMMs between them equal the literal 3x3 correlation."""
+    x, w, bias = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
+    ho, wo = 7, 6  # padding 1
+    nty, ntx = 4, 3
+    v = np.empty((2, 16, 4, nty * ntx))
+    cpu_winograd.input_transform(x, 1, 1, 0, nty, cpu_winograd.FORWARD_SLOTS, v)
+    mm = np.matmul(cpu_winograd.filter_transform(w), v)
+    y = np.empty((2, 5, ho, wo))
+    cpu_winograd.output_transform(mm, bias, 0, nty, cpu_winograd.FORWARD_SLOTS, y)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # (N, C, Ho, Wo, 3, 3)
+    expected = np.einsum("ncxyij,ocij->noxy", windows, w) + bias[:, None, None]
+    np.testing.assert_allclose(y, expected, rtol=1e-13, atol=1e-13)
