@@ -582,7 +582,67 @@ for ax, (rule, m) in zip(axes, maps.items(), strict=True):
 savefig(fig, "01_deconvnet_vs_rules")
 
 # %% [markdown]
-# ## 7. Summary
+# ## 7. Fewer multiplications: Winograd's minimal filtering
+#
+# Everything so far treats a convolution as a matrix product, and the fast way to do one is a
+# GEMM: copy every window into a column (`im2col`) and multiply by the weight matrix. That costs
+# one multiply-add per weight per output pixel, 9 per pixel and channel pair for a 3x3 kernel.
+# Lavin & Gray ("Fast Algorithms for Convolutional Neural Networks", CVPR 2016) showed that
+# neighbouring outputs can share work. In 1-D, two outputs of a 3-tap correlation,
+# $y_0 = d_0 g_0 + d_1 g_1 + d_2 g_2$ and $y_1 = d_1 g_0 + d_2 g_1 + d_3 g_2$, take 6
+# multiplications directly, but only 4 this way (Winograd's $F(2, 3)$):
+#
+# $$
+# m_1 = (d_0 - d_2) g_0,\quad m_2 = (d_1 + d_2)	frac{g_0 + g_1 + g_2}{2},\quad
+# m_3 = (d_2 - d_1)	frac{g_0 - g_1 + g_2}{2},\quad m_4 = (d_1 - d_3) g_2,
+# $$
+# $$
+# y_0 = m_1 + m_2 + m_3, \qquad y_1 = m_2 - m_3 - m_4 .
+# $$
+#
+# The filter sums are computed once per filter, so per output pair only the four products are
+# paid for. In matrix form $y = A^\top[(G g) \odot (B^\top d)]$; nesting it along rows and
+# columns gives the 2-D $F(2 \times 2, 3 \times 3)$, which computes a $2 \times 2$ output block
+# from a $4 \times 4$ input block with 16 multiplications instead of 36:
+# $Y = A^\top [(G g G^\top) \odot (B^\top d B)] A$.
+
+# %%
+B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
+
+d1, g1 = rng.standard_normal(4), rng.standard_normal(3)
+direct_1d = np.array([d1[0:3] @ g1, d1[1:4] @ g1])
+np.testing.assert_allclose(A_T @ ((G @ g1) * (B_T @ d1)), direct_1d, rtol=1e-12)
+
+# 2-D: a whole image, one 4x4 block per 2x2 output block, against minivis's conv2d
+img, k = rng.standard_normal((8, 10)), rng.standard_normal((3, 3))
+padded = np.pad(img, 1)  # padding 1: output 8x10, 4x5 blocks
+U = G @ k @ G.T
+winograd = np.zeros((8, 10))
+for ty in range(4):
+    for tx in range(5):
+        d = padded[2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]
+        winograd[2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2] = A_T @ (U * (B_T @ d @ B_T.T)) @ A_T.T
+engine = mv.F.conv2d(img[None, None], k[None, None], padding=1).numpy()[0, 0]
+np.testing.assert_allclose(winograd, engine, rtol=1e-10, atol=1e-12)
+print("Winograd F(2x2, 3x3), 16 multiplications per 2x2 block, equals the engine's conv2d")
+
+# %% [markdown]
+# Over many channels the elementwise product becomes a sum over input channels, so for each of
+# the 16 positions of the transformed block it is a matrix product
+# $(C_\text{out} \times C_\text{in}) \cdot (C_\text{in} \times \text{blocks})$: 16 GEMMs doing
+# $16/36$ of im2col's multiply-adds, with cheap add-only transforms around them. That is how
+# minivis runs every stride-1 3x3 convolution on the CPU (all of VGG16;
+# `minivis/kernels/cpu_winograd.py`), and it is why its VGG16 saliency is faster than PyTorch's
+# even though both run their GEMMs at this machine's peak. The input gradient is the
+# transposed convolution of section 2: at stride 1 it is a correlation with the kernel rotated
+# by 180 degrees, itself a 3x3 convolution, so it goes through Winograd too. The price is
+# rounding: the transforms add and subtract values of different sizes, so float32 results
+# differ from the direct sum by a few units in the last place more than im2col's do.
+
+# %% [markdown]
+# ## 8. Summary
 #
 # - A convolution is a sparse, weight-shared matrix $C$ acting on the flattened image; a row is
 #   one window, a column is one pixel's list of outputs.
@@ -596,6 +656,9 @@ savefig(fig, "01_deconvnet_vs_rules")
 # - The DeconvNet of Zeiler & Fergus is backprop with the ReLU rule $g \cdot \mathbb{1}[g>0]$;
 #   guided backprop uses $g \cdot \mathbb{1}[x>0] \cdot \mathbb{1}[g>0]$; saliency uses the
 #   true gradient $g \cdot \mathbb{1}[x>0]$.
+# - Winograd's $F(2 \times 2, 3 \times 3)$ computes a 3x3 convolution with 2.25x fewer
+#   multiplications: transform 4x4 input blocks and the filters, multiply elementwise (16 GEMMs
+#   over channels), transform back.
 #
 # ## Exercises
 #
@@ -613,3 +676,9 @@ savefig(fig, "01_deconvnet_vs_rules")
 #    Write an unpooling that *writes* each value at its switch (`out.flat[sw] = y`, as PyTorch's
 #    `max_unpool2d` does) and one that *adds* (`np.add.at`), and find out which one equals
 #    `x.grad` and which one `mv.F.max_unpool2d` computes.
+# 4. **Winograd's price.** Repeat the 2-D check of section 7 in float32 on a 64x64 image with
+#    64 input channels (sum the elementwise products over channels before transforming back)
+#    and compare the error against a float64 direct convolution with that of the float32
+#    direct sum. Then flip the kernel: show that $G J = P G$ ($J$ reverses the 3 taps, $P$ swaps
+#    rows 0 and 3), so the transform of the rotated kernel (the input gradient's) is a
+#    permutation of $U$: no second filter transform is needed.
