@@ -18,6 +18,7 @@ from minivis.functional.conv import (
 )
 from minivis.kernels import cpu_conv, cpu_threads, cpu_winograd
 from tests.gradcheck import check_gradients
+from tests.winograd import force_winograd
 
 # name -> (x shape, weight shape, kwargs, pad4 that the padding means: (top, bottom, left, right)).
 # The kwargs cover every path of the implementation: im2col + GEMM, the no-copy 1x1 path, the
@@ -50,8 +51,6 @@ CONV_CASES = {
     "one input channel 5x5": ((3, 1, 9, 9), (4, 1, 5, 5), {}, (0, 0, 0, 0)),
     "kernel covers the input": ((2, 3, 4, 4), (2, 3, 4, 4), {}, (0, 0, 0, 0)),
     "11x11 stride 4": ((1, 3, 27, 27), (4, 3, 11, 11), {"stride": 4, "padding": 2}, (2, 2, 2, 2)),
-    # stride-1 3x3 convolutions with 16 channels take the Winograd path by default
-    "3x3, 16 channels": ((2, 16, 7, 6), (16, 16, 3, 3), {"padding": 1}, (1, 1, 1, 1)),
     "3x3 lopsided padding": ((2, 3, 6, 7), (5, 3, 3, 3), {"padding": (0, 2, 1, 3)}, (0, 2, 1, 3)),
     "3x3 padding wider than the kernel": ((1, 2, 4, 5), (3, 2, 3, 3), {"padding": (3, 0, 0, 4)}, (3, 0, 0, 4)),
 }
@@ -107,9 +106,9 @@ def _paths(cases, weight_index=1):
 
 
 def _set_path(monkeypatch, path):
-    """Winograd from one channel on (so small shapes take it), or never; "default": leave the rule alone."""
+    """Winograd for every eligible shape however small, or never; "default": leave the rule alone."""
     if path != "default":
-        monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", 1 if path == "winograd" else 1 << 30)
+        force_winograd(monkeypatch, path == "winograd")
 
 
 def _parity(ours, theirs, arrays, rng, dtype):
@@ -234,7 +233,7 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(case, rng):
 
 # ----------------------------------------------------------------------------- array-level building blocks
 BLOCK_CASES = ["3x3 pad 1", "asymmetric padding", "groups 2", "depthwise x2, stride 2", "1x1", "1x1 groups 3",
-               "one input channel 5x5", "3x3, 16 channels", "3x3 lopsided padding", "3x3 padding wider than the kernel"]
+               "one input channel 5x5", "3x3 lopsided padding", "3x3 padding wider than the kernel"]
 
 
 @pytest.mark.parametrize(("case", "path"), _paths({name: CONV_CASES[name] for name in BLOCK_CASES}))
@@ -344,6 +343,7 @@ def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, thread
     if tiling == "bands":
         monkeypatch.setattr(conv_module, "WINOGRAD_BAND_BYTES", 0)
         monkeypatch.setattr(conv_module, "WINOGRAD_BAND_TILES", 1)
+    force_winograd(monkeypatch, True)
     calls = []
     transform = cpu_winograd.input_transform
     monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append(args[3:5]) or transform(*args))
@@ -365,12 +365,33 @@ def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, thread
                                                             1)[0], dx[i])
 
 
+def test_the_default_rule_takes_winograd_where_it_pays(rng, monkeypatch):
+    """VGG-sized layers take Winograd; few channels, tiny maps, strides, groups and other kernels keep im2col."""
+    def takes(c_in, c_out, hw, stride=(1, 1), groups=1, k=3):
+        return conv_module._is_winograd(cpu_conv, c_in, (c_out, c_in // groups, k, k), (hw, hw), stride, (1, 1), groups)
+
+    assert takes(64, 64, 224) and takes(512, 512, 14) and takes(32, 32, 28) and takes(16, 16, 112)
+    assert not takes(3, 64, 224) and not takes(8, 8, 224)  # few channels: thin GEMMs
+    assert not takes(256, 256, 7)  # 16 blocks per image
+    assert not takes(32, 64, 14)  # 49 blocks x 32 channels
+    assert not takes(64, 64, 56, stride=(2, 2)) and not takes(64, 64, 56, groups=2) and not takes(64, 64, 56, k=5)
+    calls = []
+    transform = cpu_winograd.input_transform
+    monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append(1) or transform(*args))
+    x, w = rng.standard_normal((1, 64, 28, 28)), rng.standard_normal((64, 64, 3, 3))
+    out = conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert calls
+    expected = cpu_conv.naive_conv2d(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-13 * np.abs(expected).max())
+
+
 def test_weight_transforms_are_reused_inside_the_block_only(rng, monkeypatch):
     """Inside ``reuse_weight_transforms`` a weight is transformed once (forward, backward and later
     passes share it); outside, every call transforms the weight it is given, so in-place edits count."""
     calls = []
     transform = cpu_winograd.filter_transform
     monkeypatch.setattr(cpu_winograd, "filter_transform", lambda w: calls.append(w) or transform(w))
+    force_winograd(monkeypatch, True)
     x = mv.tensor(rng.standard_normal((1, 16, 6, 6)), requires_grad=True)
     w = mv.tensor(rng.standard_normal((16, 16, 3, 3)))
     with conv_module.reuse_weight_transforms():

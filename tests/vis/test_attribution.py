@@ -14,10 +14,10 @@ import torch
 from captum.attr import Deconvolution, GuidedBackprop, IntegratedGradients, NoiseTunnel, Saliency
 
 import minivis as mv
-from minivis.functional import conv as conv_module
 from minivis.kernels import cpu_winograd
 from minivis.vis import attribution as attribution_module
 from tests.torch_twins import TorchFashionCNN, twin_from_state
+from tests.winograd import force_winograd
 
 WIDTHS, HIDDEN = (8, 16), 32
 TARGETS = [3, 0, 7]
@@ -70,12 +70,12 @@ def test_single_pass_methods_match_captum(nets, images, name, target):
     assert_close(ours, captum_single_pass(name, twin, images, target))
 
 
-@pytest.mark.parametrize("min_channels", [1, 1 << 30], ids=["all-winograd", "all-im2col"])
+@pytest.mark.parametrize("min_channels", [1, None], ids=["all-winograd", "all-im2col"])
 @pytest.mark.parametrize("name", ["saliency", "guided_backprop"])
 def test_captum_parity_holds_on_both_convolution_paths(nets, images, name, min_channels, monkeypatch):
-    """The narrow net's 3x3 layers take Winograd from 16 channels on; here every layer takes one path.
+    """The narrow net's 3x3 layers are too small for Winograd by default; here every layer takes one path.
     Inside the method each weight's Winograd transform is computed once (forward and backward share it)."""
-    monkeypatch.setattr(conv_module, "WINOGRAD_MIN_CHANNELS", min_channels)
+    force_winograd(monkeypatch, min_channels == 1)
     calls = []
     transform = cpu_winograd.filter_transform
     monkeypatch.setattr(cpu_winograd, "filter_transform", lambda w: calls.append(w) or transform(w))
