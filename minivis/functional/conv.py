@@ -168,27 +168,31 @@ def _scratch(xp: Any, tiles: list[Tile], row_bytes: int, dtype: Any) -> Any:
 # filtering (``cpu_winograd``): 16 GEMMs with K = C_in replace one with K = 9*C_in. Tiles are as
 # above, in units of 2x2 output blocks: chunks of images, or bands of block rows; per tile
 # V = input_transform(x), M[ab] = U[ab] @ V[ab], y = output_transform(M).
-# When it pays, measured against im2col here (forward, 2 threads): from 16 channels and from
-# 32 blocks per image on, and where blocks x channels reach 3072: at 32 channels Winograd ran
-# 0.65x im2col's speed on 7x7 maps, 0.82x on 14x14, 1.02x on 28x28; at 64 channels 0.91x,
-# 1.05x, 1.29x; a single 56x56 map with 256 channels 1.72x. Small GEMMs lose to their overheads.
+# When it pays, measured against im2col here (forward, 2 threads): from 16 channels on and, where
+# the output is as wide as the input (padding 1: im2col's fast whole-plane copy), from 32 blocks per
+# image and blocks x channels of 3072 on: at 32 channels Winograd ran 0.64x im2col's speed on 7x7
+# maps, 0.83x on 14x14, 1.04x on 28x28; at 64 channels 0.91x, 1.03x, 1.26x; at 128 1.14x, 1.30x,
+# 1.39x (small GEMMs lose to their overheads). Unpadded (incremental occlusion's regions), im2col
+# copies short rows and Winograd ran 1.3-1.7x faster on all of those.
 WINOGRAD_MIN_CHANNELS = 16  # input and output channels (the GEMMs' K and M), at least
-WINOGRAD_MIN_BLOCKS = 32  # 2x2 output blocks per image (the GEMMs' N), at least
-WINOGRAD_MIN_SIZE = 3072  # blocks per image x the fewer of the channels, at least
+WINOGRAD_MIN_BLOCKS = 32  # padding 1: 2x2 output blocks per image (the GEMMs' N), at least ...
+WINOGRAD_MIN_SIZE = 3072  # ... and blocks x the fewer of the channels, at least
 WINOGRAD_BAND_BYTES = 1 << 20  # an image whose V and M matrices exceed this is cut into bands ...
 WINOGRAD_BAND_TILES = 192  # ... of at least this many tiles (the GEMMs' N)
 
 
-def _is_winograd(kernels: types.ModuleType, c_in: int, w_shape: tuple[int, ...], out_hw: tuple[int, ...],
-                 stride: Pair, dilation: Pair, groups: int) -> bool:
+def _is_winograd(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                 out_hw: tuple[int, ...], stride: Pair, dilation: Pair, groups: int) -> bool:
     """3x3, stride 1, undilated, ungrouped, on the CPU, and large enough to pay: the Winograd path.
 
     The choice depends on the layer and one image's size only, never on the batch.
     """
-    blocks, channels = -(-out_hw[0] // 2) * -(-out_hw[1] // 2), min(c_in, w_shape[0])
-    return (kernels is cpu_conv and tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
-            and groups == 1 and channels >= WINOGRAD_MIN_CHANNELS and blocks >= WINOGRAD_MIN_BLOCKS
-            and blocks * channels >= WINOGRAD_MIN_SIZE)
+    channels = min(x_shape[1], w_shape[0])
+    if not (kernels is cpu_conv and tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
+            and groups == 1 and channels >= WINOGRAD_MIN_CHANNELS):
+        return False
+    blocks = -(-out_hw[0] // 2) * -(-out_hw[1] // 2)
+    return out_hw[1] != x_shape[3] or (blocks >= WINOGRAD_MIN_BLOCKS and blocks * channels >= WINOGRAD_MIN_SIZE)
 
 
 _TRANSFORMS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("minivis_weight_transforms", default=None)
@@ -293,7 +297,7 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
             out = xp.matmul(w.reshape(groups, c_out // groups, k_g), x.reshape(n, groups, k_g, pixels))
         out = out.reshape(n, c_out, ho, wo)
         return out if b is None else xp.add(out, b, out=out)
-    if _is_winograd(kernels, c_in, w.shape, (ho, wo), stride, dilation, groups):
+    if _is_winograd(kernels, x.shape, w.shape, (ho, wo), stride, dilation, groups):
         return _winograd(x, _filter_transform(w), pad4, (ho, wo), bias)
     w_g = w.reshape(groups, c_out // groups, k_g)
     out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
@@ -342,7 +346,7 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
         return (kernels.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation) if need_input else None,
                 kernels.depthwise_backward_weight(g, x, tuple(w_shape), stride, pad4, dilation)
                 if need_weight else None)
-    if need_input and _is_winograd(kernels, c_in, w_shape, (ho, wo), stride, dilation, groups):
+    if need_input and _is_winograd(kernels, x_shape, w_shape, (ho, wo), stride, dilation, groups):
         # dx is the stride-1 convolution of g with the flipped, channel-swapped kernel, padded by 2 - pad
         dx = _winograd(g, _filter_transform(w), tuple(2 - p for p in pad4), x_shape[2:], adjoint=True)
         if not need_weight:

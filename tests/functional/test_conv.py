@@ -367,13 +367,16 @@ def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, thread
 
 def test_the_default_rule_takes_winograd_where_it_pays(rng, monkeypatch):
     """VGG-sized layers take Winograd; few channels, tiny maps, strides, groups and other kernels keep im2col."""
-    def takes(c_in, c_out, hw, stride=(1, 1), groups=1, k=3):
-        return conv_module._is_winograd(cpu_conv, c_in, (c_out, c_in // groups, k, k), (hw, hw), stride, (1, 1), groups)
+    def takes(c_in, c_out, hw, stride=(1, 1), groups=1, k=3, pad=1):
+        out = (hw + 2 * pad - k) // stride[0] + 1
+        return conv_module._is_winograd(cpu_conv, (1, c_in, hw, hw), (c_out, c_in // groups, k, k), (out, out),
+                                        stride, (1, 1), groups)
 
     assert takes(64, 64, 224) and takes(512, 512, 14) and takes(32, 32, 28) and takes(16, 16, 112)
     assert not takes(3, 64, 224) and not takes(8, 8, 224)  # few channels: thin GEMMs
     assert not takes(256, 256, 7)  # 16 blocks per image
     assert not takes(32, 64, 14)  # 49 blocks x 32 channels
+    assert takes(256, 256, 9, pad=0) and takes(32, 64, 16, pad=0)  # unpadded: im2col's slow path
     assert not takes(64, 64, 56, stride=(2, 2)) and not takes(64, 64, 56, groups=2) and not takes(64, 64, 56, k=5)
     calls = []
     transform = cpu_winograd.input_transform
