@@ -615,17 +615,20 @@ d1, g1 = rng.standard_normal(4), rng.standard_normal(3)
 direct_1d = np.array([d1[0:3] @ g1, d1[1:4] @ g1])
 np.testing.assert_allclose(A_T @ ((G @ g1) * (B_T @ d1)), direct_1d, rtol=1e-12)
 
-# 2-D: a whole image, one 4x4 block per 2x2 output block, against minivis's conv2d
-img, k = rng.standard_normal((8, 10)), rng.standard_normal((3, 3))
-padded = np.pad(img, 1)  # padding 1: output 8x10, 4x5 blocks
-U = G @ k @ G.T
-winograd = np.zeros((8, 10))
-for ty in range(4):
-    for tx in range(5):
-        d = padded[2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]
-        winograd[2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2] = A_T @ (U * (B_T @ d @ B_T.T)) @ A_T.T
-engine = mv.F.conv2d(img[None, None], k[None, None], padding=1).numpy()[0, 0]
-np.testing.assert_allclose(winograd, engine, rtol=1e-10, atol=1e-12)
+# 2-D over channels: one 4x4 block per 2x2 output block, the elementwise product summed over the
+# 32 input channels (that sum is what becomes 16 GEMMs), against minivis's conv2d on the same layer
+# (a layer this size runs through the engine's own Winograd kernels)
+imgs, ks = rng.standard_normal((32, 24, 24)), rng.standard_normal((32, 32, 3, 3))
+U = np.einsum("ai,ocij,bj->ocab", G, ks, G)  # G g G^T for every (output, input) channel pair
+padded = np.pad(imgs, ((0, 0), (1, 1), (1, 1)))  # padding 1: output 24x24, 12x12 blocks
+winograd = np.zeros((32, 24, 24))
+for ty in range(12):
+    for tx in range(12):
+        V = B_T @ padded[:, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] @ B_T.T  # (32, 4, 4)
+        M = np.einsum("ocab,cab->oab", U, V)  # 16 multiplications per channel pair, summed over channels
+        winograd[:, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2] = A_T @ M @ A_T.T
+engine = mv.F.conv2d(imgs[None], ks, padding=1).numpy()[0]
+np.testing.assert_allclose(winograd, engine, rtol=1e-10, atol=1e-10)
 print("Winograd F(2x2, 3x3), 16 multiplications per 2x2 block, equals the engine's conv2d")
 
 # %% [markdown]
