@@ -25,7 +25,7 @@ not done in float32 because a gradient is discontinuous at every ReLU kink and m
 randomly initialised VGG16, float32 rounding alone moves either library's gradient 0.3-6% away
 from the float64 one (measured), so a float32 comparison would test the network's conditioning,
 not the code. Two rows have nothing to agree on and are marked "n/a": SmoothGrad draws different
-noise on each side (tests/vis/test_attribution.py checks it on shared draws), and on
+noise on each side (tests/vis/attribution/test_gradients.py checks it on shared draws), and on
 EfficientNet Captum's GuidedBackprop/Deconvolution only hook ``nn.ReLU`` modules while the
 network's rectifiers are ReLU6 (minivis applies the rule to every ReLU-family op), so Captum
 returns the plain gradient there; both are still timed.

@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if dev.name != "cpu":
         sys.exit("embedding.py: t-SNE runs on the CPU in every library compared here")
     import minivis as mv  # noqa: PLC0415
+    from minivis.vis.features.tsne import _initial_map  # noqa: PLC0415
 
     sizes = tuple(sizes_arg) if sizes_arg else (QUICK_SIZES if args.quick else FULL_SIZES)
     schedule = QUICK_SCHEDULE if args.quick else (EXAGGERATION_ITER, N_ITER)
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     history: dict[str, dict[int, float]] = {m: {} for m in METHODS}
     for n in sizes:
         Z = np.ascontiguousarray(mv.vis.pca(X_all[:n], 50, seed=0), dtype=np.float32)
-        Y0 = mv.vis.tsne_core._initial_map(Z, "pca", 0)
+        Y0 = _initial_map(Z, "pca", 0)
         results: dict = {}
         fns = runners(Z, Y0, args.threads, results, *schedule)
         chosen = []

@@ -105,7 +105,7 @@ def check(model, twin, images, quick: bool) -> dict:
     import torch  # noqa: PLC0415
 
     import minivis as mv  # noqa: PLC0415
-    from minivis.vis.mining import naive_topk, top_activations  # noqa: PLC0415
+    from minivis.vis.features.top_activations import naive_topk, top_activations  # noqa: PLC0415
 
     x = model.preprocess(images[:32])
     with mv.no_grad():
@@ -149,7 +149,7 @@ def torch_forward_loop(twin, images, batch: int, mean: float, std: float):
 
 def minivis_forward_loop(model, images, batch: int):
     import minivis as mv  # noqa: PLC0415
-    from minivis.vis.activations import inference  # noqa: PLC0415
+    from minivis.vis.features.activations import inference  # noqa: PLC0415
 
     def run():
         with inference(model):
@@ -160,7 +160,7 @@ def minivis_forward_loop(model, images, batch: int):
 
 def mining(model, images, batch: int) -> None:
     """One top_activations call: the user-visible mining of LAYERS, crops included."""
-    from minivis.vis.mining import top_activations  # noqa: PLC0415
+    from minivis.vis.features.top_activations import top_activations  # noqa: PLC0415
 
     top_activations(model, images, LAYERS, k=K, batch_size=batch, crop=True)
 
@@ -178,7 +178,7 @@ def mining_peak_mb(model, images, batch: int) -> float:
 
 def stored_activations_mb(model, n: int) -> float:
     """What keeping every activation of the mined layers for n images would take (float32), for scale."""
-    from minivis.vis.activations import activations  # noqa: PLC0415
+    from minivis.vis.features.activations import activations  # noqa: PLC0415
 
     per_image = sum(activations(model, np.zeros((1, 28, 28), np.float32), name).size for name in LAYERS)
     return 4.0 * per_image * n / 1e6

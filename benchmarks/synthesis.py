@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 import minivis as mv  # noqa: E402
 from minivis.vis import objectives, regularizers  # noqa: E402
-from minivis.vis.parameterization import PixelImage  # noqa: E402
+from minivis.vis.synthesis.parameterization import PixelImage  # noqa: E402
 from tests import torch_twins  # noqa: E402
 
 LAYER, LAYER_BLOCKS = "_blocks.10", 11   # DeepDream's layer: the twin runs blocks[:11]

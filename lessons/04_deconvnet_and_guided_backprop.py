@@ -304,7 +304,7 @@ assert similarity["guided"] > similarity["gradient"] + 0.25, "... and changes fa
 # look is partly the method, not the model. The DeconvNet does react: its mask follows the
 # signal, which changes with the top layer. With the shipped weights guided backprop keeps a
 # rank correlation above 0.9, against roughly 0.4 to 0.5 for the gradient and the DeconvNet
-# (`tests/vis/test_sanity_checks.py` runs the same check over more images and seeds).
+# (`tests/vis/attribution/test_sanity_checks.py` runs the same check over more images and seeds).
 
 # %%
 fig, axes = plt.subplots(2, 3, figsize=(6, 4.2))

@@ -152,7 +152,7 @@ print(f"Grad-CAM at {head} ({A.shape[1]}x{A.shape[2]}): NumPy == mv.vis.grad_cam
 # %% [markdown]
 # `mv.vis.grad_cam` also agrees with Captum's `LayerGradCam` (with `relu_attributions=True`
 # and bilinear `LayerAttribution.interpolate`) on identical weights to float64 rounding; that
-# check lives in `tests/vis/test_cam.py`. One engineering detail: minivis does not backpropagate
+# check lives in `tests/vis/attribution/test_cam.py`. One engineering detail: minivis does not backpropagate
 # below the chosen layer. A forward hook replaces the layer's output by a fresh leaf tensor, so
 # the backward pass starts at the logits and stops at the layer: Grad-CAM costs a forward pass
 # plus the top part of a backward pass.

@@ -346,7 +346,7 @@ savefig(fig, "10_objective_curves")
 #   (blur, jitter, clipping; a decorrelated Fourier parameterisation; robustness to
 #   transformations) lower the score slightly and make the image interpretable.
 # - `mv.vis.class_model(model, c, ...)` switches each prior on separately; it accepts a list of
-#   classes (one image each) or any objective from `minivis.vis.objectives`.
+#   classes (one image each) or any objective from `minivis.vis.synthesis.objectives`.
 #
 # ## Exercises
 #

@@ -41,7 +41,7 @@ import numpy as np
 from _common import FAST, savefig, sized
 
 import minivis as mv
-from minivis.vis import regularizers as reg
+from minivis.vis.synthesis import regularizers as reg
 
 rng = np.random.default_rng(0)
 print("fast mode" if FAST else "full mode")

@@ -36,7 +36,7 @@ import numpy as np
 from _common import FAST, savefig, sized
 
 import minivis as mv
-from minivis.vis.objectives import layer_l2
+from minivis.vis.synthesis.objectives import layer_l2
 
 start = time.time()
 rng = np.random.default_rng(0)

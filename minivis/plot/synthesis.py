@@ -71,7 +71,7 @@ def history_plot(histories: Mapping[str, Any], ylabel: str = "objective", title:
 def inversion_figure(table: Any, title: str | None = None, size: float = 2.2) -> plt.Figure:
     """Top: the original and its reconstruction from each layer; bottom: the two errors per layer.
 
-    ``table`` is a ``minivis.vis.inversion.InversionTable``.
+    ``table`` is a ``minivis.vis.synthesis.inversion.InversionTable``.
     """
     n = len(table.layers)
     fig = plt.figure(figsize=(size * (n + 1), size * 2.1))

@@ -1,38 +1,70 @@
-"""The visualisation methods (``mv.vis``), one module per family."""
+"""The visualisation methods (``mv.vis``), one subpackage per family, as the README's table:
 
-from minivis.vis import objectives, parameterization, regularizers, transforms_robust
-from minivis.vis.ablation import ablation
-from minivis.vis.activations import DeadFilterReport, activations, dead_filters
-from minivis.vis.adversarial import AdversarialResult, fgsm, fooling_image, targeted_attack
+* ``mv.vis.attribution``: which pixels? (saliency ... occlusion)
+* ``mv.vis.features``: what do units respond to? (filters, activations, top patches, PCA, t-SNE)
+* ``mv.vis.synthesis``: images by optimisation (class models, inversion, DeepDream, attacks)
+
+Every public method is also here, as ``mv.vis.<name>``.
+"""
+
 from minivis.vis.attribution import (
+    ablation,
     deconvnet,
+    grad_cam,
     guided_backprop,
+    guided_grad_cam,
     input_gradient,
     integrated_gradients,
+    occlusion,
+    occlusion_attribution,
+    occlusion_map,
     saliency,
+    saliency_segmentation,
     smoothgrad,
 )
-from minivis.vis.cam import grad_cam, guided_grad_cam
-from minivis.vis.class_model import class_model
-from minivis.vis.deepdream import deepdream
-from minivis.vis.embedding import (
+from minivis.vis.features import (
+    Box,
+    DeadFilterReport,
     GridLayout,
+    LayerTop,
     PCAResult,
+    ReceptiveField,
     TSNEResult,
+    activations,
+    crop_patches,
+    dead_filters,
+    feature_codes,
+    filters,
+    filters_over_training,
+    first_layer_filters,
     kl_divergence,
+    nearest_neighbours,
     pca,
     pca_fit,
+    receptive_field,
+    receptive_field_box,
+    top_activations,
     tsne,
     tsne_affinities,
     tsne_fit,
     tsne_gradient,
     tsne_grid,
 )
-from minivis.vis.filters import filters, filters_over_training, first_layer_filters
-from minivis.vis.inversion import InversionTable, inversion_table, invert
-from minivis.vis.mining import LayerTop, crop_patches, top_activations
-from minivis.vis.neighbours import feature_codes, nearest_neighbours
-from minivis.vis.occlusion import occlusion, occlusion_attribution, occlusion_map
-from minivis.vis.optimize import SynthesisResult, optimize
-from minivis.vis.receptive_field import Box, ReceptiveField, receptive_field, receptive_field_box
-from minivis.vis.segmentation import saliency_segmentation
+from minivis.vis.synthesis import (
+    AdversarialResult,
+    InversionTable,
+    SynthesisResult,
+    class_model,
+    deepdream,
+    fgsm,
+    fooling_image,
+    inversion_table,
+    invert,
+    objectives,
+    optimize,
+    parameterization,
+    regularizers,
+    targeted_attack,
+)
+from minivis.vis.synthesis import transforms as transforms_robust  # the name it had before the families
+

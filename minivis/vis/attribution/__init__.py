@@ -1,0 +1,33 @@
+"""Which pixels? Methods that attribute one output (a logit, or any objective) to the input.
+
+=====================  ==============================================================  =========================
+module                 methods                                                         papers
+=====================  ==============================================================  =========================
+``gradients``          saliency, SmoothGrad, integrated gradients, guided backprop,    Simonyan 2014; Smilkov
+                       DeconvNet: one backward pass each, differing only in the ReLU    2017; Sundararajan 2017;
+                       rule in force (``minivis.rules``)                               Springenberg 2015; Zeiler
+                                                                                       & Fergus 2014
+``cam``                Grad-CAM, guided Grad-CAM                                       Selvaraju 2017
+``occlusion``          occlusion maps (naive and exact incremental)                    Zeiler & Fergus 2014
+``occlusion_incremental``  re-running only the cone a patch changes                    Abdelzad 2019 (idea)
+``ablation``           switching channels off                                          Zhou 2018
+``segmentation``       GrabCut from a saliency map                                     Simonyan 2014
+=====================  ==============================================================  =========================
+"""
+
+from minivis.vis.attribution.ablation import ablation
+from minivis.vis.attribution.cam import grad_cam, guided_grad_cam
+from minivis.vis.attribution.gradients import (
+    deconvnet,
+    guided_backprop,
+    input_gradient,
+    integrated_gradients,
+    saliency,
+    smoothgrad,
+)
+from minivis.vis.attribution.occlusion import occlusion, occlusion_attribution, occlusion_map
+from minivis.vis.attribution.segmentation import saliency_segmentation
+
+__all__ = ["ablation", "deconvnet", "grad_cam", "guided_backprop", "guided_grad_cam", "input_gradient",
+           "integrated_gradients", "occlusion", "occlusion_attribution", "occlusion_map", "saliency",
+           "saliency_segmentation", "smoothgrad"]

@@ -1,0 +1,225 @@
+"""Occlusion (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014).
+
+Slide a ``P x P`` square of a constant ``fill`` over the image with stride ``s``; for every
+position ``(r, c)`` (top-left corner ``(r*s, c*s)``, the square always inside the image) run the
+network and record the target class *probability*
+
+    grid[n, r, c] = softmax(f(x_n with the square at (r*s, c*s) filled))[target_n]
+
+A sharp drop at a position says that the covered pixels matter for the class. ``grid`` has
+``rows = (H - P) // s + 1`` by ``cols = (W - P) // s + 1`` positions.
+
+Two ways to paint the grid back onto the pixels (``occlusion_map``): each pixel gets the *mean*
+over the patches that cover it, of the probability (a heat map of "how likely the class stays
+when this pixel is hidden"), or, in ``occlusion_attribution``, of the drop ``p_clean - p_occluded``
+(Captum's ``Occlusion`` attribution with sliding window (C, P, P) and strides (C, s, s)).
+
+Three modes compute the same grid:
+
+* ``"naive"``: every occluded image through the whole network, in batches (the reference);
+* ``"incremental"``: one clean forward pass cached, then per position only the layers' changed
+  regions (``minivis.vis.attribution.occlusion_incremental``); identical to naive up to float rounding;
+* ``"approximate"``: incremental with each layer's changed region capped at ``threshold`` of the
+  map per axis (Krypton's projective-field threshold): faster, not exact.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from minivis import backend
+from minivis import functional as F
+from minivis.autograd import Tensor
+from minivis.functional._validate import int_pair
+from minivis.nn.module import Module
+from minivis.vis.attribution.occlusion_incremental import Incremental, Region, build_plan, conv_macs, trace
+from minivis.vis.common import Target, as_batch, inference, target_scores, unbatch
+
+MODES = ("naive", "incremental", "approximate")
+
+
+def window(image_hw: tuple[int, ...], patch: Any, stride: Any, op: str) -> tuple[tuple[int, int], ...]:
+    """Validated ``(patch, stride, (rows, cols))``, each an (h, w) pair."""
+    patch = int_pair(patch, op, "patch")
+    stride = int_pair(stride, op, "stride")
+    if patch[0] > image_hw[0] or patch[1] > image_hw[1]:
+        raise ValueError(f"{op}: patch {patch} is larger than the image {tuple(image_hw)}")
+    grid = tuple((size - p) // s + 1 for size, p, s in zip(image_hw, patch, stride, strict=True))
+    return patch, stride, grid
+
+
+def fill_values(fill: Any, batch: Any, op: str) -> Any:
+    """The patch colour per image and channel, (N, C): a number, "mean" (each image's channel means) or (C,)."""
+    xp = backend.xp(batch)
+    n, c = batch.shape[:2]
+    if isinstance(fill, str):
+        if fill != "mean":
+            raise ValueError(f"{op}: fill must be a number, 'mean' or one value per channel, got {fill!r}")
+        return batch.mean(axis=(2, 3))
+    if isinstance(fill, bool) or not isinstance(fill, int | float | np.integer | np.floating | list | tuple
+                                                | np.ndarray):
+        raise TypeError(f"{op}: fill must be a number, 'mean' or one value per channel, got {type(fill).__name__}")
+    values = np.asarray(fill, dtype=np.float64)
+    if values.ndim > 1 or (values.ndim == 1 and values.shape[0] != c):
+        raise ValueError(f"{op}: fill must be a number or {c} values (one per channel), got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{op}: fill must be finite, got {fill!r}")
+    return xp.asarray(np.broadcast_to(values, (n, c)), dtype=batch.dtype)
+
+
+def occluded_batch(batch: Any, fills: Any, img: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                   patch: tuple[int, int]) -> Any:
+    """Copies of images ``img`` (B,) with a patch of their fill colour at (rows[b], cols[b]): (B, C, H, W)."""
+    xp = backend.xp(batch)
+    h, w = batch.shape[2:]
+    inside_r = (xp.arange(h)[None] >= rows[:, None]) & (xp.arange(h)[None] < rows[:, None] + patch[0])
+    inside_c = (xp.arange(w)[None] >= cols[:, None]) & (xp.arange(w)[None] < cols[:, None] + patch[1])
+    mask = (inside_r[:, :, None] & inside_c[:, None, :])[:, None]  # (B, 1, H, W)
+    return xp.where(mask, fills[img][:, :, None, None], batch[img])
+
+
+def _check_options(mode: Any, threshold: Any, batch_size: Any, op: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"{op}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1:
+        raise ValueError(f"{op}: threshold must be a number in (0, 1], got {threshold!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"{op}: batch_size must be a positive int, got {batch_size!r}")
+
+
+def _item_scores(logits: Any, target: Target, index: np.ndarray | None, op: str) -> Any:
+    """Target probability of each occluded copy (B,), or a callable target's score of the logits."""
+    if callable(target):
+        return target_scores(Tensor(logits), target, op).data
+    probs = F.softmax(Tensor(logits), axis=-1).data
+    return probs[np.arange(len(index)), index]
+
+
+def _positions(positions: Any, rows: int, cols: int, op: str) -> np.ndarray:
+    """Grid indices (K, 2) of the patch positions to evaluate (all of them, row-major, by default)."""
+    if positions is None:
+        return np.stack(np.divmod(np.arange(rows * cols), cols), axis=1)
+    array = np.asarray(positions)
+    if array.dtype.kind not in "iu" or array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
+        raise ValueError(f"{op}: positions must be a non-empty (K, 2) array of (row, col) grid indices, "
+                         f"got {np.shape(positions)} {array.dtype}")
+    if (array < 0).any() or (array[:, 0] >= rows).any() or (array[:, 1] >= cols).any():
+        raise ValueError(f"{op}: positions must lie in the {rows} x {cols} grid of patch positions")
+    return array.astype(np.int64)
+
+
+def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: Any, batch_size: int, mode: str,
+         threshold: float, op: str, positions: Any = None) -> tuple[Any, Any, bool, dict]:
+    """(scores (N, K), clean scores (N,), single-image flag, info) at K grid positions (default: all,
+    row-major, so scores reshape to (N, rows, cols)), for occlusion and its attribution."""
+    batch, single = as_batch(x, model, op)
+    patch, stride, (rows, cols) = window(batch.shape[2:], patch, stride, op)
+    fills = fill_values(fill, batch, op)
+    _check_options(mode, threshold, batch_size, op)
+    grid_index = _positions(positions, rows, cols, op)
+    xp = backend.xp(batch)
+    n = batch.shape[0]
+    start = time.perf_counter()
+    with inference(model):
+        if mode == "naive":
+            clean = model(Tensor(batch)).data
+        else:
+            plan = build_plan(model)
+            clean = trace(plan, model, batch)
+            engine = Incremental(plan, threshold if mode == "approximate" else None)
+        target_scores(Tensor(clean), target, op)  # checks the target (class range, per-image count) first
+        index = None if callable(target) else np.broadcast_to(np.asarray(target), (n,)).astype(np.int64)
+        base = _item_scores(clean, target, index, op)
+        k = len(grid_index)
+        m = np.arange(n * k)  # item m: image m // k at position m % k
+        img, r, c = m // k, grid_index[m % k, 0] * stride[0], grid_index[m % k, 1] * stride[1]
+        out = xp.empty(len(m), dtype=batch.dtype)
+        for lo in range(0, len(m), batch_size):
+            sl = slice(lo, lo + batch_size)
+            if mode == "naive":
+                logits = model(Tensor(occluded_batch(batch, fills, img[sl], r[sl], c[sl], patch))).data
+            else:
+                values = xp.broadcast_to(fills[img[sl]][:, :, None, None], (len(img[sl]), batch.shape[1], *patch))
+                logits = engine(Region(xp.ascontiguousarray(values), r[sl], c[sl]), img[sl])
+            out[sl] = _item_scores(logits, target, None if index is None else index[img[sl]], op)
+    info = {"mode": mode, "positions": k, "grid": (rows, cols), "seconds": time.perf_counter() - start}
+    if mode != "naive":
+        naive_macs = conv_macs(plan) * len(m)
+        info.update(conv_macs_naive=naive_macs, conv_macs=engine.macs_done,
+                    mac_speedup=naive_macs / max(engine.macs_done, 1), region_sizes=dict(engine.sizes))
+    return out.reshape(n, k), base, single, info
+
+
+def occlusion(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any = 4, fill: Any = 0.5,
+              batch_size: int = 32, mode: str = "naive", threshold: float = 0.5, positions: Any = None,
+              return_info: bool = False) -> Any:
+    """Target-class probability with a ``patch`` square of ``fill`` at each position of a sliding grid.
+
+    x: (C, H, W) or (N, C, H, W) in the model's input units. target: a class index, one per image,
+    or a callable ``f(logits) -> (N,)`` (its score is reported instead of a probability).
+    patch, stride: int or (h, w). fill: a number in input units, ``"mean"`` (each image's
+    per-channel mean) or one value per channel. mode: ``"naive"`` (reference), ``"incremental"``
+    (exact, recomputes only the changed regions) or ``"approximate"`` (regions capped at
+    ``threshold`` of each map per axis, 0 < threshold <= 1). ``batch_size`` patch positions run
+    together. The model runs in eval mode (restored after).
+
+    Returns grid (rows, cols) for one image or (N, rows, cols), with ``rows = (H - patch)//stride + 1``.
+    ``positions``, (K, 2) (row, col) grid indices, evaluates only those positions and returns (K,)
+    or (N, K) (e.g. to refine a coarse run where it matters). With ``return_info`` also a dict:
+    seconds; for the incremental modes the convolution multiply-adds done and those a naive run
+    needs, their ratio ``mac_speedup``, and ``region_sizes``, each layer's changed region (h, w)
+    in the last batch (None where it ran on full maps).
+    """
+    scores, _, single, info = _run(model, x, target, patch, stride, fill, batch_size, mode, threshold, "occlusion",
+                                   positions)
+    grid = unbatch(scores if positions is not None else scores.reshape(-1, *info["grid"]), single)
+    return (grid, info) if return_info else grid
+
+
+def occlusion_map(grid: Any, size: Any, patch: Any, stride: Any) -> Any:
+    """Paint a grid (..., rows, cols) back onto the pixels (..., H, W): each pixel gets the mean of the
+    values of the patches covering it, NaN where no patch does (the right/bottom edge when
+    ``stride`` does not divide ``H - patch``).
+
+    With R[h, r] = 1 if patch row r covers pixel row h (and C likewise for columns), the map is
+    (R grid C^T) / (R 1)(C 1)^T: the sum over covering patches over their count.
+    """
+    op = "occlusion_map"
+    xp = backend.xp(grid)
+    size, patch, stride = int_pair(size, op, "size"), int_pair(patch, op, "patch"), int_pair(stride, op, "stride")
+    if grid.ndim < 2:
+        raise ValueError(f"{op}: grid must be (..., rows, cols), got shape {grid.shape}")
+    covers = []
+    for axis in range(2):
+        count = grid.shape[axis - 2]
+        starts = np.arange(count) * stride[axis]
+        if count < 1 or starts[-1] + patch[axis] > size[axis]:
+            raise ValueError(f"{op}: {count} patches of {patch[axis]} at stride {stride[axis]} do not fit in "
+                             f"{size[axis]} pixels")
+        pixel = np.arange(size[axis])[:, None]
+        covers.append(xp.asarray((pixel >= starts) & (pixel < starts + patch[axis]), dtype=grid.dtype))
+    rows, cols = covers
+    total = rows @ grid @ cols.T
+    count = rows.sum(axis=1)[:, None] * cols.sum(axis=1)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return xp.where(count > 0, total / xp.maximum(count, 1), xp.nan)
+
+
+def occlusion_attribution(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any = 4, fill: Any = 0.5,
+                          batch_size: int = 32, mode: str = "naive", threshold: float = 0.5) -> Any:
+    """Per pixel, the mean over the patches covering it of ``p_clean - p_occluded`` (H, W) or (N, H, W).
+
+    This is Captum's ``Occlusion(forward=softmax(model)).attribute(x, target,
+    sliding_window_shapes=(C, P, P), strides=(C, s, s), baselines=fill)`` when ``s`` divides
+    ``H - P`` (Captum also slides a last, clipped window past the edge when it does not; here
+    patches stay inside and uncovered pixels get 0). Arguments as for ``occlusion``.
+    """
+    op = "occlusion_attribution"
+    scores, base, single, info = _run(model, x, target, patch, stride, fill, batch_size, mode, threshold, op)
+    grid = scores.reshape(-1, *info["grid"])
+    drop = occlusion_map(base[:, None, None] - grid, x.shape[-2:], patch, stride)
+    xp = backend.xp(drop)
+    return unbatch(xp.nan_to_num(drop, nan=0.0), single)

@@ -1,0 +1,30 @@
+"""What do units respond to? Methods that look at the network's weights and codes.
+
+===================  =====================================================  ==============================
+module               methods                                                papers
+===================  =====================================================  ==============================
+``filters``          first-layer filters, any layer's filters, over training  Krizhevsky 2012
+``activations``      activation maps, dead-filter statistics                Yosinski 2015
+``receptive_field``  the input box one unit sees                            Araujo 2019
+``top_activations``  maximally activating images and patches, streamed      Girshick 2014; Zeiler & Fergus
+``neighbours``       nearest neighbours in feature space                    Krizhevsky 2012
+``pca``              PCA by (randomised) SVD                                Halko 2011
+``tsne``             exact and Barnes-Hut t-SNE                             van der Maaten 2008, 2014
+``embedding_grid``   a t-SNE map laid out on an image grid                  Karpathy (CS231n)
+===================  =====================================================  ==============================
+"""
+
+from minivis.vis.features.activations import DeadFilterReport, activations, dead_filters
+from minivis.vis.features.embedding_grid import GridLayout, tsne_grid
+from minivis.vis.features.filters import filters, filters_over_training, first_layer_filters
+from minivis.vis.features.neighbours import feature_codes, nearest_neighbours
+from minivis.vis.features.pca import PCAResult, pca, pca_fit
+from minivis.vis.features.receptive_field import Box, ReceptiveField, receptive_field, receptive_field_box
+from minivis.vis.features.top_activations import LayerTop, crop_patches, top_activations
+from minivis.vis.features.tsne import TSNEResult, kl_divergence, tsne, tsne_affinities, tsne_fit, tsne_gradient
+
+__all__ = ["Box", "DeadFilterReport", "GridLayout", "LayerTop", "PCAResult", "ReceptiveField", "TSNEResult",
+           "activations", "crop_patches", "dead_filters", "feature_codes", "filters", "filters_over_training",
+           "first_layer_filters", "kl_divergence", "nearest_neighbours", "pca", "pca_fit", "receptive_field",
+           "receptive_field_box", "top_activations", "tsne", "tsne_affinities", "tsne_fit", "tsne_gradient",
+           "tsne_grid"]
