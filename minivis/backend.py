@@ -134,6 +134,19 @@ def kernel_device(array: Any) -> str:
     return _forced_kernels["device"] or "cpu"
 
 
+def kernels(family: str, array: Any, op: str) -> types.ModuleType:
+    """The kernel module of ``family`` for ``array``'s device: the one place where CPU and GPU part ways.
+
+    ``minivis.kernels.cpu_<family>`` (Numba) for NumPy arrays; ``minivis.kernels.gpu_<family>``
+    (Numba-CUDA, the same function names) for CuPy arrays, and for NumPy arrays inside
+    ``force_kernels("gpu")``, the hook that runs the GPU kernels under Numba's CUDA simulator.
+    ``op`` names the caller in errors (a missing numba-cuda).
+    """
+    if kernel_device(array) == "gpu":
+        return gpu_kernels(family, op)
+    return importlib.import_module(f"minivis.kernels.cpu_{family}")
+
+
 def gpu_kernels(family: str, op: str) -> types.ModuleType:
     """``minivis.kernels.gpu_<family>``, imported on first use (``numba.cuda`` takes a second to load).
 

@@ -4,9 +4,6 @@ differ. Shapes: any; the output has the input's shape."""
 
 from __future__ import annotations
 
-import types
-from typing import Any
-
 import numpy as np
 
 from minivis import backend
@@ -14,14 +11,6 @@ from minivis.autograd import Tensor
 from minivis.functional._validate import check_float, check_tensor
 from minivis.kernels import cpu_activation
 from minivis.rules import RULE_CODES, current_rule
-
-
-def _kernels(data: Any, op: str) -> types.ModuleType:
-    """The kernel module for ``data``'s device: ``cpu_activation``, or ``gpu_activation`` for CuPy
-    arrays (and for NumPy arrays inside ``backend.force_kernels("gpu")``, the simulator tests' hook)."""
-    if backend.kernel_device(data) == "gpu":
-        return backend.gpu_kernels("activation", op)
-    return cpu_activation
 
 
 def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: str) -> Tensor:
@@ -33,7 +22,8 @@ def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: 
 
     def backward(g):
         code = RULE_CODES[current_rule()]  # read when backward runs, not at forward time
-        return (_kernels(x.data, op).relu_rule_backward(g, x.data, low, high, negative_slope, code),)
+        kernels = backend.kernels("activation", x.data, op)
+        return (kernels.relu_rule_backward(g, x.data, low, high, negative_slope, code),)
 
     return Tensor.from_op(out, (x,), backward, op)
 

@@ -57,19 +57,6 @@ Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
 
 
-# ----------------------------------------------------------------------------- the device seam
-def _kernels(array: Any, op: str = "conv2d") -> types.ModuleType:
-    """The kernel module for ``array``'s device: the one place where CPU and GPU part ways.
-
-    CuPy arrays get ``gpu_conv`` (Numba-CUDA kernels with the same functions: im2col, col2im,
-    depthwise_*), imported on first use; so do NumPy arrays inside ``backend.force_kernels("gpu")``,
-    the hook that runs this same op code through the GPU kernels under Numba's CUDA simulator.
-    """
-    if backend.kernel_device(array) == "gpu":
-        return backend.gpu_kernels("conv", op)
-    return cpu_conv
-
-
 def _is_depthwise(c_in: int, groups: int, w_shape: tuple[int, ...]) -> bool:
     """One input channel per group: N*C tiny GEMMs would be slow, so a direct kernel does it.
 
@@ -283,7 +270,7 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
     y[n] = W @ im2col(x)[n] per group: (C_out/G, K) @ (K, Ho*Wo) with K = C_in/G*kh*kw.
     bias: (C_out,) or None, added to each tile while it is in cache.
     """
-    kernels, xp = _kernels(x), backend.xp(x)
+    kernels, xp = backend.kernels("conv", x, "conv2d"), backend.xp(x)
     x = xp.ascontiguousarray(x)
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
@@ -335,7 +322,7 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
     into the same input rows (where windows overlap), so banded tiles run in two waves, even
     bands then odd ones: no two threads ever add into the same row, and the order is fixed.
     """
-    kernels, xp = _kernels(g), backend.xp(g)
+    kernels, xp = backend.kernels("conv", g, "conv2d"), backend.xp(g)
     g = xp.ascontiguousarray(g)
     x = None if x is None else xp.ascontiguousarray(x)
     x_shape = tuple(x_shape)
@@ -485,7 +472,7 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     """
     op = "conv2d"
     x, weight, bias = _operands(op, x, weight, bias)
-    _kernels(x.data, op)
+    backend.kernels("conv", x.data, op)  # fails early, naming the op, where numba-cuda is missing
     stride, dilation = int_pair(stride, op, "stride"), int_pair(dilation, op, "dilation")
     n, c_in, h, w = x.shape
     c_out, c_per_group, kh, kw = weight.shape
@@ -532,7 +519,7 @@ def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, pad
     """
     op = "conv_transpose2d"
     x, weight, bias = _operands(op, x, weight, bias)
-    _kernels(x.data, op)
+    backend.kernels("conv", x.data, op)  # fails early, naming the op, where numba-cuda is missing
     stride, dilation = int_pair(stride, op, "stride"), int_pair(dilation, op, "dilation")
     out_pad = int_pair(output_padding, op, "output_padding", minimum=0)
     n, c_in, h, w = x.shape

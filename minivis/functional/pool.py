@@ -10,13 +10,12 @@ backward of max-pool routes each upstream gradient to its switch, and that is ex
 with switches: one scatter-add kernel (``cpu_pool.unpool``) serves both max_pool2d's backward and
 max_unpool2d's forward. Its adjoint, a gather at the switches, is max_unpool2d's backward.
 
-The kernels live in ``minivis.kernels.cpu_pool``; ``_kernels`` is the one seam where the device
-decides which kernel module runs.
+The kernels live in ``minivis.kernels.cpu_pool``; ``backend.kernels`` is the one seam where
+the device decides which kernel module runs.
 """
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import numpy as np
@@ -24,23 +23,11 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.functional._validate import check_tensor, int_pair
-from minivis.kernels import cpu_pool
 
 Pair = int | tuple[int, int]
 
 
 # ----------------------------------------------------------------------------- helpers
-def _kernels(data: Any, op: str) -> types.ModuleType:
-    """The kernel module for ``data``'s device: the single CPU/GPU dispatch point of this file.
-
-    CuPy arrays (and NumPy arrays inside ``backend.force_kernels("gpu")``, the simulator tests'
-    hook) get ``gpu_pool``, Numba-CUDA kernels with the same functions as ``cpu_pool``.
-    """
-    if backend.kernel_device(data) == "gpu":
-        return backend.gpu_kernels("pool", op)
-    return cpu_pool
-
-
 def _planes(a: Any) -> Any:
     """(N, C, H, W) -> (N*C, H, W): the kernels work plane by plane."""
     return a.reshape(-1, *a.shape[-2:])
@@ -102,7 +89,7 @@ def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
     kernel, stride, padding, dilation, out_hw = _window(op, x, kernel_size, stride, padding, dilation,
                                                         ceil_mode)
     return_switches = _check_bool(return_switches, op, "return_switches")
-    kernels = _kernels(x.data, op)
+    kernels = backend.kernels("pool", x.data, op)
     n, c, h, w = x.shape
     out, switches = kernels.max_pool2d(_planes(x.data), kernel, stride, padding, dilation, out_hw)
     out, switches = out.reshape(n, c, *out_hw), switches.reshape(n, c, *out_hw)
@@ -177,7 +164,7 @@ def max_unpool2d(x: Tensor, switches: Any, kernel_size: Pair, stride: Pair | Non
     padding = int_pair(padding, op, "padding", minimum=0)
     switches = _check_switches(op, switches, x)
     out_hw = _unpool_output_size(op, x.shape[-2:], kernel, stride, padding, output_size)
-    kernels = _kernels(x.data, op)
+    kernels = backend.kernels("pool", x.data, op)
     if switches.size and (int(switches.min()) < 0 or int(switches.max()) >= out_hw[0] * out_hw[1]):
         raise ValueError(f"{op}: switches must lie in [0, {out_hw[0] * out_hw[1]}) for output size {out_hw}, "
                          f"got values in [{int(switches.min())}, {int(switches.max())}]")
@@ -247,7 +234,7 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int | None, int | No
 
 def _box_mean(op: str, x: Tensor, rows: tuple[np.ndarray, ...], cols: tuple[np.ndarray, ...]) -> Tensor:
     """The shared forward/backward of the two average pools (see ``cpu_pool.box_mean``)."""
-    kernels = _kernels(x.data, op)
+    kernels = backend.kernels("pool", x.data, op)
     n, c, h, w = x.shape
     out = kernels.box_mean(_planes(x.data), rows, cols).reshape(n, c, len(rows[0]), len(cols[0]))
 

@@ -12,7 +12,6 @@ import pytest
 
 import minivis as mv
 from minivis import backend
-from minivis.functional import activation, conv, pool
 from minivis.kernels import cpu_activation, cpu_conv, cpu_pool
 from tests.gpu.sim import SIMULATED
 
@@ -41,21 +40,21 @@ def test_gpu_kernel_modules_offer_the_cpu_modules_functions(family):
             list(inspect.signature(getattr(cpu, name)).parameters), f"gpu_{family}.{name}"
 
 
-def test_the_op_seams_pick_kernels_by_array_type():
+def test_the_one_seam_picks_kernels_by_array_type():
     fake = FakeCupyArray()
-    assert conv._kernels(fake).__name__ == "minivis.kernels.gpu_conv"
-    assert pool._kernels(fake, "max_pool2d").__name__ == "minivis.kernels.gpu_pool"
-    assert activation._kernels(fake, "relu").__name__ == "minivis.kernels.gpu_activation"
+    assert backend.kernels("conv", fake, "conv2d").__name__ == "minivis.kernels.gpu_conv"
+    assert backend.kernels("pool", fake, "max_pool2d").__name__ == "minivis.kernels.gpu_pool"
+    assert backend.kernels("activation", fake, "relu").__name__ == "minivis.kernels.gpu_activation"
     host = np.zeros(3)
-    assert conv._kernels(host) is cpu_conv
-    assert pool._kernels(host, "max_pool2d") is cpu_pool
-    assert activation._kernels(host, "relu") is cpu_activation
+    assert backend.kernels("conv", host, "conv2d") is cpu_conv
+    assert backend.kernels("pool", host, "max_pool2d") is cpu_pool
+    assert backend.kernels("activation", host, "relu") is cpu_activation
 
 
 def test_missing_numba_cuda_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "minivis.kernels.gpu_conv", None)  # makes its import fail
     with pytest.raises(RuntimeError, match=r"conv2d: the GPU kernels need numba-cuda .*pip install minivis\[gpu\]"):
-        conv._kernels(FakeCupyArray(), "conv2d")
+        backend.kernels("conv", FakeCupyArray(), "conv2d")
 
 
 def test_force_kernels_checks_its_argument_and_restores_the_seam():
@@ -67,7 +66,7 @@ def test_force_kernels_checks_its_argument_and_restores_the_seam():
     if SIMULATED:
         with backend.force_kernels("gpu"):
             assert backend.kernel_device(np.zeros(2)) == "gpu"
-            assert conv._kernels(np.zeros(2)).__name__ == "minivis.kernels.gpu_conv"
+            assert backend.kernels("conv", np.zeros(2), "conv2d").__name__ == "minivis.kernels.gpu_conv"
     assert backend.kernel_device(np.zeros(2)) == "cpu"
 
 
