@@ -8,6 +8,7 @@ written by PyTorch. Layers are addressed by their dotted prefix (``model.get_sub
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -193,9 +194,12 @@ class Module:
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         """Copy ``state`` into the parameters and buffers, all or nothing.
 
-        Every key and shape is checked before anything is written, so a bad file never leaves
-        a half-loaded model. ``strict=False`` ignores missing and unexpected keys (shapes are
-        always checked).
+        Every key, shape and dtype is checked, and every array converted to its destination's
+        dtype, before anything is written: on any error the model is unchanged. Object, string,
+        complex and record arrays are refused; so are batch-norm running statistics that are not
+        finite or a negative running variance (they would turn every output into NaN). NaN or
+        infinite parameters load with a warning (a diverged checkpoint is still worth inspecting).
+        ``strict=False`` ignores missing and unexpected keys (shapes are always checked).
         """
         if not isinstance(state, dict):
             raise TypeError(f"load_state_dict: expected a dict of arrays, got {type(state).__name__}")
@@ -209,28 +213,34 @@ class Module:
             problems.append(f"missing keys: {missing[:20]}{' ...' if len(missing) > 20 else ''}")
         if strict and unexpected:
             problems.append(f"unexpected keys: {unexpected[:20]}{' ...' if len(unexpected) > 20 else ''}")
-        arrays = {}
+        arrays, non_finite = {}, []
         for key, value in state.items():
             if key not in expected:
                 continue
-            array = np.asarray(backend.to_device(value.data if isinstance(value, Tensor) else value, "cpu"))
-            if tuple(array.shape) != tuple(expected[key]):
-                problems.append(f"{key}: expected shape {tuple(expected[key])}, got {tuple(array.shape)}")
-            elif key in own and array.dtype.kind not in "fiu":
-                problems.append(f"{key}: expected a numeric array, got dtype {array.dtype}")
+            target = own[key].dtype if key in own else np.asarray(backend.to_device(buffers[key], "cpu")).dtype
+            array, problem = _converted(value, tuple(expected[key]), np.dtype(target))
+            if problem is None and array.dtype.kind == "f" and not np.isfinite(array).all():
+                if key.rpartition(".")[2] in ("running_mean", "running_var"):
+                    problem = "batch-norm statistics must be finite, got NaN or infinite values"
+                else:
+                    non_finite.append(key)
+            if problem is None and key.rpartition(".")[2] == "running_var" and (array < 0).any():
+                problem = f"a running variance must be >= 0, got a minimum of {array.min():.3g}"
+            if problem is not None:
+                problems.append(f"{key}: {problem}")
             arrays[key] = array
         if problems:
             raise ValueError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
+        if non_finite:
+            warnings.warn(f"load_state_dict into {type(self).__name__}: parameters with NaN or infinite values: "
+                          f"{non_finite[:20]}", RuntimeWarning, stacklevel=2)
         modules = dict(self.named_modules())
-        for key, array in arrays.items():
+        for key, array in arrays.items():  # nothing below can fail on a CPU model: every check is done
             owner_name, _, attr = key.rpartition(".")
-            owner = modules[owner_name]
             if key in own:
-                param = own[key]
-                param.data = backend.to_device(array.astype(param.dtype), param.device)
+                own[key].data = backend.to_device(array, own[key].device)
             else:
-                old = buffers[key]
-                owner._set_buffer(attr, backend.to_device(array.astype(old.dtype), backend.device_of(old)))
+                modules[owner_name]._set_buffer(attr, backend.to_device(array, backend.device_of(buffers[key])))
 
     # ------------------------------------------------------------------ forward and hooks
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -259,3 +269,25 @@ class Module:
             body = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {body}")
         return lines[0] + (")" if len(lines) == 1 else "\n" + "\n".join(lines[1:]) + "\n)")
+
+
+def _converted(value: Any, shape: tuple[int, ...], dtype: np.dtype) -> tuple[Any, str | None]:
+    """``value`` as a CPU array of ``shape`` in ``dtype`` (a private copy), or None and why not."""
+    try:
+        array = np.asarray(backend.to_device(value.data if isinstance(value, Tensor) else value, "cpu"))
+    except (TypeError, ValueError) as err:
+        return None, f"expected an array, got {type(value).__name__} ({err})"
+    if array.dtype.kind not in "biuf":
+        return None, f"expected a numeric array, got dtype {array.dtype}"
+    if tuple(array.shape) != shape:
+        return None, f"expected shape {shape}, got {tuple(array.shape)}"
+    if dtype.kind in "iu" and array.dtype.kind == "f":
+        if not np.isfinite(array).all() or (array != np.round(array)).any():
+            return None, f"expected whole numbers for a {dtype} buffer, got non-integer values"
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = array.astype(dtype)  # always a copy: the caller's array is never shared
+    if dtype.kind == "f" and array.dtype.kind == "f" and np.isfinite(array).all() and not np.isfinite(converted).all():
+        return None, f"values overflow {dtype} (largest magnitude {np.abs(array).max():.3g})"
+    if dtype.kind in "iu" and (converted != array).any():
+        return None, f"values do not fit {dtype}"
+    return converted, None

@@ -143,3 +143,41 @@ def test_layer_constructor_errors():
         nn.Linear(0, 3)
     with pytest.raises(ValueError, match=r"Dropout: p must be in \[0, 1\)"):
         nn.Dropout(1.5)
+
+
+def _assert_unchanged(net, before):
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("1.num_batches_tracked", np.array(2.0 ** 70), r"1\.num_batches_tracked: values do not fit int64"),
+    ("1.num_batches_tracked", np.array(1.5), r"1\.num_batches_tracked: expected whole numbers"),
+    ("1.running_mean", np.array([None] * 4, dtype=object), r"running_mean: expected a numeric array, got dtype object"),
+    ("1.running_var", np.array(["a"] * 4), r"1\.running_var: expected a numeric array, got dtype <U1"),
+    ("0.bias", np.ones(4, np.complex64), r"0\.bias: expected a numeric array, got dtype complex64"),
+    ("1.running_var", np.array([1, 1, -1, 1], np.float32), r"1\.running_var: a running variance must be >= 0"),
+    ("1.running_var", np.array([1, np.nan, 1, 1], np.float32), r"1\.running_var: batch-norm statistics must be finite"),
+    ("1.running_mean", np.array([0, np.inf, 0, 0], np.float32), r"running_mean: batch-norm statistics must be finite"),
+    ("0.bias", np.full(4, 1e39), r"0\.bias: values overflow float32"),
+])
+def test_load_state_dict_refuses_bad_values_and_changes_nothing(key, value, message):
+    # the bad entry comes last, so a loader that wrote as it checked would already have changed the rest
+    net = small_net()
+    before = net.state_dict()
+    bad = {k: v.copy() + 1 for k, v in before.items()}
+    del bad[key]
+    bad[key] = value
+    with pytest.raises(ValueError, match=message):
+        net.load_state_dict(bad)
+    _assert_unchanged(net, before)
+
+
+def test_load_state_dict_warns_on_non_finite_parameters_and_copies_its_input():
+    net = small_net()
+    state = net.state_dict()
+    state["7.weight"][0, 0] = np.nan
+    with pytest.warns(RuntimeWarning, match=r"NaN or infinite values: \['7\.weight'\]"):
+        net.load_state_dict(state)
+    state["0.weight"][:] = 5  # the model holds its own copy, not the caller's array
+    assert not np.any(net[0].weight.numpy() == 5)
