@@ -2,7 +2,11 @@
 
     minivis gallery [--fast] [--out DIR]     every image-centric method on EfficientNet-Lite0 and the photos
     minivis lessons [--fast] [--out DIR]     run every lesson script, saving its figures to DIR
-    minivis train fashion_cnn [--epochs N]   train the Fashion-MNIST CNN, save weights and checkpoints
+    minivis train fashion_cnn [--epochs N]   train the Fashion-MNIST CNN into ./runs/fashion_cnn
+
+A mistake in what you typed (an unknown photo, an unwritable folder, a missing dataset, a bad
+number) prints one line saying what is wrong and how to fix it, and exits with status 2;
+``--debug`` shows the full traceback instead.
 """
 
 from __future__ import annotations
@@ -15,6 +19,22 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+TRAIN_OUT = Path("runs")  # `minivis train MODEL` writes to runs/MODEL under the current folder
+
+
+class UsageError(ValueError):
+    """A mistake in the command line: printed as one line, exit status 2."""
+
+
+def writable_folder(path: Path, verb: str) -> Path:
+    """``path`` created if need be, and checked writable before any work starts."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {path}: cannot create the folder ({err.strerror}); choose another with --out") from err
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {path}: not a writable folder; choose another with --out")
+    return path
 
 
 def run_lessons(out: Path, fast: bool, only: list[str] | None = None) -> int:
@@ -43,37 +63,64 @@ def run_lessons(out: Path, fast: bool, only: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="minivis", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    debug = argparse.ArgumentParser(add_help=False)  # --debug is accepted after the verb too
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     verbs = parser.add_subparsers(dest="verb", required=True)
-    gallery = verbs.add_parser("gallery", help="attribution figures for the offline photos")
+    gallery = verbs.add_parser("gallery", parents=[debug], help="attribution figures for the offline photos")
     gallery.add_argument("--out", type=Path, default=Path("gallery"), help="folder for the PNG figures")
     gallery.add_argument("--fast", action="store_true", help="fewer samples, coarser occlusion")
     gallery.add_argument("photos", nargs="*", help="photo names (default: all offline photos)")
-    lessons = verbs.add_parser("lessons", help="run every lesson and save its figures")
+    lessons = verbs.add_parser("lessons", parents=[debug], help="run every lesson and save its figures")
     lessons.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG figures")
     lessons.add_argument("--fast", action="store_true", help="small sizes (MINIVIS_FAST=1)")
     lessons.add_argument("only", nargs="*", help="lesson number prefixes to run, e.g. 01 04")
-    train = verbs.add_parser("train", help="train a zoo model from scratch")
+    train = verbs.add_parser("train", parents=[debug], help="train a zoo model from scratch")
     train.add_argument("model", choices=["fashion_cnn"])
     train.add_argument("--epochs", type=int, default=4)
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", type=Path, default=None, help="folder for the weights (default: the package's)")
+    train.add_argument("--out", type=Path, default=None, help="folder for the weights (default: runs/MODEL)")
+    train.add_argument("--into-package", action="store_true",
+                       help="overwrite the weights shipped inside the installed package (maintainers only)")
     args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, TypeError, FileNotFoundError, PermissionError) as err:
+        if args.debug:
+            raise
+        print(f"minivis {args.verb}: error: {err}", file=sys.stderr)
+        print("  (run again with --debug for the full traceback)", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out a parsed command; user errors raise ValueError/TypeError/OSError for ``main`` to print."""
     if args.verb == "gallery":
+        from minivis.data import PHOTOS  # noqa: PLC0415
         from minivis.gallery import DEFAULT_PHOTOS, run_gallery  # noqa: PLC0415
 
-        index = run_gallery(args.out, args.photos or DEFAULT_PHOTOS, fast=args.fast)
+        unknown = [name for name in args.photos if name not in PHOTOS]
+        if unknown:
+            raise UsageError(f"unknown photo(s) {', '.join(map(repr, unknown))}; choose from {', '.join(PHOTOS)}")
+        index = run_gallery(writable_folder(args.out, "gallery"), args.photos or DEFAULT_PHOTOS, fast=args.fast)
         print(f"gallery written: {index}")
         return 0
     if args.verb == "lessons":
-        return 1 if run_lessons(args.out, args.fast, args.only) else 0
+        return 1 if run_lessons(writable_folder(args.out, "lessons"), args.fast, args.only) else 0
     if args.verb == "train":
+        from minivis.data import fashion_mnist  # noqa: PLC0415
         from minivis.models import WEIGHTS_DIR  # noqa: PLC0415
-        from minivis.train import train_fashion_cnn  # noqa: PLC0415
+        from minivis.train import check_settings, train_fashion_cnn  # noqa: PLC0415
 
-        log = train_fashion_cnn(args.out or WEIGHTS_DIR, args.epochs, args.batch_size, args.lr, args.seed)
-        print(f"test accuracy {log['test_accuracy']:.4f} after {log['total_seconds']:.0f} s")
+        if args.into_package and args.out is not None:
+            raise UsageError("--into-package and --out exclude each other")
+        check_settings(args.epochs, args.batch_size, args.lr)
+        fashion_mnist("test")  # a missing dataset is reported before any folder is made
+        out = WEIGHTS_DIR if args.into_package else (args.out or TRAIN_OUT / args.model)
+        log = train_fashion_cnn(writable_folder(out, "train"), args.epochs, args.batch_size, args.lr, args.seed)
+        print(f"test accuracy {log['test_accuracy']:.4f} after {log['total_seconds']:.0f} s; weights in {out}")
         return 0
     return 2
 

@@ -38,20 +38,32 @@ def accuracy(model: ImageClassifier, images: np.ndarray, labels: np.ndarray, bat
     return correct / len(labels)
 
 
+def check_settings(epochs: int, batch_size: int, lr: float) -> None:
+    """Refuse settings that cannot train, before any data is read or folder made."""
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"train: epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < 1:
+        raise ValueError(f"train: lr must be a finite number in (0, 1), got {lr!r}")
+
+
+def _diverged(what: str, epoch: int, step: int, lr: float) -> None:
+    raise ValueError(f"train: the optimisation diverged: {what} at epoch {epoch}, step {step} (lr={lr}); "
+                     f"try a smaller lr; epoch {epoch} was not saved")
+
+
 def train_fashion_cnn(out_dir: str | Path, epochs: int = 4, batch_size: int = 128, lr: float = 1e-3,
                       seed: int = 0, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train ``fashion_cnn`` from scratch; write weights, per-epoch checkpoints and a JSON log to ``out_dir``.
 
     ``limit`` trains on the first ``limit`` images only (the lessons' fast mode). Returns the log.
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"train: epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    check_settings(epochs, batch_size, lr)
+    train_x, train_y = fashion_mnist("train")  # first: a missing dataset leaves no empty folder behind
+    test_x, test_y = fashion_mnist("test")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     init.seed(seed)
     model = FashionCNN()
-    train_x, train_y = fashion_mnist("train")
-    test_x, test_y = fashion_mnist("test")
     if limit is not None:
         train_x, train_y = train_x[:limit], train_y[:limit]
     train_x, test_x = model.preprocess(train_x[..., None]), model.preprocess(test_x[..., None])
@@ -70,6 +82,8 @@ def train_fashion_cnn(out_dir: str | Path, epochs: int = 4, batch_size: int = 12
         bar = tqdm(data, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
         for xb, yb in bar:
             loss = F.cross_entropy(model(tensor(xb)), yb)
+            if not np.isfinite(loss.item()):  # stop before a NaN reaches a checkpoint
+                _diverged(f"the loss became {loss.item()}", epoch, len(losses) + 1, lr)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -85,6 +99,8 @@ def train_fashion_cnn(out_dir: str | Path, epochs: int = 4, batch_size: int = 12
         if progress:
             print(f"epoch {epoch}: loss {entry['train_loss']:.4f}  test accuracy {test_acc:.4f}  "
                   f"({epoch_time:.0f} s)", flush=True)
+        if not all(np.isfinite(p.numpy()).all() for p in model.parameters()):
+            _diverged("the weights are no longer finite", epoch, len(losses), lr)
         save_npz(out_dir / f"fashion_cnn_epoch{epoch:02d}.npz", model.state_dict())
     save_npz(out_dir / "fashion_cnn.npz", model.state_dict())
     log["total_seconds"] = round(time.perf_counter() - start, 1)

@@ -1,0 +1,81 @@
+"""The `minivis` command line: user errors print one line and exit 2; nothing is half-done."""
+
+import numpy as np
+import pytest
+
+from minivis import cli, train
+from minivis.models import WEIGHTS_DIR
+
+
+def _one_error_line(capsys, *fragments):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("minivis ") and ": error: " in err[0], err
+    assert "Traceback" not in "\n".join(err)
+    for fragment in fragments:
+        assert fragment in err[0]
+
+
+def test_unknown_photo_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "site"
+    assert cli.main(["gallery", "--out", str(out), "chelsea", "nosuch"]) == 2
+    _one_error_line(capsys, "unknown photo(s) 'nosuch'", "choose from chelsea")
+    assert not out.exists()
+
+
+def test_unwritable_output_folder_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cli.main(["gallery", "--out", str(blocker / "sub"), "chelsea"]) == 2
+    _one_error_line(capsys, "cannot create the folder", "--out")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(cli.UsageError, match="unknown photo"):
+        cli.main(["gallery", "nosuch", "--debug"])
+    with pytest.raises(cli.UsageError, match="unknown photo"):
+        cli.main(["--debug", "gallery", "nosuch"])
+
+
+def test_train_without_the_dataset_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINIVIS_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "fashion_cnn"]) == 2
+    _one_error_line(capsys, "'test' split was not found", "dataset-fashion-mnist")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_writes_under_the_current_folder_unless_asked(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(train, "train_fashion_cnn",
+                        lambda out, *args: calls.append(out) or {"test_accuracy": 0.5, "total_seconds": 1})
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "fashion_cnn", "--epochs", "1"]) == 0
+    assert calls[-1] == cli.TRAIN_OUT / "fashion_cnn" and (tmp_path / "runs" / "fashion_cnn").is_dir()
+    assert calls[-1].resolve() != WEIGHTS_DIR.resolve()
+    assert cli.main(["train", "fashion_cnn", "--into-package", "--out", "x"]) == 2
+    _one_error_line(capsys, "--into-package and --out exclude each other")
+    assert cli.main(["train", "fashion_cnn", "--epochs", "0"]) == 2
+    _one_error_line(capsys, "epochs and batch_size must be >= 1")
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "0", "-1"])
+def test_train_refuses_a_non_finite_or_out_of_range_lr(tmp_path, capsys, lr):
+    assert cli.main(["train", "fashion_cnn", "--lr", lr, "--out", str(tmp_path / "w")]) == 2
+    _one_error_line(capsys, "lr must be a finite number in (0, 1)")
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_diverging_run_stops_and_never_saves_non_finite_weights(tmp_path, monkeypatch):
+    real = train.F.cross_entropy
+    calls = []
+
+    def poisoned(logits, labels):  # the third step's loss is NaN, as a diverging run's would be
+        calls.append(1)
+        loss = real(logits, labels)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(train.F, "cross_entropy", poisoned)
+    with pytest.raises(ValueError, match=r"diverged: the loss became nan at epoch 1, step 3 \(lr=0.001\)"):
+        train.train_fashion_cnn(tmp_path, epochs=1, batch_size=32, limit=256, progress=False)
+    assert {p.name for p in tmp_path.iterdir()} == {"fashion_cnn_epoch00.npz"}  # the untrained start only
+    assert all(np.isfinite(v).all() for v in np.load(tmp_path / "fashion_cnn_epoch00.npz").values())
