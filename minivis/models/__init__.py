@@ -74,8 +74,8 @@ def load(name: str, weights: str | os.PathLike | None = None, checkpoint: int | 
         elif name == "fashion_cnn":
             weights = fashion_cnn_weights_path(checkpoint)
             if not weights.is_file():
-                raise FileNotFoundError(f"models.load: {weights} is missing; train it with "
-                                        f"`minivis train fashion_cnn --into-package` (checkpoints: {sorted(available_checkpoints())})")
+                raise FileNotFoundError(f"models.load: {weights} is missing; train it with `minivis train "
+                                        f"fashion_cnn --into-package` (checkpoints: {sorted(available_checkpoints())})")
     if weights is not None:
         state = load_weights(weights)
         state = {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel files
