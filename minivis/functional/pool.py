@@ -83,6 +83,8 @@ def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
 
     Backward: dL/dx = unpool(g, switches), the upstream gradient scatter-added to the switches;
     where windows overlap (e.g. kernel 3, stride 2) a pixel that wins several windows sums them.
+    The graph keeps its own switches: the array handed back is a copy, so editing it can never
+    make the backward pass index outside the input.
     """
     op = "max_pool2d"
     x = check_tensor(x, op, ndim=4)
@@ -98,7 +100,7 @@ def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
         return (kernels.unpool(_planes(g), _planes(switches), (h, w)).reshape(x.shape),)
 
     y = Tensor.from_op(out, (x,), backward, op)
-    return (y, switches) if return_switches else y
+    return (y, switches.copy()) if return_switches else y
 
 
 def _check_switches(op: str, switches: Any, x: Tensor) -> Any:
@@ -162,7 +164,7 @@ def max_unpool2d(x: Tensor, switches: Any, kernel_size: Pair, stride: Pair | Non
     kernel = int_pair(kernel_size, op, "kernel_size")
     stride = kernel if stride is None else int_pair(stride, op, "stride")
     padding = int_pair(padding, op, "padding", minimum=0)
-    switches = _check_switches(op, switches, x)
+    switches = _check_switches(op, switches, x).copy()  # private: the bounds checked here hold in backward too
     out_hw = _unpool_output_size(op, x.shape[-2:], kernel, stride, padding, output_size)
     kernels = backend.kernels("pool", x.data, op)
     if switches.size and (int(switches.min()) < 0 or int(switches.max()) >= out_hw[0] * out_hw[1]):

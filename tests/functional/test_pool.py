@@ -294,3 +294,44 @@ def test_avg_pools_bad_input(rng):
         mv.F.global_avg_pool2d(np.zeros((1, 2, 0, 3)))
     with pytest.raises(TypeError, match="global_avg_pool2d: input must be a Tensor or an array, got str"):
         mv.F.global_avg_pool2d("image")
+
+
+# Editing the switches a user was handed must never let a kernel index outside its buffers. A
+# regression here would crash the interpreter, so each attack runs in a child process.
+_SWITCH_ATTACKS = {
+    "pool_backward": """
+y, sw = mv.F.max_pool2d(x, 2, return_switches=True)
+sw[...] = {value}
+y.backward(np.ones(y.shape, np.float32))
+assert x.grad.shape == x.shape and np.isfinite(x.grad).all()
+""",
+    "module_backward": """
+pool = mv.nn.MaxPool2d(2)
+y = pool(x)
+pool.switches[...] = {value}
+y.backward(np.ones(y.shape, np.float32))
+""",
+    "unpool_backward": """
+y, sw = mv.F.max_pool2d(x, 2, return_switches=True)
+u = mv.F.max_unpool2d(mv.tensor(y.numpy(), requires_grad=True), sw, 2)
+sw[...] = {value}
+u.backward(np.ones(u.shape, np.float32))
+""",
+}
+
+
+@pytest.mark.parametrize("value", [10**11, 1000, -1])
+@pytest.mark.parametrize("attack", list(_SWITCH_ATTACKS))
+def test_edited_switches_cannot_reach_outside_the_buffers(attack, value):
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np
+        import minivis as mv
+        x = mv.tensor(np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32), requires_grad=True)
+    """) + _SWITCH_ATTACKS[attack].format(value=value) + "\nprint('survived')\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "survived" in result.stdout
