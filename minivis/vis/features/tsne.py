@@ -108,7 +108,13 @@ def _check_embedding(Y: Any, n: int | None, op: str) -> np.ndarray:
 
 def _check_P(P: Any, op: str) -> Any:
     if sp.issparse(P):
-        P = sp.csr_matrix(P, dtype=np.float64)
+        # A private copy, checked in full: the kernels index with its column indices unchecked, and
+        # SciPy trusts a CSR matrix's arrays as given (an out-of-range index would read out of bounds).
+        try:
+            P = sp.csr_matrix(P, dtype=np.float64, copy=True)
+            P.check_format(full_check=True)
+        except ValueError as err:
+            raise ValueError(f"{op}: P is not a valid sparse matrix ({err})") from None
         shape_ok = P.shape[0] == P.shape[1]
     else:
         P = np.asarray(P)

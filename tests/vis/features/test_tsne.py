@@ -297,6 +297,29 @@ def test_objective_functions_bad_input(rng):
         mv.vis.tsne_affinities(Y, 1.0)
 
 
+
+_CSR_ATTACKS = {  # each edit of a valid CSR matrix's arrays, and the complaint it must get
+    "column past the end": (lambda P: P.indices.__setitem__(0, 10**9), "indices must be < 8"),
+    "negative column": (lambda P: P.indices.__setitem__(0, -3), "indices must be >= 0"),
+    "indptr past nnz": (lambda P: P.indptr.__setitem__(-1, P.nnz + 50), "ast value of index pointer"),
+    "decreasing indptr": (lambda P: P.indptr.__setitem__(2, P.indptr[3] + 1), "non-decreasing"),
+}
+
+
+@pytest.mark.parametrize("attack", list(_CSR_ATTACKS))
+def test_a_malformed_sparse_P_is_refused_before_any_kernel_runs(rng, attack):
+    # The check runs in Python before any Numba code: each of these edits reached the kernels before.
+    edit, message = _CSR_ATTACKS[attack]
+    P = sp.csr_matrix(_random_P(rng, 8) * (rng.random((8, 8)) < 0.5))
+    edit(P)
+    Y = rng.standard_normal((8, 2))
+    for call in (lambda: mv.vis.kl_divergence(P, Y), lambda: mv.vis.tsne_gradient(P, Y, method="barnes_hut"),
+                 lambda: mv.vis.tsne_gradient(P, Y)):
+        with pytest.raises(ValueError, match=r"(kl_divergence|tsne_gradient): P is not a valid sparse matrix \(.*"
+                           + message):
+            call()
+
+
 # --------------------------------------------------------------------------- the image grid
 
 
