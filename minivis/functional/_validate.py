@@ -3,6 +3,7 @@ expected and what was given, raised before any array code can fail obscurely."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -64,10 +65,26 @@ def padding4(value: Any, op: str) -> tuple[int, int, int, int]:
 
 
 def check_float(value: Any, op: str, name: str, low: float | None = None, high: float | None = None) -> float:
+    """``value`` as a finite float within [low, high]; NaN and infinities are always refused."""
     if not isinstance(value, int | float | np.integer | np.floating) or isinstance(value, bool):
         raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__}")
-    if (low is not None and value < low) or (high is not None and value > high):
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{op}: {name} must be a finite number, got {value}")
+    if (low is not None and number < low) or (high is not None and number > high):
         wanted = f"in [{low}, {high}]" if low is not None and high is not None else (
             f">= {low}" if low is not None else f"<= {high}")
         raise ValueError(f"{op}: {name} must be {wanted}, got {value}")
-    return float(value)
+    return number
+
+
+def check_fits(values: Any, dtype: Any, op: str, name: str) -> None:
+    """Refuse finite ``values`` that would overflow to infinity in ``dtype`` (e.g. 1e39 in float32)."""
+    largest = float(np.max(np.abs(np.asarray(values, dtype=np.float64)), initial=0.0))
+    limit = float(np.finfo(dtype).max)
+    if largest > limit:
+        raise ValueError(f"{op}: {name} must fit the model's {np.dtype(dtype)} (magnitude <= {limit:.3g}), "
+                         f"got a magnitude of {largest:.3g}")

@@ -40,6 +40,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor, no_grad
+from minivis.functional._validate import check_fits, check_float
 from minivis.nn.module import Module
 from minivis.rules import RULES, backward_rule
 from minivis.vis.common import Target, as_batch, frozen, target_scores, unbatch
@@ -241,17 +242,20 @@ def _as_baseline(baseline: Any, batch: Any, method: str) -> Any:
     if baseline is None:
         return xp.zeros_like(batch)
     if isinstance(baseline, numbers.Real) and not isinstance(baseline, bool):
-        return xp.full_like(batch, float(baseline))
+        value = check_float(baseline, method, "baseline")
+        check_fits(value, batch.dtype, method, "baseline")
+        return xp.full_like(batch, value)
     data = baseline.data if isinstance(baseline, Tensor) else baseline
     if not (isinstance(data, np.ndarray) or backend.is_gpu_array(data)) or data.dtype.kind not in "fiu":
         raise TypeError(f"{method}: baseline must be None, a number or a numeric array, got {type(baseline).__name__}")
     if tuple(data.shape) not in (batch.shape[1:], batch.shape):
         raise ValueError(f"{method}: baseline must be shaped like one image {batch.shape[1:]} or like the batch "
                          f"{batch.shape}, got shape {tuple(data.shape)}")
-    out = backend.to_device(data, backend.device_of(batch)).astype(batch.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow shows up as inf, refused just below
+        out = backend.to_device(data, backend.device_of(batch)).astype(batch.dtype)
     out = xp.broadcast_to(out, batch.shape).copy()
     if not bool(xp.isfinite(out).all()):
-        raise ValueError(f"{method}: baseline contains NaN or infinite values")
+        raise ValueError(f"{method}: baseline contains NaN or infinite values (in the model's {batch.dtype})")
     return out
 
 

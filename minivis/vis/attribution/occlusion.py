@@ -33,7 +33,7 @@ import numpy as np
 from minivis import backend
 from minivis import functional as F
 from minivis.autograd import Tensor
-from minivis.functional._validate import int_pair
+from minivis.functional._validate import check_fits, int_pair
 from minivis.nn.module import Module
 from minivis.vis.attribution.occlusion_incremental import Incremental, Region, build_plan, conv_macs, trace
 from minivis.vis.common import Target, as_batch, inference, target_scores, unbatch
@@ -67,6 +67,7 @@ def fill_values(fill: Any, batch: Any, op: str) -> Any:
         raise ValueError(f"{op}: fill must be a number or {c} values (one per channel), got shape {values.shape}")
     if not np.isfinite(values).all():
         raise ValueError(f"{op}: fill must be finite, got {fill!r}")
+    check_fits(values, batch.dtype, op, "fill")
     return xp.asarray(np.broadcast_to(values, (n, c)), dtype=batch.dtype)
 
 

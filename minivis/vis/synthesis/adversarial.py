@@ -72,8 +72,8 @@ def _pixel_scale(model: Module, xp: Any, dtype: Any) -> tuple[Any, Any, Any]:
 
 def _check_epsilon(epsilon: Any, method: str, name: str = "epsilon") -> float:
     value = check_float(epsilon, method, name)
-    if not (value >= 0 and np.isfinite(value)):
-        raise ValueError(f"{method}: {name} must be >= 0 (pixel units, the [0, 1] image scale), got {value}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"{method}: {name} must be in [0, 1] (pixel units, the [0, 1] image scale), got {value}")
     return value
 
 

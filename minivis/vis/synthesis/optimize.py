@@ -146,6 +146,9 @@ def optimize(model: Module, objective: Callable[[Module, Tensor], Tensor], param
         return -total.sum(), x
 
     def record() -> None:
+        if not np.isfinite(last["total"]).all():  # stop at the first step that diverged, saying what to change
+            raise ValueError(f"{desc}: the optimisation diverged at step {len(history) + 1} of {steps} (the objective "
+                             f"became {last['total']}); lower lr (now {lr}) or the penalty weights")
         history.append(last["value"])
         totals.append(last["total"])
 
@@ -198,6 +201,9 @@ def optimize(model: Module, objective: Callable[[Module, Tensor], Tensor], param
                         param.set_image(image)
         with no_grad():
             x_final = param.image().data.copy()
+        if not bool(backend.xp(x_final).isfinite(x_final).all()):  # the last step's update overflowed
+            raise ValueError(f"{desc}: the optimisation diverged at step {steps} of {steps} (the image is no "
+                             f"longer finite); lower lr (now {lr})")
     hist = np.stack(history)
     tot = np.stack(totals)
     image = None

@@ -103,9 +103,7 @@ def rotation_matrix(h: int, w: int, degrees: float) -> scipy.sparse.csr_matrix:
 def rotate(x: Tensor, degrees: float) -> Tensor:
     """Rotate x (N, C, H, W) by ``degrees`` about the centre (bilinear, zeros outside): y = S x, dx = S^T g."""
     x = check_tensor(x, "rotate", "x", ndim=4)
-    degrees = check_float(degrees, "rotate", "degrees")
-    if not math.isfinite(degrees):
-        raise ValueError(f"rotate: degrees must be finite, got {degrees}")
+    degrees = check_float(degrees, "rotate", "degrees")  # finite: check_float refuses NaN and infinities
     if degrees % 360 == 0:
         return x
     n, c, h, w = x.shape

@@ -135,7 +135,7 @@ def test_targeted_attack_on_chelsea_with_efficientnet() -> None:
 def test_bad_input() -> None:
     model = confident_fashion()
     x = photos(model, 1)[0]
-    with pytest.raises(ValueError, match=r"fgsm: epsilon must be >= 0"):
+    with pytest.raises(ValueError, match=r"fgsm: epsilon must be in \[0, 1\]"):
         mv.vis.fgsm(model, x, 1, -0.1)
     with pytest.raises(ValueError, match=r"fgsm: label class 10 is out of range for 10 classes"):
         mv.vis.fgsm(model, x, 10, 0.1)
@@ -143,7 +143,7 @@ def test_bad_input() -> None:
         mv.vis.fgsm(model, x, 1.5, 0.1)
     with pytest.raises(ValueError, match=r"fgsm: x has 3 channels, the model expects 1"):
         mv.vis.fgsm(model, np.zeros((3, 28, 28), np.float32), 1, 0.1)
-    with pytest.raises(ValueError, match=r"targeted_attack: epsilon must be >= 0"):
+    with pytest.raises(ValueError, match=r"targeted_attack: epsilon must be in \[0, 1\]"):
         mv.vis.targeted_attack(model, x, 1, -1.0)
     with pytest.raises(ValueError, match=r"targeted_attack: target class -1 is out of range"):
         mv.vis.targeted_attack(model, x, -1, 0.1)
