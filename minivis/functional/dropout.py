@@ -13,7 +13,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_tensor
+from minivis.validate import check_tensor
 
 
 def _generator(rng: Any) -> np.random.Generator:

@@ -22,7 +22,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_tensor, int_pair
+from minivis.validate import check_tensor, int_pair
 
 Pair = int | tuple[int, int]
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from minivis import functional as F
 from minivis.autograd import Tensor
-from minivis.functional._validate import int_pair
 from minivis.nn import init
 from minivis.nn.module import Module, Parameter
+from minivis.validate import int_pair
 
 
 def _check_channels(op: str, in_channels: int, out_channels: int, groups: int) -> None:

@@ -33,8 +33,8 @@ import numpy as np
 from minivis import backend
 from minivis import functional as F
 from minivis.autograd import Tensor
-from minivis.functional._validate import int_pair
 from minivis.nn.module import Module
+from minivis.validate import int_pair
 from minivis.vis.attribution.occlusion_incremental import Incremental, Region, build_plan, conv_macs, trace
 from minivis.vis.common import Target, as_batch, inference, target_scores, unbatch
 

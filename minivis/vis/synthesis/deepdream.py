@@ -33,8 +33,8 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.functional import interpolate
-from minivis.functional._validate import check_float
 from minivis.nn.module import Module
+from minivis.validate import check_float
 from minivis.vis.common import as_batch, check_layer, model_device_dtype
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis import transforms as tr

@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 
 from minivis import backend
 from minivis.autograd import Tensor, no_grad
-from minivis.functional._validate import check_float
 from minivis.nn.module import Module
 from minivis.optim.lbfgs import minimize_lbfgs
 from minivis.optim.optimizers import SGD, Adam
+from minivis.validate import check_float
 from minivis.vis.common import frozen
 from minivis.vis.synthesis.parameterization import ImageParam
 

@@ -34,7 +34,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.functional import concat, interpolate
 from minivis.functional import pad as pad_op
-from minivis.functional._validate import check_float, check_tensor
+from minivis.validate import check_float, check_tensor
 
 Transform = Callable[[Tensor, np.random.Generator], Tensor]
 

@@ -1,5 +1,9 @@
-"""Argument checks shared by the ops: clear errors that name the op, the argument, what was
-expected and what was given, raised before any array code can fail obscurely."""
+"""Argument checks shared by every package (functional, nn, vis, io, data): clear errors that name
+the op, the argument, what was expected and what was given, raised before any array code can fail
+obscurely.
+
+A bottom-layer module: it imports only numpy, ``minivis.backend`` and ``minivis.autograd.Tensor``,
+so any layer above may use it without an import cycle."""
 
 from __future__ import annotations
 
