@@ -75,3 +75,26 @@ def check_float(value: Any, op: str, name: str, low: float | None = None, high: 
             f">= {low}" if low is not None else f"<= {high}")
         raise ValueError(f"{op}: {name} must be {wanted}, got {value}")
     return float(value)
+
+
+def check_bool(value: Any, op: str, name: str) -> bool:
+    """``value`` as a bool; ints (``0``, ``1``) and strings are refused, not read as truth values."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{op}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_int(value: Any, op: str, name: str, minimum: int | None = None) -> int:
+    """``value`` as an int (not a bool), ``>= minimum`` when one is given."""
+    if not isinstance(value, int | np.integer) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_positive_int(value: Any, op: str, name: str) -> int:
+    """``value`` as an int >= 1 (sizes, counts, batch sizes); anything else is a ValueError."""
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
+    return int(value)
