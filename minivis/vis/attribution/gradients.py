@@ -197,8 +197,9 @@ def smoothgrad(model: Module, x: Any, target: Target, n: int = 50, noise: float 
     * "gradient", "guided_backprop", "deconvnet": the signed input gradient under that rule,
       shaped like x.
 
-    The noisy copies are streamed through the model ``batch_size`` at a time, so memory stays
-    bounded for any ``n`` (the default 8 keeps VGG16 at 224 px near 1.2 GB; 16 needs 2.3 GB).
+    The noisy copies are streamed through the model ``batch_size`` at a time, so memory grows with
+    ``batch_size``, not with ``n`` (VGG16's peak at 224 px: benchmarks/README.md, "Attribution,
+    CPU" and "Design measurements").
     The noise comes from ``np.random.default_rng(seed)`` and the same standard-normal draws
     (scaled by each image's sigma) serve every image of a batch: an image gets the same result
     alone or in a batch, whatever the batch size. ``progress``: show a tqdm bar (None: only for
