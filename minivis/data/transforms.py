@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from minivis.validate import check_positive_int
+
 
 def _check_image(img: Any, op: str) -> np.ndarray:
     """``img`` as an array (H, W) or (H, W, C) of uint8 or float."""
@@ -99,8 +101,7 @@ def random_crops(img: np.ndarray, size: int | tuple[int, int], n: int,
     ``np.random.default_rng(seed)``. Returns (n, h, w[, C])."""
     img = _check_image(img, "random_crops")
     h, w = _size_pair(size, "random_crops")
-    if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"random_crops: n must be a positive int, got {n!r}")
+    check_positive_int(n, "random_crops", "n")
     height, width = img.shape[:2]
     if h > height or w > width:
         raise ValueError(f"random_crops: size {(h, w)} must fit in the image, "

@@ -8,9 +8,9 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_float, check_tensor
 from minivis.kernels import cpu_activation
 from minivis.rules import RULE_CODES, current_rule
+from minivis.validate import check_float, check_tensor
 
 
 def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: str) -> Tensor:

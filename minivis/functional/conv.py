@@ -50,8 +50,8 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.backend import FLOAT_DTYPES
-from minivis.functional._validate import check_same_device, check_tensor, int_pair, padding4
 from minivis.kernels import cpu_conv, cpu_threads, cpu_winograd
+from minivis.validate import check_same_device, check_tensor, int_pair, padding4
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]

@@ -13,7 +13,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_tensor
+from minivis.validate import check_float, check_tensor
 
 
 def _generator(rng: Any) -> np.random.Generator:
@@ -33,8 +33,7 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, rng: Any = None) -> T
     seed (the same seed gives the same mask) or None (fresh entropy).
     """
     x = check_tensor(x, "dropout")
-    if not isinstance(p, int | float | np.integer | np.floating) or isinstance(p, bool):
-        raise TypeError(f"dropout: p must be a number, got {type(p).__name__}")
+    p = check_float(p, "dropout", "p")
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     generator = _generator(rng)

@@ -17,8 +17,8 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_same_device, check_tensor
 from minivis.kernels import cpu_threads
+from minivis.validate import check_same_device, check_tensor
 
 
 def _matmul(a: Any, b: Any) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_same_device, check_tensor
+from minivis.validate import check_same_device, check_tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 

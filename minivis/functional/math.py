@@ -13,7 +13,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor, as_tensor
-from minivis.functional._validate import check_float, check_tensor
+from minivis.validate import check_float, check_tensor
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:

@@ -24,8 +24,8 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_float, check_same_device, check_tensor
 from minivis.kernels import cpu_norm
+from minivis.validate import check_float, check_same_device, check_tensor
 
 
 # ----------------------------------------------------------------------------- shared helpers

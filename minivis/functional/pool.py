@@ -22,7 +22,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_tensor, int_pair
+from minivis.validate import check_bool, check_tensor, int_pair
 
 Pair = int | tuple[int, int]
 
@@ -31,12 +31,6 @@ Pair = int | tuple[int, int]
 def _planes(a: Any) -> Any:
     """(N, C, H, W) -> (N*C, H, W): the kernels work plane by plane."""
     return a.reshape(-1, *a.shape[-2:])
-
-
-def _check_bool(value: Any, op: str, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{op}: {name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _pool_output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -55,7 +49,7 @@ def _window(op: str, x: Tensor, kernel_size: Pair, stride: Pair | None, padding:
     stride = kernel if stride is None else int_pair(stride, op, "stride")
     padding = int_pair(padding, op, "padding", minimum=0)
     dilation = int_pair(dilation, op, "dilation")
-    ceil_mode = _check_bool(ceil_mode, op, "ceil_mode")
+    ceil_mode = check_bool(ceil_mode, op, "ceil_mode")
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         half = (kernel[0] // 2, kernel[1] // 2)
         raise ValueError(f"{op}: padding must be at most half the kernel size, (kernel_size // 2) = "
@@ -90,7 +84,7 @@ def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
     x = check_tensor(x, op, ndim=4)
     kernel, stride, padding, dilation, out_hw = _window(op, x, kernel_size, stride, padding, dilation,
                                                         ceil_mode)
-    return_switches = _check_bool(return_switches, op, "return_switches")
+    return_switches = check_bool(return_switches, op, "return_switches")
     kernels = backend.kernels("pool", x.data, op)
     n, c, h, w = x.shape
     out, switches = kernels.max_pool2d(_planes(x.data), kernel, stride, padding, dilation, out_hw)
@@ -203,7 +197,7 @@ def avg_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
     op = "avg_pool2d"
     x = check_tensor(x, op, ndim=4)
     kernel, stride, padding, _, out_hw = _window(op, x, kernel_size, stride, padding, 1, ceil_mode)
-    include = _check_bool(count_include_pad, op, "count_include_pad")
+    include = check_bool(count_include_pad, op, "count_include_pad")
     rows, cols = (_avg_bins(*args, include) for args in zip(x.shape[-2:], kernel, stride, padding, out_hw,
                                                             strict=True))
     return _box_mean(op, x, rows, cols)

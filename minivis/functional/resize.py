@@ -20,7 +20,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_float, check_tensor, int_pair
+from minivis.validate import check_float, check_tensor, int_pair
 
 INTERPOLATE_MODES = ("nearest", "bilinear")
 PAD_MODES = ("constant", "reflect", "replicate")

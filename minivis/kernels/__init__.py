@@ -14,7 +14,7 @@ import numba as _numba
 
 # Numba's default OpenMP pool keeps its threads spinning after a parallel loop, and so does
 # OpenBLAS: conv alternates im2col (Numba) and GEMM (BLAS), so on a small machine the two pools
-# fight for the cores (measured: 0.1 s -> 11 s per conv under load). The workqueue layer sleeps
-# instead. An explicit NUMBA_THREADING_LAYER from the user still wins.
+# fight for the cores (measured: benchmarks/README.md, "Design measurements", kernels). The
+# workqueue layer sleeps instead. An explicit NUMBA_THREADING_LAYER from the user still wins.
 if "NUMBA_THREADING_LAYER" not in _os.environ:
     _numba.config.THREADING_LAYER = "workqueue"

@@ -47,7 +47,8 @@ def _max_pool2x2(x, out, switches):
     """``_max_pool2d`` for kernel 2, stride 2, no padding or dilation (every VGG-style pool).
 
     The generic loop's window bounds, padding skips and runtime steps cost more than the four
-    comparisons; here each output pixel is four loads and three branch-free selects (2-3x faster).
+    comparisons; here each output pixel is four loads and three branch-free selects (measured:
+    benchmarks/README.md, "Design measurements", cpu_pool).
     """
     n_planes, width = x.shape[0], x.shape[2]
     out_h, out_w = out.shape[1], out.shape[2]

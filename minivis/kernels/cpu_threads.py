@@ -7,9 +7,8 @@ step, and products split too thin to run fast (a 14x14 layer's per-image product
 and inside its slice a thread runs everything single-threaded: serial Numba kernels (compiled
 with ``nogil=True``, so Python threads really run them side by side) and BLAS limited to one
 thread. No synchronisation is needed until the slices are done; this is also how oneDNN
-parallelises convolutions. Measured on the ``fashion_cnn`` layers at batch 256, 2 threads:
-conv forward 1.4-1.8x faster than im2col and BLAS each threaded on their own
-(``benchmarks/kernels.py`` has the per-layer numbers).
+parallelises convolutions, and it beats threading im2col and BLAS each on their own
+(measured: benchmarks/README.md, "Design measurements", cpu_threads).
 
 The slices need not be images: ``functional.conv`` hands out *tiles*, chunks of small images or
 row bands of one large photo, so a single 224 px image keeps both threads busy too.
@@ -28,7 +27,7 @@ from typing import Any
 import numba
 import numpy as np
 
-MIN_WORK = 1 << 22  # multiply-adds; a smaller batch runs in the calling thread (thread hand-off costs ~0.1 ms)
+MIN_WORK = 1 << 22  # multiply-adds; a smaller batch runs in the calling thread: a thread hand-off would cost more
 ELEMENTWISE_MIN_WORK = 1 << 21  # elements; a memory-bound kernel on fewer runs on the calling thread alone
 
 _pool: ThreadPoolExecutor | None = None
@@ -83,10 +82,10 @@ def launch(kernel: Callable[..., Any], serial: Callable[..., Any], work: int, *a
     """``kernel(*args)`` (a Numba ``prange`` kernel) on all threads, or ``serial(*args)``, its
     single-threaded twin, when ``work`` (elements) is below ``ELEMENTWISE_MIN_WORK``.
 
-    Waking Numba's worker threads costs 50-80 us per launch here, more than one core needs for a
-    whole memory-bound pass over a million elements (measured, eval batch norm on (1, 32, 112, 112):
-    93 us on 2 threads, 35 us on one; from about 2M elements the threads win). EfficientNet-Lite0
-    at batch 1 makes ~100 such launches per forward pass.
+    Waking Numba's worker threads costs more than one core needs for a whole memory-bound pass
+    over a million elements; from about 2M elements the threads win. EfficientNet-Lite0 at batch 1
+    makes ~100 such launches per forward pass (measured: benchmarks/README.md, "Design
+    measurements", cpu_threads).
     """
     (kernel if work >= ELEMENTWISE_MIN_WORK else serial)(*args)
 
@@ -97,9 +96,9 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Splitting rows makes every thread read (and BLAS pack) all of ``b``, splitting columns all
     of ``a``: cutting the longer side shares the larger operand.
 
-    Why not BLAS's own threads: OpenBLAS's idle threads keep spinning for ~0.1 s after a threaded
-    call, and a convolution that starts within that time runs on cores they occupy (measured: a
-    1 ms threaded (128, 3136) @ (3136, 128) product made the next conv backward 29 -> 50 ms).
+    Why not BLAS's own threads: OpenBLAS's idle threads keep spinning for a while after a threaded
+    call, and a convolution that starts within that time runs on cores they occupy (measured:
+    benchmarks/README.md, "Design measurements", cpu_threads).
     So minivis's hot paths only ever call BLAS single-threaded, from ``map_batch`` workers.
     """
     m, n = a.shape[0], b.shape[1]

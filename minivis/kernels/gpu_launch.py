@@ -12,10 +12,10 @@ index arithmetic on machines without a GPU (``tests/gpu/test_kernels_sim.py``).
 Every kernel is written as a *grid-stride loop*: thread ``t`` of ``T`` handles elements
 ``t, t + T, t + 2T, ...``. On a GPU the grid is sized so that each thread gets one element (up to
 ``MAX_BLOCKS`` blocks); under the simulator it is one small block, because starting a Python
-thread costs far more than the element it would compute (measured: 10,000 elements take 4.7 s as
-10,000 simulated threads and 0.03 s as 32).
+thread costs far more than the element it would compute (measured: benchmarks/README.md,
+"Design measurements", gpu_launch).
 
-This module imports ``numba.cuda``, which takes about a second; the op modules therefore import
+This module imports ``numba.cuda``, which is slow to import; the op modules therefore import
 the GPU kernel modules only when the first GPU array (or forced-GPU test) arrives.
 """
 

@@ -6,15 +6,14 @@ from typing import Any
 
 from minivis import functional as F
 from minivis.autograd import Tensor
-from minivis.functional._validate import int_pair
 from minivis.nn import init
 from minivis.nn.module import Module, Parameter
+from minivis.validate import check_positive_int, int_pair
 
 
 def _check_channels(op: str, in_channels: int, out_channels: int, groups: int) -> None:
     for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
+        check_positive_int(value, op, name)
     if in_channels % groups or out_channels % groups:
         raise ValueError(f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) "
                          f"must both be divisible by groups ({groups})")

@@ -10,6 +10,7 @@ from minivis import functional as F
 from minivis.autograd import Tensor
 from minivis.nn import init
 from minivis.nn.module import Module, Parameter
+from minivis.validate import check_positive_int
 
 
 class Linear(Module):
@@ -18,8 +19,7 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Linear: {name} must be a positive int, got {value!r}")
+            check_positive_int(value, "Linear", name)
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(init.uniform_fan_in((out_features, in_features), in_features))
         self.bias = Parameter(init.uniform_fan_in((out_features,), in_features)) if bias else None

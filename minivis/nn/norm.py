@@ -7,6 +7,7 @@ import numpy as np
 from minivis import functional as F
 from minivis.autograd import Tensor
 from minivis.nn.module import Module, Parameter
+from minivis.validate import check_positive_int
 
 
 class _BatchNorm(Module):
@@ -17,8 +18,7 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
         super().__init__()
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"{type(self).__name__}: num_features must be a positive int, got {num_features!r}")
+        check_positive_int(num_features, type(self).__name__, "num_features")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = Parameter(np.ones(num_features, np.float32)) if affine else None
         self.bias = Parameter(np.zeros(num_features, np.float32)) if affine else None

@@ -8,7 +8,6 @@ import torch.nn.functional as TF
 
 import minivis as mv
 from minivis.functional import conv as conv_module
-from minivis.functional._validate import int_pair
 from minivis.functional.conv import (
     conv2d,
     conv2d_backward_input,
@@ -17,6 +16,7 @@ from minivis.functional.conv import (
     conv_transpose2d,
 )
 from minivis.kernels import cpu_conv, cpu_threads, cpu_winograd
+from minivis.validate import int_pair
 from tests.gradcheck import check_gradients
 from tests.winograd import force_winograd
 

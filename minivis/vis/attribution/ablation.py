@@ -22,6 +22,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.hooks import capture, edit_output
 from minivis.nn.module import Module
+from minivis.validate import check_positive_int
 from minivis.vis.common import Target, as_batch, check_layer, inference, target_scores, unbatch
 
 FILLS = ("zero", "mean")
@@ -64,8 +65,7 @@ def ablation(model: Module, x: Any, target: Target, layer: str, units: Any = Non
     check_layer(model, layer, op)
     if fill not in FILLS:
         raise ValueError(f"{op}: fill must be 'zero' or 'mean', got {fill!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
-        raise ValueError(f"{op}: batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int(batch_size, op, "batch_size")
     xp = backend.xp(batch)
     n = batch.shape[0]
     with inference(model):

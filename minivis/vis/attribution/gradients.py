@@ -40,9 +40,9 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor, no_grad
-from minivis.functional._validate import check_fits, check_float
 from minivis.nn.module import Module
 from minivis.rules import RULES, backward_rule
+from minivis.validate import check_fits, check_float
 from minivis.vis.common import Target, as_batch, frozen, target_scores, unbatch
 
 SMOOTHGRAD_METHODS = ("saliency", "gradient", "guided_backprop", "deconvnet")
@@ -198,8 +198,9 @@ def smoothgrad(model: Module, x: Any, target: Target, n: int = 50, noise: float 
     * "gradient", "guided_backprop", "deconvnet": the signed input gradient under that rule,
       shaped like x.
 
-    The noisy copies are streamed through the model ``batch_size`` at a time, so memory stays
-    bounded for any ``n`` (the default 8 keeps VGG16 at 224 px near 1.2 GB; 16 needs 2.3 GB).
+    The noisy copies are streamed through the model ``batch_size`` at a time, so memory grows with
+    ``batch_size``, not with ``n`` (VGG16's peak at 224 px: benchmarks/README.md, "Attribution,
+    CPU" and "Design measurements").
     The noise comes from ``np.random.default_rng(seed)`` and the same standard-normal draws
     (scaled by each image's sigma) serve every image of a batch: an image gets the same result
     alone or in a batch, whatever the batch size. ``progress``: show a tqdm bar (None: only for

@@ -33,8 +33,8 @@ import numpy as np
 from minivis import backend
 from minivis import functional as F
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_fits, int_pair
 from minivis.nn.module import Module
+from minivis.validate import check_fits, check_positive_int, int_pair
 from minivis.vis.attribution.occlusion_incremental import Incremental, Region, build_plan, conv_macs, trace
 from minivis.vis.common import Target, as_batch, inference, target_scores, unbatch
 
@@ -87,8 +87,7 @@ def _check_options(mode: Any, threshold: Any, batch_size: Any, op: str) -> None:
         raise ValueError(f"{op}: mode must be one of {', '.join(MODES)}, got {mode!r}")
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1:
         raise ValueError(f"{op}: threshold must be a number in (0, 1], got {threshold!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
-        raise ValueError(f"{op}: batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int(batch_size, op, "batch_size")
 
 
 def _item_scores(logits: Any, target: Target, index: np.ndarray | None, op: str) -> Any:

@@ -52,7 +52,6 @@ import numpy as np
 from minivis import backend
 from minivis import functional as F
 from minivis.autograd import Tensor
-from minivis.functional._validate import int_pair, padding4
 from minivis.functional.conv import _same_padding
 from minivis.nn import (
     AdaptiveAvgPool2d,
@@ -70,6 +69,7 @@ from minivis.nn import (
     Tanh,
 )
 from minivis.nn.module import Module
+from minivis.validate import int_pair, padding4
 
 FULL_AT = 0.9
 """Switch to full maps once a layer's changed region covers this fraction of its output map."""

@@ -24,6 +24,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
+from minivis.validate import check_positive_int
 from minivis.vis.common import Target, as_batch, inference, target_scores, unbatch
 
 INSTALL_HINT = "pip install opencv-python-headless"
@@ -98,8 +99,7 @@ def saliency_segmentation(model: Module, x: Any, target: Target, fg_quantile: fl
             raise ValueError(f"{op}: {name} must be in (0, 1), got {value!r}")
     if bg_quantile >= fg_quantile:
         raise ValueError(f"{op}: bg_quantile ({bg_quantile}) must be below fg_quantile ({fg_quantile})")
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"{op}: iterations must be a positive int, got {iterations!r}")
+    check_positive_int(iterations, op, "iterations")
     with inference(model):  # the target is checked here, under this method's name
         target_scores(model(Tensor(batch)), target, op)
     if saliency_map is None:

@@ -24,6 +24,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.hooks import _StopForward
 from minivis.nn.module import Module
+from minivis.validate import check_positive_int
 from minivis.vis.common import as_batch, check_layer, inference, unbatch
 
 
@@ -90,9 +91,7 @@ def dataset_kind(model: Module, images: Any, method: str) -> str:
 
 
 def check_batch_size(batch_size: Any, method: str) -> int:
-    if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"{method}: batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+    return check_positive_int(batch_size, method, "batch_size")
 
 
 def stream_inputs(model: Module, images: Any, batch_size: int, method: str) -> Iterator[tuple[int, Any]]:

@@ -32,6 +32,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
+from minivis.validate import check_positive_int
 from minivis.vis.common import check_layer
 from minivis.vis.features.activations import check_batch_size, dataset_kind, inference, layer_outputs, stream_inputs
 from minivis.vis.features.top_activations import new_topk, topk_update
@@ -105,8 +106,7 @@ def nearest_neighbours(queries: Any, database: Any, k: int = 5, metric: str = "l
         raise ValueError(f"nearest_neighbours: queries have {q.shape[1]} features, database has {db.shape[1]}")
     if metric not in METRICS:
         raise ValueError(f"nearest_neighbours: metric must be one of {METRICS}, got {metric!r}")
-    if not isinstance(chunk, int | np.integer) or isinstance(chunk, bool) or chunk < 1:
-        raise ValueError(f"nearest_neighbours: chunk must be a positive int, got {chunk!r}")
+    check_positive_int(chunk, "nearest_neighbours", "chunk")
     if exclude_self and q.shape[0] != db.shape[0]:
         raise ValueError(f"nearest_neighbours: exclude_self needs queries == database, got {q.shape[0]} queries "
                          f"and {db.shape[0]} database rows")

@@ -45,12 +45,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from minivis.functional._validate import int_pair, padding4
 from minivis.nn.conv import Conv2d
 from minivis.nn.linear import Dropout, Flatten, Identity, Linear
 from minivis.nn.module import Module
 from minivis.nn.norm import BatchNorm1d, BatchNorm2d, InstanceNorm2d, LocalResponseNorm
 from minivis.nn.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from minivis.validate import int_pair, padding4
 from minivis.vis.common import check_layer
 
 Pair = tuple[int, int]

@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.functional import cross_entropy, softmax
-from minivis.functional._validate import check_float
 from minivis.nn.module import Module
+from minivis.validate import check_float
 from minivis.vis.common import as_batch, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.class_model import _class_count, initial_image

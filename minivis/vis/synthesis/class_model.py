@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
-from minivis.functional._validate import check_float
 from minivis.nn.module import Module
+from minivis.validate import check_float
 from minivis.vis.common import model_device_dtype, target_scores
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis import transforms as tr

@@ -33,8 +33,8 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.functional import interpolate
-from minivis.functional._validate import check_float
 from minivis.nn.module import Module
+from minivis.validate import check_float, check_int
 from minivis.vis.common import as_batch, check_layer, model_device_dtype
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis import transforms as tr
@@ -99,10 +99,7 @@ def deepdream(model: Module, image: Any, layer: str, steps: int = 10, lr: float 
     check_layer(model, layer, method)
     steps, lr = check_steps_lr(steps, lr, method)
     for name, value, low in (("octaves", octaves, 1), ("jitter", jitter, 0), ("min_size", min_size, 1)):
-        if not isinstance(value, int | np.integer) or isinstance(value, bool):
-            raise TypeError(f"{method}: {name} must be an int, got {value!r}")
-        if value < low:
-            raise ValueError(f"{method}: {name} must be >= {low}, got {value}")
+        check_int(value, method, name, low)
     octave_scale = check_float(octave_scale, method, "octave_scale")
     if not octave_scale > 1.0:
         raise ValueError(f"{method}: octave_scale must be > 1, got {octave_scale}")

@@ -30,9 +30,9 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import no_grad, tensor
-from minivis.functional._validate import check_float
 from minivis.nn.hooks import forward_to
 from minivis.nn.module import Module
+from minivis.validate import check_float
 from minivis.vis.common import as_batch, check_layer, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.objectives import LOGITS, Objective

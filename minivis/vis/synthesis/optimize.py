@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 
 from minivis import backend
 from minivis.autograd import Tensor, no_grad
-from minivis.functional._validate import check_float
 from minivis.nn.module import Module
 from minivis.optim.lbfgs import minimize_lbfgs
 from minivis.optim.optimizers import SGD, Adam
+from minivis.validate import check_float, check_int
 from minivis.vis.common import frozen
 from minivis.vis.synthesis.parameterization import ImageParam
 
@@ -65,14 +65,11 @@ class SynthesisResult:
 
 
 def check_steps_lr(steps: Any, lr: Any, method: str) -> tuple[int, float]:
-    if not isinstance(steps, int | np.integer) or isinstance(steps, bool):
-        raise TypeError(f"{method}: steps must be an int, got {steps!r}")
-    if steps < 1:
-        raise ValueError(f"{method}: steps must be >= 1, got {steps}")
+    steps = check_int(steps, method, "steps", 1)
     lr = check_float(lr, method, "lr")
     if not lr > 0 or not np.isfinite(lr):
         raise ValueError(f"{method}: lr must be > 0, got {lr}")
-    return int(steps), lr
+    return steps, lr
 
 
 def _normalized_step(params: Sequence[Tensor], lr: float) -> None:

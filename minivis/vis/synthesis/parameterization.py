@@ -34,7 +34,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.functional import matmul, reshape, sigmoid
-from minivis.functional._validate import check_tensor
+from minivis.validate import check_tensor
 
 PARAMETERISATIONS = ("pixel", "fft")
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.functional._validate import check_float, check_tensor
+from minivis.validate import check_float, check_tensor
 
 # ----------------------------------------------------------------------------- penalties
 

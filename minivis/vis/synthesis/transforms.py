@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import scipy.sparse
@@ -34,7 +33,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.functional import concat, interpolate
 from minivis.functional import pad as pad_op
-from minivis.functional._validate import check_float, check_tensor
+from minivis.validate import check_float, check_int, check_tensor
 
 Transform = Callable[[Tensor, np.random.Generator], Tensor]
 
@@ -123,19 +122,11 @@ def rotate(x: Tensor, degrees: float) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- random transforms
-def _check_int(value: Any, who: str, name: str, low: int = 0) -> int:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool):
-        raise TypeError(f"{who}: {name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{who}: {name} must be >= {low}, got {value}")
-    return int(value)
-
-
 class Pad:
     """Pad every side by ``width`` pixels (``mode``: reflect, constant with ``value``, replicate)."""
 
     def __init__(self, width: int, mode: str = "reflect", value: float = 0.0) -> None:
-        self.width, self.mode, self.value = _check_int(width, "Pad", "width"), mode, value
+        self.width, self.mode, self.value = check_int(width, "Pad", "width", 0), mode, value
         if mode not in ("reflect", "constant", "replicate"):
             raise ValueError(f"Pad: mode must be 'reflect', 'constant' or 'replicate', got {mode!r}")
 
@@ -151,7 +142,7 @@ class Jitter:
     """Lucid's jitter: a random (H - d) x (W - d) crop, i.e. a shift by 0..d pixels that shrinks the image."""
 
     def __init__(self, d: int) -> None:
-        self.d = _check_int(d, "Jitter", "d")
+        self.d = check_int(d, "Jitter", "d", 0)
 
     def __call__(self, x: Tensor, rng: np.random.Generator) -> Tensor:
         if self.d == 0:
@@ -170,7 +161,7 @@ class RandomRoll:
     """Yosinski et al.'s (and DeepDream's) jitter: a cyclic shift by -d..d pixels in each direction."""
 
     def __init__(self, d: int) -> None:
-        self.d = _check_int(d, "RandomRoll", "d")
+        self.d = check_int(d, "RandomRoll", "d", 0)
 
     def __call__(self, x: Tensor, rng: np.random.Generator) -> Tensor:
         if self.d == 0:
@@ -216,7 +207,7 @@ class ResizeTo:
     """Resize back to a fixed (H, W) (bilinear): for models that only take one input size."""
 
     def __init__(self, size: tuple[int, int]) -> None:
-        self.size = (_check_int(size[0], "ResizeTo", "height", 1), _check_int(size[1], "ResizeTo", "width", 1))
+        self.size = (check_int(size[0], "ResizeTo", "height", 1), check_int(size[1], "ResizeTo", "width", 1))
 
     def __call__(self, x: Tensor, rng: np.random.Generator) -> Tensor:
         if tuple(x.shape[2:]) == self.size:

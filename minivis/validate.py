@@ -1,5 +1,9 @@
-"""Argument checks shared by the ops: clear errors that name the op, the argument, what was
-expected and what was given, raised before any array code can fail obscurely."""
+"""Argument checks shared by every package (functional, nn, vis, io, data): clear errors that name
+the op, the argument, what was expected and what was given, raised before any array code can fail
+obscurely.
+
+A bottom-layer module: it imports only numpy, ``minivis.backend`` and ``minivis.autograd.Tensor``,
+so any layer above may use it without an import cycle."""
 
 from __future__ import annotations
 
@@ -88,3 +92,26 @@ def check_fits(values: Any, dtype: Any, op: str, name: str) -> None:
     if largest > limit:
         raise ValueError(f"{op}: {name} must fit the model's {np.dtype(dtype)} (magnitude <= {limit:.3g}), "
                          f"got a magnitude of {largest:.3g}")
+
+
+def check_bool(value: Any, op: str, name: str) -> bool:
+    """``value`` as a bool; ints (``0``, ``1``) and strings are refused, not read as truth values."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{op}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_int(value: Any, op: str, name: str, minimum: int | None = None) -> int:
+    """``value`` as an int (not a bool), ``>= minimum`` when one is given."""
+    if not isinstance(value, int | np.integer) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_positive_int(value: Any, op: str, name: str) -> int:
+    """``value`` as an int >= 1 (sizes, counts, batch sizes); anything else is a ValueError."""
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
+    return int(value)
