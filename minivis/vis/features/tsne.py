@@ -106,15 +106,35 @@ def _check_embedding(Y: Any, n: int | None, op: str) -> np.ndarray:
     return np.ascontiguousarray(Y, dtype=np.float64)
 
 
+def _check_csr(P: sp.csr_matrix, op: str) -> None:
+    """The CSR invariants every kernel relies on: indptr starts at 0, never decreases, ends within
+    the stored entries, and the entries it covers have column indices in [0, N)."""
+    indptr, indices = P.indptr, P.indices
+    problem = None
+    if indptr.shape != (P.shape[0] + 1,):
+        problem = f"indptr must have N + 1 = {P.shape[0] + 1} entries, got {indptr.shape[0]}"
+    elif indptr[0] != 0 or (np.diff(indptr) < 0).any():
+        problem = "indptr must start at 0 and be non-decreasing"
+    elif indptr[-1] > min(indices.shape[0], P.data.shape[0]):
+        problem = f"indptr ends at {indptr[-1]}, past the {min(indices.shape[0], P.data.shape[0])} stored entries"
+    else:
+        used = indices[:indptr[-1]]
+        if used.size and (used.min() < 0 or used.max() >= P.shape[1]):
+            problem = f"column indices must lie in [0, {P.shape[1]}), got [{used.min()}, {used.max()}]"
+    if problem is not None:
+        raise ValueError(f"{op}: P is not a valid sparse matrix ({problem})")
+
+
 def _check_P(P: Any, op: str) -> Any:
     if sp.issparse(P):
-        # A private copy, checked in full: the kernels index with its column indices unchecked, and
-        # SciPy trusts a CSR matrix's arrays as given (an out-of-range index would read out of bounds).
+        # A private copy, checked in full: the kernels index with its arrays unchecked, and SciPy trusts
+        # a CSR matrix's arrays (its own check_format skips them when indptr[-1] is 0).
         try:
             P = sp.csr_matrix(P, dtype=np.float64, copy=True)
-            P.check_format(full_check=True)
         except ValueError as err:
             raise ValueError(f"{op}: P is not a valid sparse matrix ({err})") from None
+        _check_csr(P, op)
+        P.prune()  # drop stored entries past indptr[-1]: the kernels see exactly nnz of them
         shape_ok = P.shape[0] == P.shape[1]
     else:
         P = np.asarray(P)

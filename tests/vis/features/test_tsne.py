@@ -299,10 +299,12 @@ def test_objective_functions_bad_input(rng):
 
 
 _CSR_ATTACKS = {  # each edit of a valid CSR matrix's arrays, and the complaint it must get
-    "column past the end": (lambda P: P.indices.__setitem__(0, 10**9), "indices must be < 8"),
-    "negative column": (lambda P: P.indices.__setitem__(0, -3), "indices must be >= 0"),
-    "indptr past nnz": (lambda P: P.indptr.__setitem__(-1, P.nnz + 50), "ast value of index pointer"),
+    "column past the end": (lambda P: P.indices.__setitem__(0, 10**9), r"column indices must lie in \[0, 8\)"),
+    "negative column": (lambda P: P.indices.__setitem__(0, -3), r"column indices must lie in \[0, 8\), got \[-3"),
+    "indptr past nnz": (lambda P: P.indptr.__setitem__(-1, P.nnz + 50), "(past the .* stored|ast value of index)"),
     "decreasing indptr": (lambda P: P.indptr.__setitem__(2, P.indptr[3] + 1), "non-decreasing"),
+    "nothing stored, garbage indptr": (lambda P: P.indptr.__setitem__(slice(None), [0, 5, 3, 0, 0, 0, 0, 0, 0]),
+                                       "non-decreasing"),
 }
 
 
