@@ -105,7 +105,8 @@ def check(model, twin, images, quick: bool) -> dict:
     import torch  # noqa: PLC0415
 
     import minivis as mv  # noqa: PLC0415
-    from minivis.vis.features.top_activations import naive_topk, top_activations  # noqa: PLC0415
+    from minivis.kernels.cpu_topk import naive_topk  # noqa: PLC0415
+    from minivis.vis.features.top_activations import top_activations  # noqa: PLC0415
 
     x = model.preprocess(images[:32])
     with mv.no_grad():

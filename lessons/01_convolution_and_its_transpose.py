@@ -461,7 +461,10 @@ savefig(fig, "01_switches_unpool")
 #
 # The DeconvNet's mask ignores the forward input entirely; guided backprop keeps both masks.
 # Only the first is a derivative of anything, so minivis exposes the other two as a switch,
-# `with mv.backward_rule(...)`, that is read when `backward()` runs.
+# `with mv.backward_rule(...)`, that is read when `backward()` runs. In the engine the three
+# formulas sit side by side in `relu_backward_reference` (`minivis/functional/activation.py`,
+# next to `relu`'s backward, which reads the rule); the fused kernels that actually run compute
+# the same thing in one pass and are tested equal to it.
 
 # %%
 n = sized(8, 6)
@@ -478,6 +481,7 @@ for rule, expected in formulas.items():
     with mv.backward_rule(rule):
         mv.F.relu(xt).backward(gr)
     np.testing.assert_array_equal(xt.grad, expected)
+    np.testing.assert_array_equal(mv.F.relu_backward_reference(gr, xr, rule), expected)
     rule_grads[rule] = xt.grad
 print("each rule matches its formula on the same x and g")
 

@@ -208,8 +208,8 @@ print(table)
 assert table.image_error[0] < table.image_error[-1], "the first layer keeps more of the image than the logits"
 assert table.image_error[0] < 0.5
 assert all(r.history[-1] < 0.7 * r.history[0] for r in table.results), "each code is matched far better than at first"
-savefig(table.figure(f"EfficientNet-Lite0: reconstructions from the code at each layer ({size} px)"),
-        "11_inversion_by_layer")
+savefig(mv.plot.inversion_figure(table, title=f"EfficientNet-Lite0: reconstructions from the code at each layer "
+                                                f"({size} px)"), "11_inversion_by_layer")
 
 # %% [markdown]
 # **What to notice.**

@@ -150,10 +150,18 @@ def kernels(family: str, array: Any, op: str) -> types.ModuleType:
 def gpu_kernels(family: str, op: str) -> types.ModuleType:
     """``minivis.kernels.gpu_<family>``, imported on first use (``numba.cuda`` is slow to load).
 
-    Raises a clear error when numba-cuda (part of the ``gpu`` extra) is missing.
+    Raises a clear error when numba-cuda (part of the ``gpu`` extra) is missing, or when the
+    family has no GPU module (``topk``, ``tsne``: their callers bring the data to the host first).
     """
+    name = f"minivis.kernels.gpu_{family}"
     try:
-        return importlib.import_module(f"minivis.kernels.gpu_{family}")
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name == name and name not in sys.modules:  # no such file (not a failed dependency)
+            raise RuntimeError(f"{op}: the {family!r} kernels run on the CPU only (there is no {name}); "
+                               "move the data to the host first") from err
+        raise RuntimeError(f"{op}: the GPU kernels need numba-cuda ({type(err).__name__}: {err}); install "
+                           "the extra with `pip install minivis[gpu]`") from err
     except ImportError as err:
         raise RuntimeError(f"{op}: the GPU kernels need numba-cuda ({type(err).__name__}: {err}); install "
                            "the extra with `pip install minivis[gpu]`") from err

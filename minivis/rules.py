@@ -17,8 +17,12 @@ Inequalities are strict: a tie at 0 sends nothing back. ``guided`` and ``deconvn
 gradients of anything, so they are used only inside ``with backward_rule(...)``.
 
 The context manager sets the rule that is in force *when backward() runs*; ops read it
-through ``current_rule()``. The elementwise work itself is the fused kernel
-``minivis.kernels.cpu_activation.relu_rule_backward`` (its Numba-CUDA twin ``gpu_activation`` on the GPU).
+through ``current_rule()``. The three formulas, in ten lines of NumPy, are
+``relu_backward_reference`` in ``minivis/functional/activation.py``, right below the ReLU ops
+that read the rule; the fused kernels (``minivis/kernels/cpu_activation.py``, ``gpu_activation.py``)
+compute the same thing in one pass and branch on the codes ``GRADIENT``, ``GUIDED``, ``DECONVNET``.
+
+This module imports nothing from minivis, so the kernels may read those codes from it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 RULES = ("gradient", "guided", "deconvnet")
-RULE_CODES = {name: code for code, name in enumerate(RULES)}
+GRADIENT, GUIDED, DECONVNET = 0, 1, 2
+"""The rules as the integer codes the kernels branch on (Numba reads these module globals as constants)."""
+RULE_CODES = {"gradient": GRADIENT, "guided": GUIDED, "deconvnet": DECONVNET}
 
 _state = threading.local()
 

@@ -54,6 +54,30 @@ def test_rules_match_their_formulas(rng, name, dtype):
         np.testing.assert_array_equal(got, want, err_msg=f"{name} under {rule!r}")
 
 
+# (low, high, negative_slope) of each op, as relu_backward_reference takes them
+BOUNDS = {"relu": (0.0, np.inf, 0.0), "relu6": (0.0, 6.0, 0.0), "leaky_relu": (0.0, np.inf, 0.1)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(DERIVATIVES))
+def test_reference_matches_the_formulas_and_the_ops(rng, name, dtype):
+    """``relu_backward_reference`` (the ten-line page a student reads) is the formulas above, and
+    it is what the ops send back: both bit for bit."""
+    op, fprime = DERIVATIVES[name]
+    x, g = with_ties(rng, (3, 4, 5), dtype)
+    formulas = {"gradient": g * fprime(x), "guided": g * fprime(x) * (g > 0), "deconvnet": g * (g > 0)}
+    for rule, want in formulas.items():
+        ref = F.relu_backward_reference(g, x, rule, *BOUNDS[name])
+        assert ref.dtype == dtype and ref.shape == x.shape
+        np.testing.assert_array_equal(ref, want, err_msg=f"{name} under {rule!r}")
+        np.testing.assert_array_equal(rule_grad(op, x, g, rule), ref, err_msg=f"{name} under {rule!r}")
+
+
+def test_reference_rejects_an_unknown_rule():
+    with pytest.raises(ValueError, match="rule must be one of"):
+        F.relu_backward_reference(np.ones(2), np.ones(2), "lrp")
+
+
 def test_relu_rules_by_hand():
     x = np.array([-2.0, -1.0, 0.0, 0.0, 1.0, 3.0])
     g = np.array([5.0, -4.0, 3.0, 0.0, -2.0, 1.0])

@@ -1,20 +1,52 @@
 """Activations. The ReLU family (relu, relu6, leaky_relu) sends gradients back by the rule in
 force (``minivis.rules``): this is the one place where saliency, guided backprop and DeconvNet
-differ. Shapes: any; the output has the input's shape."""
+differ, and ``relu_backward_reference`` below writes the three rules out side by side.
+Shapes: any; the output has the input's shape."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.kernels import cpu_activation
-from minivis.rules import RULE_CODES, current_rule
+from minivis.rules import RULE_CODES, check_rule, current_rule
 from minivis.validate import check_float, check_tensor
 
 
+def relu_backward_reference(g: Any, x: Any, rule: str, low: float = 0.0, high: float = np.inf,
+                            negative_slope: float = 0.0) -> Any:
+    """What a ReLU-family op sends back under ``rule``: the three rules of ``minivis/rules.py``'s table.
+
+    g: the gradient from above; x: the op's forward input (same shape). ``f'(x)`` is the local
+    derivative of ``f(x) = clip(x, low, high)`` (``negative_slope * x`` below ``low``): 1 on
+    ``low < x < high``, ``negative_slope`` on ``x <= low``, 0 on ``x >= high``; ties send nothing.
+    relu: ``low=0, high=inf``; relu6: ``high=6``; leaky_relu: ``negative_slope > 0``.
+
+    Plain array code (NumPy or CuPy): the reference the fast kernels (``minivis/kernels/cpu_activation.py``,
+    ``gpu_activation.py``) are tested equal to. Returns an array of x's dtype and shape.
+    """
+    xp = backend.xp(x)
+    g = xp.asarray(g, dtype=x.dtype).reshape(x.shape)
+    slope = x.dtype.type(negative_slope)
+    df = xp.where((x > low) & (x < high), 1, xp.where(x <= low, slope, 0)).astype(x.dtype)  # f'(x)
+    rule = check_rule(rule)
+    if rule == "gradient":
+        return g * df                   # the chain rule
+    if rule == "guided":
+        return g * df * (g > 0)         # ...and only positive signal (Springenberg et al.)
+    return g * (g > 0)                  # deconvnet: rectify the signal, ignore x (Zeiler & Fergus)
+
+
 def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: str) -> Tensor:
-    """f(x) = clip(x, low, high) (with ``negative_slope * x`` below ``low``) and its rule-aware backward."""
+    """f(x) = clip(x, low, high) (with ``negative_slope * x`` below ``low``) and its rule-aware backward.
+
+    The backward reads the rule in force when ``backward()`` runs and computes
+    ``relu_backward_reference(g, x, rule, low, high, negative_slope)`` (above) with the fused
+    one-pass kernel of x's device, ``relu_rule_backward`` (tested equal to the reference).
+    """
     xp = backend.xp(x.data)
     out = cpu_activation.clip(x.data, low, high) if isinstance(x.data, np.ndarray) else xp.clip(x.data, low, high)
     if negative_slope:
@@ -22,14 +54,15 @@ def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: 
 
     def backward(g):
         code = RULE_CODES[current_rule()]  # read when backward runs, not at forward time
-        kernels = backend.kernels("activation", x.data, op)
+        kernels = backend.kernels("activation", x.data, op)  # cpu_activation (Numba) or gpu_activation (CUDA)
         return (kernels.relu_rule_backward(g, x.data, low, high, negative_slope, code),)
 
     return Tensor.from_op(out, (x,), backward, op)
 
 
 def relu(x: Tensor) -> Tensor:
-    """max(x, 0). Backward by rule: gradient ``g*(x>0)``, guided ``g*(x>0)*(g>0)``, deconvnet ``g*(g>0)``."""
+    """max(x, 0). Backward by rule (``relu_backward_reference``): gradient ``g*(x>0)``, guided
+    ``g*(x>0)*(g>0)``, deconvnet ``g*(g>0)``."""
     return _relu_family(check_tensor(x, "relu"), 0.0, np.inf, 0.0, "relu")
 
 

@@ -2,8 +2,12 @@
 
 One module per kernel family and device: ``cpu_conv`` (im2col/col2im, direct depthwise),
 ``cpu_pool`` (max-pool with switches, unpool, average pools), ``cpu_activation`` (the ReLU
-clip and the fused ReLU-rule backward), ``cpu_norm`` (the eval batch-norm affine map), and
-``cpu_threads``, which splits a batch across threads for the GEMM paths. Each fast kernel has
+clip and the fused ReLU-rule backward), ``cpu_norm`` (the eval batch-norm affine map),
+``cpu_occlusion`` (incremental occlusion's splice), ``cpu_topk`` (running top-k lists for mining
+and neighbours), ``cpu_tsne`` (t-SNE), and ``cpu_threads``, which splits a batch across threads
+for the GEMM paths. Callers above the ops (``minivis.vis``) reach them only through
+``backend.kernels(family, array, op)``; a kernel module imports nothing from minivis but
+``backend``, other kernel modules and the rule codes of ``minivis.rules``. Each fast kernel has
 a plain-NumPy ``naive_*`` twin right beside it that the tests compare it with
 (``tests/kernels/``, also run with ``NUMBA_DISABLE_JIT=1``).
 """

@@ -1,6 +1,10 @@
 """Elementwise kernels of the ReLU family: the clip forward and the fused backward rules (see
 ``minivis.rules``). Both run on all threads (NumPy's ``clip`` runs on one), except on arrays too
-small to pay for waking them, where a serial twin runs (``cpu_threads.launch``)."""
+small to pay for waking them, where a serial twin runs (``cpu_threads.launch``).
+
+The plain reference of the backward rules is ``relu_backward_reference`` in
+``minivis/functional/activation.py``; ``tests/kernels/test_cpu_activation.py`` checks this kernel
+equals it, bit for bit."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import numba
 import numpy as np
 
 from minivis.kernels import cpu_threads
+from minivis.rules import DECONVNET, GUIDED
 
 
 @numba.njit(inline="always")
@@ -39,7 +44,7 @@ def clip(x: np.ndarray, low: float, high: float) -> np.ndarray:
 @numba.njit(inline="always")
 def _rule_one(gi, xi, low, high, negative_slope, rule_code):
     """One element of ``relu_rule_backward``."""
-    if rule_code == 2:  # deconvnet: rectify the signal going down, ignore the forward input
+    if rule_code == DECONVNET:  # deconvnet: rectify the signal going down, ignore the forward input
         return gi if gi > 0 else 0.0
     if xi > low and xi < high:
         slope = 1.0
@@ -47,7 +52,7 @@ def _rule_one(gi, xi, low, high, negative_slope, rule_code):
         slope = negative_slope
     else:
         slope = 0.0
-    if rule_code == 1 and not gi > 0:  # guided: also needs a positive signal
+    if rule_code == GUIDED and not gi > 0:  # guided: also needs a positive signal
         slope = 0.0
     return gi * slope
 
@@ -68,7 +73,8 @@ def relu_rule_backward(g: np.ndarray, x: np.ndarray, low: float, high: float, ne
                        rule_code: int) -> np.ndarray:
     """``g * f'(x)`` (gradient), ``g * f'(x) * (g > 0)`` (guided) or ``g * (g > 0)`` (deconvnet)
     in one pass over memory, where ``f'(x)`` is 1 on ``low < x < high``, ``negative_slope`` on
-    ``x <= low`` and 0 on ``x >= high``. Rule codes are the indices of ``rules.RULES``."""
+    ``x <= low`` and 0 on ``x >= high``. ``rule_code``: ``rules.GRADIENT``, ``GUIDED`` or ``DECONVNET``.
+    Equal to ``minivis.functional.activation.relu_backward_reference``."""
     g = np.asarray(g, dtype=x.dtype, order="C")  # not ascontiguousarray: it would make a 0-d g 1-d
     # The slope in x's dtype: g * slope then rounds like PyTorch, with or without the JIT.
     negative_slope = x.dtype.type(negative_slope)
@@ -77,16 +83,3 @@ def relu_rule_backward(g: np.ndarray, x: np.ndarray, low: float, high: float, ne
                        np.asarray(x, order="C").reshape(-1), low, high, negative_slope, rule_code, out.reshape(-1))
     return out
 
-
-def naive_relu_rule_backward(g, x, low, high, negative_slope, rule_code):
-    """Plain-NumPy twin of ``relu_rule_backward`` (the tests compare the two); array-module generic,
-    so it also serves CuPy arrays. Like the kernel, it returns an array of x's dtype and shape."""
-    g = g.astype(x.dtype, copy=False)
-    if rule_code == 2:
-        out = g * (g > 0)
-    else:
-        slope = np.where((x > low) & (x < high), 1.0, np.where(x <= low, x.dtype.type(negative_slope), 0.0))
-        out = g * slope
-        if rule_code == 1:
-            out = out * (g > 0)
-    return out.astype(x.dtype, copy=False).reshape(x.shape)

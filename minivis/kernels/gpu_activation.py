@@ -1,9 +1,9 @@
 """GPU kernel for the ReLU-family backward rules (Numba-CUDA): the same function as ``cpu_activation``.
 
-One thread per element, the same branches as ``cpu_activation._relu_rule_backward`` (rule codes
-are the indices of ``rules.RULES``: 0 gradient, 1 guided, 2 deconvnet), so the results are
-bit-identical to the CPU's. One read of ``g`` and ``x`` and one write per element: this kernel
-is bound by memory bandwidth.
+One thread per element, the same branches as ``cpu_activation._rule_one`` (on the rule codes
+``rules.GRADIENT``, ``GUIDED``, ``DECONVNET``), so the results are bit-identical to the CPU's and
+to the plain reference ``relu_backward_reference`` in ``minivis/functional/activation.py``. One
+read of ``g`` and ``x`` and one write per element: this kernel is bound by memory bandwidth.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from numba import cuda
 
 from minivis import backend
 from minivis.kernels.gpu_launch import launch
+from minivis.rules import DECONVNET, GUIDED
 
 
 @cuda.jit
 def _relu_rule_backward(g, x, low, high, negative_slope, rule_code, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         gi = g[i]
-        if rule_code == 2:  # deconvnet: rectify the signal going down, ignore the forward input
+        if rule_code == DECONVNET:  # deconvnet: rectify the signal going down, ignore the forward input
             out[i] = gi if gi > 0 else 0.0
             continue
         xi = x[i]
@@ -30,7 +31,7 @@ def _relu_rule_backward(g, x, low, high, negative_slope, rule_code, out):
             slope = negative_slope
         else:
             slope = 0.0
-        if rule_code == 1 and not gi > 0:  # guided: also needs a positive signal
+        if rule_code == GUIDED and not gi > 0:  # guided: also needs a positive signal
             slope = 0.0
         out[i] = gi * slope
 

@@ -40,7 +40,10 @@ def capture(model: Module, layers: str | Sequence[str], retain_grad: bool = Fals
         yield acts
 
 
-class _StopForward(Exception):
+class StopForward(Exception):
+    """Raised by a forward hook to end the forward pass early, carrying the layer's ``output``:
+    the layers after it need not run (``forward_to``, and vis code that reads one layer)."""
+
     def __init__(self, output: Any) -> None:
         super().__init__()
         self.output = output
@@ -52,12 +55,12 @@ def forward_to(model: Module, x: Any, layer: str) -> Tensor:
         return model(x)
 
     def stop(module, inputs, output):
-        raise _StopForward(output)
+        raise StopForward(output)
 
     with model.get_submodule(layer).register_forward_hook(stop):
         try:
             model(x)
-        except _StopForward as done:
+        except StopForward as done:
             return done.output
     raise RuntimeError(f"forward_to: layer {layer!r} was never reached in the forward pass")
 

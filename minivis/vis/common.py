@@ -126,11 +126,13 @@ def unbatch(result: Any, single: bool) -> Any:
 
 
 def check_data_matrix(X: Any, op: str) -> np.ndarray:
-    """A data matrix (N samples, D features) for PCA and t-SNE, as float32/float64 on the host.
+    """A data matrix (N samples, D features) for PCA and t-SNE, as float32/float64 on the host
+    (a CuPy array is copied to the host: the t-SNE kernels are CPU-only).
 
     Accepts arrays and minivis Tensors; integers and float16 become float64; NaN/inf are refused.
     """
-    X = np.asarray(getattr(X, "data", X))
+    X = getattr(X, "data", X)
+    X = np.asarray(backend.to_device(X, "cpu") if backend.is_gpu_array(X) else X)  # CuPy: moved on purpose
     if X.dtype.kind not in "fiu":
         raise TypeError(f"{op}: X must be a numeric array (N, D), got dtype {X.dtype}")
     if X.ndim != 2:

@@ -22,7 +22,7 @@ import minivis as mv
 from minivis import backend
 from minivis.functional.pool import _adaptive_bins, _avg_bins, _pool_output_size
 from minivis.kernels import cpu_activation, cpu_conv, cpu_pool
-from minivis.rules import RULES
+from minivis.rules import RULE_CODES, RULES
 from tests.gpu.cases import CONV_OPS, MAX_GEOMETRIES, TRANSPOSE_OPS
 from tests.gpu.sim import SIMULATED, SIMULATOR_REASON
 
@@ -205,20 +205,23 @@ RELU_FAMILY = {"relu": (0.0, np.inf, 0.0), "relu6": (0.0, 6.0, 0.0), "leaky_relu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", list(RELU_FAMILY))
 @pytest.mark.parametrize("rule", RULES)
-def test_relu_rule_backward_equals_the_cpu_kernel(rng, dtype, op, rule):
+def test_relu_rule_backward_equals_the_reference_and_the_cpu_kernel(rng, dtype, op, rule):
+    """The CUDA kernel against the plain reference of the three rules (functional/activation.py)."""
     x = rng.uniform(-8, 8, (3, 5)).astype(dtype)
-    x.flat[:3] = [0.0, 6.0, -0.0]  # ties at the kinks: strict inequalities send nothing
+    x.flat[:5] = [0.0, 6.0, -0.0, 0.0, 6.0]  # ties at the kinks: strict inequalities send nothing
     g = rng.standard_normal((3, 5)).astype(dtype)
     g.flat[3] = 0.0
-    args = (*RELU_FAMILY[op], RULES.index(rule))
+    g.flat[4] = -abs(g.flat[4])
+    args = (*RELU_FAMILY[op], RULE_CODES[rule])
     out = gpu_activation.relu_rule_backward(g, x, *args)
     assert out.dtype == dtype and out.shape == x.shape
+    np.testing.assert_array_equal(out, mv.F.relu_backward_reference(g, x, rule, *RELU_FAMILY[op]))
     np.testing.assert_array_equal(out, cpu_activation.relu_rule_backward(g, x, *args))
 
 
 def test_relu_rule_backward_of_a_scalar_keeps_its_shape():
     x, g = np.array(2.0), np.array(3.0)
-    out = gpu_activation.relu_rule_backward(g, x, 0.0, np.inf, 0.0, 0)
+    out = gpu_activation.relu_rule_backward(g, x, 0.0, np.inf, 0.0, RULE_CODES["gradient"])
     assert out.shape == () and out == 3.0
 
 

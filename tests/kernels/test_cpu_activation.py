@@ -1,12 +1,14 @@
-"""The fused ReLU-family backward kernel against its plain-NumPy twin. Shapes are small so that this
-also runs quickly with NUMBA_DISABLE_JIT=1."""
+"""The fused ReLU-family backward kernel against the plain-NumPy reference of the three rules,
+``minivis.functional.activation.relu_backward_reference``. Shapes are small so that this also
+runs quickly with NUMBA_DISABLE_JIT=1."""
 
 import numpy as np
 import pytest
 
+from minivis.functional.activation import relu_backward_reference
 from minivis.kernels import cpu_activation, cpu_threads
-from minivis.kernels.cpu_activation import naive_relu_rule_backward, relu_rule_backward
-from minivis.rules import RULE_CODES
+from minivis.kernels.cpu_activation import relu_rule_backward
+from minivis.rules import DECONVNET, GRADIENT, GUIDED, RULE_CODES, RULES
 
 
 @pytest.fixture(autouse=True, params=["serial", "parallel"])
@@ -32,11 +34,11 @@ def sample(rng, shape, dtype):
 @pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 4, 5), (2, 3, 8, 8)])
 @pytest.mark.parametrize("rule", list(RULE_CODES))
 @pytest.mark.parametrize("family", list(FAMILY))
-def test_fused_matches_naive(rng, family, rule, shape, dtype):
+def test_fused_matches_the_reference(rng, family, rule, shape, dtype):
     low, high, slope = FAMILY[family]
     x, g = sample(rng, shape, dtype)
     fast = relu_rule_backward(g, x, low, high, slope, RULE_CODES[rule])
-    naive = naive_relu_rule_backward(g, x, low, high, slope, RULE_CODES[rule])
+    naive = relu_backward_reference(g, x, rule, low, high, slope)
     assert fast.shape == naive.shape == shape
     assert fast.dtype == naive.dtype == dtype
     np.testing.assert_array_equal(fast, naive)
@@ -47,9 +49,28 @@ def test_fused_accepts_non_contiguous_and_other_dtype_gradients(rng, rule):
     x = rng.uniform(-8, 8, (4, 6)).astype(np.float32)
     g64 = rng.standard_normal((6, 4)).T  # float64 and transposed (not C-contiguous)
     fast = relu_rule_backward(g64, x, 0.0, 6.0, 0.0, RULE_CODES[rule])
-    naive = naive_relu_rule_backward(g64, x, 0.0, 6.0, 0.0, RULE_CODES[rule])
+    naive = relu_backward_reference(g64, x, rule, 0.0, 6.0, 0.0)
     assert fast.dtype == naive.dtype == np.float32 and fast.flags.c_contiguous
     np.testing.assert_array_equal(fast, naive)
+
+
+def test_rule_codes_name_the_rules():
+    assert (GRADIENT, GUIDED, DECONVNET) == (0, 1, 2) and [RULE_CODES[r] for r in RULES] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ties_at_the_kinks_send_nothing(dtype):
+    """x exactly at 0 (and 6 for relu6) and g exactly 0: strict inequalities, for kernel and reference."""
+    x = np.array([0.0, 0.0, 6.0, 6.0, 3.0, -0.0], dtype)
+    g = np.array([2.0, -2.0, 2.0, -2.0, 0.0, 2.0], dtype)
+    want = {"gradient": [0, 0, 0, 0, 0, 0], "guided": [0, 0, 0, 0, 0, 0], "deconvnet": [2, 0, 2, 0, 0, 2]}
+    for rule, expected in want.items():
+        for out in (relu_rule_backward(g, x, 0.0, 6.0, 0.0, RULE_CODES[rule]),
+                    relu_backward_reference(g, x, rule, 0.0, 6.0, 0.0)):
+            np.testing.assert_array_equal(out, np.array(expected, dtype))
+    # leaky_relu: at x == 0 the slope is negative_slope (x <= low), in both
+    np.testing.assert_array_equal(relu_rule_backward(g, x, 0.0, np.inf, 0.5, GRADIENT), [1, -1, 2, -2, 0, 1])
+    np.testing.assert_array_equal(relu_backward_reference(g, x, "gradient", negative_slope=0.5), [1, -1, 2, -2, 0, 1])
 
 
 def test_fused_by_hand():

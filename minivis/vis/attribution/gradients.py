@@ -2,7 +2,8 @@
 
 Every method here is one backward pass (or the mean of many) from the target score
 ``S_c(x)`` (a logit, before the softmax) to the input image; they differ only in how the
-signal is sent back through the rectifiers (``mv.backward_rule``) and in what is done with it:
+signal is sent back through the rectifiers (``mv.backward_rule``; the three rules are written out in
+``relu_backward_reference``, ``minivis/functional/activation.py``) and in what is done with it:
 
 ==========================  ======================================================================
 ``input_gradient``          dS_c/dx under a ReLU rule, shaped like x: the one place that runs
@@ -96,7 +97,8 @@ def batch_gradient(model: Module, batch: Any, target: Target, rule: str, method:
     """dS/dx (N, C, H, W) of the (N,) target scores of a prepared batch, under ``rule``.
 
     The images are independent (eval mode), so the gradient of the sum of the scores is each
-    image's own gradient.
+    image's own gradient. The rule changes only what the ReLU-family ops send back: their
+    backward and its three formulas are in ``minivis/functional/activation.py``.
     """
     x = Tensor(batch, requires_grad=True)
     scores = target_scores(model(x), target, method)
@@ -136,7 +138,11 @@ def saliency(model: Module, x: Any, target: Target) -> Any:
 
 def guided_backprop(model: Module, x: Any, target: Target) -> Any:
     """Springenberg et al.'s guided backpropagation: the input gradient under the "guided" rule,
-    which passes g only where both the forward input and g are positive. Shaped like x."""
+    which passes g only where both the forward input and g are positive. Shaped like x.
+
+    ``batch_gradient`` runs ``backward()`` inside ``backward_rule("guided")``; every ReLU-family op
+    then sends back ``g * f'(x) * (g > 0)``: see ``relu_backward_reference`` in
+    ``minivis/functional/activation.py``, the three rules side by side."""
     batch, single = as_batch(x, model, "guided_backprop")
     with frozen(model):
         return unbatch(batch_gradient(model, batch, target, "guided", "guided_backprop"), single)

@@ -46,7 +46,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 
 from minivis import backend
@@ -80,66 +79,14 @@ LRN mixes channels, never pixels)."""
 
 
 # ----------------------------------------------------------------------------- the splice kernel
-def naive_gather(cache: Any, img: Any, region: Any, ry0: Any, rx0: Any, wy0: Any, wx0: Any,
-                 wh: int, ww: int, pad: float) -> Any:
-    """Windows of the patched maps, in plain (NumPy or CuPy) array code.
-
-    cache: (N, C, H, W) clean activations; region: (B, C, Rh, Rw) the changed values of item b,
-    at rows [ry0[b], ry0[b] + Rh) and columns [rx0[b], rx0[b] + Rw) of image img[b]'s map.
-    Returns (B, C, wh, ww): the map of item b (cache with its region spliced in) read on the
-    window starting at (wy0[b], wx0[b]), with ``pad`` outside the map.
-    """
-    xp = backend.xp(cache)
-    n_items, channels, rh, rw = region.shape
-    h, w = cache.shape[2:]
-    ys = wy0[:, None] + xp.arange(wh)  # (B, wh) map rows of each window
-    xs = wx0[:, None] + xp.arange(ww)
-    c = xp.arange(channels)[None, :, None, None]
-    in_map = (((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :])[:, None]
-    out = cache[img[:, None, None, None], c, xp.clip(ys, 0, h - 1)[:, None, :, None],
-                xp.clip(xs, 0, w - 1)[:, None, None, :]]
-    out = xp.where(in_map, out, xp.asarray(pad, dtype=cache.dtype))
-    ry, rx = ys - ry0[:, None], xs - rx0[:, None]
-    in_region = (((ry >= 0) & (ry < rh))[:, :, None] & ((rx >= 0) & (rx < rw))[:, None, :])[:, None]
-    patched = region[xp.arange(n_items)[:, None, None, None], c, xp.clip(ry, 0, rh - 1)[:, None, :, None],
-                     xp.clip(rx, 0, rw - 1)[:, None, None, :]]
-    return xp.where(in_region, patched, out)
-
-
-@numba.njit(parallel=True, cache=True)
-def _gather_kernel(cache, img, region, ry0, rx0, wy0, wx0, pad, out):  # pragma: no cover (compiled)
-    n_items, channels, wh, ww = out.shape
-    h, w = cache.shape[2], cache.shape[3]
-    rh, rw = region.shape[2], region.shape[3]
-    for bc in numba.prange(n_items * channels):
-        b, c = bc // channels, bc % channels
-        n = img[b]
-        for i in range(wh):
-            y = wy0[b] + i
-            ry = y - ry0[b]
-            row_in_map = 0 <= y < h
-            row_in_region = 0 <= ry < rh
-            for j in range(ww):
-                x = wx0[b] + j
-                rx = x - rx0[b]
-                if row_in_region and 0 <= rx < rw:
-                    out[b, c, i, j] = region[b, c, ry, rx]
-                elif row_in_map and 0 <= x < w:
-                    out[b, c, i, j] = cache[n, c, y, x]
-                else:
-                    out[b, c, i, j] = pad
-
-
 def gather(cache: Any, img: Any, region: Any, ry0: Any, rx0: Any, wy0: Any, wx0: Any, wh: int, ww: int,
            pad: float = 0.0) -> Any:
-    """``naive_gather`` as a Numba kernel on the CPU (one pass, no temporaries); the array version on GPU."""
-    if backend.is_gpu_array(cache):
-        return naive_gather(cache, img, region, ry0, rx0, wy0, wx0, wh, ww, pad)
-    out = np.empty((region.shape[0], cache.shape[1], wh, ww), dtype=cache.dtype)
-    ints = [np.ascontiguousarray(a, dtype=np.int64) for a in (img, ry0, rx0, wy0, wx0)]
-    _gather_kernel(np.ascontiguousarray(cache), ints[0], np.ascontiguousarray(region, dtype=cache.dtype),
-                   *ints[1:], cache.dtype.type(pad), out)
-    return out
+    """Windows (B, C, wh, ww) of the patched maps: item b's map (``cache[img[b]]`` with ``region[b]``
+    spliced in at rows ``ry0[b]``, columns ``rx0[b]``) read from (``wy0[b]``, ``wx0[b]``), ``pad``
+    outside the map. The kernel is ``minivis/kernels/cpu_occlusion.py`` (Numba; its plain twin
+    ``naive_gather`` beside it is what the GPU runs)."""
+    return backend.kernels("occlusion", cache, "occlusion").gather(cache, img, region, ry0, rx0, wy0, wx0, wh, ww,
+                                                                   pad)
 
 
 # ----------------------------------------------------------------------------- geometry

@@ -22,7 +22,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.nn.hooks import _StopForward
+from minivis.nn.hooks import StopForward
 from minivis.nn.module import Module
 from minivis.validate import check_positive_int
 from minivis.vis.common import as_batch, check_layer, inference, unbatch
@@ -54,11 +54,11 @@ def layer_outputs(model: Module, x: Any, layers: Sequence[str], method: str) -> 
             acts[name] = output.data
             pending.discard(name)
             if not pending:
-                raise _StopForward(output)  # nothing after the last requested layer is needed
+                raise StopForward(output)  # nothing after the last requested layer is needed
         handles.append(model.get_submodule(name).register_forward_hook(record))
     try:
         model(Tensor(x))
-    except _StopForward:
+    except StopForward:
         pass
     finally:
         for handle in handles:

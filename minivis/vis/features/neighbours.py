@@ -35,7 +35,6 @@ from minivis.nn.module import Module
 from minivis.validate import check_positive_int
 from minivis.vis.common import check_layer
 from minivis.vis.features.activations import check_batch_size, dataset_kind, inference, layer_outputs, stream_inputs
-from minivis.vis.features.top_activations import new_topk, topk_update
 
 METRICS = ("l2", "cosine")
 
@@ -120,7 +119,8 @@ def nearest_neighbours(queries: Any, database: Any, k: int = 5, metric: str = "l
     else:
         bias = np.einsum("nd,nd->n", db, db)  # ||b||^2
         scale = 2.0
-    top_val, top_idx = new_topk(q.shape[0], int(k))
+    topk = backend.kernels("topk", q, "nearest_neighbours")  # the running top-k merge, minivis/kernels/cpu_topk.py
+    top_val, top_idx = topk.new_topk(q.shape[0], int(k))
     for q0 in range(0, q.shape[0], chunk):
         rows = slice(q0, q0 + chunk)
         for d0 in range(0, db.shape[0], chunk):
@@ -130,7 +130,7 @@ def nearest_neighbours(queries: Any, database: Any, k: int = 5, metric: str = "l
             if exclude_self:
                 i = np.arange(max(q0, d0), min(q0 + score.shape[0], d0 + score.shape[1]))
                 score[i - q0, i - d0] = -np.inf
-            topk_update(score[None], d0, top_val[rows], top_idx[rows])
+            topk.topk_update(score[None], d0, top_val[rows], top_idx[rows])
     distances = _distances(q, db, top_idx, metric, chunk)
     return (top_idx[0], distances[0]) if single else (top_idx, distances)
 

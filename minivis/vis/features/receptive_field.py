@@ -157,7 +157,7 @@ def _leaves_until(model: Module, layer: str) -> list[tuple[str, Module]]:
         if seen_target and not inside:
             break
         seen_target = seen_target or inside
-        if not module._modules:
+        if next(module.children(), None) is None:  # a leaf layer
             leaves.append((name, module))
     return leaves
 

@@ -12,9 +12,10 @@ rankings per channel c of each chosen layer:
   ``a[n, c, y, x]`` over the whole dataset (the same image can appear at several positions).
 
 One pass, bounded memory: the dataset is streamed in batches, and for every channel only the
-running top-k (value, index) lists are kept, merged with each batch by a Numba kernel that
-takes a SIMD max of each map and then reads only the maps whose max beats the current k-th
-best (after the first batches almost none), so mining costs a fraction of the forward pass.
+running top-k (value, index) lists are kept, merged with each batch by a Numba kernel
+(``minivis/kernels/cpu_topk.py``, reached through ``backend.kernels``) that takes a SIMD max
+of each map and then reads only the maps whose max beats the current k-th best (after the
+first batches almost none), so mining costs a fraction of the forward pass.
 Nothing of size N x C x H x W is ever stored.
 
 Order and ties: best first; equal values keep dataset order (the earlier image, then the
@@ -27,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 
 from minivis import backend
@@ -45,71 +45,6 @@ from minivis.vis.features.activations import (
 from minivis.vis.features.receptive_field import ReceptiveField, receptive_field
 
 SCORES = ("max", "mean")
-
-
-# --------------------------------------------------------------------------- the streaming kernel
-# Serial on purpose: after the first batches the kernel reads almost nothing (see the skip below),
-# and a parallel launch costs more than that work (measured on 2 busy cores: 30 ms per call with
-# 2 OpenMP threads vs 0.07 ms on one thread for a (128, 32, 784) batch).
-@numba.njit(cache=True)
-def _stream_topk(a, offset, row_max, top_val, top_idx):
-    """Merge ``a`` (B, R, M) into the running top-k of each row r (``top_val``/``top_idx`` (R, k),
-    best first), in place. Element (b, r, m) has global index ``offset + b*M + m``; indices grow
-    in scan order, so an equal value never displaces an earlier one. ``row_max`` (B, R) is the max
-    of each segment: a segment whose max cannot beat the current k-th value is skipped unread,
-    which after the first batches is almost every segment."""
-    n_b, n_r, n_m = a.shape
-    k = top_val.shape[1]
-    for r in range(n_r):
-        kth = top_val[r, k - 1]
-        for b in range(n_b):
-            if not row_max[b, r] > kth:  # also skips a segment whose max is NaN
-                continue
-            base = offset + b * n_m
-            for m in range(n_m):
-                v = a[b, r, m]
-                if v > kth:  # insertion into the sorted list of k
-                    j = k - 1
-                    while j > 0 and top_val[r, j - 1] < v:
-                        top_val[r, j] = top_val[r, j - 1]
-                        top_idx[r, j] = top_idx[r, j - 1]
-                        j -= 1
-                    top_val[r, j] = v
-                    top_idx[r, j] = base + m
-                    kth = top_val[r, k - 1]
-
-
-def new_topk(rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Empty running lists: values -inf, indices -1 (any finite value beats them)."""
-    return np.full((rows, k), -np.inf), np.full((rows, k), -1, dtype=np.int64)
-
-
-def topk_update(a: np.ndarray, offset: int, top_val: np.ndarray, top_idx: np.ndarray,
-                row_max: np.ndarray | None = None) -> None:
-    """Merge ``a`` (B, R, M) into the running top-k (R, k) lists in place (see ``_stream_topk``).
-
-    ``row_max``: ``a.max(axis=2)`` if the caller already has it (NumPy's SIMD max is the fast way
-    to find the few segments that need the scalar insertion scan).
-    """
-    a = np.ascontiguousarray(a)
-    row_max = a.max(axis=2) if row_max is None else row_max
-    _stream_topk(a, np.int64(offset), np.ascontiguousarray(row_max), top_val, top_idx)
-
-
-def naive_topk(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Plain-NumPy twin: the top-k of each row of ``values`` (R, T) by value, ties to the smaller
-    index, NaN never chosen (rows with fewer than k non-NaN values are padded with -inf, -1)."""
-    rows, total = values.shape
-    v = np.where(np.isnan(values), -np.inf, values.astype(np.float64))
-    index = np.broadcast_to(np.arange(total), v.shape)
-    order = np.lexsort((index, -v), axis=-1)[:, :k]  # primary key: -value; secondary: index
-    top_v = np.take_along_axis(v, order, axis=1)
-    top_i = np.where(np.isneginf(top_v), -1, order)
-    if total < k:
-        pad = k - total
-        top_v = np.concatenate([top_v, np.full((rows, pad), -np.inf)], axis=1)
-        top_i = np.concatenate([top_i, np.full((rows, pad), -1)], axis=1)
-    return top_v, top_i.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- results
@@ -165,9 +100,10 @@ def _check_k(k: Any, n: int) -> int:
 class _LayerState:
     """Running top-k lists of one layer during the pass."""
 
-    def __init__(self, channels: int, k: int, map_size: tuple[int, int]) -> None:
-        self.patch_val, self.patch_idx = new_topk(channels, k)
-        self.image_val, self.image_idx = new_topk(channels, k)
+    def __init__(self, channels: int, k: int, map_size: tuple[int, int], topk: Any) -> None:
+        self.topk = topk  # the kernel module (backend.kernels("topk", ...)): running lists and their merge
+        self.patch_val, self.patch_idx = topk.new_topk(channels, k)
+        self.image_val, self.image_idx = topk.new_topk(channels, k)
         self.image_arg = np.full((channels, k), -1, dtype=np.int64)
         self.map_size = map_size
 
@@ -178,10 +114,10 @@ class _LayerState:
         flat = np.ascontiguousarray(act).reshape(n, c, -1)
         positions = flat.shape[2]
         row_max = flat.max(axis=2)  # (B, C)
-        topk_update(flat, start * positions, self.patch_val, self.patch_idx, row_max)
+        self.topk.topk_update(flat, start * positions, self.patch_val, self.patch_idx, row_max)
         scores = row_max if score == "max" else flat.sum(axis=2, dtype=np.float64) / positions
         previous_idx, previous_arg = self.image_idx.copy(), self.image_arg.copy()
-        topk_update(scores[:, :, None], start, self.image_val, self.image_idx, scores)
+        self.topk.topk_update(scores[:, :, None], start, self.image_val, self.image_idx, scores)
         # Carry each kept image's argmax position along with it: entries that survived the merge
         # keep theirs; the few new ones (from this batch) get the first argmax of their map.
         match = self.image_idx[:, :, None] == previous_idx[:, None, :]  # (C, k, k)
@@ -231,7 +167,8 @@ def top_activations(model: Module, images: Any, layers: str | Sequence[str], k: 
                     raise ValueError(f"top_activations: layer {name!r} gives shape {act.shape}; expected "
                                      f"(N, C, H, W) or (N, F)")
                 if name not in states:
-                    states[name] = _LayerState(act.shape[1], k, _map_size(act))
+                    topk = backend.kernels("topk", act, "top_activations")  # act is on the host: cpu_topk
+                    states[name] = _LayerState(act.shape[1], k, _map_size(act), topk)
                 states[name].update(act, start, score)
     results = {}
     for name in names:

@@ -42,7 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from minivis.kernels import cpu_tsne
+from minivis import backend
 from minivis.vis.common import check_data_matrix
 from minivis.vis.features.pca import pca
 
@@ -163,6 +163,7 @@ def tsne_affinities(X: Any, perplexity: float = 30.0, method: str = "barnes_hut"
     ``P = (P_cond + P_cond^T) / 2N`` is symmetric and sums to 1.
     """
     X = check_data_matrix(X, "tsne_affinities")
+    kernels = backend.kernels("tsne", X, "tsne_affinities")  # X is on the host: minivis/kernels/cpu_tsne.py
     n = X.shape[0]
     perplexity = _check_perplexity(perplexity, n, "tsne_affinities")
     _check_method(method, ("exact", "barnes_hut"), "tsne_affinities")
@@ -171,14 +172,14 @@ def tsne_affinities(X: Any, perplexity: float = 30.0, method: str = "barnes_hut"
         sq = np.einsum("ij,ij->i", X64, X64)
         d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (X64 @ X64.T), 0.0)
         off = ~np.eye(n, dtype=bool)
-        cond, beta = cpu_tsne.perplexity_search(d2[off].reshape(n, n - 1), perplexity, tol=tol)
+        cond, beta = kernels.perplexity_search(d2[off].reshape(n, n - 1), perplexity, tol=tol)
         P = np.zeros((n, n))
         P[off] = cond.ravel()
         P = (P + P.T) / (2.0 * n)
         return P, beta
     k = min(n - 1, int(3 * perplexity))
-    idx, d2 = cpu_tsne.knn(X, k)
-    cond, beta = cpu_tsne.perplexity_search(d2, perplexity, tol=tol)
+    idx, d2 = kernels.knn(X, k)
+    cond, beta = kernels.perplexity_search(d2, perplexity, tol=tol)
     rows = np.repeat(np.arange(n), k)
     P = sp.csr_matrix((cond.ravel(), (rows, idx.ravel())), shape=(n, n))
     P = (P + P.T).tocsr()
@@ -202,22 +203,24 @@ def tsne_gradient(P: Any, Y: Any, exaggeration: float = 1.0, method: str = "exac
     """
     P = _check_P(P, "tsne_gradient")
     Y = _check_embedding(Y, P.shape[0], "tsne_gradient")
+    kernels = backend.kernels("tsne", Y, "tsne_gradient")
     _check_method(method, ("exact", "barnes_hut"), "tsne_gradient")
     _check_theta(theta, "tsne_gradient")
     if method == "exact":
-        return cpu_tsne.exact_gradient(P.toarray() if sp.issparse(P) else P, Y, exaggeration)
-    return cpu_tsne.bh_gradient(P if sp.issparse(P) else sp.csr_matrix(P), Y, theta, exaggeration, want_kl=True)
+        return kernels.exact_gradient(P.toarray() if sp.issparse(P) else P, Y, exaggeration)
+    return kernels.bh_gradient(P if sp.issparse(P) else sp.csr_matrix(P), Y, theta, exaggeration, want_kl=True)
 
 
 def kl_divergence(P: Any, Y: Any) -> float:
     """KL(P || Q) of the map Y (N, 2), with Q normalised by the exact Z (O(N^2) time, O(N) memory)."""
     P = _check_P(P, "kl_divergence")
     Y = _check_embedding(Y, P.shape[0], "kl_divergence")
+    kernels = backend.kernels("tsne", Y, "kl_divergence")
     if not sp.issparse(P):
-        return cpu_tsne.exact_gradient(P, Y)[1]
-    _, plogw = cpu_tsne.attractive_forces(P, Y, want_kl=True)
+        return kernels.exact_gradient(P, Y)[1]
+    _, plogw = kernels.attractive_forces(P, Y, want_kl=True)
     data = P.data[P.data > 0]
-    return float(np.sum(data * np.log(data)) - plogw + data.sum() * np.log(cpu_tsne.exact_z(Y)))
+    return float(np.sum(data * np.log(data)) - plogw + data.sum() * np.log(kernels.exact_z(Y)))
 
 
 def _check_theta(theta: Any, op: str) -> float:
@@ -262,6 +265,7 @@ def tsne_fit(X: Any, perplexity: float = 30.0, n_iter: int = 750, early_exaggera
     """
     op = "tsne"
     X = check_data_matrix(X, op)
+    kernels = backend.kernels("tsne", X, op)  # X is on the host: minivis/kernels/cpu_tsne.py
     n = X.shape[0]
     perplexity = _check_perplexity(perplexity, n, op)
     method = _check_method(method, METHODS, op)
@@ -291,10 +295,10 @@ def tsne_fit(X: Any, perplexity: float = 30.0, n_iter: int = 750, early_exaggera
 
     if method == "exact":
         def gradient(Y, exaggeration, want_kl):
-            return cpu_tsne.exact_gradient(P, Y, exaggeration, want_kl)
+            return kernels.exact_gradient(P, Y, exaggeration, want_kl)
     else:
         def gradient(Y, exaggeration, want_kl):
-            return cpu_tsne.bh_gradient(P, Y, theta, exaggeration, want_kl)
+            return kernels.bh_gradient(P, Y, theta, exaggeration, want_kl)
 
     total = exaggeration_iter + n_iter
     update = np.zeros_like(Y)

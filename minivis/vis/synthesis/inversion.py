@@ -135,6 +135,7 @@ class InversionTable:
     layers: the layer names, in the order given. feature_error: the final normalised data term
     ``||Phi(x*) - Phi_0||^2 / ||Phi_0||^2`` per layer. image_error: ``||x* - x_0|| / ||x_0||``
     per layer. results: the ``SynthesisResult`` of each inversion. original: the input image.
+    The figure is ``mv.plot.inversion_figure(table)`` (vis does not import plot).
     """
 
     layers: list[str]
@@ -154,12 +155,6 @@ class InversionTable:
         return "\n".join(lines)
 
     __str__ = markdown
-
-    def figure(self, title: str | None = None) -> Any:
-        """The original next to each reconstruction, titled with its layer and errors (``mv.plot``)."""
-        from minivis.plot.synthesis import inversion_figure  # noqa: PLC0415 (plotting is optional)
-
-        return inversion_figure(self, title=title)
 
 
 def inversion_table(model: Module, image: Any, layers: Sequence[str], **kwargs: Any) -> InversionTable:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from minivis.autograd import Tensor
-from minivis.nn.hooks import _StopForward
+from minivis.nn.hooks import StopForward
 from minivis.nn.module import Module
 
 LOGITS = ""  # the "layer" name under which an objective reads the model's output
@@ -45,11 +45,11 @@ class Objective:
                 acts[layer] = output
                 pending.discard(layer)
                 if not pending and LOGITS not in self.layers:
-                    raise _StopForward(output)  # nothing after this layer is needed
+                    raise StopForward(output)  # nothing after this layer is needed
             handles.append(model.get_submodule(layer).register_forward_hook(record))
         try:
             acts[LOGITS] = model(x)
-        except _StopForward:
+        except StopForward:
             pass
         finally:
             for handle in handles:

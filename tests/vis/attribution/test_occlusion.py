@@ -1,6 +1,6 @@
 """Occlusion: the grid against a direct PyTorch loop, the attribution against Captum's Occlusion,
-incremental (and approximate) against naive on sequential nets, a layer zoo and EfficientNet, the
-splice kernel against its NumPy twin, and bad input."""
+incremental (and approximate) against naive on sequential nets, a layer zoo and EfficientNet, and
+bad input. The splice kernel against its NumPy twin: tests/kernels/test_cpu_occlusion.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import torch
 import minivis as mv
 from minivis import nn
 from minivis.models.efficientnet import EfficientNetLite
-from minivis.vis.attribution.occlusion_incremental import gather, naive_gather
 from tests.torch_twins import TorchFashionCNN, twin_from_state
 
 
@@ -242,24 +241,6 @@ def test_callable_target_scores_the_logits(rng) -> None:
         out = model(mv.tensor(xo)).data
     assert logit.shape == (1, 4, 4)
     np.testing.assert_allclose(logit[0, 1, 2], out[0, 3] - out[0, 4], rtol=1e-10)
-
-
-# ----------------------------------------------------------------------------- the splice kernel
-@pytest.mark.parametrize("pad", [0.0, -np.inf])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gather_kernel_equals_its_numpy_twin(pad, dtype, rng) -> None:
-    cache = rng.standard_normal((3, 4, 9, 11)).astype(dtype)
-    region = rng.standard_normal((6, 4, 3, 5)).astype(dtype)
-    img = np.array([0, 2, 1, 1, 0, 2])
-    ry0, rx0 = np.array([0, 6, 3, 2, 5, 0]), np.array([0, 6, 2, 0, 3, 6])
-    wy0, wx0 = np.array([-2, 4, 1, 0, 7, -3]), np.array([-1, 5, 0, -2, 2, 4])
-    got = gather(cache, img, region, ry0, rx0, wy0, wx0, 7, 9, pad)
-    want = naive_gather(cache, img, region, ry0, rx0, wy0, wx0, 7, 9, pad)
-    np.testing.assert_array_equal(got, want)
-    # spot checks of the definition: padding outside the map, the region inside it, the cache elsewhere
-    assert got[0, 1, 0, 0] == pad                                   # map row -2
-    assert got[0, 2, 2, 1] == region[0, 2, 0, 0]                    # map (0, 0) is in item 0's region
-    assert got[1, 3, 0, 0] == cache[2, 3, 4, 5]                     # map (4, 5): before item 1's region
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -137,7 +137,7 @@ def test_earlier_layers_reconstruct_better(garment) -> None:
     rows = table.rows()
     assert [r["layer"] for r in rows] == ["features.1", "features.4", "features.9", "(output)"]
     assert "| `features.9` |" in str(table)
-    fig = table.figure("test")
+    fig = mv.plot.inversion_figure(table, title="test")
     assert isinstance(fig, plt.Figure) and len(fig.axes) == len(layers) + 2
     plt.close(fig)
 
