@@ -73,7 +73,7 @@ def is_depthwise(c_in: int, groups: int, w_shape: tuple[int, ...]) -> bool:
     """One input channel per group: N*C tiny GEMMs would be slow, so a direct kernel does it.
 
     A single-channel input (``C_in == groups == 1``, e.g. MNIST's first layer) is left to the GEMM:
-    one (C_out x kh*kw) GEMM per image is large enough there.
+    one (C_out x kh*kw) GEMM per image is large enough there (benchmarks/README.md, "Convolution planning").
     """
     return groups == c_in and w_shape[1] == 1 and c_in > 1
 
@@ -93,9 +93,10 @@ def output_hw(hw: tuple[int, ...], k: tuple[int, ...], stride: Pair, pad4: Pad4,
 # A tile's GEMM is (C_out/G, K) @ (K, L') per image and group, L' the tile's output pixels. One
 # wide GEMM over all m images of a chunk would be faster, but its rounding would depend on m: so
 # the GEMMs stay per image, and the tiles only decide what shares a cache-sized scratch buffer.
+# (measurements: benchmarks/README.md, "Convolution planning")
 CHUNK_BYTES = 256 << 10  # small images: one chunk's cols matrix, about half a core's L2
-BAND_BYTES = 8 << 20  # an image whose cols matrix is larger is cut into row bands (a 224 px photo's
-# layers are; occlusion's small crops and VGG16's 14x14 stage are not: they run faster whole)
+BAND_BYTES = 8 << 20  # an image whose cols matrix is larger is cut into row bands: a 224 px photo's
+# layers are; occlusion's small crops run faster whole (the price: VGG16's 14x14 stage at batch 1, one thread)
 BAND_PIXELS = 256  # output pixels per band (the GEMMs' N), at least: fewer calls and halo rows per image
 MIN_BANDS = 4  # ... but a large image gets at least this many bands, so one photo keeps every core busy
 
@@ -238,7 +239,7 @@ def im2col_backward(kernels: types.ModuleType, xp: Any, g: Any, w: Any, x: Any, 
             if need_weight:
                 kernels.im2col(x[images], kh, kw, stride, pad, dilation, (r1 - r0, wo), out=cols.reshape(m, k, band),
                                parallel=parallel)
-                # dw^T = cols @ g^T: (K, L) @ (L, C_out) runs faster than g @ cols^T (BLAS's preferred layout)
+                # dw^T = cols @ g^T: BLAS runs (K, L) @ (L, C_out) faster than g @ cols^T (benchmarks/README.md)
                 dw_t += xp.matmul(cols, g_tile.transpose(0, 1, 3, 2)).sum(axis=0)
         return dw_t
 
@@ -256,6 +257,7 @@ def im2col_backward(kernels: types.ModuleType, xp: Any, g: Any, w: Any, x: Any, 
 # tile V = input_transform(x), M[ab] = U[ab] @ V[ab], y = output_transform(M). Small GEMMs lose
 # to their overheads, so Winograd waits for enough channels and blocks; unpadded inputs (incremental
 # occlusion's regions) send im2col down its slow short-row copy, so there Winograd always pays.
+# (measurements: benchmarks/README.md, "Convolution planning")
 WINOGRAD_MIN_CHANNELS = 16  # input and output channels (the GEMMs' K and M), at least
 WINOGRAD_MIN_BLOCKS = 32  # padding 1: 2x2 output blocks per image (the GEMMs' N), at least ...
 WINOGRAD_MIN_SIZE = 3072  # ... and blocks x the fewer of the channels, at least

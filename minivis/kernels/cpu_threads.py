@@ -11,7 +11,7 @@ parallelises convolutions. Measured on the ``fashion_cnn`` layers at batch 256, 
 conv forward 1.4-1.8x faster than im2col and BLAS each threaded on their own
 (``benchmarks/kernels.py`` has the per-layer numbers).
 
-The slices need not be images: ``functional.conv`` hands out *tiles*, chunks of small images or
+The slices need not be images: ``conv_plan`` hands out *tiles*, chunks of small images or
 row bands of one large photo, so a single 224 px image keeps both threads busy too.
 
 Worker threads must never start a Numba ``parallel=True`` kernel: Numba's workqueue threading
