@@ -85,10 +85,10 @@ def _algorithm_block(name: str) -> Iterator[None]:
 def reference_conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int) -> Any:
     """y[n] = W @ im2col(x)[n] per group, the whole batch in one product: (N, C_in, H, W) -> (N, C_out, Ho, Wo)."""
     kernels, xp = backend.kernels("conv", x, "conv2d"), backend.xp(x)
-    n, (c_out, _, kh, kw) = x.shape[0], w.shape
+    (n, c_in), (c_out, _, kh, kw) = x.shape[:2], w.shape
     ho, wo = conv_plan.output_hw(x.shape[2:], (kh, kw), stride, pad4, dilation)
     cols = kernels.im2col(x, kh, kw, stride, pad4, dilation, (ho, wo))  # (N, C_in*kh*kw, Ho*Wo)
-    y = xp.matmul(w.reshape(groups, c_out // groups, -1), cols.reshape(n, groups, -1, ho * wo))
+    y = xp.matmul(w.reshape(groups, c_out // groups, -1), cols.reshape(n, groups, c_in // groups * kh * kw, ho * wo))
     return y.reshape(n, c_out, ho, wo)
 
 
@@ -99,7 +99,8 @@ def reference_conv2d_backward_input(g: Any, w: Any, x_shape: tuple[int, ...], st
     (n, c_out, ho, wo), (kh, kw) = g.shape, w.shape[2:]
     w_t = w.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)  # (G, K, C_out/G)
     dcols = xp.matmul(w_t, g.reshape(n, groups, c_out // groups, ho * wo))  # (N, G, K, Ho*Wo)
-    return kernels.col2im(dcols.reshape(n, -1, ho * wo), tuple(x_shape), kh, kw, stride, pad4, dilation, (ho, wo))
+    return kernels.col2im(dcols.reshape(n, x_shape[1] * kh * kw, ho * wo), tuple(x_shape), kh, kw, stride, pad4,
+                          dilation, (ho, wo))
 
 
 def reference_conv2d_backward_weight(g: Any, x: Any, w_shape: tuple[int, ...], stride: Pair, pad4: Pad4,
@@ -108,7 +109,7 @@ def reference_conv2d_backward_weight(g: Any, x: Any, w_shape: tuple[int, ...], s
     kernels, xp = backend.kernels("conv", g, "conv2d"), backend.xp(g)
     n, c_out, ho, wo = g.shape
     cols = kernels.im2col(x, w_shape[2], w_shape[3], stride, pad4, dilation, (ho, wo))
-    cols_t = cols.reshape(n, groups, -1, ho * wo).transpose(0, 1, 3, 2)  # (N, G, Ho*Wo, K)
+    cols_t = cols.reshape(n, groups, cols.shape[1] // groups, ho * wo).transpose(0, 1, 3, 2)  # (N, G, Ho*Wo, K)
     return xp.matmul(g.reshape(n, groups, c_out // groups, ho * wo), cols_t).sum(axis=0).reshape(w_shape)
 
 
