@@ -3,7 +3,9 @@
 One module per kernel family and device: ``cpu_conv`` (im2col/col2im, direct depthwise),
 ``cpu_pool`` (max-pool with switches, unpool, average pools), ``cpu_activation`` (the ReLU
 clip and the fused ReLU-rule backward), ``cpu_norm`` (the eval batch-norm affine map), and
-``cpu_threads``, which splits a batch across threads for the GEMM paths. Each fast kernel has
+``cpu_threads``, which splits a batch across threads for the GEMM paths. ``conv_plan`` is
+the one module here that is not a loop: how a convolution is run on these kernels (which
+algorithm, which tiles), kept out of ``functional/conv.py`` so the op stays on one page. Each fast kernel has
 a plain-NumPy ``naive_*`` twin right beside it that the tests compare it with
 (``tests/kernels/``, also run with ``NUMBA_DISABLE_JIT=1``).
 """
