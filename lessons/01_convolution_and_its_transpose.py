@@ -37,6 +37,8 @@
 # backprop under the `"deconvnet"` rule.
 
 # %%
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 from _common import FAST, savefig, sized
@@ -649,6 +651,46 @@ print("Winograd F(2x2, 3x3), 16 multiplications per 2x2 block, equals the engine
 # differ from the direct sum by a few units in the last place more than im2col's do.
 
 # %% [markdown]
+# ### One op, three algorithms
+#
+# Reading the engine: `minivis/functional/conv.py` is the op on one page, forward and both
+# backward halves, with the plain reference path of section 3 written out (`W @ im2col(x)`
+# forward, `col2im(W^T @ g)` and `g @ cols^T` backward). How the engine runs the same products
+# faster lives apart, in `minivis/kernels/conv_plan.py`: im2col + GEMM in cache-sized tiles and
+# row bands split over the threads, direct kernels for depthwise layers, and Winograd for stride-1
+# 3x3 layers, with the rule that picks among them. `mv.conv_algorithm(name)` overrides that rule
+# inside a block, so we can run one layer all three ways, check they agree, and time them (the
+# minimum of a few runs, on this machine). Which one wins depends on the layer and the machine:
+# the tiles pay on large images, whose whole cols matrix would not fit in cache, and Winograd on
+# layers with many channels and large maps. The reference also lets BLAS use its own threads, so
+# its rounding may depend on the batch an image came in; the engine's plans never let it.
+
+# %%
+layer_x = rng.standard_normal((sized(8, 2), 64, sized(56, 28), sized(56, 28))).astype(np.float32)
+layer_w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
+
+
+def timed(fn, repeats=3):
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return result, best
+
+
+results, seconds = {}, {}
+for algorithm in ("reference", "im2col", "winograd"):
+    with mv.conv_algorithm(algorithm):
+        results[algorithm], seconds[algorithm] = timed(lambda: mv.F.conv2d(layer_x, layer_w, padding=1).numpy())
+for algorithm in ("im2col", "winograd"):
+    assert np.allclose(results[algorithm], results["reference"], rtol=1e-4, atol=1e-4)
+print(f"one 3x3 layer, x {layer_x.shape}, w {layer_w.shape}, float32: the three algorithms agree")
+print(f"{'algorithm':<10} {'ms':>8} {'vs reference':>13}")
+for algorithm, t in seconds.items():
+    print(f"{algorithm:<10} {1e3 * t:8.2f} {seconds['reference'] / t:12.2f}x")
+
+# %% [markdown]
 # ## 8. Summary
 #
 # - A convolution is a sparse, weight-shared matrix $C$ acting on the flattened image; a row is
@@ -666,6 +708,8 @@ print("Winograd F(2x2, 3x3), 16 multiplications per 2x2 block, equals the engine
 # - Winograd's $F(2 \times 2, 3 \times 3)$ computes a 3x3 convolution with 2.25x fewer
 #   multiplications: transform 4x4 input blocks and the filters, multiply elementwise (16 GEMMs
 #   over channels), transform back.
+# - The op and its reference path are `minivis/functional/conv.py`; the faster plans and the rule
+#   that picks them are `minivis/kernels/conv_plan.py`; `mv.conv_algorithm(...)` switches between them.
 #
 # ## Exercises
 #

@@ -4,16 +4,18 @@
     x = mv.tensor(images, requires_grad=True)
     logits = model(x); logits[0, c].backward()
     with mv.backward_rule("guided"): ...
+    with mv.conv_algorithm("reference"): ...   # or "im2col", "winograd"; "auto" is the default
 """
 
 from minivis import backend, data, functional, io, models, nn, optim, plot, vis
 from minivis import functional as F  # noqa: N812 (PyTorch's conventional alias)
 from minivis.autograd import Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from minivis.functional.conv import conv_algorithm
 from minivis.rules import backward_rule, current_rule
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "F", "Tensor", "backend", "backward_rule", "current_rule", "data", "enable_grad", "functional", "io",
-    "is_grad_enabled", "models", "nn", "no_grad", "optim", "plot", "tensor", "vis",
+    "F", "Tensor", "backend", "backward_rule", "conv_algorithm", "current_rule", "data", "enable_grad", "functional",
+    "io", "is_grad_enabled", "models", "nn", "no_grad", "optim", "plot", "tensor", "vis",
 ]

@@ -34,6 +34,8 @@ def test_there_are_lessons():
 @pytest.mark.parametrize("path", list(_params()))
 def test_lesson_runs_and_saves_figures(path: Path, tmp_path: Path):
     env = dict(os.environ, MINIVIS_FAST="1", MPLBACKEND="Agg", MINIVIS_FIGURES=str(tmp_path))
+    # the lesson imports this checkout's minivis, not whichever one is installed
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     try:
         result = subprocess.run([sys.executable, str(path)], cwd=REPO, env=env, capture_output=True,
                                 text=True, timeout=SLOW.get(path.name, DEFAULT_TIMEOUT_S))

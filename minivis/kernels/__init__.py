@@ -4,8 +4,10 @@ One module per kernel family and device: ``cpu_conv`` (im2col/col2im, direct dep
 ``cpu_pool`` (max-pool with switches, unpool, average pools), ``cpu_activation`` (the ReLU
 clip and the fused ReLU-rule backward), ``cpu_norm`` (the eval batch-norm affine map),
 ``cpu_occlusion`` (incremental occlusion's splice), ``cpu_topk`` (running top-k lists for mining
-and neighbours), ``cpu_tsne`` (t-SNE), and ``cpu_threads``, which splits a batch across threads
-for the GEMM paths. Callers above the ops (``minivis.vis``) reach them only through
+and neighbours), ``cpu_tsne`` (t-SNE), ``cpu_threads``, which splits a batch across threads
+for the GEMM paths, and ``conv_plan``, the one module here that is not a loop: how a convolution
+is run on these kernels (which algorithm, which tiles), kept out of ``functional/conv.py`` so the
+op stays on one page. Callers above the ops (``minivis.vis``) reach them only through
 ``backend.kernels(family, array, op)``; a kernel module imports nothing from minivis but
 ``backend``, other kernel modules and the rule codes of ``minivis.rules``. Each fast kernel has
 a plain-NumPy ``naive_*`` twin right beside it that the tests compare it with

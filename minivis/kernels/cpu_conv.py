@@ -269,7 +269,8 @@ def col2im(cols: np.ndarray, x_shape: tuple[int, int, int, int], kh: int, kw: in
 # The forward pass at stride s > 1 first splits the padded plane into its s*s *polyphase*
 # components P_ab[r, c] = xp[r*s + a, c*s + b]. Tap (i, j) with i*dh = qi*s + a, j*dw = qj*s + b
 # reads xp[oh*s + i*dh, ow*s + j*dw] = P_ab[oh + qi, ow + qj]: a stride-1 read of one component,
-# so the wide grid applies to each component in turn (5x5 stride 2: 3-4x faster than strided loops).
+# so the wide grid applies to each component in turn, with contiguous inner loops instead of strided
+# ones (measurements: benchmarks/README.md, "Convolution planning").
 
 
 @numba.njit(cache=True)

@@ -10,7 +10,7 @@ thread. No synchronisation is needed until the slices are done; this is also how
 parallelises convolutions, and it beats threading im2col and BLAS each on their own
 (measured: benchmarks/README.md, "Design measurements", cpu_threads).
 
-The slices need not be images: ``functional.conv`` hands out *tiles*, chunks of small images or
+The slices need not be images: ``conv_plan`` hands out *tiles*, chunks of small images or
 row bands of one large photo, so a single 224 px image keeps both threads busy too.
 
 Worker threads must never start a Numba ``parallel=True`` kernel: Numba's workqueue threading

@@ -1,9 +1,9 @@
 """GPU convolution kernels (Numba-CUDA): the same functions as ``cpu_conv``, on CuPy arrays.
 
-``functional/conv.py`` calls ``im2col``, ``col2im`` and ``depthwise_*`` on whichever kernel
-module its ``_kernels`` seam returns; the GEMMs between them stay in the op (``xp.matmul``, which
-is cuBLAS on the GPU). Notation as in ``cpu_conv``: output pixel ``(oh, ow)`` with kernel tap
-``(i, j)`` reads input pixel
+``functional/conv.py`` (its reference path) and ``conv_plan.py`` (its tiles) call ``im2col``,
+``col2im`` and ``depthwise_*`` on whichever kernel module ``backend.kernels`` returns; the GEMMs
+between them are ``xp.matmul`` (cuBLAS on the GPU). Notation as in ``cpu_conv``: output pixel
+``(oh, ow)`` with kernel tap ``(i, j)`` reads input pixel
 
     ih = oh*sh - top + i*dh,    iw = ow*sw - left + j*dw        (zero where outside the input).
 

@@ -7,18 +7,18 @@ import torch
 import torch.nn.functional as TF
 
 import minivis as mv
-from minivis.functional import conv as conv_module
 from minivis.functional.conv import (
     conv2d,
+    conv2d_backward,
     conv2d_backward_input,
     conv2d_backward_weight,
     conv2d_forward,
     conv_transpose2d,
+    reuse_weight_transforms,
 )
-from minivis.kernels import cpu_conv, cpu_threads, cpu_winograd
+from minivis.kernels import conv_plan, cpu_conv, cpu_threads, cpu_winograd
 from minivis.validate import int_pair
 from tests.gradcheck import check_gradients
-from tests.winograd import force_winograd
 
 # name -> (x shape, weight shape, kwargs, pad4 that the padding means: (top, bottom, left, right)).
 # The kwargs cover every path of the implementation: im2col + GEMM, the no-copy 1x1 path, the
@@ -99,16 +99,20 @@ def _winograd_eligible(w_shape, kwargs):
             and kwargs.get("dilation", 1) in (1, (1, 1)) and kwargs.get("groups", 1) == 1)
 
 
-def _paths(cases, weight_index=1):
-    """(case, path) pairs: every stride-1 3x3 case runs through both Winograd and im2col; others once."""
+def _paths(cases, weight_index=1, reference=False):
+    """(case, algorithm) pairs for ``mv.conv_algorithm``: every stride-1 3x3 case runs through both
+    Winograd (however small) and im2col, others through the default rule; ``reference``: and every
+    case through the plain reference path."""
     return [pytest.param(name, path, id=f"{name}-{path}") for name, case in cases.items()
-            for path in (("im2col", "winograd") if _winograd_eligible(case[weight_index], case[2]) else ("default",))]
+            for path in (("im2col", "winograd") if _winograd_eligible(case[weight_index], case[2]) else ("auto",))
+            + (("reference",) if reference else ())]
 
 
-def _set_path(monkeypatch, path):
-    """Winograd for every eligible shape however small, or never; "default": leave the rule alone."""
-    if path != "default":
-        force_winograd(monkeypatch, path == "winograd")
+@pytest.fixture
+def winograd_everywhere():
+    """Every stride-1 3x3 convolution of the test takes Winograd, however small."""
+    with mv.conv_algorithm("winograd"):
+        yield
 
 
 def _parity(ours, theirs, arrays, rng, dtype):
@@ -129,24 +133,24 @@ def _parity(ours, theirs, arrays, rng, dtype):
 
 # ----------------------------------------------------------------------------- PyTorch parity
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("case", "path"), _paths(CONV_CASES))
-def test_conv2d_matches_torch(case, path, dtype, rng, monkeypatch):
-    _set_path(monkeypatch, path)
-    x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
-    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
-    _parity(lambda x, w, b: conv2d(x, w, b, **kwargs),
-            lambda x, w, b: _torch_conv2d(x, w, b, kwargs, pad4), arrays, rng, dtype)
+@pytest.mark.parametrize(("case", "path"), _paths(CONV_CASES, reference=True))
+def test_conv2d_matches_torch(case, path, dtype, rng):
+    with mv.conv_algorithm(path):
+        x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
+        arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
+        _parity(lambda x, w, b: conv2d(x, w, b, **kwargs),
+                lambda x, w, b: _torch_conv2d(x, w, b, kwargs, pad4), arrays, rng, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("case", "path"), _paths(TRANSPOSE_CASES))
-def test_conv_transpose2d_matches_torch(case, path, dtype, rng, monkeypatch):
-    _set_path(monkeypatch, path)
-    x_shape, w_shape, kwargs = TRANSPOSE_CASES[case]
-    c_out = w_shape[1] * kwargs.get("groups", 1)
-    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(c_out)]
-    _parity(lambda x, w, b: conv_transpose2d(x, w, b, **kwargs),
-            lambda x, w, b: _torch_conv_transpose2d(x, w, b, kwargs), arrays, rng, dtype)
+@pytest.mark.parametrize(("case", "path"), _paths(TRANSPOSE_CASES, reference=True))
+def test_conv_transpose2d_matches_torch(case, path, dtype, rng):
+    with mv.conv_algorithm(path):
+        x_shape, w_shape, kwargs = TRANSPOSE_CASES[case]
+        c_out = w_shape[1] * kwargs.get("groups", 1)
+        arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(c_out)]
+        _parity(lambda x, w, b: conv_transpose2d(x, w, b, **kwargs),
+                lambda x, w, b: _torch_conv_transpose2d(x, w, b, kwargs), arrays, rng, dtype)
 
 
 def test_same_padding_gives_ceil_of_size_over_stride(rng):
@@ -186,20 +190,20 @@ GRADCHECK_TRANSPOSE = ["stride 2 output_padding 1", "groups 2 dilation 2", "dept
 
 
 @pytest.mark.parametrize(("case", "path"), _paths({name: CONV_CASES[name] for name in GRADCHECK_CONV}))
-def test_conv2d_gradients_match_finite_differences(case, path, rng, monkeypatch):
-    _set_path(monkeypatch, path)
-    x_shape, w_shape, kwargs, _ = CONV_CASES[case]
-    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
-    check_gradients(lambda x, w, b: conv2d(x, w, b, **kwargs), arrays, rng)
+def test_conv2d_gradients_match_finite_differences(case, path, rng):
+    with mv.conv_algorithm(path):
+        x_shape, w_shape, kwargs, _ = CONV_CASES[case]
+        arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
+        check_gradients(lambda x, w, b: conv2d(x, w, b, **kwargs), arrays, rng)
 
 
 @pytest.mark.parametrize(("case", "path"), _paths({name: TRANSPOSE_CASES[name] for name in GRADCHECK_TRANSPOSE}))
-def test_conv_transpose2d_gradients_match_finite_differences(case, path, rng, monkeypatch):
-    _set_path(monkeypatch, path)
-    x_shape, w_shape, kwargs = TRANSPOSE_CASES[case]
-    c_out = w_shape[1] * kwargs.get("groups", 1)
-    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(c_out)]
-    check_gradients(lambda x, w, b: conv_transpose2d(x, w, b, **kwargs), arrays, rng)
+def test_conv_transpose2d_gradients_match_finite_differences(case, path, rng):
+    with mv.conv_algorithm(path):
+        x_shape, w_shape, kwargs = TRANSPOSE_CASES[case]
+        c_out = w_shape[1] * kwargs.get("groups", 1)
+        arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(c_out)]
+        check_gradients(lambda x, w, b: conv_transpose2d(x, w, b, **kwargs), arrays, rng)
 
 
 # ----------------------------------------------------------------------------- the transpose is the adjoint
@@ -236,25 +240,25 @@ BLOCK_CASES = ["3x3 pad 1", "asymmetric padding", "groups 2", "depthwise x2, str
                "one input channel 5x5", "3x3 lopsided padding", "3x3 padding wider than the kernel"]
 
 
-@pytest.mark.parametrize(("case", "path"), _paths({name: CONV_CASES[name] for name in BLOCK_CASES}))
-def test_building_blocks_match_the_literal_sliding_window(case, path, rng, monkeypatch):
-    _set_path(monkeypatch, path)
-    x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
-    stride = kwargs.get("stride", 1)
-    stride = (stride, stride) if isinstance(stride, int) else stride
-    dilation = kwargs.get("dilation", 1)
-    dilation = (dilation, dilation) if isinstance(dilation, int) else dilation
-    groups = kwargs.get("groups", 1)
-    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    out = conv2d_forward(x, w, stride, pad4, dilation, groups)
-    np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, dilation, groups), rtol=1e-12)
-    g = rng.standard_normal(out.shape)
-    np.testing.assert_allclose(conv2d_backward_input(g, w, x_shape, stride, pad4, dilation, groups),
-                               cpu_conv.naive_conv2d_backward_input(g, w, x_shape, stride, pad4, dilation, groups),
-                               rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(conv2d_backward_weight(g, x, w_shape, stride, pad4, dilation, groups),
-                               cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, stride, pad4, dilation, groups),
-                               rtol=1e-12, atol=1e-12)
+@pytest.mark.parametrize(("case", "path"), _paths({name: CONV_CASES[name] for name in BLOCK_CASES}, reference=True))
+def test_building_blocks_match_the_literal_sliding_window(case, path, rng):
+    with mv.conv_algorithm(path):
+        x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
+        stride = kwargs.get("stride", 1)
+        stride = (stride, stride) if isinstance(stride, int) else stride
+        dilation = kwargs.get("dilation", 1)
+        dilation = (dilation, dilation) if isinstance(dilation, int) else dilation
+        groups = kwargs.get("groups", 1)
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        out = conv2d_forward(x, w, stride, pad4, dilation, groups)
+        np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, dilation, groups), rtol=1e-12)
+        g = rng.standard_normal(out.shape)
+        np.testing.assert_allclose(conv2d_backward_input(g, w, x_shape, stride, pad4, dilation, groups),
+                                   cpu_conv.naive_conv2d_backward_input(g, w, x_shape, stride, pad4, dilation, groups),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(conv2d_backward_weight(g, x, w_shape, stride, pad4, dilation, groups),
+                                   cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, stride, pad4, dilation, groups),
+                                   rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("case", ["3x3 pad 1", "asymmetric padding", "groups 2", "1x1 stride 2"])
@@ -276,8 +280,8 @@ def test_building_blocks_split_the_batch_into_chunks_correctly(case, images_per_
     ho = cpu_conv.output_size(x_shape[2], w_shape[2], stride[0], pad4[0], pad4[1], 1)
     wo = cpu_conv.output_size(x_shape[3], w_shape[3], stride[1], pad4[2], pad4[3], 1)
     per_image = x_shape[1] * w_shape[2] * w_shape[3] * ho * wo * 8
-    monkeypatch.setattr(conv_module, "CHUNK_BYTES", images_per_chunk * per_image)
-    assert len(conv_module._chunks(slice(0, 3), per_image)) == -(-3 // images_per_chunk)
+    monkeypatch.setattr(conv_plan, "CHUNK_BYTES", images_per_chunk * per_image)
+    assert len(conv_plan.batch_chunks(slice(0, 3), per_image)) == -(-3 // images_per_chunk)
     out = conv2d_forward(x, w, stride, pad4, (1, 1), groups)
     np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, (1, 1), groups), rtol=1e-12)
     bias = rng.standard_normal(w_shape[0])  # added chunk by chunk
@@ -302,8 +306,8 @@ def test_large_images_split_into_row_bands_correctly(case, threaded, rng, monkey
         if numba.get_num_threads() < 2:
             pytest.skip("needs 2 Numba threads")
         monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
-    monkeypatch.setattr(conv_module, "BAND_BYTES", 0)
-    monkeypatch.setattr(conv_module, "BAND_PIXELS", 1)
+    monkeypatch.setattr(conv_plan, "BAND_BYTES", 0)
+    monkeypatch.setattr(conv_plan, "BAND_PIXELS", 1)
     x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
     x_shape = (3, x_shape[1], 4 * x_shape[2] + 3, x_shape[3])  # taller: room for several bands
     stride = int_pair(kwargs.get("stride", 1), "test", "stride")
@@ -312,19 +316,20 @@ def test_large_images_split_into_row_bands_correctly(case, threaded, rng, monkey
     x, w, bias = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     out = conv2d_forward(x, w, stride, pad4, dilation, groups, bias)
     ho, wo = out.shape[2:]
-    tiles = conv_module._tiles(cpu_conv, 3, ho, wo, 1 << 20, conv_module._min_band_rows(w_shape[2], stride, dilation))
+    min_rows = conv_plan.min_band_rows(w_shape[2], stride, dilation)
+    tiles = conv_plan.split_into_tiles(cpu_conv, 3, ho, wo, 1 << 20, min_rows)
     assert len(tiles) // 3 >= 2 and all(t[0].stop - t[0].start == 1 for t in tiles)
     np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, dilation, groups)
                                + bias[:, None, None], rtol=1e-12, atol=1e-12)
     g = rng.standard_normal(out.shape)
-    dx, dw = conv_module.conv2d_backward(g, w, x, w_shape, x_shape, stride, pad4, dilation, groups)
+    dx, dw = conv2d_backward(g, w, x, w_shape, x_shape, stride, pad4, dilation, groups)
     np.testing.assert_allclose(dx, cpu_conv.naive_conv2d_backward_input(g, w, x_shape, stride, pad4, dilation, groups),
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dw, cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, stride, pad4, dilation,
                                                                          groups), rtol=1e-12, atol=1e-12)
     # The bands of an image do not depend on the batch it came in: bit-identical results alone.
     alone = conv2d_forward(x[2:], w, stride, pad4, dilation, groups, bias)
-    dx_alone, _ = conv_module.conv2d_backward(g[2:], w, x[2:], w_shape, (1,) + x_shape[1:], stride, pad4, dilation,
+    dx_alone, _ = conv2d_backward(g[2:], w, x[2:], w_shape, (1,) + x_shape[1:], stride, pad4, dilation,
                                               groups)
     np.testing.assert_array_equal(alone[0], out[2])
     np.testing.assert_array_equal(dx_alone[0], dx[2])
@@ -332,7 +337,8 @@ def test_large_images_split_into_row_bands_correctly(case, threaded, rng, monkey
 
 @pytest.mark.parametrize("tiling", ["bands", "chunks"])
 @pytest.mark.parametrize("threaded", [False, True])
-def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, threaded, rng, monkeypatch):
+def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, threaded, rng, monkeypatch,
+                                                                  winograd_everywhere):
     """Winograd splits a batch into chunks of images or (large images) bands of tile rows; a single
     small image on several threads splits its 16 GEMMs instead. Each image's result is
     bit-identical whichever way it was computed: alone (threaded: the split GEMMs) or in a batch."""
@@ -341,9 +347,8 @@ def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, thread
             pytest.skip("needs 2 Numba threads")
         monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
     if tiling == "bands":
-        monkeypatch.setattr(conv_module, "WINOGRAD_BAND_BYTES", 0)
-        monkeypatch.setattr(conv_module, "WINOGRAD_BAND_TILES", 1)
-    force_winograd(monkeypatch, True)
+        monkeypatch.setattr(conv_plan, "WINOGRAD_BAND_BYTES", 0)
+        monkeypatch.setattr(conv_plan, "WINOGRAD_BAND_TILES", 1)
     calls = []
     transform = cpu_winograd.input_transform
     monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append(args[3:5]) or transform(*args))
@@ -354,7 +359,7 @@ def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, thread
     np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, (1, 1), pad4, (1, 1), 1) + bias[:, None, None],
                                rtol=1e-12, atol=1e-12)
     g = rng.standard_normal(out.shape)
-    dx, dw = conv_module.conv2d_backward(g, w, x, w_shape, x_shape, (1, 1), pad4, (1, 1), 1)
+    dx, dw = conv2d_backward(g, w, x, w_shape, x_shape, (1, 1), pad4, (1, 1), 1)
     np.testing.assert_allclose(dx, cpu_conv.naive_conv2d_backward_input(g, w, x_shape, (1, 1), pad4, (1, 1), 1),
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dw, cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, (1, 1), pad4, (1, 1), 1),
@@ -369,8 +374,8 @@ def test_the_default_rule_takes_winograd_where_it_pays(rng, monkeypatch):
     """VGG-sized layers take Winograd; few channels, tiny maps, strides, groups and other kernels keep im2col."""
     def takes(c_in, c_out, hw, stride=(1, 1), groups=1, k=3, pad=1):
         out = (hw + 2 * pad - k) // stride[0] + 1
-        return conv_module._is_winograd(cpu_conv, (1, c_in, hw, hw), (c_out, c_in // groups, k, k), (out, out),
-                                        stride, (1, 1), groups)
+        return conv_plan.is_winograd(cpu_conv, (1, c_in, hw, hw), (c_out, c_in // groups, k, k), (out, out),
+                                     stride, (1, 1), groups)
 
     assert takes(64, 64, 224) and takes(512, 512, 14) and takes(32, 32, 28) and takes(16, 16, 112)
     assert not takes(3, 64, 224) and not takes(8, 8, 224)  # few channels: thin GEMMs
@@ -388,24 +393,91 @@ def test_the_default_rule_takes_winograd_where_it_pays(rng, monkeypatch):
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-13 * np.abs(expected).max())
 
 
-def test_weight_transforms_are_reused_inside_the_block_only(rng, monkeypatch):
+def test_weight_transforms_are_reused_inside_the_block_only(rng, monkeypatch, winograd_everywhere):
     """Inside ``reuse_weight_transforms`` a weight is transformed once (forward, backward and later
     passes share it); outside, every call transforms the weight it is given, so in-place edits count."""
     calls = []
     transform = cpu_winograd.filter_transform
     monkeypatch.setattr(cpu_winograd, "filter_transform", lambda w: calls.append(w) or transform(w))
-    force_winograd(monkeypatch, True)
     x = mv.tensor(rng.standard_normal((1, 16, 6, 6)), requires_grad=True)
     w = mv.tensor(rng.standard_normal((16, 16, 3, 3)))
-    with conv_module.reuse_weight_transforms():
+    with reuse_weight_transforms():
         first = conv2d(x, w, padding=1)
         first.backward(np.ones(first.shape))
-        with conv_module.reuse_weight_transforms():  # nested: the outer block's cache
+        with reuse_weight_transforms():  # nested: the outer block's cache
             np.testing.assert_array_equal(conv2d(x, w, padding=1).numpy(), first.numpy())
     assert len(calls) == 1 and calls[0] is w.data
     w.data *= 2
     np.testing.assert_allclose(conv2d(x, w, padding=1).numpy(), 2 * first.numpy(), rtol=1e-12)
     assert len(calls) == 2
+
+
+# ----------------------------------------------------------------------------- the algorithm switch
+SWITCH_CASES = [  # (x shape, weight shape, kwargs): Winograd-sized, a small 3x3 one, strided and grouped
+    ((2, 32, 12, 11), (24, 32, 3, 3), {"padding": 1}),
+    ((2, 3, 9, 8), (5, 3, 3, 3), {"padding": (0, 1)}),
+    ((2, 4, 9, 9), (6, 2, 3, 3), {"stride": 2, "padding": 1, "dilation": 1, "groups": 2}),
+]
+
+
+@pytest.mark.parametrize("case", SWITCH_CASES)
+def test_every_conv_algorithm_gives_the_same_result_as_torch(case, rng):
+    """conv2d and conv_transpose2d, forward and both gradients, under every ``mv.conv_algorithm``."""
+    x_shape, w_shape, kwargs = case
+    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
+    upstream = None
+    results = {}
+    for algorithm in ("reference", "im2col", "winograd", "auto"):
+        with mv.conv_algorithm(algorithm):
+            x, w, b = (mv.tensor(a, requires_grad=True) for a in arrays)
+            out = conv2d(x, w, b, **kwargs)
+            upstream = rng.standard_normal(out.shape) if upstream is None else upstream
+            out.backward(upstream)
+            back = conv_transpose2d(mv.tensor(upstream), w.detach(), **kwargs).numpy()
+        results[algorithm] = [out.numpy(), x.grad, w.grad, b.grad, back]
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in arrays)
+    expected = TF.conv2d(xt, wt, bt, **kwargs)
+    expected.backward(torch.tensor(upstream))
+    back = TF.conv_transpose2d(torch.tensor(upstream), wt.detach(), **kwargs)
+    reference = [expected.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy(), back.numpy()]
+    for algorithm, result in results.items():
+        for name, ours, theirs in zip(("output", "dx", "dw", "db", "transpose"), result, reference, strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-10, err_msg=f"{algorithm}: {name}")
+
+
+def test_conv_algorithm_picks_the_kernels_it_names(rng, monkeypatch):
+    """A small 3x3 layer: im2col by default, Winograd under "winograd", neither under "reference"."""
+    calls = []
+    monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append("winograd"))
+    monkeypatch.setattr(conv_plan, "im2col_forward", lambda *args: calls.append("im2col"))
+    x, w = rng.standard_normal((1, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3))
+    for algorithm in ("auto", "im2col", "winograd", "reference"):
+        with mv.conv_algorithm(algorithm):
+            conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert calls == ["im2col", "im2col", "winograd"]
+
+
+def test_conv_algorithm_rejects_an_unknown_name():
+    for bad in ("fft", "Winograd", None):
+        with pytest.raises(ValueError, match=r"conv_algorithm: name must be one of 'auto', 'im2col', 'winograd', "
+                                             r"'reference', got " + repr(repr(bad))[1:-1]):
+            mv.conv_algorithm(bad)
+    assert mv.F.conv_algorithm is mv.conv_algorithm
+
+
+def test_conv_algorithm_is_restored_after_the_block_and_after_an_exception(rng, monkeypatch):
+    calls = []
+    monkeypatch.setattr(conv_plan, "im2col_forward", lambda *args: calls.append("im2col"))
+    x, w = rng.standard_normal((1, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3))
+    with mv.conv_algorithm("reference"):
+        with mv.conv_algorithm("winograd"):
+            pass
+        conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)  # the outer block's choice again
+    assert calls == []
+    with pytest.raises(RuntimeError, match="inside"), mv.conv_algorithm("reference"):
+        raise RuntimeError("inside")
+    conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)  # "auto" again
+    assert calls == ["im2col"]
 
 
 @pytest.mark.parametrize("case", ["3x3 pad 1", "depthwise", "1x1"])
@@ -426,15 +498,17 @@ def test_float32_stays_float32(case, rng):
     assert w_t.grad.dtype == np.float32
 
 
+@pytest.mark.parametrize("algorithm", ["auto", "reference"])
 @pytest.mark.parametrize("case", ["3x3 pad 1", "depthwise", "1x1"])
-def test_an_empty_batch_gives_empty_results(case):
+def test_an_empty_batch_gives_empty_results(case, algorithm):
     x_shape, w_shape, kwargs, _ = CONV_CASES[case]
     x = mv.tensor(np.zeros((0,) + x_shape[1:]), requires_grad=True)
     w = mv.tensor(np.ones(w_shape), requires_grad=True)
-    out = conv2d(x, w, **kwargs)
+    with mv.conv_algorithm(algorithm):
+        out = conv2d(x, w, **kwargs)
+        out.backward(np.zeros(out.shape))
     expected = TF.conv2d(torch.zeros((0,) + x_shape[1:], dtype=torch.float64), torch.tensor(w.numpy()), **kwargs)
     assert out.shape == tuple(expected.shape)
-    out.backward(np.zeros(out.shape))
     assert x.grad.shape == x.shape and np.all(w.grad == 0)
 
 

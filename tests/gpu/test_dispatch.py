@@ -18,7 +18,7 @@ from tests.gpu.sim import SIMULATED
 ROOT = Path(__file__).resolve().parents[2]
 no_gpu = pytest.mark.skipif(backend.gpu_available(), reason="checks the errors raised when no GPU is usable")
 
-# what the ops call on a kernel module (functional/conv.py, pool.py, activation.py)
+# what the ops call on a kernel module (functional/conv.py and kernels/conv_plan.py, pool.py, activation.py)
 INTERFACE = {
     "conv": (cpu_conv, ["im2col", "col2im", "depthwise_forward", "depthwise_backward_input",
                         "depthwise_backward_weight", "output_size"]),

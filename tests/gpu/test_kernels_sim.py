@@ -262,6 +262,16 @@ def test_conv2d_forward_and_backward_through_gpu_kernels(rng, dtype, case, launc
         assert launches["n"] >= 3  # forward, input-gradient and weight-gradient kernels ran
 
 
+@pytest.mark.parametrize("case", ["3x3 pad 1", "groups 2", "depthwise x2, stride 2"])
+def test_the_reference_conv_path_through_gpu_kernels(rng, case, launches):
+    """``mv.conv_algorithm("reference")`` (one im2col / col2im over the whole batch) on the GPU kernels."""
+    x_shape, w_shape, kwargs = CONV_OPS[case]
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    with mv.conv_algorithm("reference"):
+        _compare_ops(lambda x, w: F.conv2d(x, w, **kwargs), [x, w], np.float64)
+    assert launches["n"] >= 3
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", list(TRANSPOSE_OPS))
 def test_conv_transpose2d_through_gpu_kernels(rng, dtype, case, launches):

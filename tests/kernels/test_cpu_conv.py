@@ -50,7 +50,7 @@ def test_im2col_and_col2im_match_naive(geometry, dtype, twin, rng, monkeypatch):
 
 @pytest.mark.parametrize("parallel", [True, False])
 def test_col2im_accumulate_adds_onto_the_output(parallel, rng):
-    """Row bands of a large image each add their share into the whole image (``functional.conv``)."""
+    """Row bands of a large image each add their share into the whole image (``kernels/conv_plan.py``)."""
     x_shape, kh, kw, stride, pad4, dilation = GEOMETRIES[0]
     out_hw = _out_hw(x_shape, kh, kw, stride, pad4, dilation)
     c = rng.standard_normal((x_shape[0], x_shape[1] * kh * kw, out_hw[0] * out_hw[1]))

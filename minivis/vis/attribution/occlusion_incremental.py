@@ -51,7 +51,7 @@ import numpy as np
 from minivis import backend
 from minivis import functional as F
 from minivis.autograd import Tensor
-from minivis.functional.conv import _same_padding
+from minivis.functional.conv import same_padding
 from minivis.nn import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -164,7 +164,7 @@ class Leaf(Unit):
         elif isinstance(m, Conv2d):
             stride, dilation = int_pair(m.stride, "Conv2d", "stride"), int_pair(m.dilation, "Conv2d", "dilation")
             if m.padding == "same":
-                pad4 = _same_padding(x.shape[2:], m.kernel_size, stride, dilation)
+                pad4 = same_padding(x.shape[2:], m.kernel_size, stride, dilation)
             else:
                 pad4 = (0, 0, 0, 0) if m.padding == "valid" else padding4(m.padding, "Conv2d")
             self._spatial(m.kernel_size, stride, (pad4[0], pad4[2]), dilation, 0.0)

@@ -17,7 +17,6 @@ import minivis as mv
 from minivis.kernels import cpu_winograd
 from minivis.vis.attribution import gradients as attribution_module
 from tests.torch_twins import TorchFashionCNN, twin_from_state
-from tests.winograd import force_winograd
 
 WIDTHS, HIDDEN = (8, 16), 32
 TARGETS = [3, 0, 7]
@@ -70,18 +69,19 @@ def test_single_pass_methods_match_captum(nets, images, name, target):
     assert_close(ours, captum_single_pass(name, twin, images, target))
 
 
-@pytest.mark.parametrize("min_channels", [1, None], ids=["all-winograd", "all-im2col"])
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col"])
 @pytest.mark.parametrize("name", ["saliency", "guided_backprop"])
-def test_captum_parity_holds_on_both_convolution_paths(nets, images, name, min_channels, monkeypatch):
+def test_captum_parity_holds_on_both_convolution_paths(nets, images, name, algorithm, monkeypatch):
     """The narrow net's 3x3 layers are too small for Winograd by default; here every layer takes one path.
     Inside the method each weight's Winograd transform is computed once (forward and backward share it)."""
-    force_winograd(monkeypatch, min_channels == 1)
     calls = []
     transform = cpu_winograd.filter_transform
     monkeypatch.setattr(cpu_winograd, "filter_transform", lambda w: calls.append(w) or transform(w))
     model, twin = nets
-    assert_close(getattr(mv.vis, name)(model, images, TARGETS), captum_single_pass(name, twin, images, TARGETS))
-    assert len(calls) == (4 if min_channels == 1 else 0)  # the 4 convolutions, each transformed once
+    with mv.conv_algorithm(algorithm):
+        ours = getattr(mv.vis, name)(model, images, TARGETS)
+    assert_close(ours, captum_single_pass(name, twin, images, TARGETS))
+    assert len(calls) == (4 if algorithm == "winograd" else 0)  # the 4 convolutions, each transformed once
 
 
 @pytest.mark.parametrize("rule, method", [("gradient", "input_gradient"), ("guided", "guided_backprop"),

@@ -1,0 +1,383 @@
+"""How a convolution is executed: which algorithm, and how the work is cut into tiles and threads.
+
+``functional/conv.py`` states what a convolution computes and keeps a plain reference path
+(``W @ im2col(x)`` for the whole batch at once). This module holds the faster ways to compute the
+same thing, and the one rule that picks among them (``choose``):
+
+* **im2col + GEMM in tiles** (``im2col_forward``, ``im2col_backward``): the reference's products,
+  but over *tiles*, a chunk of small images or a band of output rows of one large image, so a
+  tile's cols matrix stays in cache between im2col writing it and the GEMM reading it, one scratch
+  buffer serves every tile, and a single 224 px photo still keeps every core busy.
+  On the CPU ``cpu_threads.map_batch`` gives each thread its own run of tiles, and inside it
+  everything is single-threaded (serial Numba kernels, BLAS on one thread).
+* **pointwise** (inside the im2col functions): a 1x1, stride-1, unpadded convolution already has
+  ``x`` as its cols matrix, so it is one GEMM with no copy.
+* **depthwise direct kernels** (``kernels.depthwise_*``): one input channel per group would be
+  N*C tiny GEMMs; a direct sliding-window kernel is faster.
+* **Winograd F(2x2, 3x3)** (``winograd_forward``, ``winograd_backward_input``; CPU only,
+  ``cpu_winograd``): a stride-1 3x3 convolution (every VGG layer) as 16 GEMMs with K = C_in instead
+  of one with K = 9*C_in, 2.25x fewer multiply-adds, forward and input gradient alike. It pays only
+  from a few channels and blocks on (``winograd_pays``).
+
+The rule: depthwise -> direct kernels; CPU, stride-1 3x3 ungrouped undilated and large enough to
+pay -> Winograd; everything else -> im2col tiles (a 1x1 convolution skips the copy). The user can
+override it with ``mv.conv_algorithm(name)``, whose names (``ALGORITHMS``) ``choose`` takes.
+
+**Batch invariance.** Every choice here (algorithm, tile, band, thread split of one image's GEMMs)
+depends on the layer and one image's shape only, never on the batch size or the thread count, so
+an image's result is bit-identical whether it came alone or in a batch. SmoothGrad, occlusion and
+mining depend on that. (Measurements behind the thresholds: benchmarks/README.md, "Convolution
+planning".)
+"""
+
+from __future__ import annotations
+
+import contextvars
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numba
+import numpy as np
+
+from minivis.kernels import cpu_conv, cpu_threads, cpu_winograd
+
+Pair = tuple[int, int]
+Pad4 = tuple[int, int, int, int]
+
+ALGORITHMS = ("auto", "im2col", "winograd", "reference")  # the names ``mv.conv_algorithm`` accepts
+
+
+# ----------------------------------------------------------------------------- the rule
+def choose(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[int, ...],
+           stride: Pair, dilation: Pair, groups: int, algorithm: str = "auto") -> str:
+    """``"reference"``, ``"depthwise"``, ``"winograd"`` or ``"im2col"``: how to run this convolution.
+
+    ``algorithm`` (one of ``ALGORITHMS``): ``"auto"`` is the rule in the module docstring;
+    ``"im2col"`` is the same rule without Winograd; ``"winograd"`` takes Winograd wherever it
+    applies, however small the layer (elsewhere: the auto choice); ``"reference"`` always.
+    """
+    if algorithm == "reference":
+        return "reference"
+    if is_depthwise(x_shape[1], groups, w_shape):
+        return "depthwise"
+    if algorithm == "winograd" and winograd_applies(kernels, w_shape, stride, dilation, groups):
+        return "winograd"
+    if algorithm == "auto" and is_winograd(kernels, x_shape, w_shape, out_hw, stride, dilation, groups):
+        return "winograd"
+    return "im2col"
+
+
+def is_depthwise(c_in: int, groups: int, w_shape: tuple[int, ...]) -> bool:
+    """One input channel per group: N*C tiny GEMMs would be slow, so a direct kernel does it.
+
+    A single-channel input (``C_in == groups == 1``, e.g. MNIST's first layer) is left to the GEMM:
+    one (C_out x kh*kw) GEMM per image is large enough there (benchmarks/README.md, "Convolution planning").
+    """
+    return groups == c_in and w_shape[1] == 1 and c_in > 1
+
+
+def is_pointwise(kh: int, kw: int, stride: Pair, pad4: Pad4) -> bool:
+    """1x1, stride 1, no padding: the input already is its own im2col matrix (no copy needed)."""
+    return kh == kw == 1 and stride == (1, 1) and pad4 == (0, 0, 0, 0)
+
+
+def output_hw(hw: tuple[int, ...], k: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair) -> Pair:
+    """(Ho, Wo) of a convolution of an ``hw`` image by a ``k`` kernel."""
+    return (cpu_conv.output_size(hw[0], k[0], stride[0], pad4[0], pad4[1], dilation[0]),
+            cpu_conv.output_size(hw[1], k[1], stride[1], pad4[2], pad4[3], dilation[1]))
+
+
+# ----------------------------------------------------------------------------- tiles: chunks and row bands
+# A tile's GEMM is (C_out/G, K) @ (K, L') per image and group, L' the tile's output pixels. One
+# wide GEMM over all m images of a chunk would be faster, but its rounding would depend on m: so
+# the GEMMs stay per image, and the tiles only decide what shares a cache-sized scratch buffer.
+# (measurements: benchmarks/README.md, "Convolution planning")
+CHUNK_BYTES = 256 << 10  # small images: one chunk's cols matrix, about half a core's L2
+BAND_BYTES = 8 << 20  # an image whose cols matrix is larger is cut into row bands: a 224 px photo's
+# layers are; occlusion's small crops run faster whole (the price: VGG16's 14x14 stage at batch 1, one thread)
+BAND_PIXELS = 256  # output pixels per band (the GEMMs' N), at least: fewer calls and halo rows per image
+MIN_BANDS = 4  # ... but a large image gets at least this many bands, so one photo keeps every core busy
+
+Tile = tuple[slice, int, int]  # (images, first output row, end output row)
+
+
+def batch_chunks(part: slice, bytes_per_image: int) -> list[slice]:
+    """Slices of ``part`` (a slice of the batch) whose cols matrices take about ``CHUNK_BYTES`` each.
+
+    Blocking keeps the matrix in cache between im2col writing it and the GEMM reading it, and one
+    scratch buffer serves every chunk: a fresh 50 MB array per layer would cost page faults and
+    twice the memory traffic. A chunk holds at least one image.
+    """
+    step = max(1, CHUNK_BYTES // max(bytes_per_image, 1))
+    return [slice(start, min(start + step, part.stop)) for start in range(part.start, part.stop, step)]
+
+
+def split_into_tiles(kernels: types.ModuleType, n: int, ho: int, wo: int, bytes_per_image: int,
+                     min_rows: int) -> list[Tile]:
+    """The work items of one convolution: chunks of whole images, or row bands of each image.
+
+    An image whose cols matrix exceeds ``BAND_BYTES`` (on the CPU) is cut into equal bands of output
+    rows, each at least ``min_rows`` tall and, where the image has room for ``MIN_BANDS`` of them,
+    ``BAND_PIXELS`` wide. The cut depends on the image's shape only (not on the batch or the
+    thread count). Tiles are listed image by image, band by band.
+    """
+    bands = 1
+    if kernels is cpu_conv and bytes_per_image > BAND_BYTES:
+        bands = max(ho // max(min_rows, -(-BAND_PIXELS // wo)), min(MIN_BANDS, ho // min_rows))
+    if bands <= 1:
+        return [(chunk, 0, ho) for chunk in batch_chunks(slice(0, n), bytes_per_image)]
+    bounds = [ho * b // bands for b in range(bands + 1)]
+    return [(slice(i, i + 1), r0, r1) for i in range(n) for r0, r1 in zip(bounds, bounds[1:], strict=False)]
+
+
+def min_band_rows(kh: int, stride: Pair, dilation: Pair) -> int:
+    """Bands this tall read input rows that bands two apart never read (a window spans dh*(kh-1) + 1 rows)."""
+    return dilation[0] * (kh - 1) // stride[0] + 1
+
+
+def _band_pad(pad4: Pad4, r0: int, sh: int) -> Pad4:
+    """The padding that makes im2col/col2im of a whole image produce only output rows ``r0..``.
+
+    Output row ``r0 + oh`` reads input row ``(r0 + oh)*sh - top + i*dh = oh*sh - (top - r0*sh) + i*dh``,
+    so a band is the same convolution with ``top - r0*sh`` (possibly negative) as its top padding.
+    """
+    return pad4[0] - r0 * sh, pad4[1], pad4[2], pad4[3]
+
+
+def _over_tiles(kernels: types.ModuleType, tiles: list[Tile], work: int, fn: Any) -> list[Any]:
+    """``fn(tiles_part, parallel)`` over the tiles: a run of tiles per CPU thread; one call on the GPU."""
+    if kernels is cpu_conv:
+        return cpu_threads.map_batch(lambda part, parallel: fn(tiles[part], parallel), len(tiles), work)
+    return [fn(tiles, True)]
+
+
+def _scratch(xp: Any, tiles: list[Tile], row_bytes: int, dtype: Any) -> Any:
+    """A flat buffer for the largest tile's cols matrix; ``buffer[:size].reshape(m, K, L')`` views it."""
+    largest = max(((t[0].stop - t[0].start) * (t[2] - t[1]) for t in tiles), default=0)
+    return xp.empty(largest * row_bytes // np.dtype(dtype).itemsize, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- im2col + GEMM
+def im2col_forward(kernels: types.ModuleType, xp: Any, x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair,
+                   groups: int, bias: Any = None) -> Any:
+    """``W @ im2col(x)`` tile by tile; x contiguous (N, C_in, H, W) -> (N, C_out, Ho, Wo).
+
+    bias: (C_out,) or None, added to each tile while it is in cache.
+    """
+    n, c_in = x.shape[:2]
+    c_out, _, kh, kw = w.shape
+    ho, wo = output_hw(x.shape[2:], (kh, kw), stride, pad4, dilation)
+    k, k_g, pixels = c_in * kh * kw, c_in // groups * kh * kw, ho * wo
+    b = None if bias is None else bias.reshape(1, c_out, 1, 1)
+    w_g = w.reshape(groups, c_out // groups, k_g)
+    if is_pointwise(kh, kw, stride, pad4):  # x already is its own cols matrix
+        out = xp.matmul(w_g, x.reshape(n, groups, k_g, pixels)).reshape(n, c_out, ho, wo)
+        return out if b is None else xp.add(out, b, out=out)
+    out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
+    out_g = out.reshape(n, groups, c_out // groups, pixels)  # a view: the GEMMs write NCHW directly
+    row_bytes = k * wo * x.itemsize
+    tiles = split_into_tiles(kernels, n, ho, wo, row_bytes * ho, min_band_rows(kh, stride, dilation))
+
+    def run(part: list[Tile], parallel: bool) -> None:  # one thread's run of tiles
+        scratch = _scratch(xp, part, row_bytes, x.dtype)
+        for images, r0, r1 in part:
+            m, band = images.stop - images.start, (r1 - r0) * wo
+            cols = kernels.im2col(x[images], kh, kw, stride, _band_pad(pad4, r0, stride[0]), dilation, (r1 - r0, wo),
+                                  out=scratch[:m * k * band].reshape(m, k, band), parallel=parallel)
+            xp.matmul(w_g, cols.reshape(m, groups, k_g, band), out=out_g[images, :, :, r0 * wo:r1 * wo])
+            if b is not None:
+                out[images, :, r0:r1] += b
+
+    _over_tiles(kernels, tiles, n * c_out * k_g * pixels, run)
+    return out
+
+
+def im2col_backward(kernels: types.ModuleType, xp: Any, g: Any, w: Any, x: Any, w_shape: tuple[int, ...],
+                    x_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair, groups: int,
+                    need_input: bool = True, need_weight: bool = True) -> tuple[Any, Any]:
+    """(``col2im(W^T @ g)``, ``sum_n g[n] @ im2col(x)[n]^T``) tile by tile, each None unless asked for.
+
+    g, x contiguous. When both are asked for, each tile of g is used by both products while it is
+    in cache. im2col is recomputed rather than kept from the forward pass: holding every layer's
+    cols matrix (kh*kw times the input) until backward would cost far more memory. Each thread
+    sums its tiles into its own partial dw; the partials are added last. Neighbouring row bands add
+    into the same input rows (where windows overlap), so banded tiles run in two waves, even bands
+    then odd ones: no two threads ever add into the same row, and the order is fixed.
+    """
+    n, c_out, ho, wo = g.shape
+    c_in, (kh, kw) = x_shape[1], w_shape[2:]
+    k, k_g, pixels = c_in * kh * kw, c_in // groups * kh * kw, ho * wo
+    g_g = g.reshape(n, groups, c_out // groups, pixels)
+    if is_pointwise(kh, kw, stride, pad4) and (ho, wo) == x_shape[2:]:  # x and dx are their own cols matrices
+        dx = dw = None
+        if need_input:
+            dx = xp.matmul(w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1), g_g).reshape(x_shape)
+        if need_weight:
+            dw = xp.matmul(g_g, x.reshape(n, groups, k_g, pixels).transpose(0, 1, 3, 2)).sum(axis=0).reshape(w_shape)
+        return dx, dw
+    w_t = None if w is None else w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1)  # (G, K, C_out/G)
+    row_bytes = k * wo * g.itemsize
+    tiles = split_into_tiles(kernels, n, ho, wo, row_bytes * ho, min_band_rows(kh, stride, dilation))
+    banded = bool(tiles) and tiles[0][2] - tiles[0][1] < ho
+    dx = None
+    if need_input:  # bands add into their input rows; whole images overwrite theirs
+        dx = xp.zeros(x_shape, dtype=g.dtype) if banded else xp.empty(x_shape, dtype=g.dtype)
+
+    def run(part: list[Tile], parallel: bool) -> Any:  # one thread's run of tiles -> its partial dw^T (G, K, C_out/G)
+        scratch = _scratch(xp, part, row_bytes, g.dtype)
+        dw_t = xp.zeros((groups, k_g, c_out // groups), dtype=g.dtype) if need_weight else None
+        for images, r0, r1 in part:
+            m, band, pad = images.stop - images.start, (r1 - r0) * wo, _band_pad(pad4, r0, stride[0])
+            g_tile = g_g[images, :, :, r0 * wo:r1 * wo]
+            cols = scratch[:m * k * band].reshape(m, groups, k_g, band)  # first dcols, then im2col(x)
+            if need_input:
+                xp.matmul(w_t, g_tile, out=cols)
+                kernels.col2im(cols.reshape(m, k, band), (m,) + x_shape[1:], kh, kw, stride, pad, dilation,
+                               (r1 - r0, wo), out=dx[images], parallel=parallel, accumulate=banded)
+            if need_weight:
+                kernels.im2col(x[images], kh, kw, stride, pad, dilation, (r1 - r0, wo), out=cols.reshape(m, k, band),
+                               parallel=parallel)
+                # dw^T = cols @ g^T: BLAS runs (K, L) @ (L, C_out) faster than g @ cols^T (benchmarks/README.md)
+                dw_t += xp.matmul(cols, g_tile.transpose(0, 1, 3, 2)).sum(axis=0)
+        return dw_t
+
+    waves = [tiles]
+    if banded and need_input:  # even bands of every image, then odd ones: the same order for every image
+        per_image = len(tiles) // n
+        waves = [[t for j, t in enumerate(tiles) if j % per_image % 2 == parity] for parity in (0, 1)]
+    work = n * c_out * k_g * pixels * (need_input + need_weight)
+    partials = [p for wave in waves for p in _over_tiles(kernels, wave, work // len(waves), run)]
+    return dx, sum(partials).transpose(0, 2, 1).reshape(w_shape) if need_weight else None
+
+
+# ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+# Tiles as above, in units of 2x2 output blocks: chunks of images, or bands of block rows; per
+# tile V = input_transform(x), M[ab] = U[ab] @ V[ab], y = output_transform(M). Small GEMMs lose
+# to their overheads, so Winograd waits for enough channels and blocks; unpadded inputs (incremental
+# occlusion's regions) send im2col down its slow short-row copy, so there Winograd always pays.
+# (measurements: benchmarks/README.md, "Convolution planning")
+WINOGRAD_MIN_CHANNELS = 16  # input and output channels (the GEMMs' K and M), at least
+WINOGRAD_MIN_BLOCKS = 32  # padding 1: 2x2 output blocks per image (the GEMMs' N), at least ...
+WINOGRAD_MIN_SIZE = 3072  # ... and blocks x the fewer of the channels, at least
+WINOGRAD_BAND_BYTES = 1 << 20  # an image whose V and M matrices exceed this is cut into bands ...
+WINOGRAD_BAND_TILES = 192  # ... of at least this many tiles (the GEMMs' N)
+
+
+def winograd_applies(kernels: types.ModuleType, w_shape: tuple[int, ...], stride: Pair, dilation: Pair,
+                     groups: int) -> bool:
+    """3x3, stride 1, undilated, ungrouped, on the CPU: the convolutions Winograd F(2x2, 3x3) computes."""
+    return (kernels is cpu_conv and tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
+            and groups == 1)
+
+
+def winograd_pays(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[int, ...]) -> bool:
+    """Enough channels, and (padding 1, where im2col copies whole planes fast) enough 2x2 blocks."""
+    channels = min(x_shape[1], w_shape[0])
+    if channels < WINOGRAD_MIN_CHANNELS:
+        return False
+    blocks = -(-out_hw[0] // 2) * -(-out_hw[1] // 2)
+    return out_hw[1] != x_shape[3] or (blocks >= WINOGRAD_MIN_BLOCKS and blocks * channels >= WINOGRAD_MIN_SIZE)
+
+
+def is_winograd(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                out_hw: tuple[int, ...], stride: Pair, dilation: Pair, groups: int) -> bool:
+    """The auto rule's Winograd choice: it applies and pays. Depends on the layer and one image's size only."""
+    return winograd_applies(kernels, w_shape, stride, dilation, groups) and winograd_pays(x_shape, w_shape, out_hw)
+
+
+_TRANSFORMS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("minivis_weight_transforms", default=None)
+_TRANSFORMS_KEPT = 64  # weights whose transforms one block keeps (more: the oldest are dropped)
+
+
+@contextmanager
+def reuse_weight_transforms() -> Iterator[None]:
+    """Inside the block, each weight array's Winograd filter transform is computed once and reused.
+
+    The caller promises that no weight array changes in place inside the block (the
+    visualisation methods, which freeze the model, run in one): a method's backward pass, and
+    every later pass, then skips the transform (16/9 of the weight's size). Arrays are recognised
+    by identity; the cache ends with the (outermost) block.
+    """
+    if _TRANSFORMS.get() is not None:
+        yield
+        return
+    token = _TRANSFORMS.set({})
+    try:
+        yield
+    finally:
+        _TRANSFORMS.reset(token)
+
+
+def filter_transform(w: np.ndarray) -> np.ndarray:
+    """``cpu_winograd.filter_transform(w)``, from the cache inside ``reuse_weight_transforms``."""
+    cache = _TRANSFORMS.get()
+    if cache is None:
+        return cpu_winograd.filter_transform(w)
+    hit = cache.get(id(w))
+    if hit is None or hit[0] is not w:  # the array is kept alive with its entry, so its id is not reused
+        if len(cache) >= _TRANSFORMS_KEPT:
+            cache.pop(next(iter(cache)))
+        hit = cache[id(w)] = (w, cpu_winograd.filter_transform(w))
+    return hit[1]
+
+
+def winograd_forward(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
+                     bias: Any = None) -> np.ndarray:
+    """conv2d(x, w) + bias, stride 1, 3x3: x (N, C_in, H, W) -> (N, C_out, Ho, Wo)."""
+    return _winograd(x, filter_transform(w), pad4, out_hw, bias)
+
+
+def winograd_backward_input(g: np.ndarray, w: np.ndarray, pad4: Pad4, x_hw: tuple[int, ...]) -> np.ndarray:
+    """dL/dx of a stride-1 3x3 conv2d: g (N, C_out, Ho, Wo) -> (N, C_in, H, W), ``x_hw = (H, W)``.
+
+    dx is the stride-1 convolution of g with the flipped, channel-swapped kernel, padded by 2 - pad.
+    """
+    return _winograd(g, filter_transform(w), tuple(2 - p for p in pad4), x_hw, adjoint=True)
+
+
+def _winograd(x: np.ndarray, u: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...], bias: Any = None,
+              adjoint: bool = False) -> np.ndarray:
+    """The stride-1 3x3 convolution of ``x`` by the weight whose filter transform is ``u: (16, C_out, C_in)``.
+
+    ``adjoint=True``: its input-gradient instead, with ``x`` the output gradient (N, C_out, Ho, Wo)
+    and ``pad4`` the adjoint's padding ``2 - pad``. Only ``pad4``'s top and left matter:
+    ``out_hw`` says how many output pixels there are, and pixels outside ``x`` read as 0.
+    """
+    slots = cpu_winograd.ADJOINT_SLOTS if adjoint else cpu_winograd.FORWARD_SLOTS
+    u = u.transpose(0, 2, 1) if adjoint else u  # U'[ab] = U[p(a)p(b)]^T, with V and M stored at p(a)p(b)
+    n, c_in = x.shape[:2]
+    c_out = u.shape[1]
+    ho, wo = out_hw
+    nty, ntx = -(-ho // 2), -(-wo // 2)
+    out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
+    bias = np.zeros(c_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    tile_bytes = 16 * (c_in + c_out) * x.itemsize  # one tile's columns of V and M
+    work = n * c_out * c_in * 9 * ho * wo
+    bands = min(nty, nty * ntx // WINOGRAD_BAND_TILES) if tile_bytes * nty * ntx > WINOGRAD_BAND_BYTES else 1
+    if bands <= 1 and n < numba.get_num_threads() and work >= cpu_threads.MIN_WORK:
+        # a few small maps (VGG's 28x28 and 14x14 at batch 1): the threads split the 16 GEMMs instead
+        v, mm = np.empty((n, 16, c_in, nty * ntx), dtype=x.dtype), np.empty((n, 16, c_out, nty * ntx), dtype=x.dtype)
+        cpu_winograd.input_transform(x, pad4[0], pad4[2], 0, nty, slots, v)
+        cpu_threads.map_batch(lambda part, _: np.matmul(u[part], v[:, part], out=mm[:, part]), 16, work)
+        cpu_winograd.output_transform(mm, bias, 0, nty, slots, out)
+        return out
+    if bands > 1:
+        bounds = [nty * b // bands for b in range(bands + 1)]
+        tiles = [(slice(i, i + 1), r0, r1) for i in range(n) for r0, r1 in zip(bounds, bounds[1:], strict=False)]
+    else:
+        tiles = [(chunk, 0, nty) for chunk in batch_chunks(slice(0, n), tile_bytes * nty * ntx)]
+
+    def run(part: list[Tile], parallel: bool) -> None:  # one thread's run of tiles
+        scratch = _scratch(np, part, tile_bytes * ntx, x.dtype)
+        for images, t0, t1 in part:
+            m, count = images.stop - images.start, (t1 - t0) * ntx
+            v = scratch[:m * 16 * c_in * count].reshape(m, 16, c_in, count)
+            mm = scratch[v.size:v.size + m * 16 * c_out * count].reshape(m, 16, c_out, count)
+            cpu_winograd.input_transform(x[images], pad4[0], pad4[2], t0, t1, slots, v)
+            np.matmul(u, v, out=mm)
+            cpu_winograd.output_transform(mm, bias, t0, t1, slots, out[images])
+
+    _over_tiles(cpu_conv, tiles, work, run)
+    return out
