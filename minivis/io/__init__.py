@@ -8,7 +8,14 @@
 
 No reader imports torch or safetensors. PyTorch checkpoints are pickles, which can run arbitrary
 code when loaded; :func:`load_torch` unpickles with a strict allowlist and raises
-:class:`UnsafeWeightsError` (a ValueError) for anything else, before any of it runs.
+:class:`UnsafeWeightsError` for anything else, before any of it runs.
+
+Hostile files: every reader raises :class:`WeightFileError` (a ValueError; UnsafeWeightsError is
+one) naming the file and the reason, for any malformed, inconsistent or oversized content, and
+never crashes the interpreter or holds more than ~2x the file's size (+ ~200 MB) while refusing
+one. The limits: :mod:`minivis.io.unpickler` (pickle nesting, objects, memo),
+:mod:`minivis.io.ziparchive` (zip members, decompression), :mod:`minivis.io.npz` (.npy headers)
+and :mod:`minivis.io.safetensors` (JSON header).
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ import zipfile
 
 import numpy as np
 
+from minivis.io.errors import UnsafeWeightsError, WeightFileError
 from minivis.io.npz import load_npz, save_npz
 from minivis.io.safetensors import load_safetensors, save_safetensors
-from minivis.io.torch_pth import UnsafeWeightsError, load_torch
+from minivis.io.torch_pth import load_torch
 
 __all__ = [
-    "UnsafeWeightsError", "load_npz", "load_safetensors", "load_torch", "load_weights", "save_npz",
+    "UnsafeWeightsError", "WeightFileError", "load_npz", "load_safetensors", "load_torch", "load_weights", "save_npz",
     "save_safetensors",
 ]
 
