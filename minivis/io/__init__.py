@@ -21,11 +21,11 @@ and :mod:`minivis.io.safetensors` (JSON header).
 from __future__ import annotations
 
 import os
-import zipfile
 
 import numpy as np
 
-from minivis.io.errors import UnsafeWeightsError, WeightFileError
+from minivis.io import ziparchive
+from minivis.io.errors import FileProblem, UnsafeWeightsError, WeightFileError
 from minivis.io.npz import load_npz, save_npz
 from minivis.io.safetensors import load_safetensors, save_safetensors
 from minivis.io.torch_pth import load_torch
@@ -52,9 +52,9 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
         head = file.read(9)
     if head[:4] == b"PK\x03\x04":
         try:
-            with zipfile.ZipFile(source) as archive:
+            with open(source, "rb") as file, ziparchive.open_archive(file) as archive:
                 is_torch = any(n.endswith("/data.pkl") and n.count("/") == 1 for n in archive.namelist())
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        except FileProblem:
             is_torch = not source.endswith(".npz")  # unreadable: let the likelier reader explain
         return load_torch(source) if is_torch else load_npz(source)
     if head[:1] == b"\x80":
@@ -64,5 +64,5 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
     reader = _BY_EXTENSION.get(os.path.splitext(source)[1].lower())
     if reader is not None:
         return reader(source)
-    raise ValueError(f"load_weights: {source}: unrecognised weight file (starts with {head[:8]!r}); "
+    raise WeightFileError(f"load_weights: {source}: unrecognised weight file (starts with {head[:8]!r}); "
                      "expected a torch.save checkpoint, an .npz archive or a .safetensors file")

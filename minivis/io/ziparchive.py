@@ -38,7 +38,7 @@ MAX_MEMBERS = 100_000             # one per storage: far beyond any real checkpo
 INFLATE_OVERHEAD = 64 << 20       # bytes a small file may inflate to regardless of its size
 CHUNK = 1 << 20                   # bytes read (and inflated) at a time
 
-_ZIP_ERRORS = (*CONTENT_ERRORS, NotImplementedError, RuntimeError, OSError)
+ZIP_ERRORS = (*CONTENT_ERRORS, NotImplementedError, RuntimeError, OSError)
 
 
 class InflateBudget:
@@ -97,7 +97,7 @@ def open_archive(file: IO[bytes]) -> Iterator[zipfile.ZipFile]:
     size = os.fstat(file.fileno()).st_size
     try:
         archive = zipfile.ZipFile(_CappedReads(file, MAX_CENTRAL_DIRECTORY))
-    except _ZIP_ERRORS as err:
+    except ZIP_ERRORS as err:
         if isinstance(err, FileProblem):
             raise
         raise FileProblem(f"not a readable zip archive, truncated or corrupt? ({err})") from None
@@ -159,7 +159,7 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: int,
                 position += len(chunk)
             if stream.read(1):  # also makes zipfile check the CRC of an empty member
                 raise FileProblem(f"{what} holds more than its {expected} bytes")
-    except _ZIP_ERRORS as err:
+    except ZIP_ERRORS as err:
         if isinstance(err, FileProblem):
             raise
         raise FileProblem(f"{what} is corrupt ({type(err).__name__}: {err})") from None
