@@ -365,9 +365,10 @@ def _materialise(ref: _TensorRef, raw: np.ndarray) -> np.ndarray:
             raise _FormatError(f"tensor view (offset {ref.offset}, size {size}, stride {stride}) "
                                f"reaches element {last} of storage '{ref.storage.key}', which has "
                                f"{raw.size}")
-        view = np.lib.stride_tricks.as_strided(
-            raw[ref.offset:], shape=size, strides=tuple(s * raw.itemsize for s in stride),
-            writeable=False)
+        # The stride of a dimension of size 1 is never used, and may be any int (2**70 too).
+        strides = tuple(s * raw.itemsize if n > 1 else 0 for n, s in zip(size, stride, strict=True))
+        view = np.lib.stride_tricks.as_strided(raw[ref.offset:], shape=size, strides=strides,
+                                               writeable=False)
     if stype.name == _BFLOAT16:
         return bfloat16_to_float32(view)
     if stype.name == "BoolStorage":

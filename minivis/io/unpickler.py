@@ -35,8 +35,9 @@ The limits, per pickle:
     times). Every object the pickle builds costs at least one opcode, and sets (~4x a list) cost
     four. A state dict takes ~30 opcodes per tensor, so this allows ~30,000 tensors; at the limit
     the objects built take < 150 MB.
-``MAX_MEMO = 1_000_000``
-    memo entries (each PUT adds one, and one object may be put under many indices).
+``MAX_MEMO = 500_000``
+    memo entries (each PUT adds one, and one object may be put under many indices; torch.save
+    puts ~8 per tensor).
 
 Opcodes that ``torch.save`` never writes and that only serve to instantiate classes or to pass
 out-of-band buffers (INST, OBJ, NEWOBJ, NEWOBJ_EX, EXT1/2/4, BYTEARRAY8, NEXT_BUFFER,
@@ -56,7 +57,7 @@ from minivis.io.errors import FileProblem
 
 MAX_DEPTH = 100
 MAX_OBJECTS = 1_000_000
-MAX_MEMO = 1_000_000
+MAX_MEMO = 500_000
 
 _CONTAINERS = (tuple, list, dict, set, frozenset)
 _SET_COST = 4  # a set or frozenset is ~4x the size of a list or dict of the same length
