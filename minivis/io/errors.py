@@ -12,6 +12,7 @@ at the public boundary, by :func:`reraise`.
 
 from __future__ import annotations
 
+import reprlib
 import struct
 import zipfile
 import zlib
@@ -50,3 +51,14 @@ def reraise(reader: str, source: str, err: BaseException) -> NoReturn:
     else:
         reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     raise WeightFileError(f"{reader}: {source}: {reason}") from (None if isinstance(err, FileProblem) else err)
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxtuple, _BRIEF.maxlist, _BRIEF.maxdict = 3, 6, 6, 4
+_BRIEF.maxstring, _BRIEF.maxlong, _BRIEF.maxother = 60, 40, 60
+
+
+def brief(value: object) -> str:
+    """A short repr for error messages: ``f"{x!r:.80}"`` would first build the whole repr, which
+    for a hostile file's million-element list costs hundreds of MB."""
+    return _BRIEF.repr(value)

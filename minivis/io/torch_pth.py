@@ -44,7 +44,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 
 from minivis.io import ziparchive
-from minivis.io.errors import CONTENT_ERRORS, UnsafeWeightsError, reraise
+from minivis.io.errors import CONTENT_ERRORS, UnsafeWeightsError, brief, reraise
 from minivis.io.errors import FileProblem as _FormatError
 from minivis.io.unpickler import PICKLE_ERRORS, BoundedUnpickler
 
@@ -99,7 +99,7 @@ def _is_int(value: Any, minimum: int = 0) -> bool:
 
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
     if not isinstance(value, tuple) or not all(_is_int(v) for v in value):
-        raise _FormatError(f"tensor {what} must be a tuple of non-negative ints, got {value!r:.80}")
+        raise _FormatError(f"tensor {what} must be a tuple of non-negative ints, got {brief(value)}")
     return value
 
 
@@ -109,7 +109,7 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_ignored
     if not isinstance(storage, _StorageRef):
         raise _FormatError(f"tensor storage must be a storage reference, got {type(storage).__name__}")
     if not _is_int(offset):
-        raise _FormatError(f"tensor storage offset must be a non-negative int, got {offset!r:.80}")
+        raise _FormatError(f"tensor storage offset must be a non-negative int, got {brief(offset)}")
     size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
     if len(size) != len(stride):
         raise _FormatError(f"tensor size {size} and stride {stride} differ in length")
@@ -126,7 +126,7 @@ def _rebuild_parameter(data: Any, *_ignored: Any) -> _TensorRef:
 def _ordered_dict(*args: Any) -> OrderedDict:
     # Pickled as OrderedDict() (then SETITEMS), or OrderedDict([(key, value), ...]).
     if len(args) > 1 or (args and not isinstance(args[0], list | tuple)):
-        raise _FormatError(f"OrderedDict takes a list of pairs, got {args!r:.80}")
+        raise _FormatError(f"OrderedDict takes a list of pairs, got {brief(args)}")
     return OrderedDict(*args)
 
 
@@ -181,13 +181,13 @@ class _RestrictedUnpickler(BoundedUnpickler):
         # adds view_metadata, which is None except in files from pre-1.0 PyTorch.
         if not (self._allow_tensors and isinstance(pid, tuple) and len(pid) in (5, 6)
                 and pid[0] == "storage"):
-            raise _FormatError(f"unsupported persistent id {pid!r:.100}")
+            raise _FormatError(f"unsupported persistent id {brief(pid)}")
         _, stype, key, location, numel, *view = pid
         if view and view[0] is not None:
             raise _FormatError("storage views (files written by PyTorch < 1.0) are not supported")
         if not (isinstance(stype, _StorageType) and isinstance(key, str)
                 and isinstance(location, str) and _is_int(numel)):
-            raise _FormatError(f"malformed storage id {pid!r:.100}")
+            raise _FormatError(f"malformed storage id {brief(pid)}")
         ref = self.storages.setdefault(key, _StorageRef(key, stype, numel))
         if ref != (key, stype, numel):
             raise _FormatError(f"storage '{key}' is used with two different types or sizes")
@@ -276,7 +276,7 @@ def _read_legacy(data: bytes, source: str) -> tuple[dict[str, _TensorRef], dict[
                            "torch.save (plain pickles are not read: they can run code)")
     protocol, _ = _unpickle(stream, source, "protocol version")
     if protocol != _LEGACY_PROTOCOL:
-        raise _FormatError(f"unsupported legacy protocol version {protocol!r:.40} (expected 1001)")
+        raise _FormatError(f"unsupported legacy protocol version {brief(protocol)} (expected 1001)")
     _unpickle(stream, source, "sys info")  # byte order etc.: legacy storages are always little-endian
     obj, refs = _unpickle(stream, source, "object", allow_tensors=True)
     keys, _ = _unpickle(stream, source, "storage key list")

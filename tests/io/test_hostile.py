@@ -287,13 +287,13 @@ def test_deep_json_in_safetensors(tmp_path, depth):
 
 
 def test_safetensors_header_length_scales_with_the_file(tmp_path):
-    header = json.dumps({"__metadata__": {"pad": "x" * (9 * MB)}}).encode()
+    header = json.dumps({"__metadata__": {"pad": "x" * (5 * MB)}}).encode()
     path = tmp_path / "big.safetensors"
     path.write_bytes(len(header).to_bytes(8, "little") + header)
     with pytest.raises(WeightFileError, match="exceeds the limit"):
         load_safetensors(path)
     with open(path, "ab") as file:  # with a big enough file after it, the same header is fine
-        file.truncate(16 * 10 * MB)
+        file.truncate(40 * MB)
     with pytest.raises(WeightFileError, match="tensors cover 0 bytes"):
         load_safetensors(path)
 
@@ -303,3 +303,12 @@ def test_error_hierarchy_and_types():
     for reader in (load_torch, load_npz, load_safetensors, mio.load_weights):
         with pytest.raises(TypeError):
             reader(12.5)   # a wrong argument type stays a TypeError
+
+
+def test_safetensors_header_dense_in_containers(tmp_path):
+    """[[],[],...] costs ~60x its length in RSS: refused before json.loads builds it."""
+    header = b'{"a":[' + b"[]," * 100_000 + b"0]}"
+    path = tmp_path / "dense.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(WeightFileError, match=r"dense\.safetensors: header has 100002 JSON arrays and objects"):
+        load_safetensors(path)
