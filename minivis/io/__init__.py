@@ -8,22 +8,30 @@
 
 No reader imports torch or safetensors. PyTorch checkpoints are pickles, which can run arbitrary
 code when loaded; :func:`load_torch` unpickles with a strict allowlist and raises
-:class:`UnsafeWeightsError` (a ValueError) for anything else, before any of it runs.
+:class:`UnsafeWeightsError` for anything else, before any of it runs.
+
+Hostile files: every reader raises :class:`WeightFileError` (a ValueError; UnsafeWeightsError is
+one) naming the file and the reason, for any malformed, inconsistent or oversized content, and
+never crashes the interpreter or holds more than ~2x the file's size (+ ~200 MB) while refusing
+one. The limits: :mod:`minivis.io.unpickler` (pickle nesting, objects, memo),
+:mod:`minivis.io.ziparchive` (zip members, decompression), :mod:`minivis.io.npz` (.npy headers)
+and :mod:`minivis.io.safetensors` (JSON header).
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 
 import numpy as np
 
+from minivis.io import ziparchive
+from minivis.io.errors import FileProblem, UnsafeWeightsError, WeightFileError
 from minivis.io.npz import load_npz, save_npz
 from minivis.io.safetensors import load_safetensors, save_safetensors
-from minivis.io.torch_pth import UnsafeWeightsError, load_torch
+from minivis.io.torch_pth import load_torch
 
 __all__ = [
-    "UnsafeWeightsError", "load_npz", "load_safetensors", "load_torch", "load_weights", "save_npz",
+    "UnsafeWeightsError", "WeightFileError", "load_npz", "load_safetensors", "load_torch", "load_weights", "save_npz",
     "save_safetensors",
 ]
 
@@ -44,9 +52,9 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
         head = file.read(9)
     if head[:4] == b"PK\x03\x04":
         try:
-            with zipfile.ZipFile(source) as archive:
+            with open(source, "rb") as file, ziparchive.open_archive(file) as archive:
                 is_torch = any(n.endswith("/data.pkl") and n.count("/") == 1 for n in archive.namelist())
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        except FileProblem:
             is_torch = not source.endswith(".npz")  # unreadable: let the likelier reader explain
         return load_torch(source) if is_torch else load_npz(source)
     if head[:1] == b"\x80":
@@ -56,5 +64,5 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
     reader = _BY_EXTENSION.get(os.path.splitext(source)[1].lower())
     if reader is not None:
         return reader(source)
-    raise ValueError(f"load_weights: {source}: unrecognised weight file (starts with {head[:8]!r}); "
+    raise WeightFileError(f"load_weights: {source}: unrecognised weight file (starts with {head[:8]!r}); "
                      "expected a torch.save checkpoint, an .npz archive or a .safetensors file")

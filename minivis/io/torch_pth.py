@@ -36,24 +36,17 @@ from __future__ import annotations
 import _compat_pickle  # pickle's own table of Python 2 -> 3 names
 import io
 import os
-import pickle
-import zipfile
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from math import prod
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-
-class UnsafeWeightsError(ValueError):
-    """A weight file asked to load a global outside the allowlist (it could run code); nothing ran."""
-
-
-class _FormatError(ValueError):
-    """A truncated, corrupt or unsupported file; :func:`load_torch` adds the file name."""
-
+from minivis.io import ziparchive
+from minivis.io.errors import CONTENT_ERRORS, UnsafeWeightsError, brief, reraise
+from minivis.io.errors import FileProblem as _FormatError
+from minivis.io.unpickler import PICKLE_ERRORS, BoundedUnpickler
 
 # ---------------------------------------------------------------- what the pickle may name
 # Every allowlisted object is an immutable NamedTuple: no __dict__ and no settable attributes, so
@@ -106,7 +99,7 @@ def _is_int(value: Any, minimum: int = 0) -> bool:
 
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
     if not isinstance(value, tuple) or not all(_is_int(v) for v in value):
-        raise _FormatError(f"tensor {what} must be a tuple of non-negative ints, got {value!r:.80}")
+        raise _FormatError(f"tensor {what} must be a tuple of non-negative ints, got {brief(value)}")
     return value
 
 
@@ -116,7 +109,7 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_ignored
     if not isinstance(storage, _StorageRef):
         raise _FormatError(f"tensor storage must be a storage reference, got {type(storage).__name__}")
     if not _is_int(offset):
-        raise _FormatError(f"tensor storage offset must be a non-negative int, got {offset!r:.80}")
+        raise _FormatError(f"tensor storage offset must be a non-negative int, got {brief(offset)}")
     size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
     if len(size) != len(stride):
         raise _FormatError(f"tensor size {size} and stride {stride} differ in length")
@@ -133,7 +126,7 @@ def _rebuild_parameter(data: Any, *_ignored: Any) -> _TensorRef:
 def _ordered_dict(*args: Any) -> OrderedDict:
     # Pickled as OrderedDict() (then SETITEMS), or OrderedDict([(key, value), ...]).
     if len(args) > 1 or (args and not isinstance(args[0], list | tuple)):
-        raise _FormatError(f"OrderedDict takes a list of pairs, got {args!r:.80}")
+        raise _FormatError(f"OrderedDict takes a list of pairs, got {brief(args)}")
     return OrderedDict(*args)
 
 
@@ -154,12 +147,13 @@ _SAFE_GLOBALS: dict[str, Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(BoundedUnpickler):
     """Unpickles one object; globals only from ``_SAFE_GLOBALS`` (none at all when
-    ``allow_tensors`` is False), storages only as ``('storage', ...)`` persistent ids."""
+    ``allow_tensors`` is False), storages only as ``('storage', ...)`` persistent ids, and
+    within the nesting, object and memo limits of :class:`~minivis.io.unpickler.BoundedUnpickler`."""
 
     def __init__(self, stream: io.BytesIO, source: str, allow_tensors: bool) -> None:
-        super().__init__(stream, encoding="utf-8")
+        super().__init__(stream)
         self._source = source
         self._allow_tensors = allow_tensors
         self.storages: dict[str, _StorageRef] = {}
@@ -187,13 +181,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
         # adds view_metadata, which is None except in files from pre-1.0 PyTorch.
         if not (self._allow_tensors and isinstance(pid, tuple) and len(pid) in (5, 6)
                 and pid[0] == "storage"):
-            raise _FormatError(f"unsupported persistent id {pid!r:.100}")
+            raise _FormatError(f"unsupported persistent id {brief(pid)}")
         _, stype, key, location, numel, *view = pid
         if view and view[0] is not None:
             raise _FormatError("storage views (files written by PyTorch < 1.0) are not supported")
         if not (isinstance(stype, _StorageType) and isinstance(key, str)
                 and isinstance(location, str) and _is_int(numel)):
-            raise _FormatError(f"malformed storage id {pid!r:.100}")
+            raise _FormatError(f"malformed storage id {brief(pid)}")
         ref = self.storages.setdefault(key, _StorageRef(key, stype, numel))
         if ref != (key, stype, numel):
             raise _FormatError(f"storage '{key}' is used with two different types or sizes")
@@ -208,7 +202,7 @@ def _unpickle(stream: io.BytesIO, source: str, what: str,
         return unpickler.load(), unpickler.storages
     except (UnsafeWeightsError, _FormatError):
         raise
-    except Exception as err:  # noqa: BLE001 (a corrupt pickle can raise almost anything)
+    except PICKLE_ERRORS as err:  # what a corrupt pickle makes the pickle machine raise
         kind = "truncated" if isinstance(err, EOFError) or "truncated" in str(err) else "corrupt"
         raise _FormatError(f"{kind} pickle ({what}): {type(err).__name__}: {err}") from None
 
@@ -219,53 +213,62 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
 
-def _zip_member(archive: zipfile.ZipFile, name: str) -> bytes:
-    try:
-        return archive.read(name)
-    except KeyError:
-        raise _FormatError(f"zip archive has no member '{name}'") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as err:
-        raise _FormatError(f"zip member '{name}' is corrupt ({err})") from None
+_MAX_BYTEORDER = 16  # bytes: "little" or "big", perhaps with a newline
 
 
-def _read_zip(data: bytes, source: str) -> tuple[Any, dict[str, np.ndarray]]:
-    """The object and its raw storages (1-D arrays, by key) from a zip-format checkpoint."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+def _read_zip(file: IO[bytes], source: str) -> tuple[dict[str, _TensorRef], dict[str, np.ndarray]]:
+    """The tensors (references) and the raw storages they use (1-D arrays, by key) of a
+    zip-format checkpoint. Every size is checked before anything is inflated: the pickle's
+    (against its own limits and the file's size), then each storage member's declared size
+    against what the pickle says it holds, and their total against the archive's inflate budget;
+    only then are the storages read, each never past its expected size."""
+    with ziparchive.open_archive(file) as archive:
         names = archive.namelist()
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
-        raise _FormatError(f"not a readable zip archive, truncated or corrupt? ({err})") from None
-    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
-    if len(pickles) != 1:
-        hint = " (it looks like a NumPy .npz: use load_npz)" if any(n.endswith(".npy") for n in names) else ""
-        raise _FormatError(f"zip archive has no single '<name>/data.pkl', so it was not written by "
-                           f"torch.save{hint}")
-    prefix = pickles[0][: -len("data.pkl")]
-    if any(n.startswith(prefix + "code/") for n in names):
-        raise _FormatError("is a TorchScript archive (torch.jit.save), which is not supported: "
-                           "save model.state_dict() with torch.save instead")
-    byteorder = "little"
-    if prefix + "byteorder" in names:  # absent in files from torch < 1.10: always little-endian
-        byteorder = _zip_member(archive, prefix + "byteorder").decode("ascii", "replace").strip()
-        if byteorder not in ("little", "big"):
-            raise _FormatError(f"unknown byteorder '{byteorder:.20}' (expected 'little' or 'big')")
-    obj, refs = _unpickle(io.BytesIO(_zip_member(archive, prefix + "data.pkl")), source, "data.pkl",
-                          allow_tensors=True)
-    raw = {}
-    for key, ref in refs.items():
-        dtype = ref.stype.dtype.newbyteorder("<" if byteorder == "little" else ">")
-        if f"{prefix}data/{key}" not in names:
-            raise _FormatError(f"storage '{key}' is missing (no member '{prefix}data/{key}')")
-        blob = _zip_member(archive, f"{prefix}data/{key}")
-        if len(blob) != ref.numel * dtype.itemsize:
-            raise _FormatError(f"storage '{key}' holds {len(blob)} bytes, but {ref.numel} "
-                               f"{ref.stype.name} elements need {ref.numel * dtype.itemsize}")
-        raw[key] = np.frombuffer(blob, dtype=dtype)
-    return obj, raw
+        pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            hint = " (it looks like a NumPy .npz: use load_npz)" if any(n.endswith(".npy") for n in names) else ""
+            raise _FormatError(f"zip archive has no single '<name>/data.pkl', so it was not written by "
+                               f"torch.save{hint}")
+        prefix = pickles[0][: -len("data.pkl")]
+        if any(n.startswith(prefix + "code/") for n in names):
+            raise _FormatError("is a TorchScript archive (torch.jit.save), which is not supported: "
+                               "save model.state_dict() with torch.save instead")
+        budget = ziparchive.InflateBudget(os.fstat(file.fileno()).st_size)
+        byteorder = "little"
+        if prefix + "byteorder" in names:  # absent in files from torch < 1.10: always little-endian
+            info = ziparchive.member(archive, prefix + "byteorder")
+            if info.file_size > _MAX_BYTEORDER:
+                raise _FormatError(f"byteorder member holds {info.file_size} bytes (expected 'little' or 'big')")
+            text = ziparchive.read_member(archive, info, info.file_size, budget).tobytes()
+            byteorder = text.decode("ascii", "replace").strip()
+            if byteorder not in ("little", "big"):
+                raise _FormatError(f"unknown byteorder '{byteorder:.20}' (expected 'little' or 'big')")
+        info = ziparchive.member(archive, prefix + "data.pkl")
+        pickled = ziparchive.read_member(archive, info, info.file_size, budget)
+        obj, _ = _unpickle(io.BytesIO(pickled.tobytes()), source, "data.pkl", allow_tensors=True)
+        del pickled
+        refs = _tensor_refs(obj)
+        storages = {ref.storage.key: ref.storage for ref in refs.values()}  # those the tensors use
+        plan = []
+        for key, storage in storages.items():
+            name = f"{prefix}data/{key}"
+            if name not in names:
+                raise _FormatError(f"storage '{key}' is missing (no member '{name}')")
+            info, nbytes = archive.getinfo(name), storage.numel * storage.stype.dtype.itemsize
+            if info.file_size != nbytes:
+                raise _FormatError(f"storage '{key}' holds {info.file_size} bytes, but {storage.numel} "
+                                   f"{storage.stype.name} elements need {nbytes}")
+            plan.append((key, info, nbytes, storage.stype.dtype))
+        budget.take(sum(nbytes for _, _, nbytes, _ in plan), f"the {len(plan)} storages")
+        order = "<" if byteorder == "little" else ">"
+        raw = {key: ziparchive.read_member(archive, info, nbytes).view(
+                   dtype.newbyteorder(order))
+               for key, info, nbytes, dtype in plan}
+    return refs, raw
 
 
-def _read_legacy(data: bytes, source: str) -> tuple[Any, dict[str, np.ndarray]]:
-    """The object and its raw storages (1-D arrays, by key) from a legacy-format checkpoint."""
+def _read_legacy(data: bytes, source: str) -> tuple[dict[str, _TensorRef], dict[str, np.ndarray]]:
+    """The tensors (references) and raw storages (1-D arrays, by key) of a legacy checkpoint."""
     stream = io.BytesIO(data)
     magic, _ = _unpickle(stream, source, "magic number")
     if magic != _LEGACY_MAGIC:
@@ -273,12 +276,14 @@ def _read_legacy(data: bytes, source: str) -> tuple[Any, dict[str, np.ndarray]]:
                            "torch.save (plain pickles are not read: they can run code)")
     protocol, _ = _unpickle(stream, source, "protocol version")
     if protocol != _LEGACY_PROTOCOL:
-        raise _FormatError(f"unsupported legacy protocol version {protocol!r:.40} (expected 1001)")
+        raise _FormatError(f"unsupported legacy protocol version {brief(protocol)} (expected 1001)")
     _unpickle(stream, source, "sys info")  # byte order etc.: legacy storages are always little-endian
     obj, refs = _unpickle(stream, source, "object", allow_tensors=True)
     keys, _ = _unpickle(stream, source, "storage key list")
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise _FormatError(f"storage key list must be a list of str, got {type(keys).__name__}")
+    if len(set(keys)) != len(keys):
+        raise _FormatError("storage key list names a storage twice")
     raw, offset = {}, stream.tell()
     for key in keys:  # each storage: int64 element count, then its raw bytes
         if key not in refs:
@@ -295,7 +300,7 @@ def _read_legacy(data: bytes, source: str) -> tuple[Any, dict[str, np.ndarray]]:
                                f"{offset + 8}, but the file has {len(data)} bytes")
         raw[key] = np.frombuffer(data, dtype=ref.stype.dtype, count=count, offset=offset + 8)
         offset += 8 + nbytes
-    return obj, raw
+    return _tensor_refs(obj), raw
 
 
 # ---------------------------------------------------------------- from references to arrays
@@ -360,9 +365,10 @@ def _materialise(ref: _TensorRef, raw: np.ndarray) -> np.ndarray:
             raise _FormatError(f"tensor view (offset {ref.offset}, size {size}, stride {stride}) "
                                f"reaches element {last} of storage '{ref.storage.key}', which has "
                                f"{raw.size}")
-        view = np.lib.stride_tricks.as_strided(
-            raw[ref.offset:], shape=size, strides=tuple(s * raw.itemsize for s in stride),
-            writeable=False)
+        # The stride of a dimension of size 1 is never used, and may be any int (2**70 too).
+        strides = tuple(s * raw.itemsize if n > 1 else 0 for n, s in zip(size, stride, strict=True))
+        view = np.lib.stride_tricks.as_strided(raw[ref.offset:], shape=size, strides=strides,
+                                               writeable=False)
     if stype.name == _BFLOAT16:
         return bfloat16_to_float32(view)
     if stype.name == "BoolStorage":
@@ -370,7 +376,8 @@ def _materialise(ref: _TensorRef, raw: np.ndarray) -> np.ndarray:
     return view.astype(raw.dtype.newbyteorder("="), order="C")  # copy, native byte order
 
 
-def _to_arrays(obj: Any, raw: dict[str, np.ndarray], budget: int) -> dict[str, np.ndarray]:
+def _tensor_refs(obj: Any) -> dict[str, _TensorRef]:
+    """Rules 1-3: the tensors of a checkpoint object under their flat names."""
     refs: dict[str, _TensorRef] = {}
     _flatten(_select_state_dict(obj), "", refs, visits=[0])
     if not refs:
@@ -378,44 +385,66 @@ def _to_arrays(obj: Any, raw: dict[str, np.ndarray], budget: int) -> dict[str, n
     # Rule 3: a model saved from nn.DataParallel prefixes every name with "module.".
     if all(name.startswith("module.") for name in refs):
         refs = {name[len("module."):]: ref for name, ref in refs.items()}
-    arrays, total = {}, 0
-    for name, ref in refs.items():
+    return refs
+
+
+def _check_views(refs: dict[str, _TensorRef], budget: int) -> None:
+    """Every view inside its storage, and all of them together within ``budget`` bytes: checked
+    before anything is allocated, so a refusal never follows a large allocation."""
+    total = 0
+    for ref in refs.values():
+        size, stride, storage = ref.size, ref.stride, ref.storage
         # A few pickle bytes can ask for another copy of a big storage, or a huge stride-0 view:
         # cap what we allocate in proportion to the file's size.
-        total += prod(ref.size) * ref.storage.stype.dtype.itemsize
+        total += prod(size) * storage.stype.dtype.itemsize
         if total > budget:
             raise _FormatError(f"tensors would need more than {budget} bytes, far more than the "
                                "file holds (a malicious or corrupt file?)")
+        if prod(size) == 0:
+            continue
+        # The furthest element the view touches must lie inside the storage.
+        last = ref.offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        if last >= storage.numel:
+            raise _FormatError(f"tensor view (offset {ref.offset}, size {size}, stride {stride}) "
+                               f"reaches element {last} of storage '{storage.key}', which has "
+                               f"{storage.numel}")
+
+
+def _to_arrays(refs: dict[str, _TensorRef], raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    for name, ref in refs.items():
         if ref.storage.key not in raw:
             raise _FormatError(f"tensor '{name}' uses storage '{ref.storage.key}', which the file lacks")
-        arrays[name] = _materialise(ref, raw[ref.storage.key])
-    return arrays
+    return {name: _materialise(ref, raw[ref.storage.key]) for name, ref in refs.items()}
 
 
 def load_torch(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a ``torch.save`` checkpoint (zip or legacy format) into ``{name: ndarray}``.
 
     Never executes code from the file: a global outside the allowlist raises
-    :class:`UnsafeWeightsError` (a ValueError) before anything runs. A truncated, corrupt or
-    unsupported file raises ValueError naming the file and the problem. Nested checkpoints are
-    reduced to a flat state dict by the rules in this module's docstring. Dtypes: float32/64,
-    float16, int64/32/16/8, uint8 and bool keep theirs; bfloat16 becomes float32.
+    :class:`UnsafeWeightsError` before anything runs. A truncated, corrupt, unsupported or
+    oversized file raises :class:`~minivis.io.WeightFileError` (a ValueError) naming the file
+    and the problem; the resource limits are in :mod:`minivis.io.unpickler` and
+    :mod:`minivis.io.ziparchive`. Nested checkpoints are reduced to a flat state dict by the
+    rules in this module's docstring. Dtypes: float32/64, float16, int64/32/16/8, uint8 and bool
+    keep theirs; bfloat16 becomes float32.
     """
     source = os.fspath(path)
     with open(source, "rb") as file:
-        data = file.read()
-    try:
-        if data[:4] == b"PK\x03\x04":
-            obj, raw = _read_zip(data, source)
-        elif data[:1] == b"\x80":  # pickle protocol >= 2: the legacy format's magic number
-            obj, raw = _read_legacy(data, source)
-        elif data[257:262] == b"ustar":
-            raise _FormatError("is a tar checkpoint (PyTorch < 0.1.10), which is not supported")
-        else:
-            what = "is empty" if not data else f"starts with {data[:8]!r}"
-            raise _FormatError(f"is not a PyTorch checkpoint: it {what}, not a zip or pickle signature")
-        return _to_arrays(obj, raw, budget=64 * len(data) + (64 << 20))
-    except UnsafeWeightsError:
-        raise
-    except _FormatError as err:
-        raise ValueError(f"load_torch: {source}: {err}") from None
+        size = os.fstat(file.fileno()).st_size
+        head = file.read(512)
+        try:
+            if head[:4] == b"PK\x03\x04":
+                file.seek(0)
+                refs, raw = _read_zip(file, source)
+            elif head[:1] == b"\x80":  # pickle protocol >= 2: the legacy format's magic number
+                file.seek(0)
+                refs, raw = _read_legacy(file.read(), source)
+            elif head[257:262] == b"ustar":
+                raise _FormatError("is a tar checkpoint (PyTorch < 0.1.10), which is not supported")
+            else:
+                what = "is empty" if not head else f"starts with {head[:8]!r}"
+                raise _FormatError(f"is not a PyTorch checkpoint: it {what}, not a zip or pickle signature")
+            _check_views(refs, budget=64 * size + (64 << 20))
+            return _to_arrays(refs, raw)
+        except CONTENT_ERRORS as err:  # UnsafeWeightsError and FileProblem are ValueErrors too
+            reraise("load_torch", source, err)
