@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1] / "minivis"
 LAYERS = [
     {"backend", "rules"},
     {"kernels"},
-    {"autograd"},
+    {"autograd", "validate"},  # validate: the argument checks every layer above shares
     {"functional"},
     {"nn", "optim"},
     {"models", "io", "data"},
