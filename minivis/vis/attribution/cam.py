@@ -24,7 +24,7 @@ from minivis.functional.resize import interpolate
 from minivis.nn.module import Module
 from minivis.rules import backward_rule
 from minivis.vis.attribution.gradients import batch_gradient
-from minivis.vis.common import Target, as_batch, check_layer, frozen, model_scores, unbatch
+from minivis.vis.common import Target, as_batch, check_layer, frozen, is_objective, model_scores, unbatch
 
 
 def layer_gradient(model: Module, batch: Any, target: Target, layer: str, method: str) -> tuple[Any, Any]:
@@ -44,7 +44,7 @@ def layer_gradient(model: Module, batch: Any, target: Target, layer: str, method
 
     with module.register_forward_hook(cut):
         scores = model_scores(model, Tensor(batch), target, method)  # an objective may stop the pass early
-    if not seen:
+    if not seen and is_objective(target):
         raise ValueError(f"{method}: the target is read before layer {layer!r} runs (an objective at an earlier "
                          f"layer): it does not depend on {layer!r}")
     if len(seen) != 1:

@@ -7,6 +7,8 @@ module               methods                                                pape
 ``activations``      activation maps, dead-filter statistics                Yosinski 2015
 ``receptive_field``  the input box one unit sees                            Araujo 2019
 ``top_activations``  maximally activating images and patches, streamed      Girshick 2014; Zeiler & Fergus
+``projections``      the top activations projected to pixels (DeconvNet,    Zeiler & Fergus 2014;
+                     guided backprop), and over training checkpoints        Springenberg 2015
 ``neighbours``       nearest neighbours in feature space                    Krizhevsky 2012
 ``pca``              PCA by (randomised) SVD                                Halko 2011
 ``tsne``             exact and Barnes-Hut t-SNE                             van der Maaten 2008, 2014
@@ -19,12 +21,19 @@ from minivis.vis.features.embedding_grid import GridLayout, tsne_grid
 from minivis.vis.features.filters import filters, filters_over_training, first_layer_filters
 from minivis.vis.features.neighbours import feature_codes, nearest_neighbours
 from minivis.vis.features.pca import PCAResult, pca, pca_fit
+from minivis.vis.features.projections import (
+    LayerProjections,
+    project_top_activations,
+    project_units,
+    projections_over_training,
+)
 from minivis.vis.features.receptive_field import Box, ReceptiveField, receptive_field, receptive_field_box
 from minivis.vis.features.top_activations import LayerTop, crop_patches, top_activations
 from minivis.vis.features.tsne import TSNEResult, kl_divergence, tsne, tsne_affinities, tsne_fit, tsne_gradient
 
-__all__ = ["Box", "DeadFilterReport", "GridLayout", "LayerTop", "PCAResult", "ReceptiveField", "TSNEResult",
-           "activations", "crop_patches", "dead_filters", "feature_codes", "filters", "filters_over_training",
-           "first_layer_filters", "kl_divergence", "nearest_neighbours", "pca", "pca_fit", "receptive_field",
+__all__ = ["Box", "DeadFilterReport", "GridLayout", "LayerProjections", "LayerTop", "PCAResult", "ReceptiveField",
+           "TSNEResult", "activations", "crop_patches", "dead_filters", "feature_codes", "filters",
+           "filters_over_training", "first_layer_filters", "kl_divergence", "nearest_neighbours", "pca", "pca_fit",
+           "project_top_activations", "project_units", "projections_over_training", "receptive_field",
            "receptive_field_box", "top_activations", "tsne", "tsne_affinities", "tsne_fit", "tsne_gradient",
            "tsne_grid"]
