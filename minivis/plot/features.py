@@ -200,13 +200,14 @@ def top_patches(patches: Any, channels: Sequence[int] | None = None, values: Any
     return fig
 
 
-def _projection_display(crop: np.ndarray) -> np.ndarray:
-    """A projection crop (C, h, w) drawn as the papers do: 0 at mid-grey, each crop scaled by its own
-    largest |value| (h, w) or (h, w, 3) in [0, 1]; NaN (outside the image) stays NaN."""
+def _projection_display(crop: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """A projection crop (C, h, w) drawn as the papers do: 0 at mid-grey, each crop scaled on its own
+    (by the ``percentile`` of |value|, so a few extreme pixels do not hide the rest), (h, w) or
+    (h, w, 3) in [0, 1]; NaN (outside the image) stays NaN."""
     img = np.moveaxis(crop, 0, -1).astype(np.float64)
     finite = np.isfinite(img)
-    top = np.abs(img[finite]).max() if finite.any() else 0.0
-    img = 0.5 + 0.5 * img / top if top > 0 else np.where(finite, 0.5, np.nan)
+    top = np.percentile(np.abs(img[finite]), percentile) if finite.any() else 0.0
+    img = np.clip(0.5 + 0.5 * img / top, 0.0, 1.0) if top > 0 else np.where(finite, 0.5, np.nan)
     return img[..., 0] if img.shape[-1] == 1 else img
 
 
