@@ -169,12 +169,13 @@ print("top-3 of two channels over 300 images == brute force")
 # nine patches and, below, the DeconvNet and guided-backprop projections of the same units.
 # Grey is zero, white positive, black negative; each projection is scaled on its own.
 #
-# **What to notice.** The patches of a channel can look varied (a collar, a strap, the toe of
-# a shoe); the projections say what they have in common: usually an edge of one orientation
-# and polarity at the centre of the field, or a corner. The guided projections are cleaner and
-# more local than the DeconvNet's, which spread a checkered texture over the whole field: the
-# DeconvNet never consults the forward pass, so every rectified unit below passes signal,
-# while guided backprop also closes the units that were off for this image.
+# **What to notice.** The patches of a channel can look varied (the arch of a bag's handle,
+# the strap of a sandal, the neckline of a dress); the projections say what they have in
+# common, a shape at the centre of the field: an inverted V, a dark corner below a bright edge,
+# a short diagonal stroke. Everything else in the patch is drawn grey: it did not contribute.
+# On this small network with max-pooling the DeconvNet and guided projections look much alike
+# (lesson 04 found the same for class scores): the switches already tie the DeconvNet to the
+# image. The difference shows on the next network.
 
 # %%
 order = np.argsort(-proj.values[:, 0])[:sized(6, 3)]
