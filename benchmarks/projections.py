@@ -14,7 +14,7 @@ field beside its image patch.
   "guided"))`` call, the whole user-visible method (mining, the two projections, every crop);
   also timed apart: its mining pass (``top_activations``, crop=False).
 * PyTorch: the twin (tests/torch_twins.py, same weights) cut at features.8: a no_grad pass with a
-  running ``torch.topk`` per channel (ties broken the same way: the earlier image and position),
+  running top-k per channel (a stable ``torch.sort``: ties to the earlier image and position),
   then the 576 winning images in batches of 256 through an autograd pass seeded at each row's
   unit, with backward hooks on the ReLUs that apply the DeconvNet / guided rule (Captum's way),
   and the crops of the projections and patches.
@@ -25,6 +25,7 @@ Both are checked equal before timing (values, indices, projections rtol 1e-4). T
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -73,9 +74,13 @@ def torch_projections(twin, images: np.ndarray, k: int, batch: int, mean: float,
             idx = torch.arange(start * h * w, (start + b) * h * w).expand(c, -1)
             if best_val is not None:
                 flat, idx = torch.cat([best_val, flat], 1), torch.cat([best_idx, idx], 1)
-            # sort by value, then by index: the earlier image and position win a tie, as in minivis
-            order = torch.from_numpy(np.lexsort((idx.numpy(), -flat.numpy().astype(np.float64)), axis=-1)[:, :k])
-            best_val, best_idx = torch.gather(flat, 1, order), torch.gather(idx, 1, order)
+            # A stable sort, not torch.topk: uniform image regions give equal activations at several
+            # positions, and topk breaks such ties arbitrarily. Columns are in dataset order (the
+            # running best first), so a stable descending sort gives ties to the earlier image and
+            # position, as minivis does.
+            best_val, order = torch.sort(flat, dim=1, descending=True, stable=True)
+            best_val, order = best_val[:, :k], order[:, :k]
+            best_idx = torch.gather(idx, 1, order)
     positions = h * w
     image, pos = best_idx // positions, best_idx % positions
     unit_c = torch.arange(c).repeat_interleave(k)
@@ -102,6 +107,7 @@ def torch_projections(twin, images: np.ndarray, k: int, batch: int, mean: float,
         full = np.concatenate(maps)
         out[rule] = crop(full, unit_y.numpy(), unit_x.numpy(), rf).reshape(c, k, *crop_shape(rf))
     out["values"], out["image"] = best_val.numpy(), image.numpy()
+    out["location"] = np.stack([(pos // w).numpy(), (pos % w).numpy()], axis=-1)
     out["patches"] = crop(inputs(images[flat_image.numpy()]).numpy(), unit_y.numpy(), unit_x.numpy(),
                           rf).reshape(c, k, *crop_shape(rf))
     return out
@@ -123,8 +129,8 @@ def crop(maps: np.ndarray, ys: np.ndarray, xs: np.ndarray, rf) -> np.ndarray:
 
 
 def check(ours, ref) -> dict:
-    if not np.array_equal(ours.image_index, ref["image"]):
-        raise Mismatch("the top-k images differ from PyTorch's")
+    if not (np.array_equal(ours.image_index, ref["image"]) and np.array_equal(ours.location, ref["location"])):
+        raise Mismatch("the top-k images or positions differ from PyTorch's")
     np.testing.assert_allclose(ours.values, ref["values"], rtol=RTOL)
     errors = {}
     for rule in RULES:
@@ -186,16 +192,21 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"sgemm": peak, "layer": LAYER, "rules": list(RULES), "checks": checked, "rows": [row],
                "ratio_definition": "torch time / minivis time (> 1: minivis faster)",
                "elapsed_s": time.perf_counter() - started}
+    load = ""
+    if getattr(args, "loadavg_at_start", None) is not None:
+        load = (f" 1-minute load average {args.loadavg_at_start:.1f} at the start and {os.getloadavg()[0]:.1f} at "
+                f"the end (other processes only add time).")
     markdown = "\n".join([
-        f"Measured on {dev.description}, {args.threads} threads; min of {repeat} interleaved calls.",
+        f"Measured on {dev.description} ({os.cpu_count()} cores), {args.threads} threads; min of {repeat} "
+        f"interleaved calls.{load}",
         "",
         f"Command: `{command_line()}`",
         "",
         f"Top-{k} activations of every channel of fashion_cnn's `{LAYER}` over the Fashion-MNIST test set, each "
         f"projected by the DeconvNet and guided backprop and cropped to its receptive field beside its patch "
         f"(`mv.vis.project_top_activations`, batches of {batch}), against the same computation in PyTorch "
-        f"(streamed `torch.topk`, seeded backward with ReLU backward hooks); outputs checked equal first. "
-        f"ratio = torch / minivis. Target: under 60 s on 2 cores.",
+        f"(streamed top-k by a stable `torch.sort`, seeded backward with ReLU backward hooks); outputs checked "
+        f"equal first. ratio = torch / minivis. Target: under 60 s on 2 cores.",
         "",
         markdown_table(HEADERS, rows),
     ])
