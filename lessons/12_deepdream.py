@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # 12 DeepDream: ask a layer for more of what it sees
+# # Lesson 12: DeepDream, or ask a layer for more of what it sees
 #
 # **Question.** Class-model visualisation (lesson 10) starts from nothing and asks for one class.
 # What happens if we start from a *photo* and ask a whole layer to respond *more strongly to

@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # 13 Adversarial and fooling images
+# # Lesson 13: adversarial and fooling images
 #
 # **Question.** Gradient ascent on the input made class models (lesson 10) and dreams (lesson 12).
 # Pointed at a *photo*, the same gradient finds changes too small to see that flip the network's
