@@ -19,8 +19,11 @@
 # ConvNets learn") point out two practical uses: well-trained networks have smooth, structured
 # filters (noisy ones suggest too little training or regularisation), and a unit whose
 # activation map is zero for every input is *dead*, often a sign of a learning rate that was
-# too high. Zeiler & Fergus (ECCV 2014, section 4.2) watched filters evolve over training epochs
-# the same way.
+# too high. Zeiler & Fergus (ECCV 2014, section 4.2, figure 4) also followed features through
+# training, but not by drawing the weights: at each epoch they took every unit's strongest
+# activation over the training set and projected it to the pixels with their DeconvNet. Drawing
+# the filters, as here, works only for the first layer; their projections work at any depth and
+# are built in lesson 17.
 #
 # Plan: (1) derive the gradient of the loss with respect to a first-layer filter and check it
 # from scratch against the engine; (2) train `fashion_cnn` for a short while with minivis and see

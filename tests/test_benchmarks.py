@@ -150,3 +150,15 @@ def test_embedding_quick_writes_a_complete_record(tmp_path: Path) -> None:
         assert 0 < r["kl_same_p"] < 10 and 0 <= r["knn10_kept"] <= 1
     assert set(record["targets"]["500"]["faster_than"]) == set(methods[1:])
     assert set(record["targets"]["500"]["kl_at_most_3pct_above_openTSNE"]) == set(methods[1:3])
+
+
+@pytest.mark.slow
+def test_projections_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("projections.py", tmp_path)
+    assert proc.returncode == 0, f"projections.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "projections-cpu.json").read_text())
+    assert record["topic"] == "projections" and record["quick"] is True
+    assert record["checks"]["top_k"] == "identical images and positions"
+    (row,) = record["rows"]
+    assert row["minivis_s"] > 0 and row["torch_s"] > 0 and row["mining_s"] > 0
+    assert row["ratio"] == pytest.approx(row["torch_s"] / row["minivis_s"])

@@ -1,5 +1,6 @@
 """Figures for the network-centric views: filters, activation maps, dead filters, receptive-field
-boxes, maximally activating patches and nearest neighbours.
+boxes, maximally activating patches, their projections to pixel space (also over training) and
+nearest neighbours.
 
 Inputs are what the ``mv.vis`` methods return (NumPy arrays in [0, 1] for filters, raw values
 for activations); every function returns the matplotlib Figure (save it with ``mv.plot.save``).
@@ -196,6 +197,69 @@ def top_patches(patches: Any, channels: Sequence[int] | None = None, values: Any
             if values is not None:
                 ax.set_title(f"{float(np.asarray(values)[r, j]):.2f}", fontsize=5, pad=1)
         axes[r, 0].set_ylabel(f"ch {labels[r]}", fontsize=7, rotation=0, ha="right", va="center")
+    return fig
+
+
+def _projection_display(crop: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """A projection crop (C, h, w) drawn as the papers do: 0 at mid-grey, each crop scaled on its own
+    (by the ``percentile`` of |value|, so a few extreme pixels do not hide the rest), (h, w) or
+    (h, w, 3) in [0, 1]; NaN (outside the image) stays NaN."""
+    img = np.moveaxis(crop, 0, -1).astype(np.float64)
+    finite = np.isfinite(img)
+    top = np.percentile(np.abs(img[finite]), percentile) if finite.any() else 0.0
+    img = np.clip(0.5 + 0.5 * img / top, 0.0, 1.0) if top > 0 else np.where(finite, 0.5, np.nan)
+    return img[..., 0] if img.shape[-1] == 1 else img
+
+
+def top_projections(result: Any, rules: Sequence[str] | None = None, max_channels: int = 8, model: Any = None,
+                    size: float = 0.7, title: str | None = None) -> plt.Figure:
+    """Zeiler & Fergus's figure: per channel, a row of its top-k receptive-field patches and below it
+    a row of their projections by each rule (``LayerProjections`` from ``project_top_activations``).
+
+    rules: which projections to draw (default all in the result). max_channels: the first this many
+    channels of the result. model: its ``deprocess`` turns the patches back into pixels.
+    """
+    names = list(result.projections) if rules is None else list(rules)
+    unknown = [r for r in names if r not in result.projections]
+    if unknown or not names:
+        raise ValueError(f"top_projections: rules must be among {list(result.projections)}, got {rules!r}")
+    channels = min(len(result.channels), max_channels)
+    k = result.patches.shape[1]
+    per = 1 + len(names)
+    fig, axes = _axes_grid(channels * per, k, size, title)
+    for r in range(channels):
+        for j in range(k):
+            if result.image_index[r, j] < 0:
+                continue
+            _show(axes[r * per, j], _display(result.patches[r, j], model))
+            for i, rule in enumerate(names):
+                _show(axes[r * per + 1 + i, j], _projection_display(result.projections[rule][r, j]))
+        axes[r * per, 0].set_ylabel(f"ch {int(result.channels[r])}", fontsize=7, rotation=0, ha="right",
+                                    va="center")
+        for i, rule in enumerate(names):
+            axes[r * per + 1 + i, 0].set_ylabel(rule, fontsize=6, rotation=0, ha="right", va="center")
+    return fig
+
+
+def projections_over_training(results: Mapping[str, Any], rule: str = "deconvnet", max_channels: int = 16,
+                              size: float = 0.7, title: str | None = None) -> plt.Figure:
+    """Zeiler & Fergus's figure 4: one row per checkpoint (labels of ``results``), one column per channel,
+    each cell the projection of that channel's strongest activation at that checkpoint."""
+    labels = list(results)
+    if not labels:
+        raise ValueError("projections_over_training: results is empty")
+    first = results[labels[0]]
+    channels = min(len(first.channels), max_channels)
+    fig, axes = _axes_grid(len(labels), channels, size, title)
+    for row, label in enumerate(labels):
+        maps = results[label].projections.get(rule)
+        if maps is None:
+            raise ValueError(f"projections_over_training: result {label!r} has no {rule!r} projections")
+        for c in range(channels):
+            _show(axes[row, c], _projection_display(maps[c, 0]))
+            if row == 0:
+                axes[row, c].set_title(f"ch {int(first.channels[c])}", fontsize=6, pad=1)
+        axes[row, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     return fig
 
 

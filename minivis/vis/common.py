@@ -4,7 +4,11 @@
   a float batch array on the model's device and whether the caller gave a single image (the
   result is then squeezed back, so methods "follow" their input).
 * ``target_scores(logits, target)``: the scalar per image that a method explains: a class
-  index (int, or one per image) into the logits, or a callable objective ``f(output) -> (N,)``.
+  index (int, or one per image) into the logits, or a callable ``f(output) -> (N,)``.
+* ``model_scores(model, x, target)``: the same, but ``target`` may also be an objective of the
+  synthesis family (``minivis.vis.synthesis.objectives``): a unit, a channel, a direction or a
+  class at any layer. Every attribution method resolves its target here, so each one explains an
+  intermediate neuron as readily as a logit.
 * ``check_layer(model, layer)``: the layer module for a dotted name, with a clear error.
 * ``frozen(model)`` / ``inference(model)``: the model state a method runs in (eval mode, frozen
   weights or no graph), restored afterwards even on error.
@@ -23,6 +27,8 @@ from minivis.autograd import Tensor, no_grad
 from minivis.functional.conv import reuse_weight_transforms
 from minivis.nn.module import Module
 
+# A class index, one per image, a callable f(logits) -> (N,), or an Objective (itself a callable,
+# run as objective(model, x): see ``model_scores``).
 Target = int | np.integer | list | tuple | np.ndarray | Callable[[Tensor], Tensor]
 
 
@@ -110,6 +116,31 @@ def target_scores(output: Tensor, target: Target, method: str) -> Tensor:
         raise ValueError(f"{method}: target class {int(index.max() if index.max() >= classes else index.min())} "
                          f"is out of range for {classes} classes (0..{classes - 1})")
     return output[np.arange(n), index]
+
+
+def is_objective(target: Any) -> bool:
+    """True for an Objective of ``minivis.vis.synthesis.objectives`` (a score read at any layer)."""
+    # Imported here, not at the top: the synthesis package imports this module, so a top-level
+    # import would be circular. By the time a method runs, both are loaded.
+    from minivis.vis.synthesis.objectives import Objective  # noqa: PLC0415
+
+    return isinstance(target, Objective)
+
+
+def model_scores(model: Module, x: Tensor, target: Target, method: str) -> Tensor:
+    """Run ``model`` on ``x`` (N, C, H, W) and return the (N,) scores of ``target``.
+
+    A class index (or one per image) or a callable ``f(logits)`` reads the logits
+    (``target_scores``); an Objective (``unit``, ``channel``, ``direction``, ``class_logit``, ``layer_l2``
+    and their sums) reads its own layers and stops the forward pass after the deepest of them,
+    so explaining an early unit costs only the layers below it.
+    """
+    if not is_objective(target):
+        return target_scores(model(x), target, method)
+    try:
+        return target(model, x)
+    except (ValueError, TypeError) as err:  # unknown layer, channel out of range...: name the method
+        raise type(err)(f"{method}: target {target.name}: {err}") from None
 
 
 def check_layer(model: Module, layer: str, method: str) -> Module:

@@ -23,7 +23,7 @@ from minivis.autograd import Tensor
 from minivis.nn.hooks import capture, edit_output
 from minivis.nn.module import Module
 from minivis.validate import check_positive_int
-from minivis.vis.common import Target, as_batch, check_layer, inference, target_scores, unbatch
+from minivis.vis.common import Target, as_batch, check_layer, inference, model_scores, unbatch
 
 FILLS = ("zero", "mean")
 
@@ -52,7 +52,8 @@ def ablation(model: Module, x: Any, target: Target, layer: str, units: Any = Non
              batch_size: int = 32) -> Any:
     """Change of the target logit when each unit of ``layer`` is zeroed or replaced by its channel's mean.
 
-    x: (C, H, W) or (N, C, H, W). target: a class index, one per image, or a callable ``f(logits) -> (N,)``.
+    x: (C, H, W) or (N, C, H, W). target: a class index, one per image, a callable ``f(logits) -> (N,)``,
+    or an objective read at a layer after ``layer`` (then delta is the change of that unit's value).
     layer: dotted layer name. units: None (every channel), channel indices, or (c, y, x) tuples
     of single neurons. fill: ``"zero"`` or ``"mean"`` (the channel's spatial mean in that image;
     needs a 4-D activation). ``batch_size`` ablated copies run together; the model runs in eval
@@ -70,7 +71,10 @@ def ablation(model: Module, x: Any, target: Target, layer: str, units: Any = Non
     n = batch.shape[0]
     with inference(model):
         with capture(model, layer) as acts:
-            base = target_scores(model(Tensor(batch)), target, op).data
+            base = model_scores(model, Tensor(batch), target, op).data
+        if layer not in acts:
+            raise ValueError(f"{op}: the target is read before layer {layer!r} runs (an objective at an earlier "
+                             f"layer), so ablating {layer!r} cannot change it")
         shape = acts[layer].shape[1:]
         if fill == "mean" and len(shape) != 3:
             raise ValueError(f"{op}: fill='mean' replaces a channel by its spatial mean and needs a 4-D "
@@ -94,9 +98,8 @@ def ablation(model: Module, x: Any, target: Target, layer: str, units: Any = Non
                     fill_in[where] = means if unit.shape[1] == 3 else means[:, None, None]
                 return out * keep + fill_in
 
-            with edit_output(model, layer, ablate):
-                logits = model(Tensor(xp.repeat(batch, b, axis=0)))
             copy_target = target if index is None else index[item // b]
-            scores = target_scores(logits, copy_target, op).data.reshape(n, b)
+            with edit_output(model, layer, ablate):
+                scores = model_scores(model, Tensor(xp.repeat(batch, b, axis=0)), copy_target, op).data.reshape(n, b)
             delta[:, lo:lo + b] = scores - base[:, None]
     return unbatch(delta, single)

@@ -24,7 +24,7 @@ from minivis.functional.resize import interpolate
 from minivis.nn.module import Module
 from minivis.rules import backward_rule
 from minivis.vis.attribution.gradients import batch_gradient
-from minivis.vis.common import Target, as_batch, check_layer, frozen, target_scores, unbatch
+from minivis.vis.common import Target, as_batch, check_layer, frozen, is_objective, model_scores, unbatch
 
 
 def layer_gradient(model: Module, batch: Any, target: Target, layer: str, method: str) -> tuple[Any, Any]:
@@ -43,12 +43,14 @@ def layer_gradient(model: Module, batch: Any, target: Target, layer: str, method
         return leaf
 
     with module.register_forward_hook(cut):
-        output = model(Tensor(batch))
+        scores = model_scores(model, Tensor(batch), target, method)  # an objective may stop the pass early
+    if not seen and is_objective(target):
+        raise ValueError(f"{method}: the target is read before layer {layer!r} runs (an objective at an earlier "
+                         f"layer): it does not depend on {layer!r}")
     if len(seen) != 1:
         raise ValueError(f"{method}: layer {layer!r} ran {len(seen)} times in one forward pass; "
                          "pick a layer that runs exactly once")
     activation = seen[0]
-    scores = target_scores(output, target, method)
     if not scores.requires_grad:
         raise ValueError(f"{method}: the target score does not depend on layer {layer!r}")
     xp = backend.xp(batch)
@@ -78,6 +80,10 @@ def _cam(model: Module, batch: Any, target: Target, layer: str, upsample: bool, 
 
 def grad_cam(model: Module, x: Any, target: Target, layer: str, upsample: bool = True, relu: bool = True) -> Any:
     """Grad-CAM heat map of ``target`` at convolutional ``layer`` (a dotted name, e.g. "features.7").
+
+    target: a class index (one per image), a callable ``f(logits)``, or an objective at a layer
+    after ``layer`` (``objectives.unit("features.8", c, y, x)``: where in ``layer`` the evidence for
+    that unit lies).
 
     x: (C, H, W) -> (H, W), or (N, C, H, W) -> (N, H, W); with ``upsample=False`` the map stays
     at the layer's resolution (h, w). Upsampling is bilinear with half-pixel centres

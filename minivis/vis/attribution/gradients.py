@@ -21,9 +21,13 @@ signal is sent back through the rectifiers (``mv.backward_rule``; the three rule
 ==========================  ======================================================================
 
 ``x`` is one image ``(C, H, W)`` or a batch ``(N, C, H, W)`` (array or Tensor); ``target`` a class
-index, one index per image, or a callable ``f(logits) -> (N,)`` scores. SmoothGrad and integrated
-gradients feed the model chunks of noisy copies / path points of all images, so a callable target
-must score each row on its own (``lambda out: out[:, c]``), not pick rows by image number. Results are arrays on the
+index, one index per image, a callable ``f(logits) -> (N,)`` scores, or an objective
+(``mv.vis.objectives.unit / channel / direction / class_logit``) that reads any layer: then the
+map explains that intermediate neuron, channel or direction instead of a logit (the "gradient of
+an intermediate neuron" of Zeiler & Fergus and Simonyan et al.), and the forward pass stops at
+the objective's layer. SmoothGrad and integrated gradients feed the model chunks of noisy copies /
+path points of all images, so a callable target must score each row on its own
+(``lambda out: out[:, c]``), not pick rows by image number (objectives do). Results are arrays on the
 model's device (NumPy on the CPU, CuPy on the GPU) that follow the input: per image when given one.
 
 While a method runs, the model is put in eval mode and its weights are frozen (no gradients
@@ -44,7 +48,7 @@ from minivis.autograd import Tensor, no_grad
 from minivis.nn.module import Module
 from minivis.rules import RULES, backward_rule
 from minivis.validate import check_fits, check_float
-from minivis.vis.common import Target, as_batch, frozen, target_scores, unbatch
+from minivis.vis.common import Target, as_batch, frozen, model_scores, unbatch
 
 SMOOTHGRAD_METHODS = ("saliency", "gradient", "guided_backprop", "deconvnet")
 _PROGRESS_MIN_PASSES = 8  # progress=None shows a bar from this many batched passes on
@@ -101,7 +105,7 @@ def batch_gradient(model: Module, batch: Any, target: Target, rule: str, method:
     backward and its three formulas are in ``minivis/functional/activation.py``.
     """
     x = Tensor(batch, requires_grad=True)
-    scores = target_scores(model(x), target, method)
+    scores = model_scores(model, x, target, method)
     if not scores.requires_grad:
         raise ValueError(f"{method}: the target score does not depend on the input")
     with backward_rule(rule):  # set explicitly: a caller's own rule block must not leak in
@@ -303,6 +307,6 @@ def integrated_gradients(model: Module, x: Any, target: Target, baseline: Any = 
         if not return_delta:
             return unbatch(attribution, single)
         with no_grad():
-            ends = [target_scores(model(Tensor(a)), target, "integrated_gradients").data for a in (batch, start)]
+            ends = [model_scores(model, Tensor(a), target, "integrated_gradients").data for a in (batch, start)]
     delta = attribution.reshape(batch.shape[0], -1).sum(axis=1) - (ends[0] - ends[1])
     return unbatch(attribution, single), (delta[0] if single else delta)

@@ -9,6 +9,17 @@ network and record the target class *probability*
 A sharp drop at a position says that the covered pixels matter for the class. ``grid`` has
 ``rows = (H - P) // s + 1`` by ``cols = (W - P) // s + 1`` positions.
 
+The square should look like "nothing": by default it is the model's *mean pixel*, the mean colour
+of its training set (the grey square of Zeiler & Fergus; the CS231n notes set the patch to zero,
+which is the same thing in the units of a network whose input has the mean subtracted). In
+model-input units that is ``(mean - mean) / std = 0`` for every model of the zoo, whose
+``preprocess`` subtracts ``model.mean``; it is computed from the model's ``mean``/``std`` so that
+a model normalising differently gets its own mean pixel.
+
+The target may also be an objective at any layer (``objectives.unit / channel / direction``):
+then the grid holds the objective's value with the square at each position (a unit has no
+probability), computed in ``"naive"`` mode.
+
 Two ways to paint the grid back onto the pixels (``occlusion_map``): each pixel gets the *mean*
 over the patches that cover it, of the probability (a heat map of "how likely the class stays
 when this pixel is hidden"), or, in ``occlusion_attribution``, of the drop ``p_clean - p_occluded``
@@ -36,7 +47,7 @@ from minivis.autograd import Tensor
 from minivis.nn.module import Module
 from minivis.validate import check_fits, check_positive_int, int_pair
 from minivis.vis.attribution.occlusion_incremental import Incremental, Region, build_plan, conv_macs, trace
-from minivis.vis.common import Target, as_batch, inference, target_scores, unbatch
+from minivis.vis.common import Target, as_batch, inference, is_objective, model_scores, target_scores, unbatch
 
 MODES = ("naive", "incremental", "approximate")
 
@@ -51,17 +62,38 @@ def window(image_hw: tuple[int, ...], patch: Any, stride: Any, op: str) -> tuple
     return patch, stride, grid
 
 
-def fill_values(fill: Any, batch: Any, op: str) -> Any:
-    """The patch colour per image and channel, (N, C): a number, "mean" (each image's channel means) or (C,)."""
+FILLS = ("model_mean", "mean")
+
+
+def mean_pixel(model: Module, channels: int) -> np.ndarray:
+    """The model's mean pixel in model-input units, (C,): an image of the training set's mean colour
+    ``model.mean`` (in [0, 1]) through ``model.preprocess``. For the zoo, whose preprocess maps p to
+    ``(p - mean) / std``, that is 0 in every channel. A model without ``mean`` and ``preprocess``
+    (a bare Sequential) is taken to see zero-mean inputs: 0 as well."""
+    mean, preprocess = getattr(model, "mean", None), getattr(model, "preprocess", None)
+    if mean is None or not callable(preprocess):
+        return np.zeros(channels)
+    h, w = getattr(model, "input_size", (1, 1))
+    colour = np.broadcast_to(np.asarray(mean, dtype=np.float32), (h, w, channels))  # a float image in [0, 1]
+    return np.asarray(preprocess(colour), dtype=np.float64)[0, :, 0, 0]
+
+
+def fill_values(fill: Any, batch: Any, op: str, model: Module | None = None) -> Any:
+    """The patch colour per image and channel, (N, C): ``"model_mean"`` (the model's mean pixel, see
+    ``mean_pixel``), ``"mean"`` (each image's own channel means), a number or (C,) values."""
     xp = backend.xp(batch)
     n, c = batch.shape[:2]
     if isinstance(fill, str):
-        if fill != "mean":
-            raise ValueError(f"{op}: fill must be a number, 'mean' or one value per channel, got {fill!r}")
-        return batch.mean(axis=(2, 3))
+        if fill not in FILLS:
+            raise ValueError(f"{op}: fill must be a number, one value per channel, 'model_mean' or 'mean', "
+                             f"got {fill!r}")
+        if fill == "mean":
+            return batch.mean(axis=(2, 3))
+        return xp.asarray(np.broadcast_to(mean_pixel(model, c), (n, c)), dtype=batch.dtype)
     if isinstance(fill, bool) or not isinstance(fill, int | float | np.integer | np.floating | list | tuple
                                                 | np.ndarray):
-        raise TypeError(f"{op}: fill must be a number, 'mean' or one value per channel, got {type(fill).__name__}")
+        raise TypeError(f"{op}: fill must be a number, one value per channel, 'model_mean' or 'mean', "
+                        f"got {type(fill).__name__}")
     values = np.asarray(fill, dtype=np.float64)
     if values.ndim > 1 or (values.ndim == 1 and values.shape[0] != c):
         raise ValueError(f"{op}: fill must be a number or {c} values (one per channel), got shape {values.shape}")
@@ -92,7 +124,7 @@ def _check_options(mode: Any, threshold: Any, batch_size: Any, op: str) -> None:
 
 def _item_scores(logits: Any, target: Target, index: np.ndarray | None, op: str) -> Any:
     """Target probability of each occluded copy (B,), or a callable target's score of the logits."""
-    if callable(target):
+    if callable(target):  # (an objective never gets here: it reads its own layers, see _run)
         return target_scores(Tensor(logits), target, op).data
     probs = F.softmax(Tensor(logits), axis=-1).data
     return probs[np.arange(len(index)), index]
@@ -117,28 +149,42 @@ def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: A
     row-major, so scores reshape to (N, rows, cols)), for occlusion and its attribution."""
     batch, single = as_batch(x, model, op)
     patch, stride, (rows, cols) = window(batch.shape[2:], patch, stride, op)
-    fills = fill_values(fill, batch, op)
+    fills = fill_values(fill, batch, op, model)
     _check_options(mode, threshold, batch_size, op)
+    objective = is_objective(target)
+    if objective and mode != "naive":
+        raise ValueError(f"{op}: an objective target ({target.name}) needs mode='naive' (the incremental modes "
+                         f"follow the changed regions up to the logits only), got mode={mode!r}")
     grid_index = _positions(positions, rows, cols, op)
     xp = backend.xp(batch)
     n = batch.shape[0]
     start = time.perf_counter()
     with inference(model):
-        if mode == "naive":
+        if objective:
+            clean = None
+        elif mode == "naive":
             clean = model(Tensor(batch)).data
         else:
             plan = build_plan(model)
             clean = trace(plan, model, batch)
             engine = Incremental(plan, threshold if mode == "approximate" else None)
-        target_scores(Tensor(clean), target, op)  # checks the target (class range, per-image count) first
+        if objective:
+            base = model_scores(model, Tensor(batch), target, op).data  # also checks the layer and index
+        else:
+            target_scores(Tensor(clean), target, op)  # checks the target (class range, per-image count) first
         index = None if callable(target) else np.broadcast_to(np.asarray(target), (n,)).astype(np.int64)
-        base = _item_scores(clean, target, index, op)
+        if not objective:
+            base = _item_scores(clean, target, index, op)
         k = len(grid_index)
         m = np.arange(n * k)  # item m: image m // k at position m % k
         img, r, c = m // k, grid_index[m % k, 0] * stride[0], grid_index[m % k, 1] * stride[1]
         out = xp.empty(len(m), dtype=batch.dtype)
         for lo in range(0, len(m), batch_size):
             sl = slice(lo, lo + batch_size)
+            if objective:
+                occluded = Tensor(occluded_batch(batch, fills, img[sl], r[sl], c[sl], patch))
+                out[sl] = model_scores(model, occluded, target, op).data
+                continue
             if mode == "naive":
                 logits = model(Tensor(occluded_batch(batch, fills, img[sl], r[sl], c[sl], patch))).data
             else:
@@ -153,15 +199,18 @@ def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: A
     return out.reshape(n, k), base, single, info
 
 
-def occlusion(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any = 4, fill: Any = 0.5,
+def occlusion(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any = 4, fill: Any = "model_mean",
               batch_size: int = 32, mode: str = "naive", threshold: float = 0.5, positions: Any = None,
               return_info: bool = False) -> Any:
     """Target-class probability with a ``patch`` square of ``fill`` at each position of a sliding grid.
 
     x: (C, H, W) or (N, C, H, W) in the model's input units. target: a class index, one per image,
-    or a callable ``f(logits) -> (N,)`` (its score is reported instead of a probability).
-    patch, stride: int or (h, w). fill: a number in input units, ``"mean"`` (each image's
-    per-channel mean) or one value per channel. mode: ``"naive"`` (reference), ``"incremental"``
+    a callable ``f(logits) -> (N,)`` or an objective at any layer (``objectives.unit(...)``; naive
+    mode): for these two the score itself is reported instead of a probability.
+    patch, stride: int or (h, w). fill: ``"model_mean"`` (default: the model's mean pixel, the mean
+    colour of its training set, which is 0 in input units for a model whose preprocess subtracts
+    its mean; Zeiler & Fergus's grey square), ``"mean"`` (each image's own per-channel mean), a
+    number in input units, or one value per channel. mode: ``"naive"`` (reference), ``"incremental"``
     (exact, recomputes only the changed regions) or ``"approximate"`` (regions capped at
     ``threshold`` of each map per axis, 0 < threshold <= 1). ``batch_size`` patch positions run
     together. The model runs in eval mode (restored after).
@@ -208,7 +257,8 @@ def occlusion_map(grid: Any, size: Any, patch: Any, stride: Any) -> Any:
         return xp.where(count > 0, total / xp.maximum(count, 1), xp.nan)
 
 
-def occlusion_attribution(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any = 4, fill: Any = 0.5,
+def occlusion_attribution(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any = 4,
+                          fill: Any = "model_mean",
                           batch_size: int = 32, mode: str = "naive", threshold: float = 0.5) -> Any:
     """Per pixel, the mean over the patches covering it of ``p_clean - p_occluded`` (H, W) or (N, H, W).
 

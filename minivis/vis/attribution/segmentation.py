@@ -25,7 +25,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
 from minivis.validate import check_positive_int
-from minivis.vis.common import Target, as_batch, inference, target_scores, unbatch
+from minivis.vis.common import Target, as_batch, inference, model_scores, unbatch
 
 INSTALL_HINT = "pip install opencv-python-headless"
 
@@ -101,7 +101,7 @@ def saliency_segmentation(model: Module, x: Any, target: Target, fg_quantile: fl
         raise ValueError(f"{op}: bg_quantile ({bg_quantile}) must be below fg_quantile ({fg_quantile})")
     check_positive_int(iterations, op, "iterations")
     with inference(model):  # the target is checked here, under this method's name
-        target_scores(model(Tensor(batch)), target, op)
+        model_scores(model, Tensor(batch), target, op)
     if saliency_map is None:
         from minivis.vis.attribution.gradients import saliency  # noqa: PLC0415 (attribution imports nothing from here)
 

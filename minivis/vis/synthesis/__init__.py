@@ -3,7 +3,8 @@
 =====================  ==========================================================  ==========================
 module                 what                                                        papers
 =====================  ==========================================================  ==========================
-``objectives``         what to maximise: a class logit, a unit, a channel, a layer  Erhan 2009
+``objectives``         what to maximise (or explain): a class logit, a unit, a      Erhan 2009; Szegedy 2014
+                       channel, a direction, a layer
 ``parameterization``   pixels, or a decorrelated Fourier spectrum                  Olah 2017
 ``regularizers``       L2, alpha-norm, total variation, blur, clipping             Mahendran 2015; Yosinski 2015
 ``transforms``         random jitter, scale, rotation (transformation robustness)  Olah 2017

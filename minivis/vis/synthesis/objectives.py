@@ -4,6 +4,9 @@ visualisation pushes up. Each objective maps (model, image batch) to one score p
 * ``class_logit(c)``: the pre-softmax score S_c(I) (Simonyan et al. 2014);
 * ``unit(layer, channel, y, x)``: one neuron of a layer's activation;
 * ``channel(layer, c)``: the mean of one channel's activation map;
+* ``direction(layer, v, y, x)``: the code of a layer read along a direction v of its channel
+  space, <v, a[:, y, x]> (Szegedy et al. 2014): ``unit`` and ``channel`` are the special case of an
+  axis e_c;
 * ``layer_l2(layer)``: 1/2 ||a_layer||^2, whose gradient at the layer is the activation itself,
   so backpropagating it "asks the network for more of whatever it already sees" (DeepDream);
 * sums, differences and scalar multiples of these (``channel(...) - 0.5 * class_logit(...)``).
@@ -18,6 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.hooks import StopForward
 from minivis.nn.module import Module
@@ -136,6 +140,44 @@ def channel(layer: str, index: int) -> Objective:
         c = a[:, int(index)]
         return c.mean(axis=tuple(range(1, c.ndim))) if c.ndim > 1 else c
     return Objective(frozenset({layer}), read, f"channel({layer!r}, {index})")
+
+
+def direction(layer: str, vector: np.ndarray, y: int | None = None, x: int | None = None) -> Objective:
+    """The code of ``layer`` along ``vector`` (C,) in its channel space (Szegedy et al. 2014,
+    "Intriguing properties of neural networks"):
+
+        <v, a[:, y, x]>                     at position (y, x) of a conv layer, when both are given;
+        (1 / HW) sum_yx <v, a[:, y, x]>     over all positions otherwise (``channel`` for v = e_c);
+        <v, a>                              for a fully connected layer (N, C).
+
+    ``direction(layer, e_c, y, x)`` is ``unit(layer, c, y, x)``: a unit is a direction along an axis.
+    """
+    data = vector.data if isinstance(vector, Tensor) else vector
+    v = np.asarray(backend.to_device(data, "cpu") if backend.is_gpu_array(data) else data)
+    if v.dtype.kind not in "fiu" or v.ndim != 1 or v.size == 0:
+        raise TypeError(f"objective: direction vector must be a non-empty 1-D numeric array (one value per "
+                        f"channel), got {type(vector).__name__} of shape {getattr(v, 'shape', None)}")
+    if not np.isfinite(v).all():
+        raise ValueError("objective: direction vector contains NaN or infinite values")
+    if (y is None) != (x is None):
+        raise ValueError(f"objective: direction needs both y and x (a position) or neither, got y={y}, x={x}")
+    v = v.astype(np.float64)
+
+    def read(acts):
+        a = acts[layer]
+        if a.shape[1] != v.shape[0]:
+            raise ValueError(f"objective: direction vector has {v.shape[0]} values, layer {layer!r} has "
+                             f"{a.shape[1]} channels")
+        weight = Tensor(backend.xp(a.data).asarray(v, dtype=a.dtype))
+        if a.ndim == 2:
+            return (a * weight).sum(axis=1)
+        if y is not None:
+            _check_index(y, a.shape[2], "y", f"layer {layer!r}")
+            _check_index(x, a.shape[3], "x", f"layer {layer!r}")
+            return (a[:, :, int(y), int(x)] * weight).sum(axis=1)
+        return (a * weight.reshape(1, -1, 1, 1)).sum(axis=1).mean(axis=(1, 2))
+    where = "" if y is None else f", y={y}, x={x}"
+    return Objective(frozenset({layer}), read, f"direction({layer!r}, {v.shape[0]} values{where})")
 
 
 def layer_l2(layer: str) -> Objective:

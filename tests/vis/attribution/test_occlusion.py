@@ -237,10 +237,36 @@ def test_callable_target_scores_the_logits(rng) -> None:
     logit = mv.vis.occlusion(model, x, lambda out: out[:, 3] - out[:, 4], patch=7, stride=7, mode="incremental")
     with mv.no_grad():
         xo = x.copy()
-        xo[..., 7:14, 14:21] = 0.5
+        xo[..., 7:14, 14:21] = 0.0  # the default fill: the model's mean pixel, 0 in its input units
         out = model(mv.tensor(xo)).data
     assert logit.shape == (1, 4, 4)
     np.testing.assert_allclose(logit[0, 1, 2], out[0, 3] - out[0, 4], rtol=1e-10)
+
+
+class ScaledFashion(mv.models.FashionCNN):
+    """A model whose preprocess maps pixels to [-1, 1] without subtracting its mean: its mean pixel is not 0."""
+
+    def preprocess(self, images):
+        return np.asarray(images, np.float32).transpose(2, 0, 1)[None] * 2 - 1
+
+
+def test_default_fill_is_the_models_mean_pixel(rng) -> None:
+    # the zoo subtracts each model's training mean: the mean pixel is 0 in input units
+    from minivis.vis.attribution.occlusion import mean_pixel
+
+    np.testing.assert_array_equal(mean_pixel(mv.models.EfficientNetLite(num_classes=3), 3), 0.0)
+    model = fashion()
+    x = rng.standard_normal((1, 28, 28))
+    np.testing.assert_array_equal(mv.vis.occlusion(model, x, 2, patch=7, stride=7),
+                                  mv.vis.occlusion(model, x, 2, patch=7, stride=7, fill=0.0))
+    # a model that normalises differently gets its own mean colour, pushed through its preprocess
+    nn.init.seed(0)
+    scaled = ScaledFashion(widths=(8, 16), hidden=32).astype(np.float64).eval()
+    colour = 2 * np.float32(mv.models.FashionCNN.mean[0]) - 1
+    assert colour != 0
+    got = mv.vis.occlusion(scaled, x, 2, patch=7, stride=7)
+    np.testing.assert_array_equal(got, mv.vis.occlusion(scaled, x, 2, patch=7, stride=7, fill=float(colour)))
+    assert not np.allclose(got, mv.vis.occlusion(scaled, x, 2, patch=7, stride=7, fill=0.0))
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -248,10 +274,11 @@ def test_callable_target_scores_the_logits(rng) -> None:
     ({"patch": 29}, ValueError, r"occlusion: patch \(29, 29\) is larger than the image \(28, 28\)"),
     ({"stride": 0}, ValueError, "occlusion: stride must be >= 1"),
     ({"patch": 2.5}, TypeError, "occlusion: patch must be an int or a pair of ints"),
-    ({"fill": "grey"}, ValueError, "occlusion: fill must be a number, 'mean' or one value per channel"),
+    ({"fill": "grey"}, ValueError, "occlusion: fill must be a number, one value per channel, 'model_mean' or 'mean'"),
     ({"fill": [0.1, 0.2]}, ValueError, r"occlusion: fill must be a number or 1 values .* got shape \(2,\)"),
     ({"fill": float("nan")}, ValueError, "occlusion: fill must be finite"),
-    ({"fill": None}, TypeError, "occlusion: fill must be a number, 'mean' or one value per channel, got NoneType"),
+    ({"fill": None}, TypeError, "occlusion: fill must be a number, one value per channel, 'model_mean' or 'mean', "
+                                "got NoneType"),
     ({"mode": "fast"}, ValueError, "occlusion: mode must be one of naive, incremental, approximate"),
     ({"threshold": 0}, ValueError, r"occlusion: threshold must be a number in \(0, 1\]"),
     ({"batch_size": 0}, ValueError, "occlusion: batch_size must be a positive int"),
