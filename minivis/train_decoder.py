@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 import minivis.functional as F
-from minivis.autograd import no_grad, tensor
+from minivis.autograd import tensor
 from minivis.data import batches, fashion_mnist
 from minivis.io import save_npz
 from minivis.models import DECODER_LAYERS, build_decoder, decoder_weights_path, load
