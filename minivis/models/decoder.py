@@ -17,7 +17,7 @@ layer to a small 7x7 map::
     (D,)          -> Linear(D, 32*7*7), leaky -> 32x7x7 -> [as a 7x7 code below]
     C x 7 x 7     -> conv3 C->64, leaky -> up 64->32 (14x14), leaky -> up 32->16 (28x28), leaky -> conv3 16->1
     C x 14 x 14   -> conv3 C->64, leaky -> up 64->32 (28x28), leaky -> conv3 32->1
-    C x 28 x 28   -> conv3 C->32, leaky -> conv3 32->32, leaky -> conv3 32->1
+    C x 28 x 28   -> conv3 C->16, leaky -> conv3 16->1
 
 The code is multiplied by ``code_scale`` (a buffer: 1 / the code's standard deviation over the
 training images) so every layer's decoder sees inputs of the same size. The output is in the
@@ -79,8 +79,8 @@ class CodeDecoder(Module):
         if side << ups != image_size:
             raise ValueError(f"CodeDecoder: the code's side {side} must be image_size {image_size} / 2^k")
         if ups == 0:
-            layers = [Conv2d(c, 32, 3, padding=1), LeakyReLU(SLOPE), Conv2d(32, 32, 3, padding=1),
-                      LeakyReLU(SLOPE), Conv2d(32, channels, 3, padding=1)]
+            # at full resolution the code is nearly the image already: a small decoder will do
+            layers = [Conv2d(c, 16, 3, padding=1), LeakyReLU(SLOPE), Conv2d(16, channels, 3, padding=1)]
         else:
             width = 64
             layers = [Conv2d(c, width, 3, padding=1), LeakyReLU(SLOPE)]
