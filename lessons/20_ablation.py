@@ -126,6 +126,8 @@ activation, gradient = acts[layer].data, acts[layer].grad
 taylor = -(activation * gradient).sum(axis=(2, 3))                                      # (n, 64)
 r = np.corrcoef(taylor.ravel(), delta.ravel())[0, 1]
 print(f"correlation of ablation with -sum(a * dS/da): {r:.4f}")
+print(f"mean drop of the true-class logit over all channels: zero fill {-delta.mean():.3f}, "
+      f"mean fill {-delta_mean.mean():.3f}")
 assert r > 0.9, "for single channels the network is close to linear in the activation"
 
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
@@ -158,9 +160,11 @@ savefig(fig, "20_ablation_features8")
 # change, and to first order the rest of the network responds linearly, so gradient times
 # activation predicts the ablation well at a fraction of the cost. The effects are small
 # compared with the logits (which are around 10 to 20): no single channel carries a class.
-# Mean ablation usually hurts less than zero ablation, because keeping the channel's average
-# level keeps the part of its contribution that does not depend on *where* it fired. Per
-# class, the important channels differ: a channel can help one class and hurt another.
+# Mean ablation hurts about as much as zero ablation: keeping a channel's average level while
+# removing its pattern takes away nearly all it contributes, so what these channels tell the
+# classifier is *where* they fire, not how much on average. Per class, the important channels
+# differ (trousers and bags lean on a few channels of their own), and a channel can help one
+# class and slightly hurt another.
 
 # %% [markdown]
 # ## 4. How much does the network rely on single channels?
