@@ -94,7 +94,7 @@ def train_decoder(out_dir: str | Path, layer: str, epochs: int = 2, batch_size: 
                            "optimizer": "Adam", "loss": "mse (model-input units)", "epochs": epochs,
                            "batch_size": batch_size, "lr": lr, "seed": seed, "train_images": len(train_x),
                            "test_images": len(test_x), "history": []}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for epoch in range(1, epochs + 1):
         decoder.train()
         losses: list[float] = []
@@ -123,6 +123,8 @@ def train_decoder(out_dir: str | Path, layer: str, epochs: int = 2, batch_size: 
             _diverged("the weights are no longer finite", epoch, len(losses), lr)
         save_npz(weights, decoder.state_dict())
     log["total_seconds"] = round(time.perf_counter() - start, 1)
+    # CPU time of all threads: on a shared machine the wall time above also counts other jobs
+    log["cpu_seconds"] = round(time.process_time() - cpu_start, 1)
     log["test_image_error"] = log["history"][-1]["test_image_error"]
     (out_dir / f"{weights.stem}_train_log.json").write_text(json.dumps(log, indent=2) + "\n")
     return log
