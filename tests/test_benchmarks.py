@@ -150,3 +150,16 @@ def test_embedding_quick_writes_a_complete_record(tmp_path: Path) -> None:
         assert 0 < r["kl_same_p"] < 10 and 0 <= r["knn10_kept"] <= 1
     assert set(record["targets"]["500"]["faster_than"]) == set(methods[1:])
     assert set(record["targets"]["500"]["kl_at_most_3pct_above_openTSNE"]) == set(methods[1:3])
+
+
+@pytest.mark.slow
+def test_decoder_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("decoder.py", tmp_path)
+    assert proc.returncode == 0, f"decoder.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "decoder-cpu.json").read_text())
+    assert record["topic"] == "decoder" and record["quick"] is True
+    steps = [r for r in record["rows"] if r["case"].startswith("train step")]
+    assert [r["case"] for r in steps] == ["train step features.9 (batch 8)", "train step classifier.1 (batch 8)"]
+    for row in record["rows"]:
+        assert row["check"] == "ok" and row["minivis_ms"] > 0 and row["reference_ms"] > 0
+        assert row["ratio"] == pytest.approx(row["reference_ms"] / row["minivis_ms"])

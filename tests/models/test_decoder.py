@@ -9,39 +9,9 @@ import torch
 
 import minivis as mv
 from minivis.models import DECODER_CODE_SHAPES, DECODER_LAYERS
-from minivis.models.decoder import SLOPE, VECTOR_MAP, CodeDecoder
+from minivis.models.decoder import CodeDecoder
 from minivis.nn.hooks import forward_to
-
-
-def torch_twin(decoder: CodeDecoder) -> torch.nn.Module:
-    """The same network written with torch.nn, weights copied from ``decoder`` (float64)."""
-    def convert(module):
-        if isinstance(module, mv.nn.Conv2d):
-            return torch.nn.Conv2d(module.in_channels, module.out_channels, 3, padding=1)
-        if isinstance(module, mv.nn.ConvTranspose2d):
-            return torch.nn.ConvTranspose2d(module.in_channels, module.out_channels, 4, stride=2, padding=1)
-        if isinstance(module, mv.nn.Linear):
-            return torch.nn.Linear(module.in_features, module.out_features)
-        assert isinstance(module, mv.nn.LeakyReLU)
-        return torch.nn.LeakyReLU(SLOPE)
-
-    class Twin(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.expand = None if decoder.expand is None else torch.nn.Sequential(*map(convert, decoder.expand))
-            self.decode = torch.nn.Sequential(*map(convert, decoder.decode))
-            self.scale = float(decoder.code_scale)
-
-        def forward(self, z):
-            h = z * self.scale
-            if self.expand is not None:
-                h = self.expand(h).reshape(z.shape[0], *VECTOR_MAP)
-            return self.decode(h)
-
-    twin = Twin().double()
-    state = {k: torch.from_numpy(v.astype(np.float64)) for k, v in decoder.state_dict().items() if k != "code_scale"}
-    twin.load_state_dict(state)
-    return twin
+from tests import torch_twins
 
 
 @pytest.mark.parametrize("layer", DECODER_LAYERS)
@@ -51,8 +21,10 @@ def test_decoder_matches_a_pytorch_twin(layer, rng):
     decoder.register_buffer("code_scale", np.asarray(0.7))
     z = rng.standard_normal((2, *DECODER_CODE_SHAPES[layer]))
     ours = decoder(mv.tensor(z)).numpy()
+    twin = torch_twins.twin_from_state(torch_twins.TorchCodeDecoder(DECODER_CODE_SHAPES[layer]), decoder.state_dict(),
+                                       torch.float64)
     with torch.no_grad():
-        theirs = torch_twin(decoder)(torch.from_numpy(z)).numpy()
+        theirs = twin(torch.from_numpy(z)).numpy()
     assert ours.shape == (2, 1, 28, 28)
     np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
 
