@@ -131,7 +131,7 @@ assert at_optimum < 1e-3 * np.abs(decoder.weight.grad).max()
 mv.nn.init.seed(0)
 learned = mv.nn.Linear(196, 784).double()
 optimizer = mv.optim.Adam(learned.parameters(), lr=3e-3)
-for step in range(sized(300, 60)):
+for _ in range(sized(300, 60)):
     batch = rng.integers(0, n_train, 256)
     optimizer.zero_grad()
     mv.F.mse_loss(learned(mv.tensor(codes[batch])), X[batch]).backward()

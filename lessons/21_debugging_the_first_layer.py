@@ -142,7 +142,8 @@ def radial_spectrum(weights: np.ndarray, bins: np.ndarray) -> np.ndarray:
     power /= power.sum(axis=(1, 2), keepdims=True)
     fy, fx = np.meshgrid(np.fft.fftfreq(32), np.fft.fftfreq(32), indexing="ij")
     radius = np.sqrt(fx ** 2 + fy ** 2)
-    return np.array([power[:, (radius >= lo) & (radius < hi)].sum(axis=1).mean() for lo, hi in zip(bins, bins[1:])])
+    edges = zip(bins[:-1], bins[1:], strict=True)
+    return np.array([power[:, (radius >= lo) & (radius < hi)].sum(axis=1).mean() for lo, hi in edges])
 
 
 rows = {}
