@@ -230,10 +230,12 @@ savefig(fig, "20_cumulative_ablation")
 # - The network barely notices a few missing channels, whichever they are, and even with half
 #   of its last conv layer gone it keeps most of its accuracy: the information is spread over
 #   many channels, the robustness Morcos et al. found in networks that generalise well.
-# - Removing the most important channels first hurts more than removing the least important
-#   first, but the gap is modest. "Important" was measured on the logit of single channels; the
-#   accuracy depends on the margin to the next class and on channels acting together, which
-#   single ablations do not see.
+# - Up to about a third of the channels it hardly matters which ones go. Beyond that the order
+#   counts: in the full run, with 48 of the 64 channels zeroed, removing the most important first
+#   leaves about 71% accuracy against about 88% for random channels and 90% for the least
+#   important. "Important" was measured one channel at a time on the logit; the accuracy
+#   depends on the margin to the next class and on channels acting together, which single
+#   ablations only start to reveal when many go at once.
 # - Class selectivity predicts importance only weakly: a channel that fires for one class is
 #   not, on average, one the network cannot do without. Interpretable-looking units are not
 #   privileged, a warning against reading a network one unit at a time (lesson 17's directions
