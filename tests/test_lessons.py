@@ -34,6 +34,9 @@ def test_there_are_lessons():
 @pytest.mark.parametrize("path", list(_params()))
 def test_lesson_runs_and_saves_figures(path: Path, tmp_path: Path):
     env = dict(os.environ, MINIVIS_FAST="1", MPLBACKEND="Agg", MINIVIS_FIGURES=str(tmp_path))
+    # a script's sys.path starts at lessons/, not here: put this checkout first, so that the lesson
+    # imports the minivis under test even where another checkout is the one installed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     try:
         result = subprocess.run([sys.executable, str(path)], cwd=REPO, env=env, capture_output=True,
                                 text=True, timeout=SLOW.get(path.name, DEFAULT_TIMEOUT_S))
