@@ -152,7 +152,7 @@ def compare_inversions(model: Module, decoders: Mapping[str, Module] | Sequence[
     """Invert ``images`` from each decoder's layer twice: by its decoder and by ``invert`` (Mahendran & Vedaldi).
 
     decoders: ``{layer: decoder}`` or a list of decoders that carry ``.layer``.
-    images: model inputs (N, C, H, W). steps, invert_kwargs: passed to ``invert`` (L-BFGS by default).
+    images: model inputs (N, C, H, W) or one (C, H, W). steps, invert_kwargs: passed to ``invert`` (L-BFGS by default).
     """
     import time  # noqa: PLC0415
 
@@ -166,9 +166,7 @@ def compare_inversions(model: Module, decoders: Mapping[str, Module] | Sequence[
                         f"{type(decoders).__name__}")
     if not pairs:
         raise ValueError(f"{method}: give at least one decoder")
-    x0, single = as_batch(images, model, method)
-    if single:
-        x0 = x0[None] if x0.ndim == 3 else x0
+    x0, _ = as_batch(images, model, method)  # one image is a batch of one here
     result = InversionComparison([], np.asarray(backend.to_device(x0, "cpu")), {}, {}, {}, {}, {}, {},
                                  {"decoder": 0.0, "optimisation": 0.0})
     for layer, decoder in pairs:
