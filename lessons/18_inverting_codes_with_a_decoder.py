@@ -204,7 +204,7 @@ print(f"{len(x_test)} images, {len(layers)} layers in {time.perf_counter() - sta
       f"(decoders {comparison.seconds['decoder']:.2f} s, optimisation {comparison.seconds['optimisation']:.1f} s)\n")
 print(comparison)
 rows = {r["layer"]: r for r in comparison.rows()}
-for layer in ("features.4", "features.9", "classifier.1"):
+for layer in ("features.4", "features.9", "classifier.1", "classifier.3"):
     assert rows[layer]["decoder_image_error"] < rows[layer]["optimisation_image_error"], layer
 decoder_errors = [rows[layer]["decoder_image_error"] for layer in layers]
 assert decoder_errors[0] < decoder_errors[2] < decoder_errors[4], "deeper codes keep less of the image"
@@ -212,23 +212,25 @@ savefig(comparison.figure(model, count=4, title="decoder (one pass) versus optim
         "18_decoder_versus_optimisation")
 
 # %% [markdown]
-# **What to notice.**
+# **What to notice.** (Numbers from the full run: 16 test images, 200 L-BFGS iterations.)
 #
-# - From the first ReLU both methods give the image back almost exactly: 32 filters of a
-#   28x28 image, before any pooling, lose little.
-# - From the pools onwards the decoder wins clearly, and by more the deeper the layer. The
-#   optimisation finds an image with *the right code* (its feature error is the lower one),
-#   but among the many images with that code it picks one by a generic prior, and the
-#   textures it invents are not the garment's. The decoder's answer has a *worse* code match
-#   and a *better* image: it is the average garment with that code.
-# - From the hidden layer (128 numbers) and the logits (10 numbers), the optimisation is no
-#   better than the mean image (error near 1), while the decoder still draws a recognisable
-#   garment of the right kind, in roughly the right shape: the code says *which* class and a
-#   little about *which variant*, and the decoder knows what such garments look like.
+# - From the first ReLU both methods give the image back almost exactly (image errors near
+#   0.06): 32 filters of a 28x28 image, before any pooling, lose little. The decoder is a little
+#   closer, in one forward pass.
+# - From the pools onwards the decoder wins, and by more the deeper the layer: about 0.14
+#   against 0.18 after the first pool, 0.25 against 0.44 after the second. From the second pool
+#   on, the optimisation finds an image with the *better code match* (its feature error is the
+#   lower one, by a factor of five or more), but among the many images with that code it picks
+#   one by a generic prior, and the textures it invents are not the garment's. The decoder's
+#   answer matches the code worse and the image better: it is the average garment with that code.
+# - From the hidden layer (128 numbers) and the logits (10 numbers), the optimisation is barely
+#   better than the mean image (errors 0.94 and 0.98), while the decoder still draws a
+#   recognisable garment of the right kind, in roughly the right shape: the code says *which*
+#   class and a little about *which variant*, and the decoder knows what such garments look like.
 # - The decoder's pictures are blurred exactly where the code is ambiguous, as section 1
-#   predicts: thin stripes, logos and the exact outline go first.
+#   predicts: the logo on the sweater, thin stripes and the exact outline go first.
 # - Cost: the optimisation runs hundreds of forward and backward passes per image; the decoder
-#   one forward pass, after a training run of a few minutes per layer.
+#   one forward pass, after a training run of minutes per layer.
 
 # %% [markdown]
 # ## 4. Class models with a learned prior
