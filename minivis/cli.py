@@ -3,6 +3,7 @@
     minivis gallery [--fast] [--out DIR]     every image-centric method on EfficientNet-Lite0 and the photos
     minivis lessons [--fast] [--out DIR]     run every lesson script, saving its figures to DIR
     minivis train fashion_cnn [--epochs N]   train the Fashion-MNIST CNN into ./runs/fashion_cnn
+    minivis train decoder --layer L          train the decoder of fashion_cnn's layer L into ./runs/decoder
 
 A mistake in what you typed (an unknown photo, an unwritable folder, a missing dataset, a bad
 number) prints one line saying what is wrong and how to fix it, and exits with status 2;
@@ -76,9 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     lessons.add_argument("--fast", action="store_true", help="small sizes (MINIVIS_FAST=1)")
     lessons.add_argument("only", nargs="*", help="lesson number prefixes to run, e.g. 01 04")
     train = verbs.add_parser("train", parents=[debug], help="train a zoo model from scratch")
-    train.add_argument("model", choices=["fashion_cnn"])
-    train.add_argument("--epochs", type=int, default=4)
-    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("model", choices=["fashion_cnn", "decoder"],
+                       help="fashion_cnn, or decoder: the up-convolutional decoder of one fashion_cnn layer")
+    train.add_argument("--layer", default=None, help="decoder only: the fashion_cnn layer whose code it inverts")
+    train.add_argument("--epochs", type=int, default=None, help="default 4 (fashion_cnn), 2 (decoder)")
+    train.add_argument("--batch-size", type=int, default=None, help="default 128 (fashion_cnn), 64 (decoder)")
+    train.add_argument("--train-images", type=int, default=None,
+                       help="train on the first N training images only (default: all 60,000)")
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=None, help="folder for the weights (default: runs/MODEL)")
@@ -116,10 +121,30 @@ def run(args: argparse.Namespace) -> int:
 
         if args.into_package and args.out is not None:
             raise UsageError("--into-package and --out exclude each other")
-        check_settings(args.epochs, args.batch_size, args.lr)
+        decoder = args.model == "decoder"
+        epochs = args.epochs if args.epochs is not None else (2 if decoder else 4)
+        batch_size = args.batch_size if args.batch_size is not None else (64 if decoder else 128)
+        check_settings(epochs, batch_size, args.lr)
+        if args.train_images is not None and args.train_images < batch_size:
+            raise UsageError(f"--train-images must be at least the batch size ({batch_size}), got {args.train_images}")
+        if decoder:
+            from minivis.train_decoder import check_layer_name, train_decoder  # noqa: PLC0415
+
+            if args.layer is None:
+                raise UsageError("train decoder needs --layer (e.g. --layer features.4)")
+            check_layer_name(args.layer)
+        elif args.layer is not None:
+            raise UsageError("--layer is for `minivis train decoder` only")
         fashion_mnist("test")  # a missing dataset is reported before any folder is made
         out = WEIGHTS_DIR if args.into_package else (args.out or TRAIN_OUT / args.model)
-        log = train_fashion_cnn(writable_folder(out, "train"), args.epochs, args.batch_size, args.lr, args.seed)
+        folder = writable_folder(out, "train")
+        if decoder:
+            log = train_decoder(folder, args.layer, epochs, batch_size, args.lr, args.seed, limit=args.train_images)
+            print(f"test image error {log['test_image_error']:.4f} after {log['total_seconds']:.0f} s; "
+                  f"weights in {out}")
+            return 0
+        subset = {} if args.train_images is None else {"limit": args.train_images}
+        log = train_fashion_cnn(folder, epochs, batch_size, args.lr, args.seed, **subset)
         print(f"test accuracy {log['test_accuracy']:.4f} after {log['total_seconds']:.0f} s; weights in {out}")
         return 0
     return 2

@@ -162,3 +162,16 @@ def test_projections_quick_writes_a_complete_record(tmp_path: Path) -> None:
     (row,) = record["rows"]
     assert row["minivis_s"] > 0 and row["torch_s"] > 0 and row["mining_s"] > 0
     assert row["ratio"] == pytest.approx(row["torch_s"] / row["minivis_s"])
+
+
+@pytest.mark.slow
+def test_decoder_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("decoder.py", tmp_path)
+    assert proc.returncode == 0, f"decoder.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "decoder-cpu.json").read_text())
+    assert record["topic"] == "decoder" and record["quick"] is True
+    steps = [r for r in record["rows"] if r["case"].startswith("train step")]
+    assert [r["case"] for r in steps] == ["train step features.9 (batch 8)", "train step classifier.1 (batch 8)"]
+    for row in record["rows"]:
+        assert row["check"] == "ok" and row["minivis_ms"] > 0 and row["reference_ms"] > 0
+        assert row["ratio"] == pytest.approx(row["reference_ms"] / row["minivis_ms"])

@@ -79,3 +79,31 @@ def test_a_diverging_run_stops_and_never_saves_non_finite_weights(tmp_path, monk
         train.train_fashion_cnn(tmp_path, epochs=1, batch_size=32, limit=256, progress=False)
     assert {p.name for p in tmp_path.iterdir()} == {"fashion_cnn_epoch00.npz"}  # the untrained start only
     assert all(np.isfinite(v).all() for v in np.load(tmp_path / "fashion_cnn_epoch00.npz").values())
+
+
+def test_train_decoder_checks_its_layer_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "decoder"]) == 2
+    _one_error_line(capsys, "train decoder needs --layer")
+    assert cli.main(["train", "decoder", "--layer", "features.2"]) == 2
+    _one_error_line(capsys, "--layer must be one of features.1, features.4, features.9, classifier.1, classifier.3",
+                    "got 'features.2'")
+    assert cli.main(["train", "fashion_cnn", "--layer", "features.4"]) == 2
+    _one_error_line(capsys, "--layer is for `minivis train decoder` only")
+    assert cli.main(["train", "decoder", "--layer", "features.4", "--train-images", "10"]) == 2
+    _one_error_line(capsys, "--train-images must be at least the batch size (64), got 10")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_decoder_writes_under_runs_decoder(tmp_path, monkeypatch, capsys):
+    from minivis import train_decoder
+
+    calls = []
+    monkeypatch.setattr(train_decoder, "train_decoder", lambda out, layer, *args, **kw: calls.append(
+        (out, layer, args, kw)) or {"test_image_error": 0.5, "total_seconds": 1})
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "decoder", "--layer", "classifier.1", "--train-images", "1000"]) == 0
+    out, layer, args, kw = calls[-1]
+    assert out == cli.TRAIN_OUT / "decoder" and layer == "classifier.1"
+    assert args == (2, 64, 1e-3, 0) and kw == {"limit": 1000}  # the decoder's defaults
+    assert "test image error 0.5000" in capsys.readouterr().out

@@ -55,3 +55,33 @@ def test_gallery_writes_every_figure_and_the_index(tmp_path):
     assert {p.name for p in tmp_path.glob("*.png")} == {
         "coffee_attributions.png", "coffee_grad_cam.png", "coffee_occlusion.png"}
     assert "| coffee | espresso |" in index.read_text()
+
+
+def test_a_short_decoder_run_learns_and_writes_weights_and_log(tmp_path):
+    from minivis.train_decoder import train_decoder
+
+    log = train_decoder(tmp_path, "features.9", epochs=2, batch_size=32, lr=3e-3, limit=256, test_limit=64,
+                        progress=False)
+    assert {p.name for p in tmp_path.iterdir()} == {"fashion_cnn_decoder_features.9.npz",
+                                                   "fashion_cnn_decoder_features.9_train_log.json"}
+    saved = json.loads((tmp_path / "fashion_cnn_decoder_features.9_train_log.json").read_text())
+    assert saved["layer"] == "features.9" and saved["code_shape"] == [64, 7, 7] and len(saved["history"]) == 2
+    assert log["history"][1]["train_loss"] < log["history"][0]["train_loss"]
+    assert log["test_image_error"] < 1.0  # closer than the mean image after 16 steps
+    decoder = mv.models.load_decoder("features.9", weights=tmp_path / "fashion_cnn_decoder_features.9.npz")
+    model = mv.models.load("fashion_cnn")
+    images, _ = mv.data.fashion_mnist("test")
+    x = model.preprocess(images[:64, ..., None])
+    errors = mv.vis.invert_with_decoder(model, decoder, x).image_error
+    np.testing.assert_allclose(errors.mean(), log["test_image_error"], rtol=1e-5)  # the log's number is real
+    assert float(decoder.code_scale) > 0
+
+
+def test_train_decoder_rejects_bad_arguments(tmp_path):
+    from minivis.train_decoder import train_decoder
+
+    with pytest.raises(ValueError, match="train decoder: --layer must be one of features.1, .*got 'logits'"):
+        train_decoder(tmp_path, "logits")
+    with pytest.raises(ValueError, match=r"train decoder: limit must be an int >= batch_size \(64\) or None, got 5"):
+        train_decoder(tmp_path, "features.4", limit=5)
+    assert not any(tmp_path.iterdir())

@@ -81,6 +81,38 @@ class TorchFashionCNN(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
+class TorchCodeDecoder(nn.Module):
+    """minivis.models.decoder.CodeDecoder written with torch.nn (same layers, names and recipe)."""
+
+    def __init__(self, code_shape, image_size=28, channels=1, slope=0.2, vector_map=(32, 7, 7)):
+        super().__init__()
+        self.vector_map = vector_map
+        self.register_buffer("code_scale", torch.ones(()))
+        if len(code_shape) == 1:
+            self.expand = nn.Sequential(nn.Linear(code_shape[0], math.prod(vector_map)), nn.LeakyReLU(slope))
+            c, side = vector_map[0], vector_map[1]
+        else:
+            self.expand = None
+            c, side = code_shape[0], code_shape[1]
+        ups = int(round(math.log2(image_size // side)))
+        if ups == 0:
+            layers = [nn.Conv2d(c, 16, 3, padding=1), nn.LeakyReLU(slope), nn.Conv2d(16, channels, 3, padding=1)]
+        else:
+            width = 64
+            layers = [nn.Conv2d(c, width, 3, padding=1), nn.LeakyReLU(slope)]
+            for _ in range(ups):
+                layers += [nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1), nn.LeakyReLU(slope)]
+                width //= 2
+            layers.append(nn.Conv2d(width, channels, 3, padding=1))
+        self.decode = nn.Sequential(*layers)
+
+    def forward(self, z):
+        h = z * self.code_scale
+        if self.expand is not None:
+            h = self.expand(h).reshape(z.shape[0], *self.vector_map)
+        return self.decode(h)
+
+
 def torchvision_vgg(config: list, num_classes: int = 1000) -> nn.Module:
     """torchvision's VGG layout (features / avgpool / classifier), without torchvision."""
     layers, channels = [], 3

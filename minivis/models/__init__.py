@@ -8,6 +8,10 @@ fashion_cnn            trained by minivis on Fashion-MNIST, shipped in ``models/
                        (``checkpoint=k`` loads the end of epoch k, for watching training)
 alexnet, vgg16, vgg19  none shipped (random init); ``weights=path`` loads a torchvision file
 =====================  =========================================================================
+
+``load_decoder(layer)``: the up-convolutional decoder that maps ``fashion_cnn``'s code at
+``layer`` back to the image (Dosovitskiy & Brox 2016; trained by minivis, shipped in
+``models/weights/fashion_cnn_decoder_<layer>.npz``; ``DECODER_LAYERS`` lists the layers).
 """
 
 from __future__ import annotations
@@ -16,12 +20,18 @@ import os
 from pathlib import Path
 
 from minivis.models.base import ImageClassifier
+from minivis.models.decoder import CodeDecoder
 from minivis.models.efficientnet import EfficientNetLite
 from minivis.models.fashion_cnn import FashionCNN
 from minivis.models.torchvision_nets import VGG, VGG_CONFIGS, AlexNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODELS = ("efficientnet_lite0", "fashion_cnn", "alexnet", "vgg16", "vgg19")
+# fashion_cnn's layers with a decoder: first ReLU, both pools, the hidden fc ReLU and the logits
+DECODER_LAYERS = ("features.1", "features.4", "features.9", "classifier.1", "classifier.3")
+# their code shapes (C, h, w) or (D,): fixed by the architecture, checked by the tests
+DECODER_CODE_SHAPES = {"features.1": (32, 28, 28), "features.4": (32, 14, 14), "features.9": (64, 7, 7),
+                       "classifier.1": (128,), "classifier.3": (10,)}
 
 
 def build(name: str, **kwargs) -> ImageClassifier:
@@ -83,10 +93,51 @@ def load(name: str, weights: str | os.PathLike | None = None, checkpoint: int | 
     return model.eval()
 
 
+def decoder_weights_path(layer: str) -> Path:
+    """Where the shipped decoder of ``fashion_cnn``'s ``layer`` lives."""
+    return WEIGHTS_DIR / f"fashion_cnn_decoder_{layer}.npz"
+
+
+def _check_decoder_layer(layer: object, who: str) -> str:
+    if not isinstance(layer, str) or layer not in DECODER_LAYERS:
+        raise ValueError(f"{who}: layer must be one of {', '.join(DECODER_LAYERS)} (fashion_cnn layers with a "
+                         f"decoder), got {layer!r}")
+    return layer
+
+
+def build_decoder(layer: str) -> CodeDecoder:
+    """The decoder architecture for ``fashion_cnn``'s ``layer``, with fresh random weights."""
+    layer = _check_decoder_layer(layer, "models.build_decoder")
+    return CodeDecoder(DECODER_CODE_SHAPES[layer], image_size=28, channels=1, layer=layer)
+
+
+def load_decoder(layer: str, weights: str | os.PathLike | None = None) -> CodeDecoder:
+    """The trained decoder of ``fashion_cnn``'s ``layer`` (or ``weights``, an .npz), in eval mode.
+
+    ``decoder(code)`` maps codes (N, *code_shape) to model inputs (N, 1, 28, 28);
+    ``fashion_cnn.deprocess`` turns them into pictures.
+    """
+    from minivis.io import load_weights  # noqa: PLC0415
+
+    decoder = build_decoder(_check_decoder_layer(layer, "models.load_decoder"))
+    path = decoder_weights_path(layer) if weights is None else Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"models.load_decoder: {path} is missing; train it with `minivis train decoder "
+                                f"--layer {layer}` (and --weights, or --into-package to ship it)")
+    decoder.load_state_dict(load_weights(path))
+    return decoder.eval()
+
+
+def available_decoders() -> list[str]:
+    """The layers of ``fashion_cnn`` whose decoder ships."""
+    return [layer for layer in DECODER_LAYERS if decoder_weights_path(layer).is_file()]
+
+
 def available_checkpoints() -> list[int]:
     """Epochs for which a ``fashion_cnn`` checkpoint ships."""
     return sorted(int(p.stem.rsplit("epoch", 1)[1]) for p in WEIGHTS_DIR.glob("fashion_cnn_epoch*.npz"))
 
 
-__all__ = ["MODELS", "VGG_CONFIGS", "AlexNet", "EfficientNetLite", "FashionCNN", "ImageClassifier", "VGG",
-           "available_checkpoints", "build", "load"]
+__all__ = ["DECODER_CODE_SHAPES", "DECODER_LAYERS", "MODELS", "VGG_CONFIGS", "AlexNet", "CodeDecoder",
+           "EfficientNetLite", "FashionCNN", "ImageClassifier", "VGG", "available_checkpoints", "available_decoders",
+           "build", "build_decoder", "decoder_weights_path", "load", "load_decoder"]

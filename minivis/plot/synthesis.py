@@ -95,3 +95,38 @@ def inversion_figure(table: Any, title: str | None = None, size: float = 2.2) ->
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def inversion_comparison_figure(comparison: Any, model: Any, count: int = 4, title: str | None = None,
+                                size: float = 1.4) -> plt.Figure:
+    """Rows: the originals, then for each layer the decoder's and the optimisation's reconstructions;
+    right: the mean image error per layer for both methods.
+
+    ``comparison`` is a ``minivis.vis.synthesis.decoder_inversion.InversionComparison``; ``model``
+    turns model inputs into pictures (its ``deprocess``).
+    """
+    count = min(count, len(comparison.images))
+    rows = [("original", comparison.images[:count])]
+    for layer in comparison.layers:
+        rows.append((f"{layer}\ndecoder", comparison.decoder_x[layer][:count]))
+        rows.append((f"{layer}\noptimisation", comparison.optimisation_x[layer][:count]))
+    fig = plt.figure(figsize=(size * (count + 4), size * len(rows)))
+    grid = fig.add_gridspec(len(rows), count + 4)
+    for r, (label, xs) in enumerate(rows):
+        for c in range(count):
+            ax = fig.add_subplot(grid[r, c])
+            _show(ax, model.deprocess(xs[c]))
+            if c == 0:
+                ax.text(-0.1, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=7)
+    ax = fig.add_subplot(grid[1:, count + 1:])
+    positions = np.arange(len(comparison.layers))
+    rows_ = comparison.rows()
+    ax.bar(positions - 0.2, [r["decoder_image_error"] for r in rows_], width=0.4, label="decoder")
+    ax.bar(positions + 0.2, [r["optimisation_image_error"] for r in rows_], width=0.4, label="optimisation")
+    ax.set_xticks(positions, comparison.layers, fontsize=7, rotation=30)
+    ax.set_ylabel("image error ||x* - x0|| / ||x0||", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig

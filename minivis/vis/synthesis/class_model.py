@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
+from minivis.autograd import Tensor
 from minivis.nn.module import Module
 from minivis.validate import check_float
 from minivis.vis.common import model_device_dtype, target_scores
@@ -70,17 +71,33 @@ def class_objective(model: Module, target: Any, method: str = "class_model") -> 
     raise TypeError(f"{method}: target must be a class index, a list of indices or an Objective, got {target!r}")
 
 
-def initial_image(model: Module, shape: tuple[int, int, int, int], init: str, rng: np.random.Generator,
+def initial_image(model: Module, shape: tuple[int, int, int, int], init: Any, rng: np.random.Generator,
                   noise_std: float = 0.1, method: str = "class_model") -> Any:
     """The starting model input (N, C, H, W).
 
     "mean": all zeros, i.e. the training set's mean colour; Simonyan et al.'s "zero image" (their
     inputs had the mean subtracted). "zero": a black image, pixels 0, i.e. ``-mean / std``.
     "noise": the mean colour plus Gaussian noise of std ``noise_std`` (in model-input units).
+    An array (C, H, W) or (N, C, H, W) of model inputs: start there (one image is used for every
+    target), e.g. the mean image of a cluster of training images (Nguyen et al.'s multifaceted
+    visualisation).
     """
-    if init not in INITS:
-        raise ValueError(f"{method}: init must be one of {INITS}, got {init!r}")
     device, dtype = model_device_dtype(model)
+    if not isinstance(init, str):
+        data = init.data if isinstance(init, Tensor) else init
+        if not (isinstance(data, np.ndarray) or backend.is_gpu_array(data)) or data.dtype.kind not in "fiu":
+            raise TypeError(f"{method}: init must be one of {INITS} or a numeric array of model inputs, "
+                            f"got {type(init).__name__}")
+        start = data[None] if data.ndim == 3 else data
+        if start.ndim != 4 or start.shape[1:] != shape[1:] or start.shape[0] not in (1, shape[0]):
+            raise ValueError(f"{method}: an init image must be (C, H, W) = {shape[1:]} or (N, C, H, W) with N = "
+                             f"{shape[0]} (one per target), got shape {tuple(data.shape)}")
+        start = backend.to_device(start, device).astype(dtype)
+        if not bool(backend.xp(start).isfinite(start).all()):
+            raise ValueError(f"{method}: the init image contains NaN or infinite values")
+        return backend.xp(start).ascontiguousarray(backend.xp(start).broadcast_to(start, shape))
+    if init not in INITS:
+        raise ValueError(f"{method}: init must be one of {INITS} or an array of model inputs, got {init!r}")
     x = np.zeros(shape, dtype=dtype)
     if init == "zero":
         low, _ = reg.valid_range(getattr(model, "mean", (0.0,)), getattr(model, "std", (1.0,)), dtype)
@@ -150,7 +167,7 @@ def robust_transforms(jitter: int, transforms: Any, size: tuple[int, int], metho
 def class_model(model: Module, target: Any, steps: int = 200, lr: float = 0.05, l2: float = 1e-4,
                 blur_every: int = 0, blur_sigma: float = 0.5, clip_norm_pct: float = 0.0,
                 clip_contrib_pct: float = 0.0, jitter: int = 0, param: str = "pixel", transforms: Any = None,
-                optimizer: str = "adam", init: str = "mean", size: Any = None, seed: int = 0,
+                optimizer: str = "adam", init: Any = "mean", size: Any = None, seed: int = 0,
                 progress: bool = True) -> SynthesisResult:
     """The image that maximises class ``target``'s logit, regularised.
 
@@ -166,7 +183,8 @@ def class_model(model: Module, target: Any, steps: int = 200, lr: float = 0.05, 
     jitter: a random roll by up to this many pixels before each forward pass (0: off).
     param: "pixel" (optimise the model input) or "fft" (Lucid's decorrelated Fourier image).
     transforms: None, "standard" (Lucid's pad/jitter/scale/rotate chain) or your own transforms.
-    init: "mean" (zero model input: the mean colour, Simonyan's start), "zero" (black) or "noise".
+    init: "mean" (zero model input: the mean colour, Simonyan's start), "zero" (black), "noise", or
+        an array of model inputs (C, H, W) or (N, C, H, W), one per target, to start from.
     size: (H, W) or an int; default the model's ``input_size``.
 
     Returns a ``SynthesisResult``: ``.image`` (HxWxC in [0, 1] for one target, NxHxWxC for a list),
@@ -187,7 +205,7 @@ def class_model(model: Module, target: Any, steps: int = 200, lr: float = 0.05, 
     rng = np.random.default_rng(seed)
     x0 = initial_image(model, (n, channels, h, w), init, rng, method=method)
     image_param = make_param(param, x0, getattr(model, "mean", 0.0), getattr(model, "std", 1.0), method)
-    if param == "fft" and init == "noise":
+    if param == "fft" and isinstance(init, str) and init == "noise":
         assert isinstance(image_param, FFTImage)
         image_param.randomize(rng)
     penalties = [(l2, reg.l2)] if l2 > 0 else []

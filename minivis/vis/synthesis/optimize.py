@@ -6,6 +6,7 @@ With the network's weights fixed, each step does
     x_T     = T(x)                               random transforms (transformation robustness)
     J       = objective(model, x_T) - sum_k w_k R_k(x)      one value per image
     params <- params + step(dJ/dparams)          gradient *ascent* (descent of -J when minimising)
+    params <- param.project()                     back into the feasible set, if any (a generator's code box)
     x      <- hook(step, x, dJ/dx)                array-level operations (blur, clipping), if any
 
 ``optimizer`` picks the step: ``"sgd"`` is the textbook update ``p += lr * g``; ``"adam"`` scales
@@ -117,6 +118,9 @@ def optimize(model: Module, objective: Callable[[Module, Tensor], Tensor], param
             raise TypeError(f"{desc}: each penalty must be callable (x) -> (N,) Tensor, got {penalty!r}")
     if optimizer == "lbfgs" and (transforms is not None or hooks):
         raise ValueError(f"{desc}: optimizer='lbfgs' needs a deterministic objective: no transforms or hooks")
+    if optimizer == "lbfgs" and type(param).project is not ImageParam.project:
+        raise ValueError(f"{desc}: optimizer='lbfgs' cannot keep a constrained parameterisation "
+                         f"({type(param).__name__}) in its box; use 'adam' or 'sgd'")
     rng = np.random.default_rng(seed)
     sign = 1.0 if maximize else -1.0
     history: list[np.ndarray] = []
@@ -186,6 +190,7 @@ def optimize(model: Module, objective: Callable[[Module, Tensor], Tensor], param
                     _sign_step(param.params, lr)
                 else:
                     opt.step()
+                param.project()  # a constrained parameterisation steps back into its feasible set
                 if hooks:
                     image = param.numpy()
                     ascent = -x.grad if x.grad is not None else backend.xp(image).zeros_like(image)

@@ -18,11 +18,19 @@ do, and the choice changes which images are easy to reach (Olah, Mordvintsev & S
   step changes low and high frequencies about equally; ``M`` makes the three channels move
   like natural colours instead of independently; the sigmoid keeps pixels valid.
 
+* ``GeneratorImage``: the image is the output of a fixed generator, ``x = G(z)``, and the
+  optimiser moves the code ``z`` (Nguyen et al., "Synthesizing the preferred inputs for neurons
+  in neural networks via deep generator networks", NeurIPS 2016: DGN-AM). Only images ``G`` can
+  draw are reachable, so the generator *is* the prior; ``z`` can be kept in a box
+  ``[low, high]`` after every step (DGN-AM clips its fc6 code to the range seen on real images).
+
 Every parameterisation has ``params`` (the leaf tensors an optimiser updates), ``image()``
-(a differentiable (N, C, H, W) model input) and ``set_image(x)``, its inverse: it re-encodes a
-model input as parameters, which is how array-level steps such as Gaussian blur or pixel
-clipping act on a spectrum (image -> blur -> spectrum). ``FFTImage`` round-trips exactly for
-images whose pixels lie strictly inside (0, 1).
+(a differentiable (N, C, H, W) model input), ``project()`` (puts the parameters back into their
+feasible set after a step: projected gradient ascent; nothing for pixels and spectra) and
+``set_image(x)``, its inverse: it re-encodes a model input as parameters, which is how
+array-level steps such as Gaussian blur or pixel clipping act on a spectrum (image -> blur ->
+spectrum). ``FFTImage`` round-trips exactly for images whose pixels lie strictly inside (0, 1);
+a ``GeneratorImage`` cannot re-encode an image (that would be an inversion of ``G``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.functional import matmul, reshape, sigmoid
+from minivis.nn.module import Module
 from minivis.validate import check_tensor
 
 PARAMETERISATIONS = ("pixel", "fft")
@@ -121,6 +130,9 @@ class ImageParam:
         """Re-encode the (N, C, H, W) model input ``x`` as parameters (in place)."""
         raise NotImplementedError
 
+    def project(self) -> None:
+        """Move the parameters back into their feasible set after a step (default: no constraint)."""
+
     def numpy(self) -> Any:
         """The current model input as an array (no graph)."""
         with no_grad():
@@ -202,6 +214,47 @@ class FFTImage(ImageParam):
         """Lucid's start: a small random spectrum (pixels close to grey, 0.5)."""
         noise = rng.standard_normal(self.spectrum.shape) * sd
         self.spectrum.data = backend.to_device(noise.astype(self.dtype), self.device)
+
+
+class GeneratorImage(ImageParam):
+    """x = G(z): a fixed generator ``G`` (a Module, codes (N, *code_shape) -> model inputs) and a code ``z``.
+
+    code: the starting codes (N, *code_shape). low, high: None, a number or an array broadcastable
+    to ``code``; after every step ``z`` is clipped into ``[low, high]`` (``project``). Keep ``G``
+    frozen while optimising (``minivis.vis.common.frozen``), so that only ``z`` gets gradients.
+    """
+
+    def __init__(self, generator: Any, code: Any, low: Any = None, high: Any = None) -> None:
+        if not isinstance(generator, Module):
+            raise TypeError(f"GeneratorImage: generator must be a minivis nn.Module, got {type(generator).__name__}")
+        data = code.data if isinstance(code, Tensor) else code
+        if not (isinstance(data, np.ndarray) or backend.is_gpu_array(data)) or data.dtype.kind != "f" or data.ndim < 2:
+            raise TypeError(f"GeneratorImage: code must be a float array (N, ...), got {type(code).__name__} "
+                            f"{getattr(data, 'shape', '')}")
+        xp = backend.xp(data)
+        self.generator = generator
+        self.low = None if low is None else xp.asarray(low, dtype=data.dtype)
+        self.high = None if high is None else xp.asarray(high, dtype=data.dtype)
+        if self.low is not None and self.high is not None and bool(xp.any(self.low > self.high)):
+            raise ValueError("GeneratorImage: low must not exceed high")
+        self.code = Tensor(data.copy(), requires_grad=True)
+        self.params = [self.code]
+        self.project()
+        with no_grad():
+            self.shape = tuple(generator(self.code).shape)
+        if len(self.shape) != 4:
+            raise ValueError(f"GeneratorImage: the generator must return (N, C, H, W) images, got shape {self.shape}")
+
+    def image(self) -> Tensor:
+        return self.generator(self.code)
+
+    def project(self) -> None:
+        if self.low is not None or self.high is not None:
+            self.code.data = backend.xp(self.code.data).clip(self.code.data, self.low, self.high)
+
+    def set_image(self, x: Any) -> None:
+        raise NotImplementedError("GeneratorImage.set_image: an image cannot be turned back into a code without "
+                                  "inverting the generator; array-level hooks (blur, clipping) do not apply")
 
 
 def make_param(name: str, x0: Any, mean: Any = 0.0, std: Any = 1.0, method: str = "optimize",
