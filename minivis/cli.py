@@ -48,6 +48,9 @@ def run_lessons(out: Path, fast: bool, only: list[str] | None = None) -> int:
         return 1
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MPLBACKEND="Agg", MINIVIS_FIGURES=str(out.resolve()))
+    # a script's sys.path starts at lessons/: put this checkout first, so the lessons run the minivis
+    # they sit beside even where another copy is the one installed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     if fast:
         env["MINIVIS_FAST"] = "1"
     failed = 0
