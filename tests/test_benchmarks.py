@@ -150,3 +150,17 @@ def test_embedding_quick_writes_a_complete_record(tmp_path: Path) -> None:
         assert 0 < r["kl_same_p"] < 10 and 0 <= r["knn10_kept"] <= 1
     assert set(record["targets"]["500"]["faster_than"]) == set(methods[1:])
     assert set(record["targets"]["500"]["kl_at_most_3pct_above_openTSNE"]) == set(methods[1:3])
+
+
+@pytest.mark.slow
+def test_scale_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    pytest.importorskip("distributed", reason="the 'scale' extra (dask[distributed]) is not installed")
+    proc = run_quick("scale.py", tmp_path)
+    assert proc.returncode == 0, f"scale.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "scale-cpu.json").read_text())
+    thr = record["throughput"]
+    assert thr["identical_to_single_process"] is True
+    assert thr["one_worker_s"] > 0 and thr["two_workers_s"] > 0
+    assert thr["speedup"] == pytest.approx(thr["one_worker_s"] / thr["two_workers_s"])
+    assert record["vgg16"]["s_per_image_1_threads"] > 0
+    assert {(r["workers"], r["threads_per_worker"]) for r in record["estimate"]} >= {(1, 1), (128, 16)}

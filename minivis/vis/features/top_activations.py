@@ -16,7 +16,9 @@ running top-k (value, index) lists are kept, merged with each batch by a Numba k
 (``minivis/kernels/cpu_topk.py``, reached through ``backend.kernels``) that takes a SIMD max
 of each map and then reads only the maps whose max beats the current k-th best (after the
 first batches almost none), so mining costs a fraction of the forward pass.
-Nothing of size N x C x H x W is ever stored.
+Nothing of size N x C x H x W is ever stored. With a Dask client (or a Dask array of images)
+the dataset is mined partition by partition on the workers and the top-k lists merged exactly
+(``minivis/vis/features/distributed.py``).
 
 Order and ties: best first; equal values keep dataset order (the earlier image, then the
 earlier position in row-major order, comes first). A map containing NaN is skipped.
