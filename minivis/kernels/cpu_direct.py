@@ -135,7 +135,7 @@ def backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], strid
                    dilation: Pair) -> np.ndarray:
     """dL/dx of the direct conv2d: g (N, C_out, Ho, Wo), w (C_out, C_in, kh, kw) -> ``x_shape``."""
     n, c_in, h, wd = x_shape
-    (kh, kw), (ho, wo) = w.shape[2:], g.shape[2:]
+    (kh, kw), wo = w.shape[2:], g.shape[3]
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
     top, bottom, left, _ = pad4
     sw, width = stride[1], phase_width(wo, kw, stride[1], dilation[1])
@@ -178,7 +178,7 @@ def backward_weight(g: np.ndarray, x: np.ndarray, w_shape: tuple[int, ...], stri
                     dilation: Pair) -> np.ndarray:
     """dL/dw of the direct conv2d: g (N, C_out, Ho, Wo), x (N, C_in, H, W) -> ``w_shape``. Each thread
     sums its slice of the batch; the partials are added last."""
-    (kh, kw), (ho, wo) = w_shape[2:], g.shape[2:]
+    (kh, kw), wo = w_shape[2:], g.shape[3]
     g = np.ascontiguousarray(g)
     xph = polyphase(np.asarray(x, dtype=g.dtype), pad4, stride[1], phase_width(wo, kw, stride[1], dilation[1]))
 

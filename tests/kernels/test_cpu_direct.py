@@ -72,6 +72,6 @@ def test_an_image_gives_the_same_bits_alone_as_in_a_batch():
 def test_polyphase_relayout_reads_every_column_of_the_padded_input():
     x = np.arange(2 * 7, dtype=np.float64).reshape(1, 1, 2, 7)
     ph = cpu_direct.polyphase(x, (0, 0, 1, 2), 3, 4)  # padded width 10 -> 3 phases of 4 columns
-    padded = np.pad(x, ((0, 0), (0, 0), (0, 0), (1, 2)))
+    padded = np.pad(x, ((0, 0), (0, 0), (0, 0), (1, 4)))  # and 2 zero columns to fill the last phase
     for p in range(3):
-        np.testing.assert_array_equal(ph[0, 0, :, p, :], np.pad(padded, ((0, 0),) * 3 + ((0, 2),))[0, 0, :, p::3][:, :4])
+        np.testing.assert_array_equal(ph[0, 0, :, p, :], padded[0, 0, :, p::3][:, :4])
