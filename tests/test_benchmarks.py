@@ -175,3 +175,17 @@ def test_decoder_quick_writes_a_complete_record(tmp_path: Path) -> None:
     for row in record["rows"]:
         assert row["check"] == "ok" and row["minivis_ms"] > 0 and row["reference_ms"] > 0
         assert row["ratio"] == pytest.approx(row["reference_ms"] / row["minivis_ms"])
+
+
+@pytest.mark.slow
+def test_scale_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    pytest.importorskip("distributed", reason="the 'scale' extra (dask[distributed]) is not installed")
+    proc = run_quick("scale.py", tmp_path)
+    assert proc.returncode == 0, f"scale.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "scale-cpu.json").read_text())
+    thr = record["throughput"]
+    assert thr["identical_to_single_process"] is True
+    assert thr["one_worker_s"] > 0 and thr["two_workers_s"] > 0
+    assert thr["speedup"] == pytest.approx(thr["one_worker_s"] / thr["two_workers_s"])
+    assert record["vgg16"]["s_per_image_1_threads"] > 0
+    assert {(r["workers"], r["threads_per_worker"]) for r in record["estimate"]} >= {(1, 1), (128, 16)}

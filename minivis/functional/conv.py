@@ -63,7 +63,8 @@ def conv_algorithm(name: str) -> Any:
     """``with mv.conv_algorithm(name):`` runs every conv2d / conv_transpose2d (forward and backward)
     in the block with one algorithm: ``"auto"`` (the default rule), ``"im2col"`` (GEMM tiles, never
     Winograd), ``"winograd"`` (Winograd F(2x2, 3x3) wherever it applies: CPU, stride-1 3x3,
-    ungrouped, undilated, however small; elsewhere the auto choice) or ``"reference"`` (the plain
+    ungrouped, undilated, however small; elsewhere the auto choice), ``"direct"`` (sliding-window
+    kernels without an im2col matrix, ungrouped CPU layers) or ``"reference"`` (the plain
     ``W @ im2col(x)`` path of this page). All give the same result up to rounding.
     """
     if not isinstance(name, str) or name not in conv_plan.ALGORITHMS:
@@ -129,6 +130,8 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
         return conv_plan.im2col_forward(kernels, xp, x, w, stride, pad4, dilation, groups, bias)
     if how == "depthwise":
         out = kernels.depthwise_forward(x, w, stride, pad4, dilation, out_hw)
+    elif how == "direct":
+        out = conv_plan.direct_forward(x, w, stride, pad4, dilation, out_hw)
     else:
         out = reference_conv2d_forward(x, w, stride, pad4, dilation, groups)
     return out if bias is None else xp.add(out, bias.reshape(1, -1, 1, 1), out=out)
@@ -157,6 +160,8 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
     if how == "reference":
         dx = reference_conv2d_backward_input(g, w, x_shape, stride, pad4, dilation, groups) if need_input else None
         dw = reference_conv2d_backward_weight(g, x, w_shape, stride, pad4, dilation, groups) if need_weight else None
+    elif how == "direct":
+        dx, dw = conv_plan.direct_backward(g, w, x, w_shape, x_shape, stride, pad4, dilation, need_input, need_weight)
     elif how == "depthwise":
         dx = kernels.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation) if need_input else None
         dw = kernels.depthwise_backward_weight(g, x, w_shape, stride, pad4, dilation) if need_weight else None

@@ -41,27 +41,33 @@ from typing import Any
 import numba
 import numpy as np
 
-from minivis.kernels import cpu_conv, cpu_threads, cpu_winograd
+from minivis.kernels import cpu_conv, cpu_direct, cpu_threads, cpu_winograd
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
 
-ALGORITHMS = ("auto", "im2col", "winograd", "reference")  # the names ``mv.conv_algorithm`` accepts
+ALGORITHMS = ("auto", "im2col", "winograd", "reference", "direct")  # the names ``mv.conv_algorithm`` accepts
 
 
 # ----------------------------------------------------------------------------- the rule
 def choose(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[int, ...],
            stride: Pair, dilation: Pair, groups: int, algorithm: str = "auto") -> str:
-    """``"reference"``, ``"depthwise"``, ``"winograd"`` or ``"im2col"``: how to run this convolution.
+    """``"reference"``, ``"depthwise"``, ``"direct"``, ``"winograd"`` or ``"im2col"``: how to run this convolution.
 
     ``algorithm`` (one of ``ALGORITHMS``): ``"auto"`` is the rule in the module docstring;
     ``"im2col"`` is the same rule without Winograd; ``"winograd"`` takes Winograd wherever it
-    applies, however small the layer (elsewhere: the auto choice); ``"reference"`` always.
+    applies, however small the layer (elsewhere: the auto choice); ``"direct"`` takes the direct
+    sliding-window kernels (``cpu_direct``) for every ungrouped CPU convolution; ``"reference"`` always.
     """
     if algorithm == "reference":
         return "reference"
     if is_depthwise(x_shape[1], groups, w_shape):
         return "depthwise"
+    # "auto" never takes "direct": on the machine of benchmarks/README.md its Numba loops ran 3-10x
+    # slower than im2col + GEMM even on the 1-3 input channel layers it is meant for ("Convolution
+    # planning"), so it stays a choice the user makes (and the lesson's third algorithm).
+    if algorithm == "direct" and kernels is cpu_conv and groups == 1:
+        return "direct"
     if algorithm == "winograd" and winograd_applies(kernels, w_shape, stride, dilation, groups):
         return "winograd"
     if algorithm == "auto" and is_winograd(kernels, x_shape, w_shape, out_hw, stride, dilation, groups):
@@ -250,6 +256,21 @@ def im2col_backward(kernels: types.ModuleType, xp: Any, g: Any, w: Any, x: Any, 
     work = n * c_out * k_g * pixels * (need_input + need_weight)
     partials = [p for wave in waves for p in _over_tiles(kernels, wave, work // len(waves), run)]
     return dx, sum(partials).transpose(0, 2, 1).reshape(w_shape) if need_weight else None
+
+
+# ----------------------------------------------------------------------------- direct
+def direct_forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pair,
+                   out_hw: tuple[int, ...]) -> np.ndarray:
+    """Direct sliding-window conv2d (groups 1, CPU): ``cpu_direct.forward``."""
+    return cpu_direct.forward(x, w, stride, pad4, dilation, tuple(out_hw))
+
+
+def direct_backward(g: np.ndarray, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: tuple[int, ...], stride: Pair,
+                    pad4: Pad4, dilation: Pair, need_input: bool, need_weight: bool) -> tuple[Any, Any]:
+    """(dL/dx, dL/dw) by the direct kernels, each None unless asked for."""
+    dx = cpu_direct.backward_input(g, w, x_shape, stride, pad4, dilation) if need_input else None
+    dw = cpu_direct.backward_weight(g, x, w_shape, stride, pad4, dilation) if need_weight else None
+    return dx, dw
 
 
 # ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)

@@ -20,7 +20,8 @@ its serial twin by size: waking Numba's threads costs more than a small memory-b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -57,6 +58,24 @@ def batch_slices(n: int, parts: int) -> list[slice]:
     parts = max(1, min(parts, n))
     bounds = [n * k // parts for k in range(parts + 1)]
     return [slice(bounds[k], bounds[k + 1]) for k in range(parts)]
+
+
+@contextlib.contextmanager
+def limit_threads(threads: int | None) -> Iterator[None]:
+    """At most ``threads`` CPU threads for minivis's kernels in the calling thread, restored after.
+
+    A Dask worker process with ``nthreads`` task threads runs each task under this, so that its
+    ``map_batch`` tiles and ``prange`` kernels stay within the worker's share of the machine
+    (Numba otherwise sizes its pool by all the cores, and two workers would oversubscribe them).
+    ``numba.set_num_threads`` is per calling thread, so concurrent tasks do not interfere.
+    """
+    before = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(max(1, min(int(threads), before)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def map_batch(fn: Callable[[slice, bool], Any], n: int, work: float) -> list[Any]:

@@ -59,6 +59,17 @@ class Module:
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (and copying) leaves the forward hooks behind: a hook belongs to the call in this
+        process that registered it. A Dask worker may send its copy of a model to another worker while
+        a pass has hooks on it; the copy must not arrive with them (they would fire there)."""
+        state = dict(self.__dict__)
+        state["_forward_hooks"] = OrderedDict()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:

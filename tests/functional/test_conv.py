@@ -16,7 +16,7 @@ from minivis.functional.conv import (
     conv_transpose2d,
     reuse_weight_transforms,
 )
-from minivis.kernels import conv_plan, cpu_conv, cpu_threads, cpu_winograd
+from minivis.kernels import conv_plan, cpu_conv, cpu_direct, cpu_threads, cpu_winograd
 from minivis.validate import int_pair
 from tests.gradcheck import check_gradients
 
@@ -101,10 +101,11 @@ def _winograd_eligible(w_shape, kwargs):
 
 def _paths(cases, weight_index=1, reference=False):
     """(case, algorithm) pairs for ``mv.conv_algorithm``: every stride-1 3x3 case runs through both
-    Winograd (however small) and im2col, others through the default rule; ``reference``: and every
-    case through the plain reference path."""
+    Winograd (however small) and im2col, others through the default rule; every ungrouped case also
+    through the direct kernels; ``reference``: and every case through the plain reference path."""
     return [pytest.param(name, path, id=f"{name}-{path}") for name, case in cases.items()
             for path in (("im2col", "winograd") if _winograd_eligible(case[weight_index], case[2]) else ("auto",))
+            + (("direct",) if case[2].get("groups", 1) == 1 else ())
             + (("reference",) if reference else ())]
 
 
@@ -427,7 +428,7 @@ def test_every_conv_algorithm_gives_the_same_result_as_torch(case, rng):
     arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
     upstream = None
     results = {}
-    for algorithm in ("reference", "im2col", "winograd", "auto"):
+    for algorithm in ("reference", "im2col", "winograd", "direct", "auto"):
         with mv.conv_algorithm(algorithm):
             x, w, b = (mv.tensor(a, requires_grad=True) for a in arrays)
             out = conv2d(x, w, b, **kwargs)
@@ -446,21 +447,23 @@ def test_every_conv_algorithm_gives_the_same_result_as_torch(case, rng):
 
 
 def test_conv_algorithm_picks_the_kernels_it_names(rng, monkeypatch):
-    """A small 3x3 layer: im2col by default, Winograd under "winograd", neither under "reference"."""
+    """A small 3x3 layer: im2col by default, Winograd under "winograd", the direct kernels under
+    "direct", none of them under "reference"."""
     calls = []
     monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append("winograd"))
     monkeypatch.setattr(conv_plan, "im2col_forward", lambda *args: calls.append("im2col"))
+    monkeypatch.setattr(cpu_direct, "forward", lambda *args: calls.append("direct") or np.zeros((1, 4, 8, 8)))
     x, w = rng.standard_normal((1, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3))
-    for algorithm in ("auto", "im2col", "winograd", "reference"):
+    for algorithm in ("auto", "im2col", "winograd", "direct", "reference"):
         with mv.conv_algorithm(algorithm):
             conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
-    assert calls == ["im2col", "im2col", "winograd"]
+    assert calls == ["im2col", "im2col", "winograd", "direct"]
 
 
 def test_conv_algorithm_rejects_an_unknown_name():
     for bad in ("fft", "Winograd", None):
         with pytest.raises(ValueError, match=r"conv_algorithm: name must be one of 'auto', 'im2col', 'winograd', "
-                                             r"'reference', got " + repr(repr(bad))[1:-1]):
+                                             r"'reference', 'direct', got " + repr(repr(bad))[1:-1]):
             mv.conv_algorithm(bad)
     assert mv.F.conv_algorithm is mv.conv_algorithm
 
@@ -498,7 +501,7 @@ def test_float32_stays_float32(case, rng):
     assert w_t.grad.dtype == np.float32
 
 
-@pytest.mark.parametrize("algorithm", ["auto", "reference"])
+@pytest.mark.parametrize("algorithm", ["auto", "reference", "direct"])
 @pytest.mark.parametrize("case", ["3x3 pad 1", "depthwise", "1x1"])
 def test_an_empty_batch_gives_empty_results(case, algorithm):
     x_shape, w_shape, kwargs, _ = CONV_CASES[case]

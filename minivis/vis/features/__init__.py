@@ -15,6 +15,7 @@ module               methods                                                pape
 ``pca``              PCA by (randomised) SVD                                Halko 2011
 ``tsne``             exact and Barnes-Hut t-SNE                             van der Maaten 2008, 2014
 ``embedding_grid``   a t-SNE map laid out on an image grid                  Karpathy (CS231n)
+``distributed``      the dataset-level methods on Dask, merged exactly      (client= or a dask.array)
 ===================  =====================================================  ==============================
 """
 

@@ -26,6 +26,7 @@ from minivis.nn.hooks import StopForward
 from minivis.nn.module import Module
 from minivis.validate import check_positive_int
 from minivis.vis.common import as_batch, check_layer, inference, unbatch
+from minivis.vis.features import distributed
 
 
 # --------------------------------------------------------------------------- shared plumbing
@@ -154,32 +155,63 @@ class DeadFilterReport(NamedTuple):
 
 
 def dead_filters(model: Module, images: Any, layer: str, batch_size: int = 256,
-                 threshold: float = 0.0) -> DeadFilterReport:
+                 threshold: float = 0.0, client: Any = None, partitions: int | None = None) -> DeadFilterReport:
     """Which channels of ``layer`` never fire, streamed over a dataset.
 
     images: model inputs (N, C, H, W) float, or uint8 images (N, H, W[, C]) that are run
-    through ``model.preprocess`` one batch at a time. A map counts as "off" when all its values
-    are ``<= threshold`` (0: for a ReLU output, all zero; for a conv output, the ReLU after it
-    would be all zero). Memory is one batch of activations, whatever N is.
+    through ``model.preprocess`` one batch at a time (a ``dask.array`` of either runs on Dask).
+    A map counts as "off" when all its values are ``<= threshold`` (0: for a ReLU output, all
+    zero; for a conv output, the ReLU after it would be all zero). Memory is one batch of
+    activations, whatever N is.
+    client: a ``dask.distributed.Client``: ``partitions`` parts of the dataset (starting at
+    multiples of ``batch_size``) run on its workers; their per-batch counts, sums and maxima are
+    folded in dataset order, so the report is identical to the single-process one.
     """
     check_layer(model, layer, "dead_filters")
     if not isinstance(threshold, int | float | np.integer | np.floating) or isinstance(threshold, bool):
         raise TypeError(f"dead_filters: threshold must be a number, got {threshold!r}")
-    off = total = peak = None
-    count = positions = 0
+    batch_size = check_batch_size(batch_size, "dead_filters")
+    if distributed.wants_dask(images, client):
+        distributed.check_client(client, "dead_filters")
+        dataset_kind(model, distributed.check_dataset(images, "dead_filters"), "dead_filters")
+        parts = distributed.map_partitions(_dead_filter_batches, model, images, client, batch_size, partitions,
+                                           "dead_filters", (layer, batch_size, threshold))
+        batches = [b for part in parts for b in part]
+    else:
+        batches = _dead_filter_batches(model, images, 0, layer, batch_size, threshold)
+    return _fold_dead_filter_batches(batches, layer, threshold)
+
+
+def _dead_filter_batches(model: Module, images: Any, offset: int, layer: str, batch_size: int,
+                         threshold: float) -> list[tuple[Any, Any, Any, int, int]]:
+    """Per batch of ``images``: (maps off per channel, float64 sum per channel, max per channel,
+    images, positions). ``offset`` (where ``images`` start in the dataset) is unused: the batches
+    carry no index. One Dask partition runs exactly this."""
+    out = []
     with inference(model):
         for _, batch in stream_inputs(model, images, batch_size, "dead_filters"):
             act = layer_outputs(model, batch, [layer], "dead_filters")[layer]
             xp = backend.xp(act)
             flat = act.reshape(act.shape[0], act.shape[1], -1)  # (B, C, positions)
             batch_max = flat.max(axis=2)
-            batch_off = (batch_max <= threshold).sum(axis=0)
-            batch_sum = flat.sum(axis=(0, 2), dtype=xp.float64)
-            off = batch_off if off is None else off + batch_off
-            total = batch_sum if total is None else total + batch_sum
-            peak = batch_max.max(axis=0) if peak is None else xp.maximum(peak, batch_max.max(axis=0))
-            count += act.shape[0]
-            positions = flat.shape[2]
+            out.append(((batch_max <= threshold).sum(axis=0), flat.sum(axis=(0, 2), dtype=xp.float64),
+                        batch_max.max(axis=0), act.shape[0], flat.shape[2]))
+    return out
+
+
+def _fold_dead_filter_batches(batches: list[tuple[Any, Any, Any, int, int]], layer: str,
+                              threshold: float) -> DeadFilterReport:
+    """The report from the per-batch statistics, folded in dataset order (the same additions in the
+    same order whether the batches came from one process or from many partitions)."""
+    off = total = peak = None
+    count = positions = 0
+    for batch_off, batch_sum, batch_peak, images, batch_positions in batches:
+        xp = backend.xp(batch_sum)
+        off = batch_off if off is None else off + batch_off
+        total = batch_sum if total is None else total + batch_sum
+        peak = batch_peak if peak is None else xp.maximum(peak, batch_peak)
+        count += images
+        positions = batch_positions
     to_cpu = lambda a: np.asarray(backend.to_device(a, "cpu"))  # noqa: E731
     return DeadFilterReport(layer, to_cpu(off) / count, to_cpu(total) / (count * positions),
                             to_cpu(peak).astype(np.float64), count, float(threshold))

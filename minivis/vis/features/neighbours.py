@@ -34,20 +34,36 @@ from minivis.autograd import Tensor
 from minivis.nn.module import Module
 from minivis.validate import check_positive_int
 from minivis.vis.common import check_layer
+from minivis.vis.features import distributed
 from minivis.vis.features.activations import check_batch_size, dataset_kind, inference, layer_outputs, stream_inputs
 
 METRICS = ("l2", "cosine")
 
 
-def feature_codes(model: Module, images: Any, layer: str, batch_size: int = 256) -> Any:
+def feature_codes(model: Module, images: Any, layer: str, batch_size: int = 256, client: Any = None,
+                  partitions: int | None = None) -> Any:
     """The output of ``layer`` for every image, flattened to one row per image: (N, D).
 
     images: model inputs (N, C, H, W) float, or uint8 images (N, H, W[, C]) preprocessed per batch.
     Runs in eval mode without a graph, one batch at a time; the result is on the model's device.
+    client (or a ``dask.array`` of images): ``partitions`` parts of the dataset run on Dask workers
+    and their rows are concatenated in order (a NumPy array, identical to the single-process one).
     """
     check_layer(model, layer, "feature_codes")
-    check_batch_size(batch_size, "feature_codes")
+    batch_size = check_batch_size(batch_size, "feature_codes")
+    if distributed.wants_dask(images, client):
+        distributed.check_client(client, "feature_codes")
+        dataset_kind(model, distributed.check_dataset(images, "feature_codes"), "feature_codes")
+        parts = distributed.map_partitions(_codes, model, images, client, batch_size, partitions,
+                                           "feature_codes", (layer, batch_size))
+        return np.concatenate(parts, axis=0)
     dataset_kind(model, images, "feature_codes")
+    return _codes(model, images, 0, layer, batch_size)
+
+
+def _codes(model: Module, images: Any, offset: int, layer: str, batch_size: int) -> Any:
+    """(N, D) codes of ``images`` (``offset``, where they start in the dataset, is unused). One Dask
+    partition runs exactly this."""
     n = (images.data if isinstance(images, Tensor) else images).shape[0]
     codes = None
     with inference(model):

@@ -16,7 +16,9 @@ running top-k (value, index) lists are kept, merged with each batch by a Numba k
 (``minivis/kernels/cpu_topk.py``, reached through ``backend.kernels``) that takes a SIMD max
 of each map and then reads only the maps whose max beats the current k-th best (after the
 first batches almost none), so mining costs a fraction of the forward pass.
-Nothing of size N x C x H x W is ever stored.
+Nothing of size N x C x H x W is ever stored. With a Dask client (or a Dask array of images)
+the dataset is mined partition by partition on the workers and the top-k lists merged exactly
+(``minivis/vis/features/distributed.py``).
 
 Order and ties: best first; equal values keep dataset order (the earlier image, then the
 earlier position in row-major order, comes first). A map containing NaN is skipped.
@@ -25,7 +27,7 @@ earlier position in row-major order, comes first). A map containing NaN is skipp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
+from minivis.vis.features import distributed
 from minivis.vis.features.activations import (
     check_batch_size,
     check_layers,
@@ -42,6 +45,7 @@ from minivis.vis.features.activations import (
     model_inputs,
     stream_inputs,
 )
+from minivis.vis.features.distributed import is_dask_array
 from minivis.vis.features.receptive_field import ReceptiveField, receptive_field
 
 SCORES = ("max", "mean")
@@ -136,30 +140,69 @@ def _locations(flat_pos: np.ndarray, map_size: tuple[int, int]) -> np.ndarray:
 
 
 def top_activations(model: Module, images: Any, layers: str | Sequence[str], k: int = 9, batch_size: int = 256,
-                    score: str = "max", crop: bool = True) -> dict[str, LayerTop]:
+                    score: str = "max", crop: bool = True, client: Any = None,
+                    partitions: int | None = None) -> dict[str, LayerTop]:
     """Stream ``images`` through ``model`` once; per channel of each layer keep the top-k images and
     the top-k (image, position) patches.
 
-    images: model inputs (N, C, H, W) float, or uint8 images (N, H, W[, C]) preprocessed per batch.
+    images: model inputs (N, C, H, W) float, or uint8 images (N, H, W[, C]) preprocessed per batch;
+    a ``dask.array`` of either runs on Dask.
     layers: a layer name or a list of them (conv-like (N, C, H, W) or fully connected (N, F) outputs).
     score: how an image is ranked for a channel: ``"max"`` or ``"mean"`` of its map.
     crop: also crop every top patch's receptive field into ``LayerTop.patches`` (C*k crops per
     layer; for wide layers pass False and call ``crop_patches`` for the channels you want).
+    client: a ``dask.distributed.Client``: mine ``partitions`` contiguous parts of the dataset on
+    its workers and merge their top-k lists exactly (``minivis/vis/features/distributed.py``); the
+    result is identical to the single-process run.
 
-    Returns {layer: LayerTop}. Memory: one batch of activations plus O(C k) per layer.
+    Returns {layer: LayerTop}. Memory: one batch of activations plus O(C k) per layer (per worker).
     """
     names = check_layers(model, layers, "top_activations")
-    dataset_kind(model, images, "top_activations")
-    n = (images.data if isinstance(images, Tensor) else images).shape[0]
+    on_dask = distributed.wants_dask(images, client)
+    if on_dask:
+        distributed.check_client(client, "top_activations")
+        dataset_kind(model, distributed.check_dataset(images, "top_activations"), "top_activations")
+        n = int(images.shape[0])
+    else:
+        dataset_kind(model, images, "top_activations")
+        n = (images.data if isinstance(images, Tensor) else images).shape[0]
     k = _check_k(k, n)
-    check_batch_size(batch_size, "top_activations")
+    batch_size = check_batch_size(batch_size, "top_activations")
     if score not in SCORES:
         raise ValueError(f"top_activations: score must be one of {SCORES}, got {score!r}")
+    if on_dask:
+        parts = distributed.map_partitions(_mine, model, images, client, batch_size, partitions,
+                                           "top_activations", (names, k, batch_size, score))
+        lists, input_size = _merge_mined(parts, names, k), parts[0][1]
+    else:
+        lists, input_size = _mine(model, images, 0, names, k, batch_size, score)
+    results = {}
+    for name in names:
+        m = lists[name]
+        positions = m["map_size"][0] * m["map_size"][1]
+        rf = receptive_field(model, name, tuple(input_size))
+        results[name] = LayerTop(
+            layer=name, score=score,
+            image_index=m["image_idx"], image_score=m["image_val"],
+            image_location=_locations(m["image_arg"], m["map_size"]),
+            patch_index=m["patch_idx"] // positions, patch_value=m["patch_val"],
+            patch_location=_locations(m["patch_idx"] % positions, m["map_size"]),
+            map_size=m["map_size"], rf=rf, count=n)
+        if crop:
+            results[name].patches = (_crop_from_dask(model, images, results[name], client) if on_dask
+                                     else crop_patches(model, images, results[name]))
+    return results
+
+
+def _mine(model: Module, images: Any, offset: int, names: list[str], k: int, batch_size: int,
+          score: str) -> tuple[dict[str, dict[str, Any]], tuple[int, ...]]:
+    """One pass over ``images`` (the dataset's images ``offset, offset + 1, ...``): per layer the running
+    top-k lists with global indices, and the model-input size. One Dask partition runs exactly this."""
     states: dict[str, _LayerState] = {}
     input_size = None
     with inference(model):
         for start, batch in stream_inputs(model, images, batch_size, "top_activations"):
-            input_size = batch.shape[2:]
+            input_size = tuple(batch.shape[2:])
             acts = layer_outputs(model, batch, names, "top_activations")
             for name in names:
                 act = backend.to_device(acts[name], "cpu")  # the GPU path copies each batch's maps to the host
@@ -169,22 +212,38 @@ def top_activations(model: Module, images: Any, layers: str | Sequence[str], k: 
                 if name not in states:
                     topk = backend.kernels("topk", act, "top_activations")  # act is on the host: cpu_topk
                     states[name] = _LayerState(act.shape[1], k, _map_size(act), topk)
-                states[name].update(act, start, score)
-    results = {}
+                states[name].update(act, offset + start, score)
+    lists = {name: dict(patch_val=st.patch_val, patch_idx=st.patch_idx, image_val=st.image_val,
+                        image_idx=st.image_idx, image_arg=st.image_arg, map_size=st.map_size)
+             for name, st in states.items()}
+    return lists, input_size
+
+
+def _merge_mined(parts: list[tuple[dict[str, dict[str, Any]], tuple[int, ...]]], names: list[str],
+                 k: int) -> dict[str, dict[str, Any]]:
+    """The partitions' top-k lists merged into the dataset's (``distributed.merge_topk``: exact)."""
+    merged = {}
     for name in names:
-        state = states[name]
-        positions = state.map_size[0] * state.map_size[1]
-        rf = receptive_field(model, name, tuple(input_size))
-        results[name] = LayerTop(
-            layer=name, score=score,
-            image_index=state.image_idx, image_score=state.image_val,
-            image_location=_locations(state.image_arg, state.map_size),
-            patch_index=state.patch_idx // positions, patch_value=state.patch_val,
-            patch_location=_locations(state.patch_idx % positions, state.map_size),
-            map_size=state.map_size, rf=rf, count=n)
-        if crop:
-            results[name].patches = crop_patches(model, images, results[name])
-    return results
+        got = [p[0][name] for p in parts]
+        if len({g["map_size"] for g in got}) != 1 or len({p[1] for p in parts}) != 1:
+            raise ValueError("top_activations: partitions gave different map or input sizes (images of "
+                             "different sizes?)")
+        patch_val, patch_idx = distributed.merge_topk([g["patch_val"] for g in got], [g["patch_idx"] for g in got], k)
+        image_val, image_idx, image_arg = distributed.merge_topk(
+            [g["image_val"] for g in got], [g["image_idx"] for g in got], k, [g["image_arg"] for g in got])
+        merged[name] = dict(patch_val=patch_val, patch_idx=patch_idx, image_val=image_val, image_idx=image_idx,
+                            image_arg=image_arg, map_size=got[0]["map_size"])
+    return merged
+
+
+def _crop_from_dask(model: Module, images: Any, top: LayerTop, client: Any) -> np.ndarray:
+    """``crop_patches`` for a dataset on Dask: fetch only the images the top patches come from."""
+    used, where = np.unique(top.patch_index, return_inverse=True)
+    subset = images[used]
+    if is_dask_array(subset):
+        subset = client.compute(subset).result() if client is not None else subset.compute()
+    local = replace(top, patch_index=where.reshape(top.patch_index.shape))
+    return crop_patches(model, np.asarray(subset), local)
 
 
 # --------------------------------------------------------------------------- cropping

@@ -1,0 +1,77 @@
+"""The direct convolution kernels (minivis/kernels/cpu_direct.py) against their plain-NumPy twins
+and PyTorch, over strides, paddings (asymmetric too), dilations and kernel sizes; batch invariance
+(an image's output and input gradient are bit-identical alone and in a batch) and the thread split."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+from minivis.kernels import cpu_direct
+
+# (N, C_in, H, W), (C_out, kh, kw), stride, pad4 (top, bottom, left, right), dilation
+GEOMETRIES = [
+    ((2, 3, 9, 11), (5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((2, 1, 12, 10), (6, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
+    ((2, 3, 23, 21), (4, 11, 11), (4, 4), (2, 2, 2, 2), (1, 1)),  # AlexNet's first layer, small
+    ((1, 2, 8, 9), (7, 3, 2), (2, 3), (0, 1, 1, 0), (2, 1)),
+    ((3, 3, 7, 7), (8, 2, 2), (3, 3), (0, 0, 0, 0), (1, 1)),  # windows that skip the last columns
+    ((1, 4, 6, 5), (3, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),
+]
+
+
+def _out_hw(x_shape, k, stride, pad4, dilation):
+    return tuple((x_shape[2 + a] + pad4[2 * a] + pad4[2 * a + 1] - dilation[a] * (k[a] - 1) - 1) // stride[a] + 1
+                 for a in (0, 1))
+
+
+@pytest.mark.parametrize(("x_shape", "w_dims", "stride", "pad4", "dilation"), GEOMETRIES)
+def test_direct_kernels_equal_their_numpy_twins_and_torch(x_shape, w_dims, stride, pad4, dilation):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((w_dims[0], x_shape[1], *w_dims[1:]))
+    out_hw = _out_hw(x_shape, w_dims[1:], stride, pad4, dilation)
+    y = cpu_direct.forward(x, w, stride, pad4, dilation, out_hw)
+    np.testing.assert_allclose(y, cpu_direct.naive_forward(x, w, stride, pad4, dilation, out_hw), rtol=1e-12,
+                               atol=1e-12)
+    xt = torch.nn.functional.pad(torch.tensor(x), (pad4[2], pad4[3], pad4[0], pad4[1]))
+    want = torch.nn.functional.conv2d(xt, torch.tensor(w), stride=stride, dilation=dilation).numpy()
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(cpu_direct.backward_input(g, w, x_shape, stride, pad4, dilation),
+                               cpu_direct.naive_backward_input(g, w, x_shape, stride, pad4, dilation),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cpu_direct.backward_weight(g, x, w.shape, stride, pad4, dilation),
+                               cpu_direct.naive_backward_weight(g, x, w.shape, stride, pad4, dilation),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_an_image_gives_the_same_bits_alone_as_in_a_batch():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 3, 14, 13)).astype(np.float32)
+    w = rng.standard_normal((9, 3, 5, 5)).astype(np.float32)
+    args = ((2, 1), (2, 1, 2, 2), (1, 1))
+    out_hw = _out_hw(x.shape, (5, 5), *args)
+    batch = cpu_direct.forward(x, w, *args, out_hw)
+    g = rng.standard_normal(batch.shape).astype(np.float32)
+    dx = cpu_direct.backward_input(g, w, x.shape, *args)
+    threads = numba.get_num_threads()
+    try:
+        for t in {1, threads}:
+            numba.set_num_threads(t)
+            for i in (0, 3, 4):
+                np.testing.assert_array_equal(cpu_direct.forward(x[i:i + 1], w, *args, out_hw)[0], batch[i])
+                np.testing.assert_array_equal(cpu_direct.backward_input(g[i:i + 1], w, x[i:i + 1].shape, *args)[0],
+                                              dx[i])
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_polyphase_relayout_reads_every_column_of_the_padded_input():
+    x = np.arange(2 * 7, dtype=np.float64).reshape(1, 1, 2, 7)
+    ph = cpu_direct.polyphase(x, (0, 0, 1, 2), 3, 4)  # padded width 10 -> 3 phases of 4 columns
+    padded = np.pad(x, ((0, 0), (0, 0), (0, 0), (1, 4)))  # and 2 zero columns to fill the last phase
+    for p in range(3):
+        np.testing.assert_array_equal(ph[0, 0, :, p, :], padded[0, 0, :, p::3][:, :4])
