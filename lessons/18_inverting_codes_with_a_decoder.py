@@ -208,8 +208,9 @@ for layer in ("features.4", "features.9", "classifier.1", "classifier.3"):
     assert rows[layer]["decoder_image_error"] < rows[layer]["optimisation_image_error"], layer
 decoder_errors = [rows[layer]["decoder_image_error"] for layer in layers]
 assert decoder_errors[0] < decoder_errors[2] < decoder_errors[4], "deeper codes keep less of the image"
-savefig(comparison.figure(model, count=4, title="decoder (one pass) versus optimisation (lesson 11)"),
-        "18_decoder_versus_optimisation")
+figure = mv.plot.inversion_comparison_figure(comparison, model, count=4,
+                                            title="decoder (one pass) versus optimisation (lesson 11)")
+savefig(figure, "18_decoder_versus_optimisation")
 
 # %% [markdown]
 # **What to notice.** (Numbers from the full run: 16 test images, 200 L-BFGS iterations.)

@@ -47,7 +47,7 @@ def check_settings(epochs: int, batch_size: int, lr: float) -> None:
         raise ValueError(f"train: lr must be a finite number in (0, 1), got {lr!r}")
 
 
-def _diverged(what: str, epoch: int, step: int, lr: float) -> None:
+def diverged(what: str, epoch: int, step: int, lr: float) -> None:
     raise ValueError(f"train: the optimisation diverged: {what} at epoch {epoch}, step {step} (lr={lr}); "
                      f"try a smaller lr; epoch {epoch} was not saved")
 
@@ -84,7 +84,7 @@ def train_fashion_cnn(out_dir: str | Path, epochs: int = 4, batch_size: int = 12
         for xb, yb in bar:
             loss = F.cross_entropy(model(tensor(xb)), yb)
             if not np.isfinite(loss.item()):  # stop before a NaN reaches a checkpoint
-                _diverged(f"the loss became {loss.item()}", epoch, len(losses) + 1, lr)
+                diverged(f"the loss became {loss.item()}", epoch, len(losses) + 1, lr)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -101,7 +101,7 @@ def train_fashion_cnn(out_dir: str | Path, epochs: int = 4, batch_size: int = 12
             print(f"epoch {epoch}: loss {entry['train_loss']:.4f}  test accuracy {test_acc:.4f}  "
                   f"({epoch_time:.0f} s)", flush=True)
         if not all(np.isfinite(p.numpy()).all() for p in model.parameters()):
-            _diverged("the weights are no longer finite", epoch, len(losses), lr)
+            diverged("the weights are no longer finite", epoch, len(losses), lr)
         save_npz(out_dir / f"fashion_cnn_epoch{epoch:02d}.npz", model.state_dict())
     save_npz(out_dir / "fashion_cnn.npz", model.state_dict())
     log["total_seconds"] = round(time.perf_counter() - start, 1)

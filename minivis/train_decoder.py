@@ -31,7 +31,7 @@ from minivis.nn import init
 from minivis.nn.hooks import forward_to
 from minivis.nn.module import Module
 from minivis.optim import Adam
-from minivis.train import _diverged, check_settings
+from minivis.train import check_settings, diverged
 from minivis.vis.common import inference
 
 
@@ -105,7 +105,7 @@ def train_decoder(out_dir: str | Path, layer: str, epochs: int = 2, batch_size: 
             code = codes(model, layer, xb, batch_size)
             loss = F.mse_loss(decoder(tensor(code)), xb)
             if not np.isfinite(loss.item()):  # stop before a NaN reaches the weights file
-                _diverged(f"the loss became {loss.item()}", epoch, len(losses) + 1, lr)
+                diverged(f"the loss became {loss.item()}", epoch, len(losses) + 1, lr)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -120,7 +120,7 @@ def train_decoder(out_dir: str | Path, layer: str, epochs: int = 2, batch_size: 
             print(f"decoder {layer} epoch {epoch}: loss {entry['train_loss']:.4f}  test image error "
                   f"{entry['test_image_error']:.4f}  ({epoch_time:.0f} s)", flush=True)
         if not all(np.isfinite(p.numpy()).all() for p in decoder.parameters()):
-            _diverged("the weights are no longer finite", epoch, len(losses), lr)
+            diverged("the weights are no longer finite", epoch, len(losses), lr)
         save_npz(weights, decoder.state_dict())
     log["total_seconds"] = round(time.perf_counter() - start, 1)
     # CPU time of all threads: on a shared machine the wall time above also counts other jobs

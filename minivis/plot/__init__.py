@@ -20,7 +20,7 @@ from minivis.plot.features import (
     top_projections,
 )
 from minivis.plot.occlusion import ablation_figure, occlusion_figure, segmentation_figure
-from minivis.plot.synthesis import history_plot, inversion_figure, synthesis_grid
+from minivis.plot.synthesis import history_plot, inversion_comparison_figure, inversion_figure, synthesis_grid
 
 __all__ = ["ablation_figure", "activation_grid", "attribution_image", "dead_filter_report", "embedding_mosaic",
            "embedding_scatter", "explained_variance", "filter_channels", "filter_grid", "filter_history",

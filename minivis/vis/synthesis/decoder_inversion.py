@@ -140,12 +140,6 @@ class InversionComparison:
 
     __str__ = markdown
 
-    def figure(self, model: Module, count: int = 4, title: str | None = None) -> Any:
-        """Originals, then per layer the decoder's and the optimisation's reconstructions (``mv.plot``)."""
-        from minivis.plot.synthesis import inversion_comparison_figure  # noqa: PLC0415 (plotting is optional)
-
-        return inversion_comparison_figure(self, model, count=count, title=title)
-
 
 def compare_inversions(model: Module, decoders: Mapping[str, Module] | Sequence[Module], images: Any,
                        steps: int = 200, progress: bool = True, **invert_kwargs: Any) -> InversionComparison:
