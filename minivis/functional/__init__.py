@@ -3,8 +3,8 @@
 Modules: ``math`` (elementwise, reductions, shape, matmul), ``activation`` (the ReLU family and
 its backward rules, sigmoid, tanh), ``conv`` (conv2d, conv_transpose2d), ``pool`` (max-pool with
 switches, unpool, average and adaptive pools), ``linear``, ``dropout``, ``norm`` (batch, instance,
-local response), ``gram`` (Gram matrices of feature maps), ``loss`` (softmax, log_softmax, cross_entropy, mse_loss), ``resize``
-(interpolate, pad).
+local response), ``gram`` (Gram matrices of feature maps), ``loss`` (softmax, log_softmax,
+cross_entropy, mse_loss), ``resize`` (interpolate, pad).
 """
 
 from minivis.functional.activation import leaky_relu, relu, relu6, sigmoid, tanh

@@ -2,7 +2,7 @@
 
 * ``mv.vis.attribution``: which pixels? (saliency ... occlusion)
 * ``mv.vis.features``: what do units respond to? (filters, activations, top patches, PCA, t-SNE)
-* ``mv.vis.synthesis``: images by optimisation (class models, inversion, DeepDream, attacks)
+* ``mv.vis.synthesis``: images by optimisation (class models, inversion, DeepDream, attacks, textures, style)
 
 Every public method is also here, as ``mv.vis.<name>``.
 """
@@ -55,16 +55,23 @@ from minivis.vis.synthesis import (
     InversionTable,
     SynthesisResult,
     class_model,
+    content_loss,
     deepdream,
+    efros_leung,
     fgsm,
     fooling_image,
+    gram_targets,
     inversion_table,
     invert,
     objectives,
     optimize,
     parameterization,
     regularizers,
+    style_input,
+    style_loss,
+    style_transfer,
     targeted_attack,
+    texture_synthesis,
 )
 from minivis.vis.synthesis import transforms as transforms_robust  # the name it had before the families
 

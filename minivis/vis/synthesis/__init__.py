@@ -12,6 +12,9 @@ module                 what                                                     
 ``inversion``          feature inversion                                           Mahendran & Vedaldi 2015
 ``deepdream``          DeepDream, octaves                                          Mordvintsev 2015
 ``adversarial``        FGSM, targeted attacks, fooling images                      Goodfellow 2015; Nguyen 2015
+``nonparametric``      texture synthesis by copying matching neighbourhoods        Efros & Leung 1999; Wei 2000
+``style``              Gram-matrix textures, neural style transfer                 Gatys 2015, 2016, 2017
+``fast_style``         feed-forward stylisation, style interpolation               Johnson 2016; Dumoulin 2017
 =====================  ==========================================================  ==========================
 """
 
@@ -20,8 +23,18 @@ from minivis.vis.synthesis.adversarial import AdversarialResult, fgsm, fooling_i
 from minivis.vis.synthesis.class_model import class_model
 from minivis.vis.synthesis.deepdream import deepdream
 from minivis.vis.synthesis.inversion import InversionTable, inversion_table, invert
+from minivis.vis.synthesis.nonparametric import efros_leung
 from minivis.vis.synthesis.optimize import SynthesisResult, optimize
+from minivis.vis.synthesis.style import (
+    content_loss,
+    gram_targets,
+    style_input,
+    style_loss,
+    style_transfer,
+    texture_synthesis,
+)
 
-__all__ = ["AdversarialResult", "InversionTable", "SynthesisResult", "class_model", "deepdream", "fgsm",
-           "fooling_image", "inversion_table", "invert", "objectives", "optimize", "parameterization",
-           "regularizers", "targeted_attack", "transforms"]
+__all__ = ["AdversarialResult", "InversionTable", "SynthesisResult", "class_model", "content_loss", "deepdream",
+           "efros_leung", "fgsm", "fooling_image", "gram_targets", "inversion_table", "invert", "objectives",
+           "optimize", "parameterization", "regularizers", "style_input", "style_loss", "style_transfer",
+           "targeted_attack", "texture_synthesis", "transforms"]

@@ -133,22 +133,22 @@ def to_pixels(model: Module, x: Any) -> np.ndarray:
 def style_loss(features: Mapping[str, Tensor], targets: Mapping[str, Any], weights: Mapping[str, float]) -> Tensor:
     """``sum_l w_l ||G_l - A_l||_F^2 / ||A_l||_F^2`` per image.
 
-    features: ``{layer: (N, C_l, H_l, W_l)}`` activations; targets: ``{layer: (C_l, C_l)}`` Gram
-    matrices A_l (or (1, C_l, C_l)); weights: ``{layer: w_l}``. Returns (N,).
+    features: ``{layer: (N, C_l, H_l, W_l)}`` activations; targets: ``{layer: A_l}``, one Gram matrix
+    (C_l, C_l) for every image or one per image (N, C_l, C_l); weights: ``{layer: w_l}``. Returns (N,).
     """
     total = None
     for layer, w in weights.items():
         if not w:
             continue
         a = targets[layer]
-        a = a.reshape(1, *a.shape[-2:])
+        a = a.reshape(-1, *a.shape[-2:])
         xp = backend.xp(a)
-        norm = float(xp.sum(a * a))
-        if norm == 0:
+        norms = (a * a).sum(axis=(1, 2))
+        if bool(xp.any(norms == 0)):
             raise ValueError(f"style_loss: the style's Gram matrix at layer {layer!r} is all zeros (the layer "
                              f"never fires on the style image); choose another layer")
         diff = gram_matrix(features[layer]) - a
-        term = (diff * diff).sum(axis=(1, 2)) * (float(w) / norm)
+        term = (diff * diff).sum(axis=(1, 2)) * (float(w) / norms).astype(a.dtype)
         total = term if total is None else total + term
     return total
 
@@ -253,7 +253,8 @@ def texture_synthesis(model: Module, sample: Any, size: int | tuple[int, int] | 
     x0 = _noise(model, (1, x.shape[1], h, w), x.dtype, backend.device_of(x), seed)
     result = _run(model, objective, x0, steps, lr, optimizer, param, [(tv_weight, tv_penalty)], seed, progress,
                   method)
-    result.info.update(layers=weights, style_loss=float(result.history[-1]), initial_style_loss=float(result.history[0]))
+    result.info.update(layers=weights, style_loss=float(result.history[-1]),
+                       initial_style_loss=float(result.history[0]))
     return result
 
 
