@@ -3,6 +3,9 @@
     minivis gallery [--fast] [--out DIR]     every image-centric method on EfficientNet-Lite0 and the photos
     minivis lessons [--fast] [--out DIR]     run every lesson script, saving its figures to DIR
     minivis train fashion_cnn [--epochs N]   train the Fashion-MNIST CNN into ./runs/fashion_cnn
+    minivis train style --style NAME [NAME ...] [--steps N]
+                                             train a feed-forward style network (several names: one
+                                             network for all, conditional instance norm) into ./runs/style
 
 A mistake in what you typed (an unknown photo, an unwritable folder, a missing dataset, a bad
 number) prints one line saying what is wrong and how to fix it, and exits with status 2;
@@ -76,11 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     lessons.add_argument("--fast", action="store_true", help="small sizes (MINIVIS_FAST=1)")
     lessons.add_argument("only", nargs="*", help="lesson number prefixes to run, e.g. 01 04")
     train = verbs.add_parser("train", parents=[debug], help="train a zoo model from scratch")
-    train.add_argument("model", choices=["fashion_cnn"])
-    train.add_argument("--epochs", type=int, default=4)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("model", choices=["fashion_cnn", "style"])
+    train.add_argument("--epochs", type=int, default=4, help="fashion_cnn: passes over the training set")
+    train.add_argument("--batch-size", type=int, default=None, help="default: 128 (fashion_cnn), 4 (style)")
+    train.add_argument("--lr", type=float, default=None, help="Adam's step; default: 1e-3 (fashion_cnn), 2e-3 (style)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--style", nargs="+", default=None, help="style: the style image name(s) (mv.data.STYLES)")
+    train.add_argument("--steps", type=int, default=600, help="style: training steps (batches)")
+    train.add_argument("--crop", type=int, default=96, help="style: side of the random photo crops")
+    train.add_argument("--style-weight", type=float, default=20.0, help="style: weight of the style loss")
+    train.add_argument("--upsample", choices=["transpose", "resize"], default="transpose",
+                       help="style: transposed convolution (Johnson) or nearest resize + convolution")
+    train.add_argument("--checkpoint-every", type=int, default=200, help="style: steps between checkpoints")
     train.add_argument("--out", type=Path, default=None, help="folder for the weights (default: runs/MODEL)")
     train.add_argument("--into-package", action="store_true",
                        help="overwrite the weights shipped inside the installed package (maintainers only)")
@@ -109,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.verb == "lessons":
         return 1 if run_lessons(writable_folder(args.out, "lessons"), args.fast, args.only) else 0
+    if args.verb == "train" and args.model == "style":
+        return run_train_style(args)
     if args.verb == "train":
         from minivis.data import fashion_mnist  # noqa: PLC0415
         from minivis.models import WEIGHTS_DIR  # noqa: PLC0415
@@ -116,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.into_package and args.out is not None:
             raise UsageError("--into-package and --out exclude each other")
+        args.batch_size = 128 if args.batch_size is None else args.batch_size
+        args.lr = 1e-3 if args.lr is None else args.lr
         check_settings(args.epochs, args.batch_size, args.lr)
         fashion_mnist("test")  # a missing dataset is reported before any folder is made
         out = WEIGHTS_DIR if args.into_package else (args.out or TRAIN_OUT / args.model)
@@ -123,6 +137,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"test accuracy {log['test_accuracy']:.4f} after {log['total_seconds']:.0f} s; weights in {out}")
         return 0
     return 2
+
+
+def run_train_style(args: argparse.Namespace) -> int:
+    """``minivis train style --style NAME ...``: settings and names checked before any work or folder."""
+    from minivis.models import WEIGHTS_DIR  # noqa: PLC0415
+    from minivis.train_style import check_style_settings, check_styles, train_style, weights_name  # noqa: PLC0415
+
+    if args.style is None:
+        raise UsageError("train style needs --style NAME (one or more of mv.data.STYLES)")
+    if args.into_package and args.out is not None:
+        raise UsageError("--into-package and --out exclude each other")
+    styles = check_styles(args.style)
+    batch_size = 4 if args.batch_size is None else args.batch_size
+    lr = 2e-3 if args.lr is None else args.lr
+    check_style_settings(args.steps, batch_size, args.crop, lr, [args.style_weight])
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    name = weights_name(styles)
+    out = WEIGHTS_DIR if args.into_package else (args.out or TRAIN_OUT / name)
+    checkpoints = (TRAIN_OUT / name / "checkpoints") if args.into_package else None  # never into the package
+    log = train_style(writable_folder(out, "train"), styles, steps=args.steps, batch_size=batch_size,
+                      crop=args.crop, lr=lr, style_weight=args.style_weight, upsample=args.upsample, seed=args.seed,
+                      checkpoint_every=args.checkpoint_every, checkpoint_dir=checkpoints)
+    print(f"final loss {log['final_loss']:.4f} after {log['total_seconds']:.0f} s; weights in {out / name}.npz")
+    return 0
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from minivis.vis.synthesis import (
     fgsm,
     fooling_image,
     gram_targets,
+    interpolate_styles,
     inversion_table,
     invert,
     objectives,
@@ -70,6 +71,7 @@ from minivis.vis.synthesis import (
     style_input,
     style_loss,
     style_transfer,
+    stylize,
     targeted_attack,
     texture_synthesis,
 )

@@ -22,6 +22,7 @@ from minivis.vis.synthesis import objectives, parameterization, regularizers, tr
 from minivis.vis.synthesis.adversarial import AdversarialResult, fgsm, fooling_image, targeted_attack
 from minivis.vis.synthesis.class_model import class_model
 from minivis.vis.synthesis.deepdream import deepdream
+from minivis.vis.synthesis.fast_style import interpolate_styles, stylize
 from minivis.vis.synthesis.inversion import InversionTable, inversion_table, invert
 from minivis.vis.synthesis.nonparametric import efros_leung
 from minivis.vis.synthesis.optimize import SynthesisResult, optimize
@@ -35,6 +36,6 @@ from minivis.vis.synthesis.style import (
 )
 
 __all__ = ["AdversarialResult", "InversionTable", "SynthesisResult", "class_model", "content_loss", "deepdream",
-           "efros_leung", "fgsm", "fooling_image", "gram_targets", "inversion_table", "invert", "objectives",
-           "optimize", "parameterization", "regularizers", "style_input", "style_loss", "style_transfer",
-           "targeted_attack", "texture_synthesis", "transforms"]
+           "efros_leung", "fgsm", "fooling_image", "gram_targets", "interpolate_styles", "inversion_table", "invert",
+           "objectives", "optimize", "parameterization", "regularizers", "style_input", "style_loss",
+           "style_transfer", "stylize", "targeted_attack", "texture_synthesis", "transforms"]

@@ -154,13 +154,15 @@ def style_loss(features: Mapping[str, Tensor], targets: Mapping[str, Any], weigh
 
 
 def content_loss(feature: Tensor, target: Any) -> Tensor:
-    """``||F - P||^2 / ||P||^2`` per image: feature (N, C, H, W), target P (C, H, W) or (1, C, H, W) -> (N,)."""
-    target = target.reshape(1, *target.shape[-3:])
-    norm = float(backend.xp(target).sum(target * target))
-    if norm == 0:
+    """``||F - P||^2 / ||P||^2`` per image: feature (N, C, H, W); target P (C, H, W), or one per image
+    (N, C, H, W). Returns (N,)."""
+    target = target.reshape(-1, *target.shape[-3:])
+    xp = backend.xp(target)
+    norms = (target * target).sum(axis=(1, 2, 3))
+    if bool(xp.any(norms == 0)):
         raise ValueError("content_loss: the content's code is all zeros at this layer; choose another layer")
     diff = feature - target
-    return (diff * diff).sum(axis=(1, 2, 3)) * (1.0 / norm)
+    return (diff * diff).sum(axis=(1, 2, 3)) * (1.0 / norms).astype(target.dtype)
 
 
 def gram_targets(model: Module, image: Any, layers: Sequence[str], method: str = "gram_targets") -> dict[str, Any]:
