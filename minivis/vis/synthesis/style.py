@@ -225,8 +225,11 @@ def _run(model: Module, objective: Objective, x0: Any, steps: int, lr: float, op
     channels = x0.shape[1]
     mean, std = _mean_std(model, channels)
     image_param = make_param(param, x0, mean.ravel(), std.ravel(), method=desc)
-    return optimize(model, objective, image_param, steps=steps, lr=lr, optimizer=optimizer, penalties=penalties,
-                    maximize=False, seed=seed, progress=progress, desc=desc, single=True)
+    result = optimize(model, objective, image_param, steps=steps, lr=lr, optimizer=optimizer, penalties=penalties,
+                      maximize=False, seed=seed, progress=progress, desc=desc, single=True)
+    if result.image is None:  # a model without deprocess: its mean and std (default 0 and 1) say how
+        result.image = np.clip(to_pixels(model, result.x).transpose(1, 2, 0), 0.0, 1.0).astype(np.float32)
+    return result
 
 
 def texture_synthesis(model: Module, sample: Any, size: int | tuple[int, int] | None = None, layers: Any = None,
