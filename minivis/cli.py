@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--lr", type=float, default=None, help="Adam's step; default: 1e-3 (fashion_cnn), 2e-3 (style)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--style", nargs="+", default=None, help="style: the style image name(s) (mv.data.STYLES)")
-    train.add_argument("--steps", type=int, default=600, help="style: training steps (batches)")
-    train.add_argument("--crop", type=int, default=96, help="style: side of the random photo crops")
+    train.add_argument("--steps", type=int, default=300, help="style: training steps (batches)")
+    train.add_argument("--crop", type=int, default=64, help="style: side of the random photo crops")
     train.add_argument("--style-weight", type=float, default=20.0, help="style: weight of the style loss")
     train.add_argument("--upsample", choices=["transpose", "resize"], default="transpose",
                        help="style: transposed convolution (Johnson) or nearest resize + convolution")

@@ -123,7 +123,7 @@ def style_grams(loss_net: Any, styles: Sequence[str], size: int) -> dict[str, np
     return {layer: np.stack([g[layer] for g in per_style]) for layer in STYLE_LAYERS}
 
 
-def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 600, batch_size: int = 4, crop: int = 96,
+def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, batch_size: int = 4, crop: int = 64,
                 lr: float = 2e-3, content_weight: float = 1.0, style_weight: float = 20.0, tv_weight: float = 10.0,
                 channels: int = 16, blocks: int = 3, upsample: str = "transpose", style_size: int = 256,
                 seed: int = 0, checkpoint_every: int = 200, checkpoint_dir: str | Path | None = None,

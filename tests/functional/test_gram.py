@@ -19,7 +19,8 @@ def test_gram_gradient_matches_finite_differences(shape, rng) -> None:
     check_gradients(mv.F.gram_matrix, [rng.standard_normal(shape)], rng)
 
 
-@pytest.mark.parametrize("dtype, tol", [(np.float64, dict(rtol=1e-12, atol=1e-14)), (np.float32, dict(rtol=1e-5, atol=1e-6))])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, dict(rtol=1e-12, atol=1e-14)),
+                                        (np.float32, dict(rtol=1e-5, atol=1e-6))])
 def test_gram_matches_pytorch(dtype, tol, rng) -> None:
     x = rng.standard_normal((2, 5, 6, 7)).astype(dtype)
     upstream = rng.standard_normal((2, 5, 5)).astype(dtype)
