@@ -237,15 +237,17 @@ savefig(fig, "14_gram_layers")
 # %% [markdown]
 # **What to notice.**
 #
-# - The stem alone reproduces colours and the finest grain, with no cells: its features see
-#   3x3 pixels, so their co-occurrences describe nothing larger.
-# - With the layers at 1/4 resolution, edges and the dark grout lines come together into
-#   cell-like blobs; with the deeper layers too, the cells get closed outlines and the right size.
+# - The stem alone can only reproduce colours and the finest grain: its features see 3x3
+#   pixels, so their co-occurrences describe nothing larger, and the result is coloured noise.
+# - Each deeper layer adds statistics of larger structures (edges, grout lines, blobs the size
+#   of a cell); look for where the synthesis starts to show cell-like patches with dark borders.
 #   This is the window of section 2 again, but learned: each layer's features are a vocabulary
 #   for structures of its own size.
 # - Unlike Efros & Leung, nothing is copied: every pixel is synthesised, so colours can mix,
 #   and long-range arrangements (a regular brick bond, straight stripes over the whole image) are
 #   not enforced, because no statistic of the model describes them.
+# - The fast mode (48 px, 20 steps) is far from converged; run the lesson without
+#   `MINIVIS_FAST` to see the structure appear.
 
 # %% [markdown]
 # ## 5. Summary
