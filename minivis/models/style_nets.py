@@ -84,18 +84,23 @@ def style_mixture(style: Any, num_styles: int, batch: int) -> np.ndarray | None:
     return np.ascontiguousarray(mix)
 
 
+def reflect_pad(x: Tensor, p: int) -> Tensor:
+    """Mirror ``p`` pixels on every side: no dark frame from zero padding (Ulyanov et al., Johnson et al.)."""
+    return F.pad(x, (p, p, p, p), mode="reflect") if p else x
+
+
 class ConvNormReLU(Module):
-    """Conv2d (zero padding k // 2) -> conditional instance norm -> ReLU (``relu=False``: no ReLU)."""
+    """Reflection padding k // 2 -> Conv2d -> conditional instance norm -> ReLU (``relu=False``: no ReLU)."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, num_styles: int = 1,
                  relu: bool = True) -> None:
         super().__init__()
-        self.conv = Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+        self.conv = Conv2d(cin, cout, kernel, stride=stride)
         self.norm = ConditionalInstanceNorm2d(cout, num_styles)
         self.relu = relu
 
     def forward(self, x: Tensor, style: Any = 0) -> Tensor:
-        y = self.norm(self.conv(x), style)
+        y = self.norm(self.conv(reflect_pad(x, self.conv.kernel_size[0] // 2)), style)
         return F.relu(y) if self.relu else y
 
 
@@ -122,12 +127,12 @@ class Upsample(Module):
         if mode == "transpose":
             self.conv = ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)
         else:
-            self.conv = Conv2d(cin, cout, 3, padding=1)
+            self.conv = Conv2d(cin, cout, 3)
         self.norm = ConditionalInstanceNorm2d(cout, num_styles)
 
     def forward(self, x: Tensor, style: Any = 0) -> Tensor:
         if self.mode == "resize":
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = reflect_pad(F.interpolate(x, scale_factor=2, mode="nearest"), 1)
         return F.relu(self.norm(self.conv(x), style))
 
 
@@ -136,7 +141,8 @@ class TransformNet(Module):
 
     channels: c, the width of the first layer (then 2c, 4c); blocks: residual blocks at 1/4
     resolution; num_styles: rows of every (gamma, beta) table; upsample: "resize" or "transpose".
-    ``forward(x, style=0)``: x (N, 3, H, W) pixels -> (N, 3, H, W) pixels (unclipped; H, W % 4 == 0).
+    ``forward(x, style=0)``: x (N, 3, H, W) pixels -> (N, 3, H, W) pixels (unclipped); H and W are
+    multiples of 4 and at least 8 (the reflection padding must fit inside each feature map).
     """
 
     def __init__(self, channels: int = 16, blocks: int = 3, num_styles: int = 1, upsample: str = "resize") -> None:
@@ -153,16 +159,16 @@ class TransformNet(Module):
             setattr(self, f"res{i}", ResidualBlock(4 * c, num_styles))
         self.up1 = Upsample(4 * c, 2 * c, upsample, num_styles)
         self.up2 = Upsample(2 * c, c, upsample, num_styles)
-        self.out = Conv2d(c, 3, 9, padding=4)
+        self.out = Conv2d(c, 3, 9)
 
     def forward(self, x: Tensor, style: Any = 0) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 4 or x.shape[3] % 4:
-            raise ValueError(f"TransformNet: input must be (N, 3, H, W) pixels with H and W multiples of 4, "
-                             f"got shape {x.shape}")
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 4 or x.shape[3] % 4 or min(x.shape[2:]) < 8:
+            raise ValueError(f"TransformNet: input must be (N, 3, H, W) pixels with H and W multiples of 4 and "
+                             f"at least 8, got shape {x.shape}")
         h = self.down3(self.down2(self.down1(x, style), style), style)
         for i in range(self.blocks):
             h = getattr(self, f"res{i}")(h, style)
-        return self.out(self.up2(self.up1(h, style), style))
+        return self.out(reflect_pad(self.up2(self.up1(h, style), style), 4))
 
 
 class RandomMultiScale(ImageClassifier):

@@ -59,9 +59,12 @@ def torch_transform(state: dict, x: torch.Tensor, style: int, upsample: str, blo
     """The same network written directly in PyTorch from the state dict (instance norm per style row)."""
     t = {k: torch.tensor(v) for k, v in state.items()}
 
+    def reflect(h, p):
+        return TF.pad(h, (p, p, p, p), mode="reflect")
+
     def cnr(h, prefix, stride=1, relu=True):
         w = t[f"{prefix}.conv.weight"]
-        h = TF.conv2d(h, w, t[f"{prefix}.conv.bias"], stride=stride, padding=w.shape[-1] // 2)
+        h = TF.conv2d(reflect(h, w.shape[-1] // 2), w, t[f"{prefix}.conv.bias"], stride=stride)
         h = TF.instance_norm(h, weight=t[f"{prefix}.norm.weight"][style], bias=t[f"{prefix}.norm.bias"][style])
         return TF.relu(h) if relu else h
 
@@ -70,8 +73,8 @@ def torch_transform(state: dict, x: torch.Tensor, style: int, upsample: str, blo
             h = TF.conv_transpose2d(h, t[f"{prefix}.conv.weight"], t[f"{prefix}.conv.bias"], stride=2, padding=1,
                                     output_padding=1)
         else:
-            h = TF.conv2d(TF.interpolate(h, scale_factor=2, mode="nearest"), t[f"{prefix}.conv.weight"],
-                          t[f"{prefix}.conv.bias"], padding=1)
+            h = TF.conv2d(reflect(TF.interpolate(h, scale_factor=2, mode="nearest"), 1), t[f"{prefix}.conv.weight"],
+                          t[f"{prefix}.conv.bias"])
         return TF.relu(TF.instance_norm(h, weight=t[f"{prefix}.norm.weight"][style],
                                         bias=t[f"{prefix}.norm.bias"][style]))
 
@@ -79,7 +82,7 @@ def torch_transform(state: dict, x: torch.Tensor, style: int, upsample: str, blo
     for i in range(blocks):
         h = h + cnr(cnr(h, f"res{i}.a"), f"res{i}.b", relu=False)
     h = up(up(h, "up1"), "up2")
-    return TF.conv2d(h, t["out.weight"], t["out.bias"], padding=4)
+    return TF.conv2d(reflect(h, 4), t["out.weight"], t["out.bias"])
 
 
 @pytest.mark.parametrize("upsample", ["transpose", "resize"])
@@ -144,6 +147,8 @@ def test_bad_input(rng) -> None:
         net(mv.tensor(np.zeros((1, 3, 8, 8), np.float32)), style=np.array([0.7, 0.7]))
     with pytest.raises(ValueError, match="multiples of 4"):
         net(mv.tensor(np.zeros((1, 3, 10, 8), np.float32)))
+    with pytest.raises(ValueError, match="at least 8"):
+        net(mv.tensor(np.zeros((1, 3, 4, 8), np.float32)))
     with pytest.raises(ValueError, match="upsample must be one of"):
         TransformNet(upsample="bilinear")
     with pytest.raises(ValueError, match="no fast_style network ships for style 'zebra'"):

@@ -44,8 +44,8 @@ def _pixels(photo: Any, method: str) -> np.ndarray:
     if not np.isfinite(img).all():
         raise ValueError(f"{method}: photo contains NaN or infinite values")
     h, w = img.shape[0] // 4 * 4, img.shape[1] // 4 * 4
-    if min(h, w) < 4:
-        raise ValueError(f"{method}: photo must be at least 4x4 pixels, got {array.shape[:2]}")
+    if min(h, w) < 8:
+        raise ValueError(f"{method}: photo must be at least 8x8 pixels, got {array.shape[:2]}")
     return np.ascontiguousarray(img[:h, :w].transpose(2, 0, 1)[None])
 
 
