@@ -14,7 +14,8 @@ of the conditional instance norms receive its gradient: the convolutions are sha
 The loss network is EfficientNet-Lite0 (the only pretrained network minivis ships offline; VGG,
 Johnson's choice, needs weights from the user). Training images are random crops (with flips) of
 the offline photos in ``TRAIN_PHOTOS``; ``EVAL_PHOTOS`` are never seen and serve the evaluation.
-Adam, a fixed seed, a tqdm bar; checkpoints every ``checkpoint_every`` steps and a JSON log.
+Adam, a fixed seed, a tqdm bar; checkpoints every ``checkpoint_every`` steps and a JSON log, which
+ends with the content and style losses on the held-out photos.
 """
 
 from __future__ import annotations
@@ -123,6 +124,26 @@ def style_grams(loss_net: Any, styles: Sequence[str], size: int) -> dict[str, np
     return {layer: np.stack([g[layer] for g in per_style]) for layer in STYLE_LAYERS}
 
 
+def evaluate(net: TransformNet, loss_net: Any, grams: dict[str, np.ndarray], side: int = 128) -> list[dict[str, Any]]:
+    """Content and style loss of the network's output on the held-out ``EVAL_PHOTOS`` (centre crops), per style."""
+    rows = []
+    weights = {name: 1.0 / len(STYLE_LAYERS) for name in STYLE_LAYERS}
+    with frozen(loss_net), no_grad():
+        for name in EVAL_PHOTOS:
+            img = resize_shorter_side(to_float(photo(name)), side)
+            top, left = (img.shape[0] - side) // 2, (img.shape[1] - side) // 2
+            x = np.ascontiguousarray(img[top:top + side, left:left + side].transpose(2, 0, 1)[None], np.float32)
+            content = forward_to(loss_net, tensor(to_input(loss_net, x)), CONTENT_LAYER).data
+            for s, style in enumerate(net.styles):
+                y = net(tensor(x), style=s).data
+                acts = {layer: forward_to(loss_net, tensor(to_input(loss_net, y)), layer) for layer in STYLE_LAYERS}
+                targets = {k: g[s] for k, g in grams.items()}
+                rows.append({"photo": name, "style": style,
+                             "content_loss": float(content_loss(acts[CONTENT_LAYER], content).item()),
+                             "style_loss": float(style_loss(acts, targets, weights).item())})
+    return rows
+
+
 def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, batch_size: int = 4, crop: int = 64,
                 lr: float = 2e-3, content_weight: float = 1.0, style_weight: float = 20.0, tv_weight: float = 10.0,
                 channels: int = 16, blocks: int = 3, upsample: str = "transpose", style_size: int = 256,
@@ -187,5 +208,7 @@ def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, ba
     save_npz(out_dir / f"{name}.npz", net.state_dict())
     log["total_seconds"] = round(time.perf_counter() - start, 1)
     log["final_loss"] = log["history"][-1]["loss"]
+    net.eval()
+    log["held_out"] = evaluate(net, loss_net, grams)  # photos never seen in training
     (out_dir / f"{name}_train_log.json").write_text(json.dumps(log, indent=2) + "\n")
     return log

@@ -150,3 +150,15 @@ def test_embedding_quick_writes_a_complete_record(tmp_path: Path) -> None:
         assert 0 < r["kl_same_p"] < 10 and 0 <= r["knn10_kept"] <= 1
     assert set(record["targets"]["500"]["faster_than"]) == set(methods[1:])
     assert set(record["targets"]["500"]["kl_at_most_3pct_above_openTSNE"]) == set(methods[1:3])
+
+
+@pytest.mark.slow
+def test_style_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("style.py", tmp_path)
+    assert proc.returncode == 0, f"style.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "style-cpu.json").read_text())
+    assert record["topic"] == "style" and record["quick"] is True
+    gram, step, feedforward = record["rows"]
+    assert gram["check"] == "ok" and gram["grad_rel_diff"] < 1e-13
+    assert step["check"] == "ok" and step["minivis_ms"] > 0 and step["torch_ms"] > 0
+    assert feedforward["feedforward_s"] > 0 and feedforward["gatys_steps"] >= 1

@@ -18,6 +18,7 @@ def test_a_tiny_run_writes_weights_checkpoints_and_a_log_that_load(tmp_path) -> 
     log = train_style.train_style(tmp_path, ["stripes", "waves"], steps=2, batch_size=2, crop=32, channels=4,
                                   blocks=1, checkpoint_every=1, progress=False)
     assert log["styles"] == ["stripes", "waves"] and log["steps"] == 2 and np.isfinite(log["final_loss"])
+    assert [(r["photo"], r["style"]) for r in log["held_out"]][:2] == [("chelsea", "stripes"), ("chelsea", "waves")]
     weights = tmp_path / "fast_style_multi.npz"
     assert weights.is_file() and (tmp_path / "checkpoints" / "fast_style_multi_step00001.npz").is_file()
     assert json.loads((tmp_path / "fast_style_multi_train_log.json").read_text())["channels"] == 4
