@@ -66,7 +66,11 @@ print("fast mode" if FAST else "full mode")
 #
 # Johnson's network: a 9x9 convolution, two stride-2 convolutions down to 1/4 resolution, a few
 # residual blocks, two upsampling steps back, a 9x9 convolution to RGB; instance norm and ReLU
-# after every convolution but the last. Upsampling by a stride-2 **transposed convolution**
+# after every convolution but the last, and reflection padding so that the borders look like the
+# rest. minivis makes one change: the network outputs $x + f(x)$, a correction to the photo,
+# with the last convolution starting at zero. Training then starts from the identity; the plain
+# network must first learn to reproduce the photo at all, which took more steps than the
+# few hundred that fit in a few minutes on two CPU cores. Upsampling by a stride-2 **transposed convolution**
 # scatters each input pixel's 3x3 kernel onto the output, two pixels apart: the footprints
 # overlap on every other row and column. On a constant input the output is therefore a
 # checkerboard of overlap counts, before any training (Odena, Dumoulin & Olah, "Deconvolution and

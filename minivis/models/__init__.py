@@ -122,7 +122,8 @@ def load_fast_style(style: str | None = None, weights: str | os.PathLike | None 
         raise FileNotFoundError(f"models.load: {path} or its log {log_path.name} is missing; train it with "
                                 f"`minivis train style --style NAME`")
     log = json.loads(log_path.read_text())
-    net = TransformNet(log["channels"], log["blocks"], num_styles=len(log["styles"]), upsample=log["upsample"])
+    net = TransformNet(log["channels"], log["blocks"], num_styles=len(log["styles"]), upsample=log["upsample"],
+                       residual=log.get("residual", False))
     net.load_state_dict(load_weights(path))
     net.styles = list(log["styles"])
     return net.eval()

@@ -49,6 +49,7 @@ def test_mixture_blends_the_parameters_and_its_gradient_reaches_both_rows(rng) -
 
 def tiny_transform(rng, upsample: str, styles: int = 2) -> TransformNet:
     net = TransformNet(channels=2, blocks=1, num_styles=styles, upsample=upsample).double()
+    assert not net.out.weight.data.any() and net.residual  # starts as the identity
     state = {k: rng.standard_normal(v.shape) * 0.3 + (1.0 if k.endswith("norm.weight") else 0.0)
              for k, v in net.state_dict().items()}
     net.load_state_dict(state)
@@ -82,7 +83,7 @@ def torch_transform(state: dict, x: torch.Tensor, style: int, upsample: str, blo
     for i in range(blocks):
         h = h + cnr(cnr(h, f"res{i}.a"), f"res{i}.b", relu=False)
     h = up(up(h, "up1"), "up2")
-    return TF.conv2d(reflect(h, 4), t["out.weight"], t["out.bias"])
+    return x + TF.conv2d(reflect(h, 4), t["out.weight"], t["out.bias"])
 
 
 @pytest.mark.parametrize("upsample", ["transpose", "resize"])
