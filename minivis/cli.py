@@ -159,7 +159,8 @@ def run_train_style(args: argparse.Namespace) -> int:
     checkpoints = (TRAIN_OUT / name / "checkpoints") if args.into_package else None  # never into the package
     log = train_style(writable_folder(out, "train"), styles, steps=args.steps, batch_size=batch_size,
                       crop=args.crop, lr=lr, style_weight=args.style_weight, upsample=args.upsample, seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, checkpoint_dir=checkpoints)
+                      checkpoint_every=args.checkpoint_every, checkpoint_dir=checkpoints,
+                      command=" ".join(["minivis", *sys.argv[1:]]))
     print(f"final loss {log['final_loss']:.4f} after {log['total_seconds']:.0f} s; weights in {out / name}.npz")
     return 0
 

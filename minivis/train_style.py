@@ -149,11 +149,12 @@ def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, ba
                 channels: int = 16, blocks: int = 3, upsample: str = "transpose", residual: bool = True,
                 style_size: int = 256,
                 seed: int = 0, checkpoint_every: int = 200, checkpoint_dir: str | Path | None = None,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, command: str | None = None) -> dict[str, Any]:
     """Train a ``TransformNet`` for ``styles`` (one: Johnson et al.; several: conditional instance norm).
 
     Writes ``<out_dir>/<name>.npz`` and ``<name>_train_log.json`` (``name = weights_name(styles)``),
-    and checkpoints ``<checkpoint_dir or out_dir/checkpoints>/<name>_stepNNNNN.npz``. Returns the log.
+    and checkpoints ``<checkpoint_dir or out_dir/checkpoints>/<name>_stepNNNNN.npz``. ``command``: how the
+    run was started, kept in the log so the weights can be reproduced. Returns the log.
     """
     styles = check_styles(styles)
     weights = (content_weight, style_weight, tv_weight)
@@ -173,7 +174,7 @@ def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, ba
     optimizer = Adam(net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     log: dict[str, Any] = {
-        "model": "fast_style", "name": name, "styles": list(styles), "loss_net": LOSS_NET,
+        "model": "fast_style", "name": name, "command": command, "styles": list(styles), "loss_net": LOSS_NET,
         "style_layers": list(STYLE_LAYERS), "content_layer": CONTENT_LAYER, "train_photos": list(TRAIN_PHOTOS),
         "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "content_weight": content_weight,
         "style_weight": style_weight, "tv_weight": tv_weight, "channels": channels, "blocks": blocks,
