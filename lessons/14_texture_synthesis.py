@@ -134,12 +134,15 @@ fig = mv.plot.image_grid(panels, titles=titles, ncols=len(windows) + 1, size=2.2
 savefig(fig, "14_efros_leung_windows")
 
 # %% [markdown]
-# **What to notice.** With a small window the bricks' mortar lines break up and the mosaic
-# cells lose their shapes; larger windows copy whole elements. Raster order also shows the
-# method's known failure: once it enters a region of the sample it tends to stay there and copy
-# long runs verbatim ("growing garbage" or copying in Efros & Leung's words), and what it makes
-# depends on the first few pixels. Everything is copied: the output has no colour the sample
-# lacks. Cost: one product of a (candidates x window pixels) matrix per output pixel.
+# **What to notice.** With the smallest window the mosaic falls apart into fragments of cells,
+# and the bricks lose their regular bond (a 5x5 window cannot tell a brick's middle from a
+# flat patch, and in the full run a large featureless block grows out of one). From 11 pixels
+# on, whole bricks and whole cells are copied and the bond is right. The largest window shows
+# the method's known failure: once the scan enters a region that matches itself (a large flat
+# cell), it keeps copying it, and a blob much larger than anything in the sample grows ("garbage
+# growing", in Efros & Leung's words); what comes out depends on the first few pixels. Every
+# pixel is copied: the output has no colour the sample lacks. Cost: one product of a
+# (candidates x window pixels) matrix per output pixel.
 
 # %% [markdown]
 # ## 3. Gram matrices: texture without layout
