@@ -242,10 +242,11 @@ savefig(fig, "14_gram_layers")
 #
 # - The stem alone can only reproduce colours and the finest grain: its features see 3x3
 #   pixels, so their co-occurrences describe nothing larger, and the result is coloured noise.
-# - Each deeper layer adds statistics of larger structures (edges, grout lines, blobs the size
-#   of a cell); look for where the synthesis starts to show cell-like patches with dark borders.
+# - With the layers at 1/4 resolution, closed cells with dark borders appear, but smaller than
+#   the sample's; adding the 1/8 and 1/16 layers makes them larger and closer to the sample's size.
 #   This is the window of section 2 again, but learned: each layer's features are a vocabulary
-#   for structures of its own size.
+#   for structures of its own size. The cells' interiors stay speckled: no statistic here forbids
+#   fine colour noise (a TV penalty, `tv_weight=`, or `param="fft"` removes it).
 # - Unlike Efros & Leung, nothing is copied: every pixel is synthesised, so colours can mix,
 #   and long-range arrangements (a regular brick bond, straight stripes over the whole image) are
 #   not enforced, because no statistic of the model describes them.
