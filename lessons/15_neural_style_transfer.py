@@ -170,8 +170,10 @@ savefig(fig, "15_style_transfer")
 # ## 4. The trade-off
 #
 # Raise the style weight $\beta$ with $\alpha = 1$: the content loss of the result rises and its
-# style loss falls. Which end looks best is a matter of taste, which is why $\beta$ is the one
-# knob every style-transfer tool exposes.
+# style loss falls. In the full run, $\beta = 1$ leaves the photo almost untouched, $\beta = 10$
+# (the default) redraws it as mosaic patches with the cat clearly in place, and $\beta = 100$
+# breaks it into smaller, busier cells. Which end looks best is a matter of taste, which is why
+# $\beta$ is the one knob every style-transfer tool exposes.
 
 # %%
 weights = sized([1.0, 10.0, 100.0], [1.0, 100.0])
@@ -209,14 +211,14 @@ savefig(fig, "15_trained_vs_random")
 
 # %% [markdown]
 # **What to notice.** Each network lowers the style loss *in its own feature space*, and these
-# losses are not comparable between networks: compare the pictures. Things to look for: does the
-# synthesis keep the sample's grey level and grain, the orientation of the mortar lines, whole
-# bricks with straight edges and corners? The random filters have no reason to respond to long
-# straight runs or corners, so they can only keep such structure through local statistics;
-# Ustyuzhaninov et al. found random multi-scale networks close to VGG for many textures and
-# behind it for strongly structured ones. Note also that a grey sample does not forbid colour:
-# noise in the colour-opponent directions that the Gram matrices barely see survives the
-# optimisation unless it is pushed out (try `tv_weight` or the Fourier parameterisation).
+# losses are not comparable between networks: compare the pictures. In the full run, Lite0's
+# synthesis is made of short, light, mortar-like line segments in both orientations (brick
+# pieces, but no regular bond), while the random filters keep the grain and some vertical
+# streaks and nothing that looks like a brick, under a brownish cast: a grey sample does not
+# forbid colour, and noise in directions the Gram matrices barely see survives (a TV weight or
+# the Fourier parameterisation pushes it out). The random filters have no reason to respond to
+# long straight runs or corners; Ustyuzhaninov et al. found random multi-scale networks close to
+# VGG for many textures and behind it for strongly structured ones, as here.
 
 # %% [markdown]
 # ## 6. Summary
