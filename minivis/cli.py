@@ -4,6 +4,9 @@
     minivis lessons [--fast] [--out DIR]     run every lesson script, saving its figures to DIR
     minivis train fashion_cnn [--epochs N]   train the Fashion-MNIST CNN into ./runs/fashion_cnn
     minivis train decoder --layer L          train the decoder of fashion_cnn's layer L into ./runs/decoder
+    minivis train style --style NAME [NAME ...] [--steps N]
+                                             train a feed-forward style network (several names: one
+                                             network for all, conditional instance norm) into ./runs/style
 
 A mistake in what you typed (an unknown photo, an unwritable folder, a missing dataset, a bad
 number) prints one line saying what is wrong and how to fix it, and exits with status 2;
@@ -80,15 +83,25 @@ def main(argv: list[str] | None = None) -> int:
     lessons.add_argument("--fast", action="store_true", help="small sizes (MINIVIS_FAST=1)")
     lessons.add_argument("only", nargs="*", help="lesson number prefixes to run, e.g. 01 04")
     train = verbs.add_parser("train", parents=[debug], help="train a zoo model from scratch")
-    train.add_argument("model", choices=["fashion_cnn", "decoder"],
-                       help="fashion_cnn, or decoder: the up-convolutional decoder of one fashion_cnn layer")
+    train.add_argument("model", choices=["fashion_cnn", "decoder", "style"],
+                       help="fashion_cnn; decoder: the up-convolutional decoder of one fashion_cnn layer; style: a "
+                            "feed-forward style network")
     train.add_argument("--layer", default=None, help="decoder only: the fashion_cnn layer whose code it inverts")
     train.add_argument("--epochs", type=int, default=None, help="default 4 (fashion_cnn), 2 (decoder)")
-    train.add_argument("--batch-size", type=int, default=None, help="default 128 (fashion_cnn), 64 (decoder)")
+    train.add_argument("--batch-size", type=int, default=None,
+                       help="default 128 (fashion_cnn), 64 (decoder), 4 (style)")
     train.add_argument("--train-images", type=int, default=None,
                        help="train on the first N training images only (default: all 60,000)")
-    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--lr", type=float, default=None, help="Adam's step; default 1e-3 (fashion_cnn, decoder), "
+                                                              "2e-3 (style)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--style", nargs="+", default=None, help="style: the style image name(s) (mv.data.STYLES)")
+    train.add_argument("--steps", type=int, default=300, help="style: training steps (batches)")
+    train.add_argument("--crop", type=int, default=64, help="style: side of the random photo crops")
+    train.add_argument("--style-weight", type=float, default=20.0, help="style: weight of the style loss")
+    train.add_argument("--upsample", choices=["transpose", "resize"], default="transpose",
+                       help="style: transposed convolution (Johnson) or nearest resize + convolution")
+    train.add_argument("--checkpoint-every", type=int, default=200, help="style: steps between checkpoints")
     train.add_argument("--out", type=Path, default=None, help="folder for the weights (default: runs/MODEL)")
     train.add_argument("--into-package", action="store_true",
                        help="overwrite the weights shipped inside the installed package (maintainers only)")
@@ -117,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.verb == "lessons":
         return 1 if run_lessons(writable_folder(args.out, "lessons"), args.fast, args.only) else 0
+    if args.verb == "train" and args.model == "style":
+        return run_train_style(args)
+    if args.verb == "train" and args.model == "style":
+        return run_train_style(args)
     if args.verb == "train":
         from minivis.data import fashion_mnist  # noqa: PLC0415
         from minivis.models import WEIGHTS_DIR  # noqa: PLC0415
@@ -127,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         decoder = args.model == "decoder"
         epochs = args.epochs if args.epochs is not None else (2 if decoder else 4)
         batch_size = args.batch_size if args.batch_size is not None else (64 if decoder else 128)
-        check_settings(epochs, batch_size, args.lr)
+        lr = 1e-3 if args.lr is None else args.lr
+        check_settings(epochs, batch_size, lr)
         if args.train_images is not None and args.train_images < batch_size:
             raise UsageError(f"--train-images must be at least the batch size ({batch_size}), got {args.train_images}")
         if decoder:
@@ -142,15 +160,41 @@ def run(args: argparse.Namespace) -> int:
         out = WEIGHTS_DIR if args.into_package else (args.out or TRAIN_OUT / args.model)
         folder = writable_folder(out, "train")
         if decoder:
-            log = train_decoder(folder, args.layer, epochs, batch_size, args.lr, args.seed, limit=args.train_images)
+            log = train_decoder(folder, args.layer, epochs, batch_size, lr, args.seed, limit=args.train_images)
             print(f"test image error {log['test_image_error']:.4f} after {log['total_seconds']:.0f} s; "
                   f"weights in {out}")
             return 0
         subset = {} if args.train_images is None else {"limit": args.train_images}
-        log = train_fashion_cnn(folder, epochs, batch_size, args.lr, args.seed, **subset)
+        log = train_fashion_cnn(folder, epochs, batch_size, lr, args.seed, **subset)
         print(f"test accuracy {log['test_accuracy']:.4f} after {log['total_seconds']:.0f} s; weights in {out}")
         return 0
     return 2
+
+
+def run_train_style(args: argparse.Namespace) -> int:
+    """``minivis train style --style NAME ...``: settings and names checked before any work or folder."""
+    from minivis.models import WEIGHTS_DIR  # noqa: PLC0415
+    from minivis.train_style import check_style_settings, check_styles, train_style, weights_name  # noqa: PLC0415
+
+    if args.style is None:
+        raise UsageError("train style needs --style NAME (one or more of mv.data.STYLES)")
+    if args.into_package and args.out is not None:
+        raise UsageError("--into-package and --out exclude each other")
+    styles = check_styles(args.style)
+    batch_size = 4 if args.batch_size is None else args.batch_size
+    lr = 2e-3 if args.lr is None else args.lr
+    check_style_settings(args.steps, batch_size, args.crop, lr, [args.style_weight])
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    name = weights_name(styles)
+    out = WEIGHTS_DIR if args.into_package else (args.out or TRAIN_OUT / name)
+    checkpoints = (TRAIN_OUT / name / "checkpoints") if args.into_package else None  # never into the package
+    log = train_style(writable_folder(out, "train"), styles, steps=args.steps, batch_size=batch_size,
+                      crop=args.crop, lr=lr, style_weight=args.style_weight, upsample=args.upsample, seed=args.seed,
+                      checkpoint_every=args.checkpoint_every, checkpoint_dir=checkpoints,
+                      command=" ".join(["minivis", *sys.argv[1:]]))
+    print(f"final loss {log['final_loss']:.4f} after {log['total_seconds']:.0f} s; weights in {out / name}.npz")
+    return 0
 
 
 if __name__ == "__main__":

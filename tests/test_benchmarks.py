@@ -189,3 +189,15 @@ def test_scale_quick_writes_a_complete_record(tmp_path: Path) -> None:
     assert thr["speedup"] == pytest.approx(thr["one_worker_s"] / thr["two_workers_s"])
     assert record["vgg16"]["s_per_image_1_threads"] > 0
     assert {(r["workers"], r["threads_per_worker"]) for r in record["estimate"]} >= {(1, 1), (128, 16)}
+
+
+@pytest.mark.slow
+def test_style_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("style.py", tmp_path)
+    assert proc.returncode == 0, f"style.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "style-cpu.json").read_text())
+    assert record["topic"] == "style" and record["quick"] is True
+    gram, step, feedforward = record["rows"]
+    assert gram["check"] == "ok" and gram["grad_rel_diff"] < 1e-13
+    assert step["check"] == "ok" and step["minivis_ms"] > 0 and step["torch_ms"] > 0
+    assert feedforward["feedforward_s"] > 0 and feedforward["gatys_steps"] >= 1

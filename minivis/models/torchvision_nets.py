@@ -12,6 +12,12 @@ from minivis.nn import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxP
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# Gatys et al.'s layers (relu1_1 ... relu5_1 for style, relu4_2 for content), as features.<index>.
+VGG_STYLE_LAYERS = {
+    "vgg16": (("features.1", "features.6", "features.11", "features.18", "features.25"), "features.20"),
+    "vgg19": (("features.1", "features.6", "features.11", "features.20", "features.29"), "features.22"),
+}
+
 VGG_CONFIGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -63,6 +69,7 @@ class VGG(_TorchvisionClassifier):
                 layers += [Conv2d(channels, item, 3, padding=1), ReLU()]
                 channels = item
         self.features = Sequential(*layers)
+        self.style_layers, self.content_layer = VGG_STYLE_LAYERS.get(config, (None, None))
         self.avgpool = AdaptiveAvgPool2d((7, 7))
         self.flatten = Flatten()
         self.classifier = Sequential(

@@ -20,11 +20,12 @@ from minivis.plot.features import (
     top_projections,
 )
 from minivis.plot.occlusion import ablation_figure, occlusion_figure, segmentation_figure
+from minivis.plot.style import interpolation_strip, style_grid, texture_figure, weight_sweep
 from minivis.plot.synthesis import history_plot, inversion_comparison_figure, inversion_figure, synthesis_grid
 
 __all__ = ["ablation_figure", "activation_grid", "attribution_image", "dead_filter_report", "embedding_mosaic",
            "embedding_scatter", "explained_variance", "filter_channels", "filter_grid", "filter_history",
-           "history_plot", "image_grid", "inversion_comparison_figure", "inversion_figure", "neighbour_grid",
-           "normalize", "occlusion_figure", "overlay", "projections_over_training", "receptive_field_boxes", "save",
-           "segmentation_figure", "show_attributions", "show_grad_cam", "synthesis_grid", "to_image", "top_patches",
-           "top_projections"]
+           "history_plot", "image_grid", "interpolation_strip", "inversion_comparison_figure", "inversion_figure",
+           "neighbour_grid", "normalize", "occlusion_figure", "overlay", "projections_over_training",
+           "receptive_field_boxes", "save", "segmentation_figure", "show_attributions", "show_grad_cam", "style_grid",
+           "synthesis_grid", "texture_figure", "to_image", "top_patches", "top_projections", "weight_sweep"]

@@ -2,7 +2,7 @@
 
 * ``mv.vis.attribution``: which pixels? (saliency ... occlusion)
 * ``mv.vis.features``: what do units respond to? (filters, activations, top patches, PCA, t-SNE)
-* ``mv.vis.synthesis``: images by optimisation (class models, inversion, DeepDream, attacks)
+* ``mv.vis.synthesis``: images by optimisation (class models, inversion, DeepDream, attacks, textures, style)
 
 Every public method is also here, as ``mv.vis.<name>``.
 """
@@ -71,9 +71,13 @@ from minivis.vis.synthesis import (
     class_model,
     cluster_facets,
     compare_inversions,
+    content_loss,
     deepdream,
+    efros_leung,
     fgsm,
     fooling_image,
+    gram_targets,
+    interpolate_styles,
     inversion_table,
     invert,
     invert_with_decoder,
@@ -83,7 +87,12 @@ from minivis.vis.synthesis import (
     optimize,
     parameterization,
     regularizers,
+    style_input,
+    style_loss,
+    style_transfer,
+    stylize,
     targeted_attack,
+    texture_synthesis,
 )
 from minivis.vis.synthesis import transforms as transforms_robust  # the name it had before the families
 

@@ -16,6 +16,9 @@ module                 what                                                     
 ``multifaceted``       one class model per cluster of the class's codes            Nguyen, Yosinski & Clune 2016
 ``deepdream``          DeepDream, octaves                                          Mordvintsev 2015
 ``adversarial``        FGSM, targeted attacks, fooling images                      Goodfellow 2015; Nguyen 2015
+``nonparametric``      texture synthesis by copying matching neighbourhoods        Efros & Leung 1999; Wei 2000
+``style``              Gram-matrix textures, neural style transfer                 Gatys 2015, 2016, 2017
+``fast_style``         feed-forward stylisation, style interpolation               Johnson 2016; Dumoulin 2017
 =====================  ==========================================================  ==========================
 """
 
@@ -29,13 +32,24 @@ from minivis.vis.synthesis.decoder_inversion import (
     invert_with_decoder,
 )
 from minivis.vis.synthesis.deepdream import deepdream
+from minivis.vis.synthesis.fast_style import interpolate_styles, stylize
 from minivis.vis.synthesis.inversion import InversionTable, inversion_table, invert
 from minivis.vis.synthesis.latent_class_model import latent_class_model
 from minivis.vis.synthesis.multifaceted import Facets, MultifacetedResult, cluster_facets, multifaceted_class_model
+from minivis.vis.synthesis.nonparametric import efros_leung
 from minivis.vis.synthesis.optimize import SynthesisResult, optimize
+from minivis.vis.synthesis.style import (
+    content_loss,
+    gram_targets,
+    style_input,
+    style_loss,
+    style_transfer,
+    texture_synthesis,
+)
 
 __all__ = ["AdversarialResult", "DecoderInversion", "Facets", "InversionComparison", "InversionTable",
            "MultifacetedResult", "SynthesisResult", "class_model", "cluster_facets", "compare_inversions",
-           "deepdream", "fgsm", "fooling_image", "inversion_table", "invert", "invert_with_decoder",
-           "latent_class_model", "multifaceted_class_model", "objectives", "optimize", "parameterization",
-           "regularizers", "targeted_attack", "transforms"]
+           "content_loss", "deepdream", "efros_leung", "fgsm", "fooling_image", "gram_targets", "interpolate_styles",
+           "inversion_table", "invert", "invert_with_decoder", "latent_class_model", "multifaceted_class_model",
+           "objectives", "optimize", "parameterization", "regularizers", "style_input", "style_loss", "style_transfer",
+           "stylize", "targeted_attack", "texture_synthesis", "transforms"]
