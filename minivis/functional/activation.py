@@ -12,7 +12,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.kernels import cpu_activation
-from minivis.rules import RULE_CODES, check_rule, current_rule
+from minivis.rules import RULE_CODES, check_rule, current_lrp, current_rule
 from minivis.validate import check_float, check_tensor
 
 
@@ -53,7 +53,10 @@ def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: 
         out = xp.where(x.data > low, out, negative_slope * x.data).astype(x.dtype)
 
     def backward(g):
-        code = RULE_CODES[current_rule()]  # read when backward runs, not at forward time
+        rules = current_lrp()
+        if rules is not None and rules.rule_for("relu").name == "pass":
+            return (g,)  # LRP: relevance passes through the rectifier (Zennit's Pass)
+        code = RULE_CODES[current_rule() if rules is None else "gradient"]  # read when backward runs
         kernels = backend.kernels("activation", x.data, op)  # cpu_activation (Numba) or gpu_activation (CUDA)
         return (kernels.relu_rule_backward(g, x.data, low, high, negative_slope, code),)
 
