@@ -8,13 +8,18 @@ Every public method is also here, as ``mv.vis.<name>``.
 """
 
 from minivis.vis.attribution import (
+    COMPOSITES,
+    Composite,
     ablation,
+    canonized,
     deconvnet,
     grad_cam,
     guided_backprop,
     guided_grad_cam,
     input_gradient,
     integrated_gradients,
+    lrp,
+    lrp_composite,
     occlusion,
     occlusion_attribution,
     occlusion_map,

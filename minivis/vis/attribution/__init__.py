@@ -11,6 +11,8 @@ module                 methods                                                  
 ``occlusion``          occlusion maps (naive and exact incremental)                    Zeiler & Fergus 2014
 ``occlusion_incremental``  re-running only the cone a patch changes                    Abdelzad 2019 (idea)
 ``ablation``           switching channels off                                          Zhou 2018
+``lrp``                layer-wise relevance propagation: rules in force during         Bach 2015; Montavon 2017,
+                       backward(), composites, batch-norm canonisation                 2019
 ``segmentation``       GrabCut from a saliency map                                     Simonyan 2014
 =====================  ==============================================================  =========================
 """
@@ -25,9 +27,10 @@ from minivis.vis.attribution.gradients import (
     saliency,
     smoothgrad,
 )
+from minivis.vis.attribution.lrp import COMPOSITES, Composite, canonized, lrp, lrp_composite
 from minivis.vis.attribution.occlusion import occlusion, occlusion_attribution, occlusion_map
 from minivis.vis.attribution.segmentation import saliency_segmentation
 
-__all__ = ["ablation", "deconvnet", "grad_cam", "guided_backprop", "guided_grad_cam", "input_gradient",
+__all__ = ["COMPOSITES", "Composite", "ablation", "canonized", "lrp", "lrp_composite", "deconvnet", "grad_cam", "guided_backprop", "guided_grad_cam", "input_gradient",
            "integrated_gradients", "occlusion", "occlusion_attribution", "occlusion_map", "saliency",
            "saliency_segmentation", "smoothgrad"]
