@@ -16,6 +16,7 @@ from minivis.rules import LRPRule, LRPRules, backward_rule, current_lrp, current
 __version__ = "0.1.0"
 
 __all__ = [
-    "F", "LRPRule", "LRPRules", "Tensor", "backend", "backward_rule", "conv_algorithm", "current_lrp", "current_rule", "data", "enable_grad", "functional",
-    "io", "is_grad_enabled", "models", "nn", "no_grad", "optim", "plot", "tensor", "vis",
+    "F", "LRPRule", "LRPRules", "Tensor", "backend", "backward_rule", "conv_algorithm", "current_lrp",
+    "current_rule", "data", "enable_grad", "functional", "io", "is_grad_enabled", "models", "nn", "no_grad",
+    "optim", "plot", "tensor", "vis",
 ]

@@ -31,6 +31,8 @@ from minivis.vis.attribution.lrp import COMPOSITES, Composite, canonized, lrp, l
 from minivis.vis.attribution.occlusion import occlusion, occlusion_attribution, occlusion_map
 from minivis.vis.attribution.segmentation import saliency_segmentation
 
-__all__ = ["COMPOSITES", "Composite", "ablation", "canonized", "lrp", "lrp_composite", "deconvnet", "grad_cam", "guided_backprop", "guided_grad_cam", "input_gradient",
-           "integrated_gradients", "occlusion", "occlusion_attribution", "occlusion_map", "saliency",
-           "saliency_segmentation", "smoothgrad"]
+__all__ = [
+    "COMPOSITES", "Composite", "ablation", "canonized", "lrp", "lrp_composite", "deconvnet", "grad_cam",
+    "guided_backprop", "guided_grad_cam", "input_gradient", "integrated_gradients", "occlusion",
+    "occlusion_attribution", "occlusion_map", "saliency", "saliency_segmentation", "smoothgrad",
+]
