@@ -4,7 +4,13 @@
 figures in a module of its own.
 """
 
-from minivis.plot.attribution import attribution_image, show_attributions, show_grad_cam
+from minivis.plot.attribution import (
+    attribution_image,
+    relevance_image,
+    show_attributions,
+    show_grad_cam,
+    show_relevance,
+)
 from minivis.plot.core import image_grid, normalize, overlay, save, to_image
 from minivis.plot.embedding import embedding_mosaic, embedding_scatter, explained_variance
 from minivis.plot.features import (
@@ -23,5 +29,6 @@ from minivis.plot.synthesis import history_plot, inversion_figure, synthesis_gri
 __all__ = ["ablation_figure", "activation_grid", "attribution_image", "dead_filter_report", "embedding_mosaic",
            "embedding_scatter", "explained_variance", "filter_channels",
            "filter_grid", "filter_history", "history_plot", "image_grid", "inversion_figure", "neighbour_grid",
-           "normalize", "occlusion_figure", "overlay", "receptive_field_boxes", "save", "segmentation_figure",
-           "show_attributions", "show_grad_cam", "synthesis_grid", "to_image", "top_patches"]
+           "normalize", "occlusion_figure", "overlay", "receptive_field_boxes", "relevance_image", "save",
+           "segmentation_figure",
+           "show_attributions", "show_grad_cam", "show_relevance", "synthesis_grid", "to_image", "top_patches"]

@@ -140,3 +140,53 @@ def show_grad_cam(image: Any, cam: Any, guided: Any = None, alpha: float = 0.5, 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def relevance_image(relevance: Any, percentile: float = 99.5) -> tuple[np.ndarray, float]:
+    """One image's relevance (C, H, W) or (H, W) summed over channels, and the symmetric colour limit.
+
+    Sign-honest: 0 stays 0 (white in ``bwr``), positive and negative share one scale, the
+    ``percentile`` of |R| (so a few extreme pixels do not wash the rest out).
+    """
+    r = _as_numpy(relevance, "relevance_image")
+    if r.ndim == 3:
+        r = r.sum(axis=0)
+    if r.ndim != 2:
+        raise ValueError(f"relevance_image: expected one image's (C, H, W) or (H, W) relevance, got shape {r.shape}")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"relevance_image: percentile must be in (0, 100], got {percentile!r}")
+    limit = float(np.percentile(np.abs(r), percentile))
+    return r, (limit if limit > 0 else 1.0)
+
+
+def show_relevance(images: Any, relevances: Mapping[str, Any], labels: Any = None, cmap: str = "bwr",
+                   size: float = 2.2, title: str | None = None) -> plt.Figure:
+    """LRP (or any signed) maps: one row per image, the image then one panel per method.
+
+    images: a list or array of images (each HxW[x3] or CxHxW); relevances: {name: (N, C, H, W) or
+    (N, H, W) array}, N as many as images. Each panel is summed over channels and drawn in a
+    diverging map centred at 0 (red: evidence for the class, blue: against), its own symmetric scale.
+    """
+    if not isinstance(relevances, Mapping) or not relevances:
+        raise ValueError("show_relevance: relevances must be a non-empty mapping {name: maps}")
+    imgs = [to_image(img) for img in images]
+    maps = {name: _as_numpy(r, "show_relevance") for name, r in relevances.items()}
+    for name, r in maps.items():
+        if r.shape[0] != len(imgs):
+            raise ValueError(f"show_relevance: {name!r} has {r.shape[0]} maps for {len(imgs)} images")
+    rows, cols = len(imgs), len(maps) + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.4), squeeze=False)
+    for i, img in enumerate(imgs):
+        axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None)
+        axes[i, 0].set_title("input" if labels is None else str(labels[i]), fontsize=8)
+        for j, (name, r) in enumerate(maps.items(), start=1):
+            shown, limit = relevance_image(r[i])
+            axes[i, j].imshow(shown, cmap=cmap, vmin=-limit, vmax=limit)
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=8)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
