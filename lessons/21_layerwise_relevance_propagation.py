@@ -30,7 +30,6 @@
 # conv, linear, pooling and batch-norm op reads the rule assigned to it.
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 from _common import FAST, savefig, sized
 
