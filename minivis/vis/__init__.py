@@ -8,16 +8,24 @@ Every public method is also here, as ``mv.vis.<name>``.
 """
 
 from minivis.vis.attribution import (
+    CAM_METHODS,
     COMPOSITES,
     Composite,
     ablation,
+    ablation_cam,
+    cam,
     canonized,
     deconvnet,
+    eigen_cam,
+    eigen_grad_cam,
     grad_cam,
+    grad_cam_pp,
     guided_backprop,
     guided_grad_cam,
+    hires_cam,
     input_gradient,
     integrated_gradients,
+    layer_cam,
     lrp,
     lrp_composite,
     occlusion,
@@ -25,7 +33,9 @@ from minivis.vis.attribution import (
     occlusion_map,
     saliency,
     saliency_segmentation,
+    score_cam,
     smoothgrad,
+    xgrad_cam,
 )
 from minivis.vis.features import (
     Box,

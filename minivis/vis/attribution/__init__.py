@@ -7,7 +7,9 @@ module                 methods                                                  
                        DeconvNet: one backward pass each, differing only in the ReLU    2017; Sundararajan 2017;
                        rule in force (``minivis.rules``)                               Springenberg 2015; Zeiler
                                                                                        & Fergus 2014
-``cam``                Grad-CAM, guided Grad-CAM                                       Selvaraju 2017
+``cam``                the CAM family as one formula with different channel weights:   Selvaraju 2017; and the
+                       Grad-CAM(++), XGrad-, HiRes-, Layer-, Score-, Ablation-,        table in cam.py
+                       Eigen(-Grad)-CAM; guided Grad-CAM
 ``occlusion``          occlusion maps (naive and exact incremental)                    Zeiler & Fergus 2014
 ``occlusion_incremental``  re-running only the cone a patch changes                    Abdelzad 2019 (idea)
 ``ablation``           switching channels off                                          Zhou 2018
@@ -18,7 +20,20 @@ module                 methods                                                  
 """
 
 from minivis.vis.attribution.ablation import ablation
-from minivis.vis.attribution.cam import grad_cam, guided_grad_cam
+from minivis.vis.attribution.cam import (
+    CAM_METHODS,
+    ablation_cam,
+    cam,
+    eigen_cam,
+    eigen_grad_cam,
+    grad_cam,
+    grad_cam_pp,
+    guided_grad_cam,
+    hires_cam,
+    layer_cam,
+    score_cam,
+    xgrad_cam,
+)
 from minivis.vis.attribution.gradients import (
     deconvnet,
     guided_backprop,
@@ -32,6 +47,8 @@ from minivis.vis.attribution.occlusion import occlusion, occlusion_attribution, 
 from minivis.vis.attribution.segmentation import saliency_segmentation
 
 __all__ = [
+    "CAM_METHODS", "ablation_cam", "cam", "eigen_cam", "eigen_grad_cam", "grad_cam_pp", "hires_cam", "layer_cam",
+    "score_cam", "xgrad_cam",
     "COMPOSITES", "Composite", "ablation", "canonized", "lrp", "lrp_composite", "deconvnet", "grad_cam",
     "guided_backprop", "guided_grad_cam", "input_gradient", "integrated_gradients", "occlusion",
     "occlusion_attribution", "occlusion_map", "saliency", "saliency_segmentation", "smoothgrad",
