@@ -221,7 +221,7 @@ def _cam(model: Module, batch: Any, target: Target, layer: str, upsample: bool, 
     else:
         activation, grad = layer_gradient(model, batch, target, layer, method)
     if activation.ndim != 4:
-        raise ValueError(f"{method}: layer {layer!r} outputs shape {tuple(activation.shape)}; a CAM needs a "
+        raise ValueError(f"{method}: layer {layer!r} outputs shape {tuple(activation.shape)}; Grad-CAM needs a "
                          "convolutional layer with (N, C, H, W) output")
     xp = backend.xp(activation)
     n, k, h, w = activation.shape

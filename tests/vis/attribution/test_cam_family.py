@@ -169,5 +169,5 @@ def test_cam_bad_input(nets, images):
         mv.vis.ablation_cam(model, images, lambda out: out[:, 0], "features.8")
     with pytest.raises(ValueError, match="layer_cam: .*'features.99' is not a layer"):
         mv.vis.layer_cam(model, images, 0, "features.99")
-    with pytest.raises(ValueError, match="a CAM needs a convolutional layer"):
+    with pytest.raises(ValueError, match="Grad-CAM needs a convolutional layer"):
         mv.vis.cam(model, images, 0, "classifier.0", "xgrad_cam")
