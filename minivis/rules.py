@@ -72,14 +72,19 @@ def check_rule(rule: str) -> str:
 def backward_rule(rule: str | LRPRules) -> Iterator[None]:
     """Use ``rule`` for every op that backpropagates inside this block.
 
-    ``rule`` is one of the ReLU rules (``"gradient"``, ``"guided"``, ``"deconvnet"``) or an
-    ``LRPRules`` map (relevance instead of gradients). Example::
+    ``rule`` is one of the ReLU rules (``"gradient"``, ``"guided"``, ``"deconvnet"``), an
+    ``LRPRules`` map (relevance instead of gradients) or ``"rescale"`` (DeepLIFT's rescale rule: the
+    batch holds inputs then their references, and each rectifier sends back ``g * dy/dx``, the
+    ratio of output to input *differences* between the two halves). Example::
 
         with mv.backward_rule("guided"):
             logits[0, c].backward()   # x.grad is now the guided-backprop map
     """
     lrp = rule if isinstance(rule, LRPRules) else None
-    name = "lrp" if lrp is not None else check_rule(rule)
+    if lrp is None and rule != "rescale" and (not isinstance(rule, str) or rule not in RULES):
+        raise ValueError(f"backward_rule: rule must be one of {RULES}, got {rule!r} (or 'rescale' for DeepLIFT, "
+                         "or an mv.LRPRules map)")
+    name = "lrp" if lrp is not None else rule
     previous = current_rule(), current_lrp()
     _state.rule, _state.lrp = name, lrp
     try:

@@ -3,7 +3,8 @@
 =====================  ==============================================================  =========================
 module                 methods                                                         papers
 =====================  ==============================================================  =========================
-``gradients``          saliency, SmoothGrad, integrated gradients, guided backprop,    Simonyan 2014; Smilkov
+``gradients``          saliency, SmoothGrad, integrated gradients, guided backprop,
+                       gradient x input, DeepLIFT (rescale: ``backward_rule("rescale")``),    Simonyan 2014; Smilkov
                        DeconvNet: one backward pass each, differing only in the ReLU    2017; Sundararajan 2017;
                        rule in force (``minivis.rules``)                               Springenberg 2015; Zeiler
                                                                                        & Fergus 2014
@@ -36,6 +37,8 @@ from minivis.vis.attribution.cam import (
 )
 from minivis.vis.attribution.gradients import (
     deconvnet,
+    deeplift,
+    gradient_x_input,
     guided_backprop,
     input_gradient,
     integrated_gradients,
@@ -47,9 +50,9 @@ from minivis.vis.attribution.occlusion import occlusion, occlusion_attribution, 
 from minivis.vis.attribution.segmentation import saliency_segmentation
 
 __all__ = [
-    "CAM_METHODS", "ablation_cam", "cam", "eigen_cam", "eigen_grad_cam", "grad_cam_pp", "hires_cam", "layer_cam",
-    "score_cam", "xgrad_cam",
-    "COMPOSITES", "Composite", "ablation", "canonized", "lrp", "lrp_composite", "deconvnet", "grad_cam",
-    "guided_backprop", "guided_grad_cam", "input_gradient", "integrated_gradients", "occlusion",
-    "occlusion_attribution", "occlusion_map", "saliency", "saliency_segmentation", "smoothgrad",
+    "CAM_METHODS", "COMPOSITES", "Composite", "ablation", "ablation_cam", "cam", "canonized", "deconvnet",
+    "deeplift", "eigen_cam", "eigen_grad_cam", "grad_cam", "grad_cam_pp", "gradient_x_input", "guided_backprop",
+    "guided_grad_cam", "hires_cam", "input_gradient", "integrated_gradients", "layer_cam", "lrp", "lrp_composite",
+    "occlusion", "occlusion_attribution", "occlusion_map", "saliency", "saliency_segmentation", "score_cam",
+    "smoothgrad", "xgrad_cam",
 ]
