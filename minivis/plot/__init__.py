@@ -8,6 +8,7 @@ from minivis.plot.attribution import (
     attribution_image,
     relevance_image,
     show_attributions,
+    show_cams,
     show_grad_cam,
     show_relevance,
 )
@@ -30,5 +31,5 @@ __all__ = ["ablation_figure", "activation_grid", "attribution_image", "dead_filt
            "embedding_scatter", "explained_variance", "filter_channels",
            "filter_grid", "filter_history", "history_plot", "image_grid", "inversion_figure", "neighbour_grid",
            "normalize", "occlusion_figure", "overlay", "receptive_field_boxes", "relevance_image", "save",
-           "segmentation_figure",
-           "show_attributions", "show_grad_cam", "show_relevance", "synthesis_grid", "to_image", "top_patches"]
+           "segmentation_figure", "show_attributions", "show_cams", "show_grad_cam", "show_relevance",
+           "synthesis_grid", "to_image", "top_patches"]

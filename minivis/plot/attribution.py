@@ -190,3 +190,32 @@ def show_relevance(images: Any, relevances: Mapping[str, Any], labels: Any = Non
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def show_cams(images: Any, cams: Mapping[str, Any], labels: Any = None, alpha: float = 0.5, size: float = 2.2,
+              title: str | None = None) -> plt.Figure:
+    """CAM variants side by side: one row per image, the image then each method's map over it.
+
+    images: a list or array of images (each HxW[x3] or CxHxW); cams: {method: (N, H, W) maps}
+    (any resolution: drawn stretched over the image), each min-max scaled on its own.
+    """
+    if not isinstance(cams, Mapping) or not cams:
+        raise ValueError("show_cams: cams must be a non-empty mapping {method: maps}")
+    imgs = [to_image(img) for img in images]
+    maps = {name: _as_numpy(c, "show_cams") for name, c in cams.items()}
+    for name, c in maps.items():
+        if c.ndim != 3 or c.shape[0] != len(imgs):
+            raise ValueError(f"show_cams: {name!r} must be (N, H, W) with N = {len(imgs)} images, got shape {c.shape}")
+    rows, cols = len(imgs), len(maps) + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.4), squeeze=False)
+    for i, img in enumerate(imgs):
+        axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None)
+        axes[i, 0].set_title("input" if labels is None else str(labels[i]), fontsize=8)
+        for j, (name, c) in enumerate(maps.items(), start=1):
+            overlay(img, normalize(c[i]), alpha=alpha, ax=axes[i, j], title=name if i == 0 else None)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
