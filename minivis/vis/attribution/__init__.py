@@ -16,6 +16,8 @@ module                 methods                                                  
 ``ablation``           switching channels off                                          Zhou 2018
 ``lrp``                layer-wise relevance propagation: rules in force during         Bach 2015; Montavon 2017,
                        backward(), composites, batch-norm canonisation                 2019
+``metrics``            deletion / insertion AUC, infidelity, max-sensitivity, pointing  Petsiuk 2018; Yeh 2019;
+                       game, with their known biases                                   Zhang 2016
 ``segmentation``       GrabCut from a saliency map                                     Simonyan 2014
 =====================  ==============================================================  =========================
 """
@@ -46,13 +48,22 @@ from minivis.vis.attribution.gradients import (
     smoothgrad,
 )
 from minivis.vis.attribution.lrp import COMPOSITES, Composite, canonized, lrp, lrp_composite
+from minivis.vis.attribution.metrics import (
+    CurveResult,
+    deletion,
+    infidelity,
+    insertion,
+    max_sensitivity,
+    pointing_game,
+)
 from minivis.vis.attribution.occlusion import occlusion, occlusion_attribution, occlusion_map
 from minivis.vis.attribution.segmentation import saliency_segmentation
 
 __all__ = [
-    "CAM_METHODS", "COMPOSITES", "Composite", "ablation", "ablation_cam", "cam", "canonized", "deconvnet",
-    "deeplift", "eigen_cam", "eigen_grad_cam", "grad_cam", "grad_cam_pp", "gradient_x_input", "guided_backprop",
-    "guided_grad_cam", "hires_cam", "input_gradient", "integrated_gradients", "layer_cam", "lrp", "lrp_composite",
-    "occlusion", "occlusion_attribution", "occlusion_map", "saliency", "saliency_segmentation", "score_cam",
+    "CAM_METHODS", "COMPOSITES", "Composite", "CurveResult", "ablation", "ablation_cam", "cam", "canonized",
+    "deconvnet", "deeplift", "deletion", "eigen_cam", "eigen_grad_cam", "grad_cam", "grad_cam_pp",
+    "gradient_x_input", "guided_backprop", "guided_grad_cam", "hires_cam", "infidelity", "input_gradient",
+    "insertion", "integrated_gradients", "layer_cam", "lrp", "lrp_composite", "max_sensitivity", "occlusion",
+    "occlusion_attribution", "occlusion_map", "pointing_game", "saliency", "saliency_segmentation", "score_cam",
     "smoothgrad", "xgrad_cam",
 ]
