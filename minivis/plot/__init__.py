@@ -6,7 +6,9 @@ figures in a module of its own.
 
 from minivis.plot.attribution import (
     attribution_image,
+    curve_figure,
     relevance_image,
+    sanity_figure,
     show_attributions,
     show_cams,
     show_grad_cam,
@@ -27,9 +29,11 @@ from minivis.plot.features import (
 from minivis.plot.occlusion import ablation_figure, occlusion_figure, segmentation_figure
 from minivis.plot.synthesis import history_plot, inversion_figure, synthesis_grid
 
-__all__ = ["ablation_figure", "activation_grid", "attribution_image", "dead_filter_report", "embedding_mosaic",
-           "embedding_scatter", "explained_variance", "filter_channels",
-           "filter_grid", "filter_history", "history_plot", "image_grid", "inversion_figure", "neighbour_grid",
-           "normalize", "occlusion_figure", "overlay", "receptive_field_boxes", "relevance_image", "save",
-           "segmentation_figure", "show_attributions", "show_cams", "show_grad_cam", "show_relevance",
-           "synthesis_grid", "to_image", "top_patches"]
+__all__ = [
+    "ablation_figure", "activation_grid", "attribution_image", "curve_figure", "dead_filter_report",
+    "embedding_mosaic", "embedding_scatter", "explained_variance", "filter_channels", "filter_grid",
+    "filter_history", "history_plot", "image_grid", "inversion_figure", "neighbour_grid", "normalize",
+    "occlusion_figure", "overlay", "receptive_field_boxes", "relevance_image", "sanity_figure", "save",
+    "segmentation_figure", "show_attributions", "show_cams", "show_grad_cam", "show_relevance", "synthesis_grid",
+    "to_image", "top_patches",
+]

@@ -219,3 +219,54 @@ def show_cams(images: Any, cams: Mapping[str, Any], labels: Any = None, alpha: f
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def sanity_figure(results: Any, image_index: int = 0, size: float = 1.6) -> plt.Figure:
+    """The randomisation cascade: one row of maps per ``SanityResult`` (original, then each step, |map|
+    summed over channels), and a panel of the mean Spearman rank correlation of |map| per step."""
+    results = list(results) if isinstance(results, list | tuple) else [results]
+    if not results:
+        raise ValueError("sanity_figure: give at least one SanityResult")
+    steps = results[0].steps
+    cols = len(steps) + 2
+    fig, axes = plt.subplots(len(results), cols, figsize=(size * cols, size * len(results) + 0.6), squeeze=False)
+    for r, res in enumerate(results):
+        maps = np.abs(np.asarray(res.maps[:, image_index], dtype=np.float64))
+        maps = maps.sum(axis=1) if maps.ndim == 4 else maps
+        for k in range(len(steps) + 1):
+            ax = axes[r, k]
+            ax.imshow(normalize(maps[k]), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("original" if k == 0 else steps[k - 1].replace(" and above", "+"), fontsize=6)
+        axes[r, 0].set_ylabel(res.method, fontsize=8)
+        ax = axes[r, -1]
+        ax.plot(range(1, len(steps) + 1), res.scores["spearman_abs"].mean(axis=1), "o-", label="rank |map|")
+        ax.plot(range(1, len(steps) + 1), res.scores["ssim"].mean(axis=1), "s-", label="SSIM")
+        ax.plot(range(1, len(steps) + 1), res.scores["hog"].mean(axis=1), "^-", label="HOG")
+        ax.set_ylim(-0.2, 1.05)
+        ax.tick_params(labelsize=6)
+        if r == 0:
+            ax.legend(fontsize=5)
+    fig.suptitle(f"{results[0].mode} randomisation, top layer first: similarity to the original map", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def curve_figure(curves: Mapping[str, Any], size: float = 3.0) -> plt.Figure:
+    """Deletion / insertion curves ({method: CurveResult}), the mean over images, AUC in the legend."""
+    if not isinstance(curves, Mapping) or not curves:
+        raise ValueError("curve_figure: curves must be a non-empty mapping {method: CurveResult}")
+    modes = sorted({c.mode for c in curves.values()})
+    fig, axes = plt.subplots(1, len(modes), figsize=(size * 1.4 * len(modes), size), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        for name, c in curves.items():
+            if c.mode == mode:
+                ax.plot(c.fractions, c.scores.mean(axis=0), label=f"{name} (AUC {c.auc.mean():.3f})")
+        ax.set_xlabel(f"fraction of pixels {'removed' if mode == 'deletion' else 'inserted'}", fontsize=8)
+        ax.set_ylabel("class probability", fontsize=8)
+        ax.set_title(mode, fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
