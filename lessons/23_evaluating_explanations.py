@@ -128,7 +128,8 @@ savefig(fig, "23_deletion_insertion")
 # $\mathrm{INFD} = \mathbb{E}_I\big[(I^\top \phi - (f(x) - f(x - I)))^2\big]$. For a *linear* model
 # $f(x) - f(x - I) = w^\top I$, so the plain gradient $\phi = w$ has infidelity 0 for every
 # perturbation (checked below), and gradient x input $x \odot w$ does not: infidelity measures an
-# attribution *per unit of perturbation*, and the perturbation distribution decides which map wins. Max-sensitivity asks how far the map moves under a tiny input change,
+# attribution *per unit of perturbation*, and the perturbation distribution decides which map wins.
+# Max-sensitivity asks how far the map moves under a tiny input change,
 # $\max_{\|\delta\|_\infty \le r} \|\phi(x + \delta) - \phi(x)\| / \|\phi(x)\|$; a constant map
 # scores a perfect 0, which is why it is only read beside a faithfulness measure.
 
