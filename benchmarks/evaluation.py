@@ -61,10 +61,18 @@ def zennit_lrp(twin, x, target, low, high, canonizers=None):
     from zennit.composites import EpsilonGammaBox
 
     composite = EpsilonGammaBox(low=torch.from_numpy(low), high=torch.from_numpy(high), canonizers=canonizers)
+    norms = [m for m in twin.modules() if isinstance(m, torch.nn.BatchNorm2d)]
 
     def run():
         with Gradient(model=twin, composite=composite) as attributor:
+            # Zennit's canonised BN keeps its eps (x / sqrt(1 + eps)); zero it so that both sides explain
+            # the same function (tests/vis/attribution/test_lrp.py, test_canonisation_matches_zennits_canonizer)
+            eps = [m.eps for m in norms]
+            for m in norms:
+                m.eps = 0.0
             _, rel = attributor(torch.from_numpy(x), lambda out: out * torch.eye(out.shape[1])[[target]])
+            for m, e in zip(norms, eps, strict=True):
+                m.eps = e
         return rel.numpy()
 
     return run
@@ -92,6 +100,9 @@ def lite0_twin(model):
             for conv, bn in (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")):
                 if hasattr(module, conv):
                     name_map.append(([f"{name}.{conv}"], f"{name}.{bn}"))
+    twin.pool = torch.nn.AdaptiveAvgPool2d(1)  # a module, so that Zennit gives it the norm rule as minivis does
+    twin.forward = lambda x: twin._fc(twin.pool(torch.nn.functional.relu6(twin._bn1(twin._conv_head(twin._blocks(
+        torch.nn.functional.relu6(twin._bn0(twin._conv_stem(x)))))))).flatten(1))
     return twin, [NamedMergeBatchNorm(name_map)]
 
 
