@@ -201,3 +201,19 @@ def test_style_quick_writes_a_complete_record(tmp_path: Path) -> None:
     assert gram["check"] == "ok" and gram["grad_rel_diff"] < 1e-13
     assert step["check"] == "ok" and step["minivis_ms"] > 0 and step["torch_ms"] > 0
     assert feedforward["feedforward_s"] > 0 and feedforward["gatys_steps"] >= 1
+
+
+@pytest.mark.slow
+def test_evaluation_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    for module in ("zennit", "pytorch_grad_cam", "quantus"):
+        pytest.importorskip(module, reason="benchmarks/evaluation.py needs the test extra's references")
+    proc = run_quick("evaluation.py", tmp_path)
+    assert proc.returncode == 0, f"evaluation.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "evaluation-cpu.json").read_text())
+    assert record["topic"] == "evaluation" and record["quick"] is True and record["errors"] == 0
+    methods = [r["method"] for r in record["rows"]]
+    assert methods == ["LRP eps-gamma-box", "LRP eps-gamma-box", "score_cam", "ablation_cam",
+                       "deletion curve (PixelFlipping)"]
+    for r in record["rows"]:
+        assert r["minivis s"] > 0 and r["reference s"] > 0
+        assert r["speed-up"] == pytest.approx(r["reference s"] / r["minivis s"])

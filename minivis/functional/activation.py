@@ -12,7 +12,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.kernels import cpu_activation
-from minivis.rules import RULE_CODES, check_rule, current_rule
+from minivis.rules import RULE_CODES, check_rule, current_lrp, current_rule
 from minivis.validate import check_float, check_tensor
 
 
@@ -40,6 +40,22 @@ def relu_backward_reference(g: Any, x: Any, rule: str, low: float = 0.0, high: f
     return g * (g > 0)                  # deconvnet: rectify the signal, ignore x (Zeiler & Fergus)
 
 
+def rescale_backward(g: Any, x: Any, y: Any, fprime: Any, eps: float = 1e-10) -> Any:
+    """DeepLIFT's rescale rule (Shrikumar et al. 2017, eq. 3): the batch is [inputs; references], and
+    each half sends back g * (y - y_ref) / (x - x_ref), the same multiplier for both halves; where
+    |x - x_ref| < eps, the ordinary gradient g * f'(x) of each half (as Captum)."""
+    xp = backend.xp(x)
+    half = x.shape[0] // 2
+    if x.shape[0] != 2 * half:
+        raise ValueError(f"rescale rule: the batch must hold inputs then their references (an even number of rows), "
+                         f"got {x.shape[0]}")
+    dx = x[:half] - x[half:]
+    dy = y[:half] - y[half:]
+    dx2, dy2 = xp.concatenate([dx, dx]), xp.concatenate([dy, dy])
+    small = xp.abs(dx2) < eps
+    return xp.where(small, g * fprime, g * dy2 / xp.where(small, 1, dx2))
+
+
 def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: str) -> Tensor:
     """f(x) = clip(x, low, high) (with ``negative_slope * x`` below ``low``) and its rule-aware backward.
 
@@ -53,7 +69,13 @@ def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: 
         out = xp.where(x.data > low, out, negative_slope * x.data).astype(x.dtype)
 
     def backward(g):
-        code = RULE_CODES[current_rule()]  # read when backward runs, not at forward time
+        if current_rule() == "rescale":  # DeepLIFT: the ratio of differences to the reference half
+            fprime = relu_backward_reference(xp.ones_like(g), x.data, "gradient", low, high, negative_slope)
+            return (rescale_backward(g, x.data, out, fprime),)
+        rules = current_lrp()
+        if rules is not None and rules.rule_for("relu").name == "pass":
+            return (g,)  # LRP: relevance passes through the rectifier (Zennit's Pass)
+        code = RULE_CODES[current_rule() if rules is None else "gradient"]  # read when backward runs
         kernels = backend.kernels("activation", x.data, op)  # cpu_activation (Numba) or gpu_activation (CUDA)
         return (kernels.relu_rule_backward(g, x.data, low, high, negative_slope, code),)
 
@@ -84,11 +106,23 @@ def sigmoid(x: Tensor) -> Tensor:
     xp = backend.xp(x.data)
     e = xp.exp(-xp.abs(x.data))
     out = xp.where(x.data >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
-    return Tensor.from_op(out, (x,), lambda g: (g * out * (1 - out),), "sigmoid")
+
+    def backward(g):
+        if current_rule() == "rescale":
+            return (rescale_backward(g, x.data, out, out * (1 - out)),)
+        return (g * out * (1 - out),)
+
+    return Tensor.from_op(out, (x,), backward, "sigmoid")
 
 
 def tanh(x: Tensor) -> Tensor:
     """tanh(x); d/dx = 1 - tanh(x)^2."""
     x = check_tensor(x, "tanh")
     out = backend.xp(x.data).tanh(x.data)
-    return Tensor.from_op(out, (x,), lambda g: (g * (1 - out * out),), "tanh")
+
+    def backward(g):
+        if current_rule() == "rescale":
+            return (rescale_backward(g, x.data, out, 1 - out * out),)
+        return (g * (1 - out * out),)
+
+    return Tensor.from_op(out, (x,), backward, "tanh")

@@ -48,8 +48,10 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.backend import FLOAT_DTYPES
+from minivis.functional import lrp
 from minivis.kernels import conv_plan
 from minivis.kernels.conv_plan import reuse_weight_transforms  # noqa: F401 (re-exported for the vis methods)
+from minivis.rules import current_lrp
 from minivis.validate import check_same_device, check_tensor, int_pair, padding4
 
 Pair = tuple[int, int]
@@ -287,6 +289,15 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     out = conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups, None if bias is None else bias.data)
 
     def backward(g):
+        rules = current_lrp()
+        if rules is not None:  # relevance, not a gradient: the layer's rule (functional/lrp.py) shares it out
+            rule = rules.rule_for("conv2d", weight)
+            if rule.name != "gradient":
+                relevance = lrp.affine_relevance(
+                    rule, g, x.data, weight.data, None if bias is None else bias.data, out,
+                    lambda a, w, b: conv2d_forward(a, w, stride, pad4, dilation, groups, b),
+                    lambda s, w: conv2d_backward_input(s, w, x.shape, stride, pad4, dilation, groups))
+                return (relevance, None) if bias is None else (relevance, None, None)
         gx, gw = conv2d_backward(g, weight.data, x.data, weight.shape, x.shape, stride, pad4, dilation, groups,
                                  need_input=x.requires_grad, need_weight=weight.requires_grad)
         if bias is None:

@@ -17,7 +17,9 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
+from minivis.functional import lrp
 from minivis.kernels import cpu_threads
+from minivis.rules import current_lrp
 from minivis.validate import check_same_device, check_tensor
 
 
@@ -60,6 +62,15 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
         out += bias.data
 
     def backward(g):
+        rules = current_lrp()
+        if rules is not None:  # relevance, not a gradient: the layer's rule (functional/lrp.py) shares it out
+            rule = rules.rule_for("linear", weight)
+            if rule.name != "gradient":
+                relevance = lrp.affine_relevance(
+                    rule, g.reshape(-1, out_features), x2, weight.data, None if bias is None else bias.data,
+                    out.reshape(-1, out_features), lambda a, w, b: _matmul(a, w.T) + (0 if b is None else b),
+                    _matmul).reshape(x.shape)
+                return (relevance, None) if bias is None else (relevance, None, None)
         g2 = g.reshape(-1, out_features)
         gx = _matmul(g2, weight.data).reshape(x.shape) if x.requires_grad else None
         gw = _matmul(g2.T, x2) if weight.requires_grad else None

@@ -13,6 +13,8 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor, as_tensor
+from minivis.functional import lrp
+from minivis.rules import current_lrp
 from minivis.validate import check_float, check_tensor
 
 
@@ -37,9 +39,20 @@ def _pair(a: Any, b: Any, op: str) -> tuple[Tensor, Tensor]:
 
 # ----------------------------------------------------------------------------- elementwise
 def add(a: Any, b: Any) -> Tensor:
+    """a + b (broadcasting). Under LRP, a sum of two same-shaped tensors (a residual connection)
+    shares relevance in proportion to each term (``lrp.sum_relevance``)."""
     a, b = _pair(a, b, "add")
-    return Tensor.from_op(a.data + b.data, (a, b),
-                          lambda g: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)), "add")
+    out = a.data + b.data
+
+    def backward(g):
+        rules = current_lrp()
+        if rules is not None and a.shape == b.shape:
+            rule = rules.rule_for("add")
+            if rule.name != "gradient":
+                return lrp.sum_relevance(rule, g, a.data, b.data, out)
+        return unbroadcast(g, a.shape), unbroadcast(g, b.shape)
+
+    return Tensor.from_op(out, (a, b), backward, "add")
 
 
 def sub(a: Any, b: Any) -> Tensor:

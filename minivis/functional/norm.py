@@ -24,7 +24,9 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
+from minivis.functional import lrp
 from minivis.kernels import cpu_norm
+from minivis.rules import current_lrp
 from minivis.validate import check_float, check_same_device, check_tensor
 
 
@@ -155,18 +157,22 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         grads = [None]
         if x.requires_grad:
             # Training: the batch statistics depend on x. Eval: they are constants, dx = g * scale.
+            rules = current_lrp()
             if training:
                 grads[0] = _standardize_backward(g if gamma is None else g * gamma, xhat, inv_std, axes)
+            elif rules is not None:  # relevance: pass it on (Zennit's default) or share it by the z-rule
+                rule = rules.rule_for("batch_norm", None if weight is None else weight)
+                grads[0] = lrp.elementwise_relevance(rule, g, x.data, out, lambda r: r * scale)
             else:
                 grads[0] = g * scale
         if weight is not None:
-            if weight.requires_grad:
+            if weight.requires_grad and current_lrp() is None:
                 x_hat = xhat if training else (x.data - mean) * inv_std
                 grads.append((g * x_hat).sum(axis=axes))
             else:
                 grads.append(None)
         if bias is not None:
-            grads.append(g.sum(axis=axes) if bias.requires_grad else None)
+            grads.append(g.sum(axis=axes) if bias.requires_grad and current_lrp() is None else None)
         return tuple(grads)
 
     parents = tuple(t for t in (x, weight, bias) if t is not None)

@@ -22,6 +22,8 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
+from minivis.functional import lrp
+from minivis.rules import current_lrp
 from minivis.validate import check_bool, check_tensor, int_pair
 
 Pair = int | tuple[int, int]
@@ -91,6 +93,14 @@ def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
     out, switches = out.reshape(n, c, *out_hw), switches.reshape(n, c, *out_hw)
 
     def backward(g):
+        rules = current_lrp()
+        if rules is not None and rules.rule_for("max_pool2d").name == "norm":
+            # relevance shared by the z-rule: the window's winner holds all of z, so it gets all of R
+            # (exactly winner-takes-all, the gradient, up to the stabiliser)
+            rule = rules.rule_for("max_pool2d")
+            return (lrp.affine_relevance(rule, g, x.data, None, None, out, None,
+                                         lambda s, _: kernels.unpool(_planes(s), _planes(switches),
+                                                                     (h, w)).reshape(x.shape)),)
         return (kernels.unpool(_planes(g), _planes(switches), (h, w)).reshape(x.shape),)
 
     y = Tensor.from_op(out, (x,), backward, op)
@@ -234,8 +244,16 @@ def _box_mean(op: str, x: Tensor, rows: tuple[np.ndarray, ...], cols: tuple[np.n
     n, c, h, w = x.shape
     out = kernels.box_mean(_planes(x.data), rows, cols).reshape(n, c, len(rows[0]), len(cols[0]))
 
+    def adjoint(s: Any, _: Any = None) -> Any:
+        return kernels.box_mean_backward(_planes(s), rows, cols, (h, w)).reshape(x.shape)
+
     def backward(g):
-        return (kernels.box_mean_backward(_planes(g), rows, cols, (h, w)).reshape(x.shape),)
+        rules = current_lrp()
+        if rules is not None:  # relevance: the rule in force for average pools (Zennit: Norm)
+            rule = rules.rule_for("avg_pool2d")
+            if rule.name != "gradient":
+                return (lrp.affine_relevance(rule, g, x.data, None, None, out, None, adjoint),)
+        return (adjoint(g),)
 
     return Tensor.from_op(out, (x,), backward, op)
 
@@ -252,5 +270,16 @@ def global_avg_pool2d(x: Tensor) -> Tensor:
     if area == 0:
         raise ValueError(f"{op}: input must have at least one pixel, got shape {x.shape}")
     out = x.data.mean(axis=(2, 3), keepdims=True)
-    return Tensor.from_op(out, (x,), lambda g: (xp.ascontiguousarray(xp.broadcast_to(g / area, x.shape)),),
-                          op)
+
+    def adjoint(s: Any, _: Any = None) -> Any:
+        return xp.ascontiguousarray(xp.broadcast_to(s / area, x.shape))
+
+    def backward(g):
+        rules = current_lrp()
+        if rules is not None:  # relevance: the rule in force for average pools (Zennit: Norm)
+            rule = rules.rule_for("avg_pool2d")
+            if rule.name != "gradient":
+                return (lrp.affine_relevance(rule, g, x.data, None, None, out, None, adjoint),)
+        return (adjoint(g),)
+
+    return Tensor.from_op(out, (x,), backward, op)

@@ -4,7 +4,16 @@
 figures in a module of its own.
 """
 
-from minivis.plot.attribution import attribution_image, show_attributions, show_grad_cam
+from minivis.plot.attribution import (
+    attribution_image,
+    curve_figure,
+    relevance_image,
+    sanity_figure,
+    show_attributions,
+    show_cams,
+    show_grad_cam,
+    show_relevance,
+)
 from minivis.plot.core import image_grid, normalize, overlay, save, to_image
 from minivis.plot.embedding import embedding_mosaic, embedding_scatter, explained_variance
 from minivis.plot.features import (
@@ -23,9 +32,10 @@ from minivis.plot.occlusion import ablation_figure, occlusion_figure, segmentati
 from minivis.plot.style import interpolation_strip, style_grid, texture_figure, weight_sweep
 from minivis.plot.synthesis import history_plot, inversion_comparison_figure, inversion_figure, synthesis_grid
 
-__all__ = ["ablation_figure", "activation_grid", "attribution_image", "dead_filter_report", "embedding_mosaic",
-           "embedding_scatter", "explained_variance", "filter_channels", "filter_grid", "filter_history",
-           "history_plot", "image_grid", "interpolation_strip", "inversion_comparison_figure", "inversion_figure",
-           "neighbour_grid", "normalize", "occlusion_figure", "overlay", "projections_over_training",
-           "receptive_field_boxes", "save", "segmentation_figure", "show_attributions", "show_grad_cam", "style_grid",
+__all__ = ["ablation_figure", "activation_grid", "attribution_image", "curve_figure", "dead_filter_report",
+           "embedding_mosaic", "embedding_scatter", "explained_variance", "filter_channels", "filter_grid",
+           "filter_history", "history_plot", "image_grid", "interpolation_strip", "inversion_comparison_figure",
+           "inversion_figure", "neighbour_grid", "normalize", "occlusion_figure", "overlay",
+           "projections_over_training", "receptive_field_boxes", "relevance_image", "sanity_figure", "save",
+           "segmentation_figure", "show_attributions", "show_cams", "show_grad_cam", "show_relevance", "style_grid",
            "synthesis_grid", "texture_figure", "to_image", "top_patches", "top_projections", "weight_sweep"]

@@ -140,3 +140,133 @@ def show_grad_cam(image: Any, cam: Any, guided: Any = None, alpha: float = 0.5, 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def relevance_image(relevance: Any, percentile: float = 99.5) -> tuple[np.ndarray, float]:
+    """One image's relevance (C, H, W) or (H, W) summed over channels, and the symmetric colour limit.
+
+    Sign-honest: 0 stays 0 (white in ``bwr``), positive and negative share one scale, the
+    ``percentile`` of |R| (so a few extreme pixels do not wash the rest out).
+    """
+    r = _as_numpy(relevance, "relevance_image")
+    if r.ndim == 3:
+        r = r.sum(axis=0)
+    if r.ndim != 2:
+        raise ValueError(f"relevance_image: expected one image's (C, H, W) or (H, W) relevance, got shape {r.shape}")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"relevance_image: percentile must be in (0, 100], got {percentile!r}")
+    limit = float(np.percentile(np.abs(r), percentile))
+    return r, (limit if limit > 0 else 1.0)
+
+
+def show_relevance(images: Any, relevances: Mapping[str, Any], labels: Any = None, cmap: str = "bwr",
+                   size: float = 2.2, title: str | None = None) -> plt.Figure:
+    """LRP (or any signed) maps: one row per image, the image then one panel per method.
+
+    images: a list or array of images (each HxW[x3] or CxHxW); relevances: {name: (N, C, H, W) or
+    (N, H, W) array}, N as many as images. Each panel is summed over channels and drawn in a
+    diverging map centred at 0 (red: evidence for the class, blue: against), its own symmetric scale.
+    """
+    if not isinstance(relevances, Mapping) or not relevances:
+        raise ValueError("show_relevance: relevances must be a non-empty mapping {name: maps}")
+    imgs = [to_image(img) for img in images]
+    maps = {name: _as_numpy(r, "show_relevance") for name, r in relevances.items()}
+    for name, r in maps.items():
+        if r.shape[0] != len(imgs):
+            raise ValueError(f"show_relevance: {name!r} has {r.shape[0]} maps for {len(imgs)} images")
+    rows, cols = len(imgs), len(maps) + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.4), squeeze=False)
+    for i, img in enumerate(imgs):
+        axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None)
+        axes[i, 0].set_title("input" if labels is None else str(labels[i]), fontsize=8)
+        for j, (name, r) in enumerate(maps.items(), start=1):
+            shown, limit = relevance_image(r[i])
+            axes[i, j].imshow(shown, cmap=cmap, vmin=-limit, vmax=limit)
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=8)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_cams(images: Any, cams: Mapping[str, Any], labels: Any = None, alpha: float = 0.5, size: float = 2.2,
+              title: str | None = None) -> plt.Figure:
+    """CAM variants side by side: one row per image, the image then each method's map over it.
+
+    images: a list or array of images (each HxW[x3] or CxHxW); cams: {method: (N, H, W) maps}
+    (any resolution: drawn stretched over the image), each min-max scaled on its own.
+    """
+    if not isinstance(cams, Mapping) or not cams:
+        raise ValueError("show_cams: cams must be a non-empty mapping {method: maps}")
+    imgs = [to_image(img) for img in images]
+    maps = {name: _as_numpy(c, "show_cams") for name, c in cams.items()}
+    for name, c in maps.items():
+        if c.ndim != 3 or c.shape[0] != len(imgs):
+            raise ValueError(f"show_cams: {name!r} must be (N, H, W) with N = {len(imgs)} images, got shape {c.shape}")
+    rows, cols = len(imgs), len(maps) + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.4), squeeze=False)
+    for i, img in enumerate(imgs):
+        axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None)
+        axes[i, 0].set_title("input" if labels is None else str(labels[i]), fontsize=8)
+        for j, (name, c) in enumerate(maps.items(), start=1):
+            overlay(img, normalize(c[i]), alpha=alpha, ax=axes[i, j], title=name if i == 0 else None)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sanity_figure(results: Any, image_index: int = 0, size: float = 1.6) -> plt.Figure:
+    """The randomisation cascade: one row of maps per ``SanityResult`` (original, then each step, |map|
+    summed over channels), and a panel of the mean Spearman rank correlation of |map| per step."""
+    results = list(results) if isinstance(results, list | tuple) else [results]
+    if not results:
+        raise ValueError("sanity_figure: give at least one SanityResult")
+    steps = results[0].steps
+    cols = len(steps) + 2
+    fig, axes = plt.subplots(len(results), cols, figsize=(size * cols, size * len(results) + 0.6), squeeze=False)
+    for r, res in enumerate(results):
+        maps = np.abs(np.asarray(res.maps[:, image_index], dtype=np.float64))
+        maps = maps.sum(axis=1) if maps.ndim == 4 else maps
+        for k in range(len(steps) + 1):
+            ax = axes[r, k]
+            ax.imshow(normalize(maps[k]), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("original" if k == 0 else steps[k - 1].replace(" and above", "+"), fontsize=6)
+        axes[r, 0].set_ylabel(res.method, fontsize=8)
+        ax = axes[r, -1]
+        ax.plot(range(1, len(steps) + 1), res.scores["spearman_abs"].mean(axis=1), "o-", label="rank |map|")
+        ax.plot(range(1, len(steps) + 1), res.scores["ssim"].mean(axis=1), "s-", label="SSIM")
+        ax.plot(range(1, len(steps) + 1), res.scores["hog"].mean(axis=1), "^-", label="HOG")
+        ax.set_ylim(-0.2, 1.05)
+        ax.tick_params(labelsize=6)
+        if r == 0:
+            ax.legend(fontsize=5)
+    fig.suptitle(f"{results[0].mode} randomisation, top layer first: similarity to the original map", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def curve_figure(curves: Mapping[str, Any], size: float = 3.0) -> plt.Figure:
+    """Deletion / insertion curves ({method: CurveResult}), the mean over images, AUC in the legend."""
+    if not isinstance(curves, Mapping) or not curves:
+        raise ValueError("curve_figure: curves must be a non-empty mapping {method: CurveResult}")
+    modes = sorted({c.mode for c in curves.values()})
+    fig, axes = plt.subplots(1, len(modes), figsize=(size * 1.4 * len(modes), size), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        for name, c in curves.items():
+            if c.mode == mode:
+                ax.plot(c.fractions, c.scores.mean(axis=0), label=f"{name} (AUC {c.auc.mean():.3f})")
+        ax.set_xlabel(f"fraction of pixels {'removed' if mode == 'deletion' else 'inserted'}", fontsize=8)
+        ax.set_ylabel("class probability", fontsize=8)
+        ax.set_title(mode, fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig

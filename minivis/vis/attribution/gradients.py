@@ -310,3 +310,48 @@ def integrated_gradients(model: Module, x: Any, target: Target, baseline: Any = 
             ends = [model_scores(model, Tensor(a), target, "integrated_gradients").data for a in (batch, start)]
     delta = attribution.reshape(batch.shape[0], -1).sum(axis=1) - (ends[0] - ends[1])
     return unbatch(attribution, single), (delta[0] if single else delta)
+
+
+# --------------------------------------------------------------------------- gradient x input, DeepLIFT
+def gradient_x_input(model: Module, x: Any, target: Target) -> Any:
+    """x * dS/dx (Shrikumar et al. 2016), shaped like x: the first-order Taylor term of each input.
+
+    On a bias-free ReLU network it sums to the score and equals LRP-0 (``mv.vis.lrp(..., "zero")``).
+    """
+    batch, single = as_batch(x, model, "gradient_x_input")
+    with frozen(model):
+        return unbatch(batch * batch_gradient(model, batch, target, "gradient", "gradient_x_input"), single)
+
+
+def deeplift(model: Module, x: Any, target: Target, baseline: Any = None, return_delta: bool = False) -> Any:
+    """DeepLIFT with the rescale rule (Shrikumar, Greenside & Kundaje 2017), shaped like x:
+
+        C(x_i) = (x_i - x'_i) * m_i,   m = the chain of multipliers dS/dx with every nonlinearity's
+        derivative replaced by (f(x) - f(x')) / (x - x')
+
+    so that the contributions sum to S(x) - S(x') exactly (summation-to-delta) through the rectifiers,
+    sigmoid and tanh. baseline x': None (zeros), a number, one image or one per image. Input and
+    baseline run as one batch [x; x'] so that each rectifier sees both (``backward_rule("rescale")``).
+    Max-pools send the multiplier to each half's own maximum (the gradient, as in the paper), so
+    summation-to-delta is exact only where input and baseline share the winners; Captum's max-pool
+    rule gives the same numbers (tested). ``return_delta``: also the error sum(C) - (S(x) - S(x'))
+    per image (Captum's convergence delta).
+    """
+    method = "deeplift"
+    batch, single = as_batch(x, model, method)
+    reference = _as_baseline(baseline, batch, method)
+    n = batch.shape[0]
+    both = backend.xp(batch).concatenate([batch, reference])
+    with frozen(model):
+        xt = Tensor(both, requires_grad=True)
+        scores = target_scores(model(xt), repeat_target(target, n, 2, method), method)
+        if not scores.requires_grad:
+            raise ValueError(f"{method}: the target score does not depend on the input")
+        with backward_rule("rescale"):
+            scores.backward(backend.xp(batch).ones(scores.shape, dtype=scores.dtype))
+        grad = xt.grad if xt.grad is not None else backend.xp(both).zeros_like(both)
+    contributions = (batch - reference) * grad[:n]
+    if not return_delta:
+        return unbatch(contributions, single)
+    delta = contributions.reshape(n, -1).sum(axis=1) - (scores.data[:n] - scores.data[n:])
+    return unbatch(contributions, single), (delta[0] if single else delta)

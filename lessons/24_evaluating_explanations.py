@@ -1,0 +1,198 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 24: Evaluating explanations
+#
+# **The question.** Lessons 03 to 22 built a dozen ways to draw "which pixels mattered". They
+# disagree. Which one is right? There is no ground truth for what a network "really" looked at,
+# so evaluation asks narrower questions that *can* be answered:
+#
+# * **Faithfulness**: if the map says these pixels matter, does removing them change the output?
+#   Deletion and insertion (Petsiuk, Das & Saenko, "RISE", BMVC 2018); infidelity (Yeh, Hsieh,
+#   Suggala, Inouye & Ravikumar, "On the (In)fidelity and Sensitivity of Explanations", NeurIPS
+#   2019).
+# * **Robustness**: does the map stay put when the input barely moves? Max-sensitivity (Yeh et al.).
+# * **Localisation**: does the map point at the object? The pointing game (Zhang et al. 2016).
+# * **Dependence on the model**: does the map change when the model is destroyed? The sanity
+#   checks of Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim (NeurIPS 2018).
+#
+# Each of them can be fooled, and knowing how is half of using them.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+from _common import FAST, savefig, sized
+
+import minivis as mv
+
+np.set_printoptions(precision=4, suppress=True, linewidth=120)
+print("fast mode" if FAST else "full mode")
+
+fashion = mv.models.load("fashion_cnn").double()
+images, labels = mv.data.fashion_mnist("test")
+n = sized(8, 3)
+x = fashion.preprocess(images[:n]).astype(np.float64)
+with mv.no_grad():
+    predicted = fashion(mv.tensor(x)).numpy().argmax(axis=1)
+
+# %% [markdown]
+# ## 1. Deletion and insertion
+#
+# Order the pixels by the map, most relevant first. **Deletion** replaces them, $k$ at a time,
+# by a baseline (black) and records the class probability $p_k$; **insertion** starts from a
+# blurred image and puts them back. Plot $p$ against the fraction of pixels changed,
+# $t_k = k/K$, and take the area under the curve by the trapezoid rule:
+#
+# $$\mathrm{AUC} = \sum_{k=1}^{K} \tfrac12 (p_{k-1} + p_k)(t_k - t_{k-1}).$$
+#
+# A faithful map makes the deletion curve fall fast (low AUC) and the insertion curve rise fast
+# (high AUC). A random ordering is the reference point.
+#
+# **From scratch**, for one image and one map: a dozen lines.
+
+# %%
+def deletion_numpy(model, image, target, attribution, per_step, fill):
+    order = np.argsort(-attribution.ravel(), kind="stable")
+    steps = int(np.ceil(order.size / per_step))
+    probs = []
+    for k in range(steps + 1):
+        img = image.copy().reshape(image.shape[0], -1)
+        img[:, order[:k * per_step]] = fill
+        with mv.no_grad():
+            z = model(mv.tensor(img.reshape(1, *image.shape))).numpy()[0]
+        probs.append(np.exp(z[target] - z.max()) / np.exp(z - z.max()).sum())
+    t = np.minimum(np.arange(steps + 1) * per_step, order.size) / order.size
+    return np.array(probs), ((np.array(probs)[1:] + np.array(probs)[:-1]) / 2 * np.diff(t)).sum()
+
+
+per_step = sized(14, 56)
+black = -fashion.mean[0] / fashion.std[0]
+saliency = mv.vis.saliency(fashion, x, predicted)
+probs, auc = deletion_numpy(fashion, x[0], predicted[0], saliency[0], per_step, black)
+ours = mv.vis.deletion(fashion, x[:1], predicted[:1], saliency[:1], pixels_per_step=per_step)
+np.testing.assert_allclose(ours.scores[0], probs, rtol=1e-10)
+np.testing.assert_allclose(ours.auc[0], auc, rtol=1e-10)
+print(f"deletion AUC of saliency on image 0: {auc:.4f} (NumPy == mv.vis.deletion)")
+
+# %% [markdown]
+# Now five maps over a batch. `tests/vis/attribution/test_metrics.py` checks the curve against
+# Quantus's PixelFlipping; Quantus drops the first point (the intact image) and integrates with unit
+# steps, so its "AUC" is a different number from the paper's.
+
+# %%
+rng = np.random.default_rng(0)
+maps = {
+    "random": rng.standard_normal((n, 28, 28)),
+    "saliency": saliency,
+    "gradient x input": mv.vis.gradient_x_input(fashion, x, predicted),
+    "LRP eps-gamma-box": mv.vis.lrp(fashion, x, predicted, composite="epsilon_gamma_box"),
+    "Grad-CAM": mv.vis.grad_cam(fashion, x, predicted, "features.8"),
+}
+curves = {}
+for name, a in maps.items():
+    curves[f"{name}"] = mv.vis.deletion(fashion, x, predicted, a, pixels_per_step=per_step)
+    curves[f"{name} "] = mv.vis.insertion(fashion, x, predicted, a, pixels_per_step=per_step)
+print(f"{'map':<20} deletion AUC (lower better)  insertion AUC (higher better)")
+for name in maps:
+    print(f"{name:<20} {curves[name].auc.mean():.3f}                       {curves[name + ' '].auc.mean():.3f}")
+assert curves["random"].auc.mean() > min(curves[k].auc.mean() for k in maps if k != "random")
+
+# %% [markdown]
+# **What deletion cannot tell you.** A half-deleted Fashion-MNIST image, with black holes punched
+# into the garment, is nothing the network saw in training. The probability can collapse because
+# the input is *out of distribution*, not because the deleted pixels carried the evidence; a map
+# that lists scattered high-contrast pixels first is rewarded for making the image strange fast.
+# Insertion has the mirror problem: it starts from a blur, and maps that restore edges first win.
+# ROAD (Rong, Leemann, Borisov, Kasneci & Kasneci, ICML 2022) replaces the removed pixels by a noisy
+# linear interpolation of their neighbours so the *shape* of the mask leaks less; it in turn favours
+# smooth maps. (minivis does not implement ROAD yet.) Read these numbers as comparisons between
+# maps under one protocol, never as absolute faithfulness.
+
+# %%
+fig = mv.plot.curve_figure({**{k: v for k, v in curves.items() if not k.endswith(" ")},
+                            **{k.strip(): v for k, v in curves.items() if k.endswith(" ")}})
+savefig(fig, "24_deletion_insertion")
+
+# %% [markdown]
+# ## 2. Infidelity and sensitivity
+#
+# Infidelity asks whether the map predicts what a perturbation does to the output:
+# $\mathrm{INFD} = \mathbb{E}_I\big[(I^\top \phi - (f(x) - f(x - I)))^2\big]$. For a *linear* model
+# $f(x) - f(x - I) = w^\top I$, so the plain gradient $\phi = w$ has infidelity 0 for every
+# perturbation (checked below), and gradient x input $x \odot w$ does not: infidelity measures an
+# attribution *per unit of perturbation*, and the perturbation distribution decides which map wins.
+# Max-sensitivity asks how far the map moves under a tiny input change,
+# $\max_{\|\delta\|_\infty \le r} \|\phi(x + \delta) - \phi(x)\| / \|\phi(x)\|$; a constant map
+# scores a perfect 0, which is why it is only read beside a faithfulness measure.
+
+# %%
+linear = mv.nn.Sequential(mv.nn.Flatten(), mv.nn.Linear(784, 10)).double().eval()
+grad = mv.vis.input_gradient(linear, x, predicted)
+assert np.allclose(mv.vis.infidelity(linear, x, predicted, grad, n_samples=4), 0, atol=1e-20)
+assert (mv.vis.infidelity(linear, x, predicted, x * grad, n_samples=4) > 0).all()
+for name in ("saliency", "gradient x input", "LRP eps-gamma-box"):
+    a = maps[name] if maps[name].ndim == 4 else maps[name][:, None]
+    print(f"{name:<20} infidelity {mv.vis.infidelity(fashion, x, predicted, a, n_samples=sized(8, 3)).mean():.3e}")
+sens = mv.vis.max_sensitivity(lambda b: mv.vis.saliency(fashion, b, predicted), x, n_samples=sized(5, 2))
+print("max-sensitivity of saliency:", sens)
+
+# %% [markdown]
+# ## 3. The pointing game
+#
+# Fashion-MNIST has a mask for free: the garment's pixels (here, brighter than 10% grey). A map
+# scores a hit when its maximum lies on the garment.
+
+# %%
+masks = images[:n] > 25
+for name, a in maps.items():
+    print(f"{name:<20} pointing game hits {mv.vis.pointing_game(np.abs(a), masks).mean():.2f}")
+
+# %% [markdown]
+# ## 4. Sanity checks
+#
+# Adebayo et al. randomise the weights from the top layer downwards and ask how similar each
+# method's map stays to the original: Spearman rank correlation of |map|, SSIM, and the
+# correlation of HOG features. A method whose map survives the destruction of the model explains
+# the image, not the model. Their finding, which we reproduce on `fashion_cnn`: the gradient
+# changes immediately, guided backprop barely does.
+
+# %%
+sanity = {m: mv.vis.model_randomisation(fashion, x, predicted, m)
+          for m in ("input_gradient", "guided_backprop", "gradient_x_input")}
+for m, res in sanity.items():
+    print(m)
+    print(res.table())
+assert sanity["guided_backprop"].scores["spearman_abs"][0].mean() > \
+    sanity["input_gradient"].scores["spearman_abs"][0].mean()
+fig = mv.plot.sanity_figure(list(sanity.values()))
+savefig(fig, "24_sanity_cascade")
+plt.close("all")
+
+# %% [markdown]
+# **What to notice** (fast mode, 3 images). The gradient's rank correlation drops to about 0.4 as
+# soon as the logit layer is redrawn and near 0.1 once the convolutions go; guided backprop stays
+# at 0.95 after the logit layer, about 0.8 with the whole classifier random, and still about 0.4
+# when *every* layer is random: with random weights it still draws the garment's outline, as
+# Adebayo et al. saw (its positive-only rule reconstructs image edges whatever the weights).
+#
+# ## Summary
+#
+# * Deletion/insertion measure whether the map's ranking moves the output, under a protocol with
+#   known biases (out-of-distribution holes, blur); compare maps under one protocol only.
+# * Infidelity and max-sensitivity are two sides: a map can be robust by ignoring the input.
+# * The sanity checks test whether a map depends on the model at all; guided backprop fails them.
+#
+# ## Exercises
+#
+# 1. Replace the black baseline of deletion by the blurred image. Which map's AUC moves most?
+# 2. Run the cascade for Grad-CAM (`layer="features.8"`) and for LRP. Which passes?
+# 3. Build a map that scores a better deletion AUC than saliency without looking at the model
+#    (hint: high-contrast pixels first). What does that say about the metric?

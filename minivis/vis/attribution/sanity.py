@@ -1,0 +1,226 @@
+"""Sanity checks for explanations (Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim 2018, "Sanity
+Checks for Saliency Maps"): an explanation of the *model* must change when the model does.
+
+``model_randomisation(model, x, target, method)`` re-initialises the weights of the conv and linear
+layers and compares each new map with the original one:
+
+* ``mode="cascading"``: from the logits downwards, each step keeping the layers above random too;
+* ``mode="independent"``: one layer at a time, the others trained.
+
+Similarity per image, as in the paper: the Spearman rank correlation of |map| (and of the signed
+map), the structural similarity (SSIM, Wang et al. 2004) of the maps scaled to [0, 1], and the
+Pearson correlation of their histograms of oriented gradients (HOG, Dalal & Triggs 2005). A map
+that stays similar while the weights it claims to explain are destroyed is explaining the image,
+not the model: Adebayo et al. found that of guided backprop and guided Grad-CAM, while the
+gradient and Grad-CAM change. ``method`` is any function ``(model, batch, target) -> maps``, or the
+name of an ``mv.vis`` method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage, stats
+
+from minivis import backend
+from minivis.nn import Conv2d, Linear, Parameter
+from minivis.nn.module import Module
+from minivis.validate import check_int
+from minivis.vis.common import Target, as_batch
+
+MODES = ("cascading", "independent")
+MEASURES = ("spearman_abs", "spearman", "ssim", "hog")
+
+
+# --------------------------------------------------------------------------- similarity measures
+def _as_2d(maps: np.ndarray, absolute: bool) -> np.ndarray:
+    """(N, H, W) or (N, C, H, W) -> (N, H, W): |map| (or the map) summed over channels."""
+    maps = np.abs(maps) if absolute else maps
+    return maps.sum(axis=1) if maps.ndim == 4 else maps
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two maps (flattened); 0 where either map is constant."""
+    a, b = np.ravel(a), np.ravel(b)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(stats.spearmanr(a, b)[0])
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0, sigma: float = 1.5) -> float:
+    """Mean structural similarity of two 2-D images (Wang et al. 2004), Gaussian window of ``sigma``
+    (truncated at 3.5 sigma), K1 = 0.01, K2 = 0.03, population covariances; the border of the
+    window's half-width is left out of the mean (as scikit-image's ``gaussian_weights=True``)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+
+    def blur(img: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(img, sigma=sigma, truncate=3.5, mode="reflect")
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a * mu_a
+    var_b = blur(b * b) - mu_b * mu_b
+    cov = blur(a * b) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    pad = (int(3.5 * sigma + 0.5) * 2 + 1) // 2
+    return float(s[pad:-pad, pad:-pad].mean()) if min(s.shape) > 2 * pad else float(s.mean())
+
+
+def hog(image: np.ndarray, orientations: int = 9, cell: int = 4, block: int = 2) -> np.ndarray:
+    """Histogram of oriented gradients of a 2-D image (Dalal & Triggs 2005), as scikit-image's ``hog``:
+    centred differences (0 at the border), unsigned orientation in [0, 180) binned without
+    interpolation, per-cell mean magnitude per bin, blocks of ``block`` x ``block`` cells (stride one
+    cell) normalised by L2-Hys (clip at 0.2). Returns the flat feature vector."""
+    img = np.asarray(image, np.float64)
+    g_row, g_col = np.zeros_like(img), np.zeros_like(img)
+    g_row[1:-1] = img[2:] - img[:-2]
+    g_col[:, 1:-1] = img[:, 2:] - img[:, :-2]
+    magnitude = np.hypot(g_col, g_row)
+    angle = np.rad2deg(np.arctan2(g_row, g_col)) % 180
+    rows, cols = img.shape[0] // cell, img.shape[1] // cell
+    bins = np.minimum((angle / (180 / orientations)).astype(np.int64), orientations - 1)
+    hist = np.zeros((rows, cols, orientations))
+    mag = magnitude[:rows * cell, :cols * cell].reshape(rows, cell, cols, cell)
+    idx = bins[:rows * cell, :cols * cell].reshape(rows, cell, cols, cell)
+    for o in range(orientations):
+        hist[:, :, o] = np.where(idx == o, mag, 0).sum(axis=(1, 3)) / (cell * cell)
+    eps = 1e-5
+    out = []
+    for r in range(rows - block + 1):
+        for c in range(cols - block + 1):
+            v = hist[r:r + block, c:c + block]
+            v = np.minimum(v / np.sqrt((v ** 2).sum() + eps ** 2), 0.2)
+            out.append(v / np.sqrt((v ** 2).sum() + eps ** 2))
+    return np.concatenate([v.ravel() for v in out]) if out else hist.ravel()
+
+
+def hog_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of the HOG features of two maps (0 if either is constant)."""
+    ha, hb = hog(a), hog(b)
+    if np.ptp(ha) == 0 or np.ptp(hb) == 0:
+        return 0.0
+    return float(np.corrcoef(ha, hb)[0, 1])
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    low, high = a.min(), a.max()
+    return (a - low) / (high - low) if high > low else np.zeros_like(a)
+
+
+def similarities(before: np.ndarray, after: np.ndarray) -> dict[str, np.ndarray]:
+    """The four measures per image, {measure: (N,)}, for maps (N, H, W) or (N, C, H, W)."""
+    abs_a, abs_b = _as_2d(before, True), _as_2d(after, True)
+    sig_a, sig_b = _as_2d(before, False), _as_2d(after, False)
+    out = {m: np.zeros(len(abs_a)) for m in MEASURES}
+    for i in range(len(abs_a)):
+        out["spearman_abs"][i] = spearman(abs_a[i], abs_b[i])
+        out["spearman"][i] = spearman(sig_a[i], sig_b[i])
+        out["ssim"][i] = ssim(_unit(abs_a[i]), _unit(abs_b[i]))
+        out["hog"][i] = hog_similarity(abs_a[i], abs_b[i])
+    return out
+
+
+# --------------------------------------------------------------------------- the randomisation test
+@dataclass
+class SanityResult:
+    """``steps``: what was randomised at each step ("layer" for independent, "layer and above" for
+    cascading); ``scores[measure]``: (steps, N) similarities to the original map; ``maps``: the
+    original then each step's maps, (steps + 1, N, ...)."""
+
+    method: str
+    mode: str
+    steps: list[str]
+    scores: dict[str, np.ndarray]
+    maps: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        """A Markdown table: one row per step, the mean of each measure over the images."""
+        head = "| randomised | " + " | ".join(MEASURES) + " |\n|" + " --- |" * (len(MEASURES) + 1) + "\n"
+        rows = [f"| {step} | " + " | ".join(f"{self.scores[m][k].mean():.3f}" for m in MEASURES) + " |"
+                for k, step in enumerate(self.steps)]
+        return head + "\n".join(rows)
+
+
+def _layers(model: Module) -> list[tuple[str, Module]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, Conv2d | Linear)]
+
+
+def _redraw(module: Module, rng: np.random.Generator) -> None:
+    """New weights from the layer's own default initialisation (PyTorch's uniform fan-in)."""
+    w = module.weight
+    fan_in = int(np.prod(w.shape[1:]))
+    bound = 1.0 / np.sqrt(fan_in)
+    xp = backend.xp(w.data)
+    module.weight = Parameter(xp.asarray(rng.uniform(-bound, bound, w.shape), dtype=w.dtype), w.requires_grad)
+    if module.bias is not None:
+        b = module.bias
+        module.bias = Parameter(xp.asarray(rng.uniform(-bound, bound, b.shape), dtype=b.dtype), b.requires_grad)
+
+
+def _method(method: str | Callable, who: str) -> tuple[str, Callable]:
+    if callable(method):
+        return getattr(method, "__name__", "method"), method
+    if isinstance(method, str):
+        from minivis import vis  # noqa: PLC0415 (the methods live beside this module)
+
+        fn = getattr(vis, method, None)
+        if callable(fn):
+            return method, fn
+    raise ValueError(f"{who}: method must be a callable (model, x, target) -> maps or the name of an mv.vis "
+                     f"method, got {method!r}")
+
+
+def model_randomisation(model: Module, x: Any, target: Target, method: str | Callable, mode: str = "cascading",
+                        layers: list[str] | None = None, seed: int = 0, **method_kwargs: Any) -> SanityResult:
+    """Adebayo et al.'s model-parameter randomisation test for ``method`` on a batch.
+
+    x: (N, C, H, W) (or one image); layers: the conv/linear layers to randomise, top (logits) first
+    (default: all of them, in reverse ``named_modules`` order); seed: the new weights' generator
+    (the same draws for every method, so methods are compared on the same random models).
+    ``method_kwargs`` go to the method (e.g. ``layer=`` for Grad-CAM). The model is restored after.
+    """
+    who = "model_randomisation"
+    if mode not in MODES:
+        raise ValueError(f"{who}: mode must be one of {MODES}, got {mode!r}")
+    seed = check_int(seed, who, "seed", minimum=0)
+    name, fn = _method(method, who)
+    batch, _ = as_batch(x, model, who)
+    available = _layers(model)[::-1]
+    if layers is None:
+        chosen = available
+    else:
+        by_name = dict(available)
+        unknown = [n for n in layers if n not in by_name]
+        if unknown:
+            raise ValueError(f"{who}: layers {unknown} are not conv or linear layers of the model; "
+                             f"known: {[n for n, _ in available]}")
+        chosen = [(n, by_name[n]) for n in layers]
+    if not chosen:
+        raise ValueError(f"{who}: the model has no conv or linear layer to randomise")
+
+    def explain() -> np.ndarray:
+        return np.asarray(backend.to_device(fn(model, batch, target, **method_kwargs), "cpu"), dtype=np.float64)
+
+    original = explain()
+    saved = [(m, m.weight, m.bias) for _, m in chosen]
+    maps, scores = [original], {m: [] for m in MEASURES}
+    steps = []
+    try:
+        for k, (layer_name, module) in enumerate(chosen):
+            if mode == "independent" and k > 0:
+                prev = saved[k - 1]
+                prev[0].weight, prev[0].bias = prev[1], prev[2]
+            _redraw(module, np.random.default_rng([seed, k]))
+            steps.append(layer_name if mode == "independent" else f"{layer_name} and above")
+            after = explain()
+            maps.append(after)
+            for measure, values in similarities(original, after).items():
+                scores[measure].append(values)
+    finally:
+        for module, w, b in saved:
+            module.weight, module.bias = w, b
+    return SanityResult(name, mode, steps, {m: np.stack(v) for m, v in scores.items()}, np.stack(maps))
