@@ -344,7 +344,7 @@ def deeplift(model: Module, x: Any, target: Target, baseline: Any = None, return
     both = backend.xp(batch).concatenate([batch, reference])
     with frozen(model):
         xt = Tensor(both, requires_grad=True)
-        scores = target_scores(model(xt), repeat_target(target, n, 2, method), method)
+        scores = model_scores(model, xt, repeat_target(target, n, 2, method), method)
         if not scores.requires_grad:
             raise ValueError(f"{method}: the target score does not depend on the input")
         with backward_rule("rescale"):
