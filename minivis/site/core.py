@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +109,7 @@ class Cache:
                     result = {name: stored[name] for name in stored.files}
                 self.hits += 1
                 return result
-            except (OSError, ValueError):  # a truncated file from an interrupted run: compute again
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # a truncated file from an interrupted run: compute again
                 path.unlink(missing_ok=True)
         self.misses += 1
         result = {name: np.asarray(value) for name, value in compute().items()}

@@ -243,7 +243,7 @@ def _layer_pages(ctx: BuildContext, d: LayerData) -> tuple[list[Page], Figure]:
         pages.append(Page(name, f"{d.spec.model} {d.layer} channel {c}", sections, parent=layer_page))
         fv_src = ctx.image_path("mic", d.spec.model, d.layer, f"fv{c}")[1]
         off = d.dead["dead_fraction"][c]
-        cells.append(Figure(fv_src, f"channel {c}" + (" (dead)" if off >= 1 else f", off on {off:.0%}"),
+        cells.append(Figure(fv_src, "dead: off on every input" if off >= 1 else f"off on {off:.0%} of inputs",
                             _fv_call(d, c), href=f"{name}.html", title=f"channel {c}"))
     channels = len(d.dead["dead_fraction"])
     sections = [Section("Channels", cells, layout="grid",
