@@ -109,7 +109,7 @@ class Cache:
                     result = {name: stored[name] for name in stored.files}
                 self.hits += 1
                 return result
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # a truncated file from an interrupted run: compute again
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # truncated by an interrupted run
                 path.unlink(missing_ok=True)
         self.misses += 1
         result = {name: np.asarray(value) for name, value in compute().items()}
