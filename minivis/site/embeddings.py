@@ -46,7 +46,7 @@ def _embedding_page(ctx: BuildContext, spec: EmbeddingSpec) -> Page:
     def run() -> dict[str, np.ndarray]:
         codes = np.asarray(vis.feature_codes(model, images, spec.layer), dtype=np.float64)
         reduced = vis.pca(codes, 50) if codes.shape[1] > 50 else codes
-        return {"embedding": vis.tsne(reduced, perplexity=perplexity, seed=0)}
+        return {"embedding": vis.tsne(reduced, perplexity=perplexity, seed=0, progress=ctx.progress)}
 
     Y = ctx.cached(f"tsne-{spec.model}-{spec.layer}", {"n": n, "perplexity": perplexity}, run, model)["embedding"]
     names = list(model.labels)
