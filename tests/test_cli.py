@@ -79,3 +79,21 @@ def test_a_diverging_run_stops_and_never_saves_non_finite_weights(tmp_path, monk
         train.train_fashion_cnn(tmp_path, epochs=1, batch_size=32, limit=256, progress=False)
     assert {p.name for p in tmp_path.iterdir()} == {"fashion_cnn_epoch00.npz"}  # the untrained start only
     assert all(np.isfinite(v).all() for v in np.load(tmp_path / "fashion_cnn_epoch00.npz").values())
+
+
+def test_gallery_flags_reach_the_site_builder(tmp_path, monkeypatch, capsys):
+    import minivis.site
+
+    calls = []
+    monkeypatch.setattr(minivis.site, "build_site", lambda out, **kw: calls.append((out, kw)) or out / "index.html")
+    out = tmp_path / "site"
+    assert cli.main(["gallery", "--out", str(out)]) == 0
+    assert calls[-1] == (out, {"mode": "default", "photos": None, "cache": True})
+    assert cli.main(["gallery", "--fast", "--no-cache", "--out", str(out), "coffee"]) == 0
+    assert calls[-1][1] == {"mode": "fast", "photos": ["coffee"], "cache": False}
+    assert cli.main(["gallery", "--full", "--out", str(out)]) == 0
+    assert calls[-1][1]["mode"] == "full"
+    assert "site written: open" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["gallery", "--fast", "--full"])
+    assert "not allowed with argument" in capsys.readouterr().err
