@@ -30,6 +30,11 @@ class MicroscopeSpec:
     dataset: ``"fashion"`` (the Fashion-MNIST test set, or ``ctx.fashion``) or ``"photos"`` (random
     crops of the offline photos at the model's input size).
     fv: feature-visualisation settings per mode: {"fast"|"default"|"full": dict(steps, lr, size, jitter)}.
+    first_layer / filter_layer: the layer whose channel pages show the filters, and the conv they come
+    from (the same layer for conv -> ReLU models; the convolution before batch norm and ReLU6 otherwise).
+
+    Pick layers whose outputs are rectified (a ReLU, or a conv right before one) so that "off" in the
+    dead-filter statistics means what it says.
     """
 
     model: str
@@ -41,6 +46,7 @@ class MicroscopeSpec:
     dataset_size: dict[str, int] = field(default_factory=lambda: {"fast": 200, "default": 10000, "full": 10000})
     crops_per_photo: dict[str, int] = field(default_factory=lambda: {"fast": 2, "default": 12, "full": 32})
     first_layer: str | None = None
+    filter_layer: str | None = None  # the conv whose weights first_layer's page shows (default: first_layer)
 
 
 FASHION = MicroscopeSpec(
@@ -50,13 +56,13 @@ FASHION = MicroscopeSpec(
         "full": {"steps": 192, "lr": 0.5, "size": None, "jitter": 2}},
     first_layer="features.0")
 
-LITE0 = MicroscopeSpec(
-    "efficientnet_lite0", ("_conv_stem", "_blocks.4", "_blocks.10"),
-    full_layers=("_conv_stem", *(f"_blocks.{i}" for i in range(16))), channels=6, dataset="photos",
+LITE0 = MicroscopeSpec(  # the ReLU6 after each block's depthwise conv: the block's widest rectified layer
+    "efficientnet_lite0", ("_act_stem", "_blocks.4._act1", "_blocks.10._act1"),
+    full_layers=("_act_stem", *(f"_blocks.{i}._act1" for i in range(16))), channels=6, dataset="photos",
     fv={"fast": {"steps": 4, "lr": 0.05, "size": 64, "jitter": 4},
         "default": {"steps": 32, "lr": 0.05, "size": 96, "jitter": 4},
         "full": {"steps": 96, "lr": 0.05, "size": 160, "jitter": 8}},
-    first_layer="_conv_stem")
+    first_layer="_act_stem", filter_layer="_conv_stem")
 
 
 @dataclass
@@ -166,7 +172,7 @@ def _layer_data(ctx: BuildContext, spec: MicroscopeSpec, model: Any, layer: str,
     fv = ctx.cached(f"mic-{spec.model}-{layer}-fv", {**fv_params, "channels": channels.tolist()},
                     lambda: {"images": _feature_vis(ctx, model, layer, channels, fv_params)}, model)
     first = layer == spec.first_layer
-    filters = vis.first_layer_filters(model, layer) if first else None
+    filters = vis.first_layer_filters(model, spec.filter_layer or layer) if first else None
     return LayerData(spec, model, layer, channels, data_name, top, dead_stats, fv, fv_params, filters, first)
 
 
@@ -190,10 +196,11 @@ def filter_panel(ctx: BuildContext, d: LayerData, i: int, c: int) -> Section | N
     if d.filters is None:
         return None
     path, src = ctx.image_path("mic", d.spec.model, d.layer, f"filter{c}")
+    conv = d.spec.filter_layer or d.layer
     save_image(d.filters[c], path, min_size=96)
-    return Section("Filter", [Figure(src, f"weights of filter {c} of {d.layer}, {d.filters.shape[1]}x"
+    return Section("Filter", [Figure(src, f"weights of filter {c} of {conv}, {d.filters.shape[1]}x"
                                           f"{d.filters.shape[2]}, scaled symmetrically (grey = 0)",
-                                     f"mv.vis.first_layer_filters(m, {d.layer!r})[{c}]")])
+                                     f"mv.vis.first_layer_filters(m, {conv!r})[{c}]")])
 
 
 def feature_vis_panel(ctx: BuildContext, d: LayerData, i: int, c: int) -> Section | None:
@@ -251,11 +258,11 @@ def _layer_pages(ctx: BuildContext, d: LayerData) -> tuple[list[Page], Figure]:
                              f"its page.")]
     if d.filters is not None:
         path, src = ctx.image_path("mic", d.spec.model, d.layer, "filters")
-        f = d.filters
-        plot.save(plot.filter_grid(f, title=f"{d.layer}: all {len(f)} filters"), path)
+        f, conv = d.filters, d.spec.filter_layer or d.layer
+        plot.save(plot.filter_grid(f, title=f"{conv}: all {len(f)} filters"), path)
         sections.append(Section("Filters", [Figure(src, f"all {len(f)} first-layer filters, symmetric scaling",
                                                    f"mv.plot.filter_grid(mv.vis.first_layer_filters(m, "
-                                                   f"{d.layer!r}))")]))
+                                                   f"{conv!r}))")]))
     report = vis.DeadFilterReport(d.layer, d.dead["dead_fraction"], d.dead["mean"], d.dead["max"], 0, 0.0)
     path, src = ctx.image_path("mic", d.spec.model, d.layer, "dead")
     dead = report.dead()

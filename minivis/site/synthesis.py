@@ -122,25 +122,23 @@ def deepdream_page(ctx: BuildContext, spec: SynthesisSpec) -> Page:
     size = ctx.sized(48, 224, 320)
     steps, octaves = ctx.sized(2, 10, 10), ctx.sized(1, 3, 4)
     x = small_input(model, ctx.photo(name), size)
-    images, figures = [model.deprocess(x)], []
-    titles = ["original"]
+    images, titles, captions, calls = [model.deprocess(x)], ["original"], [], []
+    kwargs = {"steps": steps, "lr": 0.02, "octaves": octaves, "jitter": ctx.sized(4, 16, 32)}
     for layer in spec.dream_layers:
-        kwargs = {"steps": steps, "lr": 0.02, "octaves": octaves, "jitter": ctx.sized(4, 16, 32)}
         res = ctx.cached(f"synth-dream-{name}-{layer}", {**kwargs, "size": size},
-                         lambda layer=layer, kw=kwargs: _dream(model, x, layer, kw), model)
+                         lambda layer=layer: _dream(model, x, layer, kwargs), model)
         images.append(res["image"])
         titles.append(layer)
-        figures.append(Figure("", f"DeepDream at {layer}: {_kwargs_text(kwargs)}, {size} px input; "
-                                  f"1/2||a||^2 {res['history'][0]:.1f} -> {res['history'][-1]:.1f}",
-                              f"mv.vis.deepdream(m, x, {layer!r}, {_kwargs_text(kwargs)}).image"))
+        captions.append(f"{layer}: 1/2||a||^2 {res['history'][0]:.1f} -> {res['history'][-1]:.1f}")
+        calls.append(f"mv.vis.deepdream(m, x, {layer!r}, {_kwargs_text(kwargs)}).image")
     src = _save(ctx, plot.synthesis_grid(images, titles, size=3.0, suptitle=f"DeepDream on {name}"),
                 "synth", f"deepdream-{name}")
-    caption = "; ".join(f.caption for f in figures)
-    call = " / ".join(f.call for f in figures)
-    return Page("synth-deepdream", "DeepDream", [Section(f"{name}, layer by layer", [Figure(src, caption, call)],
-                                                         layout="wide", text="Gradient ascent on 1/2||a||^2 "
-                                                         "of a layer, octave by octave: the network paints more "
-                                                         "of what it already sees.")],
+    figure = Figure(src, f"DeepDream ({_kwargs_text(kwargs)}) on a {size} px input; " + "; ".join(captions),
+                    " / ".join(calls))
+    return Page("synth-deepdream", "DeepDream", [Section(f"{name}, layer by layer", [figure], layout="wide",
+                                                         text="Gradient ascent on 1/2||a||^2 of a layer, octave "
+                                                              "by octave: the network paints more of what it "
+                                                              "already sees.")],
                 card=src, blurb="more of what the network sees", intro="Mordvintsev et al. 2015.")
 
 
