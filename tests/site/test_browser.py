@@ -9,6 +9,7 @@ checked too, as a slow test.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -132,8 +133,9 @@ def save_screenshot(driver, index: Path, name: str) -> Path:
 def test_fast_gallery_in_chromium(browser, tmp_path):
     """``minivis gallery --fast`` on the real models, opened page by page; the index screenshot is kept."""
     out = tmp_path / "gallery"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     result = subprocess.run([sys.executable, "-m", "minivis.cli", "gallery", "--fast", "--out", str(out)],
-                            cwd=REPO, capture_output=True, text=True, timeout=900)
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     index = out / "index.html"
     pages = crawl(browser, index)
