@@ -116,13 +116,19 @@ def _dataset(ctx: BuildContext, spec: MicroscopeSpec, model: Any) -> tuple[np.nd
         per = spec.crops_per_photo[ctx.mode]
         names = list(ctx.photo_names) if ctx.mode == "fast" else list(PHOTOS)
         h, w = model.input_size
-        crops = []
+        crops, used = [], []
         for i, name in enumerate(names):
-            img = ctx.photo(name)
+            try:
+                img = ctx.photo(name)
+            except ImportError:  # its package is not installed (the photo stage notes it): mine the others
+                continue
             side = min(*img.shape[:2], max(h, w))  # a photo smaller than the input: preprocess resizes
             crops.append(model.preprocess(random_crops(img, side, per, seed=i)))
-        return (np.concatenate(crops), f"{per} random {h}x{w} crops of each of {len(names)} photos",
-                {"data": "photos", "names": names, "per": per})
+            used.append(name)
+        if not crops:
+            raise ImportError(f"microscope {spec.model}: none of the photos {', '.join(names)} could be loaded")
+        return (np.concatenate(crops), f"{per} random {h}x{w} crops of each of {len(used)} photos "
+                                       f"({', '.join(used)})", {"data": "photos", "names": used, "per": per})
     raise ValueError(f"microscope: unknown dataset {spec.dataset!r}")
 
 

@@ -105,7 +105,14 @@ def photo_stage(model_name: str = "efficientnet_lite0", cam_layer: str = "_block
         model = ctx.model(model_name)
         pages = []
         for name in tqdm(ctx.photo_names, desc="photos", unit="photo", disable=not ctx.progress):
+            try:
+                ctx.photo(name)
+            except ImportError as err:  # a photo whose package is not installed: the others still show
+                ctx.notes.append(f"photo {name!r} skipped: {err}")
+                continue
             pages.append(_photo_page(ctx, model, model_name, name, cam_layer, methods or PHOTO_METHODS))
+        if not pages:
+            raise ImportError(f"none of the photos {', '.join(ctx.photo_names)} could be loaded")
         return pages
 
     return Stage(f"photos-{model_name}", "Photos", f"Photos through {model_name}", build,
