@@ -203,3 +203,21 @@ def test_missing_data_is_a_note_and_other_errors_stop_the_build(tmp_path):
 def test_bad_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"build_site: mode must be one of \('fast', 'default', 'full'\), got 'quick'"):
         build_site(tmp_path, mode="quick")
+
+
+def test_a_photo_whose_package_is_missing_is_skipped_with_a_note(tmp_path, monkeypatch):
+    import minivis.data
+    from minivis.site.photos import PHOTO_METHODS, photo_stage
+    from tests.site.fixtures import tiny_models, tiny_photos
+
+    def photo(name):
+        raise ImportError("photo('china') needs the optional package 'scikit-learn'")
+
+    monkeypatch.setattr(minivis.data, "photo", photo)
+    stage = photo_stage("efficientnet_lite0", cam_layer="blocks.3",
+                        methods=[m for m in PHOTO_METHODS if m.key == "saliency"])
+    index = build_site(tmp_path, mode="fast", photos=["alpha", "china"], stages=[stage], models=tiny_models(),
+                       photo_arrays={"alpha": tiny_photos()["alpha"]}, progress=False)
+    text = index.read_text()
+    assert "photo-alpha.html" in text and "photo-china.html" not in text
+    assert "photo &#39;china&#39; skipped: photo(&#39;china&#39;) needs the optional package" in text
