@@ -154,8 +154,9 @@ def test_second_run_only_redraws(site, monkeypatch, tmp_path):
     def refuse(*args, **kwargs):
         raise AssertionError("recomputed a cached result")
 
-    for name in ("saliency", "smoothgrad", "integrated_gradients", "occlusion", "grad_cam", "top_activations",
-                 "dead_filters", "class_model", "tsne", "deepdream", "inversion_table", "targeted_attack"):
+    for name in ("saliency", "smoothgrad", "guided_backprop", "deconvnet", "integrated_gradients", "occlusion",
+                 "grad_cam", "guided_grad_cam", "top_activations", "crop_patches", "dead_filters", "class_model",
+                 "feature_codes", "pca", "tsne", "deepdream", "inversion_table", "fgsm", "targeted_attack"):
         monkeypatch.setattr(vis_module, name, refuse)
     index = build_tiny_site(out)
     assert index.is_file() and (out / "photo-alpha.html").is_file()
