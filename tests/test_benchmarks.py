@@ -150,3 +150,16 @@ def test_embedding_quick_writes_a_complete_record(tmp_path: Path) -> None:
         assert 0 < r["kl_same_p"] < 10 and 0 <= r["knn10_kept"] <= 1
     assert set(record["targets"]["500"]["faster_than"]) == set(methods[1:])
     assert set(record["targets"]["500"]["kl_at_most_3pct_above_openTSNE"]) == set(methods[1:3])
+
+
+@pytest.mark.slow
+def test_site_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("site.py", tmp_path)
+    assert proc.returncode == 0, f"site.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "site-cpu.json").read_text())
+    assert record["topic"] == "site" and record["quick"] is True and record["mode"] == "fast"
+    stages = {"photos-efficientnet_lite0", "microscope-fashion_cnn", "microscope-efficientnet_lite0", "embeddings",
+              "synthesis"}
+    for run in ("cold", "warm"):
+        assert record[run]["wall_s"] > 0 and record[run]["cpu_s"] > 0 and record[run]["peak_rss_mb"] > 0
+        assert set(record[run]["stages"]) == stages
