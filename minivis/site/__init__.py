@@ -25,12 +25,12 @@ from tqdm import tqdm
 from minivis.site.core import MODES, BuildContext, Cache, Figure, Page, Section, Stage
 from minivis.site.render import render_site
 
-DEFAULT_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # default mode; --full adds the rest
+DEFAULT_PHOTOS = ("chelsea", "coffee", "rocket")  # default mode (the photos stage is half the build); --full: all
 CACHE_DIR = "_cache"
 
 
 def default_photos(mode: str) -> tuple[str, ...]:
-    """The photos of a build: two in fast mode, four by default, every offline photo with ``--full``."""
+    """The photos of a build: two in fast mode, three by default, every offline photo with ``--full``."""
     from minivis.data import PHOTOS  # noqa: PLC0415
 
     return {"fast": DEFAULT_PHOTOS[:2], "default": DEFAULT_PHOTOS, "full": PHOTOS}[mode]

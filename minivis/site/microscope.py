@@ -44,7 +44,7 @@ class MicroscopeSpec:
     dataset: str = "fashion"
     fv: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_size: dict[str, int] = field(default_factory=lambda: {"fast": 200, "default": 10000, "full": 10000})
-    crops_per_photo: dict[str, int] = field(default_factory=lambda: {"fast": 2, "default": 12, "full": 32})
+    crops_per_photo: dict[str, int] = field(default_factory=lambda: {"fast": 2, "default": 8, "full": 32})
     first_layer: str | None = None
     filter_layer: str | None = None  # the conv whose weights first_layer's page shows (default: first_layer)
 

@@ -27,7 +27,7 @@ class SynthesisSpec:
     dream_layers: tuple[str, ...] = ("_blocks.2", "_blocks.6")
     inversion_layers: tuple[str, ...] = ("_act_stem", "_blocks.2", "_blocks.7", "")
     attack_target: int = 1  # goldfish
-    sizes: dict[str, int] = field(default_factory=lambda: {"fast": 48, "default": 128, "full": 224})
+    sizes: dict[str, int] = field(default_factory=lambda: {"fast": 48, "default": 112, "full": 224})
 
 
 def small_input(model: Any, image: np.ndarray, size: int) -> np.ndarray:
@@ -84,7 +84,7 @@ def class_model_page(ctx: BuildContext, spec: SynthesisSpec) -> Page:
     sections.append(Section(f"{spec.small_model}: every class", figures, layout="wide"))
 
     big = ctx.model(spec.model)
-    size, steps = ctx.sized(32, 128, 224), ctx.sized(4, 48, 150)
+    size, steps = ctx.sized(32, 112, 224), ctx.sized(4, 40, 150)
     classes = [c for c in spec.classes if c < len(big.labels)]
     figures, histories = [], {}
     for name, kwargs in tqdm(CLASS_MODEL_RUNS.items(), desc="class models", unit="run", leave=False,
@@ -119,8 +119,8 @@ def _class_models(model: Any, classes: list[int], steps: int, kwargs: dict[str, 
 def deepdream_page(ctx: BuildContext, spec: SynthesisSpec) -> Page:
     model = ctx.model(spec.model)
     name = spec.photo or ctx.photo_names[0]
-    size = ctx.sized(48, 224, 320)
-    steps, octaves = ctx.sized(2, 10, 10), ctx.sized(1, 3, 4)
+    size = ctx.sized(48, 160, 320)
+    steps, octaves = ctx.sized(2, 8, 10), ctx.sized(1, 3, 4)
     x = small_input(model, ctx.photo(name), size)
     images, titles, captions, calls = [model.deprocess(x)], ["original"], [], []
     kwargs = {"steps": steps, "lr": 0.02, "octaves": octaves, "jitter": ctx.sized(4, 16, 32)}
@@ -151,7 +151,7 @@ def _dream(model: Any, x: np.ndarray, layer: str, kwargs: dict[str, Any]) -> dic
 def inversion_page(ctx: BuildContext, spec: SynthesisSpec) -> Page:
     model = ctx.model(spec.model)
     name = spec.photo or ctx.photo_names[0]
-    size, steps = spec.sizes[ctx.mode], ctx.sized(3, 30, 150)
+    size, steps = spec.sizes[ctx.mode], ctx.sized(3, 25, 150)
     x = small_input(model, ctx.photo(name), size)
     layers = list(spec.inversion_layers)
 
