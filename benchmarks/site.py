@@ -36,17 +36,21 @@ def build(out: Path, mode: str, threads: int) -> dict[str, Any]:
                OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     flags = {"fast": ["--fast"], "default": [], "full": ["--full"]}[mode]
+    # GNU time reports this run's own peak memory (getrusage of children keeps the largest child's so far)
+    timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").is_file() else []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "minivis.cli", "gallery", *flags, "--out", str(out)], cwd=ROOT,
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run([*timer, sys.executable, "-m", "minivis.cli", "gallery", *flags, "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"minivis gallery failed:\n{proc.stderr[-3000:]}")
     stages = {m.group(1): float(m.group(3)) for m in STAGE_LINE.finditer(proc.stderr + proc.stdout)}
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "peak_rss_mb": after.ru_maxrss / 1024, "stages": stages,
+            "peak_rss_mb": (int(peak.group(1)) if peak else after.ru_maxrss) / 1024, "stages": stages,
+            "time_v": proc.stderr[proc.stderr.find("Command being timed"):] if peak else "",
             "loadavg_after": os.getloadavg()[0]}
 
 
