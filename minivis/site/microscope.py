@@ -58,7 +58,7 @@ FASHION = MicroscopeSpec(
 
 LITE0 = MicroscopeSpec(  # the ReLU6 after each block's depthwise conv: the block's widest rectified layer
     "efficientnet_lite0", ("_act_stem", "_blocks.4._act1", "_blocks.10._act1"),
-    full_layers=("_act_stem", *(f"_blocks.{i}._act1" for i in range(16))), channels=6, dataset="photos",
+    full_layers=("_act_stem", *(f"_blocks.{i}._act1" for i in range(16))), channels=4, dataset="photos",
     fv={"fast": {"steps": 4, "lr": 0.05, "size": 64, "jitter": 4},
         "default": {"steps": 32, "lr": 0.05, "size": 96, "jitter": 4},
         "full": {"steps": 96, "lr": 0.05, "size": 160, "jitter": 8}},

@@ -23,9 +23,9 @@ class SynthesisSpec:
     small_model: str = "fashion_cnn"
     model: str = "efficientnet_lite0"
     photo: str | None = None  # None: the first photo of the build
-    classes: tuple[int, ...] = (130, 281, 947)  # flamingo, tabby, mushroom
+    classes: tuple[int, ...] = (130, 947)  # flamingo, mushroom
     dream_layers: tuple[str, ...] = ("_blocks.2", "_blocks.6")
-    inversion_layers: tuple[str, ...] = ("_act_stem", "_blocks.2", "_blocks.7", "")
+    inversion_layers: tuple[str, ...] = ("_act_stem", "_blocks.7", "")
     attack_target: int = 1  # goldfish
     sizes: dict[str, int] = field(default_factory=lambda: {"fast": 48, "default": 112, "full": 224})
 
