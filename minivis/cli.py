@@ -1,12 +1,19 @@
 """The ``minivis`` command: one verb per job.
 
-    minivis gallery [--fast] [--out DIR]     every image-centric method on EfficientNet-Lite0 and the photos
-    minivis lessons [--fast] [--out DIR]     run every lesson script, saving its figures to DIR
-    minivis train fashion_cnn [--epochs N]   train the Fashion-MNIST CNN into ./runs/fashion_cnn
+    minivis gallery [--fast|--full] [--out DIR]   the static site: photos, microscope, embeddings, synthesis
+    minivis explain IMAGE [--method ...] [--target tabby|281] --out DIR   attribution maps for your image
+    minivis classviz --target flamingo --out DIR  the image a class likes best
+    minivis dream IMAGE [--layer L] --out DIR      DeepDream
+    minivis invert IMAGE [--layer L] --out DIR     feature inversion
+    minivis attack IMAGE [--target goldfish] --out DIR   FGSM or a targeted attack
+    minivis lessons [--fast] [--out DIR]          run every lesson script, saving its figures to DIR
+    minivis train fashion_cnn [--epochs N]        train the Fashion-MNIST CNN into ./runs/fashion_cnn
     minivis train decoder --layer L          train the decoder of fashion_cnn's layer L into ./runs/decoder
     minivis train style --style NAME [NAME ...] [--steps N]
                                              train a feed-forward style network (several names: one
                                              network for all, conditional instance norm) into ./runs/style
+
+`minivis VERB --help` shows each verb's options and examples.
 
 A mistake in what you typed (an unknown photo, an unwritable folder, a missing dataset, a bad
 number) prints one line saying what is wrong and how to fix it, and exits with status 2;
@@ -22,12 +29,11 @@ import sys
 import time
 from pathlib import Path
 
+from minivis.cli_methods import UsageError, add_verbs, run_verb
+
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_OUT = Path("runs")  # `minivis train MODEL` writes to runs/MODEL under the current folder
-
-
-class UsageError(ValueError):
-    """A mistake in the command line: printed as one line, exit status 2."""
+IMAGE_VERBS = ("explain", "classviz", "dream", "invert", "attack")
 
 
 def writable_folder(path: Path, verb: str) -> Path:
@@ -74,10 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     debug = argparse.ArgumentParser(add_help=False)  # --debug is accepted after the verb too
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     verbs = parser.add_subparsers(dest="verb", required=True)
-    gallery = verbs.add_parser("gallery", parents=[debug], help="attribution figures for the offline photos")
-    gallery.add_argument("--out", type=Path, default=Path("gallery"), help="folder for the PNG figures")
-    gallery.add_argument("--fast", action="store_true", help="fewer samples, coarser occlusion")
-    gallery.add_argument("photos", nargs="*", help="photo names (default: all offline photos)")
+    gallery = verbs.add_parser(
+        "gallery", parents=[debug], help="build the static site (open OUT/index.html)",
+        description="Build the minivis site: photos through every attribution method, a microscope per model "
+                    "and layer, the t-SNE map, and the synthesis family. Results are cached in OUT/_cache, so a "
+                    "second run only redraws.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  minivis gallery --out gallery            default: a representative subset, a few "
+               "minutes\n  minivis gallery --fast --out /tmp/site    tiny settings, for a quick look\n"
+               "  minivis gallery --full --out gallery     every photo, every channel of every layer (long)\n"
+               "  minivis gallery chelsea coffee           only these photos")
+    gallery.add_argument("--out", type=Path, default=Path("gallery"), help="folder for the site")
+    size = gallery.add_mutually_exclusive_group()
+    size.add_argument("--fast", action="store_true", help="tiny settings (tests, a quick look)")
+    size.add_argument("--full", action="store_true", help="every photo, every channel of every layer")
+    gallery.add_argument("--no-cache", action="store_true", help="recompute everything (and keep no cache)")
+    gallery.add_argument("photos", nargs="*", help="photo names (default: four photos; --full: all)")
+    add_verbs(verbs, [debug])
     lessons = verbs.add_parser("lessons", parents=[debug], help="run every lesson and save its figures")
     lessons.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG figures")
     lessons.add_argument("--fast", action="store_true", help="small sizes (MINIVIS_FAST=1)")
@@ -108,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except (ValueError, TypeError, FileNotFoundError, PermissionError) as err:
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, ImportError) as err:
         if args.debug:
             raise
         print(f"minivis {args.verb}: error: {err}", file=sys.stderr)
@@ -120,14 +138,20 @@ def run(args: argparse.Namespace) -> int:
     """Carry out a parsed command; user errors raise ValueError/TypeError/OSError for ``main`` to print."""
     if args.verb == "gallery":
         from minivis.data import PHOTOS  # noqa: PLC0415
-        from minivis.gallery import DEFAULT_PHOTOS, run_gallery  # noqa: PLC0415
+        from minivis.site import build_site  # noqa: PLC0415
+        from minivis.site.render import environment  # noqa: PLC0415
 
         unknown = [name for name in args.photos if name not in PHOTOS]
         if unknown:
             raise UsageError(f"unknown photo(s) {', '.join(map(repr, unknown))}; choose from {', '.join(PHOTOS)}")
-        index = run_gallery(writable_folder(args.out, "gallery"), args.photos or DEFAULT_PHOTOS, fast=args.fast)
-        print(f"gallery written: {index}")
+        environment()  # a missing Jinja2 is reported before any work
+        mode = "fast" if args.fast else "full" if args.full else "default"
+        index = build_site(writable_folder(args.out, "gallery"), mode=mode, photos=args.photos or None,
+                           cache=not args.no_cache)
+        print(f"site written: open {index.resolve()}")
         return 0
+    if args.verb in IMAGE_VERBS:
+        return run_verb(args, writable_folder)
     if args.verb == "lessons":
         return 1 if run_lessons(writable_folder(args.out, "lessons"), args.fast, args.only) else 0
     if args.verb == "train" and args.model == "style":

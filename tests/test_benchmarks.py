@@ -217,3 +217,16 @@ def test_evaluation_quick_writes_a_complete_record(tmp_path: Path) -> None:
     for r in record["rows"]:
         assert r["minivis s"] > 0 and r["reference s"] > 0
         assert r["speed-up"] == pytest.approx(r["reference s"] / r["minivis s"])
+
+
+@pytest.mark.slow
+def test_site_quick_writes_a_complete_record(tmp_path: Path) -> None:
+    proc = run_quick("site.py", tmp_path)
+    assert proc.returncode == 0, f"site.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    record = json.loads((tmp_path / "site-cpu.json").read_text())
+    assert record["topic"] == "site" and record["quick"] is True and record["mode"] == "fast"
+    stages = {"photos-efficientnet_lite0", "microscope-fashion_cnn", "microscope-efficientnet_lite0", "embeddings",
+              "synthesis"}
+    for run in ("cold", "warm"):
+        assert record[run]["wall_s"] > 0 and record[run]["cpu_s"] > 0 and record[run]["peak_rss_mb"] > 0
+        assert set(record[run]["stages"]) == stages

@@ -107,3 +107,21 @@ def test_train_decoder_writes_under_runs_decoder(tmp_path, monkeypatch, capsys):
     assert out == cli.TRAIN_OUT / "decoder" and layer == "classifier.1"
     assert args == (2, 64, 1e-3, 0) and kw == {"limit": 1000}  # the decoder's defaults
     assert "test image error 0.5000" in capsys.readouterr().out
+
+
+def test_gallery_flags_reach_the_site_builder(tmp_path, monkeypatch, capsys):
+    import minivis.site
+
+    calls = []
+    monkeypatch.setattr(minivis.site, "build_site", lambda out, **kw: calls.append((out, kw)) or out / "index.html")
+    out = tmp_path / "site"
+    assert cli.main(["gallery", "--out", str(out)]) == 0
+    assert calls[-1] == (out, {"mode": "default", "photos": None, "cache": True})
+    assert cli.main(["gallery", "--fast", "--no-cache", "--out", str(out), "coffee"]) == 0
+    assert calls[-1][1] == {"mode": "fast", "photos": ["coffee"], "cache": False}
+    assert cli.main(["gallery", "--full", "--out", str(out)]) == 0
+    assert calls[-1][1]["mode"] == "full"
+    assert "site written: open" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["gallery", "--fast", "--full"])
+    assert "not allowed with argument" in capsys.readouterr().err

