@@ -135,6 +135,7 @@ def _check_P(P: Any, op: str) -> Any:
             raise ValueError(f"{op}: P is not a valid sparse matrix ({err})") from None
         _check_csr(P, op)
         P.prune()  # drop stored entries past indptr[-1]: the kernels see exactly nnz of them
+        P.sum_duplicates()  # a pair stored twice is one affinity (as in P.toarray()), not two terms of the KL
         shape_ok = P.shape[0] == P.shape[1]
     else:
         P = np.asarray(P)

@@ -401,3 +401,11 @@ def test_embedding_figures(rng, tmp_path):
         mv.plot.embedding_scatter(Y, labels.astype(float))
     with pytest.raises(ValueError, match="explained_variance: expected a PCAResult or a 1-D ratio array"):
         mv.plot.explained_variance(np.zeros((2, 2)))
+
+
+def test_duplicate_sparse_entries_count_once_as_in_the_dense_matrix(rng):
+    # found by tests/fuzz: a CSR pair stored twice gave two p log p terms instead of one (2p) log (2p)
+    P = sp.csr_matrix((np.array([0.25, 0.25, 0.5]), np.array([1, 1, 0]), np.array([0, 2, 3])), shape=(2, 2))
+    Y = rng.standard_normal((2, 2))
+    np.testing.assert_allclose(mv.vis.kl_divergence(P, Y), mv.vis.kl_divergence(P.toarray(), Y), rtol=1e-12)
+    assert P.nnz == 3 and not P.has_canonical_format  # the caller's matrix is left as it was
