@@ -13,18 +13,9 @@ from torch import nn as tnn
 
 import minivis as mv
 from minivis.vis import objectives as ob
-from tests.torch_twins import TorchFashionCNN, twin_from_state
 from tests.vis.attribution.test_gradients import HIDDEN, WIDTHS, assert_close, torch_input
 
 C2 = WIDTHS[1]
-
-
-@pytest.fixture(scope="module")
-def nets():
-    mv.nn.init.seed(11)
-    model = mv.models.FashionCNN(widths=WIDTHS, hidden=HIDDEN).double().eval()
-    twin = twin_from_state(TorchFashionCNN(widths=WIDTHS, hidden=HIDDEN), model.state_dict(), torch.float64)
-    return model, twin
 
 
 @pytest.fixture(scope="module")

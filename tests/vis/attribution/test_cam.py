@@ -10,19 +10,11 @@ import torch
 from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
 
 import minivis as mv
-from tests.torch_twins import TorchFashionCNN, twin_from_state
-from tests.vis.attribution.test_gradients import HIDDEN, TARGETS, WIDTHS, assert_close, torch_input
+from tests.torch_twins import twin_from_state
+from tests.vis.attribution.test_gradients import TARGETS, assert_close, torch_input
 
 # conv (pre-ReLU, 28x28), ReLU output (28x28), max-pool output (14x14), last ReLU (14x14)
 LAYERS = ["features.2", "features.3", "features.4", "features.8"]
-
-
-@pytest.fixture(scope="module")
-def nets():
-    mv.nn.init.seed(11)
-    model = mv.models.FashionCNN(widths=WIDTHS, hidden=HIDDEN).double().eval()
-    twin = twin_from_state(TorchFashionCNN(widths=WIDTHS, hidden=HIDDEN), model.state_dict(), torch.float64)
-    return model, twin
 
 
 @pytest.fixture(scope="module")

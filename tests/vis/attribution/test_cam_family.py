@@ -32,21 +32,10 @@ from pytorch_grad_cam import (  # noqa: E402
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
-from tests.torch_twins import TorchFashionCNN, twin_from_state  # noqa: E402
-
-WIDTHS, HIDDEN = (8, 16), 32
 TARGETS = [3, 0, 7]
 LAYERS = ["features.3", "features.8"]  # a ReLU at 28x28, the last ReLU at 14x14
 GRADIENT_BASED = {"grad_cam": GradCAM, "grad_cam_pp": GradCAMPlusPlus, "xgrad_cam": XGradCAM,
                   "hires_cam": HiResCAM, "layer_cam": LayerCAM}
-
-
-@pytest.fixture(scope="module")
-def nets():
-    mv.nn.init.seed(11)
-    model = mv.models.FashionCNN(widths=WIDTHS, hidden=HIDDEN).double().eval()
-    twin = twin_from_state(TorchFashionCNN(widths=WIDTHS, hidden=HIDDEN), model.state_dict(), torch.float64)
-    return model, twin
 
 
 @pytest.fixture(scope="module")

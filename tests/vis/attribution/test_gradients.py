@@ -16,18 +16,10 @@ from captum.attr import Deconvolution, GuidedBackprop, IntegratedGradients, Nois
 import minivis as mv
 from minivis.kernels import cpu_winograd
 from minivis.vis.attribution import gradients as attribution_module
-from tests.torch_twins import TorchFashionCNN, twin_from_state
+from tests.torch_twins import twin_from_state
+from tests.vis.attribution.conftest import HIDDEN, WIDTHS
 
-WIDTHS, HIDDEN = (8, 16), 32
 TARGETS = [3, 0, 7]
-
-
-@pytest.fixture(scope="module")
-def nets():
-    mv.nn.init.seed(11)
-    model = mv.models.FashionCNN(widths=WIDTHS, hidden=HIDDEN).double().eval()
-    twin = twin_from_state(TorchFashionCNN(widths=WIDTHS, hidden=HIDDEN), model.state_dict(), torch.float64)
-    return model, twin
 
 
 @pytest.fixture(scope="module")
