@@ -238,14 +238,8 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int | None, int | No
     return _box_mean(op, x, rows, cols)
 
 
-def _box_mean(op: str, x: Tensor, rows: tuple[np.ndarray, ...], cols: tuple[np.ndarray, ...]) -> Tensor:
-    """The shared forward/backward of the two average pools (see ``cpu_pool.box_mean``)."""
-    kernels = backend.kernels("pool", x.data, op)
-    n, c, h, w = x.shape
-    out = kernels.box_mean(_planes(x.data), rows, cols).reshape(n, c, len(rows[0]), len(cols[0]))
-
-    def adjoint(s: Any, _: Any = None) -> Any:
-        return kernels.box_mean_backward(_planes(s), rows, cols, (h, w)).reshape(x.shape)
+def _average_backward(x: Tensor, out: Any, adjoint: Any) -> Any:
+    """The backward of an average pool: its adjoint, or under an LRP rule the relevance it redistributes."""
 
     def backward(g):
         rules = current_lrp()
@@ -255,7 +249,19 @@ def _box_mean(op: str, x: Tensor, rows: tuple[np.ndarray, ...], cols: tuple[np.n
                 return (lrp.affine_relevance(rule, g, x.data, None, None, out, None, adjoint),)
         return (adjoint(g),)
 
-    return Tensor.from_op(out, (x,), backward, op)
+    return backward
+
+
+def _box_mean(op: str, x: Tensor, rows: tuple[np.ndarray, ...], cols: tuple[np.ndarray, ...]) -> Tensor:
+    """The shared forward/backward of the two average pools (see ``cpu_pool.box_mean``)."""
+    kernels = backend.kernels("pool", x.data, op)
+    n, c, h, w = x.shape
+    out = kernels.box_mean(_planes(x.data), rows, cols).reshape(n, c, len(rows[0]), len(cols[0]))
+
+    def adjoint(s: Any, _: Any = None) -> Any:
+        return kernels.box_mean_backward(_planes(s), rows, cols, (h, w)).reshape(x.shape)
+
+    return Tensor.from_op(out, (x,), _average_backward(x, out, adjoint), op)
 
 
 def global_avg_pool2d(x: Tensor) -> Tensor:
@@ -274,12 +280,4 @@ def global_avg_pool2d(x: Tensor) -> Tensor:
     def adjoint(s: Any, _: Any = None) -> Any:
         return xp.ascontiguousarray(xp.broadcast_to(s / area, x.shape))
 
-    def backward(g):
-        rules = current_lrp()
-        if rules is not None:  # relevance: the rule in force for average pools (Zennit: Norm)
-            rule = rules.rule_for("avg_pool2d")
-            if rule.name != "gradient":
-                return (lrp.affine_relevance(rule, g, x.data, None, None, out, None, adjoint),)
-        return (adjoint(g),)
-
-    return Tensor.from_op(out, (x,), backward, op)
+    return Tensor.from_op(out, (x,), _average_backward(x, out, adjoint), op)
