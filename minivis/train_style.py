@@ -37,7 +37,7 @@ from minivis.models import load
 from minivis.models.style_nets import UPSAMPLING, TransformNet
 from minivis.nn import init
 from minivis.nn.hooks import forward_to
-from minivis.optim import Adam
+from minivis.optim import Adam, CosineLR
 from minivis.vis.common import frozen
 from minivis.vis.synthesis.objectives import Objective
 from minivis.vis.synthesis.style import content_loss, gram_targets, style_input, style_loss, to_input, tv_penalty
@@ -48,6 +48,7 @@ LOSS_NET = "efficientnet_lite0"
 STYLE_LAYERS = ("_act_stem", "_blocks.0", "_blocks.2", "_blocks.4")
 CONTENT_LAYER = "_blocks.2"
 PHOTO_SIDE = 256   # photos are resized to this shorter side before cropping
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def weights_name(styles: Sequence[str]) -> str:
@@ -147,18 +148,21 @@ def evaluate(net: TransformNet, loss_net: Any, grams: dict[str, np.ndarray], sid
 def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, batch_size: int = 4, crop: int = 64,
                 lr: float = 2e-3, content_weight: float = 1.0, style_weight: float = 20.0, tv_weight: float = 10.0,
                 channels: int = 16, blocks: int = 3, upsample: str = "transpose", residual: bool = True,
-                style_size: int = 256,
+                style_size: int = 256, lr_schedule: str = "constant",
                 seed: int = 0, checkpoint_every: int = 200, checkpoint_dir: str | Path | None = None,
                 progress: bool = True, command: str | None = None) -> dict[str, Any]:
     """Train a ``TransformNet`` for ``styles`` (one: Johnson et al.; several: conditional instance norm).
 
     Writes ``<out_dir>/<name>.npz`` and ``<name>_train_log.json`` (``name = weights_name(styles)``),
-    and checkpoints ``<checkpoint_dir or out_dir/checkpoints>/<name>_stepNNNNN.npz``. ``command``: how the
+    and checkpoints ``<checkpoint_dir or out_dir/checkpoints>/<name>_stepNNNNN.npz``. ``lr_schedule``:
+    ``"constant"`` or ``"cosine"`` (``lr`` annealed to 0 over ``steps``: ``mv.optim.CosineLR``). ``command``: how the
     run was started, kept in the log so the weights can be reproduced. Returns the log.
     """
     styles = check_styles(styles)
     weights = (content_weight, style_weight, tv_weight)
     check_style_settings(steps, batch_size, crop, lr, weights)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"train style: lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     if upsample not in UPSAMPLING:
         raise ValueError(f"train style: upsample must be one of {UPSAMPLING}, got {upsample!r}")
     photos = training_photos()  # first: a missing package leaves no empty folder behind
@@ -172,13 +176,15 @@ def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, ba
     net.styles = list(styles)
     grams = style_grams(loss_net, styles, style_size)
     optimizer = Adam(net.parameters(), lr=lr)
+    schedule = CosineLR(optimizer, steps) if lr_schedule == "cosine" else None
     rng = np.random.default_rng(seed)
     log: dict[str, Any] = {
         "model": "fast_style", "name": name, "command": command, "styles": list(styles), "loss_net": LOSS_NET,
         "style_layers": list(STYLE_LAYERS), "content_layer": CONTENT_LAYER, "train_photos": list(TRAIN_PHOTOS),
         "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "content_weight": content_weight,
         "style_weight": style_weight, "tv_weight": tv_weight, "channels": channels, "blocks": blocks,
-        "upsample": upsample, "residual": residual, "style_size": style_size, "seed": seed, "history": [],
+        "upsample": upsample, "residual": residual, "style_size": style_size, "lr_schedule": lr_schedule,
+        "seed": seed, "history": [],
     }
     start = time.perf_counter()
     losses: list[float] = []
@@ -197,6 +203,8 @@ def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, ba
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             losses.append(value)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             if step % 20 == 0 or step == steps:

@@ -7,6 +7,7 @@ Both update ``param.data`` in place from ``param.grad``; call ``zero_grad()`` be
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from minivis import backend
@@ -98,3 +99,26 @@ class StepLR:
     def step(self) -> None:
         self.epoch += 1
         self.optimizer.lr = self.base_lr * self.gamma ** (self.epoch // self.step_size)
+
+
+class CosineLR:
+    """Anneal the learning rate along half a cosine, as PyTorch's ``CosineAnnealingLR``:
+
+        lr_t = eta_min + (lr_0 - eta_min) (1 + cos(pi t / T_max)) / 2,   t = calls to ``step()``
+
+    Large steps early, ever smaller ones near ``T_max``: a noisy objective (a small random batch)
+    settles instead of hovering at the noise floor of a constant step.
+    """
+
+    def __init__(self, optimizer: Optimizer, t_max: int, eta_min: float = 0.0) -> None:
+        if isinstance(t_max, bool) or not isinstance(t_max, int) or t_max < 1:
+            raise ValueError(f"CosineLR: t_max must be an int >= 1, got {t_max!r}")
+        if not 0 <= eta_min < optimizer.lr:
+            raise ValueError(f"CosineLR: eta_min must be in [0, lr={optimizer.lr}), got {eta_min!r}")
+        self.optimizer, self.t_max, self.eta_min = optimizer, t_max, float(eta_min)
+        self.base_lr, self.epoch = optimizer.lr, 0
+
+    def step(self) -> None:
+        self.epoch += 1
+        t = min(self.epoch, self.t_max)
+        self.optimizer.lr = self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.t_max)) / 2
