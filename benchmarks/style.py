@@ -144,12 +144,16 @@ def gatys_step_row(model, twin, photo, style_img, quick: bool) -> dict:
 CONTENT_LAYER_LITE0 = "_blocks.4"
 
 
-def feedforward_row(model, size: int, max_steps: int) -> dict:
-    """Time of the trained network against Gatys's optimisation of the same objective to the same style loss."""
+def feedforward_row(model, size: int, max_steps: int, weights: Path | None = None) -> dict:
+    """Time of the trained network against Gatys's optimisation of the same objective to the same style loss.
+
+    ``weights``: a ``fast_style_mosaic.npz`` of your own (its ``_train_log.json`` beside it); default the shipped one.
+    """
     import json  # noqa: PLC0415
 
-    net = mv.models.load("fast_style", style="mosaic")
-    log = json.loads((mv.models.WEIGHTS_DIR / "fast_style_mosaic_train_log.json").read_text())
+    weights = Path(weights) if weights is not None else mv.models.WEIGHTS_DIR / "fast_style_mosaic.npz"
+    net = mv.models.load("fast_style", style="mosaic", weights=weights)
+    log = json.loads(weights.with_name(weights.stem + "_train_log.json").read_text())
     model.float()
     photo = mv.data.resize_shorter_side(mv.data.to_float(mv.data.photo("chelsea")), size)
     top, left = (photo.shape[0] - size) // 2, (photo.shape[1] - size) // 2
@@ -213,7 +217,8 @@ def feedforward_row(model, size: int, max_steps: int) -> dict:
             "target": ">= 100: " + ("yes" if ratio >= 100 else "NO") + ("" if reached else " (lower bound)"),
             "check": "ok", "feedforward_s": t_ff, "gatys_s": t_gatys, "gatys_steps": len(trace), "reached": reached,
             "feedforward_style_loss": ff_style, "feedforward_content_loss": ff_content,
-            "gatys_style_loss": gatys_style, "gatys_content_loss": gatys_content}
+            "gatys_style_loss": gatys_style, "gatys_content_loss": gatys_content,
+            "gatys_trace": [[round(t, 3), s] for t, s in trace]}
 
 
 def main(argv: list[str] | None = None) -> int:

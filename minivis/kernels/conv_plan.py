@@ -19,8 +19,12 @@ same thing, and the one rule that picks among them (``choose``):
   of one with K = 9*C_in, 2.25x fewer multiply-adds, forward and input gradient alike. It pays only
   from a few channels and blocks on (``winograd_pays``).
 
-The rule: depthwise -> direct kernels; CPU, stride-1 3x3 ungrouped undilated and large enough to
-pay -> Winograd; everything else -> im2col tiles (a 1x1 convolution skips the copy). The user can
+* **direct** (``direct_forward``, ``direct_backward``; CPU only, ``cpu_direct``): sliding windows
+  read in place, no cols matrix; it pays when the GEMM would have only a few rows (``is_direct``).
+
+The rule: depthwise -> direct depthwise kernels; CPU, ungrouped, at most four output channels and a
+large window -> direct kernels; CPU, stride-1 3x3 ungrouped undilated and large enough to pay ->
+Winograd; everything else -> im2col tiles (a 1x1 convolution skips the copy). The user can
 override it with ``mv.conv_algorithm(name)``, whose names (``ALGORITHMS``) ``choose`` takes.
 
 **Batch invariance.** Every choice here (algorithm, tile, band, thread split of one image's GEMMs)
@@ -63,16 +67,30 @@ def choose(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[i
         return "reference"
     if is_depthwise(x_shape[1], groups, w_shape):
         return "depthwise"
-    # "auto" never takes "direct": on the machine of benchmarks/README.md its Numba loops ran 3-10x
-    # slower than im2col + GEMM even on the 1-3 input channel layers it is meant for ("Convolution
-    # planning"), so it stays a choice the user makes (and the lesson's third algorithm).
     if algorithm == "direct" and kernels is cpu_conv and groups == 1:
+        return "direct"
+    if algorithm == "auto" and is_direct(kernels, w_shape, groups):
         return "direct"
     if algorithm == "winograd" and winograd_applies(kernels, w_shape, stride, dilation, groups):
         return "winograd"
     if algorithm == "auto" and is_winograd(kernels, x_shape, w_shape, out_hw, stride, dilation, groups):
         return "winograd"
     return "im2col"
+
+
+def is_direct(kernels: types.ModuleType, w_shape: tuple[int, ...], groups: int) -> bool:
+    """Few output channels and a large window: the direct kernels (CPU, ungrouped).
+
+    With ``C_out <= CB`` (one register block of ``cpu_direct``) the GEMM ``(C_out x K) @ (K x L)`` has
+    a handful of rows: it is bound by writing and reading the ``K x L`` cols matrix, while the direct
+    kernel reads the input in place (a style network's 9x9 RGB output layer; a decoder's last layer).
+    A single output channel pays from any K >= 27, a few from 5x5 windows on (below that the cols
+    matrix is small and cached). With more output channels (a first layer's 32-96 filters) im2col
+    wins: the direct loops ran 3-10x slower there (benchmarks/README.md, "Convolution planning").
+    """
+    c_out, c_in, kh, kw = w_shape
+    return (kernels is cpu_conv and groups == 1 and c_out <= cpu_direct.CB and c_in * kh * kw >= 27
+            and (c_out == 1 or kh * kw >= 25))
 
 
 def is_depthwise(c_in: int, groups: int, w_shape: tuple[int, ...]) -> bool:

@@ -58,16 +58,16 @@ def phase_width(wo: int, kw: int, sw: int, dw: int) -> int:
 
 # ----------------------------------------------------------------------------- forward
 @numba.njit(cache=True, nogil=True)
-def _forward(xph, w, sh, sw, dh, dw, out):
-    """out (N, C_out, Ho, Wo) = direct convolution of the polyphase input xph (N, C_in, Hp, sw, Wq)."""
+def _forward(xph, w, sh, sw, dh, dw, out, oy0, oy1):
+    """out[:, :, oy0:oy1] of the direct convolution of the polyphase input xph (N, C_in, Hp, sw, Wq)."""
     n_img, c_in = xph.shape[0], xph.shape[1]
     c_out, kh, kw = w.shape[0], w.shape[2], w.shape[3]
-    ho, wo = out.shape[2], out.shape[3]
+    wo = out.shape[3]
     acc = np.empty((CB, wo), dtype=out.dtype)
     for n in range(n_img):
         for co0 in range(0, c_out, CB):
             cb = min(CB, c_out - co0)
-            for oy in range(ho):
+            for oy in range(oy0, oy1):
                 acc[:] = 0
                 for ci in range(c_in):
                     for ky in range(kh):
@@ -103,10 +103,16 @@ def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pa
     out = np.empty((n, w.shape[0], ho, wo), dtype=x.dtype)
     work = out.size * w.shape[1] * kh * kw
 
-    def run(part: slice, _parallel: bool) -> None:
-        _forward(xph[part], w, stride[0], stride[1], dilation[0], dilation[1], out[part])
+    if n >= numba.get_num_threads():
+        def run(part: slice, _parallel: bool) -> None:
+            _forward(xph[part], w, stride[0], stride[1], dilation[0], dilation[1], out[part], 0, ho)
 
-    cpu_threads.map_batch(run, n, work)
+        cpu_threads.map_batch(run, n, work)
+    else:  # fewer images than threads (one photo): bands of output rows instead; each pixel's sum is unchanged
+        def run_rows(rows: slice, _parallel: bool) -> None:
+            _forward(xph, w, stride[0], stride[1], dilation[0], dilation[1], out, rows.start, rows.stop)
+
+        cpu_threads.map_batch(run_rows, ho, work)
     return out
 
 

@@ -460,6 +460,24 @@ def test_conv_algorithm_picks_the_kernels_it_names(rng, monkeypatch):
     assert calls == ["im2col", "im2col", "winograd", "direct"]
 
 
+@pytest.mark.parametrize("w_shape,expected", [
+    ((3, 16, 9, 9), "direct"),    # a style network's RGB output layer
+    ((1, 8, 3, 3), "direct"),     # one output channel, K = 72
+    ((4, 3, 5, 5), "direct"),
+    ((4, 3, 3, 3), "im2col"),     # K = 27 with a 3x3 window: the cols matrix is small
+    ((1, 1, 3, 3), "im2col"),     # K = 9
+    ((8, 16, 9, 9), "im2col"),    # more output channels than one register block
+])
+def test_auto_takes_the_direct_kernels_for_few_output_channels(w_shape, expected, rng, monkeypatch):
+    """``conv_plan.is_direct``: few output channels and a large window -> the direct kernels under "auto"."""
+    calls = []
+    monkeypatch.setattr(conv_plan, "im2col_forward", lambda *args: calls.append("im2col"))
+    monkeypatch.setattr(cpu_direct, "forward", lambda *args: calls.append("direct"))
+    x = rng.standard_normal((1, w_shape[1], 12, 12))
+    conv2d_forward(x, rng.standard_normal(w_shape), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert calls == [expected]
+
+
 def test_conv_algorithm_rejects_an_unknown_name():
     for bad in ("fft", "Winograd", None):
         with pytest.raises(ValueError, match=r"conv_algorithm: name must be one of 'auto', 'im2col', 'winograd', "

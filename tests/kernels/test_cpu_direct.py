@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from minivis.kernels import cpu_direct
+from minivis.kernels import cpu_direct, cpu_threads
 
 # (N, C_in, H, W), (C_out, kh, kw), stride, pad4 (top, bottom, left, right), dilation
 GEOMETRIES = [
@@ -48,7 +48,12 @@ def test_direct_kernels_equal_their_numpy_twins_and_torch(x_shape, w_dims, strid
                                rtol=1e-12, atol=1e-12)
 
 
-def test_an_image_gives_the_same_bits_alone_as_in_a_batch():
+@pytest.mark.parametrize("split_small_work", [False, True])
+def test_an_image_gives_the_same_bits_alone_as_in_a_batch(split_small_work, monkeypatch):
+    """Alone (fewer images than threads) the forward splits one image's output rows between the
+    threads; in a batch it splits the images: the same sums in the same order either way."""
+    if split_small_work:
+        monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)  # these small shapes would otherwise run on one thread
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5, 3, 14, 13)).astype(np.float32)
     w = rng.standard_normal((9, 3, 5, 5)).astype(np.float32)
