@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--crop", type=int, default=64, help="style: side of the random photo crops")
     train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                        help="style: constant Adam step, or cosine annealing to 0 over --steps")
+    train.add_argument("--unbounded", action="store_true",
+                       help="style: output x + f(x) unclipped (the networks shipped before 2026-12-06) instead of "
+                            "sigmoid(logit(x) + f(x))")
     train.add_argument("--style-weight", type=float, default=20.0, help="style: weight of the style loss")
     train.add_argument("--upsample", choices=["transpose", "resize"], default="transpose",
                        help="style: transposed convolution (Johnson) or nearest resize + convolution")
@@ -217,7 +220,7 @@ def run_train_style(args: argparse.Namespace) -> int:
     checkpoints = (TRAIN_OUT / name / "checkpoints") if args.into_package else None  # never into the package
     log = train_style(writable_folder(out, "train"), styles, steps=args.steps, batch_size=batch_size,
                       crop=args.crop, lr=lr, style_weight=args.style_weight, upsample=args.upsample, seed=args.seed,
-                      lr_schedule=args.lr_schedule,
+                      lr_schedule=args.lr_schedule, bounded=not args.unbounded,
                       checkpoint_every=args.checkpoint_every, checkpoint_dir=checkpoints,
                       command=" ".join(["minivis", *sys.argv[1:]]))
     print(f"final loss {log['final_loss']:.4f} after {log['total_seconds']:.0f} s; weights in {out / name}.npz")

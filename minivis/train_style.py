@@ -148,6 +148,7 @@ def evaluate(net: TransformNet, loss_net: Any, grams: dict[str, np.ndarray], sid
 def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, batch_size: int = 4, crop: int = 64,
                 lr: float = 2e-3, content_weight: float = 1.0, style_weight: float = 20.0, tv_weight: float = 10.0,
                 channels: int = 16, blocks: int = 3, upsample: str = "transpose", residual: bool = True,
+                bounded: bool = True,
                 style_size: int = 256, lr_schedule: str = "constant",
                 seed: int = 0, checkpoint_every: int = 200, checkpoint_dir: str | Path | None = None,
                 progress: bool = True, command: str | None = None) -> dict[str, Any]:
@@ -172,7 +173,8 @@ def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, ba
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out_dir / "checkpoints"
     name = weights_name(styles)
     init.seed(seed)
-    net = TransformNet(channels, blocks, num_styles=len(styles), upsample=upsample, residual=residual)
+    net = TransformNet(channels, blocks, num_styles=len(styles), upsample=upsample, residual=residual,
+                       bounded=bounded)
     net.styles = list(styles)
     grams = style_grams(loss_net, styles, style_size)
     optimizer = Adam(net.parameters(), lr=lr)
@@ -183,8 +185,8 @@ def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, ba
         "style_layers": list(STYLE_LAYERS), "content_layer": CONTENT_LAYER, "train_photos": list(TRAIN_PHOTOS),
         "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "content_weight": content_weight,
         "style_weight": style_weight, "tv_weight": tv_weight, "channels": channels, "blocks": blocks,
-        "upsample": upsample, "residual": residual, "style_size": style_size, "lr_schedule": lr_schedule,
-        "seed": seed, "history": [],
+        "upsample": upsample, "residual": residual, "bounded": bounded, "style_size": style_size,
+        "lr_schedule": lr_schedule, "seed": seed, "history": [],
     }
     start = time.perf_counter()
     losses: list[float] = []

@@ -173,7 +173,7 @@ def load_fast_style(style: str | None = None, weights: str | os.PathLike | None 
                                 f"`minivis train style --style NAME`")
     log = json.loads(log_path.read_text())
     net = TransformNet(log["channels"], log["blocks"], num_styles=len(log["styles"]), upsample=log["upsample"],
-                       residual=log.get("residual", False))
+                       residual=log.get("residual", False), bounded=log.get("bounded", False))
     net.load_state_dict(load_weights(path))
     net.styles = list(log["styles"])
     return net.eval()

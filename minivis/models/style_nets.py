@@ -144,13 +144,19 @@ class TransformNet(Module):
     residual: output ``x + f(x)`` with the last layer starting at zero, so training starts from the
     identity (a departure from Johnson et al.: with a few hundred steps on two cores, the plain
     network spends them all learning to reproduce the photo at all); False: Johnson's ``f(x)``.
-    ``forward(x, style=0)``: x (N, 3, H, W) pixels -> (N, 3, H, W) pixels (unclipped); H and W are
+    bounded (with residual): output ``sigmoid(logit(x) + f(x))`` instead, the residual taken in logit
+    space so that the output stays inside [0, 1] (Johnson et al. bound theirs with a scaled tanh):
+    an unbounded output lets training reach low style losses with pixels far outside [0, 1], which
+    clipping for display then throws away (seen as saturated rainbow blobs).
+    ``forward(x, style=0)``: x (N, 3, H, W) pixels -> (N, 3, H, W) pixels (unclipped unless bounded); H and W are
     multiples of 4 and at least 8 (the reflection padding must fit inside each feature map).
     """
 
     def __init__(self, channels: int = 16, blocks: int = 3, num_styles: int = 1, upsample: str = "resize",
-                 residual: bool = True) -> None:
+                 residual: bool = True, bounded: bool = False) -> None:
         super().__init__()
+        if bounded and not residual:
+            raise ValueError("TransformNet: bounded=True needs residual=True (the residual is taken in logit space)")
         c = check_positive_int(channels, "TransformNet", "channels")
         check_positive_int(blocks, "TransformNet", "blocks")
         self.num_styles = check_positive_int(num_styles, "TransformNet", "num_styles")
@@ -164,7 +170,7 @@ class TransformNet(Module):
         self.up1 = Upsample(4 * c, 2 * c, upsample, num_styles)
         self.up2 = Upsample(2 * c, c, upsample, num_styles)
         self.out = Conv2d(c, 3, 9)
-        self.residual = bool(residual)
+        self.residual, self.bounded = bool(residual), bool(bounded)
         if self.residual:
             self.out.weight.data = np.zeros_like(self.out.weight.data)
 
@@ -176,7 +182,13 @@ class TransformNet(Module):
         for i in range(self.blocks):
             h = getattr(self, f"res{i}")(h, style)
         y = self.out(reflect_pad(self.up2(self.up1(h, style), style), 4))
+        if self.bounded:
+            p = F.clip(x, LOGIT_EPS, 1.0 - LOGIT_EPS)
+            return F.sigmoid(F.log(p) - F.log(1.0 - p) + y)
         return x + y if self.residual else y
+
+
+LOGIT_EPS = 1e-3  # pixels are clipped to [eps, 1 - eps] before the logit: 0 and 1 have none
 
 
 class RandomMultiScale(ImageClassifier):

@@ -47,8 +47,8 @@ def test_mixture_blends_the_parameters_and_its_gradient_reaches_both_rows(rng) -
     assert np.abs(layer.bias.grad[[0, 2]]).min() > 0 and not layer.bias.grad[1].any()
 
 
-def tiny_transform(rng, upsample: str, styles: int = 2) -> TransformNet:
-    net = TransformNet(channels=2, blocks=1, num_styles=styles, upsample=upsample).double()
+def tiny_transform(rng, upsample: str, styles: int = 2, bounded: bool = False) -> TransformNet:
+    net = TransformNet(channels=2, blocks=1, num_styles=styles, upsample=upsample, bounded=bounded).double()
     assert not net.out.weight.data.any() and net.residual  # starts as the identity
     state = {k: rng.standard_normal(v.shape) * 0.3 + (1.0 if k.endswith("norm.weight") else 0.0)
              for k, v in net.state_dict().items()}
@@ -56,7 +56,8 @@ def tiny_transform(rng, upsample: str, styles: int = 2) -> TransformNet:
     return net
 
 
-def torch_transform(state: dict, x: torch.Tensor, style: int, upsample: str, blocks: int = 1) -> torch.Tensor:
+def torch_transform(state: dict, x: torch.Tensor, style: int, upsample: str, blocks: int = 1,
+                    bounded: bool = False) -> torch.Tensor:
     """The same network written directly in PyTorch from the state dict (instance norm per style row)."""
     t = {k: torch.tensor(v) for k, v in state.items()}
 
@@ -83,17 +84,40 @@ def torch_transform(state: dict, x: torch.Tensor, style: int, upsample: str, blo
     for i in range(blocks):
         h = h + cnr(cnr(h, f"res{i}.a"), f"res{i}.b", relu=False)
     h = up(up(h, "up1"), "up2")
-    return x + TF.conv2d(reflect(h, 4), t["out.weight"], t["out.bias"])
+    f = TF.conv2d(reflect(h, 4), t["out.weight"], t["out.bias"])
+    if bounded:
+        return torch.sigmoid(torch.logit(x, eps=1e-3) + f)
+    return x + f
 
 
+@pytest.mark.parametrize("bounded", [False, True])
 @pytest.mark.parametrize("upsample", ["transpose", "resize"])
-def test_transform_net_matches_pytorch(upsample, rng) -> None:
-    net = tiny_transform(rng, upsample)
+def test_transform_net_matches_pytorch(upsample, bounded, rng) -> None:
+    net = tiny_transform(rng, upsample, bounded=bounded)
     x = rng.uniform(0, 1, (2, 3, 12, 16))
+    x[0, 0, 0, :3] = (0.0, 1.0, 5e-4)  # inside the clipped margin of the logit
     for style in (0, 1):
-        ours = net(mv.tensor(x), style=style).numpy()
-        theirs = torch_transform(net.state_dict(), torch.tensor(x), style, upsample).numpy()
-        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-11)
+        xm = mv.tensor(x, requires_grad=True)
+        ours = net(xm, style=style)
+        xt = torch.tensor(x, requires_grad=True)
+        theirs = torch_transform(net.state_dict(), xt, style, upsample, bounded=bounded)
+        np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-9, atol=1e-11)
+        g = rng.standard_normal(x.shape)
+        ours.backward(g)
+        theirs.backward(torch.tensor(g))
+        np.testing.assert_allclose(xm.grad, xt.grad.numpy(), rtol=1e-8, atol=1e-10)
+
+
+def test_bounded_output_starts_as_the_identity_and_stays_in_the_unit_interval(rng) -> None:
+    net = TransformNet(channels=2, blocks=1, bounded=True).double()
+    x = rng.uniform(0.01, 0.99, (1, 3, 12, 12))
+    net.out.bias.data = np.zeros(3)  # the last layer's weights start at zero; with a zero bias it is the identity
+    np.testing.assert_allclose(net(mv.tensor(x)).numpy(), x, rtol=1e-12)
+    net.out.bias.data = np.array([50.0, -50.0, 0.0])  # a last layer pushing far outside [0, 1]
+    y = net(mv.tensor(x)).numpy()
+    assert (y >= 0).all() and (y <= 1).all() and y[:, 0].min() > 0.99 and y[:, 1].max() < 0.01
+    with pytest.raises(ValueError, match="bounded=True needs residual=True"):
+        TransformNet(residual=False, bounded=True)
 
 
 def test_random_multiscale_is_seeded_and_multiscale(rng) -> None:
