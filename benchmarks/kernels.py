@@ -126,6 +126,8 @@ CONV_CASES = [
     ConvCase("depthwise 144", 8, 144, 56, 56, 144, 3, 1, 1, groups=144),
     ConvCase("pointwise 1x1", 8, 64, 28, 28, 128, 1, 1, 0),
     ConvCase("lenet 5x5", 64, 1, 28, 28, 32, 5, 1, 2),
+    ConvCase("style out 16->3 9x9", 1, 16, 256, 256, 3, 9, 1, 4),  # few output channels: the direct kernels
+    ConvCase("decoder out 32->1", 64, 32, 28, 28, 1, 3, 1, 1),
 ]
 
 POOL_CASES = [
