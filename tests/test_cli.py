@@ -47,7 +47,7 @@ def test_train_without_the_dataset_leaves_no_folder(tmp_path, monkeypatch, capsy
 def test_train_writes_under_the_current_folder_unless_asked(tmp_path, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(train, "train_fashion_cnn",
-                        lambda out, *args: calls.append(out) or {"test_accuracy": 0.5, "total_seconds": 1})
+                        lambda out, *args, **kwargs: calls.append(out) or {"test_accuracy": 0.5, "total_seconds": 1})
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "fashion_cnn", "--epochs", "1"]) == 0
     assert calls[-1] == cli.TRAIN_OUT / "fashion_cnn" and (tmp_path / "runs" / "fashion_cnn").is_dir()
