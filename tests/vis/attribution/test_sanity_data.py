@@ -121,3 +121,13 @@ def test_training_on_permuted_labels_writes_its_own_files_and_log(tmp_path):
     labels = mv.data.fashion_mnist("train")[1][:256]
     assert sorted(permuted(labels, 0)) == sorted(labels) and (permuted(labels, 0) != labels).any()
     np.testing.assert_array_equal(permuted(labels, 0), permuted(labels, 0))
+
+
+def test_the_sanity_figure_shows_both_models_and_only_the_measures_computed(models, batch):
+    model, random_labels = models
+    x, target = batch
+    res = mv.vis.data_randomisation(model, random_labels, x[:2], target[:2], "saliency", measures=("spearman_abs",))
+    fig = mv.plot.sanity_figure([res])
+    assert len(fig.axes) == 3 and "permuted labels" in fig._suptitle.get_text()
+    assert [line.get_label() for line in fig.axes[-1].get_lines()] == ["rank |map|"]
+    assert fig.axes[1].get_title() == "random labels"
