@@ -8,6 +8,7 @@
     minivis attack IMAGE [--target goldfish] --out DIR   FGSM or a targeted attack
     minivis lessons [--fast] [--out DIR]          run every lesson script, saving its figures to DIR
     minivis train fashion_cnn [--epochs N]        train the Fashion-MNIST CNN into ./runs/fashion_cnn
+    minivis train fashion_cnn --permute-labels    the same CNN on shuffled labels (sanity checks)
     minivis train decoder --layer L          train the decoder of fashion_cnn's layer L into ./runs/decoder
     minivis train style --style NAME [NAME ...] [--steps N]
                                              train a feed-forward style network (several names: one
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--lr", type=float, default=None, help="Adam's step; default 1e-3 (fashion_cnn, decoder), "
                                                               "2e-3 (style)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--permute-labels", action="store_true",
+                       help="fashion_cnn: train on the training labels permuted with --seed (Adebayo et al.'s "
+                            "data-randomisation test); saved as fashion_cnn_permuted_labels.npz")
     train.add_argument("--style", nargs="+", default=None, help="style: the style image name(s) (mv.data.STYLES)")
     train.add_argument("--steps", type=int, default=300, help="style: training steps (batches)")
     train.add_argument("--crop", type=int, default=64, help="style: side of the random photo crops")
@@ -185,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
             check_layer_name(args.layer)
         elif args.layer is not None:
             raise UsageError("--layer is for `minivis train decoder` only")
+        if decoder and args.permute_labels:
+            raise UsageError("--permute-labels is for `minivis train fashion_cnn` only")
         fashion_mnist("test")  # a missing dataset is reported before any folder is made
         out = WEIGHTS_DIR if args.into_package else (args.out or TRAIN_OUT / args.model)
         folder = writable_folder(out, "train")
@@ -194,8 +200,11 @@ def run(args: argparse.Namespace) -> int:
                   f"weights in {out}")
             return 0
         subset = {} if args.train_images is None else {"limit": args.train_images}
-        log = train_fashion_cnn(folder, epochs, batch_size, lr, args.seed, **subset)
-        print(f"test accuracy {log['test_accuracy']:.4f} after {log['total_seconds']:.0f} s; weights in {out}")
+        log = train_fashion_cnn(folder, epochs, batch_size, lr, args.seed, **subset,
+                                permute_labels=args.permute_labels, command=" ".join(["minivis", *sys.argv[1:]]))
+        memorised = f"train accuracy {log['train_accuracy']:.4f}, " if args.permute_labels else ""
+        print(f"{memorised}test accuracy {log['test_accuracy']:.4f} after {log['total_seconds']:.0f} s; "
+              f"weights in {out}")
         return 0
     return 2
 

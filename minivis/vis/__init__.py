@@ -17,6 +17,7 @@ from minivis.vis.attribution import (
     ablation_cam,
     cam,
     canonized,
+    data_randomisation,
     deconvnet,
     deeplift,
     deletion,

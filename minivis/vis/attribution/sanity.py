@@ -14,6 +14,19 @@ that stays similar while the weights it claims to explain are destroyed is expla
 not the model: Adebayo et al. found that of guided backprop and guided Grad-CAM, while the
 gradient and Grad-CAM change. ``method`` is any function ``(model, batch, target) -> maps``, or the
 name of an ``mv.vis`` method.
+
+``data_randomisation(model, random_label_model, x, target, method)`` is their second test: the same
+architecture trained on permuted labels (``mv.models.load("fashion_cnn", weights="permuted_labels")``)
+has memorised noise, so an explanation of what the model learned must differ between the two.
+
+Quantus's ``MPRT`` (0.6.0) computes the same Spearman scores on the same random weights (tested in
+``tests/vis/attribution/test_sanity_quantus.py``) but departs from the paper in three ways we do
+not follow: it reseeds the generator with the same seed before every layer, so all layers draw the
+same uniform stream (correlated weights); ``return_average_correlation`` averages in the original
+model's self-similarity 1.0 (it skips a key "orig" that is named "original"); and its SSIM runs on
+the flattened map, with a data range shared by the two maps, after a max-normalisation over the
+whole batch, so one image's score depends on the others. Here each layer draws from its own stream
+(``[seed, k]``), the mean is over the randomised steps, and SSIM is 2-D, per image.
 """
 
 from __future__ import annotations
@@ -24,14 +37,15 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage, stats
+from tqdm import tqdm
 
 from minivis import backend
 from minivis.nn import Conv2d, Linear, Parameter
 from minivis.nn.module import Module
-from minivis.validate import check_int
+from minivis.validate import check_bool, check_int
 from minivis.vis.common import Target, as_batch
 
-MODES = ("cascading", "independent")
+MODES = ("cascading", "independent")  # of model_randomisation; data_randomisation's is "data"
 MEASURES = ("spearman_abs", "spearman", "ssim", "hog")
 
 
@@ -110,17 +124,32 @@ def _unit(a: np.ndarray) -> np.ndarray:
     return (a - low) / (high - low) if high > low else np.zeros_like(a)
 
 
-def similarities(before: np.ndarray, after: np.ndarray) -> dict[str, np.ndarray]:
-    """The four measures per image, {measure: (N,)}, for maps (N, H, W) or (N, C, H, W)."""
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``spearman`` of each row pair of (N, ...) arrays at once: the Pearson correlation of the average
+    ranks (what ``scipy.stats.spearmanr`` computes), 0 for a row where either map is constant."""
+    ra = stats.rankdata(a.reshape(len(a), -1), axis=1)
+    rb = stats.rankdata(b.reshape(len(b), -1), axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    den = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+    num = (ra * rb).sum(axis=1)
+    return np.divide(num, den, out=np.zeros(len(a)), where=den > 0)
+
+
+def similarities(before: np.ndarray, after: np.ndarray, measures: tuple[str, ...] = MEASURES
+                 ) -> dict[str, np.ndarray]:
+    """The ``measures`` per image, {measure: (N,)}, for maps (N, H, W) or (N, C, H, W)."""
     abs_a, abs_b = _as_2d(before, True), _as_2d(after, True)
-    sig_a, sig_b = _as_2d(before, False), _as_2d(after, False)
-    out = {m: np.zeros(len(abs_a)) for m in MEASURES}
-    for i in range(len(abs_a)):
-        out["spearman_abs"][i] = spearman(abs_a[i], abs_b[i])
-        out["spearman"][i] = spearman(sig_a[i], sig_b[i])
-        out["ssim"][i] = ssim(_unit(abs_a[i]), _unit(abs_b[i]))
-        out["hog"][i] = hog_similarity(abs_a[i], abs_b[i])
-    return out
+    out = {}
+    if "spearman_abs" in measures:
+        out["spearman_abs"] = spearman_rows(abs_a, abs_b)
+    if "spearman" in measures:
+        out["spearman"] = spearman_rows(_as_2d(before, False), _as_2d(after, False))
+    if "ssim" in measures:
+        out["ssim"] = np.array([ssim(_unit(a), _unit(b)) for a, b in zip(abs_a, abs_b, strict=True)])
+    if "hog" in measures:
+        out["hog"] = np.array([hog_similarity(a, b) for a, b in zip(abs_a, abs_b, strict=True)])
+    return {m: out[m] for m in measures}
 
 
 # --------------------------------------------------------------------------- the randomisation test
@@ -139,8 +168,9 @@ class SanityResult:
 
     def table(self) -> str:
         """A Markdown table: one row per step, the mean of each measure over the images."""
-        head = "| randomised | " + " | ".join(MEASURES) + " |\n|" + " --- |" * (len(MEASURES) + 1) + "\n"
-        rows = [f"| {step} | " + " | ".join(f"{self.scores[m][k].mean():.3f}" for m in MEASURES) + " |"
+        measures = list(self.scores)
+        head = "| randomised | " + " | ".join(measures) + " |\n|" + " --- |" * (len(measures) + 1) + "\n"
+        rows = [f"| {step} | " + " | ".join(f"{self.scores[m][k].mean():.3f}" for m in measures) + " |"
                 for k, step in enumerate(self.steps)]
         return head + "\n".join(rows)
 
@@ -174,19 +204,45 @@ def _method(method: str | Callable, who: str) -> tuple[str, Callable]:
                      f"method, got {method!r}")
 
 
+def _check_measures(measures: Any, who: str) -> tuple[str, ...]:
+    if isinstance(measures, str):
+        measures = (measures,)
+    if not isinstance(measures, tuple | list):
+        raise TypeError(f"{who}: measures must be a tuple of names from {MEASURES}, got {type(measures).__name__}")
+    unknown = [m for m in measures if m not in MEASURES]
+    if not measures or unknown:
+        raise ValueError(f"{who}: measures must be a non-empty selection of {MEASURES}, got {tuple(measures)!r}")
+    return tuple(measures)
+
+
+def _explain(fn: Callable, model: Module, batch: Any, target: Target, kwargs: dict[str, Any]) -> np.ndarray:
+    return np.asarray(backend.to_device(fn(model, batch, target, **kwargs), "cpu"), dtype=np.float64)
+
+
 def model_randomisation(model: Module, x: Any, target: Target, method: str | Callable, mode: str = "cascading",
-                        layers: list[str] | None = None, seed: int = 0, **method_kwargs: Any) -> SanityResult:
+                        layers: list[str] | None = None, seed: int = 0,
+                        measures: tuple[str, ...] = MEASURES,
+                        reinit: Callable[[str, Module, np.random.Generator], None] | None = None,
+                        progress: bool = False, **method_kwargs: Any) -> SanityResult:
     """Adebayo et al.'s model-parameter randomisation test for ``method`` on a batch.
 
     x: (N, C, H, W) (or one image); layers: the conv/linear layers to randomise, top (logits) first
     (default: all of them, in reverse ``named_modules`` order); seed: the new weights' generator
-    (the same draws for every method, so methods are compared on the same random models).
+    (the same draws for every method, so methods are compared on the same random models);
+    measures: which of ``MEASURES`` to compute (SSIM and HOG cost most); reinit: how a layer gets
+    new weights, ``(name, module, rng)`` (default: the layer's own PyTorch-style uniform fan-in
+    init; the Quantus parity test passes Quantus's draws); progress: a tqdm bar over the steps.
     ``method_kwargs`` go to the method (e.g. ``layer=`` for Grad-CAM). The model is restored after.
     """
     who = "model_randomisation"
     if mode not in MODES:
         raise ValueError(f"{who}: mode must be one of {MODES}, got {mode!r}")
     seed = check_int(seed, who, "seed", minimum=0)
+    measures = _check_measures(measures, who)
+    progress = check_bool(progress, who, "progress")
+    if reinit is not None and not callable(reinit):
+        raise TypeError(f"{who}: reinit must be a callable (name, module, rng) -> None or None, "
+                        f"got {type(reinit).__name__}")
     name, fn = _method(method, who)
     batch, _ = as_batch(x, model, who)
     available = _layers(model)[::-1]
@@ -202,25 +258,53 @@ def model_randomisation(model: Module, x: Any, target: Target, method: str | Cal
     if not chosen:
         raise ValueError(f"{who}: the model has no conv or linear layer to randomise")
 
-    def explain() -> np.ndarray:
-        return np.asarray(backend.to_device(fn(model, batch, target, **method_kwargs), "cpu"), dtype=np.float64)
-
-    original = explain()
+    original = _explain(fn, model, batch, target, method_kwargs)
     saved = [(m, m.weight, m.bias) for _, m in chosen]
-    maps, scores = [original], {m: [] for m in MEASURES}
+    maps, scores = [original], {m: [] for m in measures}
     steps = []
+    redraw = reinit or (lambda _name, module, rng: _redraw(module, rng))
     try:
-        for k, (layer_name, module) in enumerate(chosen):
+        for k, (layer_name, module) in enumerate(tqdm(chosen, desc=f"{who} ({name})", disable=not progress)):
             if mode == "independent" and k > 0:
                 prev = saved[k - 1]
                 prev[0].weight, prev[0].bias = prev[1], prev[2]
-            _redraw(module, np.random.default_rng([seed, k]))
+            redraw(layer_name, module, np.random.default_rng([seed, k]))
             steps.append(layer_name if mode == "independent" else f"{layer_name} and above")
-            after = explain()
+            after = _explain(fn, model, batch, target, method_kwargs)
             maps.append(after)
-            for measure, values in similarities(original, after).items():
+            for measure, values in similarities(original, after, measures).items():
                 scores[measure].append(values)
     finally:
         for module, w, b in saved:
             module.weight, module.bias = w, b
     return SanityResult(name, mode, steps, {m: np.stack(v) for m, v in scores.items()}, np.stack(maps))
+
+
+def data_randomisation(model: Module, random_label_model: Module, x: Any, target: Target, method: str | Callable,
+                       measures: tuple[str, ...] = MEASURES, **method_kwargs: Any) -> SanityResult:
+    """Adebayo et al.'s data-randomisation test: ``method``'s maps of ``model`` against those of
+    ``random_label_model``, the same architecture trained on permuted labels.
+
+    x: (N, C, H, W) (or one image); target: the classes explained, the same for both models. One
+    step, ``"random labels"``: ``scores[measure]`` is (1, N), ``maps`` (2, N, ...), trained then
+    random-label, so ``table()`` and ``mv.plot.sanity_figure`` show it like a randomisation step.
+    """
+    who = "data_randomisation"
+    for arg, value in (("model", model), ("random_label_model", random_label_model)):
+        if not isinstance(value, Module):
+            raise TypeError(f"{who}: {arg} must be a minivis Module, got {type(value).__name__}")
+    if random_label_model is model:
+        raise ValueError(f"{who}: random_label_model must be a second model (trained on permuted labels), "
+                         f"got the same object as model")
+    shapes = {k: np.shape(v) for k, v in model.state_dict().items()}
+    other = {k: np.shape(v) for k, v in random_label_model.state_dict().items()}
+    if shapes != other:
+        raise ValueError(f"{who}: random_label_model must have model's architecture (the same parameter names and "
+                         f"shapes), got {sorted(set(shapes) ^ set(other)) or 'different shapes'}")
+    measures = _check_measures(measures, who)
+    name, fn = _method(method, who)
+    batch, _ = as_batch(x, model, who)
+    original = _explain(fn, model, batch, target, method_kwargs)
+    after = _explain(fn, random_label_model, batch, target, method_kwargs)
+    scores = {m: v[None] for m, v in similarities(original, after, measures).items()}
+    return SanityResult(name, "data", ["random labels"], scores, np.stack([original, after]))

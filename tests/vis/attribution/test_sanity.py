@@ -58,3 +58,22 @@ def test_bad_input():
         sanity.model_randomisation(model, x, 0, "saliency", layers=["features.1"])
     with pytest.raises(ValueError, match="model_randomisation: method must be a callable"):
         sanity.model_randomisation(model, x, 0, "salience")
+    with pytest.raises(ValueError, match=r"model_randomisation: measures must be a non-empty selection of .* got \(\)"):
+        sanity.model_randomisation(model, x, 0, "saliency", measures=())
+    with pytest.raises(TypeError, match="model_randomisation: measures must be a tuple of names from .* got set"):
+        sanity.model_randomisation(model, x, 0, "saliency", measures={"ssim"})
+    with pytest.raises(TypeError, match="model_randomisation: reinit must be a callable .* got str"):
+        sanity.model_randomisation(model, x, 0, "saliency", reinit="uniform")
+    with pytest.raises(TypeError, match="model_randomisation: progress must be True or False, got 1"):
+        sanity.model_randomisation(model, x, 0, "saliency", progress=1)
+
+
+def test_batched_spearman_matches_scipy_row_by_row(rng):
+    a, b = rng.random((5, 12, 12)), rng.random((5, 12, 12))
+    b[1] = a[1] ** 3  # monotone: 1
+    a[2, :6] = 0.5  # ties
+    b[3] = 0.25  # constant: 0, as spearman()
+    want = [sanity.spearman(p, q) for p, q in zip(a, b, strict=True)]
+    np.testing.assert_allclose(sanity.spearman_rows(a, b), want, rtol=1e-12, atol=1e-15)
+    assert want[1] == pytest.approx(1.0) and want[3] == 0.0
+    assert want[2] == pytest.approx(spearmanr(a[2].ravel(), b[2].ravel())[0], rel=1e-12)
