@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from minivis.cli_methods import UsageError, _positive, _suggest, add_model_arguments, check_model_choice, read_image
+from minivis.cli_methods import UsageError, add_model_arguments, check_model_choice, positive, read_image, suggest
 
 EXAMPLES = """examples:
   minivis style cat.jpg --style mosaic --out styled                  the shipped mosaic network, one pass
@@ -74,7 +74,7 @@ def parse_mix(text: str, known: list[str]) -> dict[str, float]:
             raise UsageError(f"--mix {item!r}: expected NAME=WEIGHT, e.g. --mix mosaic=0.5,waves=0.5")
         if name not in known:
             raise UsageError(f"--mix: {name!r} is not a style of the multi-style network; choose from "
-                             f"{', '.join(known)}" + _suggest(name, known))
+                             f"{', '.join(known)}" + suggest(name, known))
         try:
             weight = float(value)
         except ValueError as err:
@@ -104,7 +104,7 @@ def _style_choice(args: argparse.Namespace) -> tuple[str, Any]:
         if Path(name).exists():
             return "image", Path(name)
         raise UsageError(f"--style {name!r} is neither a style image name ({', '.join(STYLES)}) nor an image "
-                         f"file" + _suggest(name, STYLES))
+                         f"file" + suggest(name, STYLES))
     if name in singles:
         return "single", name
     if name in multi:
@@ -112,7 +112,7 @@ def _style_choice(args: argparse.Namespace) -> tuple[str, Any]:
     known = sorted(set(singles) | set(multi))
     hint = " (or any style image with --optimize)" if name in STYLES or Path(name).exists() else ""
     raise UsageError(f"--style {name!r}: no trained network for it; choose from {', '.join(known)}{hint}"
-                     + _suggest(name, known))
+                     + suggest(name, known))
 
 
 def _resized(image: np.ndarray, size: int | None) -> np.ndarray:
@@ -134,7 +134,7 @@ def run_style(args: argparse.Namespace, writable_folder: Any) -> int:
     kind, choice = _style_choice(args)
     if args.optimize:
         arch, weights = check_model_choice(args)
-        steps = _positive(args.steps, 5 if args.fast else 100, "--steps")
+        steps = positive(args.steps, 5 if args.fast else 100, "--steps")
         if not np.isfinite(args.style_weight) or args.style_weight < 0:
             raise UsageError(f"--style-weight must be >= 0, got {args.style_weight}")
     elif args.steps is not None or args.model is not None or args.weights is not None:
