@@ -49,6 +49,7 @@ class MicroscopeSpec:
     first_layer: str | None = None
     filter_layer: str | None = None  # the conv whose weights first_layer's page shows (default: first_layer)
     project_in: tuple[str, ...] = ("fast", "default", "full")  # modes with DeconvNet projections of the top-9
+    batch_size: int = 64  # images per forward pass when mining (memory: a batch of the layer's activations)
     cost: float = 30.0  # rough seconds in default mode (a parallel build starts the costliest part first)
 
 
@@ -67,7 +68,7 @@ LITE0 = MicroscopeSpec(  # the ReLU6 after each block's depthwise conv: the bloc
         "full": {"steps": 96, "lr": 0.05, "size": 160, "jitter": 8}},
     first_layer="_act_stem", filter_layer="_conv_stem",
     project_in=("full",),  # a deconvnet pass per patch down from a deep block: ~60 s for the 3 default layers
-    cost=50.0)
+    batch_size=16, cost=50.0)  # fewer 224 px crops at once: two workers' peaks stay well under 2 GB
 
 
 @dataclass
@@ -165,7 +166,7 @@ def _layer_data(ctx: BuildContext, spec: MicroscopeSpec, model: Any, layer: str,
     project = ctx.mode in spec.project_in
 
     def mine() -> dict[str, np.ndarray]:
-        top = vis.top_activations(model, images, [layer], k=k, batch_size=64, crop=False)[layer]
+        top = vis.top_activations(model, images, [layer], k=k, batch_size=spec.batch_size, crop=False)[layer]
         channels = pick_channels(top.patch_index.shape[0], wanted)
         crops = vis.crop_patches(model, images, top, channels=channels)  # (C, k, C_in, h, w), NaN outside
         shown = model.deprocess(crops.reshape(-1, *crops.shape[2:]))
@@ -173,7 +174,7 @@ def _layer_data(ctx: BuildContext, spec: MicroscopeSpec, model: Any, layer: str,
                  "patches": shown.reshape(*crops.shape[:2], *shown.shape[1:])}
         if project:  # the same top-k, each activation sent down to the pixels (the mining is reused)
             proj = vis.project_top_activations(model, images, layer, channels=channels, k=k, rules="deconvnet",
-                                               top=top, batch_size=64)
+                                               top=top, batch_size=spec.batch_size)
             found["projections"] = proj.projections["deconvnet"]
         return found
 
@@ -182,7 +183,7 @@ def _layer_data(ctx: BuildContext, spec: MicroscopeSpec, model: Any, layer: str,
     channels = top["channels"]
 
     def dead() -> dict[str, np.ndarray]:
-        report = vis.dead_filters(model, images, layer, batch_size=64)
+        report = vis.dead_filters(model, images, layer, batch_size=spec.batch_size)
         return {"dead_fraction": report.dead_fraction, "mean": report.mean, "max": report.max}
 
     dead_stats = ctx.cached(f"mic-{spec.model}-{layer}-dead", data_key, dead, model)

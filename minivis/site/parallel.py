@@ -22,6 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+try:
+    import resource  # POSIX: a worker's peak memory, reported with each part
+except ImportError:  # pragma: no cover
+    resource = None
+
 from minivis import backend
 from minivis.site.core import BuildContext, Page, Part, Stage
 
@@ -39,6 +44,7 @@ class PartResult:
     skipped: str = ""
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    peak_mb: float = 0.0  # the peak resident memory of the process that ran it, so far
 
 
 def stage_parts(stage: Stage, ctx: BuildContext) -> list[Part]:
@@ -56,7 +62,8 @@ def run_part(ctx: BuildContext, part: Part, stage: int, index: int) -> PartResul
         pages, skipped = None, str(err)
     notes = ctx.notes[before:]
     del ctx.notes[before:]
-    return PartResult(stage, index, part.name, pages, skipped, notes, time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if resource else 0.0  # Linux: kB
+    return PartResult(stage, index, part.name, pages, skipped, notes, time.perf_counter() - start, peak)
 
 
 # The work of a parallel build, set before the pool forks its workers (which inherit it).
@@ -108,7 +115,8 @@ def run_parts(ctx: BuildContext, jobs: Sequence[tuple[int, int, Part]], workers:
                     results.append(result)
                     bar.update(1)
                     if ctx.progress:
-                        tqdm.write(f"site: part {result.name} in {result.seconds:.1f} s")
+                        tqdm.write(f"site: part {result.name} in {result.seconds:.1f} s (worker peak "
+                                   f"{result.peak_mb:.0f} MB)")
     finally:
         bar.close()
         _WORK = None

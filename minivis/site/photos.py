@@ -111,7 +111,7 @@ PHOTO_METHODS: list[PhotoMethod] = [
                 lambda m, x, t, p: vis.guided_grad_cam(m, x, t, layer=p["layer"])[0], _guided_cam_figure,
                 "mv.vis.guided_grad_cam(model, x, {target}, layer={layer!r})"),
     PhotoMethod("cam_variants", "CAM variants", "class activation maps", _cam_settings, _cam_variants,
-                _cams_figure, "[mv.vis.cam(model, x, {target}, {layer!r}, method=m) for m in {methods}]"),
+                _cams_figure, "mv.vis.cam(model, x, {target}, {layer!r}, method=m) for m in {methods}"),
     PhotoMethod("gradient_x_input", "gradient x input", "decompositions", _no_settings,
                 lambda m, x, t, p: vis.gradient_x_input(m, x, t)[0], _relevance_figure("gradient x input"),
                 "mv.vis.gradient_x_input(model, x, {target})"),
