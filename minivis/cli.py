@@ -1,6 +1,6 @@
 """The ``minivis`` command: one verb per job.
 
-    minivis gallery [--fast|--full] [--out DIR]   the static site: photos, microscope, embeddings, synthesis
+    minivis gallery [--fast|--full] [--workers N] [--out DIR]   the static site (photos, microscope, ...)
     minivis explain IMAGE [--method ...] [--target tabby|281] --out DIR   attribution maps for your image
     minivis classviz --target flamingo --out DIR  the image a class likes best
     minivis dream IMAGE [--layer L] --out DIR      DeepDream

@@ -70,14 +70,14 @@ def _no_settings(ctx: BuildContext, layer: str) -> dict[str, Any]:
     return {}
 
 
-# The CAM variants the page shows side by side: one backward pass each; Score-CAM and Ablation-CAM
-# take a forward pass per channel of the layer (320 at Lite0's last block: minutes), so --full only.
+# The CAM variants the page shows side by side. The gradient ones cost one backward pass each;
+# Ablation-CAM one pass of the layers above the CAM layer per channel (Lite0's last block: ~14 s a
+# photo, default and --full); Score-CAM a whole forward pass per channel (~2 min a photo: --full only).
 CHEAP_CAMS = ("grad_cam_pp", "xgrad_cam", "hires_cam", "layer_cam", "eigen_cam")
-FORWARD_CAMS = ("score_cam", "ablation_cam")
 
 
 def _cam_settings(ctx: BuildContext, layer: str) -> dict[str, Any]:
-    return {"layer": layer, "methods": CHEAP_CAMS + (FORWARD_CAMS if ctx.mode == "full" else ())}
+    return {"layer": layer, "methods": CHEAP_CAMS + ctx.sized((), ("ablation_cam",), ("ablation_cam", "score_cam"))}
 
 
 def _cam_variants(m: Any, x: np.ndarray, t: int, p: dict[str, Any]) -> np.ndarray:
@@ -147,7 +147,7 @@ def photo_stage(model_name: str = "efficientnet_lite0", cam_layer: str = "_block
                 return []
             return [_photo_page(ctx, ctx.model(model_name), model_name, name, cam_layer, methods or PHOTO_METHODS)]
 
-        return Part(f"photo-{name}", build, cost=40.0)
+        return Part(f"photo-{name}", build, cost=55.0)
 
     def parts(ctx: BuildContext) -> list[Part]:
         return [photo_part(name) for name in ctx.photo_names]
