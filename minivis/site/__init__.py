@@ -2,15 +2,20 @@
 
 Sections, each a ``Stage`` (``minivis.site.stages.default_stages``):
 
-* Photos: every attribution method on each offline photo (``photos``);
+* Photos: every attribution method on each offline photo: gradients, the CAM family, LRP,
+  gradient x input, DeepLIFT, occlusion (``photos``);
 * Microscope: per model, layer and channel, the filter, a feature visualisation, the top-9 dataset
-  patches and dead-filter statistics, with a layer overview grid (``microscope``);
+  patches with their DeconvNet projections and dead-filter statistics, with a layer overview grid
+  (``microscope``);
 * Embeddings: the t-SNE map of ``fashion_cnn`` codes, its image grid and an interactive map (``embeddings``);
-* Synthesis: class models, DeepDream, inversion, adversarial examples (``synthesis``).
+* Synthesis: class models, DeepDream, inversion, adversarial examples (``synthesis``), feed-forward
+  style networks, textures and style by optimisation (``style_pages``), decoder inversion
+  (``decoder_page``).
 
 No server, no network: plain HTML and CSS from Jinja2 templates, one small script for the map.
 Results are cached under ``OUT/_cache`` (``.npz``, keyed by the parameters and the model's weights),
-so a second run only redraws.
+so a second run only redraws. A stage is made of independent ``Part``s (a photo, a model's
+microscope, a synthesis page), which ``workers`` processes build side by side (``parallel``).
 """
 
 from __future__ import annotations

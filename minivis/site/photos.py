@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from minivis import plot, vis
 from minivis.autograd import no_grad, tensor
@@ -185,7 +186,7 @@ def _photo_page(ctx: BuildContext, model: Any, model_name: str, name: str, cam_l
                         text=f"Top-1: {label} (class {target}, p = {probs[target]:.3f}). Every map below "
                              f"explains the logit of this class.", table=table)]
     groups: dict[str, Section] = {}
-    for method in methods:
+    for method in tqdm(methods, desc=f"photo {name}", unit="method", leave=False, disable=not ctx.progress):
         params = method.params(ctx, cam_layer)
         result = ctx.cached(f"photo-{model_name}-{name}-{method.key}", {**base, **params, "target": target},
                             lambda m=method, p=params: {"map": m.compute(model, x, target, p)}, model)["map"]
