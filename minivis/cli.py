@@ -1,11 +1,13 @@
 """The ``minivis`` command: one verb per job.
 
-    minivis gallery [--fast|--full] [--out DIR]   the static site: photos, microscope, embeddings, synthesis
+    minivis gallery [--fast|--full] [--workers N] [--out DIR]   the static site (photos, microscope, ...)
     minivis explain IMAGE [--method ...] [--target tabby|281] --out DIR   attribution maps for your image
     minivis classviz --target flamingo --out DIR  the image a class likes best
     minivis dream IMAGE [--layer L] --out DIR      DeepDream
     minivis invert IMAGE [--layer L] --out DIR     feature inversion
     minivis attack IMAGE [--target goldfish] --out DIR   FGSM or a targeted attack
+    minivis style IMAGE --style mosaic|waves|... [--mix mosaic=0.5,waves=0.5] [--optimize] --out DIR
+                                                   your image in a trained style (or by optimisation)
     minivis lessons [--fast] [--out DIR]          run every lesson script, saving its figures to DIR
     minivis train fashion_cnn [--epochs N]        train the Fashion-MNIST CNN into ./runs/fashion_cnn
     minivis train fashion_cnn --permute-labels    the same CNN on shuffled labels (sanity checks)
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 from minivis.cli_methods import UsageError, add_verbs, run_verb
+from minivis.cli_style import add_style_verb, run_style
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_OUT = Path("runs")  # `minivis train MODEL` writes to runs/MODEL under the current folder
@@ -46,6 +49,12 @@ def writable_folder(path: Path, verb: str) -> Path:
     if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
         raise UsageError(f"--out {path}: not a writable folder; choose another with --out")
     return path
+
+
+def default_workers() -> int:
+    """Processes for ``minivis gallery``: two where there are two CPUs (the build is about one CPU-second
+    per wall-second in one process); more would mostly add memory (each loads its own models)."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def run_lessons(out: Path, fast: bool, only: list[str] | None = None) -> int:
@@ -95,8 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--fast", action="store_true", help="tiny settings (tests, a quick look)")
     size.add_argument("--full", action="store_true", help="every photo, every channel of every layer")
     gallery.add_argument("--no-cache", action="store_true", help="recompute everything (and keep no cache)")
+    gallery.add_argument("--workers", type=int, default=None,
+                         help=f"processes building parts of the site side by side, each on one CPU thread "
+                              f"(default {default_workers()}: min(2, CPUs); 1: one process, the kernels on all "
+                              f"threads)")
     gallery.add_argument("photos", nargs="*", help="photo names (default: four photos; --full: all)")
     add_verbs(verbs, [debug])
+    add_style_verb(verbs, [debug])
     lessons = verbs.add_parser("lessons", parents=[debug], help="run every lesson and save its figures")
     lessons.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG figures")
     lessons.add_argument("--fast", action="store_true", help="small sizes (MINIVIS_FAST=1)")
@@ -154,17 +168,20 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"unknown photo(s) {', '.join(map(repr, unknown))}; choose from {', '.join(PHOTOS)}")
         environment()  # a missing Jinja2 is reported before any work
+        workers = default_workers() if args.workers is None else args.workers
+        if workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {workers}")
         mode = "fast" if args.fast else "full" if args.full else "default"
         index = build_site(writable_folder(args.out, "gallery"), mode=mode, photos=args.photos or None,
-                           cache=not args.no_cache)
+                           cache=not args.no_cache, workers=workers)
         print(f"site written: open {index.resolve()}")
         return 0
     if args.verb in IMAGE_VERBS:
         return run_verb(args, writable_folder)
+    if args.verb == "style":
+        return run_style(args, writable_folder)
     if args.verb == "lessons":
         return 1 if run_lessons(writable_folder(args.out, "lessons"), args.fast, args.only) else 0
-    if args.verb == "train" and args.model == "style":
-        return run_train_style(args)
     if args.verb == "train" and args.model == "style":
         return run_train_style(args)
     if args.verb == "train":

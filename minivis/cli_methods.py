@@ -105,7 +105,7 @@ def check_model_choice(args: argparse.Namespace) -> tuple[str, Path | None]:
         if name in ARCHS:
             raise UsageError(f"--model {name}: no weights ship for it; give your own with --weights FILE --arch "
                              f"{name}")
-        raise UsageError(f"--model {name!r} is unknown; choose from {', '.join(SHIPPED)}" + _suggest(name, SHIPPED))
+        raise UsageError(f"--model {name!r} is unknown; choose from {', '.join(SHIPPED)}" + suggest(name, SHIPPED))
     return name, None
 
 
@@ -115,7 +115,7 @@ def load_model(arch: str, weights: Path | None) -> Any:
     return load(arch, weights=weights)
 
 
-def _suggest(word: str, choices: Any) -> str:
+def suggest(word: str, choices: Any) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3, cutoff=0.6)
     return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 
@@ -177,7 +177,7 @@ def _layer(model: Any, arch: str, layer: str | None, table: dict[str, str], flag
         raise UsageError(f"{flag} is needed for this model")
     names = [n for n, _ in model.named_modules() if n]
     if name not in names:
-        raise UsageError(f"{flag} {name!r} is not a layer of {arch}" + _suggest(name, names))
+        raise UsageError(f"{flag} {name!r} is not a layer of {arch}" + suggest(name, names))
     return name
 
 
@@ -197,7 +197,9 @@ def add_verbs(verbs: Any, parents: list[argparse.ArgumentParser]) -> None:
     explain.add_argument("image", type=Path, help="an image file (JPEG, PNG, ...)")
     explain.add_argument("--method", default="all",
                          help="comma-separated: saliency, smoothgrad, guided_backprop, deconvnet, "
-                              "integrated_gradients, grad_cam, guided_grad_cam, occlusion (default: all)")
+                              "integrated_gradients, grad_cam, guided_grad_cam, cam_variants (Grad-CAM++, XGrad-CAM, "
+                              "HiRes-CAM, LayerCAM, Eigen-CAM), gradient_x_input, lrp, deeplift, occlusion "
+                              "(default: all)")
     explain.add_argument("--target", default=None, help="class name or index (default: the top-1 class)")
     explain.add_argument("--layer", default=None, help="layer for Grad-CAM (default: the model's last block)")
     add_model_arguments(explain)
@@ -248,7 +250,7 @@ def add_verbs(verbs: Any, parents: list[argparse.ArgumentParser]) -> None:
     add_common(attack, "attacked")
 
 
-def _positive(value: int | None, default: int, flag: str) -> int:
+def positive(value: int | None, default: int, flag: str) -> int:
     value = default if value is None else value
     if value < 1:
         raise UsageError(f"{flag} must be >= 1, got {value}")
@@ -266,10 +268,10 @@ def run_verb(args: argparse.Namespace, writable_folder: Any) -> int:
         if unknown or not wanted:
             bad = unknown[0] if unknown else args.method
             raise UsageError(f"--method {bad!r} is unknown; choose from {', '.join(methods)}"
-                             + _suggest(bad, methods))
+                             + suggest(bad, methods))
     if args.verb == "classviz":
-        steps = _positive(args.steps, 20 if args.fast else 200, "--steps")
-        size = _positive(args.size, 64 if args.fast else 160, "--size")
+        steps = positive(args.steps, 20 if args.fast else 200, "--steps")
+        size = positive(args.size, 64 if args.fast else 160, "--size")
     out = writable_folder(args.out, args.verb)
     model = load_model(arch, weights)
     if args.verb == "explain":
@@ -296,7 +298,8 @@ def _explain(args: argparse.Namespace, model: Any, arch: str, image: np.ndarray,
     from minivis import plot  # noqa: PLC0415
     from minivis.site.core import BuildContext  # noqa: PLC0415
 
-    layer = _layer(model, arch, args.layer, CAM_LAYERS) if {"grad_cam", "guided_grad_cam"} & set(wanted) else ""
+    cams = {"grad_cam", "guided_grad_cam", "cam_variants"}
+    layer = _layer(model, arch, args.layer, CAM_LAYERS) if cams & set(wanted) else ""
     x = model.preprocess(image)
     probs = predict(model, x)
     target = resolve_class(model, args.target) if args.target is not None else int(probs.argmax())
@@ -341,8 +344,8 @@ def _dream(args: argparse.Namespace, model: Any, arch: str, image: np.ndarray, o
     from minivis import plot, vis  # noqa: PLC0415
 
     layer = _layer(model, arch, args.layer, DREAM_LAYERS)
-    steps = _positive(args.steps, 2 if args.fast else 10, "--steps")
-    octaves = _positive(args.octaves, 1 if args.fast else 3, "--octaves")
+    steps = positive(args.steps, 2 if args.fast else 10, "--steps")
+    octaves = positive(args.octaves, 1 if args.fast else 3, "--octaves")
     x = model.preprocess(image)
     result = vis.deepdream(model, x, layer, steps=steps, lr=args.lr, octaves=octaves)
     image_out = result.image[0] if result.image.ndim == 4 else result.image
@@ -357,7 +360,7 @@ def _invert(args: argparse.Namespace, model: Any, arch: str, image: np.ndarray, 
     from minivis import plot, vis  # noqa: PLC0415
 
     layer = _layer(model, arch, args.layer, INVERT_LAYERS)
-    steps = _positive(args.steps, 5 if args.fast else 100, "--steps")
+    steps = positive(args.steps, 5 if args.fast else 100, "--steps")
     x = model.preprocess(image)[0]
     result = vis.invert(model, x, layer, steps=steps)
     path = out / f"{_stem(args)}_inverted_{layer}.png"
@@ -383,7 +386,7 @@ def _attack(args: argparse.Namespace, model: Any, image: np.ndarray, out: Path) 
     else:
         target = resolve_class(model, args.target)
         eps = 8 / 255 if args.epsilon is None else args.epsilon
-        steps = _positive(args.steps, 5 if args.fast else 40, "--steps")
+        steps = positive(args.steps, 5 if args.fast else 40, "--steps")
         result = vis.targeted_attack(model, x, target, epsilon=eps, step_size=eps / 4, steps=steps)
         call = f"mv.vis.targeted_attack(model, x, {target}, epsilon={eps:.5g}, steps={steps})"
         title = f"targeted {eps * 255:.1f}/255: {labels[int(result.prediction)]} (p {result.target_prob:.3f})"

@@ -129,12 +129,23 @@ def test_gallery_flags_reach_the_site_builder(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(minivis.site, "build_site", lambda out, **kw: calls.append((out, kw)) or out / "index.html")
     out = tmp_path / "site"
     assert cli.main(["gallery", "--out", str(out)]) == 0
-    assert calls[-1] == (out, {"mode": "default", "photos": None, "cache": True})
-    assert cli.main(["gallery", "--fast", "--no-cache", "--out", str(out), "coffee"]) == 0
-    assert calls[-1][1] == {"mode": "fast", "photos": ["coffee"], "cache": False}
+    assert calls[-1] == (out, {"mode": "default", "photos": None, "cache": True, "workers": cli.default_workers()})
+    assert cli.main(["gallery", "--fast", "--no-cache", "--workers", "3", "--out", str(out), "coffee"]) == 0
+    assert calls[-1][1] == {"mode": "fast", "photos": ["coffee"], "cache": False, "workers": 3}
+    assert cli.main(["gallery", "--workers", "0", "--out", str(out)]) == 2
+    assert "--workers must be >= 1, got 0" in capsys.readouterr().err
     assert cli.main(["gallery", "--full", "--out", str(out)]) == 0
     assert calls[-1][1]["mode"] == "full"
     assert "site written: open" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.main(["gallery", "--fast", "--full"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_overview_lists_every_verb(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    for verb in ("gallery", "explain", "classviz", "dream", "invert", "attack", "style", "lessons", "train"):
+        assert f"minivis {verb} " in text, verb
+    assert cli.default_workers() in (1, 2)

@@ -38,10 +38,12 @@ def test_explain_writes_one_png_per_method(shoe, tmp_path, capsys):
     out = tmp_path / "ex"
     assert cli.main(["explain", str(shoe), "--out", str(out), "--target", "sneaker", *FASHION]) == 0
     keys = ("saliency", "smoothgrad", "guided_backprop", "deconvnet", "integrated_gradients", "grad_cam",
-            "guided_grad_cam", "occlusion")
+            "guided_grad_cam", "cam_variants", "gradient_x_input", "lrp", "deeplift", "occlusion")
     assert {p.name for p in out.glob("*.png")} == {f"shoe_{k}.png" for k in keys}
     printed = capsys.readouterr().out
     assert "explaining Sneaker (class 7" in printed and "mv.vis.grad_cam(model, x, 7, layer='features.7')" in printed
+    assert "mv.vis.lrp(model, x, 7, composite='epsilon_gamma_box')" in printed
+    assert "mv.vis.cam(model, x, 7, 'features.7', method=m) for m in ('grad_cam_pp'," in printed
     assert cli.main(["explain", str(shoe), "--out", str(out / "two"), "--method", "saliency, deconvnet",
                      *FASHION]) == 0
     assert {p.name for p in (out / "two").glob("*.png")} == {"shoe_saliency.png", "shoe_deconvnet.png"}
@@ -149,7 +151,7 @@ def test_unwritable_output_folder(shoe, tmp_path, capsys):
 
 
 def test_help_has_examples(capsys):
-    for verb in ("explain", "classviz", "dream", "invert", "attack", "gallery"):
+    for verb in ("explain", "classviz", "dream", "invert", "attack", "gallery", "style"):
         with pytest.raises(SystemExit) as exit_info:
             cli.main([verb, "--help"])
         assert exit_info.value.code == 0

@@ -42,7 +42,7 @@ LAYERS = [
     {"models", "io", "data"},
     {"vis"},
     {"plot"},
-    {"gallery", "cli", "cli_methods", "train", "train_decoder", "train_style", "site"},
+    {"gallery", "cli", "cli_methods", "cli_style", "train", "train_decoder", "train_style", "site"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
 

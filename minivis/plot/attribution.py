@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minivis import backend
-from minivis.plot.core import normalize, overlay, to_image
+from minivis.plot.core import hide_axes, normalize, overlay, to_image
 
 KINDS = ("auto", "heat", "rgb", "abs", "signed")
 
@@ -80,7 +80,7 @@ def _draw(ax: Any, image: np.ndarray, result: np.ndarray, kind: str, alpha: floa
         ax.imshow(shown, cmap="gray" if shown.ndim == 2 and kind in ("auto", "rgb") else "inferno",
                   vmin=0, vmax=1)
     ax.set_title(title, fontsize=9)
-    ax.axis("off")
+    hide_axes(ax)
 
 
 def show_attributions(image: Any, results: Mapping[str, Any], kinds: Mapping[str, str] | None = None,
@@ -100,7 +100,7 @@ def show_attributions(image: Any, results: Mapping[str, Any], kinds: Mapping[str
     axes = axes[0]
     axes[0].imshow(img, cmap="gray" if img.ndim == 2 else None)
     axes[0].set_title("input", fontsize=9)
-    axes[0].axis("off")
+    hide_axes(axes[0])
     for ax, (name, result) in zip(axes[1:], results.items(), strict=True):
         result = _as_numpy(result, "show_attributions")
         if result.ndim not in (2, 3) or (result.ndim == 3 and result.shape[-2:] != img.shape[:2]):
@@ -135,7 +135,7 @@ def show_grad_cam(image: Any, cam: Any, guided: Any = None, alpha: float = 0.5, 
         axes[3].imshow(attribution_image(guided, "rgb"), cmap="gray")
         axes[3].set_title("guided Grad-CAM", fontsize=9)
     for ax in axes:
-        ax.axis("off")
+        hide_axes(ax)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -185,7 +185,7 @@ def show_relevance(images: Any, relevances: Mapping[str, Any], labels: Any = Non
             if i == 0:
                 axes[i, j].set_title(name, fontsize=8)
     for ax in axes.ravel():
-        ax.axis("off")
+        hide_axes(ax)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -214,7 +214,7 @@ def show_cams(images: Any, cams: Mapping[str, Any], labels: Any = None, alpha: f
         for j, (name, c) in enumerate(maps.items(), start=1):
             overlay(img, normalize(c[i]), alpha=alpha, ax=axes[i, j], title=name if i == 0 else None)
     for ax in axes.ravel():
-        ax.axis("off")
+        hide_axes(ax)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

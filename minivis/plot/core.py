@@ -57,7 +57,7 @@ def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None, ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
-        ax.axis("off")
+        hide_axes(ax)
         if i < n:
             img = to_image(images[i])
             ax.imshow(img, cmap=cmap if img.ndim == 2 else None, interpolation="nearest")
@@ -83,10 +83,18 @@ def overlay(image: Any, heatmap: Any, alpha: float = 0.5, cmap: str = "jet", ax:
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
     ax.imshow(normalize(heat), cmap=cmap, alpha=alpha, extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5),
               interpolation="bilinear")
-    ax.axis("off")
+    hide_axes(ax)
     if title:
         ax.set_title(title, fontsize=9)
     return fig
+
+
+def hide_axes(ax: Any) -> None:
+    """``ax.axis("off")``, and its x and y axes hidden too: then matplotlib never lays out the ticks
+    nobody sees (without it, most of the time of a grid of images goes into invisible tick labels)."""
+    ax.axis("off")
+    ax.xaxis.set_visible(False)
+    ax.yaxis.set_visible(False)
 
 
 def save(fig: plt.Figure, path: str | os.PathLike, dpi: int = 110) -> Path:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from minivis.plot.core import plt, to_image
+from minivis.plot.core import hide_axes, plt, to_image
 
 
 def embedding_scatter(embedding: Any, labels: Any = None, class_names: Sequence[str] | None = None,
@@ -49,7 +49,7 @@ def embedding_mosaic(mosaic: Any, title: str | None = None, size: float = 6.0, c
     img = to_image(getattr(mosaic, "mosaic", mosaic))
     fig, ax = plt.subplots(figsize=(size, size * img.shape[0] / img.shape[1]))
     ax.imshow(img, cmap=cmap if img.ndim == 2 else None, interpolation="nearest")
-    ax.axis("off")
+    hide_axes(ax)
     if title:
         ax.set_title(title, fontsize=10)
     return fig

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from minivis import backend
-from minivis.plot.core import to_image
+from minivis.plot.core import hide_axes, to_image
 
 NAN_GREY = 0.85  # how the part of a receptive field outside the image is drawn in RGB crops
 
@@ -32,7 +32,7 @@ def _axes_grid(nrows: int, ncols: int, size: float, title: str | None) -> tuple[
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.axis("off")
+        hide_axes(ax)
     if title:
         fig.suptitle(title)
     return fig, axes
@@ -46,7 +46,9 @@ def _show(ax: Any, img: np.ndarray, vmin: float | None = 0.0, vmax: float | None
     else:
         colormap = plt.get_cmap(cmap).with_extremes(bad=(1.0, 1.0, 1.0, 0.0))
         ax.imshow(np.ma.masked_invalid(img), cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    ax.axis("on")
+    ax.axis("on")  # a frame around the image, and room for a row label (set_ylabel)
+    ax.xaxis.set_visible(True)
+    ax.yaxis.set_visible(True)
     ax.set_xticks([])
     ax.set_yticks([])
 

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minivis import backend
-from minivis.plot.core import normalize, overlay, to_image
+from minivis.plot.core import hide_axes, normalize, overlay, to_image
 
 
 def _cpu(array: Any) -> np.ndarray:
@@ -33,14 +33,14 @@ def occlusion_figure(image: Any, grid: Any, heatmap: Any = None, clean: float | 
     fig, axes = plt.subplots(1, 3, figsize=(3 * size, size + 0.3))
     axes[0].imshow(img, cmap="gray" if img.ndim == 2 else None)
     axes[0].set_title("input", fontsize=9)
-    axes[0].axis("off")
+    hide_axes(axes[0])
     shown = axes[1].imshow(grid, cmap="viridis", interpolation="nearest")
     bar = fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
     if clean is not None:
         bar.ax.axhline(clean, color="red", linewidth=2)
         bar.ax.set_ylabel(f"clean p = {clean:.3f}", fontsize=8)
     axes[1].set_title("p(target) per patch position", fontsize=9)
-    axes[1].axis("off")
+    hide_axes(axes[1])
     overlay(img, 1.0 - normalize(np.nan_to_num(heat, nan=np.nanmax(heat))), ax=axes[2],
             title="where occlusion hurts")
     if title:
@@ -82,7 +82,7 @@ def segmentation_figure(image: Any, saliency_map: Any, mask: Any, title: str | N
                                  strict=True):
         ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)
         ax.set_title(name, fontsize=9)
-        ax.axis("off")
+        hide_axes(ax)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

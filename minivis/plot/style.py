@@ -10,7 +10,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minivis.plot.core import to_image
+from minivis.plot.core import hide_axes, to_image
 
 
 def _image(item: Any) -> np.ndarray:
@@ -29,7 +29,7 @@ def _row(images: Sequence[Any], titles: Sequence[str], size: float, suptitle: st
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
-        ax.axis("off")
+        hide_axes(ax)
         if i < len(images):
             img = _image(images[i])
             ax.imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,

@@ -9,13 +9,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minivis.plot.core import to_image
+from minivis.plot.core import hide_axes, to_image
 
 
 def _show(ax: Any, image: Any, title: str | None = None) -> None:
     img = to_image(image)
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-    ax.axis("off")
+    hide_axes(ax)
     if title:
         ax.set_title(title, fontsize=8)
 
@@ -38,7 +38,7 @@ def synthesis_grid(results: Sequence[Any], titles: Sequence[str] | None = None, 
         if i < len(images):
             _show(ax, images[i], titles[i] if titles is not None else None)
         else:
-            ax.axis("off")
+            hide_axes(ax)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -62,14 +63,40 @@ class Page:
 
 
 @dataclass
+class Part:
+    """One independent piece of a stage's work (a photo, a model's microscope, a synthesis page): a build
+    may run the parts of all stages side by side (``minivis.site.parallel``). ``cost`` is a rough guess
+    of its seconds in default mode: the costliest start first, so that the workers finish together."""
+
+    name: str
+    build: Callable[[BuildContext], list[Page]]
+    cost: float = 1.0
+
+
+@dataclass
 class Stage:
-    """A section of the site: ``group`` is the index heading it appears under (Photos, Microscope...)."""
+    """A section of the site: ``group`` is the index heading it appears under (Photos, Microscope...).
+
+    ``build(ctx)`` makes all its pages; a stage whose work splits into independent pieces also gives
+    ``parts(ctx)`` (``Part`` list, pages in order), which a parallel build runs instead of ``build``.
+    """
 
     name: str
     group: str
     title: str
     build: Callable[[BuildContext], list[Page]]
     about: str = ""
+    parts: Callable[[BuildContext], list[Part]] | None = None
+
+
+def stage_of_parts(name: str, group: str, title: str, parts: Callable[[BuildContext], list[Part]],
+                   about: str = "") -> Stage:
+    """A stage made of parts; its ``build`` runs them one after the other."""
+
+    def build(ctx: BuildContext) -> list[Page]:
+        return [page for part in parts(ctx) for page in part.build(ctx)]
+
+    return Stage(name, group, title, build, about, parts)
 
 
 def slug(text: str) -> str:
@@ -115,7 +142,7 @@ class Cache:
         result = {name: np.asarray(value) for name, value in compute().items()}
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial.npz")
+            partial = path.with_suffix(f".{os.getpid()}.partial.npz")  # parallel workers never share one
             np.savez(partial, **result)
             partial.replace(path)  # a reader never sees half a file
         return result

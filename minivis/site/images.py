@@ -25,6 +25,16 @@ def to_uint8(image: np.ndarray, stretch: bool = False) -> np.ndarray:
     return np.round(img * 255).astype(np.uint8)
 
 
+def signed_image(crop: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """A signed (C, h, w) map as a picture: 0 at mid-grey, +-(the ``percentile`` of |value|) at white and
+    black, (h, w) or (h, w, 3) in [0, 1]; NaN (outside the image) stays NaN (drawn white)."""
+    img = np.moveaxis(np.asarray(crop, dtype=np.float64), 0, -1)
+    finite = np.isfinite(img)
+    top = np.percentile(np.abs(img[finite]), percentile) if finite.any() else 0.0
+    img = np.clip(0.5 + 0.5 * img / top, 0.0, 1.0) if top > 0 else np.where(finite, 0.5, np.nan)
+    return img[..., 0] if img.shape[-1] == 1 else img
+
+
 def save_image(image: np.ndarray, path: Path, min_size: int = 96, stretch: bool = False) -> Path:
     """Save an HxW[xC] image as PNG, enlarged with nearest-neighbour sampling to at least ``min_size`` px
     (a 3x3 filter stays a crisp 3x3 checkerboard instead of a blur)."""

@@ -3,8 +3,9 @@
 For each layer of a ``MicroscopeSpec``: a layer page with an overview grid of its channels (each links
 to the channel's page) and the dead-filter chart; for each channel: the filter (first layer), a
 feature visualisation (``class_model`` on a channel objective, Fourier parameterisation), the top-9
-dataset patches (``top_activations`` + ``crop_patches``) and its dead-filter statistics. More
-per-channel panels (e.g. DeconvNet projections) are rows of ``CHANNEL_PANELS``.
+dataset patches (``top_activations`` + ``crop_patches``) with their DeconvNet projections
+(``project_top_activations``, Zeiler & Fergus 2014) and its dead-filter statistics. More per-channel
+panels are rows of ``CHANNEL_PANELS``. Each model is one ``Part`` of a (parallel) build.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from minivis import plot, vis
-from minivis.site.core import BuildContext, Figure, Page, Section, Stage
-from minivis.site.images import mosaic, save_image
+from minivis.site.core import BuildContext, Figure, Page, Part, Section, Stage, stage_of_parts
+from minivis.site.images import mosaic, save_image, signed_image
 
 
 @dataclass
@@ -47,6 +48,9 @@ class MicroscopeSpec:
     crops_per_photo: dict[str, int] = field(default_factory=lambda: {"fast": 2, "default": 8, "full": 32})
     first_layer: str | None = None
     filter_layer: str | None = None  # the conv whose weights first_layer's page shows (default: first_layer)
+    project_in: tuple[str, ...] = ("fast", "default", "full")  # modes with DeconvNet projections of the top-9
+    batch_size: int = 64  # images per forward pass when mining (memory: a batch of the layer's activations)
+    cost: float = 30.0  # rough seconds in default mode (a parallel build starts the costliest part first)
 
 
 FASHION = MicroscopeSpec(
@@ -54,7 +58,7 @@ FASHION = MicroscopeSpec(
     fv={"fast": {"steps": 8, "lr": 0.5, "size": None, "jitter": 2},
         "default": {"steps": 96, "lr": 0.5, "size": None, "jitter": 2},
         "full": {"steps": 192, "lr": 0.5, "size": None, "jitter": 2}},
-    first_layer="features.0")
+    first_layer="features.0", cost=35.0)
 
 LITE0 = MicroscopeSpec(  # the ReLU6 after each block's depthwise conv: the block's widest rectified layer
     "efficientnet_lite0", ("_act_stem", "_blocks.4._act1", "_blocks.10._act1"),
@@ -62,7 +66,9 @@ LITE0 = MicroscopeSpec(  # the ReLU6 after each block's depthwise conv: the bloc
     fv={"fast": {"steps": 4, "lr": 0.05, "size": 64, "jitter": 4},
         "default": {"steps": 32, "lr": 0.05, "size": 96, "jitter": 4},
         "full": {"steps": 96, "lr": 0.05, "size": 160, "jitter": 8}},
-    first_layer="_act_stem", filter_layer="_conv_stem")
+    first_layer="_act_stem", filter_layer="_conv_stem",
+    project_in=("full",),  # a deconvnet pass per patch down from a deep block: ~60 s for the 3 default layers
+    batch_size=16, cost=50.0)  # fewer 224 px crops at once: two workers' peaks stay well under 2 GB
 
 
 @dataclass
@@ -95,12 +101,12 @@ def pick_channels(count: int, wanted: int | None) -> np.ndarray:
 def microscope_stage(spec: MicroscopeSpec) -> Stage:
     """The Microscope section of one model."""
 
-    def build(ctx: BuildContext) -> list[Page]:
-        return _build_model(ctx, spec)
+    def parts(ctx: BuildContext) -> list[Part]:
+        return [Part(f"microscope-{spec.model}", lambda c: _build_model(c, spec), cost=spec.cost)]
 
-    return Stage(f"microscope-{spec.model}", "Microscope", f"{spec.model}", build,
-                 "Per layer and channel: the filter, a feature visualisation, the top-9 dataset patches and "
-                 "how often the channel is off.")
+    return stage_of_parts(f"microscope-{spec.model}", "Microscope", f"{spec.model}", parts,
+                          "Per layer and channel: the filter, a feature visualisation, the top-9 dataset patches "
+                          "and their projections to pixels, and how often the channel is off.")
 
 
 def _dataset(ctx: BuildContext, spec: MicroscopeSpec, model: Any) -> tuple[np.ndarray, str, dict[str, Any]]:
@@ -157,20 +163,27 @@ def _build_model(ctx: BuildContext, spec: MicroscopeSpec) -> list[Page]:
 def _layer_data(ctx: BuildContext, spec: MicroscopeSpec, model: Any, layer: str, images: np.ndarray,
                 data_name: str, data_key: dict[str, Any], wanted: int | None) -> LayerData:
     k = min(9, len(images))
+    project = ctx.mode in spec.project_in
 
     def mine() -> dict[str, np.ndarray]:
-        top = vis.top_activations(model, images, [layer], k=k, batch_size=64, crop=False)[layer]
+        top = vis.top_activations(model, images, [layer], k=k, batch_size=spec.batch_size, crop=False)[layer]
         channels = pick_channels(top.patch_index.shape[0], wanted)
         crops = vis.crop_patches(model, images, top, channels=channels)  # (C, k, C_in, h, w), NaN outside
         shown = model.deprocess(crops.reshape(-1, *crops.shape[2:]))
-        return {"channels": channels, "patch_index": top.patch_index, "patch_value": top.patch_value,
-                "patches": shown.reshape(*crops.shape[:2], *shown.shape[1:])}
+        found = {"channels": channels, "patch_index": top.patch_index, "patch_value": top.patch_value,
+                 "patches": shown.reshape(*crops.shape[:2], *shown.shape[1:])}
+        if project:  # the same top-k, each activation sent down to the pixels (the mining is reused)
+            proj = vis.project_top_activations(model, images, layer, channels=channels, k=k, rules="deconvnet",
+                                               top=top, batch_size=spec.batch_size)
+            found["projections"] = proj.projections["deconvnet"]
+        return found
 
-    top = ctx.cached(f"mic-{spec.model}-{layer}-top", {**data_key, "k": k, "wanted": wanted}, mine, model)
+    top = ctx.cached(f"mic-{spec.model}-{layer}-top", {**data_key, "k": k, "wanted": wanted, "project": project},
+                     mine, model)
     channels = top["channels"]
 
     def dead() -> dict[str, np.ndarray]:
-        report = vis.dead_filters(model, images, layer, batch_size=64)
+        report = vis.dead_filters(model, images, layer, batch_size=spec.batch_size)
         return {"dead_fraction": report.dead_fraction, "mean": report.mean, "max": report.max}
 
     dead_stats = ctx.cached(f"mic-{spec.model}-{layer}-dead", data_key, dead, model)
@@ -233,6 +246,22 @@ def top_patches_panel(ctx: BuildContext, d: LayerData, i: int, c: int) -> Sectio
         f"[{d.layer!r}], channels=[{c}])")], table=table)
 
 
+def projection_panel(ctx: BuildContext, d: LayerData, i: int, c: int) -> Section | None:
+    if "projections" not in d.top:
+        return None
+    crops = d.top["projections"][i]  # (k, C_in, h, w), NaN outside the image
+    shown = [signed_image(crop) for crop in crops]
+    path, src = ctx.image_path("mic", d.spec.model, d.layer, f"proj{c}")
+    save_image(mosaic(shown, ncols=3), path, min_size=240)
+    return Section("DeconvNet projections", [Figure(
+        src, f"each of the top-{len(crops)} activations of channel {c} alone, sent down to the pixels through the "
+             f"DeconvNet (unpool with the switches, rectify, transposed filters), cropped to its receptive field: "
+             f"0 is mid-grey, each crop scaled by its own 99th percentile of |value| (Zeiler & Fergus 2014)",
+        f"mv.vis.project_top_activations(m, images, {d.layer!r}, channels=[{c}], k=9, rules='deconvnet')"
+        f".projections['deconvnet']")],
+        text="Same order as the patches above: what in each patch the channel responded to.")
+
+
 def dead_panel(ctx: BuildContext, d: LayerData, i: int, c: int) -> Section | None:
     s = d.dead
     table = [["statistic", "value"], ["inputs whose map is all <= 0", f"{s['dead_fraction'][c]:.1%}"],
@@ -242,7 +271,8 @@ def dead_panel(ctx: BuildContext, d: LayerData, i: int, c: int) -> Section | Non
                    f"(mv.vis.dead_filters(m, images, {d.layer!r})).", table=table)
 
 
-CHANNEL_PANELS: list[ChannelPanel] = [filter_panel, feature_vis_panel, top_patches_panel, dead_panel]
+CHANNEL_PANELS: list[ChannelPanel] = [filter_panel, feature_vis_panel, top_patches_panel, projection_panel,
+                                      dead_panel]
 
 
 def _layer_pages(ctx: BuildContext, d: LayerData) -> tuple[list[Page], Figure]:

@@ -1,7 +1,10 @@
 """Photos: every image-centric (attribution) method on each offline photo, one page per photo.
 
 The methods are rows of ``PHOTO_METHODS``: a name, how to compute the map, the figure that shows it
-and the one-line call. A method that lands later (LRP, a CAM variant) is one more row.
+and the one-line call. A method that lands later is one more row. Gradients (saliency ... integrated
+gradients), the CAM family (Grad-CAM, guided Grad-CAM and the variants side by side), the
+decompositions (gradient x input, LRP, DeepLIFT: signed, drawn sign-honest in ``bwr``, 0 white)
+and occlusion. Each photo is one ``Part``, so a parallel build runs photos side by side.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from tqdm import tqdm
 
 from minivis import plot, vis
 from minivis.autograd import no_grad, tensor
-from minivis.site.core import BuildContext, Figure, Page, Section, Stage
+from minivis.site.core import BuildContext, Figure, Page, Part, Section, Stage, stage_of_parts
 from minivis.site.images import save_image
 
 
@@ -55,8 +58,32 @@ def _occlusion_figure(image: np.ndarray, grid: np.ndarray, p: dict[str, Any], ti
     return plot.occlusion_figure(image, grid, heat, title=title)
 
 
+def _relevance_figure(name: str) -> Callable:
+    """A signed map summed over channels in the diverging ``bwr`` map, 0 white, one symmetric scale."""
+    return lambda image, result, p, title: plot.show_relevance([image], {name: result[None]}, title=title)
+
+
+def _cams_figure(image: np.ndarray, result: np.ndarray, p: dict[str, Any], title: str) -> Any:
+    return plot.show_cams([image], {m: result[i][None] for i, m in enumerate(p["methods"])}, title=title)
+
+
 def _no_settings(ctx: BuildContext, layer: str) -> dict[str, Any]:
     return {}
+
+
+# The CAM variants the page shows side by side. The gradient ones cost one backward pass each;
+# Ablation-CAM one pass of the layers above the CAM layer per channel (Lite0's last block: ~14 s a
+# photo, default and --full); Score-CAM a whole forward pass per channel (~2 min a photo: --full only).
+CHEAP_CAMS = ("grad_cam_pp", "xgrad_cam", "hires_cam", "layer_cam", "eigen_cam")
+
+
+def _cam_settings(ctx: BuildContext, layer: str) -> dict[str, Any]:
+    return {"layer": layer, "methods": CHEAP_CAMS + ctx.sized((), ("ablation_cam",), ("ablation_cam", "score_cam"))}
+
+
+def _cam_variants(m: Any, x: np.ndarray, t: int, p: dict[str, Any]) -> np.ndarray:
+    return np.stack([np.asarray(vis.cam(m, x, t, p["layer"], method=method, progress=False)[0])
+                     for method in p["methods"]])
 
 
 PHOTO_METHODS: list[PhotoMethod] = [
@@ -84,6 +111,17 @@ PHOTO_METHODS: list[PhotoMethod] = [
     PhotoMethod("guided_grad_cam", "guided Grad-CAM", "class activation maps", lambda ctx, layer: {"layer": layer},
                 lambda m, x, t, p: vis.guided_grad_cam(m, x, t, layer=p["layer"])[0], _guided_cam_figure,
                 "mv.vis.guided_grad_cam(model, x, {target}, layer={layer!r})"),
+    PhotoMethod("cam_variants", "CAM variants", "class activation maps", _cam_settings, _cam_variants,
+                _cams_figure, "mv.vis.cam(model, x, {target}, {layer!r}, method=m) for m in {methods}"),
+    PhotoMethod("gradient_x_input", "gradient x input", "decompositions", _no_settings,
+                lambda m, x, t, p: vis.gradient_x_input(m, x, t)[0], _relevance_figure("gradient x input"),
+                "mv.vis.gradient_x_input(model, x, {target})"),
+    PhotoMethod("lrp", "LRP", "decompositions", lambda ctx, layer: {"composite": "epsilon_gamma_box"},
+                lambda m, x, t, p: vis.lrp(m, x, t, composite=p["composite"])[0], _relevance_figure("LRP"),
+                "mv.vis.lrp(model, x, {target}, composite={composite!r})"),
+    PhotoMethod("deeplift", "DeepLIFT", "decompositions", _no_settings,
+                lambda m, x, t, p: vis.deeplift(m, x, t)[0], _relevance_figure("DeepLIFT (rescale)"),
+                "mv.vis.deeplift(model, x, {target})"),
     PhotoMethod("occlusion", "occlusion", "occlusion",
                 lambda ctx, layer: {"patch": ctx.sized(16, 32, 32), "stride": ctx.sized(16, 24, 8)},
                 lambda m, x, t, p: vis.occlusion(m, x, t, patch=p["patch"], stride=p["stride"],
@@ -101,23 +139,23 @@ def photo_stage(model_name: str = "efficientnet_lite0", cam_layer: str = "_block
                 methods: list[PhotoMethod] | None = None) -> Stage:
     """The Photos section: ``methods`` (default ``PHOTO_METHODS``) on every photo of the build, target = top-1."""
 
-    def build(ctx: BuildContext) -> list[Page]:
-        model = ctx.model(model_name)
-        pages = []
-        for name in tqdm(ctx.photo_names, desc="photos", unit="photo", disable=not ctx.progress):
+    def photo_part(name: str) -> Part:
+        def build(ctx: BuildContext) -> list[Page]:
             try:
                 ctx.photo(name)
             except ImportError as err:  # a photo whose package is not installed: the others still show
                 ctx.notes.append(f"photo {name!r} skipped: {err}")
-                continue
-            pages.append(_photo_page(ctx, model, model_name, name, cam_layer, methods or PHOTO_METHODS))
-        if not pages:
-            raise ImportError(f"none of the photos {', '.join(ctx.photo_names)} could be loaded")
-        return pages
+                return []
+            return [_photo_page(ctx, ctx.model(model_name), model_name, name, cam_layer, methods or PHOTO_METHODS)]
 
-    return Stage(f"photos-{model_name}", "Photos", f"Photos through {model_name}", build,
-                 "Which pixels made the network say what it said? Every attribution method on each built-in "
-                 "photo, the target being the top-1 class.")
+        return Part(f"photo-{name}", build, cost=55.0)
+
+    def parts(ctx: BuildContext) -> list[Part]:
+        return [photo_part(name) for name in ctx.photo_names]
+
+    return stage_of_parts(f"photos-{model_name}", "Photos", f"Photos through {model_name}", parts,
+                          "Which pixels made the network say what it said? Every attribution method on each "
+                          "built-in photo, the target being the top-1 class.")
 
 
 def _photo_page(ctx: BuildContext, model: Any, model_name: str, name: str, cam_layer: str,
@@ -148,7 +186,7 @@ def _photo_page(ctx: BuildContext, model: Any, model_name: str, name: str, cam_l
                         text=f"Top-1: {label} (class {target}, p = {probs[target]:.3f}). Every map below "
                              f"explains the logit of this class.", table=table)]
     groups: dict[str, Section] = {}
-    for method in methods:
+    for method in tqdm(methods, desc=f"photo {name}", unit="method", leave=False, disable=not ctx.progress):
         params = method.params(ctx, cam_layer)
         result = ctx.cached(f"photo-{model_name}-{name}-{method.key}", {**base, **params, "target": target},
                             lambda m=method, p=params: {"map": m.compute(model, x, target, p)}, model)["map"]

@@ -1,11 +1,11 @@
 """Synthesis: images made by optimisation. Class models (with and without the regularisers), DeepDream,
-feature inversion layer by layer, and adversarial examples before and after. One page per family;
-a family that lands later (style transfer) is one more function in ``SYNTHESIS_PAGES``."""
+feature inversion layer by layer, adversarial examples before and after; then (their own modules)
+feed-forward style networks, textures and style transfer by optimisation, and decoder inversion.
+One page per family, each a function in ``SYNTHESIS_PAGES`` and a ``Part`` of a (parallel) build."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,41 +13,10 @@ from tqdm import tqdm
 
 from minivis import plot, vis
 from minivis.autograd import no_grad, tensor
-from minivis.site.core import BuildContext, Figure, Page, Section, Stage
-
-
-@dataclass
-class SynthesisSpec:
-    """The models, photo, classes and layers the synthesis pages use."""
-
-    small_model: str = "fashion_cnn"
-    model: str = "efficientnet_lite0"
-    photo: str | None = None  # None: the first photo of the build
-    classes: tuple[int, ...] = (130, 947)  # flamingo, mushroom
-    dream_layers: tuple[str, ...] = ("_blocks.2", "_blocks.6")
-    inversion_layers: tuple[str, ...] = ("_act_stem", "_blocks.7", "")
-    attack_target: int = 1  # goldfish
-    sizes: dict[str, int] = field(default_factory=lambda: {"fast": 48, "default": 112, "full": 224})
-
-
-def small_input(model: Any, image: np.ndarray, size: int) -> np.ndarray:
-    """A photo centre-cropped and resized to ``size`` px, normalised like ``model.preprocess``: (C, size, size).
-
-    (``preprocess`` always resizes to the model's own input size; optimisation is cheaper smaller.)
-    """
-    from minivis.data import center_crop, resize_shorter_side, to_float  # noqa: PLC0415
-
-    img = center_crop(resize_shorter_side(to_float(image), size), size)
-    mean = np.asarray(model.mean, np.float32)
-    std = np.asarray(model.std, np.float32)
-    return np.ascontiguousarray(((img - mean) / std).transpose(2, 0, 1), dtype=np.float32)
-
-
-def _save(ctx: BuildContext, fig: Any, *parts: str) -> str:
-    path, src = ctx.image_path(*parts)
-    plot.save(fig, path)
-    return src
-
+from minivis.site.core import BuildContext, Figure, Page, Part, Section, Stage, stage_of_parts
+from minivis.site.decoder_page import decoder_page
+from minivis.site.style_pages import fast_style_page, texture_page
+from minivis.site.synthesis_spec import SynthesisSpec, save_figure, small_input
 
 # --------------------------------------------------------------------------- class models
 CLASS_MODEL_RUNS = {  # name -> class_model settings (the lesson 10 ladder, condensed)
@@ -74,7 +43,7 @@ def class_model_page(ctx: BuildContext, spec: SynthesisSpec) -> Page:
         res = ctx.cached(f"synth-classmodel-{spec.small_model}-{name}", {**kwargs, "steps": steps},
                          lambda kw=kwargs: _class_models(small, classes, steps, kw), small)
         titles = [small.labels[c] for c in classes]
-        src = _save(ctx, plot.synthesis_grid(list(res["images"]), titles, ncols=min(10, len(classes)), size=1.3,
+        src = save_figure(ctx, plot.synthesis_grid(list(res["images"]), titles, ncols=min(10, len(classes)), size=1.3,
                                              suptitle=f"{spec.small_model} class models: {name}"),
                     "synth", f"classmodels-{spec.small_model}-{name}")
         figures.append(Figure(src, f"{name}: Adam, {steps} steps, {_kwargs_text(kwargs)}; target logit "
@@ -93,12 +62,12 @@ def class_model_page(ctx: BuildContext, spec: SynthesisSpec) -> Page:
                                                                    "classes": classes},
                          lambda kw=kwargs: _class_models(big, classes, steps, {"lr": 0.05, "size": size, **kw}), big)
         histories[name] = res["history"]
-        src = _save(ctx, plot.synthesis_grid(list(res["images"]), [big.labels[c] for c in classes], size=2.2,
+        src = save_figure(ctx, plot.synthesis_grid(list(res["images"]), [big.labels[c] for c in classes], size=2.2,
                                              suptitle=f"{spec.model}: {name}"), "synth", f"classmodels-{name}")
         figures.append(Figure(src, f"{name}: Adam lr 0.05, {steps} steps at {size} px, {_kwargs_text(kwargs)}",
                               f"mv.vis.class_model(m, {classes}, steps={steps}, size={size}, "
                               f"{_kwargs_text(kwargs)}).image"))
-    src = _save(ctx, plot.history_plot(histories, ylabel="class logit (mean over classes)",
+    src = save_figure(ctx, plot.history_plot(histories, ylabel="class logit (mean over classes)",
                                        title="the objective during the ascent"), "synth", "classmodels-history")
     figures.append(Figure(src, "the class logit at each step (mean over the classes), one curve per run",
                           "mv.plot.history_plot({name: result.history})"))
@@ -131,7 +100,7 @@ def deepdream_page(ctx: BuildContext, spec: SynthesisSpec) -> Page:
         titles.append(layer)
         captions.append(f"{layer}: 1/2||a||^2 {res['history'][0]:.1f} -> {res['history'][-1]:.1f}")
         calls.append(f"mv.vis.deepdream(m, x, {layer!r}, {_kwargs_text(kwargs)}).image")
-    src = _save(ctx, plot.synthesis_grid(images, titles, size=3.0, suptitle=f"DeepDream on {name}"),
+    src = save_figure(ctx, plot.synthesis_grid(images, titles, size=3.0, suptitle=f"DeepDream on {name}"),
                 "synth", f"deepdream-{name}")
     figure = Figure(src, f"DeepDream ({_kwargs_text(kwargs)}) on a {size} px input; " + "; ".join(captions),
                     " / ".join(calls))
@@ -164,7 +133,7 @@ def inversion_page(ctx: BuildContext, spec: SynthesisSpec) -> Page:
     images = [model.deprocess(x), *res["images"]]
     titles = ["original"] + [f"{layer or '(logits)'}\nimage err {e:.2f}" for layer, e in
                              zip(layers, res["image_error"], strict=True)]
-    src = _save(ctx, plot.synthesis_grid(images, titles, size=2.4, suptitle=f"inverting {name} from each layer"),
+    src = save_figure(ctx, plot.synthesis_grid(images, titles, size=2.4, suptitle=f"inverting {name} from each layer"),
                 "synth", f"inversion-{name}")
     table = [["layer", "feature error", "image error"]] + [
         [layer or "(logits)", f"{f:.4f}", f"{e:.3f}"]
@@ -203,14 +172,14 @@ def adversarial_page(ctx: BuildContext, spec: SynthesisSpec) -> Page:
     label = int(res["label"])
     titles = [f"clean: {labels[label]}", f"FGSM 2/255: {labels[int(res['fgsm_pred'])]}",
               f"targeted 8/255: {labels[int(res['attack_pred'])]}", "difference x 16"]
-    src = _save(ctx, plot.synthesis_grid([clean, res["fgsm"], res["attack"], diff], titles, size=2.6,
+    src = save_figure(ctx, plot.synthesis_grid([clean, res["fgsm"], res["attack"], diff], titles, size=2.6,
                                          suptitle=f"{name} before and after"), "synth", f"adversarial-{name}")
     figs = [Figure(src, f"FGSM with epsilon 2/255 leaves p({labels[label]}) = {float(res['fgsm_prob']):.3f}; "
                         f"a targeted attack ({steps} steps of 2/255 within 8/255) reaches p({labels[target]}) = "
                         f"{float(res['attack_prob']):.3f}",
                    f"mv.vis.fgsm(m, x, {label}, epsilon=2/255); mv.vis.targeted_attack(m, x, {target}, "
                    f"epsilon=8/255, step_size=2/255, steps={steps})")]
-    src = _save(ctx, plot.history_plot({"targeted attack": res["history"]}, ylabel=f"p({labels[target]})",
+    src = save_figure(ctx, plot.history_plot({"targeted attack": res["history"]}, ylabel=f"p({labels[target]})",
                                        title="the target's probability per step"), "synth", "adversarial-history")
     figs.append(Figure(src, "probability of the target class during the targeted attack",
                        "mv.plot.history_plot({'targeted attack': attack.history})"))
@@ -220,17 +189,25 @@ def adversarial_page(ctx: BuildContext, spec: SynthesisSpec) -> Page:
 
 
 SynthesisPage = Callable[[BuildContext, SynthesisSpec], Page]
-SYNTHESIS_PAGES: list[SynthesisPage] = [class_model_page, deepdream_page, inversion_page, adversarial_page]
+SYNTHESIS_PAGES: list[SynthesisPage] = [class_model_page, deepdream_page, inversion_page, adversarial_page,
+                                        fast_style_page, texture_page, decoder_page]
+# Rough seconds of each page in default mode: a parallel build starts the costliest first.
+PAGE_COSTS = {"class_model_page": 60.0, "deepdream_page": 15.0, "inversion_page": 20.0, "adversarial_page": 12.0,
+              "fast_style_page": 8.0, "texture_page": 30.0, "decoder_page": 6.0}
 
 
 def synthesis_stage(spec: SynthesisSpec | None = None, pages: list[SynthesisPage] | None = None) -> Stage:
-    """The Synthesis section: one page per function of ``pages`` (default ``SYNTHESIS_PAGES``)."""
+    """The Synthesis section: one page (and one ``Part``) per function of ``pages`` (default ``SYNTHESIS_PAGES``)."""
     spec = spec or SynthesisSpec()
 
-    def build(ctx: BuildContext) -> list[Page]:
-        makers = pages or SYNTHESIS_PAGES
-        return [make(ctx, spec) for make in tqdm(makers, desc="synthesis", unit="page", disable=not ctx.progress)]
+    def part(make: SynthesisPage) -> Part:
+        return Part(make.__name__.removesuffix("_page"), lambda ctx: [make(ctx, spec)],
+                    cost=PAGE_COSTS.get(make.__name__, 10.0))
 
-    return Stage("synthesis", "Synthesis", "Images by optimisation", build,
-                 "Images made by gradient ascent: what a class or a layer wants to see, what a code keeps, and "
-                 "how little it takes to change the answer.")
+    def parts(ctx: BuildContext) -> list[Part]:
+        return [part(make) for make in (pages or SYNTHESIS_PAGES)]
+
+    return stage_of_parts("synthesis", "Synthesis", "Images by optimisation", parts,
+                          "Images made by optimisation or by a trained network: what a class or a layer wants to "
+                          "see, what a code keeps, how little it takes to change the answer, and textures and "
+                          "styles.")

@@ -73,7 +73,8 @@ def tiny_stages() -> list:
                          fv={m: {**fv, "size": 32} for m in ("fast", "default", "full")}, first_layer="stem",
                          crops_per_photo={"fast": 2, "default": 2, "full": 2})
     synth = SynthesisSpec(classes=(0, 1), dream_layers=("blocks.1",), inversion_layers=("blocks.1", ""),
-                          attack_target=1, sizes={"fast": 32, "default": 32, "full": 32})
+                          attack_target=1, sizes={"fast": 32, "default": 32, "full": 32},
+                          style_layers=("stem", "blocks.1"), content_layer="blocks.3")
     return [photo_stage("efficientnet_lite0", cam_layer="blocks.3"), microscope_stage(fashion),
             microscope_stage(rgb), embedding_stage(EmbeddingSpec(points=(40, 40, 40), grid=(7, 7, 7))),
             synthesis_stage(synth)]

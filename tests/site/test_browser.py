@@ -113,9 +113,12 @@ def check_map(driver, site: Path) -> None:
 
 
 def test_fixture_site_in_chromium(browser, tmp_path):
-    index = build_tiny_site(tmp_path / "site")
+    index = build_tiny_site(tmp_path / "site", workers=2)  # the parallel build, as `minivis gallery` runs it
     pages = crawl(browser, index)
     assert len(pages) == len(list((tmp_path / "site").glob("*.html")))
+    names = {Path(urlparse(p).path).name for p in pages}
+    assert {"synth-fast-style.html", "synth-texture.html", "synth-decoder-inversion.html", "photo-alpha.html",
+            "mic-fashion_cnn-features.0-c0.html"} <= names
     check_map(browser, tmp_path / "site")
     save_screenshot(browser, index, "site-index-fixture.png")
 
@@ -139,7 +142,7 @@ def test_fast_gallery_in_chromium(browser, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     index = out / "index.html"
     pages = crawl(browser, index)
-    assert {"index.html", "embeddings.html", "mic-fashion_cnn.html", "synth-class-models.html"} <= {
-        Path(urlparse(p).path).name for p in pages}
+    assert {"index.html", "embeddings.html", "mic-fashion_cnn.html", "synth-class-models.html", "synth-fast-style.html",
+            "synth-texture.html", "synth-decoder-inversion.html"} <= {Path(urlparse(p).path).name for p in pages}
     check_map(browser, out)
     save_screenshot(browser, index, "site-index.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -87,8 +88,9 @@ def test_every_page_is_reachable_and_every_link_and_image_resolves(site):
                 todo.append(target)
     written = {p.name for p in root.glob("*.html")}
     assert written == seen, f"pages not linked from anywhere: {written - seen}"
-    # photos (2) + microscope (model, 2 layers, 2 channels each, twice) + embeddings + 4 synthesis pages
-    assert len(written) == 1 + 2 + 2 * (1 + 2 * (1 + 2)) + 1 + 4
+    # photos (2) + microscope (model, 2 layers, 2 channels each, twice) + embeddings + 7 synthesis pages
+    assert len(written) == 1 + 2 + 2 * (1 + 2 * (1 + 2)) + 1 + 7
+    assert {"synth-fast-style.html", "synth-texture.html", "synth-decoder-inversion.html"} <= written
 
 
 def test_every_figure_is_a_png_with_a_caption_and_a_minivis_call(site):
@@ -104,11 +106,24 @@ def test_every_figure_is_a_png_with_a_caption_and_a_minivis_call(site):
     assert calls and all(c.startswith("mv.") or c.startswith("Y = mv.") or c.startswith("x = ") for c in calls)
     text = (site.parent / "photo-alpha.html").read_text()
     for method in ("saliency", "SmoothGrad", "guided backprop", "DeconvNet", "integrated gradients", "Grad-CAM",
-                   "guided Grad-CAM", "occlusion"):
+                   "guided Grad-CAM", "CAM variants", "gradient x input", "LRP", "DeepLIFT", "occlusion"):
         assert f"<figcaption>{method} (" in text, method
+    assert "composite=epsilon_gamma_box" in text and "methods=(&#39;grad_cam_pp&#39;, &#39;xgrad_cam&#39;" in text
+    assert "score_cam" not in text  # a forward pass per channel: --full only
     channel = (site.parent / "mic-fashion_cnn-features.0-c0.html").read_text()
-    for heading in ("Filter", "Feature visualisation", "Top-9 dataset patches", "Dead-filter statistics"):
+    for heading in ("Filter", "Feature visualisation", "Top-9 dataset patches", "DeconvNet projections",
+                    "Dead-filter statistics"):
         assert f"<h2>{heading}</h2>" in channel
+    synth = {name: (site.parent / f"synth-{name}.html").read_text() for name in ("fast-style", "texture",
+                                                                              "decoder-inversion")}
+    for call in ("mv.vis.stylize(mv.models.load_fast_style(&#39;mosaic&#39;), photo)",
+                 "mv.vis.interpolate_styles(mv.models.load_fast_style(), photo, &#39;mosaic&#39;, &#39;waves&#39;"):
+        assert call in synth["fast-style"], call
+    for call in ("mv.vis.texture_synthesis(m, mv.vis.style_input(m, mv.data.style_image(&#39;mosaic&#39;, 32))",
+                 "mv.vis.efros_leung(sample[:16, :16], 20, window=5)", "mv.vis.style_transfer(m, "):
+        assert call in synth["texture"], call
+    assert "mv.vis.compare_inversions(m, {l: mv.models.load_decoder(l)" in synth["decoder-inversion"]
+    assert "<td>features.4</td>" in synth["decoder-inversion"]
     assert "<h2>Filter</h2>" not in (site.parent / "mic-fashion_cnn-features.5-c7.html").read_text()
 
 
@@ -156,10 +171,52 @@ def test_second_run_only_redraws(site, monkeypatch, tmp_path):
 
     for name in ("saliency", "smoothgrad", "guided_backprop", "deconvnet", "integrated_gradients", "occlusion",
                  "grad_cam", "guided_grad_cam", "top_activations", "crop_patches", "dead_filters", "class_model",
-                 "feature_codes", "pca", "tsne", "deepdream", "inversion_table", "fgsm", "targeted_attack"):
+                 "feature_codes", "pca", "tsne", "deepdream", "inversion_table", "fgsm", "targeted_attack", "cam",
+                 "gradient_x_input", "lrp", "deeplift", "project_top_activations", "stylize", "interpolate_styles",
+                 "texture_synthesis", "style_transfer", "efros_leung", "compare_inversions"):
         monkeypatch.setattr(vis_module, name, refuse)
     index = build_tiny_site(out)
     assert index.is_file() and (out / "photo-alpha.html").is_file()
+
+
+def _without_timestamp(html: str) -> str:
+    """The page without the build's date and the seconds a method took (the decoder page reports them)."""
+    return re.sub(r"\d+\.\d+ s\b", "", re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d", "", html))
+
+
+def test_a_parallel_build_writes_the_same_site(site, tmp_path):
+    """Two worker processes (forked, one thread each) build the same pages, figures and captions."""
+    from minivis.site.parallel import can_fork
+
+    if not can_fork():
+        pytest.skip("no fork on this platform: the build runs its parts in one process")
+    index = build_tiny_site(tmp_path / "par", workers=2)
+    one, two = site.parent, index.parent
+    assert {p.name for p in one.glob("*.html")} == {p.name for p in two.glob("*.html")}
+    assert sorted(p.relative_to(one).as_posix() for p in one.rglob("*.png")) == \
+        sorted(p.relative_to(two).as_posix() for p in two.rglob("*.png"))
+    for page in one.glob("*.html"):
+        assert _without_timestamp(page.read_text()) == _without_timestamp((two / page.name).read_text()), page.name
+
+
+def test_a_skipped_part_leaves_the_others(tmp_path):
+    from minivis.site import Page, Part, stage_of_parts
+
+    def fine(ctx):
+        return [Page("fine", "Fine", [], card=None)]
+
+    def gone(ctx):
+        raise FileNotFoundError("the data of part two is missing; apt-get install it")
+
+    stage = stage_of_parts("two", "Synthesis", "Two parts", lambda ctx: [Part("one", fine), Part("two", gone)])
+    for workers in (1, 2):
+        index = build_site(tmp_path / str(workers), mode="fast", stages=[stage], photo_arrays={}, progress=False,
+                           workers=workers)
+        text = index.read_text()
+        assert "Synthesis / Two parts (two) skipped: the data of part two is missing" in text
+        assert (index.parent / "fine.html").is_file()
+    with pytest.raises(ValueError, match="workers must be an integer >= 1, got 0"):
+        build_site(tmp_path, stages=[stage], workers=0)
 
 
 def test_cache_keys_on_parameters_and_survives_a_truncated_file(tmp_path):

@@ -11,7 +11,7 @@ gives styles *between* two trained ones (``interpolate_styles``), with no furthe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,21 @@ def _style_index(net: TransformNet, style: Any, method: str) -> int:
     return index
 
 
+def _style_arg(net: TransformNet, style: Any, method: str) -> int | np.ndarray:
+    """An index or name as an index; a mapping {style: weight} as mixture weights over ``net.styles``
+    (weights >= 0, scaled to sum to 1: a convex blend of the trained (gamma, beta) rows)."""
+    if not isinstance(style, Mapping):
+        return _style_index(net, style, method)
+    if not style:
+        raise ValueError(f"{method}: the style mixture is empty; give {{style: weight, ...}}")
+    mix = np.zeros(net.num_styles)
+    for name, weight in style.items():
+        mix[_style_index(net, name, method)] += check_float(weight, method, f"the weight of {name!r}", low=0.0)
+    if mix.sum() <= 0:
+        raise ValueError(f"{method}: the style mixture's weights sum to 0; give at least one positive weight")
+    return mix / mix.sum()
+
+
 def _pixels(photo: Any, method: str) -> np.ndarray:
     """An HxWx3 photo (uint8, or float in [0, 1]) -> (1, 3, H', W') float32, cropped to multiples of 4."""
     array = np.asarray(photo)
@@ -55,8 +70,11 @@ def _run(net: TransformNet, x: np.ndarray, style: Any) -> np.ndarray:
     return np.clip(y[0].transpose(1, 2, 0), 0.0, 1.0).astype(np.float32)
 
 
-def stylize(net: TransformNet, photo: Any, style: int | str = 0) -> np.ndarray:
+def stylize(net: TransformNet, photo: Any, style: int | str | Mapping[Any, float] = 0) -> np.ndarray:
     """``photo`` (HxWx3) in ``style`` (an index or a name in ``net.styles``) -> HxWx3 floats in [0, 1].
+
+    style may also be a mixture ``{"mosaic": 0.5, "waves": 0.5}`` (names or indices; weights >= 0,
+    scaled to sum to 1) for a multi-style network: the norms' (gamma, beta) are blended.
 
     H and W are cropped to multiples of 4 (two stride-2 steps down and up).
     """
@@ -64,7 +82,7 @@ def stylize(net: TransformNet, photo: Any, style: int | str = 0) -> np.ndarray:
     if not isinstance(net, TransformNet):
         raise TypeError(f"{method}: net must be a TransformNet (mv.models.load('fast_style', style=...)), "
                         f"got {type(net).__name__}")
-    return _run(net, _pixels(photo, method), _style_index(net, style, method))
+    return _run(net, _pixels(photo, method), _style_arg(net, style, method))
 
 
 def interpolate_styles(net: TransformNet, photo: Any, a: int | str, b: int | str,
