@@ -67,15 +67,20 @@ print("fast mode" if FAST else "full mode")
 # Johnson's network: a 9x9 convolution, two stride-2 convolutions down to 1/4 resolution, a few
 # residual blocks, two upsampling steps back, a 9x9 convolution to RGB; instance norm and ReLU
 # after every convolution but the last, and reflection padding so that the borders look like the
-# rest. minivis makes one change: the network outputs $x + f(x)$, a correction to the photo,
-# with the last convolution starting at zero. Training then starts from the identity; the plain
-# network must first learn to reproduce the photo at all, which took more steps than the
-# few hundred that fit in a few minutes on two CPU cores. Upsampling by a stride-2 **transposed convolution**
-# scatters each input pixel's 3x3 kernel onto the output, two pixels apart: the footprints
-# overlap on every other row and column. On a constant input the output is therefore a
-# checkerboard of overlap counts, before any training (Odena, Dumoulin & Olah, "Deconvolution and
-# Checkerboard Artifacts", Distill 2016). **Resize-convolution** (nearest-neighbour upsampling,
-# then an ordinary convolution) has no uneven overlap. In NumPy, counting the footprints:
+# rest. minivis makes one change: the network outputs a correction to the photo,
+# $\sigma(\mathrm{logit}(x) + f(x))$, with the last convolution starting at zero. Training then
+# starts from the identity (the plain network must first learn to reproduce the photo at all,
+# which took more steps than fit in a few minutes on two CPU cores), and the sigmoid keeps every
+# pixel inside $[0, 1]$, as Johnson's scaled tanh does. The first networks minivis shipped
+# used $x + f(x)$, unbounded: they learned to lower the style loss with pixels far outside
+# $[0, 1]$, which clipping for display threw away, leaving saturated rainbow blobs and a style
+# loss, measured on the displayed image, barely below the photo's own.
+# Upsampling by a stride-2 **transposed convolution** scatters each input pixel's 3x3 kernel
+# onto the output, two pixels apart: the footprints overlap on every other row and column. On a
+# constant input the output is therefore a checkerboard of overlap counts, before any training
+# (Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts", Distill 2016).
+# **Resize-convolution** (nearest-neighbour upsampling, then an ordinary convolution) has no
+# uneven overlap. In NumPy, counting the footprints:
 
 # %%
 n = 6
@@ -106,10 +111,12 @@ print(f"TransformNet(16 channels, 3 residual blocks): {sum(p.size for p in net.p
 # %% [markdown]
 # ## 3. Training, and the shipped networks
 #
-# `minivis train style --style mosaic --into-package` trains $f_W$ on random 64x64 crops (with
-# flips) of six offline photos, with $\alpha = 1$, $\beta = 20$, $\tau = 10$, Adam with step
-# $2\cdot10^{-3}$, batches of 4, 300 steps: about ten minutes on two busy cores. Naming several
-# styles (`--style mosaic waves immunohistochemistry stripes --steps 500`) trains one
+# The shipped networks were trained by
+# `minivis train style --style mosaic --steps 3000 --crop 96 --lr 4e-3 --lr-schedule cosine --style-weight 50`
+# on random 96x96 crops (with flips) of six offline photos, with $\alpha = 1$, $\beta = 50$,
+# $\tau = 10$, Adam whose step falls from $4\cdot10^{-3}$ to 0 along a cosine, batches of 4:
+# about twelve minutes on one core. Naming several styles
+# (`--style mosaic waves immunohistochemistry stripes --steps 4000`) trains one
 # conditional-instance-norm network for all of them (section 4). The log next to the weights
 # records every setting, the loss every 20 steps, the wall time, and the losses on two photos
 # kept out of training. Here is the same loop for a few steps, to see it run:
