@@ -14,7 +14,7 @@ from minivis.vis.attribution.road import removed_counts
 torch = pytest.importorskip("torch")
 road_ref = pytest.importorskip("pytorch_grad_cam.metrics.road")
 confidence = pytest.importorskip("pytorch_grad_cam.metrics.perturbation_confidence")
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget  # noqa: E402
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget  # noqa: E402
 
 
 def _random_case(seed=0, shape=(3, 24, 31), p=0.7):
@@ -160,12 +160,15 @@ def test_scores_match_gradcam_on_identical_weights(nets, least_first):
         counts.append(per_image.pop())
     remover = confidence.RemoveLeastRelevantFirst if least_first else confidence.RemoveMostRelevantFirst
     ref = np.stack([confidence.PerturbationConfidenceMetric(remover(q, road_ref.NoisyLinearImputer(noise=0.0)))(
-        torch.from_numpy(x), cams, [ClassifierOutputSoftmaxTarget(t) for t in y], twin, return_diff=False)
+        torch.from_numpy(x), cams, [ClassifierOutputTarget(t) for t in y], twin, return_diff=False)
         for q in qs], axis=1)
     order = "lerf" if least_first else "morf"
-    ours = mv.vis.road(model, x, np.array(y), cams, fractions=np.array(counts) / 784, order=order, noise=0.0)
-    # grad-cam's side runs in float32 (ours in float64 on the same float32 inputs), hence 1e-6 and not 1e-12
+    fractions = np.array(counts) / 784
+    ours = mv.vis.road(model, x, np.array(y), cams, fractions=fractions, order=order, noise=0.0, probability=False)
+    # grad-cam's side runs in float32 (ours in float64 on the same float32 inputs), hence 1e-5 and not 1e-12
     np.testing.assert_allclose(getattr(ours, order), ref, rtol=1e-5, atol=1e-6)
+    assert np.ptp(ref, axis=1).min() > 1e-3  # the scores move with the fraction: the check has teeth
+    ours = mv.vis.road(model, x, np.array(y), cams, fractions=fractions, order=order, noise=0.0)
     base = confidence.PerturbationConfidenceMetric(remover(qs[0], road_ref.NoisyLinearImputer(noise=0.0)))(
         torch.from_numpy(x), cams, [ClassifierOutputSoftmaxTarget(t) for t in y], twin, return_diff=True)
     np.testing.assert_allclose(getattr(ours, order)[:, 0] - ours.base, base, rtol=1e-5, atol=1e-6)
