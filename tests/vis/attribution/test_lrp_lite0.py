@@ -70,6 +70,7 @@ def lite0():
     return model, x
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["epsilon_gamma_box", "epsilon_plus"])
 def test_lite0_lrp_matches_zennit_float64(lite0, name):
     from zennit import composites
