@@ -58,6 +58,10 @@ def _zennit(twin, canonizers, composite, x, target):
 
 @pytest.fixture(scope="module")
 def lite0():
+    # one torch thread: on a loaded 2-core machine, torch's float64 depthwise convs with the default
+    # OpenMP pool took 46 s a forward at 64 px instead of 0.4 s (threads spinning against other jobs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     mv.nn.init.seed(1)
     model = mv.models.build("efficientnet_lite0").eval()
     rng = np.random.default_rng(1)
@@ -67,7 +71,8 @@ def lite0():
             m.register_buffer("running_var", rng.uniform(0.5, 1.5, m.num_features))
     model = model.double()
     x = model.preprocess((rng.uniform(0, 1, (1, 64, 64, 3)) * 255).astype(np.uint8)).astype(np.float64)
-    return model, x
+    yield model, x
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
