@@ -183,6 +183,8 @@ def road(model: Module, x: Any, target: Target, attribution: Any, fractions: Seq
     pytorch-grad-cam's ``ROADMostRelevantFirst(q)`` / ``ROADLeastRelevantFirst(q)`` keep q% of the
     pixels (p = 1 - q / 100 here), threshold at ``np.percentile`` instead of counting, and draw the
     noise in normalised units (tests/vis/attribution/test_road.py tests each difference).
+    Bias (module docstring): the imputed patches look blurred, so maps whose removal a blur can hide
+    score well, and some of the mask's shape still shows; compare maps under one protocol only.
     """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
