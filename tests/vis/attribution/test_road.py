@@ -11,10 +11,22 @@ from scipy import ndimage
 import minivis as mv
 from minivis.vis.attribution.road import removed_counts
 
-torch = pytest.importorskip("torch")
-road_ref = pytest.importorskip("pytorch_grad_cam.metrics.road")
-confidence = pytest.importorskip("pytorch_grad_cam.metrics.perturbation_confidence")
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget  # noqa: E402
+
+class _GradCam:
+    """pytorch-grad-cam's modules, imported only by the tests that compare with it (the tests of the
+    paper's equations run without torch and grad-cam)."""
+
+    def __init__(self):
+        self.torch = pytest.importorskip("torch")
+        self.road = pytest.importorskip("pytorch_grad_cam.metrics.road")
+        self.confidence = pytest.importorskip("pytorch_grad_cam.metrics.perturbation_confidence")
+        targets = pytest.importorskip("pytorch_grad_cam.utils.model_targets")
+        self.Softmax, self.Logit = targets.ClassifierOutputSoftmaxTarget, targets.ClassifierOutputTarget
+
+
+@pytest.fixture
+def gc():
+    return _GradCam()
 
 
 def _random_case(seed=0, shape=(3, 24, 31), p=0.7):
@@ -22,29 +34,30 @@ def _random_case(seed=0, shape=(3, 24, 31), p=0.7):
     return rng.uniform(0, 1, shape), rng.uniform(size=shape[1:]) < p
 
 
-def _gradcam_imputation_float64(img, removed):
+def _gradcam_imputation_float64(gc, img, removed):
     """grad-cam's own system (its setup_sparse_system), solved in float64 (its __call__ casts to float32)."""
     from scipy.sparse import csc_matrix
     from scipy.sparse.linalg import spsolve
 
-    a, b = road_ref.NoisyLinearImputer.setup_sparse_system((~removed).astype(np.float64), img,
-                                                           road_ref.neighbors_weights)
+    a, b = gc.road.NoisyLinearImputer.setup_sparse_system((~removed).astype(np.float64), img,
+                                                           gc.road.neighbors_weights)
     out = img.reshape(img.shape[0], -1).copy()
     out[:, removed.ravel()] = np.asarray(spsolve(csc_matrix(a), b)).reshape(-1, img.shape[0]).T
     return out.reshape(img.shape)
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.95])
-def test_imputation_matches_gradcams_system_in_float64(p):
+def test_imputation_matches_gradcams_system_in_float64(gc, p):
     img, removed = _random_case(1, p=p)
     ours = mv.vis.noisy_linear_imputation(img, removed, noise=0.0)
-    np.testing.assert_allclose(ours, _gradcam_imputation_float64(img, removed), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ours, _gradcam_imputation_float64(gc, img, removed), rtol=0, atol=1e-12)
 
 
-def test_imputation_matches_gradcams_imputer_in_float32():
+def test_imputation_matches_gradcams_imputer_in_float32(gc):
     img, removed = _random_case(2)
     img = img.astype(np.float32)
-    ref = road_ref.NoisyLinearImputer(noise=0.0)(torch.from_numpy(img), torch.from_numpy((~removed).astype(np.float32)))
+    keep = gc.torch.from_numpy((~removed).astype(np.float32))
+    ref = gc.road.NoisyLinearImputer(noise=0.0)(gc.torch.from_numpy(img), keep)
     ours = mv.vis.noisy_linear_imputation(img, removed, noise=0.0)
     assert ours.dtype == np.float32
     np.testing.assert_allclose(ours, ref.numpy(), rtol=0, atol=1e-6)
@@ -81,7 +94,8 @@ def test_noise_is_in_pixel_units_scaled_per_channel():
     np.testing.assert_allclose((noisy - clean)[:, removed], 0.01 * scale[:, None] * draws, rtol=0, atol=1e-12)
 
 
-def test_gradcam_adds_its_noise_in_normalised_units(monkeypatch):
+def test_gradcam_adds_its_noise_in_normalised_units(gc, monkeypatch):
+    torch, road_ref = gc.torch, gc.road
     """Departure: grad-cam adds sigma * N(0, 1) to the prepared (normalised) input, so its sigma = 0.01
     is 0.01 * std in pixel units (about 0.0023 for ImageNet's std); the paper's code imputes pixels in
     [0, 1] before normalising, so sigma = 0.01 there. Made visible by replacing its draws with ones."""
@@ -94,7 +108,8 @@ def test_gradcam_adds_its_noise_in_normalised_units(monkeypatch):
     np.testing.assert_allclose((noisy - clean)[:, removed], 0.01, atol=1e-6)  # the same for every channel
 
 
-def _gradcam_removed(cam, q, least_first):
+def _gradcam_removed(gc, cam, q, least_first):
+    torch, confidence = gc.torch, gc.confidence
     """The pixels grad-cam's RemoveMost/LeastRelevantFirst(q) hand to the imputer as missing."""
     seen = {}
 
@@ -107,12 +122,12 @@ def _gradcam_removed(cam, q, least_first):
     return seen["mask"] == 0
 
 
-def test_gradcam_thresholds_at_a_percentile_instead_of_counting():
+def test_gradcam_thresholds_at_a_percentile_instead_of_counting(gc):
     """Departure: grad-cam keeps the pixels strictly below np.percentile(cam, q) (interpolated), the paper
     removes exactly int(p * H * W) by sorting. On 28 x 28 = 784 distinct values and q = 80 it removes 157,
     the paper floor(0.2 * 784) = 156."""
     cam = np.random.default_rng(8).uniform(size=(28, 28))
-    gc = _gradcam_removed(cam, 80, least_first=False)
+    gc = _gradcam_removed(gc, cam, 80, least_first=False)
     ours = mv.vis.removal_mask(cam, 0.2, "morf")
     assert ours.sum() == int(784 * 0.2) == 156
     assert gc.sum() == 157
@@ -120,22 +135,22 @@ def test_gradcam_thresholds_at_a_percentile_instead_of_counting():
     assert ours[gc].sum() == 156  # grad-cam: the same top pixels and one more
 
 
-def test_gradcam_removes_every_pixel_of_a_map_with_many_ties():
+def test_gradcam_removes_every_pixel_of_a_map_with_many_ties(gc):
     """Departure: with ties (a ReLU'd CAM whose lower 60% is 0) the percentile threshold is 0 and
     ``cam < 0`` keeps nothing: grad-cam's MoRF at q = 50 removes 100% of the pixels (its imputer then
     has an empty right-hand side), the paper's sort removes 50%, ties in a fixed order."""
     rng = np.random.default_rng(9)
     cam = np.maximum(rng.uniform(-1.5, 1, size=(20, 20)), 0)
     assert (cam == 0).mean() > 0.55
-    assert _gradcam_removed(cam, 50, least_first=False).all()
+    assert _gradcam_removed(gc, cam, 50, least_first=False).all()
     ours = mv.vis.removal_mask(cam, 0.5, "morf")
     assert ours.sum() == 200 and cam[ours].min() >= cam[~ours].max()
 
 
-def test_gradcam_lerf_percentile_is_the_fraction_kept():
+def test_gradcam_lerf_percentile_is_the_fraction_kept(gc):
     """grad-cam's ROADLeastRelevantFirst(q) removes the (100 - q)% least relevant: our LeRF at p = 1 - q/100."""
     cam = np.random.default_rng(10).uniform(size=(16, 16))
-    gc = _gradcam_removed(cam, 30, least_first=True)
+    gc = _gradcam_removed(gc, cam, 30, least_first=True)
     count = int(gc.sum())
     ours = mv.vis.removal_mask(cam, count / 256, "lerf")
     np.testing.assert_array_equal(ours, gc)
@@ -143,7 +158,8 @@ def test_gradcam_lerf_percentile_is_the_fraction_kept():
 
 
 @pytest.mark.parametrize("least_first", [False, True])
-def test_scores_match_gradcam_on_identical_weights(nets, least_first):
+def test_scores_match_gradcam_on_identical_weights(gc, nets, least_first):
+    torch, confidence, road_ref = gc.torch, gc.confidence, gc.road
     """Noise 0 on both sides; our fractions are the counts grad-cam removes (previous test), so both
     impute the same pixels; softmax scores of the same target on the same images must agree."""
     model, twin = nets
@@ -155,12 +171,12 @@ def test_scores_match_gradcam_on_identical_weights(nets, least_first):
     qs = [20, 50, 90]
     counts = []
     for q in qs:
-        per_image = {int(_gradcam_removed(c, q, least_first).sum()) for c in cams}
+        per_image = {int(_gradcam_removed(gc, c, q, least_first).sum()) for c in cams}
         assert len(per_image) == 1  # distinct values: the same count for both images
         counts.append(per_image.pop())
     remover = confidence.RemoveLeastRelevantFirst if least_first else confidence.RemoveMostRelevantFirst
     ref = np.stack([confidence.PerturbationConfidenceMetric(remover(q, road_ref.NoisyLinearImputer(noise=0.0)))(
-        torch.from_numpy(x), cams, [ClassifierOutputTarget(t) for t in y], twin, return_diff=False)
+        torch.from_numpy(x), cams, [gc.Logit(t) for t in y], twin, return_diff=False)
         for q in qs], axis=1)
     order = "lerf" if least_first else "morf"
     fractions = np.array(counts) / 784
@@ -170,7 +186,7 @@ def test_scores_match_gradcam_on_identical_weights(nets, least_first):
     assert np.ptp(ref, axis=1).min() > 1e-3  # the scores move with the fraction: the check has teeth
     ours = mv.vis.road(model, x, np.array(y), cams, fractions=fractions, order=order, noise=0.0)
     base = confidence.PerturbationConfidenceMetric(remover(qs[0], road_ref.NoisyLinearImputer(noise=0.0)))(
-        torch.from_numpy(x), cams, [ClassifierOutputSoftmaxTarget(t) for t in y], twin, return_diff=True)
+        torch.from_numpy(x), cams, [gc.Softmax(t) for t in y], twin, return_diff=True)
     np.testing.assert_allclose(getattr(ours, order)[:, 0] - ours.base, base, rtol=1e-5, atol=1e-6)
 
 
