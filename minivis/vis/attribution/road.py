@@ -221,7 +221,8 @@ def road(model: Module, x: Any, target: Target, attribution: Any, fractions: Seq
     show = len(jobs) >= 32 if progress is None else progress
     with inference(model):
         target_scores(model(Tensor(batch[:1])), chosen[:1], method)  # the class index is in range
-        base = _scores(model, batch, chosen, probability)
+        base = np.concatenate([_scores(model, batch[k:k + batch_size], chosen[k:k + batch_size], probability)
+                               for k in range(0, n, batch_size)])
         with tqdm(total=len(jobs), desc=method, unit="img", disable=not show, leave=False) as bar:
             for start in range(0, len(jobs), batch_size):
                 chunk = jobs[start:start + batch_size]
