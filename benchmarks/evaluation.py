@@ -271,6 +271,51 @@ def mprt_row(n_images: int, repeat: int) -> list[list]:
     return [["MPRT cascade (saliency, 6 layers)", f"fashion_cnn x{n_images}", t_ours, t_ref, t_ref / t_ours, status]]
 
 
+def road_row(n_images: int, repeat: int, size: int = 224) -> list[list]:
+    """ROAD, MoRF at grad-cam's percentiles 10..90 (noise 0 on both sides, so the values can be checked),
+    softmax of a random target on fashion_cnn, against pytorch-grad-cam's RemoveMostRelevantFirst +
+    NoisyLinearImputer per percentile; our fractions are the pixel counts grad-cam removes (its
+    percentile threshold, tests/vis/attribution/test_road.py). Plus the imputation alone on one
+    ``size`` px RGB image with 90% of the pixels removed."""
+    from pytorch_grad_cam.metrics.perturbation_confidence import (
+        PerturbationConfidenceMetric,
+        RemoveMostRelevantFirst,
+    )
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    model, twin, x = fashion(n_images)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, n_images)
+    cams = rng.uniform(size=(n_images, 28, 28)).astype(np.float32)
+    qs = list(range(90, 0, -10))  # grad-cam keeps q%: removes 10%, 20%, ... 90%
+    removed = [784 - int((cams[0] < np.percentile(cams[0], q)).sum()) for q in qs]
+    metrics = [PerturbationConfidenceMetric(RemoveMostRelevantFirst(q, NoisyLinearImputer(noise=0.0))) for q in qs]
+    targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in y]
+
+    def ours():
+        return mv.vis.road(model, x, y, cams, fractions=np.array(removed) / 784, order="morf", noise=0.0,
+                           progress=False).morf
+
+    def theirs():
+        return np.stack([m(torch.from_numpy(x), cams, targets, twin, return_diff=False) for m in metrics], axis=1)
+
+    status = check(ours(), theirs())
+    t_ours, t_ref = common.timeit_interleaved([ours, theirs], repeat=repeat, warmup=0)
+    rows = [["ROAD MoRF, 9 fractions", f"fashion_cnn x{n_images}", t_ours, t_ref, t_ref / t_ours, status]]
+
+    img = rng.uniform(0, 1, (3, size, size)).astype(np.float32)
+    gone = rng.uniform(size=(size, size)) < 0.9
+    keep = torch.from_numpy((~gone).astype(np.float32))
+    imputer = NoisyLinearImputer(noise=0.0)
+    ours_i = lambda: mv.vis.noisy_linear_imputation(img, gone, noise=0.0)  # noqa: E731
+    theirs_i = lambda: imputer(torch.from_numpy(img), keep).numpy()  # noqa: E731
+    status = check(ours_i(), theirs_i())
+    t_ours, t_ref = common.timeit_interleaved([ours_i, theirs_i], repeat=repeat, warmup=0)
+    rows.append(["noisy linear imputation, 90% removed", f"{size}px RGB", t_ours, t_ref, t_ref / t_ours, status])
+    return rows
+
+
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         print(json.dumps(cam_child(json.loads(sys.argv[2]))))
@@ -285,6 +330,7 @@ def main() -> int:
     rows += cam_rows(args, "fashion_cnn", 28) if args.quick else cam_rows(args, "vgg16", 112)
     rows += deletion_rows(4 if args.quick else 32, repeat)
     rows += mprt_row(4 if args.quick else 32, repeat)
+    rows += road_row(2 if args.quick else 16, repeat, 64 if args.quick else 224)
     headers = ["method", "net", "minivis s", "reference s", "speed-up", "check"]
     common.print_table(headers, rows, title=f"evaluation, {args.threads} threads (min of {repeat})")
     payload = {"rows": [dict(zip(headers, r, strict=True)) for r in rows],

@@ -113,13 +113,84 @@ assert curves["random"].auc.mean() > min(curves[k].auc.mean() for k in maps if k
 # Insertion has the mirror problem: it starts from a blur, and maps that restore edges first win.
 # ROAD (Rong, Leemann, Borisov, Kasneci & Kasneci, ICML 2022) replaces the removed pixels by a noisy
 # linear interpolation of their neighbours so the *shape* of the mask leaks less; it in turn favours
-# smooth maps. (minivis does not implement ROAD yet.) Read these numbers as comparisons between
-# maps under one protocol, never as absolute faithfulness.
+# smooth maps (section 1b). Read these numbers as comparisons between maps under one protocol,
+# never as absolute faithfulness.
 
 # %%
 fig = mv.plot.curve_figure({**{k: v for k, v in curves.items() if not k.endswith(" ")},
                             **{k.strip(): v for k, v in curves.items() if k.endswith(" ")}})
 savefig(fig, "24_deletion_insertion")
+
+# %% [markdown]
+# ## 1b. ROAD: remove, then debias
+#
+# Rong et al. showed the leak is real: a classifier shown *only the mask* of the removed pixels
+# guesses the class far above chance, so a deletion curve partly measures the mask's shape.
+# ROAD (RemOve And Debias) removes a fraction $p$ of the pixels and fills each removed pixel $i$
+# with the weighted mean of its 8 neighbours, direct ones weighted $\tfrac16$, diagonal ones
+# $\tfrac1{12}$ (weights of neighbours outside the image drop out), plus a little noise:
+#
+# $$x_i = \frac{\sum_{j \in N(i)} w_{ij} x_j}{\sum_{j \in N(i)} w_{ij}} + \sigma \varepsilon_i,
+# \qquad \varepsilon_i \sim \mathcal N(0, 1),\ \sigma = 0.01 .$$
+#
+# A removed pixel's neighbours may be removed too, so the means are coupled: without the noise
+# they solve one sparse linear system, $(\sum_j w_{ij}) x_i - \sum_{j \text{ removed}} w_{ij} x_j
+# = \sum_{j \text{ kept}} w_{ij} x_j$, which `mv.vis.noisy_linear_imputation` hands to SciPy's
+# sparse LU. **From scratch**, the same fixed point by repeated averaging (Jacobi iteration):
+
+# %%
+from scipy import ndimage  # noqa: E402
+
+
+def impute_numpy(image, removed, iterations=2000):
+    kernel = np.array([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+    weight = ndimage.correlate(np.ones(removed.shape), kernel, mode="constant")
+    out = np.where(removed, image.mean(axis=(1, 2), keepdims=True), image)
+    for _ in range(iterations):  # each removed pixel <- the weighted mean of its neighbours
+        mean = np.stack([ndimage.correlate(c, kernel, mode="constant") for c in out]) / weight
+        out = np.where(removed, mean, image)
+    return out
+
+
+half = mv.vis.removal_mask(saliency[0], 0.5, "morf")  # the 50% most salient pixels of image 0
+np.testing.assert_allclose(impute_numpy(x[0], half), mv.vis.noisy_linear_imputation(x[0], half, noise=0.0),
+                           atol=1e-9)
+print("Jacobi iteration == the sparse solve")
+
+# %% [markdown]
+# MoRF (most relevant first) should drop the probability fast, LeRF (least relevant first) should
+# keep it: the paper reports both at $p = 10\%, \dots, 90\%$, and pytorch-grad-cam summarises them
+# as $(\overline{\text{LeRF}} - \overline{\text{MoRF}})/2$ (higher is better).
+# `tests/vis/attribution/test_road.py` checks the imputation and the scores against
+# pytorch-grad-cam, and tests where it departs from the paper: it keeps pixels below a percentile
+# (ties can remove everything), and adds its noise in normalised rather than pixel units.
+
+# %%
+fractions = (0.1, 0.3, 0.5, 0.7, 0.9) if not FAST else (0.2, 0.5, 0.8)
+roads = {name: mv.vis.road(fashion, x, predicted, a, fractions=fractions) for name, a in maps.items()}
+print(f"{'map':<20} MoRF mean (lower better)  LeRF mean (higher better)  combined")
+for name, r in roads.items():
+    print(f"{name:<20} {r.morf.mean():.3f}                     {r.lerf.mean():.3f}                      "
+          f"{r.combined.mean():+.3f}")
+assert roads["random"].combined.mean() < max(r.combined.mean() for k, r in roads.items() if k != "random")
+
+panels = [("image", x[0, 0]), ("deletion: 50% black", np.where(half, black, x[0, 0])),
+          ("ROAD: 50% imputed", mv.vis.noisy_linear_imputation(x[0], half)[0])]
+fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.6))
+for ax, (title, img) in zip(axes, panels, strict=True):
+    ax.imshow(img, cmap="gray")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+savefig(fig, "24_road_imputation")
+
+# %% [markdown]
+# **What to notice.** The black holes of deletion trace the saliency map's shape; the imputed image
+# has no holes, only smooth patches, so far less of the mask survives. That is ROAD's bias: the
+# patches look like blur, and the model still sees something it never saw in training, only a
+# different something. A map whose removal a blur can hide (smooth, blob-like) is favoured. Compare
+# the ranking of the five maps with the deletion table: where they disagree, one of the two
+# protocols is measuring its own artefact. (Grad-CAM from `features.8` is coarse, and the zeros
+# of its ReLU are ties, removed in row-major order: at 28 px it ranks pixels poorly under both.)
 
 # %% [markdown]
 # ## 2. Infidelity and sensitivity
@@ -226,6 +297,8 @@ plt.close("all")
 #
 # * Deletion/insertion measure whether the map's ranking moves the output, under a protocol with
 #   known biases (out-of-distribution holes, blur); compare maps under one protocol only.
+# * ROAD imputes the removed pixels from their neighbours so the mask's shape leaks less; it
+#   prefers maps whose removal looks like blur.
 # * Infidelity and max-sensitivity are two sides: a map can be robust by ignoring the input.
 # * The sanity checks test whether a map depends on the model (weight randomisation) and on what
 #   it learned (a twin trained on shuffled labels); guided backprop fails the first and only
@@ -234,6 +307,7 @@ plt.close("all")
 # ## Exercises
 #
 # 1. Replace the black baseline of deletion by the blurred image. Which map's AUC moves most?
+#    Does ROAD order the five maps as deletion does?
 # 2. Run the cascade for Grad-CAM (`layer="features.8"`) and for LRP. Which passes?
 # 3. Build a map that scores a better deletion AUC than saliency without looking at the model
 #    (hint: high-contrast pixels first). What does that say about the metric?

@@ -18,6 +18,7 @@ module                 methods                                                  
                        backward(), composites, batch-norm canonisation                 2019
 ``metrics``            deletion / insertion AUC, infidelity, max-sensitivity, pointing  Petsiuk 2018; Yeh 2019;
                        game, with their known biases                                   Zhang 2016
+``road``               ROAD: MoRF/LeRF with noisy linear imputation                    Rong 2022
 ``sanity``             model-parameter randomisation (cascading, independent) and data  Adebayo 2018
                        randomisation (a random-label model) with rank correlation,
                        SSIM and HOG similarity
@@ -60,11 +61,13 @@ from minivis.vis.attribution.metrics import (
     pointing_game,
 )
 from minivis.vis.attribution.occlusion import occlusion, occlusion_attribution, occlusion_map
+from minivis.vis.attribution.road import RoadResult, noisy_linear_imputation, removal_mask, road
 from minivis.vis.attribution.sanity import SanityResult, data_randomisation, model_randomisation
 from minivis.vis.attribution.segmentation import saliency_segmentation
 
 __all__ = [
-    "SanityResult", "data_randomisation", "model_randomisation",
+    "RoadResult", "SanityResult", "data_randomisation", "model_randomisation", "noisy_linear_imputation",
+    "removal_mask", "road",
     "CAM_METHODS", "COMPOSITES", "Composite", "CurveResult", "ablation", "ablation_cam", "cam", "canonized",
     "deconvnet", "deeplift", "deletion", "eigen_cam", "eigen_grad_cam", "grad_cam", "grad_cam_pp",
     "gradient_x_input", "guided_backprop", "guided_grad_cam", "hires_cam", "infidelity", "input_gradient",

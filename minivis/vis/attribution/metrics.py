@@ -18,8 +18,8 @@ Known biases, to keep in mind when reading the numbers. Deletion feeds the model
 holes it never saw in training: the probability can collapse because the input is *out of
 distribution*, not because the removed pixels carried the evidence, and a map that draws sharp
 high-frequency patterns is rewarded for it. Insertion starts from a blurred image, which favours
-maps whose pixels restore edges. ROAD (Rong et al. 2022) removes pixels by noisy linear
-imputation to reduce that leak of the mask's shape, and in turn favours smooth (blur-like) maps.
+maps whose pixels restore edges. ROAD (Rong et al. 2022; ``road`` in road.py) removes pixels by noisy
+linear imputation to reduce that leak of the mask's shape, and in turn favours smooth (blur-like) maps.
 Infidelity depends on the perturbation distribution chosen; max-sensitivity rewards maps that
 ignore the input (a constant map scores 0).
 
