@@ -180,12 +180,20 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
 
 
 # ----------------------------------------------------------------------------- instance norm
-def _instance_standardize(x: Tensor, op: str, eps: float) -> tuple[Any, Any]:
+def _instance_standardize(x: Tensor, op: str, eps: float, gamma: Any = None, beta: Any = None) -> tuple[Any, Any, Any]:
+    """(inv_std, xhat, gamma * xhat + beta) per (n, c) plane; gamma, beta: (N, C) arrays or None (1, 0).
+
+    On the CPU one fused kernel makes the three passes per plane (``cpu_norm.instance_standardize``);
+    elsewhere the array code below is the reference.
+    """
     if x.shape[2] * x.shape[3] < 2:
         raise ValueError(f"{op}: needs more than 1 spatial element per plane to estimate a variance, "
                          f"got input shape {x.shape}")
+    if isinstance(x.data, np.ndarray) and x.size:
+        return cpu_norm.instance_standardize(x.data, eps, gamma, beta)
     _, _, inv_std, xhat = _standardize(x.data, (2, 3), eps)
-    return inv_std, xhat
+    out = xhat if gamma is None else xhat * gamma[:, :, None, None]
+    return inv_std, xhat, out if beta is None else out + beta[:, :, None, None]
 
 
 def instance_norm(x: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> Tensor:
@@ -201,12 +209,11 @@ def instance_norm(x: Any, weight: Any = None, bias: Any = None, eps: float = 1e-
     bias = _check_param(bias, op, "bias", (channels,), x)
     eps = check_float(eps, op, "eps", 0.0)
     check_same_device(op, x, weight, bias)
-    inv_std, xhat = _instance_standardize(x, op, eps)
-    shape = _channel_shape(4, channels)
+    shape, rows = _channel_shape(4, channels), (x.shape[0], channels)
+    inv_std, xhat, out = _instance_standardize(
+        x, op, eps, None if weight is None else backend.xp(x.data).broadcast_to(weight.data, rows),
+        None if bias is None else backend.xp(x.data).broadcast_to(bias.data, rows))
     gamma = weight.data.reshape(shape) if weight is not None else None
-    out = xhat if gamma is None else xhat * gamma
-    if bias is not None:
-        out = out + bias.data.reshape(shape)
 
     def backward(g):
         grads = [None]
@@ -274,9 +281,8 @@ def conditional_instance_norm(x: Any, style: Any, weight: Any, bias: Any, eps: f
     check_same_device(op, x, weight, bias)
     xp = backend.xp(x.data)
     index = xp.asarray(_style_indices(style, op, batch, styles))
-    inv_std, xhat = _instance_standardize(x, op, eps)
+    inv_std, xhat, out = _instance_standardize(x, op, eps, weight.data[index], bias.data[index])
     gamma = weight.data[index][:, :, None, None]  # (N, C, 1, 1)
-    out = xhat * gamma + bias.data[index][:, :, None, None]
 
     def backward(g):
         gx = _standardize_backward(g * gamma, xhat, inv_std, (2, 3)) if x.requires_grad else None

@@ -1,8 +1,14 @@
-"""The per-channel affine map of an eval-mode batch norm, ``y[n, c] = x[n, c] * scale[c] + shift[c]``.
+"""Per-plane normalisation kernels, a plane (one image's channel) per iteration on all threads
+(one thread for small arrays: ``cpu_threads.launch``):
 
-NumPy needs two passes over x (and a temporary) on one thread; this kernel makes one pass on
-all threads, a plane per iteration (one thread for small arrays: ``cpu_threads.launch``).
-``naive_channel_affine`` is its plain-NumPy twin.
+* ``channel_affine``: the per-channel affine map of an eval-mode batch norm,
+  ``y[n, c] = x[n, c] * scale[c] + shift[c]``; NumPy needs two passes and a temporary on one thread.
+* ``instance_standardize``: instance norm's ``xhat = (x - mean) / sqrt(var + eps)`` and its affine
+  map ``gamma * xhat + beta`` per plane, the statistics accumulated in float64 by two passes (mean,
+  then the centred sum of squares: no cancellation), then one pass writing both; NumPy makes seven
+  passes and five temporaries.
+
+``naive_*`` are their plain-NumPy twins.
 """
 
 from __future__ import annotations
@@ -50,3 +56,80 @@ def naive_channel_affine(x, scale, shift):
     """Plain-NumPy twin of ``channel_affine``."""
     shape = (1, -1) + (1,) * (x.ndim - 2)
     return (x * scale.reshape(shape) + shift.reshape(shape)).astype(x.dtype, copy=False)
+
+
+@numba.njit(inline="always")
+def _sum4(src, mean, squared):
+    """sum(src) or sum((src - mean)^2) in float64, four running sums (a fixed order: the same bits
+    on every call) so the adds need not wait for each other."""
+    s0 = s1 = s2 = s3 = 0.0
+    m4 = src.shape[0] // 4 * 4
+    for t in range(0, m4, 4):
+        a, b, c, d = src[t] - mean, src[t + 1] - mean, src[t + 2] - mean, src[t + 3] - mean
+        if squared:
+            a, b, c, d = a * a, b * b, c * c, d * d
+        s0 += a
+        s1 += b
+        s2 += c
+        s3 += d
+    for t in range(m4, src.shape[0]):
+        v = src[t] - mean
+        s0 += v * v if squared else v
+    return (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(inline="always")
+def _standardize_plane(src, dst, out, eps, gamma, beta):
+    m = src.shape[0]
+    mean = _sum4(src, 0.0, False) / m
+    inv_std = 1.0 / np.sqrt(_sum4(src, mean, True) / m + eps)
+    for t in range(m):
+        dst[t] = (src[t] - mean) * inv_std
+        h = dst[t]  # xhat as stored: out = gamma * xhat + beta in x's dtype, as the array code computes it
+        out[t] = h * gamma + beta
+    return inv_std
+
+
+@numba.njit(parallel=True, cache=True)
+def _instance_standardize(x, eps, gamma, beta, xhat, out, inv_std):
+    for plane in numba.prange(x.shape[0]):
+        inv_std[plane] = _standardize_plane(x[plane], xhat[plane], out[plane], eps, gamma[plane], beta[plane])
+
+
+@numba.njit(cache=True)
+def _instance_standardize_serial(x, eps, gamma, beta, xhat, out, inv_std):
+    for plane in range(x.shape[0]):
+        inv_std[plane] = _standardize_plane(x[plane], xhat[plane], out[plane], eps, gamma[plane], beta[plane])
+
+
+INSTANCE_MIN_WORK = 1 << 18  # elements: three passes per plane, so the threads pay from smaller arrays than
+# ``launch``'s single-pass threshold (a style network's 16 x 256 x 256 maps: 1M elements)
+
+
+def instance_standardize(x: np.ndarray, eps: float, gamma: np.ndarray | None = None,
+                         beta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x (N, C, H, W) -> (inv_std (N, C, 1, 1), xhat, out = gamma * xhat + beta), per (n, c) plane.
+
+    gamma, beta: (N, C) (a row per image: conditional instance norm) or None (1 and 0). All in x's dtype.
+    """
+    x = np.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    planes = x.reshape(n * c, int(np.prod(x.shape[2:])))
+    g = np.ones(n * c, x.dtype) if gamma is None else np.ascontiguousarray(gamma, dtype=x.dtype).reshape(n * c)
+    b = np.zeros(n * c, x.dtype) if beta is None else np.ascontiguousarray(beta, dtype=x.dtype).reshape(n * c)
+    xhat, out = np.empty_like(planes), np.empty_like(planes)
+    inv_std = np.empty(n * c, dtype=np.float64)
+    kernel = _instance_standardize if x.size >= INSTANCE_MIN_WORK and n * c > 1 else _instance_standardize_serial
+    kernel(planes, float(eps), g, b, xhat, out, inv_std)
+    return inv_std.astype(x.dtype).reshape(n, c, 1, 1), xhat.reshape(x.shape), out.reshape(x.shape)
+
+
+def naive_instance_standardize(x, eps, gamma=None, beta=None):
+    """Plain-NumPy twin of ``instance_standardize`` (statistics in float64, as the kernel)."""
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=(2, 3), keepdims=True)
+    inv_std = 1.0 / np.sqrt(((x64 - mean) ** 2).mean(axis=(2, 3), keepdims=True) + eps)
+    xhat = ((x64 - mean) * inv_std).astype(x.dtype)
+    g = np.ones(1, x.dtype) if gamma is None else np.asarray(gamma, x.dtype)[:, :, None, None]
+    b = np.zeros(1, x.dtype) if beta is None else np.asarray(beta, x.dtype)[:, :, None, None]
+    return inv_std.astype(x.dtype), xhat, xhat * g + b
