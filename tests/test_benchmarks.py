@@ -212,8 +212,10 @@ def test_evaluation_quick_writes_a_complete_record(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "evaluation-cpu.json").read_text())
     assert record["topic"] == "evaluation" and record["quick"] is True and record["errors"] == 0
     methods = [r["method"] for r in record["rows"]]
-    assert methods == ["LRP eps-gamma-box", "LRP eps-gamma-box", "score_cam", "ablation_cam",
-                       "deletion curve (PixelFlipping)"]
+    assert methods[:5] == ["LRP eps-gamma-box", "LRP eps-gamma-box", "score_cam", "ablation_cam",
+                           "deletion curve (PixelFlipping)"]
+    assert methods[5] == "MPRT cascade (saliency, 6 layers)" and methods[-1] == "noisy linear imputation, 90% removed"
+    assert any(m.startswith("ROAD") for m in methods[6:-1])
     for r in record["rows"]:
         assert r["minivis s"] > 0 and r["reference s"] > 0
         assert r["speed-up"] == pytest.approx(r["reference s"] / r["minivis s"])
