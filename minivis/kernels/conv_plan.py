@@ -13,15 +13,19 @@ same thing, and the one rule that picks among them (``choose``):
 * **pointwise** (inside the im2col functions): a 1x1, stride-1, unpadded convolution already has
   ``x`` as its cols matrix, so it is one GEMM with no copy.
 * **depthwise direct kernels** (``kernels.depthwise_*``): one input channel per group would be
-  N*C tiny GEMMs; a direct sliding-window kernel is faster.
+  N*C tiny GEMMs; a direct sliding-window kernel is faster. At stride 1 each plane is one
+  "wide-grid" correlation with contiguous inner loops; at stride s > 1 the forward pass and the
+  input gradient run *polyphase* (``cpu_conv``): the padded plane, or the input gradient, splits
+  into s*s components, each a stride-1 correlation with a sub-kernel, so no inner loop strides.
 * **Winograd F(2x2, 3x3)** (``winograd_forward``, ``winograd_backward_input``; CPU only,
   ``cpu_winograd``): a stride-1 3x3 convolution (every VGG layer) as 16 GEMMs with K = C_in instead
   of one with K = 9*C_in, 2.25x fewer multiply-adds, forward and input gradient alike. It pays only
   from a few channels and blocks on (``winograd_pays``).
 
-The rule: depthwise -> direct kernels; CPU, stride-1 3x3 ungrouped undilated and large enough to
-pay -> Winograd; everything else -> im2col tiles (a 1x1 convolution skips the copy). The user can
-override it with ``mv.conv_algorithm(name)``, whose names (``ALGORITHMS``) ``choose`` takes.
+The rule: depthwise -> direct kernels (polyphase at stride > 1); CPU, stride-1 3x3 ungrouped
+undilated and large enough to pay -> Winograd; everything else -> im2col tiles (a 1x1 convolution
+skips the copy). The user can override it with ``mv.conv_algorithm(name)``, whose names
+(``ALGORITHMS``) ``choose`` takes.
 
 **Batch invariance.** Every choice here (algorithm, tile, band, thread split of one image's GEMMs)
 depends on the layer and one image's shape only, never on the batch size or the thread count, so
