@@ -100,28 +100,30 @@ def _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col):
         v = x[p, h, w]
         if first or _first_wins(v, best[h, j]):
             best[h, j] = v
-            col[h, j] = w
+            col[h, j] = h * width + w
             first = False
 
 
 @numba.njit(inline="always")
 def _row_maxima(x, p, h, kw, sw, pw, dw, j0, j1, best, col):
-    """best[h, j], col[h, j] = max of row ``x[p, h]`` over window j's columns, and the column of its
-    first maximum, for every window j. Window j reads the columns ``j*sw - pw + b*dw`` (b < kw) that
-    lie inside the row; the windows in [j0, j1) lie wholly inside it."""
+    """best[h, j], col[h, j] = max of row ``x[p, h]`` over window j's columns, and the flat index
+    ``h*W + w`` of its first maximum, for every window j. Window j reads the columns
+    ``j*sw - pw + b*dw`` (b < kw) that lie inside the row; the windows in [j0, j1) lie wholly inside it."""
     u = np.uint64
     for j in range(j0):  # left border: clipped windows
         _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col)
-    n, uj0, first = u(j1 - j0), u(j0), u(max(j0 * sw - pw, 0))  # first: window j0's first column
+    n, uj0 = u(j1 - j0), u(j0)
+    first = u(h * x.shape[2] + max(j0 * sw - pw, 0))  # flat index of window j0's first column
+    xf = x[p].reshape(-1)
     if kw == 3 and sw == 2:  # the common overlapping pool: three taps in registers, one pass
         d1, d2 = u(dw), u(2 * dw)
         for t in range(n):
             w = u(2) * t + first
-            bv, c = x[p, h, w], w
-            v = x[p, h, w + d1]
+            bv, c = xf[w], w
+            v = xf[w + d1]
             take = _first_wins(v, bv)
             bv, c = (v, w + d1) if take else (bv, c)
-            v = x[p, h, w + d2]
+            v = xf[w + d2]
             take = _first_wins(v, bv)
             bv, c = (v, w + d2) if take else (bv, c)
             best[h, uj0 + t] = bv
@@ -129,17 +131,42 @@ def _row_maxima(x, p, h, kw, sw, pw, dw, j0, j1, best, col):
     else:  # taps outermost, windows innermost
         usw = u(sw)
         for t in range(n):
-            best[h, uj0 + t] = x[p, h, usw * t + first]
+            best[h, uj0 + t] = xf[usw * t + first]
             col[h, uj0 + t] = usw * t + first
         for b in range(1, kw):
             tap = first + u(b * dw)
             for t in range(n):
-                v, bv = x[p, h, usw * t + tap], best[h, uj0 + t]
+                v, bv = xf[usw * t + tap], best[h, uj0 + t]
                 take = _first_wins(v, bv)
                 best[h, uj0 + t] = v if take else bv
                 col[h, uj0 + t] = usw * t + tap if take else col[h, uj0 + t]
     for j in range(j1, best.shape[1]):  # right border (and ceil_mode's partial window)
         _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col)
+
+
+@numba.njit(inline="always")
+def _row_maxima_flat(x, p, pw, dw, q0, q1, best, col):
+    """``_row_maxima`` for a three-tap stride-2 pool with ``W == 2 * Wo``, all rows in one loop.
+
+    Window j of row h then reads the flat plane at ``2*(h*Wo + j) - pw + b*dw``: with ``q = h*Wo + j``
+    the whole plane is one loop over q, long enough to vectorize where a row of a 32x32 plane (15
+    windows) is shorter than one vector loop. Windows that cross a row end come out wrong and the
+    caller recomputes them (``_clipped_row_max``); q in [q0, q1) keeps every read inside the plane.
+    """
+    u = np.uint64
+    xf, bf, cf = x[p].reshape(-1), best.reshape(-1), col.reshape(-1)
+    first, d1, d2, uq0 = u(2 * q0 - pw), u(dw), u(2 * dw), u(q0)
+    for t in range(u(q1 - q0)):
+        w = u(2) * t + first
+        bv, c = xf[w], w
+        v = xf[w + d1]
+        take = _first_wins(v, bv)
+        bv, c = (v, w + d1) if take else (bv, c)
+        v = xf[w + d2]
+        take = _first_wins(v, bv)
+        bv, c = (v, w + d2) if take else (bv, c)
+        bf[uq0 + t] = bv
+        cf[uq0 + t] = c
 
 
 @numba.njit(inline="always")
@@ -150,13 +177,13 @@ def _column_maxima(best, col, i, kh, sh, ph, dh, width, out, switches, p):
     if kh == 3 and h0 >= 0 and h0 + 2 * dh < height:  # three whole rows: one pass
         h1, h2 = h0 + dh, h0 + 2 * dh
         for j in range(out_w):
-            bv, s = best[h0, j], h0 * width + np.int64(col[h0, j])
+            bv, s = best[h0, j], np.int64(col[h0, j])
             v = best[h1, j]
             take = _first_wins(v, bv)
-            bv, s = (v, h1 * width + np.int64(col[h1, j])) if take else (bv, s)
+            bv, s = (v, np.int64(col[h1, j])) if take else (bv, s)
             v = best[h2, j]
             take = _first_wins(v, bv)
-            bv, s = (v, h2 * width + np.int64(col[h2, j])) if take else (bv, s)
+            bv, s = (v, np.int64(col[h2, j])) if take else (bv, s)
             out[p, i, j] = bv
             switches[p, i, j] = s
         return
@@ -165,12 +192,11 @@ def _column_maxima(best, col, i, kh, sh, ph, dh, width, out, switches, p):
         h = h0 + a * dh
         if h < 0 or h >= height:
             continue
-        base = h * width
         for j in range(out_w):
             v, bv = best[h, j], out[p, i, j]
             take = first or _first_wins(v, bv)
             out[p, i, j] = v if take else bv
-            switches[p, i, j] = base + np.int64(col[h, j]) if take else switches[p, i, j]
+            switches[p, i, j] = np.int64(col[h, j]) if take else switches[p, i, j]
         first = False
 
 
@@ -191,10 +217,22 @@ def _max_pool2d_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches, p0, p1)
             h = i * sh - ph + a * dh
             if 0 <= h < height:
                 used[h] = True
+    flat = kw == 3 and sw == 2 and width == 2 * out_w  # even widths of the common overlapping pool
+    q0 = (pw + 1) // 2  # the flat windows whose taps all lie inside the plane
+    q1 = min((height * width - 1 + pw - 2 * dw) // 2 + 1, height * out_w)
     for p in range(p0, p1):
-        for h in range(height):
-            if used[h]:
-                _row_maxima(x, p, h, kw, sw, pw, dw, j0, j1, best, col)
+        if flat and q1 > q0:
+            _row_maxima_flat(x, p, pw, dw, q0, q1, best, col)
+            for h in range(height):  # the windows at the row ends: clipped, not crossing into the next row
+                if used[h]:
+                    for j in range(j0):
+                        _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col)
+                    for j in range(j1, out_w):
+                        _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col)
+        else:
+            for h in range(height):
+                if used[h]:
+                    _row_maxima(x, p, h, kw, sw, pw, dw, j0, j1, best, col)
         for i in range(out_h):
             _column_maxima(best, col, i, kh, sh, ph, dh, width, out, switches, p)
 
