@@ -2,6 +2,8 @@
 
     python benchmarks/attribution.py            # full run (224 px): results/attribution-cpu.json + README table
     python benchmarks/attribution.py --quick    # smoke test: fashion_cnn at 28 px, 4 samples (no measurement)
+    python benchmarks/attribution.py --nets efficientnet_lite0 --methods smoothgrad,integrated_gradients \
+        --readme none                           # some rows only (keep them out of the README's full table)
 
 For one photo (chelsea, preprocessed by each model) and float32 weights shared by both sides
 (EfficientNet-Lite0 with its ImageNet weights when installed, else random; VGG16 random, which
@@ -251,14 +253,15 @@ def row(net, method, ours_s, ref_s, status, err, ours_mb=None, ref_mb=None, repe
             "check": status, "rel_err": err, "minivis_peak_mb": ours_mb, "captum_peak_mb": ref_mb, "repeat": repeat}
 
 
-def single_pass_rows(net: str, size: int, quick: bool, profile: bool) -> tuple[list[dict], dict]:
+def single_pass_rows(net: str, size: int, quick: bool, profile: bool,
+                     methods: tuple[str, ...] = SINGLE) -> tuple[list[dict], dict]:
     model, twin, x, target = build(net, size)
     layer = NETS[net]
     checks = float64_checks(net, model, twin, x, target)
     print(f"  {net}: float64 checks " + ", ".join(f"{m} {c[0]}" + (f" ({c[1]:.0e})" if c[1] is not None else "")
                                              for m, c in checks.items()), flush=True)
     rows = []
-    for method in SINGLE:
+    for method in (m for m in SINGLE if m in methods):
         ours, ref = minivis_fn(method, model, x, target, layer, 1), captum_fn(method, twin, x, target, layer, 1)
         repeat = 1 if quick else 5  # interleaved rounds; the minimum counts
         ours_s, ref_s = timeit_interleaved([ours, ref], repeat=repeat, warmup=1)
@@ -278,9 +281,9 @@ def print_profile(fn, title: str, top: int = 14) -> None:
     print(f"--- cProfile of minivis {title} (sorted by own time)\n" + text.getvalue())
 
 
-def multi_rows(args, net: str, size: int, samples: int, checks: dict) -> list[dict]:
+def multi_rows(args, net: str, size: int, samples: int, checks: dict, methods: tuple[str, ...] = MULTI) -> list[dict]:
     rows = []
-    for method in MULTI:
+    for method in (m for m in MULTI if m in methods):
         m, c = (run_child(args, net, method, side, size, samples) for side in ("minivis", "captum"))
         status, err = checks[method]
         rows.append(row(net, method, m["seconds"], c["seconds"], status, err, m["peak_mb"], c["peak_mb"]))
@@ -300,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     extra.add_argument("--samples", type=int, default=None, help="SmoothGrad samples / IG steps (default 50)")
     extra.add_argument("--sample-batch", type=int, default=SAMPLE_BATCH,
                        help="noisy copies / path points per batched pass (default %(default)s)")
+    extra.add_argument("--nets", default=None,
+                       help="comma-separated networks to run (default: efficientnet_lite0,vgg16)")
+    extra.add_argument("--methods", default=None,
+                       help=f"comma-separated methods to time (default: all of {', '.join(SINGLE + MULTI)}); "
+                            "the float64 checks still run")
     known, rest = extra.parse_known_args(argv)
     args = parse_args(__doc__.splitlines()[0], topic="attribution", argv=rest)
     dev = setup(args)
@@ -308,13 +316,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     SAMPLE_BATCH = known.sample_batch
     sizes = {"fashion_cnn": 28} if args.quick else {"efficientnet_lite0": 224, "vgg16": 224}
+    if known.nets:
+        sizes = {net: sizes.get(net, 224) for net in known.nets.split(",")}
+    methods = tuple(known.methods.split(",")) if known.methods else SINGLE + MULTI
+    if unknown := [m for m in methods if m not in SINGLE + MULTI] + [n for n in sizes if n not in NETS]:
+        sys.exit(f"attribution.py: unknown net or method {unknown}")
     samples = known.samples or (4 if args.quick else 50)
     print(f"{dev.description}, {args.threads} threads (torch, BLAS/OpenMP, Numba); sizes {sizes}; "
           f"{samples} samples/steps, batches of {SAMPLE_BATCH}")
     rows = []
     for net, size in sizes.items():
-        single, checks = single_pass_rows(net, size, args.quick, known.profile)
-        rows += single + multi_rows(args, net, size, samples, checks)
+        single, checks = single_pass_rows(net, size, args.quick, known.profile, methods)
+        rows += single + multi_rows(args, net, size, samples, checks, methods)
 
     table = [[r["net"], r["method"], r["minivis_s"], r["captum_s"], r["ratio"],
               r["check"] + (f" ({r['rel_err']:.0e})" if r["rel_err"] is not None else ""),

@@ -2,6 +2,7 @@
 
     python benchmarks/kernels.py              # full run: results/kernels-cpu.json + README table
     python benchmarks/kernels.py --quick      # smoke test (tiny sizes, seconds)
+    python benchmarks/kernels.py --only pool --readme none   # the max-pool rows only
     python benchmarks/kernels.py --device gpu # CuPy + Numba-CUDA vs PyTorch CUDA (cuDNN), see gpu_main
 
 For every layer of a small table of real CNN layers (CIFAR, VGG, AlexNet, depthwise, 1x1,
@@ -345,7 +346,14 @@ def summarize(conv: list[dict[str, Any]], pool: list[dict[str, Any]]) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__.splitlines()[0], topic="kernels", argv=argv)
+    import argparse  # noqa: PLC0415
+
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--only", choices=("conv", "pool"), default=None,
+                       help="time only the conv or only the max-pool rows (CPU; keep such a run out of the "
+                            "README's full table with --readme none)")
+    known, rest = extra.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(__doc__.splitlines()[0], topic="kernels", argv=rest)
     dev = setup(args)  # --device gpu without CuPy, a GPU or CUDA PyTorch exits here, saying which
     started = time.perf_counter()
     if dev.name == "gpu":
@@ -356,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
 
     conv_cases = [c.quick() for c in CONV_CASES] if args.quick else CONV_CASES
     pool_cases = [c.quick() for c in POOL_CASES[:2]] if args.quick else POOL_CASES
+    conv_cases = [] if known.only == "pool" else conv_cases
+    pool_cases = [] if known.only == "conv" else pool_cases
     conv, pool = [], []
     for case in conv_cases:
         conv += progress(run_case(case, "conv", dev, args.quick, rng))

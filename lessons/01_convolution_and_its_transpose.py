@@ -656,17 +656,24 @@ print("Winograd F(2x2, 3x3), 16 multiplications per 2x2 block, equals the engine
 # Reading the engine: `minivis/functional/conv.py` is the op on one page, forward and both
 # backward halves, with the plain reference path of section 3 written out (`W @ im2col(x)`
 # forward, `col2im(W^T @ g)` and `g @ cols^T` backward). How the engine runs the same products
-# faster lives apart, in `minivis/kernels/conv_plan.py`: im2col + GEMM in cache-sized tiles and
-# row bands split over the threads, direct kernels for depthwise layers, and Winograd for stride-1
-# 3x3 layers, with the rule that picks among them. `mv.conv_algorithm(name)` overrides that rule
-# inside a block, so we can run one layer all three ways, check they agree, and time them (the
-# minimum of a few runs, on this machine). Which one wins depends on the layer and the machine:
-# the tiles pay on large images, whose whole cols matrix would not fit in cache, and Winograd on
-# layers with many channels and large maps. The reference also lets BLAS use its own threads, so
-# its rounding may depend on the batch an image came in; the engine's plans never let it.
+# faster lives apart, in `minivis/kernels/conv_plan.py`, with the rule that picks among three
+# ways of computing the same sum
+# $y[n, o, i, j] = \sum_{c, a, b} w[o, c, a, b]\, x[n, c, i + a, j + b]$:
+#
+# - **im2col + GEMM**: copy every window into a column of a matrix (section 3), then one matrix
+#   product with the $C_\text{out} \times C_\text{in} k^2$ weight matrix. The copy costs memory
+#   traffic ($k^2$ times the input), the product runs in BLAS at the machine's peak. The engine
+#   does it in cache-sized tiles, so the copy is read back from cache, not from memory.
+# - **direct**: slide the window over the input in place, no copy
+#   (`minivis/kernels/cpu_direct.py`, `mv.conv_algorithm("direct")`). Each loaded input value is
+#   used by a block of output channels; the innermost loop runs over the output pixels of a row.
+# - **Winograd $F(2 \times 2, 3 \times 3)$** (section 7): 2.25x fewer multiplications, as 16 GEMMs.
+#
+# `mv.conv_algorithm(name)` overrides the rule inside a block, so we can run one layer all three
+# ways and check that they agree with the reference, and with each other.
 
 # %%
-layer_x = rng.standard_normal((sized(8, 2), 64, sized(56, 28), sized(56, 28))).astype(np.float32)
+layer_x = rng.standard_normal((sized(8, 2), 64, sized(56, 14), sized(56, 14))).astype(np.float32)
 layer_w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
 
 
@@ -680,15 +687,79 @@ def timed(fn, repeats=3):
 
 
 results, seconds = {}, {}
-for algorithm in ("reference", "im2col", "winograd"):
+for algorithm in ("reference", "im2col", "direct", "winograd"):
     with mv.conv_algorithm(algorithm):
         results[algorithm], seconds[algorithm] = timed(lambda: mv.F.conv2d(layer_x, layer_w, padding=1).numpy())
-for algorithm in ("im2col", "winograd"):
-    assert np.allclose(results[algorithm], results["reference"], rtol=1e-4, atol=1e-4)
-print(f"one 3x3 layer, x {layer_x.shape}, w {layer_w.shape}, float32: the three algorithms agree")
-print(f"{'algorithm':<10} {'ms':>8} {'vs reference':>13}")
-for algorithm, t in seconds.items():
-    print(f"{algorithm:<10} {1e3 * t:8.2f} {seconds['reference'] / t:12.2f}x")
+for a in ("im2col", "direct", "winograd"):
+    for b in ("reference", "im2col", "direct", "winograd"):
+        np.testing.assert_allclose(results[a], results[b], rtol=1e-4, atol=1e-4)
+print(f"one 3x3 layer, x {layer_x.shape}, w {layer_w.shape}, float32: im2col, direct and Winograd agree "
+      "(with each other and the reference)")
+
+# %% [markdown]
+# ### A small roofline
+#
+# Are these algorithms limited by arithmetic or by memory? The roofline model (Williams,
+# Waterman & Patterson, 2009) answers with one number per kernel, its *arithmetic intensity*
+# $I$ = floating-point operations per byte moved to or from memory. A machine with peak rate
+# $P$ (FLOP/s) and memory bandwidth $B$ (bytes/s) runs a kernel at most at $\min(P, I \cdot B)$:
+# below the *ridge point* $I = P / B$ memory sets the pace, above it arithmetic does.
+#
+# For a convolution the work is $2 N C_\text{out} H_o W_o C_\text{in} k^2$ FLOPs and the least
+# traffic is reading $x$ and $w$ once and writing $y$ once. For a 3x3 layer with 64 channels the
+# intensity is in the hundreds of FLOPs per byte, far above any machine's ridge point (a few to a
+# few tens of FLOPs per byte): in principle every algorithm here is compute-bound. im2col lowers
+# the intensity of its copy (each input value is written $k^2 = 9$ times into the cols matrix),
+# but the GEMM that follows re-reads that matrix from cache, and the GEMM itself is compute-bound.
+# Measure both sides of the model on this machine: the peak of a large float32 matrix product
+# (the roof) and the stream of a large copy (the slope).
+
+# %%
+n_gemm = sized(1024, 512)
+a_mat = rng.standard_normal((n_gemm, n_gemm)).astype(np.float32)
+_, t_gemm = timed(lambda: a_mat @ a_mat, repeats=5)
+peak = 2 * n_gemm**3 / t_gemm
+big = np.ones(sized(1 << 24, 1 << 20), dtype=np.float32)
+_, t_copy = timed(lambda: big.copy())
+bandwidth = 2 * big.nbytes / t_copy  # read once, write once
+
+n_img, c_in, h, w_ = layer_x.shape
+flops = 2 * n_img * 64 * h * w_ * c_in * 9  # the direct algorithm's count, for every row below
+bytes_moved = layer_x.nbytes + layer_w.nbytes + results["reference"].nbytes
+print(f"SGEMM peak ~{peak / 1e9:.0f} GFLOP/s, copy bandwidth ~{bandwidth / 1e9:.1f} GB/s: "
+      f"ridge point {peak / bandwidth:.0f} FLOP/byte")
+print(f"this layer: {flops / 1e9:.2f} GFLOP over {bytes_moved / 1e6:.1f} MB: intensity {flops / bytes_moved:.0f} "
+      f"FLOP/byte (compute-bound)")
+print(f"{'algorithm':<10} {'ms':>8} {'GFLOP/s':>8} {'% of peak':>10}")
+for algorithm in ("im2col", "direct", "winograd"):
+    rate = flops / seconds[algorithm]
+    print(f"{algorithm:<10} {1e3 * seconds[algorithm]:8.2f} {rate / 1e9:8.1f} {100 * rate / peak:9.0f}%")
+if FAST:
+    print("(fast mode: these sizes are too small, and a busy machine too noisy, for the rates to mean much)")
+
+# %% [markdown]
+# The roofline says all three could run near the peak; the printout says which ones do. The GEMM
+# gets there because BLAS is hand-written with SIMD instructions: one instruction multiplies and
+# adds 8 (AVX2) or 16 (AVX-512) float32 lanes at once, and a register-blocked micro-kernel keeps
+# every lane busy. The direct kernel is a Numba loop, and it reaches a fraction of the peak
+# (5-16 GFLOP/s on one thread of the benchmark machine, against ~100 for one BLAS thread;
+# `benchmarks/README.md`, "Convolution planning"): its arithmetic intensity is fine, but LLVM
+# does not vectorise its innermost loop, so it runs one lane where the hardware has eight or
+# sixteen. A kernel's ceiling is not the machine's peak but the peak of the instructions it
+# actually issues: scalar code lives under a roof 8-16x lower. That is why the rule in
+# `conv_plan.choose` does not take "direct" for the first layers with 1-3 input channels and
+# 32-96 filters it was written for. It does take it where the GEMM itself falls off its roof:
+# with at most four output channels (a style network's RGB output, a decoder's last layer) the
+# product has four rows or fewer, so its intensity is a few FLOPs per byte of the cols matrix and
+# it is bound by memory, not by lanes; the direct kernel reads the input in place and wins by
+# 1.1-7x there (`conv_plan.is_direct`, measured in `benchmarks/README.md`). Winograd, on the other
+# hand, can show *more* than 100% here: it does 2.25x fewer multiplications than the FLOP count
+# we divide by.
+#
+# Which one wins depends on the layer and the machine: the tiles pay on large images, whose
+# whole cols matrix would not fit in cache, and Winograd on layers with many channels and large
+# maps. The reference also lets BLAS use its own threads, so its rounding may depend on the batch
+# an image came in; the engine's plans never let it.
 
 # %% [markdown]
 # ## 8. Summary
@@ -710,6 +781,9 @@ for algorithm, t in seconds.items():
 #   over channels), transform back.
 # - The op and its reference path are `minivis/functional/conv.py`; the faster plans and the rule
 #   that picks them are `minivis/kernels/conv_plan.py`; `mv.conv_algorithm(...)` switches between them.
+# - The roofline: a kernel runs at most at $\min(P, I \cdot B)$. A convolution's intensity $I$ puts
+#   it under the compute roof, so what decides is the peak of the instructions a kernel issues:
+#   SIMD BLAS reaches it, a scalar loop (the direct kernel, which LLVM does not vectorise) cannot.
 #
 # ## Exercises
 #

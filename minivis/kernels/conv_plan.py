@@ -13,7 +13,10 @@ same thing, and the one rule that picks among them (``choose``):
 * **pointwise** (inside the im2col functions): a 1x1, stride-1, unpadded convolution already has
   ``x`` as its cols matrix, so it is one GEMM with no copy.
 * **depthwise direct kernels** (``kernels.depthwise_*``): one input channel per group would be
-  N*C tiny GEMMs; a direct sliding-window kernel is faster.
+  N*C tiny GEMMs; a direct sliding-window kernel is faster. At stride 1 each plane is one
+  "wide-grid" correlation with contiguous inner loops; at stride s > 1 the forward pass and the
+  input gradient run *polyphase* (``cpu_conv``): the padded plane, or the input gradient, splits
+  into s*s components, each a stride-1 correlation with a sub-kernel, so no inner loop strides.
 * **Winograd F(2x2, 3x3)** (``winograd_forward``, ``winograd_backward_input``; CPU only,
   ``cpu_winograd``): a stride-1 3x3 convolution (every VGG layer) as 16 GEMMs with K = C_in instead
   of one with K = 9*C_in, 2.25x fewer multiply-adds, forward and input gradient alike. It pays only
@@ -22,9 +25,9 @@ same thing, and the one rule that picks among them (``choose``):
 * **direct** (``direct_forward``, ``direct_backward``; CPU only, ``cpu_direct``): sliding windows
   read in place, no cols matrix; it pays when the GEMM would have only a few rows (``is_direct``).
 
-The rule: depthwise -> direct depthwise kernels; CPU, ungrouped, at most four output channels and a
-large window -> direct kernels; CPU, stride-1 3x3 ungrouped undilated and large enough to pay ->
-Winograd; everything else -> im2col tiles (a 1x1 convolution skips the copy). The user can
+The rule: depthwise -> direct depthwise kernels (polyphase at stride > 1); CPU, ungrouped, at most
+four output channels and a large window -> direct kernels; CPU, stride-1 3x3 ungrouped undilated
+and large enough to pay -> Winograd; everything else -> im2col tiles (a 1x1 convolution skips the copy). The user can
 override it with ``mv.conv_algorithm(name)``, whose names (``ALGORITHMS``) ``choose`` takes.
 
 **Batch invariance.** Every choice here (algorithm, tile, band, thread split of one image's GEMMs)

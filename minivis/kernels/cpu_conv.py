@@ -360,6 +360,26 @@ def _wide_correlate_add(xp, offsets, weights, acc):
             acc[p] += w0 * x0[p] + w1 * x1[p] + w2 * x2[p]
 
 
+@numba.njit(cache=True)
+def _wide_correlate_add_taps(xp, offsets, weights, count, acc):
+    """``_wide_correlate_add`` over the first ``count`` taps only: three per pass, then a pass of the
+    one or two left over (a polyphase component of a 3x3 stride-2 kernel has 4, 2, 2 or 1 taps, and
+    padding each to three would add two thirds more work)."""
+    n = acc.size
+    full = count - count % 3
+    if full:
+        _wide_correlate_add(xp, offsets[:full], weights[:full], acc)
+    if count - full == 2:
+        w0, w1 = weights[full], weights[full + 1]
+        x0, x1 = xp[offsets[full]:], xp[offsets[full + 1]:]
+        for p in range(n):
+            acc[p] += w0 * x0[p] + w1 * x1[p]
+    elif count - full == 1:
+        w0, x0 = weights[full], xp[offsets[full]:]
+        for p in range(n):
+            acc[p] += w0 * x0[p]
+
+
 # fastmath "reassoc" lets LLVM vectorize the dot-product reductions (it may reorder the sums).
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
 def _wide_tap_dots(gw, xp, offsets, out):
@@ -419,40 +439,95 @@ def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1):
 
 @numba.njit(cache=True)
 def _depthwise_backward_input_plane(g, w, sh, sw, top, left, dh, dw, dx):
-    """dx = the input-gradient of one input plane from its M output planes ``g[m]`` (weights ``w[m]``)."""
-    mult, ho, wo = g.shape
+    """dx = the input-gradient of one input plane from its M output planes ``g[m]`` (weights ``w[m]``),
+    at stride 1 (``sh``, ``sw``: 1; strided layers go to ``_depthwise_backward_input_polyphase``).
+
+    dx[ih, iw] = sum_ij w[i, j] g[ih + top - i*dh, iw + left - j*dw]: a stride-1 correlation of
+    g (shifted and zero-padded) with the kernel flipped in both axes, so the wide grid applies.
+    """
+    mult = g.shape[0]
     height, width = dx.shape
     kh, kw = w.shape[1], w.shape[2]
-    if sh == 1 and sw == 1:
-        # dx[ih, iw] = sum_ij w[i, j] g[ih + top - i*dh, iw + left - j*dw]: a stride-1 correlation of
-        # g (shifted and zero-padded) with the kernel flipped in both axes, so the wide grid applies.
-        wp = width + dw * (kw - 1)
-        acc = np.zeros(height * wp, dtype=dx.dtype)
+    wp = width + dw * (kw - 1)
+    acc = np.zeros(height * wp, dtype=dx.dtype)
+    for m in range(mult):
+        gp = _padded_plane(g[m], dh * (kh - 1) - top, dw * (kw - 1) - left, height + dh * (kh - 1) + 1, wp)
+        offsets, weights = _tap_offsets(w[m, ::-1, ::-1], dh, dw, wp)
+        _wide_correlate_add(gp.reshape(-1), offsets, weights, acc)
+    for ih in range(height):
+        row, src = dx[ih], acc[ih * wp:]
+        for iw in range(width):
+            row[iw] = src[iw]
+
+
+# The input gradient at stride s > 1, polyphase. Input pixel (ih, iw) sits at padded position
+# (r, c) = (ih + top, iw + left) = (R*s + a, C*s + b): it belongs to the polyphase component (a, b) of
+# the padded plane, at (R, C) in it. Output pixel (oh, ow) reads it through tap (i, j) exactly when
+# i*dh = qi*s + a with R = oh + qi (and likewise j, b, C, qj), so
+#     dx_ab[R, C] = sum over the taps of phase (a, b) of w[i, j] * g[R - qi, C - qj]:
+# each component of the input gradient is a stride-1 (full) correlation of g with that phase's
+# sub-kernel. With g zero-padded by (Qi, Qj) = the largest (qi, qj) at the top and left, tap (qi, qj)
+# reads gp[R + Qi - qi, C + Qj - qj]: fixed offsets on one wide grid, as in the forward pass, so every
+# inner loop is contiguous and vectorizes, where scattering each output row back onto the input
+# with stride s did not (measured: benchmarks/README.md, "Convolution planning"). One padded copy
+# of g serves all s*s phases; the phases then interleave into dx, each pixel written once.
+@numba.njit(cache=True)
+def _depthwise_backward_input_polyphase(g, w, sh, sw, top, left, dh, dw, dx, p0, p1):
+    """dx[n, ci] for the input planes ``p = n*C_in + ci`` in [p0, p1), one polyphase component at a time;
+    one set of buffers for them all (the tap layout depends on the geometry only)."""
+    c_in, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
+    mult = g.shape[1] // c_in
+    kh, kw = w.shape[2], w.shape[3]
+    q_rows, q_cols = dh * (kh - 1) // sh, dw * (kw - 1) // sw  # the largest (qi, qj)
+    n_rows, n_cols = (height + top + sh - 1) // sh, (width + left + sw - 1) // sw  # (R, C) per component
+    wp = n_cols + q_cols  # the wide grid's row length
+    phases, n_taps = sh * sw, (kh * kw + 2) // 3 * 3
+    offsets = np.zeros((phases, n_taps), np.int64)
+    taps = np.full((phases, n_taps), -1, np.int64)
+    counts = np.zeros(phases, np.int64)
+    for phase in range(phases):
+        o, t = _phase_taps(kh, kw, dh, dw, wp, sh, sw, phase // sw, phase % sw)  # o = qi*wp + qj
+        counts[phase] = np.sum(t >= 0)  # the real taps (o, t come padded to a multiple of three)
+        offsets[phase, :o.size] = q_rows * wp + q_cols - o  # (Qi - qi)*wp + (Qj - qj)
+        taps[phase, :o.size] = t
+    gp = np.empty((n_rows + q_rows + 1, wp), dtype=g.dtype)  # one spare row for the wide rows' overrun
+    gflat = gp.reshape(-1)
+    acc = np.empty((phases, n_rows * wp), dtype=dx.dtype)
+    weights = np.empty(n_taps, dtype=dx.dtype)
+    for p in range(p0, p1):
+        n, ci = p // c_in, p % c_in
+        _fill_zero(acc)
         for m in range(mult):
-            gp = _padded_plane(g[m], dh * (kh - 1) - top, dw * (kw - 1) - left, height + dh * (kh - 1) + 1, wp)
-            offsets, weights = _tap_offsets(w[m, ::-1, ::-1], dh, dw, wp)
-            _wide_correlate_add(gp.reshape(-1), offsets, weights, acc)
-        for ih in range(height):
-            row, src = dx[ih], acc[ih * wp:]
-            for iw in range(width):
-                row[iw] = src[iw]
-        return
-    _fill_zero(dx)
-    for m in range(mult):  # strided: scatter each output row back onto the input rows it read
-        for oh in range(ho):
-            grow = g[m, oh]
-            for i in range(kh):
-                ih = oh * sh - top + i * dh
-                if ih < 0 or ih >= height:
+            co = ci * mult + m
+            _fill_padded(g[n, co], q_rows, q_cols, 1, 1, gp)
+            for phase in range(phases):
+                count = counts[phase]
+                if count == 0:  # e.g. a 1x1 stride-2 kernel: three phases get no gradient (acc stays 0)
                     continue
-                for j in range(kw):
-                    col_off = j * dw - left
-                    ow0, ow1 = _valid_range(wo, sw, col_off, width)
-                    wv = w[m, i, j]
-                    dst = dx[ih, ow0 * sw + col_off:]
-                    src = grow[ow0:ow1]
-                    for t in range(ow1 - ow0):
-                        dst[t * sw] += wv * src[t]
+                _tap_weights(w[co, 0], taps[phase, :count], weights[:count])
+                _wide_correlate_add_taps(gflat, offsets[phase], weights, count, acc[phase])
+        dst = dx[n, ci]
+        for phase in range(phases):  # interleave: dx[R*sh + a - top, C*sw + b - left] = dx_ab[R, C]
+            a, b = phase // sw, phase % sw
+            r0, r1 = _valid_range(n_rows, sh, a - top, height)
+            c0, c1 = _valid_range(n_cols, sw, b - left, width)
+            for r in range(r0, r1):
+                row, src = dst[r * sh + a - top, c0 * sw + b - left:], acc[phase, r * wp + c0:]
+                for t in range(c1 - c0):
+                    row[t * sw] = src[t]
+
+
+@numba.njit(parallel=True, cache=True)
+def _depthwise_backward_input_strided(g, w, sh, sw, top, left, dh, dw, dx, chunks):
+    planes = dx.shape[0] * dx.shape[1]
+    for k in numba.prange(chunks):  # a run of planes per task: one set of buffers each
+        _depthwise_backward_input_polyphase(g, w, sh, sw, top, left, dh, dw, dx, planes * k // chunks,
+                                            planes * (k + 1) // chunks)
+
+
+@numba.njit(cache=True)
+def _depthwise_backward_input_strided_serial(g, w, sh, sw, top, left, dh, dw, dx, chunks):  # chunks: unused
+    _depthwise_backward_input_polyphase(g, w, sh, sw, top, left, dh, dw, dx, 0, dx.shape[0] * dx.shape[1])
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
@@ -558,8 +633,14 @@ def depthwise_backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, i
     """
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
     dx = np.empty(x_shape, dtype=g.dtype)
-    cpu_threads.launch(_depthwise_backward_input, _depthwise_backward_input_serial,
-                       g.size * w.shape[2] * w.shape[3] // 2, g, w, *_geometry(stride, pad4, dilation), dx)
+    work = g.size * w.shape[2] * w.shape[3] // 2
+    if tuple(stride) == (1, 1):
+        cpu_threads.launch(_depthwise_backward_input, _depthwise_backward_input_serial, work, g, w,
+                           *_geometry(stride, pad4, dilation), dx)
+    else:  # polyphase: one stride-1 wide-grid correlation per component of dx
+        chunks = min(dx.shape[0] * dx.shape[1], 4 * numba.get_num_threads())
+        cpu_threads.launch(_depthwise_backward_input_strided, _depthwise_backward_input_strided_serial, work, g, w,
+                           *_geometry(stride, pad4, dilation), dx, chunks)
     return dx
 
 

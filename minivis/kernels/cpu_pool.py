@@ -13,6 +13,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from minivis.kernels import cpu_threads
+
 
 # ----------------------------------------------------------------------------- max-pool
 @numba.njit(parallel=True, cache=True)
@@ -65,6 +67,189 @@ def _max_pool2x2(x, out, switches):
                 switches[p, i, j] = index
 
 
+# Windows larger than their stride overlap (3x3 stride 2: AlexNet, ResNet stems), and the generic loop
+# above reads every input pixel up to kh*kw/(sh*sw) times with its bounds logic in the innermost
+# loop. A max over a rectangle is separable: first the max of every input row over each window's
+# columns (``_row_maxima``), then the max of those row maxima over each window's rows
+# (``_column_maxima``). The first maximum in row-major window order is the first row whose row
+# maximum is the window's maximum, at that row's first maximum column: so strict ``>`` (first wins)
+# in both passes, with the NaN rule in both, gives exactly the switches of the window walk. Each
+# input row's maxima are taken once and shared by the windows that overlap on it.
+#
+# What makes it fast (measured: benchmarks/README.md, "Design measurements", cpu_pool): the inner
+# loops run over output columns with branch-free selects and no slicing (a view costs Numba two
+# atomic reference-count updates, which on 32x32 planes cost more than the arithmetic), and index
+# with *unsigned* integers: Numba wraps negative indices around, and an index LLVM cannot prove
+# non-negative keeps it from vectorizing the loop; an unsigned one cannot be negative.
+@numba.njit(inline="always")
+def _first_wins(v, best):
+    """Does ``v`` replace ``best`` in a row-major walk: larger, or the first NaN (numpy's argmax rule;
+    PyTorch's CPU kernel agrees while a window holds one NaN, and takes the last one of several)."""
+    return (v > best) | ((v != v) & (best == best))
+
+
+@numba.njit(inline="always")
+def _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col):
+    """``_row_maxima`` for one window j that sticks out of the row: its in-bounds taps only."""
+    width = x.shape[2]
+    first = True
+    for b in range(kw):
+        w = j * sw - pw + b * dw
+        if w < 0 or w >= width:
+            continue
+        v = x[p, h, w]
+        if first or _first_wins(v, best[h, j]):
+            best[h, j] = v
+            col[h, j] = h * width + w
+            first = False
+
+
+@numba.njit(inline="always")
+def _row_maxima(x, p, h, kw, sw, pw, dw, j0, j1, best, col):
+    """best[h, j], col[h, j] = max of row ``x[p, h]`` over window j's columns, and the flat index
+    ``h*W + w`` of its first maximum, for every window j. Window j reads the columns
+    ``j*sw - pw + b*dw`` (b < kw) that lie inside the row; the windows in [j0, j1) lie wholly inside it."""
+    u = np.uint64
+    for j in range(j0):  # left border: clipped windows
+        _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col)
+    n, uj0 = u(j1 - j0), u(j0)
+    first = u(h * x.shape[2] + max(j0 * sw - pw, 0))  # flat index of window j0's first column
+    xf = x[p].reshape(-1)
+    if kw == 3 and sw == 2:  # the common overlapping pool: three taps in registers, one pass
+        d1, d2 = u(dw), u(2 * dw)
+        for t in range(n):
+            w = u(2) * t + first
+            bv, c = xf[w], w
+            v = xf[w + d1]
+            take = _first_wins(v, bv)
+            bv, c = (v, w + d1) if take else (bv, c)
+            v = xf[w + d2]
+            take = _first_wins(v, bv)
+            bv, c = (v, w + d2) if take else (bv, c)
+            best[h, uj0 + t] = bv
+            col[h, uj0 + t] = c
+    else:  # taps outermost, windows innermost
+        usw = u(sw)
+        for t in range(n):
+            best[h, uj0 + t] = xf[usw * t + first]
+            col[h, uj0 + t] = usw * t + first
+        for b in range(1, kw):
+            tap = first + u(b * dw)
+            for t in range(n):
+                v, bv = xf[usw * t + tap], best[h, uj0 + t]
+                take = _first_wins(v, bv)
+                best[h, uj0 + t] = v if take else bv
+                col[h, uj0 + t] = usw * t + tap if take else col[h, uj0 + t]
+    for j in range(j1, best.shape[1]):  # right border (and ceil_mode's partial window)
+        _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col)
+
+
+@numba.njit(inline="always")
+def _row_maxima_flat(x, p, pw, dw, q0, q1, best, col):
+    """``_row_maxima`` for a three-tap stride-2 pool with ``W == 2 * Wo``, all rows in one loop.
+
+    Window j of row h then reads the flat plane at ``2*(h*Wo + j) - pw + b*dw``: with ``q = h*Wo + j``
+    the whole plane is one loop over q, long enough to vectorize where a row of a 32x32 plane (15
+    windows) is shorter than one vector loop. Windows that cross a row end come out wrong and the
+    caller recomputes them (``_clipped_row_max``); q in [q0, q1) keeps every read inside the plane.
+    """
+    u = np.uint64
+    xf, bf, cf = x[p].reshape(-1), best.reshape(-1), col.reshape(-1)
+    first, d1, d2, uq0 = u(2 * q0 - pw), u(dw), u(2 * dw), u(q0)
+    for t in range(u(q1 - q0)):
+        w = u(2) * t + first
+        bv, c = xf[w], w
+        v = xf[w + d1]
+        take = _first_wins(v, bv)
+        bv, c = (v, w + d1) if take else (bv, c)
+        v = xf[w + d2]
+        take = _first_wins(v, bv)
+        bv, c = (v, w + d2) if take else (bv, c)
+        bf[uq0 + t] = bv
+        cf[uq0 + t] = c
+
+
+@numba.njit(inline="always")
+def _column_maxima(best, col, i, kh, sh, ph, dh, width, out, switches, p):
+    """out[p, i, j] = max of the row maxima over window row i's rows, switches[p, i, j] its flat index."""
+    height, out_w = best.shape
+    h0 = i * sh - ph
+    if kh == 3 and h0 >= 0 and h0 + 2 * dh < height:  # three whole rows: one pass
+        h1, h2 = h0 + dh, h0 + 2 * dh
+        for j in range(out_w):
+            bv, s = best[h0, j], np.int64(col[h0, j])
+            v = best[h1, j]
+            take = _first_wins(v, bv)
+            bv, s = (v, np.int64(col[h1, j])) if take else (bv, s)
+            v = best[h2, j]
+            take = _first_wins(v, bv)
+            bv, s = (v, np.int64(col[h2, j])) if take else (bv, s)
+            out[p, i, j] = bv
+            switches[p, i, j] = s
+        return
+    first = True
+    for a in range(kh):
+        h = h0 + a * dh
+        if h < 0 or h >= height:
+            continue
+        for j in range(out_w):
+            v, bv = best[h, j], out[p, i, j]
+            take = first or _first_wins(v, bv)
+            out[p, i, j] = v if take else bv
+            switches[p, i, j] = np.int64(col[h, j]) if take else switches[p, i, j]
+        first = False
+
+
+@numba.njit(cache=True)
+def _max_pool2d_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches, p0, p1):
+    """``_max_pool2d`` for the planes [p0, p1), separably; one set of row buffers for them all."""
+    height, width = x.shape[1], x.shape[2]
+    out_h, out_w = out.shape[1], out.shape[2]
+    # interior windows: 0 <= j*sw - pw and j*sw - pw + (kw - 1)*dw < width
+    j0 = min((pw + sw - 1) // sw, out_w)
+    last = width - 1 - (kw - 1) * dw + pw
+    j1 = max(min(last // sw + 1 if last >= 0 else 0, out_w), j0)
+    best = np.empty((height, out_w), dtype=x.dtype)
+    col = np.empty((height, out_w), dtype=np.int32)  # column indices: int32 vectorizes beside float32
+    used = np.zeros(height, dtype=np.bool_)  # the input rows some window reads
+    for i in range(out_h):
+        for a in range(kh):
+            h = i * sh - ph + a * dh
+            if 0 <= h < height:
+                used[h] = True
+    flat = kw == 3 and sw == 2 and width == 2 * out_w  # even widths of the common overlapping pool
+    q0 = (pw + 1) // 2  # the flat windows whose taps all lie inside the plane
+    q1 = min((height * width - 1 + pw - 2 * dw) // 2 + 1, height * out_w)
+    for p in range(p0, p1):
+        if flat and q1 > q0:
+            _row_maxima_flat(x, p, pw, dw, q0, q1, best, col)
+            for h in range(height):  # the windows at the row ends: clipped, not crossing into the next row
+                if used[h]:
+                    for j in range(j0):
+                        _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col)
+                    for j in range(j1, out_w):
+                        _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col)
+        else:
+            for h in range(height):
+                if used[h]:
+                    _row_maxima(x, p, h, kw, sw, pw, dw, j0, j1, best, col)
+        for i in range(out_h):
+            _column_maxima(best, col, i, kh, sh, ph, dh, width, out, switches, p)
+
+
+@numba.njit(parallel=True, cache=True)
+def _max_pool2d_separable(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches, chunks):
+    planes = x.shape[0]
+    for k in numba.prange(chunks):  # a run of planes per task: one set of row buffers each
+        _max_pool2d_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches, planes * k // chunks,
+                           planes * (k + 1) // chunks)
+
+
+@numba.njit(cache=True)
+def _max_pool2d_separable_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches, chunks):  # chunks: unused
+    _max_pool2d_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches, 0, x.shape[0])
+
+
 def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
                dilation: tuple[int, int], out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Max over each (dilated) window, and the flat index ``h * W + w`` of the first maximum.
@@ -79,8 +264,10 @@ def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], 
     if (kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1)
             and 2 * out_hw[0] <= x.shape[1] and 2 * out_hw[1] <= x.shape[2]):  # ceil_mode may add a partial window
         _max_pool2x2(x, out, switches)
-    else:
-        _max_pool2d(x, *kernel, *stride, *padding, *dilation, out, switches)
+    elif out.size:
+        chunks = min(x.shape[0], 4 * numba.get_num_threads())
+        cpu_threads.launch(_max_pool2d_separable, _max_pool2d_separable_serial, x.size, x, *kernel, *stride,
+                           *padding, *dilation, out, switches, chunks)
     return out, switches
 
 
@@ -113,6 +300,8 @@ def naive_max_pool2d(x, kernel, stride, padding, dilation, out_hw):
 def _unpool(values, switches, out):
     n_planes, n_values = values.shape
     for p in numba.prange(n_planes):  # one plane per thread: duplicate switches add without races
+        for t in range(out.shape[1]):  # zeroed here, while the plane is in this core's cache
+            out[p, t] = 0
         for k in range(n_values):
             out[p, switches[p, k]] += values[p, k]
 
@@ -125,7 +314,7 @@ def unpool(values: np.ndarray, switches: np.ndarray, out_hw: tuple[int, int]) ->
     guarantees ``0 <= switches < H * W``.
     """
     n_planes = values.shape[0]
-    out = np.zeros((n_planes, out_hw[0] * out_hw[1]), dtype=values.dtype)
+    out = np.empty((n_planes, out_hw[0] * out_hw[1]), dtype=values.dtype)
     _unpool(np.ascontiguousarray(values).reshape(n_planes, -1),
             np.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), out)
     return out.reshape(n_planes, *out_hw)

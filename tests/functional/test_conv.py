@@ -45,6 +45,9 @@ CONV_CASES = {
                                                               "padding": (2, 3, 4, 1)}, (2, 3, 4, 1)),
     "depthwise same stride 2": ((2, 4, 9, 8), (4, 1, 3, 3), {"groups": 4, "stride": 2, "padding": "same"},
                                 (1, 1, 0, 1)),
+    # H=11, k=5, s=2: out 6, total 10 + 5 - 11 = 4 -> (2, 2); W=12: out 6, total 3 -> (1, 2) (EfficientNet-Lite0)
+    "depthwise 5x5 same stride 2": ((2, 3, 11, 12), (3, 1, 5, 5), {"groups": 3, "stride": 2, "padding": "same"},
+                                    (2, 2, 1, 2)),
     "1x1": ((2, 6, 5, 5), (4, 6, 1, 1), {}, (0, 0, 0, 0)),
     "1x1 stride 2": ((2, 6, 5, 5), (4, 6, 1, 1), {"stride": 2}, (0, 0, 0, 0)),
     "1x1 groups 3": ((2, 6, 5, 5), (3, 2, 1, 1), {"groups": 3}, (0, 0, 0, 0)),
@@ -184,7 +187,8 @@ def test_without_bias_and_with_constant_operands(rng):
 
 # ----------------------------------------------------------------------------- finite differences
 GRADCHECK_CONV = ["3x3 pad 1", "asymmetric padding", "same, stride 2", "same, stride 2, dilation 2",
-                  "groups 2", "depthwise x2, stride 2", "depthwise 5x5, dilation 2", "1x1 stride 2",
+                  "groups 2", "depthwise x2, stride 2", "depthwise 5x5, dilation 2", "depthwise 5x5 same stride 2",
+                  "1x1 stride 2",
                   "3x3 lopsided padding", "3x3 padding wider than the kernel"]
 GRADCHECK_TRANSPOSE = ["stride 2 output_padding 1", "groups 2 dilation 2", "depthwise stride 2",
                        "output_padding >= stride", "asymmetric padding", "3x3 stride 1"]
@@ -520,7 +524,7 @@ def test_float32_stays_float32(case, rng):
 
 
 @pytest.mark.parametrize("algorithm", ["auto", "reference", "direct"])
-@pytest.mark.parametrize("case", ["3x3 pad 1", "depthwise", "1x1"])
+@pytest.mark.parametrize("case", ["3x3 pad 1", "depthwise", "depthwise x2, stride 2", "1x1"])
 def test_an_empty_batch_gives_empty_results(case, algorithm):
     x_shape, w_shape, kwargs, _ = CONV_CASES[case]
     x = mv.tensor(np.zeros((0,) + x_shape[1:]), requires_grad=True)

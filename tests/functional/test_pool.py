@@ -129,6 +129,39 @@ def test_max_pool2d_ties_match_torch(rng, case):
     np.testing.assert_array_equal(mv.F.max_pool2d(x, return_switches=True, **kw)[1], it.numpy())
 
 
+# Overlapping pools large enough for the separable kernel's vectorized interior (AlexNet/ResNet stems).
+OVERLAPPING = [((33, 32), 3, 2, 1, 1, False), ((32, 35), 3, 2, 1, 1, True), ((31, 30), 3, 2, 0, 1, True),
+               ((30, 33), 3, 2, 1, 2, False), ((29, 28), 5, 2, 2, 1, True)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", OVERLAPPING)
+@pytest.mark.parametrize("values", ["normal", "ties", "nan"])
+def test_overlapping_max_pool2d_matches_torch(rng, dtype, case, values):
+    """Outputs, switches (return_indices) and input gradients equal PyTorch's, ties and NaNs included."""
+    hw, k, s, p, d, ceil = case
+    x = (rng.integers(0, 3, (2, 5, *hw)) if values == "ties" else rng.standard_normal((2, 5, *hw))).astype(dtype)
+    if values == "nan":  # at most one NaN per window (extent <= 5): with two, PyTorch's CPU kernel
+        # takes the last NaN while minivis keeps its rule, the first maximum in window order
+        grid = np.zeros(x.shape, dtype=bool)
+        grid[..., 2::6, 3::6] = rng.random(grid[..., 2::6, 3::6].shape) < 0.7
+        x[grid] = np.nan
+    kw = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    upstream = rng.standard_normal(tF.max_pool2d(torch.tensor(x), **kw).shape).astype(dtype)
+    (yt, it), gt = _torch_grads(lambda t: tF.max_pool2d(t, return_indices=True, **kw), x, upstream)
+    (y, switches), g = _mv_grads(lambda t: mv.F.max_pool2d(t, return_switches=True, **kw), x, upstream)
+    np.testing.assert_array_equal(y.numpy(), yt.detach().numpy())  # NaN where torch has NaN
+    np.testing.assert_array_equal(switches, it.numpy())
+    np.testing.assert_allclose(g, gt, **TOL[dtype])
+
+
+def test_overlapping_max_pool2d_finite_differences(one_numba_thread, rng):
+    """3x3 stride 2 on a plane wide enough for the vectorized interior, padding 1 and 0."""
+    x = _distinct((1, 2, 19, 18), rng)
+    for padding in (1, 0):
+        check_gradients(lambda t, p=padding: mv.F.max_pool2d(t, 3, 2, p), [x], rng)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("hw, k, s, output_size", [
     ((8, 8), 2, None, None),

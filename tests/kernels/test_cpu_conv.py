@@ -93,6 +93,10 @@ DEPTHWISE = [
     ((1, 2, 11, 10), 1, 5, 5, (2, 2), (1, 2, 1, 2), (1, 1)),  # strided: 4 polyphase components, 9/6/6/4 taps
     ((1, 2, 13, 12), 2, 3, 3, (3, 2), (1, 1, 2, 0), (2, 2)),  # a component that no tap reads (dw = sw = 2)
     ((2, 2, 9, 9), 1, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1)),  # 1x1 stride 2: one component of four
+    ((2, 3, 10, 12), 1, 3, 3, (2, 2), (0, 1, 0, 1), (1, 1)),  # TF SAME at stride 2 (EfficientNet-Lite0)
+    ((1, 2, 11, 9), 1, 2, 2, (3, 3), (0, 4, 3, 0), (1, 1)),  # stride > kernel: pixels no tap reads, and
+    # output rows that read only the bottom padding
+    ((1, 2, 9, 10), 2, 5, 3, (2, 3), (3, 1, 0, 2), (1, 2)),  # unequal strides, dilation, multiplier 2
 ]
 
 
@@ -148,3 +152,19 @@ def test_naive_backward_pieces_are_the_adjoint_and_derivative_of_naive_conv2d(gr
     # conv2d is bilinear: <g, conv(x, w)> == <dx, x> == <dw, w>
     np.testing.assert_allclose(np.vdot(g, out), np.vdot(dx, x), rtol=1e-12)
     np.testing.assert_allclose(np.vdot(g, out), np.vdot(dw, w), rtol=1e-12)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_strided_depthwise_input_gradient_is_batch_invariant(threaded, rng, monkeypatch):
+    """The polyphase input gradient of one image does not depend on its batch (bit for bit), with the
+    threads splitting the batch or not; an empty batch gives an empty gradient."""
+    monkeypatch.setattr(cpu_threads, "ELEMENTWISE_MIN_WORK", 0 if threaded else 1 << 60)
+    w = rng.standard_normal((6, 1, 5, 5)).astype(np.float32)
+    g = rng.standard_normal((5, 6, 8, 8)).astype(np.float32)
+    geometry = ((2, 2), (1, 2, 1, 2), (1, 1))
+    batch = cpu_conv.depthwise_backward_input(g, w, (5, 6, 16, 16), *geometry)
+    for i in range(5):
+        alone = cpu_conv.depthwise_backward_input(g[i:i + 1], w, (1, 6, 16, 16), *geometry)
+        np.testing.assert_array_equal(alone[0], batch[i])
+    empty = cpu_conv.depthwise_backward_input(g[:0], w, (0, 6, 16, 16), *geometry)
+    assert empty.shape == (0, 6, 16, 16)

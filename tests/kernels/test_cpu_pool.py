@@ -102,3 +102,63 @@ def test_max_pool2d_switch_points_at_the_first_nan_of_a_window(geometry):
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(switches, ref_switches)
     assert switches[0, 0, 0] == 1  # the NaN at (0, 1) comes before the one at (1, 0)
+
+
+# Geometries for the separable max-pool (row maxima, then column maxima): the three-tap stride-2
+# fast loops (padding 0 and 1, dilation), the generic taps-outer loop, clipped borders, ceil_mode.
+SEPARABLE_GEOMETRIES = [
+    ((3, 3), (2, 2), (1, 1), (1, 1), False),
+    ((3, 3), (2, 2), (1, 1), (1, 1), True),
+    ((3, 3), (2, 2), (0, 0), (1, 1), True),
+    ((3, 3), (2, 2), (1, 1), (2, 2), True),
+    ((3, 2), (2, 3), (1, 1), (1, 2), False),
+    ((5, 4), (1, 2), (2, 2), (1, 1), True),
+    ((2, 5), (3, 1), (0, 2), (2, 1), False),
+]
+
+
+def _with_specials(x, rng):
+    """x with a few NaNs, +inf and -inf, and some all -inf rows: the NaN rule and the padding rule."""
+    x = x.copy()
+    flat = x.reshape(-1)
+    for value in (np.nan, np.inf, -np.inf):
+        flat[rng.choice(flat.size, size=max(1, flat.size // 40), replace=False)] = value
+    x[0, 3] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", SEPARABLE_GEOMETRIES)
+@pytest.mark.parametrize("values", ["distinct", "ties", "specials"])
+@pytest.mark.parametrize("hw", [(17, 16), (16, 19)])
+def test_separable_max_pool2d_equals_the_window_walk(rng, dtype, geometry, values, hw):
+    """Both paths forced: the separable kernel (parallel and serial) against the generic window walk
+    (``_max_pool2d``) and the NumPy twin; values, switches, NaN and ties alike."""
+    shape = (3, *hw)
+    x = rng.integers(0, 3, shape) if values == "ties" else rng.standard_normal(shape)
+    x = x.astype(dtype)
+    if values == "specials":
+        x = _with_specials(x, rng)
+    out_hw = _out_hw(x.shape[1:], *geometry)
+    flat = [v for pair in geometry[:4] for v in pair]
+    walk = (np.empty((3, *out_hw), dtype), np.empty((3, *out_hw), np.int64))
+    cpu_pool._max_pool2d(x, *flat, *walk)
+    for kernel in (cpu_pool._max_pool2d_separable, cpu_pool._max_pool2d_separable_serial):
+        got = (np.empty((3, *out_hw), dtype), np.empty((3, *out_hw), np.int64))
+        kernel(x, *flat, *got, 2)
+        np.testing.assert_array_equal(got[0], walk[0])
+        np.testing.assert_array_equal(got[1], walk[1])
+    ref_out, ref_switches = cpu_pool.naive_max_pool2d(x, *geometry[:4], out_hw)
+    np.testing.assert_array_equal(walk[0], ref_out)
+    np.testing.assert_array_equal(walk[1], ref_switches)
+
+
+def test_unpool_overwrites_whatever_its_buffer_held(rng):
+    """unpool zeroes each plane inside the kernel (its output starts as np.empty): planes with no
+    switch pointing at a pixel must read 0 there, whatever memory the allocator handed back."""
+    values = rng.standard_normal((64, 4, 4))
+    switches = np.zeros((64, 4, 4), dtype=np.int64)  # everything lands on pixel 0
+    for _ in range(3):
+        out = cpu_pool.unpool(values, switches, (9, 9))
+        np.testing.assert_array_equal(out.reshape(64, -1)[:, 1:], 0)
+        np.testing.assert_allclose(out.reshape(64, -1)[:, 0], values.reshape(64, -1).sum(axis=1))
