@@ -112,10 +112,10 @@ print(f"TransformNet(16 channels, 3 residual blocks): {sum(p.size for p in net.p
 # ## 3. Training, and the shipped networks
 #
 # The shipped networks were trained by
-# `minivis train style --style mosaic --steps 3000 --crop 96 --lr 4e-3 --lr-schedule cosine --style-weight 50`
+# `minivis train style --style waves --steps 3000 --crop 96 --lr 4e-3 --lr-schedule cosine --style-weight 50`
 # on random 96x96 crops (with flips) of six offline photos, with $\alpha = 1$, $\beta = 50$,
 # $\tau = 10$, Adam whose step falls from $4\cdot10^{-3}$ to 0 along a cosine, batches of 4:
-# about twelve minutes on one core. Naming several styles
+# about fifteen minutes on one core (`mosaic`: `--steps 6000`, 24 minutes on two). Naming several styles
 # (`--style mosaic waves immunohistochemistry stripes --steps 4000`) trains one
 # conditional-instance-norm network for all of them (section 4). The log next to the weights
 # records every setting, the loss every 20 steps, the wall time, and the losses on two photos
@@ -155,14 +155,14 @@ for style in styles:
 
 # %% [markdown]
 # **What to notice.** Each photo is stylised in a fraction of a second, against many seconds for
-# lesson 15's optimisation (`benchmarks/style.py` measures both on the same objective: about 70 ms
-# against 6 s for L-BFGS to reach the network's style loss on an unseen 256 px photo). The price is
+# lesson 15's optimisation (`benchmarks/style.py` measures both on the same objective: about 60 ms
+# against 11 s for L-BFGS to reach the network's style loss on an unseen 256 px photo). The price is
 # generality and, here, polish: these small networks (16 base channels, three residual blocks,
-# twelve to twenty minutes of one core on 96-pixel crops of six photos) repaint the photo with the
+# fifteen to twenty-five minutes on 96-pixel crops of six photos) repaint the photo with the
 # style's palette and strokes (the mosaic's dark-edged cells, the waves' swirls) but also leave
 # saturated blobs where the sigmoid output runs into 0 or 1, and the checkerboard texture of
-# section 2. Their style losses on the held-out photos (in the logs: 0.06-0.25) are those that
-# the optimisation needs 20-40 L-BFGS steps to reach, while it keeps more of the content: a
+# section 2. Their style losses on the held-out photos (in the logs: 0.06-0.20) are those that
+# the optimisation needs 30-50 L-BFGS steps to reach, while it keeps more of the content: a
 # network trades content for style more crudely than an optimisation of each photo can. Johnson
 # et al. trained for hours on 80,000 COCO images; exercise 2 shows what more steps buy.
 
