@@ -105,6 +105,18 @@ def _clipped_row_max(x, p, h, kw, sw, pw, dw, j, best, col):
 
 
 @numba.njit(inline="always")
+def _max3(xf, w, d1, d2):
+    """(value, flat index) of the first maximum of the three taps ``xf[w]``, ``xf[w + d1]``, ``xf[w + d2]``."""
+    bv, c = xf[w], w
+    v = xf[w + d1]
+    take = _first_wins(v, bv)
+    bv, c = (v, w + d1) if take else (bv, c)
+    v = xf[w + d2]
+    take = _first_wins(v, bv)
+    return (v, w + d2) if take else (bv, c)
+
+
+@numba.njit(inline="always")
 def _row_maxima(x, p, h, kw, sw, pw, dw, j0, j1, best, col):
     """best[h, j], col[h, j] = max of row ``x[p, h]`` over window j's columns, and the flat index
     ``h*W + w`` of its first maximum, for every window j. Window j reads the columns
@@ -118,16 +130,7 @@ def _row_maxima(x, p, h, kw, sw, pw, dw, j0, j1, best, col):
     if kw == 3 and sw == 2:  # the common overlapping pool: three taps in registers, one pass
         d1, d2 = u(dw), u(2 * dw)
         for t in range(n):
-            w = u(2) * t + first
-            bv, c = xf[w], w
-            v = xf[w + d1]
-            take = _first_wins(v, bv)
-            bv, c = (v, w + d1) if take else (bv, c)
-            v = xf[w + d2]
-            take = _first_wins(v, bv)
-            bv, c = (v, w + d2) if take else (bv, c)
-            best[h, uj0 + t] = bv
-            col[h, uj0 + t] = c
+            best[h, uj0 + t], col[h, uj0 + t] = _max3(xf, u(2) * t + first, d1, d2)
     else:  # taps outermost, windows innermost
         usw = u(sw)
         for t in range(n):
@@ -157,16 +160,7 @@ def _row_maxima_flat(x, p, pw, dw, q0, q1, best, col):
     xf, bf, cf = x[p].reshape(-1), best.reshape(-1), col.reshape(-1)
     first, d1, d2, uq0 = u(2 * q0 - pw), u(dw), u(2 * dw), u(q0)
     for t in range(u(q1 - q0)):
-        w = u(2) * t + first
-        bv, c = xf[w], w
-        v = xf[w + d1]
-        take = _first_wins(v, bv)
-        bv, c = (v, w + d1) if take else (bv, c)
-        v = xf[w + d2]
-        take = _first_wins(v, bv)
-        bv, c = (v, w + d2) if take else (bv, c)
-        bf[uq0 + t] = bv
-        cf[uq0 + t] = c
+        bf[uq0 + t], cf[uq0 + t] = _max3(xf, u(2) * t + first, d1, d2)
 
 
 @numba.njit(inline="always")
