@@ -1,11 +1,17 @@
 """Tensor and reverse-mode automatic differentiation.
 
 A ``Tensor`` wraps an array (``.data``) and, when it was produced by an op while gradients
-are being recorded, remembers its parents and a ``_backward`` closure. Calling
-``y.backward(g)`` walks the graph from ``y`` in reverse topological order: every node's
-closure receives dL/d(node) and returns dL/d(parent) for each parent (the vector-Jacobian
-product). Gradients that meet at a node are summed (the multivariate chain rule); leaves that
-``requires_grad`` accumulate theirs in ``.grad`` across calls, exactly as in PyTorch.
+are being recorded, points to a ``Node`` (PyTorch's ``grad_fn``): the op's ``backward`` closure
+and the nodes of its inputs. Calling ``y.backward(g)`` walks the graph from ``y`` in reverse
+topological order: every node's closure receives dL/d(its result) and returns dL/d(input) for
+each input (the vector-Jacobian product). Gradients that meet at a node are summed (the
+multivariate chain rule); leaves that ``requires_grad`` accumulate theirs in ``.grad`` across
+calls, exactly as in PyTorch.
+
+The graph is made of nodes, not of tensors: a node keeps only its result's shape and dtype, so
+an intermediate array lives only as long as the caller or a backward closure holds it. Each op
+saves what its own backward needs (a conv its input, a ReLU its output), so the conv output
+under a ReLU is freed during the forward pass, as in PyTorch.
 
 Every op lives in ``minivis.functional`` with its backward written right next to its forward;
 this module knows nothing about any particular op. The arithmetic dunder methods below only
@@ -15,6 +21,7 @@ forward to ``minivis.functional.math``.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -55,11 +62,69 @@ def enable_grad() -> Iterator[None]:
         _state.grad_enabled = previous
 
 
+def is_lean() -> bool:
+    """Whether ops record a lean graph (inside ``lean_graph()``)."""
+    return getattr(_state, "lean", False)
+
+
+@contextmanager
+def lean_graph() -> Iterator[None]:
+    """Record graphs whose backward pass will use only the gradient and the ReLU rules.
+
+    By default an op saves everything any backward rule could read, since the rule is chosen when
+    ``backward()`` runs: LRP needs every layer's input. Inside this block an op saves only what the
+    gradient, guided backprop and DeconvNet need: a convolution keeps its input only if its weights
+    want a gradient, a max-pool only its switches, a rectifier one byte per value saying where it
+    was linear, an eval batch norm nothing but its scale. The intermediate arrays are then freed
+    as the forward pass goes (VGG16's SmoothGrad at batch 8: benchmarks/README.md, "Attribution,
+    CPU"). Backpropagating LRP or DeepLIFT's rescale rule through such a graph is an error.
+    """
+    previous = is_lean()
+    _state.lean = True
+    try:
+        yield
+    finally:
+        _state.lean = previous
+
+
+def lean_error(op: str, what: str) -> RuntimeError:
+    """The error of an op whose backward needs an array that a lean graph did not save."""
+    return RuntimeError(f"{op}: {what} needs the forward pass's arrays, which a graph recorded inside "
+                        f"lean_graph() does not keep; record the forward pass outside it")
+
+
 def _math():
     # Imported lazily: functional.math imports this module, so a top-level import would cycle.
     from minivis.functional import math  # noqa: PLC0415
 
     return math
+
+
+class Node:
+    """One recorded op (PyTorch's ``grad_fn``): its backward closure and what it was applied to.
+
+    ``inputs``: per input of the op, the input's ``Node`` if it was computed, the ``Tensor`` itself
+    if it is a leaf that requires gradients, else None. ``shape``/``dtype``: the result's, to
+    check the gradients the backward pass hands back. ``tensor``: a weak reference to the result,
+    so that ``retain_grad()`` can store its gradient while the graph never keeps it alive.
+    """
+
+    __slots__ = ("backward", "inputs", "op", "shape", "dtype", "tensor")
+
+    def __init__(self, backward: BackwardFn, inputs: tuple[Any, ...], op: str, result: Tensor) -> None:
+        self.backward, self.inputs, self.op = backward, inputs, op
+        self.shape, self.dtype = tuple(result.data.shape), result.data.dtype
+        self.tensor = weakref.ref(result)
+
+    def __repr__(self) -> str:
+        return f"<{self.op} backward>"
+
+
+def _graph_input(t: Tensor) -> Any:
+    """How a node refers to one of its op's inputs: its node, the leaf itself, or None (no gradient)."""
+    if not t.requires_grad:
+        return None
+    return t if t._node is None else t._node
 
 
 class Tensor:
@@ -77,8 +142,7 @@ class Tensor:
         self.data = backend.as_float_array(data, dtype)
         self.grad = None
         self.requires_grad = bool(requires_grad)
-        self._parents: tuple[Tensor, ...] = ()
-        self._backward: BackwardFn | None = None
+        self._node: Node | None = None
         self._op = ""
         self._retains_grad = False
 
@@ -97,17 +161,20 @@ class Tensor:
         out._retains_grad = False
         if is_grad_enabled() and any(p.requires_grad for p in parents):
             out.requires_grad = True
-            out._parents = tuple(parents)
-            out._backward = backward
+            out._node = Node(backward, tuple(_graph_input(p) for p in parents), op, out)
         else:
             out.requires_grad = False
-            out._parents = ()
-            out._backward = None
+            out._node = None
         return out
 
     @property
     def is_leaf(self) -> bool:
-        return self._backward is None
+        return self._node is None
+
+    @property
+    def grad_fn(self) -> Node | None:
+        """The node that computed this tensor (None for a leaf), as PyTorch's ``grad_fn``."""
+        return self._node
 
     def retain_grad(self) -> Tensor:
         """Keep this intermediate tensor's gradient in ``.grad`` (leaves always keep theirs)."""
@@ -141,54 +208,37 @@ class Tensor:
             if grad.shape != self.data.shape:
                 raise ValueError(f"backward: grad must have shape {self.shape}, got {tuple(grad.shape)}")
 
-        order = self._topological_order()
-        grads: dict[int, Any] = {id(self): grad}
-        for i, node in enumerate(order):
-            order[i] = None  # drop our reference so a freed node's data can go as soon as it is done
-            g = grads.pop(id(node), None)
+        root = self if self._node is None else self._node
+        grads: dict[int, Any] = {id(root): grad}
+        order = _topological_order(root)
+        for i, item in enumerate(order):
+            order[i] = None  # drop our reference so a freed node's arrays can go as soon as it is done
+            g = grads.pop(id(item), None)
             if g is None:
                 continue
-            if node.is_leaf or node._retains_grad:
-                node.grad = g.copy() if node.grad is None else node.grad + g
-            if node.is_leaf:
+            if isinstance(item, Tensor):  # a leaf: accumulate
+                item.grad = g.copy() if item.grad is None else item.grad + g
                 continue
-            parent_grads = node._backward(g)
-            if len(parent_grads) != len(node._parents):
-                raise RuntimeError(f"{node._op}: backward returned {len(parent_grads)} grads "
-                                   f"for {len(node._parents)} inputs")
-            for parent, pg in zip(node._parents, parent_grads, strict=True):
-                if pg is None or not parent.requires_grad:
+            result = item.tensor()
+            if result is not None and result._retains_grad:
+                result.grad = g.copy() if result.grad is None else result.grad + g
+            input_grads = item.backward(g)
+            if len(input_grads) != len(item.inputs):
+                raise RuntimeError(f"{item.op}: backward returned {len(input_grads)} grads "
+                                   f"for {len(item.inputs)} inputs")
+            for source, pg in zip(item.inputs, input_grads, strict=True):
+                if pg is None or source is None:
                     continue
-                if pg.shape != parent.data.shape:
-                    raise RuntimeError(f"{node._op}: backward produced a gradient of shape "
-                                       f"{tuple(pg.shape)} for an input of shape {parent.shape}")
-                if pg.dtype != parent.data.dtype:  # mixed float32/float64 ops: as in PyTorch, a
-                    pg = pg.astype(parent.data.dtype)  # gradient always has its input's dtype
-                key = id(parent)
+                if pg.shape != source.shape:
+                    raise RuntimeError(f"{item.op}: backward produced a gradient of shape "
+                                       f"{tuple(pg.shape)} for an input of shape {source.shape}")
+                if pg.dtype != source.dtype:  # mixed float32/float64 ops: as in PyTorch, a
+                    pg = pg.astype(source.dtype)  # gradient always has its input's dtype
+                key = id(source)
                 grads[key] = pg if key not in grads else grads[key] + pg
             if not retain_graph:
-                node._backward = _freed_backward(node._op)
-                node._parents = ()  # release the inputs too: peak memory stays near the forward's
-
-    def _topological_order(self) -> list[Tensor]:
-        """Nodes reachable from self, each after every node that consumes it (iterative DFS)."""
-        order: list[Tensor] = []
-        visited: set[int] = set()
-        stack: list[tuple[Tensor, bool]] = [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            for parent in node._parents:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
-        order.reverse()
-        return order
+                item.backward = _freed_backward(item.op)
+                item.inputs = ()  # release the inputs too: peak memory stays near the forward's
 
     # ----------------------------------------------------------------- array-like basics
     @property
@@ -324,6 +374,28 @@ class Tensor:
     @property
     def T(self) -> Tensor:  # noqa: N802 (NumPy's name)
         return _math().transpose(self, None)
+
+
+def _topological_order(root: Any) -> list[Any]:
+    """The nodes and leaves reachable from ``root``, each after every node that consumes it (iterative DFS)."""
+    order: list[Any] = []
+    visited: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        item, expanded = stack.pop()
+        if expanded:
+            order.append(item)
+            continue
+        if id(item) in visited:
+            continue
+        visited.add(id(item))
+        stack.append((item, True))
+        if isinstance(item, Node):
+            for source in item.inputs:
+                if source is not None and id(source) not in visited:
+                    stack.append((source, False))
+    order.reverse()
+    return order
 
 
 def _freed_backward(op: str) -> BackwardFn:

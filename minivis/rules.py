@@ -75,7 +75,8 @@ def backward_rule(rule: str | LRPRules) -> Iterator[None]:
     ``rule`` is one of the ReLU rules (``"gradient"``, ``"guided"``, ``"deconvnet"``), an
     ``LRPRules`` map (relevance instead of gradients) or ``"rescale"`` (DeepLIFT's rescale rule: the
     batch holds inputs then their references, and each rectifier sends back ``g * dy/dx``, the
-    ratio of output to input *differences* between the two halves). Example::
+    ratio of output to input *differences* between the two halves; record the forward pass inside
+    the block too, since only then do the rectifiers keep their inputs). Example::
 
         with mv.backward_rule("guided"):
             logits[0, c].backward()   # x.grad is now the guided-backprop map

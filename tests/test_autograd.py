@@ -19,15 +19,17 @@ def test_graph_records_parents_and_ops():
     z = y.sum()
     assert x.is_leaf and w.is_leaf and not y.is_leaf and not z.is_leaf
     assert y.requires_grad and z.requires_grad and not w.requires_grad
-    assert y._parents == (x, w) and z._parents == (y,)
-    assert y._op == "mul" and z._op == "sum"
+    # the graph holds nodes (grad_fn): a leaf that needs a gradient by itself, a computed input by its node,
+    # and None for an input that needs no gradient (w)
+    assert y.grad_fn.inputs == (x, None) and z.grad_fn.inputs == (y.grad_fn,)
+    assert y._op == "mul" and z._op == "sum" and y.grad_fn.op == "mul" and x.grad_fn is None
     assert "op=mul" in repr(y)
 
 
 def test_no_graph_without_requires_grad():
     x = mv.tensor(np.ones(3))
     y = (x * 2).exp()
-    assert not y.requires_grad and y.is_leaf and y._parents == ()
+    assert not y.requires_grad and y.is_leaf and y.grad_fn is None
     with pytest.raises(RuntimeError, match="backward: this tensor does not require grad"):
         y.sum().backward()
 
@@ -114,6 +116,37 @@ def test_python_numbers_and_arrays_mix_with_tensors():
     assert all(isinstance(t, mv.Tensor) for t in (y, z, w, v))
     (y.sum() + z.sum() + w.sum() + v.sum()).backward()
     np.testing.assert_allclose(x.grad, -1 - 2 / np.array([1.0, 4.0]) + np.array([1.0, 10.0]) + 1)
+
+
+def test_the_graph_does_not_keep_intermediate_results_alive():
+    """Nodes hold shapes and closures, not results: a conv output under a ReLU (which saves its own
+    output) is freed as soon as the forward pass drops it, as in PyTorch; the gradients are unchanged."""
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(0)
+    x = leaf(rng.standard_normal((2, 3, 8, 8)))
+    w = leaf(rng.standard_normal((4, 3, 3, 3)))
+    conv_out = mv.F.conv2d(x, w, padding=1)
+    probe = weakref.ref(conv_out.data)
+    y = mv.F.relu(conv_out)
+    del conv_out
+    gc.collect()
+    assert probe() is None  # nothing in the graph held the conv's output
+    (y * y).sum().backward()
+    xt, wt = torch.tensor(x.data, requires_grad=True), torch.tensor(w.data, requires_grad=True)
+    yt = torch.relu(torch.nn.functional.conv2d(xt, wt, padding=1))
+    (yt * yt).sum().backward()
+    np.testing.assert_allclose(x.grad, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(w.grad, wt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_retain_grad_reaches_an_intermediate_only_while_it_lives():
+    x = leaf([1.0, -2.0, 3.0])
+    h = (x * 2).retain_grad()
+    (h * h).sum().backward()
+    np.testing.assert_allclose(h.grad, 2 * h.data)  # dL/dh = 2h
+    np.testing.assert_allclose(x.grad, 8 * x.data)
 
 
 # ----------------------------------------------------------------------------- no_grad / detach

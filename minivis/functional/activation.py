@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Tensor
+from minivis.autograd import Tensor, is_lean, lean_error
 from minivis.kernels import cpu_activation
 from minivis.rules import RULE_CODES, check_rule, current_lrp, current_rule
 from minivis.validate import check_float, check_tensor
@@ -62,22 +62,45 @@ def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: 
     The backward reads the rule in force when ``backward()`` runs and computes
     ``relu_backward_reference(g, x, rule, low, high, negative_slope)`` (above) with the fused
     one-pass kernel of x's device, ``relu_rule_backward`` (tested equal to the reference).
+
+    What it saves: the *output*, as PyTorch does. ``f'(x)`` can be read from it (``low < f(x) < high``
+    exactly where ``low < x < high``, and ``f(x) <= low`` exactly where ``x <= low``, for any
+    ``negative_slope >= 0``), so the input, usually a convolution's output, is freed during the
+    forward pass. Only DeepLIFT's rescale rule needs the input itself: it is kept when the forward
+    pass runs inside ``backward_rule("rescale")`` (``mv.vis.deeplift`` does that). In a lean graph
+    (``lean_graph()``) it saves one byte per value instead: ``region`` is 0 where ``x <= low``, 1 where
+    ``low < x < high`` and 2 where ``x >= high`` (or NaN), which the rule kernel reads as an input
+    with ``(low, high) = (0.5, 1.5)``, so the same three rules apply, bit for bit.
     """
     xp = backend.xp(x.data)
     out = cpu_activation.clip(x.data, low, high) if isinstance(x.data, np.ndarray) else xp.clip(x.data, low, high)
     if negative_slope:
         out = xp.where(x.data > low, out, negative_slope * x.data).astype(x.dtype)
+    lean = is_lean()
+    saved_input = x.data if current_rule() == "rescale" and not lean else None
+    if lean:  # where f was linear, clipped low, clipped high: the saved "input" and its bounds
+        saved, bounds = (out > low).astype(np.int8), (0.5, 1.5)
+        saved += out >= high
+        saved[out != out] = 2  # NaN sends nothing back, as x = NaN does
+    else:
+        saved, bounds = out, (low, high)
 
     def backward(g):
         if current_rule() == "rescale":  # DeepLIFT: the ratio of differences to the reference half
-            fprime = relu_backward_reference(xp.ones_like(g), x.data, "gradient", low, high, negative_slope)
-            return (rescale_backward(g, x.data, out, fprime),)
+            if lean:
+                raise lean_error(op, "the rescale rule")
+            if saved_input is None:
+                raise RuntimeError(f"{op}: the rescale rule needs the forward input, which is kept only when the "
+                                   f"forward pass also runs inside backward_rule('rescale')")
+            fprime = relu_backward_reference(xp.ones_like(g), saved_input, "gradient", low, high, negative_slope)
+            return (rescale_backward(g, saved_input, saved, fprime),)
         rules = current_lrp()
         if rules is not None and rules.rule_for("relu").name == "pass":
             return (g,)  # LRP: relevance passes through the rectifier (Zennit's Pass)
         code = RULE_CODES[current_rule() if rules is None else "gradient"]  # read when backward runs
-        kernels = backend.kernels("activation", x.data, op)  # cpu_activation (Numba) or gpu_activation (CUDA)
-        return (kernels.relu_rule_backward(g, x.data, low, high, negative_slope, code),)
+        kernels = backend.kernels("activation", g, op)  # cpu_activation (Numba) or gpu_activation (CUDA)
+        # f'(x) from f(x) (or from the region code): see above
+        return (kernels.relu_rule_backward(g, saved, *bounds, negative_slope, code),)
 
     return Tensor.from_op(out, (x,), backward, op)
 

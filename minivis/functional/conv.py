@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Tensor
+from minivis.autograd import Tensor, is_lean, lean_error
 from minivis.backend import FLOAT_DTYPES
 from minivis.functional import lrp
 from minivis.kernels import conv_plan
@@ -287,19 +287,29 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
                          f"{padded[0]}x{padded[1]}")
 
     out = conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups, None if bias is None else bias.data)
+    # Saved for backward: the input, which dL/dw and the LRP rules read (not in a lean graph with
+    # frozen weights: dL/dx needs only the weight). The output is never kept.
+    saved_x = x.data if weight.requires_grad or not is_lean() else None
+    x_shape, need_input = x.shape, x.requires_grad
 
     def backward(g):
         rules = current_lrp()
         if rules is not None:  # relevance, not a gradient: the layer's rule (functional/lrp.py) shares it out
             rule = rules.rule_for("conv2d", weight)
             if rule.name != "gradient":
+                if saved_x is None:
+                    raise lean_error(op, "an LRP rule")
                 relevance = lrp.affine_relevance(
-                    rule, g, x.data, weight.data, None if bias is None else bias.data, out,
+                    rule, g, saved_x, weight.data, None if bias is None else bias.data,
+                    lambda: conv2d_forward(saved_x, weight.data, stride, pad4, dilation, groups,
+                                           None if bias is None else bias.data),  # z, recomputed: not kept
                     lambda a, w, b: conv2d_forward(a, w, stride, pad4, dilation, groups, b),
-                    lambda s, w: conv2d_backward_input(s, w, x.shape, stride, pad4, dilation, groups))
+                    lambda s, w: conv2d_backward_input(s, w, x_shape, stride, pad4, dilation, groups))
                 return (relevance, None) if bias is None else (relevance, None, None)
-        gx, gw = conv2d_backward(g, weight.data, x.data, weight.shape, x.shape, stride, pad4, dilation, groups,
-                                 need_input=x.requires_grad, need_weight=weight.requires_grad)
+        if weight.requires_grad and saved_x is None:
+            raise lean_error(op, "the weight gradient")
+        gx, gw = conv2d_backward(g, weight.data, saved_x, weight.shape, x_shape, stride, pad4, dilation, groups,
+                                 need_input=need_input, need_weight=weight.requires_grad)
         if bias is None:
             return gx, gw
         return gx, gw, _bias_grad(g) if bias.requires_grad else None

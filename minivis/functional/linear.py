@@ -68,7 +68,8 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
             if rule.name != "gradient":
                 relevance = lrp.affine_relevance(
                     rule, g.reshape(-1, out_features), x2, weight.data, None if bias is None else bias.data,
-                    out.reshape(-1, out_features), lambda a, w, b: _matmul(a, w.T) + (0 if b is None else b),
+                    lambda: _matmul(x2, weight.data.T) + (0 if bias is None else bias.data),  # z, not kept
+                    lambda a, w, b: _matmul(a, w.T) + (0 if b is None else b),
                     _matmul).reshape(x.shape)
                 return (relevance, None) if bias is None else (relevance, None, None)
         g2 = g.reshape(-1, out_features)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Tensor
+from minivis.autograd import Tensor, is_lean, lean_error
 from minivis.functional import lrp
 from minivis.kernels import cpu_norm
 from minivis.rules import current_lrp
@@ -147,27 +147,39 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         # Eval: a per-channel affine map y = x * scale + shift, one pass over x.
         scale = inv_std if gamma is None else inv_std * gamma
         shift = -mean * scale if bias is None else bias.data.reshape(shape) - mean * scale
-        if isinstance(x.data, np.ndarray):
-            out = cpu_norm.channel_affine(x.data, scale, shift)  # one parallel pass
-        else:
-            out = x.data * scale
-            out += shift
+
+        def affine(a):
+            if isinstance(a, np.ndarray):
+                return cpu_norm.channel_affine(a, scale, shift)  # one parallel pass
+            y = a * scale
+            y += shift
+            return y
+        out = affine(x.data)
+    # Saved in eval: the input, which the weight gradient and the LRP rule read (not in a lean graph
+    # with a frozen weight: dx = g * scale needs nothing else). The output is never kept.
+    saved_x = None if training or (is_lean() and (weight is None or not weight.requires_grad)) else x.data
+    need_input = x.requires_grad
 
     def backward(g):
         grads = [None]
-        if x.requires_grad:
+        if need_input:
             # Training: the batch statistics depend on x. Eval: they are constants, dx = g * scale.
             rules = current_lrp()
             if training:
                 grads[0] = _standardize_backward(g if gamma is None else g * gamma, xhat, inv_std, axes)
             elif rules is not None:  # relevance: pass it on (Zennit's default) or share it by the z-rule
                 rule = rules.rule_for("batch_norm", None if weight is None else weight)
-                grads[0] = lrp.elementwise_relevance(rule, g, x.data, out, lambda r: r * scale)
+                if saved_x is None and rule.name == "epsilon":
+                    raise lean_error(op, "the LRP epsilon rule")
+                grads[0] = lrp.elementwise_relevance(rule, g, saved_x, lambda: affine(saved_x),  # z recomputed
+                                                     lambda r: r * scale)
             else:
                 grads[0] = g * scale
         if weight is not None:
             if weight.requires_grad and current_lrp() is None:
-                x_hat = xhat if training else (x.data - mean) * inv_std
+                if saved_x is None and not training:
+                    raise lean_error(op, "the weight gradient")
+                x_hat = xhat if training else (saved_x - mean) * inv_std
                 grads.append((g * x_hat).sum(axis=axes))
             else:
                 grads.append(None)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Tensor
+from minivis.autograd import Tensor, is_lean, lean_error
 from minivis.functional import lrp
 from minivis.rules import current_lrp
 from minivis.validate import check_bool, check_tensor, int_pair
@@ -79,8 +79,9 @@ def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
 
     Backward: dL/dx = unpool(g, switches), the upstream gradient scatter-added to the switches;
     where windows overlap (e.g. kernel 3, stride 2) a pixel that wins several windows sums them.
-    The graph keeps its own switches: the array handed back is a copy, so editing it can never
-    make the backward pass index outside the input.
+    The array handed back can never make the backward pass index outside the input: on the CPU it is
+    a read-only view of the graph's own switches (NumPy refuses writes; no second copy, which for
+    VGG16 would be 12 MB per image), on the GPU a copy (CuPy arrays have no read-only flag).
     """
     op = "max_pool2d"
     x = check_tensor(x, op, ndim=4)
@@ -91,20 +92,30 @@ def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
     n, c, h, w = x.shape
     out, switches = kernels.max_pool2d(_planes(x.data), kernel, stride, padding, dilation, out_hw)
     out, switches = out.reshape(n, c, *out_hw), switches.reshape(n, c, *out_hw)
+    # Saved: the switches; the input and output too for the LRP norm rule, except in a lean graph.
+    saved = None if is_lean() else (x.data, out)
+    x_shape = x.shape
 
     def backward(g):
         rules = current_lrp()
         if rules is not None and rules.rule_for("max_pool2d").name == "norm":
             # relevance shared by the z-rule: the window's winner holds all of z, so it gets all of R
             # (exactly winner-takes-all, the gradient, up to the stabiliser)
+            if saved is None:
+                raise lean_error(op, "the LRP norm rule")
             rule = rules.rule_for("max_pool2d")
-            return (lrp.affine_relevance(rule, g, x.data, None, None, out, None,
+            return (lrp.affine_relevance(rule, g, saved[0], None, None, saved[1], None,
                                          lambda s, _: kernels.unpool(_planes(s), _planes(switches),
-                                                                     (h, w)).reshape(x.shape)),)
-        return (kernels.unpool(_planes(g), _planes(switches), (h, w)).reshape(x.shape),)
+                                                                     (h, w)).reshape(x_shape)),)
+        return (kernels.unpool(_planes(g), _planes(switches), (h, w)).reshape(x_shape),)
 
     y = Tensor.from_op(out, (x,), backward, op)
-    return (y, switches.copy()) if return_switches else y
+    if not return_switches:
+        return y
+    if isinstance(switches, np.ndarray):
+        switches.flags.writeable = False  # the graph's own array; the caller gets a read-only view of it
+        return y, switches.view()
+    return y, switches.copy()
 
 
 def _check_switches(op: str, switches: Any, x: Tensor) -> Any:

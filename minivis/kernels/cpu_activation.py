@@ -74,10 +74,12 @@ def relu_rule_backward(g: np.ndarray, x: np.ndarray, low: float, high: float, ne
     """``g * f'(x)`` (gradient), ``g * f'(x) * (g > 0)`` (guided) or ``g * (g > 0)`` (deconvnet)
     in one pass over memory, where ``f'(x)`` is 1 on ``low < x < high``, ``negative_slope`` on
     ``x <= low`` and 0 on ``x >= high``. ``rule_code``: ``rules.GRADIENT``, ``GUIDED`` or ``DECONVNET``.
-    Equal to ``minivis.functional.activation.relu_backward_reference``."""
-    g = np.asarray(g, dtype=x.dtype, order="C")  # not ascontiguousarray: it would make a 0-d g 1-d
-    # The slope in x's dtype: g * slope then rounds like PyTorch, with or without the JIT.
-    negative_slope = x.dtype.type(negative_slope)
+    Equal to ``minivis.functional.activation.relu_backward_reference``. x may also be a lean graph's
+    int8 region code (``_relu_family``); the result then has g's dtype."""
+    dtype = x.dtype if x.dtype.kind == "f" else np.asarray(g).dtype
+    g = np.asarray(g, dtype=dtype, order="C")  # not ascontiguousarray: it would make a 0-d g 1-d
+    # The slope in the op's dtype: g * slope then rounds like PyTorch, with or without the JIT.
+    negative_slope = dtype.type(negative_slope)
     out = np.empty_like(g)
     cpu_threads.launch(_relu_rule_backward, _relu_rule_backward_serial, g.size, g.reshape(-1),
                        np.asarray(x, order="C").reshape(-1), low, high, negative_slope, rule_code, out.reshape(-1))

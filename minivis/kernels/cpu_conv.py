@@ -303,6 +303,27 @@ def _fill_padded(src, top, left, sh, sw, buf):
 
 
 @numba.njit(cache=True)
+def _copy_interior(src, top, left, sh, sw, buf):
+    """The cells of ``_fill_padded`` that come from ``src``, and only those: into a buffer zeroed once,
+    every plane of one geometry lands in the same cells, so the zero border never needs rewriting.
+    (The per-row zero runs cost more than the copy on small planes: 4x on 14x14, measured in
+    benchmarks/README.md, "Convolution planning".)"""
+    height, width = src.shape
+    rows, cols = buf.shape
+    c0, c1 = _valid_range(cols, sw, -left, width)
+    r0, r1 = _valid_range(rows, sh, -top, height)
+    for r in range(r0, r1):
+        row, dst = src[r * sh - top], buf[r]
+        if sw == 1:
+            seg, part = row[c0 - left:c1 - left], dst[c0:c1]
+            for t in range(c1 - c0):
+                part[t] = seg[t]
+        else:
+            for t in range(c0, c1):
+                dst[t] = row[t * sw - left]
+
+
+@numba.njit(cache=True)
 def _padded_plane(src, top, left, rows, cols):
     """A new (rows, cols) plane filled by ``_fill_padded`` at stride 1."""
     buf = np.empty((rows, cols), dtype=src.dtype)
@@ -417,7 +438,7 @@ def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1):
         counts[phase] = o.size
         offsets[phase, :o.size] = o
         taps[phase, :o.size] = t
-    xp = np.empty((rows, wp), dtype=x.dtype)
+    xp = np.zeros((sh * sw, rows, wp), dtype=x.dtype)  # one padded buffer per component, zeroed once
     acc = np.empty(ho * wp, dtype=out.dtype)
     weights = np.empty(n_taps, dtype=out.dtype)
     for p in range(p0, p1):
@@ -428,8 +449,8 @@ def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1):
             if m == 0:
                 continue
             _tap_weights(w[co, 0], taps[phase, :m], weights[:m])
-            _fill_padded(x[n, co // mult], top - phase // sw, left - phase % sw, sh, sw, xp)
-            _wide_correlate_add(xp.reshape(-1), offsets[phase, :m], weights[:m], acc)
+            _copy_interior(x[n, co // mult], top - phase // sw, left - phase % sw, sh, sw, xp[phase])
+            _wide_correlate_add(xp[phase].reshape(-1), offsets[phase, :m], weights[:m], acc)
         dst = out[n, co]
         for oh in range(ho):
             row, src = dst[oh], acc[oh * wp:]
@@ -490,7 +511,7 @@ def _depthwise_backward_input_polyphase(g, w, sh, sw, top, left, dh, dw, dx, p0,
         counts[phase] = np.sum(t >= 0)  # the real taps (o, t come padded to a multiple of three)
         offsets[phase, :o.size] = q_rows * wp + q_cols - o  # (Qi - qi)*wp + (Qj - qj)
         taps[phase, :o.size] = t
-    gp = np.empty((n_rows + q_rows + 1, wp), dtype=g.dtype)  # one spare row for the wide rows' overrun
+    gp = np.zeros((n_rows + q_rows + 1, wp), dtype=g.dtype)  # one spare row for the wide rows' overrun
     gflat = gp.reshape(-1)
     acc = np.empty((phases, n_rows * wp), dtype=dx.dtype)
     weights = np.empty(n_taps, dtype=dx.dtype)
@@ -499,7 +520,7 @@ def _depthwise_backward_input_polyphase(g, w, sh, sw, top, left, dh, dw, dx, p0,
         _fill_zero(acc)
         for m in range(mult):
             co = ci * mult + m
-            _fill_padded(g[n, co], q_rows, q_cols, 1, 1, gp)
+            _copy_interior(g[n, co], q_rows, q_cols, 1, 1, gp)  # the same cells for every plane
             for phase in range(phases):
                 count = counts[phase]
                 if count == 0:  # e.g. a 1x1 stride-2 kernel: three phases get no gradient (acc stays 0)

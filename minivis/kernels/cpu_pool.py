@@ -297,15 +297,18 @@ def _unpool(values, switches, out):
         for t in range(out.shape[1]):  # zeroed here, while the plane is in this core's cache
             out[p, t] = 0
         for k in range(n_values):
-            out[p, switches[p, k]] += values[p, k]
+            s = switches[p, k]
+            if 0 <= s < out.shape[1]:  # always, for switches from max_pool2d; a tampered array cannot write outside
+                out[p, s] += values[p, k]
 
 
 def unpool(values: np.ndarray, switches: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """Scatter-add each value to its switch: ``out[p, s] = sum_{k: switches[p, k] = s} values[p, k]``.
 
     values, switches: (P, Ho, Wo) -> out: (P, H, W) with ``(H, W) = out_hw``. This is max-pool's
-    backward (``values`` = the upstream gradient) and max_unpool2d's forward. The caller
-    guarantees ``0 <= switches < H * W``.
+    backward (``values`` = the upstream gradient) and max_unpool2d's forward. The callers check
+    ``0 <= switches < H * W``; the kernel skips any index outside that range all the same, so no
+    edited switches array can make it write outside the plane.
     """
     n_planes = values.shape[0]
     out = np.empty((n_planes, out_hw[0] * out_hw[1]), dtype=values.dtype)
@@ -328,7 +331,8 @@ def _gather(source, switches, out):
     n_planes, n_values = out.shape
     for p in numba.prange(n_planes):
         for k in range(n_values):
-            out[p, k] = source[p, switches[p, k]]
+            s = switches[p, k]
+            out[p, k] = source[p, s] if 0 <= s < source.shape[1] else 0  # (see _unpool)
 
 
 def gather(source: np.ndarray, switches: np.ndarray) -> np.ndarray:

@@ -41,8 +41,9 @@ def relu_rule_backward(g: Any, x: Any, low: float, high: float, negative_slope: 
     where ``f'(x)`` is 1 on ``low < x < high``, ``negative_slope`` on ``x <= low`` and 0 on
     ``x >= high``. g, x: same shape, on the GPU -> an array of x's dtype and shape."""
     xp = backend.xp(x)
-    g = xp.asarray(g, dtype=x.dtype, order="C")
-    negative_slope = x.dtype.type(negative_slope)  # in x's dtype, so g * slope rounds like the CPU kernel
+    dtype = x.dtype if x.dtype.kind == "f" else g.dtype  # x may be a lean graph's int8 region code
+    g = xp.asarray(g, dtype=dtype, order="C")
+    negative_slope = dtype.type(negative_slope)  # in the op's dtype, so g * slope rounds like the CPU kernel
     out = xp.empty_like(g)
     launch(_relu_rule_backward, g.size, g, g.reshape(-1), xp.asarray(x, order="C").reshape(-1),
            float(low), float(high), negative_slope, int(rule_code), out.reshape(-1))

@@ -330,24 +330,41 @@ def test_avg_pools_bad_input(rng):
 
 
 # Editing the switches a user was handed must never let a kernel index outside its buffers. A
-# regression here would crash the interpreter, so each attack runs in a child process.
+# regression here would crash the interpreter, so each attack runs in a child process. The
+# switches handed out are a read-only view of the graph's own (NumPy refuses the edit); forcing
+# the write through the base array reaches the kernels, which skip indices outside the plane.
+_REFUSED = """
+try:
+    {target}[...] = {value}
+    raise SystemExit("the edit was not refused")
+except ValueError as error:
+    assert "read-only" in str(error), error
+"""
 _SWITCH_ATTACKS = {
     "pool_backward": """
 y, sw = mv.F.max_pool2d(x, 2, return_switches=True)
-sw[...] = {value}
+""" + _REFUSED.format(target="sw", value="{value}") + """
 y.backward(np.ones(y.shape, np.float32))
 assert x.grad.shape == x.shape and np.isfinite(x.grad).all()
 """,
     "module_backward": """
 pool = mv.nn.MaxPool2d(2)
 y = pool(x)
-pool.switches[...] = {value}
+""" + _REFUSED.format(target="pool.switches", value="{value}") + """
 y.backward(np.ones(y.shape, np.float32))
+""",
+    "forced_through_the_base": """
+y, sw = mv.F.max_pool2d(x, 2, return_switches=True)
+sw.base.flags.writeable = True
+sw.base[...] = {value}
+y.backward(np.ones(y.shape, np.float32))
+assert np.isfinite(x.grad).all() and not x.grad.any()  # every index skipped: no gradient, no stray write
 """,
     "unpool_backward": """
 y, sw = mv.F.max_pool2d(x, 2, return_switches=True)
 u = mv.F.max_unpool2d(mv.tensor(y.numpy(), requires_grad=True), sw, 2)
-sw[...] = {value}
+sw.base.flags.writeable = True  # max_unpool2d checked and copied them: later edits cannot reach its backward
+sw.base[...] = {value}
 u.backward(np.ones(u.shape, np.float32))
 """,
 }

@@ -58,7 +58,11 @@ def fuzz_pool_backward(hw: int, k: int, s: int, value: int) -> None:
     x = mv.tensor(np.random.default_rng(hw).standard_normal((1, 2, hw, hw)), requires_grad=True)
     y, switches = mv.F.max_pool2d(x, k, s, return_switches=True)
     kept = switches.copy()
-    switches[...] = value  # the user edits what they were handed; the graph kept its own
+    try:  # the user edits what they were handed: a read-only view of the graph's own switches
+        switches[...] = value
+        raise AssertionError("the edit was not refused")
+    except ValueError as error:
+        assert "read-only" in str(error)
     y.backward(np.ones(y.shape))
     expected = np.zeros((2, hw * hw))
     for plane in range(2):

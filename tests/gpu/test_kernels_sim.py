@@ -219,6 +219,25 @@ def test_relu_rule_backward_equals_the_reference_and_the_cpu_kernel(rng, dtype, 
     np.testing.assert_array_equal(out, cpu_activation.relu_rule_backward(g, x, *args))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", list(RELU_FAMILY))
+@pytest.mark.parametrize("rule", RULES)
+def test_relu_rule_backward_from_a_lean_graphs_region_code(rng, dtype, op, rule):
+    """A lean graph saves the rectifier's region (0 clipped low, 1 linear, 2 clipped high) as int8 and
+    reads it with bounds (0.5, 1.5): the same result as from the input, on both devices."""
+    low, high, slope = RELU_FAMILY[op]
+    x = rng.uniform(-8, 8, (3, 5)).astype(dtype)
+    x.flat[:5] = [0.0, 6.0, -0.0, 0.0, 6.0]
+    g = rng.standard_normal((3, 5)).astype(dtype)
+    region = ((x > low) & (x < high)).astype(np.int8) + 2 * (x >= high)
+    args = (0.5, 1.5, slope, RULE_CODES[rule])
+    expected = mv.F.relu_backward_reference(g, x, rule, low, high, slope)
+    for kernels in (gpu_activation, cpu_activation):
+        out = kernels.relu_rule_backward(g, region.astype(np.int8), *args)
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out, expected)
+
+
 def test_relu_rule_backward_of_a_scalar_keeps_its_shape():
     x, g = np.array(2.0), np.array(3.0)
     out = gpu_activation.relu_rule_backward(g, x, 0.0, np.inf, 0.0, RULE_CODES["gradient"])

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Tensor, no_grad
+from minivis.autograd import Tensor, lean_graph, no_grad
 from minivis.nn.module import Module
 from minivis.rules import RULES, backward_rule
 from minivis.validate import check_fits, check_float
@@ -105,7 +105,8 @@ def batch_gradient(model: Module, batch: Any, target: Target, rule: str, method:
     backward and its three formulas are in ``minivis/functional/activation.py``.
     """
     x = Tensor(batch, requires_grad=True)
-    scores = model_scores(model, x, target, method)
+    with lean_graph():  # the ReLU rules only: the layers keep just what those need
+        scores = model_scores(model, x, target, method)
     if not scores.requires_grad:
         raise ValueError(f"{method}: the target score does not depend on the input")
     with backward_rule(rule):  # set explicitly: a caller's own rule block must not leak in
@@ -342,13 +343,12 @@ def deeplift(model: Module, x: Any, target: Target, baseline: Any = None, return
     reference = _as_baseline(baseline, batch, method)
     n = batch.shape[0]
     both = backend.xp(batch).concatenate([batch, reference])
-    with frozen(model):
+    with frozen(model), backward_rule("rescale"):  # in force for the forward too: the rectifiers keep their inputs
         xt = Tensor(both, requires_grad=True)
         scores = model_scores(model, xt, repeat_target(target, n, 2, method), method)
         if not scores.requires_grad:
             raise ValueError(f"{method}: the target score does not depend on the input")
-        with backward_rule("rescale"):
-            scores.backward(backend.xp(batch).ones(scores.shape, dtype=scores.dtype))
+        scores.backward(backend.xp(batch).ones(scores.shape, dtype=scores.dtype))
         grad = xt.grad if xt.grad is not None else backend.xp(both).zeros_like(both)
     contributions = (batch - reference) * grad[:n]
     if not return_delta:

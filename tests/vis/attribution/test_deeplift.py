@@ -99,3 +99,8 @@ def test_bad_input(rng):
         t = mv.tensor(rng.standard_normal((3, 4)), requires_grad=True)
         with mv.backward_rule("rescale"):
             mv.F.relu(t).sum().backward()
+    t = mv.tensor(rng.standard_normal((2, 4)), requires_grad=True)
+    y = mv.F.relu(t).sum()  # recorded outside the rule: the rectifier kept its output only
+    message = r"relu: the rescale rule needs the forward input.*backward_rule\('rescale'\)"
+    with pytest.raises(RuntimeError, match=message), mv.backward_rule("rescale"):
+        y.backward()
