@@ -79,9 +79,7 @@ def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: 
     lean = is_lean()
     saved_input = x.data if current_rule() == "rescale" and not lean else None
     if lean:  # where f was linear, clipped low, clipped high: the saved "input" and its bounds
-        saved, bounds = (out > low).astype(np.int8), (0.5, 1.5)
-        saved += out >= high
-        saved[out != out] = 2  # NaN sends nothing back, as x = NaN does
+        saved, bounds = backend.kernels("activation", out, op).relu_region(out, low, high), (0.5, 1.5)
     else:
         saved, bounds = out, (low, high)
 

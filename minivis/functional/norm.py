@@ -173,6 +173,8 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
                     raise lean_error(op, "the LRP epsilon rule")
                 grads[0] = lrp.elementwise_relevance(rule, g, saved_x, lambda: affine(saved_x),  # z recomputed
                                                      lambda r: r * scale)
+            elif isinstance(g, np.ndarray):
+                grads[0] = cpu_norm.channel_affine(g, scale, None)  # g * scale, one parallel pass
             else:
                 grads[0] = g * scale
         if weight is not None:

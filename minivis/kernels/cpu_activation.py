@@ -1,5 +1,5 @@
-"""Elementwise kernels of the ReLU family: the clip forward and the fused backward rules (see
-``minivis.rules``). Both run on all threads (NumPy's ``clip`` runs on one), except on arrays too
+"""Elementwise kernels of the ReLU family: the clip forward, the region code a lean graph saves, and
+the fused backward rules (see ``minivis.rules``). Both run on all threads (NumPy's ``clip`` runs on one), except on arrays too
 small to pay for waking them, where a serial twin runs (``cpu_threads.launch``).
 
 The plain reference of the backward rules is ``relu_backward_reference`` in
@@ -39,6 +39,41 @@ def clip(x: np.ndarray, low: float, high: float) -> np.ndarray:
     cpu_threads.launch(_clip, _clip_serial, x.size, x.reshape(-1), x.dtype.type(low), x.dtype.type(high),
                        out.reshape(-1))
     return out
+
+
+@numba.njit(inline="always")
+def _region_one(v, low, high):
+    return 1 if v > low and v < high else (0 if v <= low else 2)  # NaN fails both tests: 2, like x >= high
+
+
+@numba.njit(parallel=True, cache=True)
+def _relu_region(y, low, high, out):
+    for i in numba.prange(y.size):
+        out[i] = _region_one(y[i], low, high)
+
+
+@numba.njit(cache=True)
+def _relu_region_serial(y, low, high, out):
+    for i in range(y.size):
+        out[i] = _region_one(y[i], low, high)
+
+
+def relu_region(y: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Where a ReLU-family op was linear, as int8 in one pass over its output ``y``: 0 where
+    ``y <= low`` (clipped low, or the negative slope), 1 where ``low < y < high``, 2 where
+    ``y >= high`` or NaN. A lean graph saves this instead of ``y`` (``functional/activation.py``)."""
+    y = np.asarray(y, order="C")
+    out = np.empty(y.shape, dtype=np.int8)
+    cpu_threads.launch(_relu_region, _relu_region_serial, y.size, y.reshape(-1), y.dtype.type(low),
+                       y.dtype.type(high), out.reshape(-1))
+    return out
+
+
+def naive_relu_region(y, low, high):
+    """Plain-NumPy twin of ``relu_region``."""
+    region = (y > low).astype(np.int8) + (y >= high)
+    region[y != y] = 2
+    return region.astype(np.int8)
 
 
 @numba.njit(inline="always")

@@ -372,9 +372,24 @@ def _tap_offsets(wk, dh, dw, row_len):
 
 @numba.njit(cache=True)
 def _wide_correlate_add(xp, offsets, weights, acc):
-    """acc[p] += sum_t weights[t] * xp[p + offsets[t]] over the flat wide grid."""
+    """acc[p] += sum_t weights[t] * xp[p + offsets[t]] over the flat wide grid (``offsets.size``: a
+    multiple of three). Nine taps per pass while they last (a whole 3x3 kernel: one pass over acc;
+    a 5x5 kernel padded to 27 taps: three), then three: each pass reads and writes all of acc,
+    which outgrows the L1 cache from about 56x56 (nine per pass ran 1.1-1.6x faster than three on
+    Lite0's planes: benchmarks/README.md, "Convolution planning")."""
     n = acc.size
-    for t in range(0, offsets.size, 3):
+    t = 0
+    while t + 9 <= offsets.size:
+        w0, w1, w2, w3, w4 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3], weights[t + 4]
+        w5, w6, w7, w8 = weights[t + 5], weights[t + 6], weights[t + 7], weights[t + 8]
+        x0, x1, x2, x3 = xp[offsets[t]:], xp[offsets[t + 1]:], xp[offsets[t + 2]:], xp[offsets[t + 3]:]
+        x4, x5, x6 = xp[offsets[t + 4]:], xp[offsets[t + 5]:], xp[offsets[t + 6]:]
+        x7, x8 = xp[offsets[t + 7]:], xp[offsets[t + 8]:]
+        for p in range(n):
+            acc[p] += (((w0 * x0[p] + w1 * x1[p] + w2 * x2[p]) + (w3 * x3[p] + w4 * x4[p] + w5 * x5[p]))
+                       + (w6 * x6[p] + w7 * x7[p] + w8 * x8[p]))
+        t += 9
+    for t in range(t, offsets.size, 3):
         w0, w1, w2 = weights[t], weights[t + 1], weights[t + 2]
         x0, x1, x2 = xp[offsets[t]:], xp[offsets[t + 1]:], xp[offsets[t + 2]:]
         for p in range(n):

@@ -3,6 +3,7 @@
 
 * ``channel_affine``: the per-channel affine map of an eval-mode batch norm,
   ``y[n, c] = x[n, c] * scale[c] + shift[c]``; NumPy needs two passes and a temporary on one thread.
+  Without a shift it is the same layer's input gradient, ``g[n, c] * scale[c]``.
 * ``instance_standardize``: instance norm's ``xhat = (x - mean) / sqrt(var + eps)`` and its affine
   map ``gamma * xhat + beta`` per plane, the statistics accumulated in float64 by two passes (mean,
   then the centred sum of squares: no cancellation), then one pass writing both; NumPy makes seven
@@ -20,42 +21,49 @@ from minivis.kernels import cpu_threads
 
 
 @numba.njit(inline="always")
-def _affine_plane(src, dst, a, b):
-    for t in range(src.shape[0]):
-        dst[t] = src[t] * a + b
+def _affine_plane(src, dst, a, b, has_shift):
+    if has_shift:
+        for t in range(src.shape[0]):
+            dst[t] = src[t] * a + b
+    else:  # no "+ 0": it would turn -0.0 into +0.0
+        for t in range(src.shape[0]):
+            dst[t] = src[t] * a
 
 
 @numba.njit(parallel=True, cache=True)
-def _channel_affine(x, scale, shift, out):
+def _channel_affine(x, scale, shift, has_shift, out):
     n_img, channels = x.shape[0], x.shape[1]
     for plane in numba.prange(n_img * channels):
         n, c = plane // channels, plane % channels
-        _affine_plane(x[n, c], out[n, c], scale[c], shift[c])
+        _affine_plane(x[n, c], out[n, c], scale[c], shift[c], has_shift)
 
 
 @numba.njit(cache=True)
-def _channel_affine_serial(x, scale, shift, out):
+def _channel_affine_serial(x, scale, shift, has_shift, out):
     n_img, channels = x.shape[0], x.shape[1]
     for plane in range(n_img * channels):
         n, c = plane // channels, plane % channels
-        _affine_plane(x[n, c], out[n, c], scale[c], shift[c])
+        _affine_plane(x[n, c], out[n, c], scale[c], shift[c], has_shift)
 
 
-def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """x: (N, C, H, W) or (N, C); scale, shift: (C,) in x's dtype -> ``x * scale + shift`` per channel."""
+def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+    """x: (N, C, H, W) or (N, C); scale, shift: (C,) in x's dtype -> ``x * scale + shift`` per channel
+    (``x * scale`` when shift is None)."""
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
     planes = x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:])))  # explicit: -1 fails on N = 0
-    cpu_threads.launch(_channel_affine, _channel_affine_serial, x.size, planes,
-                       np.ascontiguousarray(scale, dtype=x.dtype).reshape(-1),
-                       np.ascontiguousarray(shift, dtype=x.dtype).reshape(-1), out.reshape(planes.shape))
+    scale = np.ascontiguousarray(scale, dtype=x.dtype).reshape(-1)
+    cpu_threads.launch(_channel_affine, _channel_affine_serial, x.size, planes, scale,
+                       scale if shift is None else np.ascontiguousarray(shift, dtype=x.dtype).reshape(-1),
+                       shift is not None, out.reshape(planes.shape))
     return out
 
 
 def naive_channel_affine(x, scale, shift):
     """Plain-NumPy twin of ``channel_affine``."""
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    return (x * scale.reshape(shape) + shift.reshape(shape)).astype(x.dtype, copy=False)
+    out = x * scale.reshape(shape)
+    return (out if shift is None else out + shift.reshape(shape)).astype(x.dtype, copy=False)
 
 
 @numba.njit(inline="always")

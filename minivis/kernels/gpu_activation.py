@@ -36,6 +36,15 @@ def _relu_rule_backward(g, x, low, high, negative_slope, rule_code, out):
         out[i] = gi * slope
 
 
+def relu_region(y: Any, low: float, high: float) -> Any:
+    """``cpu_activation.relu_region`` on the GPU (array code: three elementwise passes)."""
+    xp = backend.xp(y)
+    region = (y > low).astype(xp.int8)
+    region += y >= high
+    region[y != y] = 2
+    return region
+
+
 def relu_rule_backward(g: Any, x: Any, low: float, high: float, negative_slope: float, rule_code: int) -> Any:
     """``g * f'(x)`` (gradient), ``g * f'(x) * (g > 0)`` (guided) or ``g * (g > 0)`` (deconvnet),
     where ``f'(x)`` is 1 on ``low < x < high``, ``negative_slope`` on ``x <= low`` and 0 on

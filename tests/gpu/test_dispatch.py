@@ -23,7 +23,7 @@ INTERFACE = {
     "conv": (cpu_conv, ["im2col", "col2im", "depthwise_forward", "depthwise_backward_input",
                         "depthwise_backward_weight", "output_size"]),
     "pool": (cpu_pool, ["max_pool2d", "unpool", "gather", "box_mean", "box_mean_backward"]),
-    "activation": (cpu_activation, ["relu_rule_backward"]),
+    "activation": (cpu_activation, ["relu_rule_backward", "relu_region"]),
 }
 
 

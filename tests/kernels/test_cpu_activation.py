@@ -54,6 +54,23 @@ def test_fused_accepts_non_contiguous_and_other_dtype_gradients(rng, rule):
     np.testing.assert_array_equal(fast, naive)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("family", list(FAMILY))
+def test_region_matches_its_twin_and_drives_the_rules_like_the_input(rng, family, dtype):
+    """The int8 region a lean graph saves: equal to the NumPy twin, and the rule kernel fed with it
+    (bounds 0.5, 1.5) gives the reference of the input, bit for bit, NaN and ties included."""
+    low, high, slope = FAMILY[family]
+    x, g = sample(rng, (3, 4, 5), dtype)
+    x.reshape(-1)[3:6] = [np.nan, -0.0, 6.0]
+    y = np.clip(x, low, high) if not slope else np.where(x > low, x, slope * x).astype(dtype)
+    region = cpu_activation.relu_region(y, low, high)
+    assert region.dtype == np.int8
+    np.testing.assert_array_equal(region, cpu_activation.naive_relu_region(y, low, high))
+    for rule in RULE_CODES:
+        np.testing.assert_array_equal(relu_rule_backward(g, region, 0.5, 1.5, slope, RULE_CODES[rule]),
+                                      relu_backward_reference(g, x, rule, low, high, slope))
+
+
 def test_rule_codes_name_the_rules():
     assert (GRADIENT, GUIDED, DECONVNET) == (0, 1, 2) and [RULE_CODES[r] for r in RULES] == [0, 1, 2]
 

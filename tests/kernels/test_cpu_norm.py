@@ -24,6 +24,18 @@ def test_channel_affine_matches_naive(rng, dtype, shape):
                                else 1e-15, atol=1e-6 if dtype == np.float32 else 1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_scale_without_a_shift_is_the_plain_product_bit_for_bit(rng, dtype):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
+    x[0, 0, 0, :2] = [-0.0, 0.0]
+    scale = rng.standard_normal(3).astype(dtype)
+    out = cpu_norm.channel_affine(x, scale, None)
+    expected = x * scale.reshape(1, 3, 1, 1)
+    np.testing.assert_array_equal(out, expected)
+    assert np.array_equal(np.signbit(out), np.signbit(expected))  # -0.0 stays -0.0 (no "+ 0")
+    np.testing.assert_array_equal(cpu_norm.naive_channel_affine(x, scale, None), expected)
+
+
 def test_channel_affine_reads_a_non_contiguous_input_correctly(rng):
     x = rng.standard_normal((2, 6, 4, 4))[:, ::2]  # every other channel: a strided view
     scale, shift = np.arange(3.0), -np.arange(3.0)
