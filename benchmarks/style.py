@@ -10,7 +10,8 @@ Rows, same threads on both sides, weights from the same state dict:
 * ``Gatys step``: EfficientNet-Lite0 forward to its deepest style layer, content loss at
   ``_blocks.4``, style loss at the five default layers, TV, backward to the image (float32, one
   224x224 image), minivis's objective against the same step written on the PyTorch twin; checked
-  equal in float64 first. Target: ratio = torch / minivis >= 1.0.
+  equal in float64 first. Both models are frozen once for the run (as ``style_transfer`` freezes
+  its model once for the whole optimisation), not per step. Target: ratio = torch / minivis >= 1.0.
 * ``feed-forward vs Gatys``: the shipped ``fast_style`` network (``mosaic``) stylises a 256x256 crop
   of ``chelsea`` (never seen in training); its perceptual loss terms are measured with the network
   and layers it was trained with. Then Gatys's optimisation of the *same* objective (same weights
@@ -114,11 +115,10 @@ def gatys_step_row(model, twin, photo, style_img, quick: bool) -> dict:
         xm = mv.tensor(x0[None], requires_grad=True)
         xt = torch.tensor(x0[None], requires_grad=True)
 
-        def ours(xm=xm, ours_fn=ours_fn, dtype=dtype):
+        def ours(xm=xm, ours_fn=ours_fn, dtype=dtype):  # called under frozen(model), as style_transfer's steps are
             xm.grad = None
-            with frozen(model):
-                loss = ours_fn(xm)
-                loss.backward(np.ones(1, dtype))
+            loss = ours_fn(xm)
+            loss.backward(np.ones(1, dtype))
             return loss.item()
 
         def theirs(xt=xt, grams=grams, content_target=content_target):
@@ -127,14 +127,16 @@ def gatys_step_row(model, twin, photo, style_img, quick: bool) -> dict:
             loss.backward()
             return loss.item()
 
-        v_ours, v_theirs = ours(), theirs()
+        with frozen(model):
+            v_ours, v_theirs = ours(), theirs()
         rows[dtype] = (v_ours, v_theirs, xm.grad.copy(), xt.grad.numpy().copy(), ours, theirs)
     v_ours, v_theirs, g_ours, g_theirs, _, _ = rows[np.float64]
     grad_err = float(np.abs(g_ours - g_theirs).max() / np.abs(g_theirs).max())
     value_err = abs(v_ours - v_theirs) / abs(v_theirs)
     ok = grad_err < 1e-9 and value_err < 1e-9
     _, _, _, _, ours, theirs = rows[np.float32]
-    t_ours, t_theirs = timeit_interleaved([ours, theirs], repeat=2 if quick else 10, pause=0.2)
+    with frozen(model):  # entered once per run, like the twin's requires_grad_(False) (optimize.py does the same)
+        t_ours, t_theirs = timeit_interleaved([ours, theirs], repeat=2 if quick else 10, pause=0.2)
     ratio = t_theirs / t_ours
     return {"case": f"Gatys step (content + style + TV, fwd + bwd), {photo.shape[-1]} px",
             "minivis": f"{1e3 * t_ours:.1f} ms", "reference": f"{1e3 * t_theirs:.1f} ms (PyTorch)",

@@ -324,6 +324,32 @@ def _copy_interior(src, top, left, sh, sw, buf):
 
 
 @numba.njit(cache=True)
+def _copy_interior_phases(src, top, left, sh, sw, xp):
+    """``_copy_interior`` for all ``sh*sw`` polyphase components at once: ``xp[a*sw + b]`` receives
+    component (a, b) of ``src`` moved down by ``top`` and right by ``left``. At column stride 2 each
+    row of ``src`` is read once and dealt out to its two components (one strided read per
+    component took 1.5-2x longer on Lite0's stride-2 layers: benchmarks/README.md, "Convolution
+    planning"); other strides copy component by component."""
+    if sw != 2:
+        for phase in range(sh * sw):
+            _copy_interior(src, top - phase // sw, left - phase % sw, sh, sw, xp[phase])
+        return
+    height, width = src.shape
+    rows, cols = xp.shape[1], xp.shape[2]
+    for sr in range(height):
+        a, r = (sr + top) % sh, (sr + top) // sh
+        if r < 0 or r >= rows:
+            continue
+        row = src[sr]
+        for b in range(2):
+            t0 = (b - left) % 2  # the first column of src in component column phase b
+            c0 = (t0 + left) // 2
+            dst = xp[a * 2 + b, r]
+            for k in range(max(0, min((width - t0 + 1) // 2, cols - c0))):
+                dst[c0 + k] = row[t0 + 2 * k]
+
+
+@numba.njit(cache=True)
 def _padded_plane(src, top, left, rows, cols):
     """A new (rows, cols) plane filled by ``_fill_padded`` at stride 1."""
     buf = np.empty((rows, cols), dtype=src.dtype)
@@ -459,12 +485,12 @@ def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1):
     for p in range(p0, p1):
         n, co = p // c_out, p % c_out
         acc[:] = 0
+        _copy_interior_phases(x[n, co // mult], top, left, sh, sw, xp)
         for phase in range(sh * sw):
             m = counts[phase]
             if m == 0:
                 continue
             _tap_weights(w[co, 0], taps[phase, :m], weights[:m])
-            _copy_interior(x[n, co // mult], top - phase // sw, left - phase % sw, sh, sw, xp[phase])
             _wide_correlate_add(xp[phase].reshape(-1), offsets[phase, :m], weights[:m], acc)
         dst = out[n, co]
         for oh in range(ho):
