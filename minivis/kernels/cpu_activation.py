@@ -1,6 +1,7 @@
 """Elementwise kernels of the ReLU family: the clip forward, the region code a lean graph saves, and
-the fused backward rules (see ``minivis.rules``). Both run on all threads (NumPy's ``clip`` runs on one), except on arrays too
-small to pay for waking them, where a serial twin runs (``cpu_threads.launch``).
+the fused backward rules (see ``minivis.rules``). They run on all threads (NumPy's ``clip`` runs on
+one), except on arrays too small to pay for waking them, where a serial twin runs
+(``cpu_threads.launch``).
 
 The plain reference of the backward rules is ``relu_backward_reference`` in
 ``minivis/functional/activation.py``; ``tests/kernels/test_cpu_activation.py`` checks this kernel

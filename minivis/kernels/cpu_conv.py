@@ -415,9 +415,9 @@ def _wide_correlate_add(xp, offsets, weights, acc):
             acc[p] += (((w0 * x0[p] + w1 * x1[p] + w2 * x2[p]) + (w3 * x3[p] + w4 * x4[p] + w5 * x5[p]))
                        + (w6 * x6[p] + w7 * x7[p] + w8 * x8[p]))
         t += 9
-    for t in range(t, offsets.size, 3):
-        w0, w1, w2 = weights[t], weights[t + 1], weights[t + 2]
-        x0, x1, x2 = xp[offsets[t]:], xp[offsets[t + 1]:], xp[offsets[t + 2]:]
+    for u in range(t, offsets.size, 3):
+        w0, w1, w2 = weights[u], weights[u + 1], weights[u + 2]
+        x0, x1, x2 = xp[offsets[u]:], xp[offsets[u + 1]:], xp[offsets[u + 2]:]
         for p in range(n):
             acc[p] += w0 * x0[p] + w1 * x1[p] + w2 * x2[p]
 
