@@ -288,18 +288,23 @@ def _fill_padded(src, top, left, sh, sw, buf):
             for t in range(cols):
                 dst[t] = 0
             continue
-        row = src[sr]
         for t in range(c0):
             dst[t] = 0
-        if sw == 1:  # a contiguous copy, which LLVM vectorizes (the strided one below it does not)
-            seg, part = row[c0 - left:c1 - left], dst[c0:c1]
-            for t in range(c1 - c0):
-                part[t] = seg[t]
-        else:
-            for t in range(c0, c1):
-                dst[t] = row[t * sw - left]
+        _copy_row(src[sr], dst, c0, c1, left, sw)
         for t in range(c1, cols):
             dst[t] = 0
+
+
+@numba.njit(inline="always")
+def _copy_row(row, dst, c0, c1, left, sw):
+    """dst[c] = row[c*sw - left] for c in [c0, c1)."""
+    if sw == 1:  # a contiguous copy, which LLVM vectorizes (the strided one below it does not)
+        seg, part = row[c0 - left:c1 - left], dst[c0:c1]
+        for t in range(c1 - c0):
+            part[t] = seg[t]
+    else:
+        for t in range(c0, c1):
+            dst[t] = row[t * sw - left]
 
 
 @numba.njit(cache=True)
@@ -313,14 +318,7 @@ def _copy_interior(src, top, left, sh, sw, buf):
     c0, c1 = _valid_range(cols, sw, -left, width)
     r0, r1 = _valid_range(rows, sh, -top, height)
     for r in range(r0, r1):
-        row, dst = src[r * sh - top], buf[r]
-        if sw == 1:
-            seg, part = row[c0 - left:c1 - left], dst[c0:c1]
-            for t in range(c1 - c0):
-                part[t] = seg[t]
-        else:
-            for t in range(c0, c1):
-                dst[t] = row[t * sw - left]
+        _copy_row(src[r * sh - top], buf[r], c0, c1, left, sw)
 
 
 @numba.njit(cache=True)
