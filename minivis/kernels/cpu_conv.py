@@ -386,15 +386,6 @@ def _tap_weights(wk, taps, weights):
 
 
 @numba.njit(cache=True)
-def _tap_offsets(wk, dh, dw, row_len):
-    """The stride-1 offsets of every tap of ``wk`` and their weights (``_phase_taps``)."""
-    offsets, taps = _phase_taps(wk.shape[0], wk.shape[1], dh, dw, row_len, 1, 1, 0, 0)
-    weights = np.empty(offsets.size, dtype=wk.dtype)
-    _tap_weights(wk, taps, weights)
-    return offsets, weights
-
-
-@numba.njit(cache=True)
 def _wide_correlate_add(xp, offsets, weights, acc):
     """acc[p] += sum_t weights[t] * xp[p + offsets[t]] over the flat wide grid (``offsets.size``: a
     multiple of three). Nine taps per pass while they last (a whole 3x3 kernel: one pass over acc;
@@ -498,26 +489,35 @@ def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1):
 
 
 @numba.njit(cache=True)
-def _depthwise_backward_input_plane(g, w, sh, sw, top, left, dh, dw, dx):
-    """dx = the input-gradient of one input plane from its M output planes ``g[m]`` (weights ``w[m]``),
-    at stride 1 (``sh``, ``sw``: 1; strided layers go to ``_depthwise_backward_input_polyphase``).
+def _depthwise_backward_input_planes(g, w, sh, sw, top, left, dh, dw, dx, p0, p1):
+    """dx[n, ci] for the input planes ``p = n*C_in + ci`` in [p0, p1) at stride 1 (``sh``, ``sw``: 1;
+    strided layers go to ``_depthwise_backward_input_polyphase``), from their M output planes.
 
     dx[ih, iw] = sum_ij w[i, j] g[ih + top - i*dh, iw + left - j*dw]: a stride-1 correlation of
     g (shifted and zero-padded) with the kernel flipped in both axes, so the wide grid applies.
+    The tap layout depends on the geometry only, and the planes share one zero-bordered buffer.
     """
-    mult = g.shape[0]
-    height, width = dx.shape
-    kh, kw = w.shape[1], w.shape[2]
+    c_in, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
+    mult = g.shape[1] // c_in
+    kh, kw = w.shape[2], w.shape[3]
     wp = width + dw * (kw - 1)
-    acc = np.zeros(height * wp, dtype=dx.dtype)
-    for m in range(mult):
-        gp = _padded_plane(g[m], dh * (kh - 1) - top, dw * (kw - 1) - left, height + dh * (kh - 1) + 1, wp)
-        offsets, weights = _tap_offsets(w[m, ::-1, ::-1], dh, dw, wp)
-        _wide_correlate_add(gp.reshape(-1), offsets, weights, acc)
-    for ih in range(height):
-        row, src = dx[ih], acc[ih * wp:]
-        for iw in range(width):
-            row[iw] = src[iw]
+    offsets, taps = _phase_taps(kh, kw, dh, dw, wp, 1, 1, 0, 0)
+    gp = np.zeros((height + dh * (kh - 1) + 1, wp), dtype=g.dtype)  # one spare row for the overrun
+    acc = np.empty(height * wp, dtype=dx.dtype)
+    weights = np.empty(offsets.size, dtype=dx.dtype)
+    for p in range(p0, p1):
+        n, ci = p // c_in, p % c_in
+        acc[:] = 0
+        for m in range(mult):
+            co = ci * mult + m
+            _tap_weights(w[co, 0, ::-1, ::-1], taps, weights)
+            _copy_interior(g[n, co], dh * (kh - 1) - top, dw * (kw - 1) - left, 1, 1, gp)
+            _wide_correlate_add(gp.reshape(-1), offsets, weights, acc)
+        dst = dx[n, ci]
+        for ih in range(height):
+            row, src = dst[ih], acc[ih * wp:]
+            for iw in range(width):
+                row[iw] = src[iw]
 
 
 # The input gradient at stride s > 1, polyphase. Input pixel (ih, iw) sits at padded position
@@ -629,25 +629,17 @@ def _depthwise_forward_serial(x, w, sh, sw, top, left, dh, dw, out, chunks):  # 
     _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, 0, out.shape[0] * out.shape[1])
 
 
-@numba.njit(inline="always")
-def _backward_input_of_plane(g, w, sh, sw, top, left, dh, dw, dx, plane):
-    c_in = dx.shape[1]
-    mult = g.shape[1] // c_in
-    n, ci = plane // c_in, plane % c_in
-    _depthwise_backward_input_plane(g[n, ci * mult:(ci + 1) * mult], w[ci * mult:(ci + 1) * mult, 0],
-                                    sh, sw, top, left, dh, dw, dx[n, ci])
-
-
 @numba.njit(parallel=True, cache=True)
-def _depthwise_backward_input(g, w, sh, sw, top, left, dh, dw, dx):
-    for plane in numba.prange(dx.shape[0] * dx.shape[1]):
-        _backward_input_of_plane(g, w, sh, sw, top, left, dh, dw, dx, plane)
+def _depthwise_backward_input(g, w, sh, sw, top, left, dh, dw, dx, chunks):
+    planes = dx.shape[0] * dx.shape[1]
+    for k in numba.prange(chunks):  # a run of planes per task: one set of buffers each
+        _depthwise_backward_input_planes(g, w, sh, sw, top, left, dh, dw, dx, planes * k // chunks,
+                                         planes * (k + 1) // chunks)
 
 
 @numba.njit(cache=True)
-def _depthwise_backward_input_serial(g, w, sh, sw, top, left, dh, dw, dx):
-    for plane in range(dx.shape[0] * dx.shape[1]):
-        _backward_input_of_plane(g, w, sh, sw, top, left, dh, dw, dx, plane)
+def _depthwise_backward_input_serial(g, w, sh, sw, top, left, dh, dw, dx, chunks):  # chunks: unused
+    _depthwise_backward_input_planes(g, w, sh, sw, top, left, dh, dw, dx, 0, dx.shape[0] * dx.shape[1])
 
 
 @numba.njit(inline="always")
@@ -694,11 +686,11 @@ def depthwise_backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, i
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
     dx = np.empty(x_shape, dtype=g.dtype)
     work = g.size * w.shape[2] * w.shape[3] // 2
+    chunks = min(dx.shape[0] * dx.shape[1], 4 * numba.get_num_threads())
     if tuple(stride) == (1, 1):
         cpu_threads.launch(_depthwise_backward_input, _depthwise_backward_input_serial, work, g, w,
-                           *_geometry(stride, pad4, dilation), dx)
+                           *_geometry(stride, pad4, dilation), dx, chunks)
     else:  # polyphase: one stride-1 wide-grid correlation per component of dx
-        chunks = min(dx.shape[0] * dx.shape[1], 4 * numba.get_num_threads())
         cpu_threads.launch(_depthwise_backward_input_strided, _depthwise_backward_input_strided_serial, work, g, w,
                            *_geometry(stride, pad4, dilation), dx, chunks)
     return dx
