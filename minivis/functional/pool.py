@@ -23,6 +23,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor, is_lean, lean_error
 from minivis.functional import lrp
+from minivis.kernels import cpu_pool
 from minivis.rules import current_lrp
 from minivis.validate import check_bool, check_tensor, int_pair
 
@@ -112,7 +113,7 @@ def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
     y = Tensor.from_op(out, (x,), backward, op)
     if not return_switches:
         return y
-    if isinstance(switches, np.ndarray):
+    if kernels is cpu_pool:  # (the GPU kernels get a copy: CuPy arrays have no read-only flag)
         switches.flags.writeable = False  # the graph's own array; the caller gets a read-only view of it
         return y, switches.view()
     return y, switches.copy()
