@@ -20,9 +20,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minivis import backend
 from minivis.autograd import Tensor
+from minivis.kernels import cpu_threads
 from minivis.validate import check_tensor
+
+
+def _bmm(a: Any, b: Any) -> Any:
+    """Stacked matrix products; on the CPU on single-threaded BLAS (``cpu_threads.bmm``): BLAS's own
+    threads keep spinning after a call and would slow the convolutions of the backward pass."""
+    return cpu_threads.bmm(a, b) if isinstance(a, np.ndarray) else backend.xp(a).matmul(a, b)
 
 
 def gram_matrix(x: Any) -> Tensor:
@@ -31,13 +40,12 @@ def gram_matrix(x: Any) -> Tensor:
     n, c, h, w = x.shape
     if h * w == 0:
         raise ValueError(f"gram_matrix: x must have at least one position, got shape {x.shape}")
-    xp = backend.xp(x.data)
     f = x.data.reshape(n, c, h * w)
     m = float(h * w)
-    out = xp.matmul(f, f.transpose(0, 2, 1)) / m
+    out = _bmm(f, f.transpose(0, 2, 1)) / m
 
     def backward(g):
         sym = g + g.transpose(0, 2, 1)
-        return ((xp.matmul(sym, f) / m).reshape(x.shape).astype(x.dtype, copy=False),)
+        return ((_bmm(sym, f) / m).reshape(x.shape).astype(x.dtype, copy=False),)
 
     return Tensor.from_op(out.astype(x.dtype, copy=False), (x,), backward, "gram_matrix")

@@ -109,6 +109,16 @@ def launch(kernel: Callable[..., Any], serial: Callable[..., Any], work: int, *a
     (kernel if work >= ELEMENTWISE_MIN_WORK else serial)(*args)
 
 
+def bmm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for stacks (N, p, q) @ (N, q, r): the N products split across threads, each on
+    single-threaded BLAS (``matmul`` below says why BLAS's own threads are avoided). One image's
+    product, and so its rounding, does not depend on the others."""
+    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
+    map_batch(lambda part, _: np.matmul(a[part], b[part], out=out[part]), a.shape[0],
+              a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2])
+    return out
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for 2-D NumPy arrays, the longer side of the result split across threads.
 

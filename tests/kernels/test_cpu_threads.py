@@ -53,3 +53,14 @@ def test_map_batch_reraises_a_worker_error_after_every_slice_finished(monkeypatc
     with pytest.raises(RuntimeError, match="slice 0 failed"):
         cpu_threads.map_batch(fn, 4, work=1)
     assert len(finished) == min(numba.get_num_threads(), 4) - 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bmm_equals_numpy_and_each_product_ignores_its_neighbours(rng, dtype, monkeypatch):
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)  # split the stack across threads even when small
+    a = rng.standard_normal((5, 4, 7)).astype(dtype)
+    b = rng.standard_normal((5, 3, 7)).astype(dtype).transpose(0, 2, 1)  # a transposed view, as gram_matrix passes
+    out = cpu_threads.bmm(a, b)
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5 if dtype == np.float32 else 1e-12)
+    for k in range(5):  # batch invariance: one product alone gives the same bits
+        np.testing.assert_array_equal(cpu_threads.bmm(a[k:k + 1], b[k:k + 1])[0], out[k])
