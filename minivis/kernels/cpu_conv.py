@@ -577,17 +577,13 @@ def _depthwise_backward_input_polyphase(g, w, sh, sw, top, left, dh, dw, dx, p0,
                     row[t * sw] = src[t]
 
 
-@numba.njit(parallel=True, cache=True)
-def _depthwise_backward_input_strided(g, w, sh, sw, top, left, dh, dw, dx, chunks):
-    planes = dx.shape[0] * dx.shape[1]
-    for k in numba.prange(chunks):  # a run of planes per task: one set of buffers each
-        _depthwise_backward_input_polyphase(g, w, sh, sw, top, left, dh, dw, dx, planes * k // chunks,
-                                            planes * (k + 1) // chunks)
-
-
-@numba.njit(cache=True)
-def _depthwise_backward_input_strided_serial(g, w, sh, sw, top, left, dh, dw, dx, chunks):  # chunks: unused
-    _depthwise_backward_input_polyphase(g, w, sh, sw, top, left, dh, dw, dx, 0, dx.shape[0] * dx.shape[1])
+@numba.njit(inline="always")
+def _depthwise_backward_input_range(g, w, sh, sw, top, left, dh, dw, dx, p0, p1):
+    """The input planes [p0, p1): one wide-grid correlation per plane at stride 1, polyphase otherwise."""
+    if sh == 1 and sw == 1:
+        _depthwise_backward_input_planes(g, w, sh, sw, top, left, dh, dw, dx, p0, p1)
+    else:
+        _depthwise_backward_input_polyphase(g, w, sh, sw, top, left, dh, dw, dx, p0, p1)
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
@@ -633,13 +629,13 @@ def _depthwise_forward_serial(x, w, sh, sw, top, left, dh, dw, out, chunks):  # 
 def _depthwise_backward_input(g, w, sh, sw, top, left, dh, dw, dx, chunks):
     planes = dx.shape[0] * dx.shape[1]
     for k in numba.prange(chunks):  # a run of planes per task: one set of buffers each
-        _depthwise_backward_input_planes(g, w, sh, sw, top, left, dh, dw, dx, planes * k // chunks,
-                                         planes * (k + 1) // chunks)
+        _depthwise_backward_input_range(g, w, sh, sw, top, left, dh, dw, dx, planes * k // chunks,
+                                        planes * (k + 1) // chunks)
 
 
 @numba.njit(cache=True)
 def _depthwise_backward_input_serial(g, w, sh, sw, top, left, dh, dw, dx, chunks):  # chunks: unused
-    _depthwise_backward_input_planes(g, w, sh, sw, top, left, dh, dw, dx, 0, dx.shape[0] * dx.shape[1])
+    _depthwise_backward_input_range(g, w, sh, sw, top, left, dh, dw, dx, 0, dx.shape[0] * dx.shape[1])
 
 
 @numba.njit(inline="always")
@@ -687,12 +683,9 @@ def depthwise_backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, i
     dx = np.empty(x_shape, dtype=g.dtype)
     work = g.size * w.shape[2] * w.shape[3] // 2
     chunks = min(dx.shape[0] * dx.shape[1], 4 * numba.get_num_threads())
-    if tuple(stride) == (1, 1):
-        cpu_threads.launch(_depthwise_backward_input, _depthwise_backward_input_serial, work, g, w,
-                           *_geometry(stride, pad4, dilation), dx, chunks)
-    else:  # polyphase: one stride-1 wide-grid correlation per component of dx
-        cpu_threads.launch(_depthwise_backward_input_strided, _depthwise_backward_input_strided_serial, work, g, w,
-                           *_geometry(stride, pad4, dilation), dx, chunks)
+    # stride 1: a wide-grid correlation per plane; else polyphase: one per component of dx
+    cpu_threads.launch(_depthwise_backward_input, _depthwise_backward_input_serial, work, g, w,
+                       *_geometry(stride, pad4, dilation), dx, chunks)
     return dx
 
 
