@@ -71,14 +71,15 @@ def affine_relevance(rule: LRPRule, relevance: Any, x: Any, w: Any, b: Any, z: A
                      adjoint: Adjoint) -> Any:
     """The relevance of a layer's input x, given that of its output, by ``rule``.
 
-    relevance, z: (N, C_out, ...) the output's relevance and the layer's forward output (or a
-    function that recomputes it: the graph does not keep layer outputs, see ``minivis/autograd.py``);
+    relevance: (N, C_out, ...) the output's relevance; z: a function returning the layer's forward
+    output, called only by the rules that read it (conv and linear recompute it: the graph does
+    not keep layer outputs, see ``minivis/autograd.py``);
     x: its input; w, b: its weight and bias (``b`` may be None; ``w`` is None for the pools);
     ``forward(x, w, b)`` computes the layer (``b=None``: no bias), ``adjoint(s, w)`` its
     input-gradient. Returns an array shaped like x.
     """
     name, xp = rule.name, backend.xp(x)
-    if callable(z) and name in ("zero", "epsilon", "norm", "gamma"):  # the rules that read the output
+    if name in ("zero", "epsilon", "norm", "gamma"):  # the rules that read the output
         z = z()
     if name in ("zero", "epsilon", "norm"):
         eps = rule.epsilon if name == "epsilon" else rule.stabilizer
@@ -138,12 +139,12 @@ def _signed_share(relevance: Any, x: Any, w_for_pos: Any, w_for_neg: Any, b: Any
 def elementwise_relevance(rule: LRPRule, relevance: Any, x: Any, z: Any, gradient: Callable[[Any], Any]) -> Any:
     """An op with one output per input (batch norm in eval, a rectifier): ``pass`` hands R on unchanged,
     ``epsilon`` shares it as x * (dz/dx) * R / (z + eps sign z) (the z-rule of ``y = a x + c``),
-    ``gradient`` is the ordinary backward ``gradient(R)``. ``z``: the op's output, or a function that
-    recomputes it."""
+    ``gradient`` is the ordinary backward ``gradient(R)``. ``z``: a function returning the op's output
+    (only ``epsilon`` calls it)."""
     if rule.name == "pass":
         return relevance
     if rule.name == "epsilon":
-        return x * gradient(relevance / stabilize(z() if callable(z) else z, rule.epsilon))
+        return x * gradient(relevance / stabilize(z(), rule.epsilon))
     return gradient(relevance)
 
 

@@ -105,7 +105,7 @@ def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
             if saved is None:
                 raise lean_error(op, "the LRP norm rule")
             rule = rules.rule_for("max_pool2d")
-            return (lrp.affine_relevance(rule, g, saved[0], None, None, saved[1], None,
+            return (lrp.affine_relevance(rule, g, saved[0], None, None, lambda: saved[1], None,
                                          lambda s, _: kernels.unpool(_planes(s), _planes(switches),
                                                                      (h, w)).reshape(x_shape)),)
         return (kernels.unpool(_planes(g), _planes(switches), (h, w)).reshape(x_shape),)
@@ -258,7 +258,7 @@ def _average_backward(x: Tensor, out: Any, adjoint: Any) -> Any:
         if rules is not None:  # relevance: the rule in force for average pools (Zennit: Norm)
             rule = rules.rule_for("avg_pool2d")
             if rule.name != "gradient":
-                return (lrp.affine_relevance(rule, g, x.data, None, None, out, None, adjoint),)
+                return (lrp.affine_relevance(rule, g, x.data, None, None, lambda: out, None, adjoint),)
         return (adjoint(g),)
 
     return backward
