@@ -71,10 +71,11 @@ def relu_region(y: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def naive_relu_region(y, low, high):
-    """Plain-NumPy twin of ``relu_region``."""
-    region = (y > low).astype(np.int8) + (y >= high)
+    """Plain array twin of ``relu_region`` (NumPy or CuPy: ``gpu_activation`` uses it as it is)."""
+    region = (y > low).astype(np.int8)
+    region += y >= high
     region[y != y] = 2
-    return region.astype(np.int8)
+    return region
 
 
 @numba.njit(inline="always")

@@ -13,6 +13,7 @@ from typing import Any
 from numba import cuda
 
 from minivis import backend
+from minivis.kernels.cpu_activation import naive_relu_region as relu_region  # noqa: F401 (array code: CuPy too)
 from minivis.kernels.gpu_launch import launch
 from minivis.rules import DECONVNET, GUIDED
 
@@ -34,15 +35,6 @@ def _relu_rule_backward(g, x, low, high, negative_slope, rule_code, out):
         if rule_code == GUIDED and not gi > 0:  # guided: also needs a positive signal
             slope = 0.0
         out[i] = gi * slope
-
-
-def relu_region(y: Any, low: float, high: float) -> Any:
-    """``cpu_activation.relu_region`` on the GPU (array code: three elementwise passes)."""
-    xp = backend.xp(y)
-    region = (y > low).astype(xp.int8)
-    region += y >= high
-    region[y != y] = 2
-    return region
 
 
 def relu_rule_backward(g: Any, x: Any, low: float, high: float, negative_slope: float, rule_code: int) -> Any:
