@@ -385,6 +385,15 @@ def _tap_weights(wk, taps, weights):
         weights[t] = wk[taps[t] // kw, taps[t] % kw] if taps[t] >= 0 else 0
 
 
+@numba.njit(inline="always")
+def _copy_out(acc, wp, dst):
+    """dst[i, j] = acc[i*wp + j]: a wide-grid result without its extra columns."""
+    for i in range(dst.shape[0]):
+        row, src = dst[i], acc[i * wp:]
+        for j in range(dst.shape[1]):
+            row[j] = src[j]
+
+
 @numba.njit(cache=True)
 def _wide_correlate_add(xp, offsets, weights, acc):
     """acc[p] += sum_t weights[t] * xp[p + offsets[t]] over the flat wide grid (``offsets.size``: a
@@ -481,11 +490,7 @@ def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1):
                 continue
             _tap_weights(w[co, 0], taps[phase, :m], weights[:m])
             _wide_correlate_add(xp[phase].reshape(-1), offsets[phase, :m], weights[:m], acc)
-        dst = out[n, co]
-        for oh in range(ho):
-            row, src = dst[oh], acc[oh * wp:]
-            for ow in range(wo):
-                row[ow] = src[ow]
+        _copy_out(acc, wp, out[n, co])
 
 
 @numba.njit(cache=True)
@@ -513,11 +518,7 @@ def _depthwise_backward_input_planes(g, w, sh, sw, top, left, dh, dw, dx, p0, p1
             _tap_weights(w[co, 0, ::-1, ::-1], taps, weights)
             _copy_interior(g[n, co], dh * (kh - 1) - top, dw * (kw - 1) - left, 1, 1, gp)
             _wide_correlate_add(gp.reshape(-1), offsets, weights, acc)
-        dst = dx[n, ci]
-        for ih in range(height):
-            row, src = dst[ih], acc[ih * wp:]
-            for iw in range(width):
-                row[iw] = src[iw]
+        _copy_out(acc, wp, dx[n, ci])
 
 
 # The input gradient at stride s > 1, polyphase. Input pixel (ih, iw) sits at padded position
