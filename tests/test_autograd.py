@@ -141,7 +141,7 @@ def test_the_graph_does_not_keep_intermediate_results_alive():
     np.testing.assert_allclose(w.grad, wt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_retain_grad_reaches_an_intermediate_only_while_it_lives():
+def test_retain_grad_still_reaches_an_intermediate_through_the_node_graph():
     x = leaf([1.0, -2.0, 3.0])
     h = (x * 2).retain_grad()
     (h * h).sum().backward()
