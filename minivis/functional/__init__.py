@@ -4,8 +4,9 @@ Modules: ``math`` (elementwise, reductions, shape, matmul), ``activation`` (the 
 backward rules, written out in ``relu_backward_reference``; sigmoid, tanh), ``conv`` (conv2d,
 conv_transpose2d, and ``conv_algorithm``, the switch between their algorithms), ``pool`` (max-pool
 with switches, unpool, average and adaptive pools), ``linear``, ``dropout``, ``norm`` (batch,
-instance, local response), ``gram`` (Gram matrices of feature maps), ``loss`` (softmax, log_softmax,
-cross_entropy, mse_loss), ``resize`` (interpolate, pad).
+instance, local response; eval batch norm and the ReLU after it as one op), ``gram`` (Gram matrices
+of feature maps), ``loss`` (softmax, log_softmax, cross_entropy, mse_loss), ``resize`` (interpolate,
+pad).
 """
 
 from minivis.functional.activation import leaky_relu, relu, relu6, relu_backward_reference, sigmoid, tanh
@@ -38,7 +39,13 @@ from minivis.functional.math import (
 )
 
 # (helpers: add one import line per module below, keeping the list sorted by module)
-from minivis.functional.norm import batch_norm, conditional_instance_norm, instance_norm, local_response_norm
+from minivis.functional.norm import (
+    batch_norm,
+    batch_norm_relu,
+    conditional_instance_norm,
+    instance_norm,
+    local_response_norm,
+)
 from minivis.functional.pool import (
     adaptive_avg_pool2d,
     avg_pool2d,

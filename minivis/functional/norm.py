@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Tensor, is_lean, lean_error
-from minivis.functional import lrp
+from minivis.autograd import Tensor, is_grad_enabled, is_lean, lean_error
+from minivis.functional import activation, lrp
 from minivis.kernels import cpu_norm
-from minivis.rules import current_lrp
+from minivis.rules import RULE_CODES, current_lrp, current_rule
 from minivis.validate import check_float, check_same_device, check_tensor
 
 
@@ -89,6 +89,41 @@ def _running_stat(a: Any, op: str, name: str, channels: int, x: Tensor) -> Any:
 
 
 # ----------------------------------------------------------------------------- batch norm
+def _eval_affine(stats: tuple[Any, Any], weight: Tensor | None, bias: Tensor | None, eps: float,
+                 x: Tensor) -> tuple[Any, Any, Any, Any]:
+    """Eval batch norm as the per-channel map ``y = x * scale + shift``: (mean, inv_std, scale, shift),
+    each shaped to broadcast against x. New arrays: later running-stat updates don't change a backward."""
+    xp, shape = backend.xp(x.data), _channel_shape(x.ndim, x.shape[1])
+    mean = stats[0].astype(x.dtype, copy=False).reshape(shape)
+    inv_std = (1.0 / xp.sqrt(stats[1].astype(x.dtype, copy=False) + eps)).reshape(shape)
+    scale = inv_std if weight is None else inv_std * weight.data.reshape(shape)
+    shift = -mean * scale if bias is None else bias.data.reshape(shape) - mean * scale
+    return mean, inv_std, scale, shift
+
+
+def _apply_affine(a: Any, scale: Any, shift: Any) -> Any:
+    """``a * scale + shift`` (shift None: ``a * scale``), one parallel pass on the CPU."""
+    if isinstance(a, np.ndarray):
+        return cpu_norm.channel_affine(a, scale, shift)
+    y = a * scale
+    if shift is not None:
+        y += shift
+    return y
+
+
+def _eval_input_grad(op: str, g: Any, saved_x: Any, weight: Tensor | None, scale: Any, shift: Any) -> Any:
+    """dL/dx of eval batch norm, ``g * scale``; under LRP the batch-norm rule's relevance instead:
+    passed on (Zennit's default) or shared by the z-rule, which reads the saved input x."""
+    rules = current_lrp()
+    if rules is None:
+        return _apply_affine(g, scale, None)
+    rule = rules.rule_for("batch_norm", weight)
+    if saved_x is None and rule.name == "epsilon":
+        raise lean_error(op, "the LRP epsilon rule")
+    return lrp.elementwise_relevance(rule, g, saved_x, lambda: _apply_affine(saved_x, scale, shift),  # z recomputed
+                                     lambda r: r * scale)
+
+
 def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Batch normalisation (``torch.nn.functional.batch_norm``).
@@ -134,9 +169,8 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean.reshape(channels)
             running_var[...] = (1 - momentum) * running_var + momentum * unbiased
     else:
-        mean = stats[0].astype(x.dtype, copy=False).reshape(shape)
-        inv_std = (1.0 / xp.sqrt(stats[1].astype(x.dtype, copy=False) + eps)).reshape(shape)  # a new array:
-        xhat = None                            # later running-stat updates don't change this backward
+        mean, inv_std, scale, shift = _eval_affine(stats, weight, bias, eps, x)
+        xhat = None
 
     gamma = weight.data.reshape(shape) if weight is not None else None
     if training:
@@ -145,15 +179,8 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
             out = out + bias.data.reshape(shape)
     else:
         # Eval: a per-channel affine map y = x * scale + shift, one pass over x.
-        scale = inv_std if gamma is None else inv_std * gamma
-        shift = -mean * scale if bias is None else bias.data.reshape(shape) - mean * scale
-
         def affine(a):
-            if isinstance(a, np.ndarray):
-                return cpu_norm.channel_affine(a, scale, shift)  # one parallel pass
-            y = a * scale
-            y += shift
-            return y
+            return _apply_affine(a, scale, shift)
         out = affine(x.data)
     # Saved in eval: the input, which the weight gradient and the LRP rule read (not in a lean graph
     # with a frozen weight: dx = g * scale needs nothing else). The output is never kept.
@@ -167,16 +194,8 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
             rules = current_lrp()
             if training:
                 grads[0] = _standardize_backward(g if gamma is None else g * gamma, xhat, inv_std, axes)
-            elif rules is not None:  # relevance: pass it on (Zennit's default) or share it by the z-rule
-                rule = rules.rule_for("batch_norm", None if weight is None else weight)
-                if saved_x is None and rule.name == "epsilon":
-                    raise lean_error(op, "the LRP epsilon rule")
-                grads[0] = lrp.elementwise_relevance(rule, g, saved_x, lambda: affine(saved_x),  # z recomputed
-                                                     lambda r: r * scale)
-            elif isinstance(g, np.ndarray):
-                grads[0] = cpu_norm.channel_affine(g, scale, None)  # g * scale, one parallel pass
             else:
-                grads[0] = g * scale
+                grads[0] = _eval_input_grad(op, g, saved_x, weight, scale, shift)
         if weight is not None:
             if weight.requires_grad and current_lrp() is None:
                 if saved_x is None and not training:
@@ -191,6 +210,66 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
 
     parents = tuple(t for t in (x, weight, bias) if t is not None)
     return Tensor.from_op(out, parents, backward, op)
+
+
+def batch_norm_relu(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+                    eps: float = 1e-5, max_value: float = np.inf) -> Tensor:
+    """``relu(batch_norm(x, ...))`` in eval mode, as one op: ``max_value=6`` makes it relu6.
+
+    Eval batch norm is a per-channel affine map, so the pair is ``y = clip(x * scale + shift, 0,
+    max_value)``: one pass over memory forward and one backward (``g * f'(y) * scale``, under the
+    ReLU rule in force when ``backward()`` runs), where the two ops make two each and keep an array
+    between them. Results are bit for bit those of the two ops; ``mv.nn.fusion(False)`` turns the
+    fused path off in models. Saves what the two ops would: y (its region code in a lean graph) for
+    the rectifier, x for the LRP rules (not in a lean graph).
+
+    The two ops run instead where the fused backward could not stand in for theirs: a weight or
+    bias that requires grad (outside ``no_grad()``), or a forward pass under DeepLIFT's rescale
+    rule (it reads the rectifier's input).
+    """
+    op = "batch_norm_relu"
+    x = check_tensor(x, op, "input", ndim=(2, 4))
+    if isinstance(max_value, bool) or not isinstance(max_value, int | float) or max_value not in (6, np.inf):
+        raise ValueError(f"{op}: max_value must be 6 (relu6) or inf (relu), got {max_value!r}")
+    channels = x.shape[1]
+    weight = _check_param(weight, op, "weight", (channels,), x)
+    bias = _check_param(bias, op, "bias", (channels,), x)
+    trainable = is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias))
+    if trainable or current_rule() == "rescale":
+        y = batch_norm(x, running_mean, running_var, weight, bias, False, 0.0, eps)
+        return activation.relu(y) if max_value == np.inf else activation.relu6(y)
+    if running_mean is None or running_var is None:
+        raise ValueError(f"{op}: running_mean and running_var are both required")
+    stats = (_running_stat(running_mean, op, "running_mean", channels, x),
+             _running_stat(running_var, op, "running_var", channels, x))
+    eps = check_float(eps, op, "eps", 0.0)
+    check_same_device(op, x, weight, bias)
+    _, _, scale, shift = _eval_affine(stats, weight, bias, eps, x)
+    lean, low, high = is_lean(), x.dtype.type(0), x.dtype.type(max_value)
+    if isinstance(x.data, np.ndarray):
+        out, region = cpu_norm.affine_clip(x.data, scale, shift, low, high, region=lean)
+    else:
+        out = backend.xp(x.data).clip(_apply_affine(x.data, scale, shift), low, high)
+        region = backend.kernels("activation", out, op).relu_region(out, low, high) if lean else None
+    saved, bounds = (region, (0.5, 1.5)) if lean else (out, (low, high))  # as the rectifier saves (activation.py)
+    saved_x = None if lean else x.data
+
+    def backward(g):
+        rules = current_lrp()
+        if rules is None and current_rule() == "rescale":
+            raise RuntimeError(f"{op}: the rescale rule needs the rectifier's input, which is kept only when the "
+                               f"forward pass also runs inside backward_rule('rescale')")
+        if rules is None and isinstance(g, np.ndarray):  # the common case: one pass
+            return (cpu_norm.affine_clip_backward(g, saved, scale, *bounds, RULE_CODES[current_rule()]),)
+        kernels = backend.kernels("activation", g, op)
+        if rules is None:
+            return (kernels.relu_rule_backward(g, saved, *bounds, 0.0, RULE_CODES[current_rule()]) * scale,)
+        # LRP: the rectifier's rule (relevance passes through, or the gradient rule), then the batch norm's
+        if rules.rule_for("relu").name != "pass":
+            g = kernels.relu_rule_backward(g, saved, *bounds, 0.0, RULE_CODES["gradient"])
+        return (_eval_input_grad(op, g, saved_x, weight, scale, shift),)
+
+    return Tensor.from_op(out, (x,), backward, op)
 
 
 # ----------------------------------------------------------------------------- instance norm

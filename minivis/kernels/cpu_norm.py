@@ -4,6 +4,10 @@
 * ``channel_affine``: the per-channel affine map of an eval-mode batch norm,
   ``y[n, c] = x[n, c] * scale[c] + shift[c]``; NumPy needs two passes and a temporary on one thread.
   Without a shift it is the same layer's input gradient, ``g[n, c] * scale[c]``.
+* ``affine_clip`` and ``affine_clip_backward``: that map followed by a rectifier (ReLU, ReLU6) in one
+  pass each way, ``y = clip(x * scale + shift, low, high)`` and ``g * f'(y) * scale`` under the
+  backward rule in force; two passes and an intermediate array fewer than the two ops apart
+  (``functional/norm.py``, ``batch_norm_relu``).
 * ``instance_standardize``: instance norm's ``xhat = (x - mean) / sqrt(var + eps)`` and its affine
   map ``gamma * xhat + beta`` per plane, the statistics accumulated in float64 by two passes (mean,
   then the centred sum of squares: no cancellation), then one pass writing both; NumPy makes seven
@@ -14,10 +18,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
 from minivis.kernels import cpu_threads
+from minivis.kernels.cpu_activation import _clip_one, _region_one, _rule_one
 
 
 @numba.njit(inline="always")
@@ -46,17 +53,104 @@ def _channel_affine_serial(x, scale, shift, has_shift, out):
         _affine_plane(x[n, c], out[n, c], scale[c], shift[c], has_shift)
 
 
+def _planes(a: np.ndarray) -> np.ndarray:
+    """(N, C, ...) contiguous -> its (N, C, H*W) view (explicit sizes: -1 fails on N = 0)."""
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))  # math.prod: np.prod costs ~8 us
+
+
 def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
     """x: (N, C, H, W) or (N, C); scale, shift: (C,) in x's dtype -> ``x * scale + shift`` per channel
     (``x * scale`` when shift is None)."""
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
-    planes = x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:])))  # explicit: -1 fails on N = 0
+    planes = _planes(x)
     scale = np.ascontiguousarray(scale, dtype=x.dtype).reshape(-1)
     cpu_threads.launch(_channel_affine, _channel_affine_serial, x.size, planes, scale,
                        scale if shift is None else np.ascontiguousarray(shift, dtype=x.dtype).reshape(-1),
                        shift is not None, out.reshape(planes.shape))
     return out
+
+
+@numba.njit(inline="always")
+def _affine_clip_plane(src, dst, region, a, b, low, high, has_region):
+    for t in range(src.shape[0]):
+        v = src[t] * a + b  # rounded to x's dtype first, as the two ops apart round it
+        dst[t] = _clip_one(v, low, high)
+        if has_region:
+            region[t] = _region_one(dst[t], low, high)
+
+
+@numba.njit(parallel=True, cache=True)
+def _affine_clip(x, scale, shift, low, high, out, region, has_region):
+    n_img, channels = x.shape[0], x.shape[1]
+    for plane in numba.prange(n_img * channels):
+        n, c = plane // channels, plane % channels
+        _affine_clip_plane(x[n, c], out[n, c], region[n, c], scale[c], shift[c], low, high, has_region)
+
+
+@numba.njit(cache=True)
+def _affine_clip_serial(x, scale, shift, low, high, out, region, has_region):
+    n_img, channels = x.shape[0], x.shape[1]
+    for plane in range(n_img * channels):
+        n, c = plane // channels, plane % channels
+        _affine_clip_plane(x[n, c], out[n, c], region[n, c], scale[c], shift[c], low, high, has_region)
+
+
+def affine_clip(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, low: float, high: float,
+                region: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """``clip(x * scale + shift, low, high)`` per channel in one pass; x: (N, C, H, W) or (N, C).
+
+    With ``region=True`` the same pass also writes the int8 region code of the result
+    (``cpu_activation.relu_region``: what a lean graph keeps instead of it). Returns (y, region or None).
+    """
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    codes = np.empty(x.shape if region else (x.shape[0], x.shape[1]) + (0,) * (x.ndim - 2), dtype=np.int8)
+    cpu_threads.launch(_affine_clip, _affine_clip_serial, x.size, _planes(x),
+                       np.ascontiguousarray(scale, dtype=x.dtype).reshape(-1),
+                       np.ascontiguousarray(shift, dtype=x.dtype).reshape(-1), x.dtype.type(low), x.dtype.type(high),
+                       _planes(out), _planes(codes), region)
+    return out, (codes if region else None)
+
+
+@numba.njit(inline="always")
+def _rule_scale_plane(g, y, dst, a, low, high, rule_code):
+    for t in range(g.shape[0]):
+        dst[t] = _rule_one(g[t], y[t], low, high, 0.0, rule_code) * a
+
+
+@numba.njit(parallel=True, cache=True)
+def _affine_clip_backward(g, y, scale, low, high, rule_code, out):
+    n_img, channels = g.shape[0], g.shape[1]
+    for plane in numba.prange(n_img * channels):
+        n, c = plane // channels, plane % channels
+        _rule_scale_plane(g[n, c], y[n, c], out[n, c], scale[c], low, high, rule_code)
+
+
+@numba.njit(cache=True)
+def _affine_clip_backward_serial(g, y, scale, low, high, rule_code, out):
+    n_img, channels = g.shape[0], g.shape[1]
+    for plane in range(n_img * channels):
+        n, c = plane // channels, plane % channels
+        _rule_scale_plane(g[n, c], y[n, c], out[n, c], scale[c], low, high, rule_code)
+
+
+def affine_clip_backward(g: np.ndarray, y: np.ndarray, scale: np.ndarray, low: float, high: float,
+                         rule_code: int) -> np.ndarray:
+    """``relu_rule_backward(g, y, low, high, 0, rule_code) * scale`` per channel in one pass: the input
+    gradient of ``affine_clip`` under a ReLU rule. y: its output, or its region code with
+    ``(low, high) = (0.5, 1.5)`` (as ``relu_rule_backward`` reads it)."""
+    g = np.ascontiguousarray(g)
+    out = np.empty_like(g)
+    cpu_threads.launch(_affine_clip_backward, _affine_clip_backward_serial, g.size, _planes(g),
+                       _planes(np.ascontiguousarray(y)), np.ascontiguousarray(scale, dtype=g.dtype).reshape(-1),
+                       low, high, rule_code, _planes(out))
+    return out
+
+
+def naive_affine_clip(x, scale, shift, low, high):
+    """Plain-NumPy twin of ``affine_clip`` (without the region code)."""
+    return np.clip(naive_channel_affine(x, scale, shift), low, high)
 
 
 def naive_channel_affine(x, scale, shift):
@@ -122,7 +216,7 @@ def instance_standardize(x: np.ndarray, eps: float, gamma: np.ndarray | None = N
     """
     x = np.ascontiguousarray(x)
     n, c = x.shape[:2]
-    planes = x.reshape(n * c, int(np.prod(x.shape[2:])))
+    planes = x.reshape(n * c, math.prod(x.shape[2:]))
     g = np.ones(n * c, x.dtype) if gamma is None else np.ascontiguousarray(gamma, dtype=x.dtype).reshape(n * c)
     b = np.zeros(n * c, x.dtype) if beta is None else np.ascontiguousarray(beta, dtype=x.dtype).reshape(n * c)
     xhat, out = np.empty_like(planes), np.empty_like(planes)

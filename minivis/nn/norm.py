@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 import numpy as np
 
 from minivis import functional as F
 from minivis.autograd import Tensor
+from minivis.nn.activation import ReLU, ReLU6
 from minivis.nn.module import Module, Parameter
 from minivis.validate import check_positive_int
 
@@ -44,6 +49,40 @@ class BatchNorm2d(_BatchNorm):
 
 class BatchNorm1d(_BatchNorm):
     expected_ndim = (2,)
+
+
+_FUSION = ContextVar("minivis_fusion", default=True)
+
+
+@contextlib.contextmanager
+def fusion(enabled: bool) -> Iterator[None]:
+    """Within the block, ``batch_norm_act`` fuses (True, the default) or always runs the two modules.
+
+    The results are the same bit for bit; turning fusion off shows each module's own op in the
+    graph (and costs two passes over memory each way instead of one)."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"fusion: enabled must be True or False, got {enabled!r}")
+    token = _FUSION.set(enabled)
+    try:
+        yield
+    finally:
+        _FUSION.reset(token)
+
+
+def batch_norm_act(bn: Module, act: Module, x: Tensor) -> Tensor:
+    """``act(bn(x))``: a model's batch norm and the rectifier after it.
+
+    Where nothing could tell the difference it runs them as one op, ``F.batch_norm_relu``: the
+    batch norm in eval mode, the activation a plain ``ReLU`` or ``ReLU6``, neither module with a
+    forward hook (a hook must see its module's own output), and ``fusion`` not turned off.
+    Otherwise, and always in training mode, the two modules run as written.
+    """
+    if (_FUSION.get() and type(bn) in (BatchNorm1d, BatchNorm2d) and not bn.training
+            and type(act) in (ReLU, ReLU6) and not bn._forward_hooks and not act._forward_hooks
+            and isinstance(x, Tensor) and x.ndim in bn.expected_ndim):
+        return F.batch_norm_relu(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps,
+                                 6.0 if type(act) is ReLU6 else np.inf)
+    return act(bn(x))
 
 
 class InstanceNorm2d(Module):

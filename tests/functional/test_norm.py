@@ -1,6 +1,8 @@
 """Normalisation ops: finite differences, PyTorch parity (float64 and float32), running statistics,
 conditional instance norm against its definition, bad input."""
 
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +87,86 @@ def test_batch_norm_matches_torch(rng, dtype, shape, momentum, training, affine)
     if not training:
         np.testing.assert_array_equal(ours_mean, mean0)
         np.testing.assert_array_equal(ours_var, var0)
+
+
+# ----------------------------------------------------------------------------- batch norm + ReLU, fused
+def _bn_case(rng, dtype, shape=(2, 4, 5, 6)):
+    c = shape[1]
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    x.reshape(-1)[:2] = [0.0, -0.0]
+    stats = rng.standard_normal(c).astype(dtype), rng.uniform(0.5, 2.0, c).astype(dtype)
+    wb = [rng.uniform(0.5, 2.0, c).astype(dtype), rng.standard_normal(c).astype(dtype)]
+    return x, stats, wb
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("max_value", [6.0, np.inf])
+@pytest.mark.parametrize("rule", ["gradient", "guided", "deconvnet"])
+@pytest.mark.parametrize("lean", [False, True])
+def test_batch_norm_relu_is_the_two_ops_bit_for_bit(rng, dtype, max_value, rule, lean):
+    x, (mean, var), wb = _bn_case(rng, dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    results = []
+    for fused in (True, False):
+        xt = mv.tensor(x, requires_grad=True)
+        with mv.lean_graph() if lean else nullcontext():
+            if fused:
+                y = mv.F.batch_norm_relu(xt, mean, var, *wb, eps=1e-3, max_value=max_value)
+                assert y.grad_fn.op == "batch_norm_relu"
+            else:
+                z = mv.F.batch_norm(xt, mean, var, *wb, training=False, eps=1e-3)
+                y = mv.F.relu(z) if max_value == np.inf else mv.F.relu6(z)
+        with mv.backward_rule(rule):
+            y.backward(g)
+        results.append((y.numpy(), xt.grad))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_norm_relu6_matches_torch(rng, dtype):
+    x, (mean, var), wb = _bn_case(rng, dtype, (3, 5, 4, 4))
+    ours = _run_ours(lambda x: mv.F.batch_norm_relu(x, mean, var, *wb, eps=1e-3, max_value=6), [x], rng)
+    theirs = _run_torch(lambda x: torch.nn.functional.relu6(torch.nn.functional.batch_norm(
+        x, torch.tensor(mean), torch.tensor(var), *map(torch.tensor, wb), eps=1e-3)), [x], ours[2])
+    _assert_parity(ours, theirs, dtype)
+
+
+def test_batch_norm_relu_finite_differences(rng):
+    x, (mean, var), wb = _bn_case(rng, np.float64, (2, 3, 4, 4))
+    x = np.where(np.abs(x) < 0.1, 0.5, x)  # away from the kinks, where finite differences are defined
+    check_gradients(lambda t: mv.F.batch_norm_relu(t, mean, var, *wb, max_value=np.inf), [x], rng=_upstream_rng())
+
+
+def test_batch_norm_relu_falls_back_to_the_two_ops_for_trainable_parameters_and_rescale(rng):
+    x, (mean, var), wb = _bn_case(rng, np.float64)
+    w, b = mv.tensor(wb[0], requires_grad=True), mv.tensor(wb[1], requires_grad=True)
+    y = mv.F.batch_norm_relu(mv.tensor(x, requires_grad=True), mean, var, w, b, max_value=6)
+    assert y.grad_fn.op == "relu6"  # a relu6 node over a batch_norm node: the parameters get gradients
+    y.sum().backward()
+    assert w.grad is not None and b.grad is not None
+    with mv.no_grad():  # no graph, nothing to differentiate: fused
+        np.testing.assert_array_equal(mv.F.batch_norm_relu(mv.tensor(x), mean, var, w, b, max_value=6).numpy(),
+                                      y.numpy())
+    with mv.backward_rule("rescale"):
+        assert mv.F.batch_norm_relu(mv.tensor(x, requires_grad=True), mean, var, *wb).grad_fn.op == "relu"
+    y = mv.F.batch_norm_relu(mv.tensor(x, requires_grad=True), mean, var, *wb)
+    with mv.backward_rule("rescale"), pytest.raises(RuntimeError, match="batch_norm_relu: the rescale rule needs"):
+        y.backward(np.ones(x.shape))
+
+
+def test_batch_norm_relu_bad_input(rng):
+    x, (mean, var), wb = _bn_case(rng, np.float64)
+    with pytest.raises(ValueError, match=r"batch_norm_relu: max_value must be 6 \(relu6\) or inf \(relu\), got 3"):
+        mv.F.batch_norm_relu(x, mean, var, max_value=3)
+    with pytest.raises(ValueError, match=r"batch_norm_relu: input must be"):
+        mv.F.batch_norm_relu(x[0], mean, var)
+    with pytest.raises(ValueError, match="batch_norm_relu: running_mean must have shape"):
+        mv.F.batch_norm_relu(x, mean[:2], var)
+    with pytest.raises(ValueError, match="batch_norm_relu: running_mean and running_var are both required"):
+        mv.F.batch_norm_relu(x, None, var)
+    with pytest.raises(ValueError, match="batch_norm_relu: eps must be"):
+        mv.F.batch_norm_relu(x, mean, var, eps=-1.0)
 
 
 def test_batch_norm_running_stats_use_unbiased_variance(rng):

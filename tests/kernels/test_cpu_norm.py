@@ -1,9 +1,11 @@
-"""The eval-mode batch-norm affine kernel against its plain-NumPy twin (small: also runs without the JIT)."""
+"""The eval-mode batch-norm kernels (affine map; affine map and rectifier fused) against their plain twins
+(small: also runs without the JIT)."""
 
 import numpy as np
 import pytest
 
-from minivis.kernels import cpu_norm, cpu_threads
+from minivis.kernels import cpu_activation, cpu_norm, cpu_threads
+from minivis.rules import DECONVNET, GRADIENT, GUIDED
 
 
 @pytest.fixture(autouse=True, params=["serial", "parallel"])
@@ -66,3 +68,38 @@ def test_instance_standardize_of_a_constant_plane_is_zero():
     x = np.full((1, 2, 3, 3), 7.0, dtype=np.float32)
     inv_std, xhat, _ = cpu_norm.instance_standardize(x, 1e-5)
     assert not xhat.any() and np.allclose(inv_std, 1 / np.sqrt(1e-5))
+
+
+# ----------------------------------------------------------------------------- batch norm + rectifier, fused
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (3, 4), (0, 3, 2, 2)])
+@pytest.mark.parametrize("high", [6.0, np.inf])
+def test_affine_clip_is_the_affine_map_then_the_clip_bit_for_bit(rng, dtype, shape, high):
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    scale, shift = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    if x.size:
+        x.reshape(-1)[0] = np.nan
+    y, region = cpu_norm.affine_clip(x, scale, shift, dtype(0), dtype(high), region=True)
+    expected = cpu_norm.naive_affine_clip(x, scale, shift, dtype(0), dtype(high))
+    np.testing.assert_array_equal(y, expected)  # NaN in the same places, every other value identical
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(region, cpu_activation.naive_relu_region(expected, dtype(0), dtype(high)))
+    y_only, none = cpu_norm.affine_clip(x, scale, shift, dtype(0), dtype(high))
+    assert none is None
+    np.testing.assert_array_equal(y_only, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rule", [GRADIENT, GUIDED, DECONVNET])
+@pytest.mark.parametrize("saved", ["output", "region"])
+def test_affine_clip_backward_is_the_rule_then_the_scale_bit_for_bit(rng, dtype, rule, saved):
+    x = (4 * rng.standard_normal((2, 3, 5, 4))).astype(dtype)
+    x[0, 0, 0, :3] = [6.0, 0.0, -0.0]  # ties at the clip bounds send nothing back
+    scale = rng.standard_normal(3).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    y = np.clip(x, 0, 6)
+    key, bounds = (y, (dtype(0), dtype(6))) if saved == "output" else (cpu_activation.relu_region(y, 0, 6), (0.5, 1.5))
+    out = cpu_norm.affine_clip_backward(g, key, scale, *bounds, rule)
+    by_rule = cpu_activation.relu_rule_backward(g, key, *bounds, 0.0, rule)
+    np.testing.assert_array_equal(out, by_rule * scale.reshape(1, 3, 1, 1))
+    assert out.dtype == dtype

@@ -1,0 +1,88 @@
+"""``mv.nn.batch_norm_act``: a model's batch norm and rectifier run as one op where nothing can tell,
+with results identical bit for bit to the two modules, under every backward rule."""
+
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+
+import minivis as mv
+from minivis.nn import BatchNorm2d, ReLU, ReLU6
+
+
+def _bn(rng, c=3):
+    bn = BatchNorm2d(c).double()
+    bn.running_mean[...] = rng.standard_normal(c)
+    bn.running_var[...] = rng.uniform(0.5, 2.0, c)
+    bn.weight.data[...] = rng.uniform(0.5, 2.0, c)
+    bn.bias.data[...] = rng.standard_normal(c)
+    return bn.eval()
+
+
+def _op(bn, act, x, requires_grad=True):
+    return mv.nn.batch_norm_act(bn, act, mv.tensor(x, requires_grad=requires_grad)).grad_fn.op
+
+
+def test_fused_only_where_nothing_can_tell(rng):
+    bn, x = _bn(rng), rng.standard_normal((2, 3, 4, 4))
+    bn.requires_grad_(False)
+    assert _op(bn, ReLU6(), x) == "batch_norm_relu"
+    assert _op(bn, ReLU(), x) == "batch_norm_relu"
+    assert _op(bn, mv.nn.LeakyReLU(0.1), x) == "leaky_relu"  # only the plain rectifiers
+    with mv.nn.fusion(False):
+        assert _op(bn, ReLU6(), x) == "relu6"
+    act = ReLU6()
+    with act.register_forward_hook(lambda m, i, o: None):  # a hook must see its module's own output
+        assert _op(bn, act, x) == "relu6"
+    with bn.register_forward_hook(lambda m, i, o: None):
+        assert _op(bn, ReLU6(), x) == "relu6"
+    bn.train()
+    assert _op(bn, ReLU6(), x) == "relu6"  # training mode: the batch statistics depend on x
+
+
+def test_fusion_bad_input():
+    with pytest.raises(TypeError, match="fusion: enabled must be True or False, got 'no'"):
+        with mv.nn.fusion("no"):
+            pass
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    model = mv.models.load("efficientnet_lite0").double()
+    model.requires_grad_(False)
+    return model
+
+
+def _run(model, x, rule, lean):
+    xt = mv.tensor(x, requires_grad=True)
+    with mv.lean_graph() if lean else nullcontext():
+        y = model(xt)
+    with mv.backward_rule(rule):
+        y[:, 7].sum().backward()
+    return y.numpy(), xt.grad
+
+
+@pytest.mark.parametrize("rule", ["gradient", "guided", "deconvnet"])
+@pytest.mark.parametrize("lean", [False, True])
+def test_efficientnet_lite0_fused_equals_unfused_bit_for_bit(lite0, rng, rule, lean):
+    x = rng.standard_normal((2, 3, 48, 48))
+    fused = _run(lite0, x, rule, lean)
+    with mv.nn.fusion(False):
+        unfused = _run(lite0, x, rule, lean)
+    np.testing.assert_array_equal(fused[0], unfused[0])
+    np.testing.assert_array_equal(fused[1], unfused[1])
+
+
+def test_lrp_and_deeplift_through_fused_layers_equal_unfused(lite0, rng):
+    x = rng.standard_normal((3, 40, 40))
+    for method in (lambda: mv.vis.lrp(lite0, x, 3, canonize=False), lambda: mv.vis.lrp(lite0, x, 3),
+                   lambda: mv.vis.deeplift(lite0, x, 3)):
+        fused = method()
+        with mv.nn.fusion(False):
+            np.testing.assert_array_equal(fused, method())
+
+
+def test_a_fused_forward_outside_the_rescale_rule_says_why_its_backward_cannot_run(lite0, rng):
+    y = lite0(mv.tensor(rng.standard_normal((1, 3, 32, 32)), requires_grad=True))
+    with mv.backward_rule("rescale"), pytest.raises(RuntimeError, match="rescale rule needs"):
+        y[:, 0].sum().backward()
