@@ -155,7 +155,6 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         stats = (_running_stat(running_mean, op, "running_mean", channels, x),
                  _running_stat(running_var, op, "running_var", channels, x))
     check_same_device(op, x, weight, bias)
-    xp = backend.xp(x.data)
     shape = _channel_shape(x.ndim, channels)
 
     if training:
@@ -178,10 +177,7 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         if bias is not None:
             out = out + bias.data.reshape(shape)
     else:
-        # Eval: a per-channel affine map y = x * scale + shift, one pass over x.
-        def affine(a):
-            return _apply_affine(a, scale, shift)
-        out = affine(x.data)
+        out = _apply_affine(x.data, scale, shift)  # eval: a per-channel affine map, one pass over x
     # Saved in eval: the input, which the weight gradient and the LRP rule read (not in a lean graph
     # with a frozen weight: dx = g * scale needs nothing else). The output is never kept.
     saved_x = None if training or (is_lean() and (weight is None or not weight.requires_grad)) else x.data
@@ -191,7 +187,6 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         grads = [None]
         if need_input:
             # Training: the batch statistics depend on x. Eval: they are constants, dx = g * scale.
-            rules = current_lrp()
             if training:
                 grads[0] = _standardize_backward(g if gamma is None else g * gamma, xhat, inv_std, axes)
             else:

@@ -75,7 +75,7 @@ def tv(x: Tensor, beta: float = 2.0, eps: float | None = None) -> Tensor:
     if x.shape[2] < 2 or x.shape[3] < 2:
         raise ValueError(f"tv: the image must be at least 2x2, got shape {x.shape}")
     a = x.data
-    if isinstance(a, np.ndarray):  # one pass each way (minivis/kernels/cpu_tv.py); the array code below is its reference
+    if isinstance(a, np.ndarray):  # one pass each way (kernels/cpu_tv.py); the array code below is its reference
         out = cpu_tv.tv_forward(a, beta, eps)
 
         def backward(g):
