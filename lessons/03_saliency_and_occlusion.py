@@ -202,6 +202,26 @@ print(f"arrays held by the graph after the forward pass: {full_mb:.1f} MB, lean 
 assert np.array_equal(full_grad, lean_grad) and lean_mb < 0.5 * full_mb
 
 # %% [markdown]
+# **Fusing two ops into one.** In eval mode a batch norm is a per-channel affine map
+# ``y = x s + t`` (``s = gamma / sqrt(var + eps)``, ``t = beta - mean s``), and EfficientNet follows
+# each with a ReLU6. As two ops, each makes a pass over memory forward and another backward, with
+# an array between them. As one op (``mv.F.batch_norm_relu``, which the model's blocks reach through
+# ``mv.nn.batch_norm_act``) the forward is ``clip(x s + t, 0, 6)`` and the backward
+# ``g * [0 < y < 6] * s`` under the rule in force: one pass each way, the same arithmetic in the
+# same order, so the same bits. Fusion stays off wherever something could tell the difference
+# (a hook on either module, training mode, DeepLIFT's rescale rule); ``mv.nn.fusion(False)`` turns
+# it off by hand, which is how the check below compares the two.
+
+# %%
+fused_grads = []
+for fused in (True, False):
+    with mv.vis.common.frozen(effnet), mv.nn.fusion(fused):
+        x = mv.tensor(x_photos, requires_grad=True)
+        effnet(x)[np.arange(2), photo_classes].sum().backward()
+        fused_grads.append(x.grad)
+assert np.array_equal(*fused_grads)
+
+# %% [markdown]
 # ## 2. Occlusion: hide a square, watch the probability
 #
 # Slide a $P \times P$ square of a constant colour $f$ over the image with stride $s$. At grid
