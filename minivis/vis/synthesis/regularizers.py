@@ -35,7 +35,6 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.kernels import cpu_tv
 from minivis.validate import check_float, check_tensor
 
 # ----------------------------------------------------------------------------- penalties
@@ -75,11 +74,12 @@ def tv(x: Tensor, beta: float = 2.0, eps: float | None = None) -> Tensor:
     if x.shape[2] < 2 or x.shape[3] < 2:
         raise ValueError(f"tv: the image must be at least 2x2, got shape {x.shape}")
     a = x.data
-    if isinstance(a, np.ndarray):  # one pass each way (kernels/cpu_tv.py); the array code below is its reference
-        out = cpu_tv.tv_forward(a, beta, eps)
+    if backend.kernel_device(a) == "cpu":  # one pass each way (kernels/cpu_tv.py); the array code below: the reference
+        kernels = backend.kernels("tv", a, "tv")
+        out = kernels.tv_forward(a, beta, eps)
 
         def backward(g):
-            return (cpu_tv.tv_backward(a, g, beta, eps),)
+            return (kernels.tv_backward(a, g, beta, eps),)
         return Tensor.from_op(out.astype(x.dtype), (x,), backward, "tv")
     dx = a[:, :, :-1, 1:] - a[:, :, :-1, :-1]
     dy = a[:, :, 1:, :-1] - a[:, :, :-1, :-1]
