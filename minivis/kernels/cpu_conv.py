@@ -659,6 +659,135 @@ def _depthwise_backward_weight_serial(g, x, sh, sw, top, left, dh, dw, partial):
         _backward_weight_of_plane(g, x, sh, sw, top, left, dh, dw, partial, plane)
 
 
+# ----------------------------------------------------------------------------- depthwise, channels last
+# On small planes the per-plane work above (a padded copy in, the wide-grid passes, a copy out,
+# the tap weights) wraps a few hundred multiply-adds: loop overhead dominates, and EfficientNet-Lite0's
+# 7 px layers ran 5x slower than oneDNN's. oneDNN computes depthwise layers with the channels
+# innermost; so do these kernels, for output planes of at most ``CHANNELS_LAST_MAX_PIXELS`` (and
+# one output channel per input channel): each image is transposed to (H, W, C), and every output pixel is
+# a sum over its taps of whole channel rows, ``out[oh, ow, :] += w[i, j, :] * x[ih, iw, :]``,
+# a loop over C that vectorizes fully, with the padding handled by skipping the taps that fall
+# outside the image (no padded copy). The input gradient scatters the same way:
+# ``dx[ih, iw, :] += w[i, j, :] * g[oh, ow, :]``. (measured: benchmarks/README.md, "Convolution planning")
+CHANNELS_LAST_MAX_PIXELS = 10 * 10  # Lite0's 7 px layers: 2-2.5x faster; on its 14 px layers the two
+# layouts were even (the transposes in and out cost what the channel loops save), on 28 px 2x slower
+
+
+@numba.njit(inline="always")
+def _transpose_into(a, out):
+    """out[q, p] = a[p, q] for 2-D a (rows of a read in order; on these small planes a plain walk ran
+    faster than 8x8 or 16-row blocks)."""
+    rows, cols = a.shape
+    for r in range(rows):
+        for q in range(cols):
+            out[q, r] = a[r, q]
+
+
+@numba.njit(inline="always")
+def _channels_last_taps(w):
+    """(kh, kw, C) copy of a depthwise weight (C, 1, kh, kw): one contiguous row of C per tap."""
+    c, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    wt = np.empty((kh, kw, c), dtype=w.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            for k in range(c):
+                wt[i, j, k] = w[k, 0, i, j]
+    return wt
+
+
+@numba.njit(inline="always")
+def _depthwise_forward_cl_image(x, wt, sh, sw, top, left, dh, dw, out, xt, ot):
+    """One image: x (C, H, W) -> out (C, Ho, Wo), through xt (H*W, C) and ot (Ho*Wo, C)."""
+    c, height, width = x.shape
+    ho, wo = out.shape[1], out.shape[2]
+    kh, kw = wt.shape[0], wt.shape[1]
+    _transpose_into(x.reshape(c, height * width), xt)
+    for oh in range(ho):
+        for ow in range(wo):
+            o = oh * wo + ow
+            for k in range(c):
+                ot[o, k] = 0
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                if ih < 0 or ih >= height:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - left + j * dw
+                    if iw < 0 or iw >= width:
+                        continue
+                    q = ih * width + iw
+                    for k in range(c):
+                        ot[o, k] += wt[i, j, k] * xt[q, k]
+    _transpose_into(ot, out.reshape(c, ho * wo))
+
+
+@numba.njit(inline="always")
+def _depthwise_backward_input_cl_image(g, wt, sh, sw, top, left, dh, dw, dx, gt, dxt):
+    """One image: g (C, Ho, Wo) -> dx (C, H, W), scattering each output pixel's channel row back."""
+    c, ho, wo = g.shape
+    height, width = dx.shape[1], dx.shape[2]
+    kh, kw = wt.shape[0], wt.shape[1]
+    _transpose_into(g.reshape(c, ho * wo), gt)
+    dxt[:] = 0
+    for oh in range(ho):
+        for ow in range(wo):
+            o = oh * wo + ow
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                if ih < 0 or ih >= height:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - left + j * dw
+                    if iw < 0 or iw >= width:
+                        continue
+                    q = ih * width + iw
+                    for k in range(c):
+                        dxt[q, k] += wt[i, j, k] * gt[o, k]
+    _transpose_into(dxt, dx.reshape(c, height * width))
+
+
+@numba.njit(parallel=True, cache=True)
+def _depthwise_forward_cl(x, w, sh, sw, top, left, dh, dw, out):
+    wt = _channels_last_taps(w)
+    c, pixels, out_pixels = x.shape[1], x.shape[2] * x.shape[3], out.shape[2] * out.shape[3]
+    for n in numba.prange(x.shape[0]):
+        _depthwise_forward_cl_image(x[n], wt, sh, sw, top, left, dh, dw, out[n],
+                                    np.empty((pixels, c), x.dtype), np.empty((out_pixels, c), x.dtype))
+
+
+@numba.njit(cache=True)
+def _depthwise_forward_cl_serial(x, w, sh, sw, top, left, dh, dw, out):
+    wt = _channels_last_taps(w)
+    c, pixels, out_pixels = x.shape[1], x.shape[2] * x.shape[3], out.shape[2] * out.shape[3]
+    xt, ot = np.empty((pixels, c), x.dtype), np.empty((out_pixels, c), x.dtype)
+    for n in range(x.shape[0]):
+        _depthwise_forward_cl_image(x[n], wt, sh, sw, top, left, dh, dw, out[n], xt, ot)
+
+
+@numba.njit(parallel=True, cache=True)
+def _depthwise_backward_input_cl(g, w, sh, sw, top, left, dh, dw, dx):
+    wt = _channels_last_taps(w)
+    c, out_pixels, pixels = g.shape[1], g.shape[2] * g.shape[3], dx.shape[2] * dx.shape[3]
+    for n in numba.prange(g.shape[0]):
+        _depthwise_backward_input_cl_image(g[n], wt, sh, sw, top, left, dh, dw, dx[n],
+                                           np.empty((out_pixels, c), g.dtype), np.empty((pixels, c), g.dtype))
+
+
+@numba.njit(cache=True)
+def _depthwise_backward_input_cl_serial(g, w, sh, sw, top, left, dh, dw, dx):
+    wt = _channels_last_taps(w)
+    c, out_pixels, pixels = g.shape[1], g.shape[2] * g.shape[3], dx.shape[2] * dx.shape[3]
+    gt, dxt = np.empty((out_pixels, c), g.dtype), np.empty((pixels, c), g.dtype)
+    for n in range(g.shape[0]):
+        _depthwise_backward_input_cl_image(g[n], wt, sh, sw, top, left, dh, dw, dx[n], gt, dxt)
+
+
+def _channels_last(c_in: int, w_shape: tuple[int, ...], out_hw: tuple[int, ...]) -> bool:
+    """The planning rule between the two depthwise layouts: channels last for small output planes
+    (one output channel per input channel)."""
+    return w_shape[0] == c_in and out_hw[0] * out_hw[1] <= CHANNELS_LAST_MAX_PIXELS
+
+
 def depthwise_forward(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad4: tuple[int, int, int, int],
                       dilation: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
     """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, ih, iw].
@@ -667,6 +796,11 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad
     """
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
     out = np.empty((x.shape[0], w.shape[0]) + tuple(out_hw), dtype=x.dtype)
+    if _channels_last(x.shape[1], w.shape, out_hw):
+        cpu_threads.launch(_depthwise_forward_cl, _depthwise_forward_cl_serial,
+                           out.size * w.shape[2] * w.shape[3] // 2 if out.shape[0] > 1 else 0, x, w,
+                           *_geometry(stride, pad4, dilation), out)
+        return out
     chunks = min(out.shape[0] * out.shape[1], 4 * numba.get_num_threads())
     cpu_threads.launch(_depthwise_forward, _depthwise_forward_serial, out.size * w.shape[2] * w.shape[3] // 2, x, w,
                        *_geometry(stride, pad4, dilation), out, chunks)
@@ -682,6 +816,11 @@ def depthwise_backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, i
     """
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
     dx = np.empty(x_shape, dtype=g.dtype)
+    if _channels_last(x_shape[1], w.shape, g.shape[2:]):
+        cpu_threads.launch(_depthwise_backward_input_cl, _depthwise_backward_input_cl_serial,
+                           g.size * w.shape[2] * w.shape[3] // 2 if g.shape[0] > 1 else 0, g, w,
+                           *_geometry(stride, pad4, dilation), dx)
+        return dx
     work = g.size * w.shape[2] * w.shape[3] // 2
     chunks = min(dx.shape[0] * dx.shape[1], 4 * numba.get_num_threads())
     # stride 1: a wide-grid correlation per plane; else polyphase: one per component of dx

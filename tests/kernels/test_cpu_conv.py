@@ -100,11 +100,13 @@ DEPTHWISE = [
 ]
 
 
+@pytest.mark.parametrize("layout", ["planar", "channels_last"])
 @pytest.mark.parametrize("twin", ["serial", "parallel"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", DEPTHWISE)
-def test_depthwise_kernels_match_naive_conv(case, dtype, twin, rng, monkeypatch):
+def test_depthwise_kernels_match_naive_conv(case, dtype, twin, layout, rng, monkeypatch):
     monkeypatch.setattr(cpu_threads, "ELEMENTWISE_MIN_WORK", 1 << 60 if twin == "serial" else 0)
+    monkeypatch.setattr(cpu_conv, "CHANNELS_LAST_MAX_PIXELS", 0 if layout == "planar" else 1 << 30)
     x_shape, mult, kh, kw, stride, pad4, dilation = case
     c_in = x_shape[1]
     w_shape = (c_in * mult, 1, kh, kw)
@@ -154,11 +156,14 @@ def test_naive_backward_pieces_are_the_adjoint_and_derivative_of_naive_conv2d(gr
     np.testing.assert_allclose(np.vdot(g, out), np.vdot(dw, w), rtol=1e-12)
 
 
+@pytest.mark.parametrize("layout", ["planar", "channels_last"])
 @pytest.mark.parametrize("threaded", [False, True])
-def test_strided_depthwise_input_gradient_is_batch_invariant(threaded, rng, monkeypatch):
-    """The polyphase input gradient of one image does not depend on its batch (bit for bit), with the
-    threads splitting the batch or not; an empty batch gives an empty gradient."""
+def test_strided_depthwise_input_gradient_is_batch_invariant(threaded, layout, rng, monkeypatch):
+    """The strided input gradient of one image (polyphase, or channels last) does not depend on its
+    batch (bit for bit), with the threads splitting the batch or not; an empty batch gives an empty
+    gradient."""
     monkeypatch.setattr(cpu_threads, "ELEMENTWISE_MIN_WORK", 0 if threaded else 1 << 60)
+    monkeypatch.setattr(cpu_conv, "CHANNELS_LAST_MAX_PIXELS", 0 if layout == "planar" else 1 << 30)
     w = rng.standard_normal((6, 1, 5, 5)).astype(np.float32)
     g = rng.standard_normal((5, 6, 8, 8)).astype(np.float32)
     geometry = ((2, 2), (1, 2, 1, 2), (1, 1))
@@ -168,3 +173,7 @@ def test_strided_depthwise_input_gradient_is_batch_invariant(threaded, rng, monk
         np.testing.assert_array_equal(alone[0], batch[i])
     empty = cpu_conv.depthwise_backward_input(g[:0], w, (0, 6, 16, 16), *geometry)
     assert empty.shape == (0, 6, 16, 16)
+    out = cpu_conv.depthwise_forward(g, w, (1, 1), (2, 2, 2, 2), (1, 1), (8, 8))
+    for i in range(5):
+        np.testing.assert_array_equal(cpu_conv.depthwise_forward(g[i:i + 1], w, (1, 1), (2, 2, 2, 2), (1, 1),
+                                                                 (8, 8))[0], out[i])
