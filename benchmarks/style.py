@@ -11,7 +11,9 @@ Rows, same threads on both sides, weights from the same state dict:
   ``_blocks.4``, style loss at the five default layers, TV, backward to the image (float32, one
   224x224 image), minivis's objective against the same step written on the PyTorch twin; checked
   equal in float64 first. Both models are frozen once for the run (as ``style_transfer`` freezes
-  its model once for the whole optimisation), not per step. Target: ratio = torch / minivis >= 1.0.
+  its model once for the whole optimisation), not per step, and minivis's step records a lean
+  graph (``mv.lean_graph()``), as every optimisation in ``mv.vis.synthesis`` does: the step needs
+  the gradient only. Target: ratio = torch / minivis >= 1.0.
 * ``feed-forward vs Gatys``: the shipped ``fast_style`` network (``mosaic``) stylises a 256x256 crop
   of ``chelsea`` (never seen in training); its perceptual loss terms are measured with the network
   and layers it was trained with. Then Gatys's optimisation of the *same* objective (same weights
@@ -115,10 +117,11 @@ def gatys_step_row(model, twin, photo, style_img, quick: bool) -> dict:
         xm = mv.tensor(x0[None], requires_grad=True)
         xt = torch.tensor(x0[None], requires_grad=True)
 
-        def ours(xm=xm, ours_fn=ours_fn, dtype=dtype):  # called under frozen(model), as style_transfer's steps are
-            xm.grad = None
-            loss = ours_fn(xm)
-            loss.backward(np.ones(1, dtype))
+        def ours(xm=xm, ours_fn=ours_fn, dtype=dtype):  # under frozen(model) and lean_graph(), as style_transfer's
+            xm.grad = None                                # steps are (minivis/vis/synthesis/optimize.py)
+            with mv.lean_graph():
+                loss = ours_fn(xm)
+                loss.backward(np.ones(1, dtype))
             return loss.item()
 
         def theirs(xt=xt, grams=grams, content_target=content_target):
@@ -190,10 +193,11 @@ def feedforward_row(model, size: int, max_steps: int, weights: Path | None = Non
     std = np.asarray(model.std, np.float32).reshape(1, 3, 1, 1)
     last = {}
 
-    def closure():
-        xin = (xp - mean) * (1.0 / std)
-        s = s_obj(model, xin)
-        total = (c_obj(model, xin) * a + s * b + st.tv_penalty(xp) * t).sum()
+    def closure():  # a lean graph, as style_transfer's steps record (the optimisation at its fastest)
+        with mv.lean_graph():
+            xin = (xp - mean) * (1.0 / std)
+            s = s_obj(model, xin)
+            total = (c_obj(model, xin) * a + s * b + st.tv_penalty(xp) * t).sum()
         last["style"], last["total"] = s.item(), total.item()
         return total
 

@@ -177,8 +177,9 @@ savefig(fig, "03_saliency_photos")
 # ``backward()`` runs, so by default every op keeps what any rule could read. Inside
 # ``mv.lean_graph()`` the ops keep only what the gradient, guided backprop and DeconvNet need,
 # and the arrays of the forward pass are freed as it goes. The saliency methods record their
-# graphs that way. Below: the memory the graph holds after the forward pass, and the gradient,
-# which is the same to the last bit.
+# graphs that way, and so does every image optimisation (class models, inversion, DeepDream,
+# textures, style transfer). Below: the memory the graph holds after the forward pass, and the
+# gradient, which is the same to the last bit.
 
 # %%
 import tracemalloc  # noqa: E402 (this section's only import)
