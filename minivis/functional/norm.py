@@ -224,7 +224,9 @@ def batch_norm_relu(x: Any, running_mean: Any, running_var: Any, weight: Any = N
     """
     op = "batch_norm_relu"
     x = check_tensor(x, op, "input", ndim=(2, 4))
-    if isinstance(max_value, bool) or not isinstance(max_value, int | float) or max_value not in (6, np.inf):
+    if isinstance(max_value, bool) or not isinstance(max_value, int | float | np.floating | np.integer):
+        raise TypeError(f"{op}: max_value must be a number, 6 (relu6) or inf (relu), got {max_value!r}")
+    if max_value not in (6, np.inf):
         raise ValueError(f"{op}: max_value must be 6 (relu6) or inf (relu), got {max_value!r}")
     channels = x.shape[1]
     weight = _check_param(weight, op, "weight", (channels,), x)

@@ -159,6 +159,8 @@ def test_batch_norm_relu_bad_input(rng):
     x, (mean, var), wb = _bn_case(rng, np.float64)
     with pytest.raises(ValueError, match=r"batch_norm_relu: max_value must be 6 \(relu6\) or inf \(relu\), got 3"):
         mv.F.batch_norm_relu(x, mean, var, max_value=3)
+    with pytest.raises(TypeError, match="batch_norm_relu: max_value must be a number"):
+        mv.F.batch_norm_relu(x, mean, var, max_value="6")
     with pytest.raises(ValueError, match=r"batch_norm_relu: input must be"):
         mv.F.batch_norm_relu(x[0], mean, var)
     with pytest.raises(ValueError, match="batch_norm_relu: running_mean must have shape"):
