@@ -696,90 +696,56 @@ def _channels_last_taps(w):
 
 
 @numba.njit(inline="always")
-def _depthwise_forward_cl_image(x, wt, sh, sw, top, left, dh, dw, out, xt, ot):
-    """One image: x (C, H, W) -> out (C, Ho, Wo), through xt (H*W, C) and ot (Ho*Wo, C)."""
-    c, height, width = x.shape
-    ho, wo = out.shape[1], out.shape[2]
+def _depthwise_cl_image(src, wt, sh, sw, top, left, dh, dw, dst, src_t, dst_t, backward):
+    """One image, channels innermost; src_t, dst_t: (pixels, C) scratch for src and dst.
+
+    Forward (src = x (C, H, W), dst = out (C, Ho, Wo)): each output pixel gathers its taps,
+    ``out[oh, ow, :] += w[i, j, :] * x[ih, iw, :]``. Input gradient (src = g, dst = dx): each output
+    pixel scatters back onto the input pixels its taps read, ``dx[ih, iw, :] += w[i, j, :] * g[oh, ow, :]``.
+    """
+    c = src.shape[0]
+    out_hw, in_hw = (src.shape[1:], dst.shape[1:]) if backward else (dst.shape[1:], src.shape[1:])
+    ho, wo, height, width = out_hw[0], out_hw[1], in_hw[0], in_hw[1]
     kh, kw = wt.shape[0], wt.shape[1]
-    _transpose_into(x.reshape(c, height * width), xt)
+    _transpose_into(src.reshape(c, src.shape[1] * src.shape[2]), src_t)
+    dst_t[:] = 0
     for oh in range(ho):
         for ow in range(wo):
             o = oh * wo + ow
-            for k in range(c):
-                ot[o, k] = 0
             for i in range(kh):
                 ih = oh * sh - top + i * dh
-                if ih < 0 or ih >= height:
+                if ih < 0 or ih >= height:  # a tap in the padding: skipped, nothing copied
                     continue
                 for j in range(kw):
                     iw = ow * sw - left + j * dw
                     if iw < 0 or iw >= width:
                         continue
                     q = ih * width + iw
-                    for k in range(c):
-                        ot[o, k] += wt[i, j, k] * xt[q, k]
-    _transpose_into(ot, out.reshape(c, ho * wo))
-
-
-@numba.njit(inline="always")
-def _depthwise_backward_input_cl_image(g, wt, sh, sw, top, left, dh, dw, dx, gt, dxt):
-    """One image: g (C, Ho, Wo) -> dx (C, H, W), scattering each output pixel's channel row back."""
-    c, ho, wo = g.shape
-    height, width = dx.shape[1], dx.shape[2]
-    kh, kw = wt.shape[0], wt.shape[1]
-    _transpose_into(g.reshape(c, ho * wo), gt)
-    dxt[:] = 0
-    for oh in range(ho):
-        for ow in range(wo):
-            o = oh * wo + ow
-            for i in range(kh):
-                ih = oh * sh - top + i * dh
-                if ih < 0 or ih >= height:
-                    continue
-                for j in range(kw):
-                    iw = ow * sw - left + j * dw
-                    if iw < 0 or iw >= width:
-                        continue
-                    q = ih * width + iw
-                    for k in range(c):
-                        dxt[q, k] += wt[i, j, k] * gt[o, k]
-    _transpose_into(dxt, dx.reshape(c, height * width))
+                    if backward:
+                        for k in range(c):
+                            dst_t[q, k] += wt[i, j, k] * src_t[o, k]
+                    else:
+                        for k in range(c):
+                            dst_t[o, k] += wt[i, j, k] * src_t[q, k]
+    _transpose_into(dst_t, dst.reshape(c, dst.shape[1] * dst.shape[2]))
 
 
 @numba.njit(parallel=True, cache=True)
-def _depthwise_forward_cl(x, w, sh, sw, top, left, dh, dw, out):
+def _depthwise_cl(src, w, sh, sw, top, left, dh, dw, dst, backward):
     wt = _channels_last_taps(w)
-    c, pixels, out_pixels = x.shape[1], x.shape[2] * x.shape[3], out.shape[2] * out.shape[3]
-    for n in numba.prange(x.shape[0]):
-        _depthwise_forward_cl_image(x[n], wt, sh, sw, top, left, dh, dw, out[n],
-                                    np.empty((pixels, c), x.dtype), np.empty((out_pixels, c), x.dtype))
+    c, src_pixels, dst_pixels = src.shape[1], src.shape[2] * src.shape[3], dst.shape[2] * dst.shape[3]
+    for n in numba.prange(src.shape[0]):  # an image per task, each with its own scratch
+        _depthwise_cl_image(src[n], wt, sh, sw, top, left, dh, dw, dst[n], np.empty((src_pixels, c), src.dtype),
+                            np.empty((dst_pixels, c), src.dtype), backward)
 
 
 @numba.njit(cache=True)
-def _depthwise_forward_cl_serial(x, w, sh, sw, top, left, dh, dw, out):
+def _depthwise_cl_serial(src, w, sh, sw, top, left, dh, dw, dst, backward):
     wt = _channels_last_taps(w)
-    c, pixels, out_pixels = x.shape[1], x.shape[2] * x.shape[3], out.shape[2] * out.shape[3]
-    xt, ot = np.empty((pixels, c), x.dtype), np.empty((out_pixels, c), x.dtype)
-    for n in range(x.shape[0]):
-        _depthwise_forward_cl_image(x[n], wt, sh, sw, top, left, dh, dw, out[n], xt, ot)
-
-
-@numba.njit(parallel=True, cache=True)
-def _depthwise_backward_input_cl(g, w, sh, sw, top, left, dh, dw, dx):
-    wt = _channels_last_taps(w)
-    c, out_pixels, pixels = g.shape[1], g.shape[2] * g.shape[3], dx.shape[2] * dx.shape[3]
-    for n in numba.prange(g.shape[0]):
-        _depthwise_backward_input_cl_image(g[n], wt, sh, sw, top, left, dh, dw, dx[n],
-                                           np.empty((out_pixels, c), g.dtype), np.empty((pixels, c), g.dtype))
-
-
-@numba.njit(cache=True)
-def _depthwise_backward_input_cl_serial(g, w, sh, sw, top, left, dh, dw, dx):
-    wt = _channels_last_taps(w)
-    c, out_pixels, pixels = g.shape[1], g.shape[2] * g.shape[3], dx.shape[2] * dx.shape[3]
-    gt, dxt = np.empty((out_pixels, c), g.dtype), np.empty((pixels, c), g.dtype)
-    for n in range(g.shape[0]):
-        _depthwise_backward_input_cl_image(g[n], wt, sh, sw, top, left, dh, dw, dx[n], gt, dxt)
+    c, src_pixels, dst_pixels = src.shape[1], src.shape[2] * src.shape[3], dst.shape[2] * dst.shape[3]
+    src_t, dst_t = np.empty((src_pixels, c), src.dtype), np.empty((dst_pixels, c), src.dtype)
+    for n in range(src.shape[0]):
+        _depthwise_cl_image(src[n], wt, sh, sw, top, left, dh, dw, dst[n], src_t, dst_t, backward)
 
 
 def _channels_last(c_in: int, w_shape: tuple[int, ...], out_hw: tuple[int, ...]) -> bool:
@@ -797,9 +763,9 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
     out = np.empty((x.shape[0], w.shape[0]) + tuple(out_hw), dtype=x.dtype)
     if _channels_last(x.shape[1], w.shape, out_hw):
-        cpu_threads.launch(_depthwise_forward_cl, _depthwise_forward_cl_serial,
+        cpu_threads.launch(_depthwise_cl, _depthwise_cl_serial,
                            out.size * w.shape[2] * w.shape[3] // 2 if out.shape[0] > 1 else 0, x, w,
-                           *_geometry(stride, pad4, dilation), out)
+                           *_geometry(stride, pad4, dilation), out, False)
         return out
     chunks = min(out.shape[0] * out.shape[1], 4 * numba.get_num_threads())
     cpu_threads.launch(_depthwise_forward, _depthwise_forward_serial, out.size * w.shape[2] * w.shape[3] // 2, x, w,
@@ -817,9 +783,9 @@ def depthwise_backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, i
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
     dx = np.empty(x_shape, dtype=g.dtype)
     if _channels_last(x_shape[1], w.shape, g.shape[2:]):
-        cpu_threads.launch(_depthwise_backward_input_cl, _depthwise_backward_input_cl_serial,
+        cpu_threads.launch(_depthwise_cl, _depthwise_cl_serial,
                            g.size * w.shape[2] * w.shape[3] // 2 if g.shape[0] > 1 else 0, g, w,
-                           *_geometry(stride, pad4, dilation), dx)
+                           *_geometry(stride, pad4, dilation), dx, True)
         return dx
     work = g.size * w.shape[2] * w.shape[3] // 2
     chunks = min(dx.shape[0] * dx.shape[1], 4 * numba.get_num_threads())
