@@ -98,7 +98,9 @@ def optimize(model: Module, objective: Callable[[Module, Tensor], Tensor], param
              single: bool = False) -> SynthesisResult:
     """Run the loop described in the module docstring; returns a ``SynthesisResult``.
 
-    model: frozen and in eval mode during the run. objective: ``(model, x) -> (N,)`` Tensor (an
+    model: frozen and in eval mode during the run, each step's graph recorded lean (``mv.lean_graph()``:
+    plain gradients only, so an objective must not backpropagate under an LRP or rescale rule).
+    objective: ``(model, x) -> (N,)`` Tensor (an
     ``Objective`` from ``minivis.vis.synthesis.objectives`` or any such callable). param: the image's
     parameterisation (``minivis.vis.synthesis.parameterization``). penalties: ``(weight, R)`` pairs with
     ``R(x) -> (N,)``. hooks: run after each step, in order. maximize: ascend J (default) or
