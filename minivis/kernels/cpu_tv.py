@@ -3,7 +3,7 @@
     TV^beta(x) = sum_{c, i < H-1, j < W-1} s_cij^(beta/2),   s = dx^2 + dy^2 + eps
     dx_cij = x_{c,i,j+1} - x_cij,   dy_cij = x_{c,i+1,j} - x_cij
 
-The array code in ``regularizers.tv`` is the reference (and the GPU path): it makes some fifteen
+The array code ``regularizers.tv_reference`` is the reference (and the GPU path): it makes some fifteen
 passes over the image and its slices. Here each plane is read once forward and once backward.
 The backward is written as a *gather*: with ``u = w dx`` and ``v = w dy``, where
 ``w = beta g s^(beta/2 - 1)``, pixel (i, j) receives
@@ -73,7 +73,7 @@ def _tv_backward(x, g, beta, eps, grad):
                     for j in range(1, w_px - 1):
                         row[j] = u[j - 1] + v_up[j] - (u[j] + v[j])
                     row[w_px - 1] = u[w_px - 2]
-                    u, v, v_up = u, v_up, v  # this row's v is the next row's v_up
+                    v, v_up = v_up, v  # this row's v is the next row's v_up
                 else:  # the last row only receives from the row above
                     row = q[i]
                     for j in range(w_px - 1):

@@ -29,6 +29,7 @@ Shapes: x is (N, C, H, W) everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,25 @@ def alpha_norm(x: Tensor, alpha: float = 6.0) -> Tensor:
     return _per_image(x.abs() ** alpha)
 
 
+def tv_reference(a: Any, beta: float, eps: float) -> tuple[Any, Callable[[Any], Any]]:
+    """``tv`` in plain array code (NumPy or CuPy): (TV^beta of each image, g -> its gradient for the
+    upstream g (N,)). The GPU path, and the reference the one-pass CPU kernels are tested against."""
+    dx = a[:, :, :-1, 1:] - a[:, :, :-1, :-1]
+    dy = a[:, :, 1:, :-1] - a[:, :, :-1, :-1]
+    s = dx * dx + dy * dy + eps
+
+    def grad_of(g: Any) -> Any:
+        w = g.reshape(-1, 1, 1, 1) * beta * s ** (beta / 2 - 1)
+        wx, wy = w * dx, w * dy
+        grad = backend.xp(a).zeros_like(a)
+        grad[:, :, :-1, 1:] += wx
+        grad[:, :, 1:, :-1] += wy
+        grad[:, :, :-1, :-1] -= wx + wy
+        return grad
+
+    return (s ** (beta / 2)).sum(axis=(1, 2, 3)), grad_of
+
+
 def tv(x: Tensor, beta: float = 2.0, eps: float | None = None) -> Tensor:
     """Total variation TV^beta per image: (N, C, H, W) -> (N,).
 
@@ -74,26 +94,17 @@ def tv(x: Tensor, beta: float = 2.0, eps: float | None = None) -> Tensor:
     if x.shape[2] < 2 or x.shape[3] < 2:
         raise ValueError(f"tv: the image must be at least 2x2, got shape {x.shape}")
     a = x.data
-    if backend.kernel_device(a) == "cpu":  # one pass each way (kernels/cpu_tv.py); the array code below: the reference
+    if backend.kernel_device(a) == "cpu":  # one pass each way (kernels/cpu_tv.py), tested equal to tv_reference
         kernels = backend.kernels("tv", a, "tv")
         out = kernels.tv_forward(a, beta, eps)
 
         def backward(g):
             return (kernels.tv_backward(a, g, beta, eps),)
-        return Tensor.from_op(out.astype(x.dtype), (x,), backward, "tv")
-    dx = a[:, :, :-1, 1:] - a[:, :, :-1, :-1]
-    dy = a[:, :, 1:, :-1] - a[:, :, :-1, :-1]
-    s = dx * dx + dy * dy + eps
-    out = (s ** (beta / 2)).sum(axis=(1, 2, 3))
+    else:
+        out, grad_of = tv_reference(a, beta, eps)
 
-    def backward(g):
-        w = g.reshape(-1, 1, 1, 1) * beta * s ** (beta / 2 - 1)
-        wx, wy = w * dx, w * dy
-        grad = backend.xp(a).zeros_like(a)
-        grad[:, :, :-1, 1:] += wx
-        grad[:, :, 1:, :-1] += wy
-        grad[:, :, :-1, :-1] -= wx + wy
-        return (grad,)
+        def backward(g):
+            return (grad_of(g),)
 
     return Tensor.from_op(out.astype(x.dtype, copy=False), (x,), backward, "tv")
 
