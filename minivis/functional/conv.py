@@ -148,14 +148,14 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
 
         dx[n] = col2im(W^T @ g[n])          dw = sum_n g[n] @ im2col(x)[n]^T        (per group)
 
-    On the im2col path both come from one pass over g's tiles; Winograd computes dx only.
+    On the im2col path both come from one pass over g's tiles; Winograd computes each in its own pass.
     """
     kernels, xp = backend.kernels("conv", g, "conv2d"), backend.xp(g)
     g = xp.ascontiguousarray(g)
     x = None if x is None else xp.ascontiguousarray(x)
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
     how = conv_plan.choose(kernels, x_shape, w_shape, g.shape[2:], stride, dilation, groups, _ALGORITHM.get())
-    if how == "im2col" or (how == "winograd" and not need_input):
+    if how == "im2col":
         return conv_plan.im2col_backward(kernels, xp, g, w, x, w_shape, x_shape, stride, pad4, dilation, groups,
                                          need_input, need_weight)
     dx = dw = None
@@ -167,11 +167,9 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
     elif how == "depthwise":
         dx = kernels.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation) if need_input else None
         dw = kernels.depthwise_backward_weight(g, x, w_shape, stride, pad4, dilation) if need_weight else None
-    else:  # Winograd for dx; dw on the im2col path
-        dx = conv_plan.winograd_backward_input(g, w, pad4, x_shape[2:])
-        if need_weight:
-            dw = conv_plan.im2col_backward(kernels, xp, g, None, x, w_shape, x_shape, stride, pad4, dilation, groups,
-                                           need_input=False)[1]
+    else:  # Winograd: dx as the adjoint convolution, dw through the transforms' adjoints
+        dx = conv_plan.winograd_backward_input(g, w, pad4, x_shape[2:]) if need_input else None
+        dw = conv_plan.winograd_backward_weight(g, x, pad4, w_shape) if need_weight else None
     return dx, dw
 
 

@@ -296,15 +296,17 @@ def direct_backward(g: np.ndarray, w: Any, x: Any, w_shape: tuple[int, ...], x_s
 
 # ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
 # Tiles as above, in units of 2x2 output blocks: chunks of images, or bands of block rows; per
-# tile V = input_transform(x), M[ab] = U[ab] @ V[ab], y = output_transform(M). Small GEMMs lose
-# to their overheads, so Winograd waits for enough channels and blocks; unpadded inputs (incremental
-# occlusion's regions) send im2col down its slow short-row copy, so there Winograd always pays.
-# (measurements: benchmarks/README.md, "Convolution planning")
-WINOGRAD_MIN_CHANNELS = 16  # input and output channels (the GEMMs' K and M), at least
-WINOGRAD_MIN_BLOCKS = 32  # padding 1: 2x2 output blocks per image (the GEMMs' N), at least ...
-WINOGRAD_MIN_SIZE = 3072  # ... and blocks x the fewer of the channels, at least
+# tile V = input_transform(x), M[ab] = V[ab] @ U[ab]^T, y = output_transform(M). GEMMs with K = C_in
+# below 32 lose to their overheads; with many channels a small map's few blocks do not repay the
+# filter transform (C_in x C_out x 16 values per call); so Winograd waits for enough channels and,
+# above WINOGRAD_FEW_CHANNELS, enough blocks. (measurements: benchmarks/README.md, "Convolution planning")
+WINOGRAD_MIN_CHANNELS = 32  # input and output channels (the GEMMs' K and N), at least
+WINOGRAD_FEW_CHANNELS = 96  # up to this many channels any map pays; beyond, ...
+WINOGRAD_MIN_BLOCKS = 32  # ... 2x2 output blocks per image (the GEMMs' M), at least
 WINOGRAD_BAND_BYTES = 1 << 20  # an image whose V and M matrices exceed this is cut into bands ...
 WINOGRAD_BAND_TILES = 192  # ... of at least this many tiles (the GEMMs' N)
+WINOGRAD_DW_TILES = 256  # the weight gradient's GEMMs sum over this many tiles at a time, at least ...
+WINOGRAD_DW_BYTES = 1 << 20  # ... while the group's V and dM stay under this (half a core's L2)
 
 
 def winograd_applies(kernels: types.ModuleType, w_shape: tuple[int, ...], stride: Pair, dilation: Pair,
@@ -315,12 +317,15 @@ def winograd_applies(kernels: types.ModuleType, w_shape: tuple[int, ...], stride
 
 
 def winograd_pays(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tuple[int, ...]) -> bool:
-    """Enough channels, and (padding 1, where im2col copies whole planes fast) enough 2x2 blocks."""
+    """Enough channels, and (beyond a few of them, and padded) enough 2x2 output blocks per image.
+
+    Unpadded inputs (incremental occlusion's regions) send im2col down its slow short-row copy,
+    so there Winograd pays at any size.
+    """
     channels = min(x_shape[1], w_shape[0])
-    if channels < WINOGRAD_MIN_CHANNELS:
-        return False
     blocks = -(-out_hw[0] // 2) * -(-out_hw[1] // 2)
-    return out_hw[1] != x_shape[3] or (blocks >= WINOGRAD_MIN_BLOCKS and blocks * channels >= WINOGRAD_MIN_SIZE)
+    return channels >= WINOGRAD_MIN_CHANNELS and (channels <= WINOGRAD_FEW_CHANNELS or blocks >= WINOGRAD_MIN_BLOCKS
+                                                  or out_hw[1] != x_shape[3])
 
 
 def is_winograd(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
@@ -352,23 +357,24 @@ def reuse_weight_transforms() -> Iterator[None]:
         _TRANSFORMS.reset(token)
 
 
-def filter_transform(w: np.ndarray) -> np.ndarray:
-    """``cpu_winograd.filter_transform(w)``, from the cache inside ``reuse_weight_transforms``."""
+def filter_transform(w: np.ndarray, transposed: bool = False) -> np.ndarray:
+    """``cpu_winograd.filter_transform(w, transposed)``, from the cache inside ``reuse_weight_transforms``."""
     cache = _TRANSFORMS.get()
     if cache is None:
-        return cpu_winograd.filter_transform(w)
-    hit = cache.get(id(w))
+        return cpu_winograd.filter_transform(w, transposed)
+    key = (id(w), transposed)
+    hit = cache.get(key)
     if hit is None or hit[0] is not w:  # the array is kept alive with its entry, so its id is not reused
         if len(cache) >= _TRANSFORMS_KEPT:
             cache.pop(next(iter(cache)))
-        hit = cache[id(w)] = (w, cpu_winograd.filter_transform(w))
+        hit = cache[key] = (w, cpu_winograd.filter_transform(w, transposed))
     return hit[1]
 
 
 def winograd_forward(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
                      bias: Any = None) -> np.ndarray:
     """conv2d(x, w) + bias, stride 1, 3x3: x (N, C_in, H, W) -> (N, C_out, Ho, Wo)."""
-    return _winograd(x, filter_transform(w), pad4, out_hw, bias)
+    return _winograd(x, filter_transform(w, transposed=True), pad4, out_hw, bias)
 
 
 def winograd_backward_input(g: np.ndarray, w: np.ndarray, pad4: Pad4, x_hw: tuple[int, ...]) -> np.ndarray:
@@ -379,46 +385,96 @@ def winograd_backward_input(g: np.ndarray, w: np.ndarray, pad4: Pad4, x_hw: tupl
     return _winograd(g, filter_transform(w), tuple(2 - p for p in pad4), x_hw, adjoint=True)
 
 
+def winograd_backward_weight(g: np.ndarray, x: np.ndarray, pad4: Pad4, w_shape: tuple[int, ...]) -> np.ndarray:
+    """dL/dw of a stride-1 3x3 conv2d: g (N, C_out, Ho, Wo), x (N, C_in, H, W) -> ``w_shape``.
+
+    Per group of images (or band of one image): V = input_transform(x) as in the forward pass,
+    dM = gradient_transform(g), and dU[ab] += dM[ab]^T @ V[ab], 16 GEMMs whose K runs over the
+    group's tiles; then dw = G^T dU G. A thread groups consecutive images of its share so that K
+    reaches ``WINOGRAD_DW_TILES``, as far as the group's V and dM stay in cache (or, with many
+    channels, under a quarter of dU): with few tiles per image the GEMMs are bound by writing dU.
+    Each thread sums into its own dU; the partials are added last, in a fixed order.
+    """
+    n, c_in = x.shape[:2]
+    c_out, (ho, wo) = w_shape[0], g.shape[2:]
+    nty, ntx = -(-ho // 2), -(-wo // 2)
+    tile_bytes = 16 * (c_in + c_out) * x.itemsize
+    tiles = _winograd_tiles(n, nty, ntx, tile_bytes, chunk=False)
+    budget = max(WINOGRAD_DW_BYTES, 4 * c_in * c_out * x.itemsize)  # a quarter of dU, if that is more
+    per_group = 1 if len(tiles) > n else max(1, min(-(-WINOGRAD_DW_TILES // (nty * ntx)),
+                                                     budget // (tile_bytes * nty * ntx)))
+
+    def run(part: list[Tile], parallel: bool) -> np.ndarray:  # one thread's run of tiles -> its partial dU
+        count = max(t1 - t0 for _, t0, t1 in part) * ntx * min(per_group, len(part))
+        v_buf, dm_buf = np.empty((16, count, c_in), dtype=x.dtype), np.empty((16, count, c_out), dtype=x.dtype)
+        du, product = None, np.empty((16, c_out, c_in), dtype=x.dtype)
+        for k in range(0, len(part), per_group):
+            group = part[k:k + per_group]
+            images, t0, t1 = slice(group[0][0].start, group[-1][0].stop), group[0][1], group[0][2]
+            m, size = images.stop - images.start, (t1 - t0) * ntx
+            v = v_buf[:, :m * size].reshape(16, m, size, c_in)  # the kernels write (m, 16, size, C) views
+            dm = dm_buf[:, :m * size].reshape(16, m, size, c_out)
+            cpu_winograd.input_transform(x[images], pad4[0], pad4[2], t0, t1, cpu_winograd.FORWARD_SLOTS,
+                                         v.transpose(1, 0, 2, 3))
+            cpu_winograd.gradient_transform(g[images], t0, t1, dm.transpose(1, 0, 2, 3))
+            np.matmul(dm_buf[:, :m * size].transpose(0, 2, 1), v_buf[:, :m * size], out=product)
+            du = product.copy() if du is None else np.add(du, product, out=du)
+        return du
+
+    partials = _over_tiles(cpu_conv, tiles, n * c_out * c_in * 9 * ho * wo, run)
+    dw = np.empty(w_shape, dtype=x.dtype)
+    cpu_winograd.filter_gradient(sum(partials), dw)
+    return dw
+
+
+def _winograd_tiles(n: int, nty: int, ntx: int, tile_bytes: int, chunk: bool = True) -> list[Tile]:
+    """Chunks of images (``chunk=False``: single images), or bands of at least ``WINOGRAD_BAND_TILES``
+    tiles of an image whose V and M are large."""
+    bands = min(nty, nty * ntx // WINOGRAD_BAND_TILES) if tile_bytes * nty * ntx > WINOGRAD_BAND_BYTES else 1
+    if bands > 1:
+        bounds = [nty * b // bands for b in range(bands + 1)]
+        return [(slice(i, i + 1), r0, r1) for i in range(n) for r0, r1 in zip(bounds, bounds[1:], strict=False)]
+    if not chunk:
+        return [(slice(i, i + 1), 0, nty) for i in range(n)]
+    return [(chunk, 0, nty) for chunk in batch_chunks(slice(0, n), tile_bytes * nty * ntx)]
+
+
 def _winograd(x: np.ndarray, u: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...], bias: Any = None,
               adjoint: bool = False) -> np.ndarray:
-    """The stride-1 3x3 convolution of ``x`` by the weight whose filter transform is ``u: (16, C_out, C_in)``.
+    """The stride-1 3x3 convolution of ``x`` (N, C_in, H, W) whose GEMMs are ``M[ab] = V[ab] @ u[ab]``.
 
-    ``adjoint=True``: its input-gradient instead, with ``x`` the output gradient (N, C_out, Ho, Wo)
-    and ``pad4`` the adjoint's padding ``2 - pad``. Only ``pad4``'s top and left matter:
-    ``out_hw`` says how many output pixels there are, and pixels outside ``x`` read as 0.
+    Forward: ``u = U^T``, the weight's filter transform (16, C_in, C_out). ``adjoint=True``: the
+    input-gradient instead, with ``x`` the output gradient (N, C_out, Ho, Wo), ``u = U`` (16, C_out, C_in)
+    (``U'[ab] = U[p(a)p(b)]^T``, with V and M stored at p(a)p(b)) and ``pad4`` the adjoint's padding
+    ``2 - pad``. Only ``pad4``'s top and left matter: ``out_hw`` says how many output pixels there
+    are, and pixels outside ``x`` read as 0.
     """
     slots = cpu_winograd.ADJOINT_SLOTS if adjoint else cpu_winograd.FORWARD_SLOTS
-    u = u.transpose(0, 2, 1) if adjoint else u  # U'[ab] = U[p(a)p(b)]^T, with V and M stored at p(a)p(b)
     n, c_in = x.shape[:2]
-    c_out = u.shape[1]
+    c_out = u.shape[2]
     ho, wo = out_hw
     nty, ntx = -(-ho // 2), -(-wo // 2)
     out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
     bias = np.zeros(c_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     tile_bytes = 16 * (c_in + c_out) * x.itemsize  # one tile's columns of V and M
     work = n * c_out * c_in * 9 * ho * wo
-    bands = min(nty, nty * ntx // WINOGRAD_BAND_TILES) if tile_bytes * nty * ntx > WINOGRAD_BAND_BYTES else 1
-    if bands <= 1 and n < numba.get_num_threads() and work >= cpu_threads.MIN_WORK:
+    tiles = _winograd_tiles(n, nty, ntx, tile_bytes)
+    if len(tiles) <= n and n < numba.get_num_threads() and work >= cpu_threads.MIN_WORK:
         # a few small maps (VGG's 28x28 and 14x14 at batch 1): the threads split the 16 GEMMs instead
-        v, mm = np.empty((n, 16, c_in, nty * ntx), dtype=x.dtype), np.empty((n, 16, c_out, nty * ntx), dtype=x.dtype)
+        v, mm = np.empty((n, 16, nty * ntx, c_in), dtype=x.dtype), np.empty((n, 16, nty * ntx, c_out), dtype=x.dtype)
         cpu_winograd.input_transform(x, pad4[0], pad4[2], 0, nty, slots, v)
-        cpu_threads.map_batch(lambda part, _: np.matmul(u[part], v[:, part], out=mm[:, part]), 16, work)
+        cpu_threads.map_batch(lambda part, _: np.matmul(v[:, part], u[part], out=mm[:, part]), 16, work)
         cpu_winograd.output_transform(mm, bias, 0, nty, slots, out)
         return out
-    if bands > 1:
-        bounds = [nty * b // bands for b in range(bands + 1)]
-        tiles = [(slice(i, i + 1), r0, r1) for i in range(n) for r0, r1 in zip(bounds, bounds[1:], strict=False)]
-    else:
-        tiles = [(chunk, 0, nty) for chunk in batch_chunks(slice(0, n), tile_bytes * nty * ntx)]
 
     def run(part: list[Tile], parallel: bool) -> None:  # one thread's run of tiles
         scratch = _scratch(np, part, tile_bytes * ntx, x.dtype)
         for images, t0, t1 in part:
             m, count = images.stop - images.start, (t1 - t0) * ntx
-            v = scratch[:m * 16 * c_in * count].reshape(m, 16, c_in, count)
-            mm = scratch[v.size:v.size + m * 16 * c_out * count].reshape(m, 16, c_out, count)
+            v = scratch[:m * 16 * c_in * count].reshape(m, 16, count, c_in)
+            mm = scratch[v.size:v.size + m * 16 * c_out * count].reshape(m, 16, count, c_out)
             cpu_winograd.input_transform(x[images], pad4[0], pad4[2], t0, t1, slots, v)
-            np.matmul(u, v, out=mm)
+            np.matmul(v, u, out=mm)
             cpu_winograd.output_transform(mm, bias, t0, t1, slots, out[images])
 
     _over_tiles(cpu_conv, tiles, work, run)

@@ -375,17 +375,40 @@ def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, thread
                                                             1)[0], dx[i])
 
 
+@pytest.mark.parametrize("group_tiles", [1, 40, 10_000])
+@pytest.mark.parametrize("threaded", [False, True])
+def test_winograd_weight_gradient_is_the_same_however_images_are_grouped(group_tiles, threaded, rng, monkeypatch):
+    """The weight gradient's GEMMs sum over the tiles of a group of images (K = group's tiles): one
+    image at a time, a few, or a thread's whole share, on one thread or two, float32 and float64."""
+    if threaded:
+        if numba.get_num_threads() < 2:
+            pytest.skip("needs 2 Numba threads")
+        monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    monkeypatch.setattr(conv_plan, "WINOGRAD_DW_TILES", group_tiles)
+    monkeypatch.setattr(conv_plan, "WINOGRAD_DW_BYTES", 1 << 30)
+    x_shape, w_shape, pad4 = (5, 6, 7, 8), (4, 6, 3, 3), (1, 1, 0, 2)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    g = rng.standard_normal(conv2d_forward(x, w, (1, 1), pad4, (1, 1), 1).shape)
+    expected = cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, (1, 1), pad4, (1, 1), 1)
+    np.testing.assert_allclose(conv_plan.winograd_backward_weight(g, x, pad4, w_shape), expected, rtol=1e-12,
+                               atol=1e-12)
+    dw32 = conv_plan.winograd_backward_weight(g.astype(np.float32), x.astype(np.float32), pad4, w_shape)
+    assert dw32.dtype == np.float32
+    np.testing.assert_allclose(dw32, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
 def test_the_default_rule_takes_winograd_where_it_pays(rng, monkeypatch):
-    """VGG-sized layers take Winograd; few channels, tiny maps, strides, groups and other kernels keep im2col."""
+    """VGG-sized layers take Winograd; few channels, many channels on tiny maps, strides, groups and
+    other kernels keep im2col."""
     def takes(c_in, c_out, hw, stride=(1, 1), groups=1, k=3, pad=1):
         out = (hw + 2 * pad - k) // stride[0] + 1
         return conv_plan.is_winograd(cpu_conv, (1, c_in, hw, hw), (c_out, c_in // groups, k, k), (out, out),
                                      stride, (1, 1), groups)
 
-    assert takes(64, 64, 224) and takes(512, 512, 14) and takes(32, 32, 28) and takes(16, 16, 112)
-    assert not takes(3, 64, 224) and not takes(8, 8, 224)  # few channels: thin GEMMs
-    assert not takes(256, 256, 7)  # 16 blocks per image
-    assert not takes(32, 64, 14)  # 49 blocks x 32 channels
+    assert takes(64, 64, 224) and takes(512, 512, 14) and takes(32, 32, 28) and takes(32, 64, 14)
+    assert not takes(3, 64, 224) and not takes(16, 16, 112)  # few channels: thin GEMMs
+    assert takes(64, 64, 7) and takes(96, 128, 4)  # few channels: any map
+    assert not takes(256, 256, 7) and not takes(128, 128, 5)  # many channels, under 32 blocks per image
     assert takes(256, 256, 9, pad=0) and takes(32, 64, 16, pad=0)  # unpadded: im2col's slow path
     assert not takes(64, 64, 56, stride=(2, 2)) and not takes(64, 64, 56, groups=2) and not takes(64, 64, 56, k=5)
     calls = []
@@ -399,11 +422,13 @@ def test_the_default_rule_takes_winograd_where_it_pays(rng, monkeypatch):
 
 
 def test_weight_transforms_are_reused_inside_the_block_only(rng, monkeypatch, winograd_everywhere):
-    """Inside ``reuse_weight_transforms`` a weight is transformed once (forward, backward and later
-    passes share it); outside, every call transforms the weight it is given, so in-place edits count."""
+    """Inside ``reuse_weight_transforms`` a weight is transformed once per layout (the forward's
+    ``U^T``, the input gradient's ``U``; later passes reuse both); outside, every call transforms
+    the weight it is given, so in-place edits count."""
     calls = []
     transform = cpu_winograd.filter_transform
-    monkeypatch.setattr(cpu_winograd, "filter_transform", lambda w: calls.append(w) or transform(w))
+    monkeypatch.setattr(cpu_winograd, "filter_transform",
+                        lambda w, transposed=False: calls.append((w, transposed)) or transform(w, transposed))
     x = mv.tensor(rng.standard_normal((1, 16, 6, 6)), requires_grad=True)
     w = mv.tensor(rng.standard_normal((16, 16, 3, 3)))
     with reuse_weight_transforms():
@@ -411,10 +436,10 @@ def test_weight_transforms_are_reused_inside_the_block_only(rng, monkeypatch, wi
         first.backward(np.ones(first.shape))
         with reuse_weight_transforms():  # nested: the outer block's cache
             np.testing.assert_array_equal(conv2d(x, w, padding=1).numpy(), first.numpy())
-    assert len(calls) == 1 and calls[0] is w.data
+    assert [t for _, t in calls] == [True, False] and all(a is w.data for a, _ in calls)
     w.data *= 2
     np.testing.assert_allclose(conv2d(x, w, padding=1).numpy(), 2 * first.numpy(), rtol=1e-12)
-    assert len(calls) == 2
+    assert len(calls) == 3
 
 
 # ----------------------------------------------------------------------------- the algorithm switch

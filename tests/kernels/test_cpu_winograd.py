@@ -26,6 +26,9 @@ def test_filter_transform_is_g_g_gt(dtype, rng):
     u = cpu_winograd.filter_transform(w)
     assert u.dtype == dtype and u.shape == (16, 5, 70)
     np.testing.assert_allclose(u, expected, rtol=1e-6 if dtype == np.float32 else 1e-15, atol=1e-6)
+    u_t = cpu_winograd.filter_transform(w, transposed=True)
+    assert u_t.shape == (16, 70, 5) and u_t.flags.c_contiguous
+    np.testing.assert_array_equal(u_t, u.transpose(0, 2, 1))
 
 
 def test_adjoint_slots_transform_the_flipped_transposed_kernel(rng):
@@ -54,15 +57,15 @@ def test_input_transform_is_bt_d_b(geometry, slots, rng):
     x = rng.standard_normal(x_shape)
     nty, ntx = -(-ho // 2), -(-wo // 2)
     expected = np.einsum("ai,nctsij,bj->nabcts", B_T, _blocks(x, top, left, ho, wo), B_T)
-    expected = expected.reshape(x_shape[0], 16, x_shape[1], nty * ntx)
+    expected = expected.reshape(x_shape[0], 16, x_shape[1], nty * ntx).transpose(0, 1, 3, 2)  # channels last
     order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
-    v = np.full((x_shape[0], 16, x_shape[1], nty * ntx), np.nan)
+    v = np.full((x_shape[0], 16, nty * ntx, x_shape[1]), np.nan)
     cpu_winograd.input_transform(x, top, left, 0, nty, order, v)
     np.testing.assert_allclose(v[:, order], expected, rtol=1e-15, atol=1e-15)
-    if nty > 1:  # a band of tile rows fills the columns of its own tiles only
-        band = np.full((x_shape[0], 16, x_shape[1], (nty - 1) * ntx), np.nan)
+    if nty > 1:  # a band of tile rows fills the rows of its own tiles only
+        band = np.full((x_shape[0], 16, (nty - 1) * ntx, x_shape[1]), np.nan)
         cpu_winograd.input_transform(x, top, left, 1, nty, order, band)
-        np.testing.assert_array_equal(band, v[..., ntx:])
+        np.testing.assert_array_equal(band, v[:, :, ntx:])
 
 
 @pytest.mark.parametrize("slots", ["forward", "adjoint"])
@@ -72,14 +75,14 @@ def test_output_transform_is_at_m_a_plus_bias(geometry, slots, rng):
     n, c_out = x_shape[0], 3
     nty, ntx = -(-ho // 2), -(-wo // 2)
     order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
-    mm, bias = rng.standard_normal((n, 16, c_out, nty * ntx)), rng.standard_normal(c_out)
-    blocks = mm[:, order].reshape(n, 4, 4, c_out, nty, ntx)
+    mm, bias = rng.standard_normal((n, 16, nty * ntx, c_out)), rng.standard_normal(c_out)
+    blocks = mm[:, order].transpose(0, 1, 3, 2).reshape(n, 4, 4, c_out, nty, ntx)
     full = np.einsum("ia,nabcts,jb->nctisj", A_T, blocks, A_T).reshape(n, c_out, 2 * nty, 2 * ntx)
     y = np.full((n, c_out, ho, wo), np.nan)
     cpu_winograd.output_transform(mm, bias, 0, nty, order, y)
     np.testing.assert_allclose(y, full[:, :, :ho, :wo] + bias[:, None, None], rtol=1e-14, atol=1e-14)
     band = np.full((n, c_out, ho, wo), np.nan)  # tile rows 1.. write output rows 2.. only
-    cpu_winograd.output_transform(mm[..., ntx:], bias, 1, nty, order, band)
+    cpu_winograd.output_transform(mm[:, :, ntx:], bias, 1, nty, order, band)
     np.testing.assert_array_equal(band[:, :, 2:], y[:, :, 2:])
     assert np.isnan(band[:, :, :2]).all()
 
@@ -89,12 +92,65 @@ def test_the_three_steps_make_a_convolution(rng):
     x, w, bias = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
     ho, wo = 7, 6  # padding 1
     nty, ntx = 4, 3
-    v = np.empty((2, 16, 4, nty * ntx))
+    v = np.empty((2, 16, nty * ntx, 4))
     cpu_winograd.input_transform(x, 1, 1, 0, nty, cpu_winograd.FORWARD_SLOTS, v)
-    mm = np.matmul(cpu_winograd.filter_transform(w), v)
+    mm = np.matmul(v, cpu_winograd.filter_transform(w, transposed=True))
     y = np.empty((2, 5, ho, wo))
     cpu_winograd.output_transform(mm, bias, 0, nty, cpu_winograd.FORWARD_SLOTS, y)
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # (N, C, Ho, Wo, 3, 3)
     expected = np.einsum("ncxyij,ocij->noxy", windows, w) + bias[:, None, None]
     np.testing.assert_allclose(y, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_gradient_transform_is_a_g_at(geometry, rng):
+    """The adjoint of the output transform: each 2x2 tile of the output gradient (zero beyond its edge) -> A g A^T."""
+    x_shape, _, _, ho, wo = geometry
+    n, c_out = x_shape[0], 3
+    nty, ntx = -(-ho // 2), -(-wo // 2)
+    g = rng.standard_normal((n, c_out, ho, wo))
+    padded = np.zeros((n, c_out, 2 * nty, 2 * ntx))
+    padded[:, :, :ho, :wo] = g
+    tiles = padded.reshape(n, c_out, nty, 2, ntx, 2)  # (n, c, ty, i, tx, j)
+    expected = np.einsum("ia,nctisj,jb->nabtsc", A_T, tiles, A_T).reshape(n, 16, nty * ntx, c_out)
+    gm = np.full((n, 16, nty * ntx, c_out), np.nan)
+    cpu_winograd.gradient_transform(g, 0, nty, gm)
+    np.testing.assert_allclose(gm, expected, rtol=1e-15, atol=1e-15)
+    # the adjoint identity <output_transform(m), g> = <m, gradient_transform(g)> (no bias)
+    mm = rng.standard_normal(gm.shape)
+    y = np.empty_like(g)
+    cpu_winograd.output_transform(mm, np.zeros(c_out), 0, nty, cpu_winograd.FORWARD_SLOTS, y)
+    np.testing.assert_allclose(np.vdot(y, g), np.vdot(mm, gm), rtol=1e-12)
+    if nty > 1:  # a band of tile rows reads its own output rows only
+        band = np.full((n, 16, (nty - 1) * ntx, c_out), np.nan)
+        cpu_winograd.gradient_transform(g, 1, nty, band)
+        np.testing.assert_array_equal(band, gm[:, :, ntx:])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_filter_gradient_is_gt_du_g_the_adjoint_of_the_filter_transform(dtype, rng):
+    du = rng.standard_normal((16, 5, 70)).astype(dtype)
+    dw = np.full((5, 70, 3, 3), np.nan, dtype=dtype)
+    cpu_winograd.filter_gradient(du, dw)
+    expected = np.einsum("ai,aboc,bj->ocij", G, du.astype(np.float64).reshape(4, 4, 5, 70), G)
+    np.testing.assert_allclose(dw, expected, rtol=1e-6 if dtype == np.float32 else 1e-15, atol=1e-6)
+    w = rng.standard_normal((5, 70, 3, 3))  # <filter_transform(w), du> = <w, filter_gradient(du)>
+    np.testing.assert_allclose(np.vdot(cpu_winograd.filter_transform(w), du.astype(np.float64)),
+                               np.vdot(w, expected), rtol=1e-12)
+
+
+def test_the_three_adjoint_steps_make_the_weight_gradient(rng):
+    """input transform, gradient transform, 16 GEMMs summing over tiles and the filter gradient equal
+    the literal weight gradient sum_n,p g[n, o, p] x[n, c, p + (i, j)]."""
+    x, g = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((2, 5, 7, 6))  # padding 1
+    nty, ntx = 4, 3
+    v, gm = np.empty((2, 16, nty * ntx, 4)), np.empty((2, 16, nty * ntx, 5))
+    cpu_winograd.input_transform(x, 1, 1, 0, nty, cpu_winograd.FORWARD_SLOTS, v)
+    cpu_winograd.gradient_transform(g, 0, nty, gm)
+    du = np.einsum("nstc,nsti->sci", gm, v)
+    dw = np.empty((5, 4, 3, 3))
+    cpu_winograd.filter_gradient(du, dw)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # (N, C, Ho, Wo, 3, 3)
+    np.testing.assert_allclose(dw, np.einsum("noxy,ncxyij->ocij", g, windows), rtol=1e-13, atol=1e-13)

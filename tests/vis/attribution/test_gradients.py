@@ -65,15 +65,16 @@ def test_single_pass_methods_match_captum(nets, images, name, target):
 @pytest.mark.parametrize("name", ["saliency", "guided_backprop"])
 def test_captum_parity_holds_on_both_convolution_paths(nets, images, name, algorithm, monkeypatch):
     """The narrow net's 3x3 layers are too small for Winograd by default; here every layer takes one path.
-    Inside the method each weight's Winograd transform is computed once (forward and backward share it)."""
+    Inside the method each weight's Winograd transform is computed once per layout (forward, backward)."""
     calls = []
     transform = cpu_winograd.filter_transform
-    monkeypatch.setattr(cpu_winograd, "filter_transform", lambda w: calls.append(w) or transform(w))
+    monkeypatch.setattr(cpu_winograd, "filter_transform",
+                        lambda w, transposed=False: calls.append((id(w), transposed)) or transform(w, transposed))
     model, twin = nets
     with mv.conv_algorithm(algorithm):
         ours = getattr(mv.vis, name)(model, images, TARGETS)
     assert_close(ours, captum_single_pass(name, twin, images, TARGETS))
-    assert len(calls) == (4 if algorithm == "winograd" else 0)  # the 4 convolutions, each transformed once
+    assert len(calls) == len(set(calls)) == (8 if algorithm == "winograd" else 0)  # 4 convolutions, 2 layouts each
 
 
 @pytest.mark.parametrize("rule, method", [("gradient", "input_gradient"), ("guided", "guided_backprop"),
