@@ -599,8 +599,8 @@ savefig(fig, "01_deconvnet_vs_rules")
 # multiplications directly, but only 4 this way (Winograd's $F(2, 3)$):
 #
 # $$
-# m_1 = (d_0 - d_2) g_0,\quad m_2 = (d_1 + d_2)	frac{g_0 + g_1 + g_2}{2},\quad
-# m_3 = (d_2 - d_1)	frac{g_0 - g_1 + g_2}{2},\quad m_4 = (d_1 - d_3) g_2,
+# m_1 = (d_0 - d_2) g_0,\quad m_2 = (d_1 + d_2)\frac{g_0 + g_1 + g_2}{2},\quad
+# m_3 = (d_2 - d_1)\frac{g_0 - g_1 + g_2}{2},\quad m_4 = (d_1 - d_3) g_2,
 # $$
 # $$
 # y_0 = m_1 + m_2 + m_3, \qquad y_1 = m_2 - m_3 - m_4 .
@@ -649,6 +649,27 @@ print("Winograd F(2x2, 3x3), 16 multiplications per 2x2 block, equals the engine
 # by 180 degrees, itself a 3x3 convolution, so it goes through Winograd too. The price is
 # rounding: the transforms add and subtract values of different sizes, so float32 results
 # differ from the direct sum by a few units in the last place more than im2col's do.
+#
+# The weight gradient needs no new algebra either. $Y = A^\top [U \odot V] A$ is linear in
+# $U = G g G^\top$, so the chain rule runs the same steps backwards: each $2 \times 2$ block of
+# the output gradient goes through the adjoint of the output transform,
+# $\partial L / \partial M = A\, \partial Y\, A^\top$; the products with $V$ are summed over
+# blocks (16 GEMMs again, now with the blocks as the inner dimension); and the adjoint of the
+# filter transform gives $\partial L / \partial g = G^\top (\partial L / \partial U)\, G$.
+
+# %%
+dY = rng.standard_normal((32, 24, 24))  # an upstream gradient for the layer above
+dU = np.zeros((32, 32, 4, 4))
+for ty in range(12):
+    for tx in range(12):
+        V = B_T @ padded[:, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] @ B_T.T  # (C_in, 4, 4), as forward
+        dM = A_T.T @ dY[:, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2] @ A_T  # (C_out, 4, 4): A dY A^T
+        dU += np.einsum("oab,cab->ocab", dM, V)  # summed over blocks
+dW = np.einsum("ai,ocab,bj->ocij", G, dU, G)  # G^T dU G
+x_t, w_t = mv.tensor(imgs[None], requires_grad=True), mv.tensor(ks, requires_grad=True)
+mv.F.conv2d(x_t, w_t, padding=1).backward(dY[None])
+np.testing.assert_allclose(dW, w_t.grad, rtol=1e-10, atol=1e-10)
+print("the weight gradient through the transforms' adjoints equals the engine's")
 
 # %% [markdown]
 # ### One op, three algorithms

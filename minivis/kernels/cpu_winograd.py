@@ -45,6 +45,12 @@ import numba
 import numpy as np
 
 FORWARD_SLOTS = np.arange(16)
+# Copies between NCHW planes and a channels-last one go in blocks of 16 pixels of a row (one
+# 64-byte line) by 8 channels: planes whose size is a multiple of 4 KiB (32x32 float32) put every
+# channel's line in the same L1 set, and with whole rows of all channels at once the 32 px
+# transforms ran 1.5-4x slower than the 28 px ones (benchmarks/README.md).
+COPY_PIXELS = 16
+COPY_CHANNELS = 8
 ADJOINT_SLOTS = np.array([4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)])
 
 
@@ -114,9 +120,11 @@ def input_transform(x, top, left, ty0, ty1, slots, v):
     bt = np.empty((16, channels), dtype=x.dtype)  # (B^T d)[a, j] in row 4a + j
     for n in range(m):
         for r in range(r_lo, r_hi):
-            for q in range(q_lo, q_hi):
-                for c in range(channels):  # channels innermost: contiguous writes (the reads stride)
-                    xp[r, q, c] = x[n, c, r + r_off, q - left]
+            for q0 in range(q_lo, q_hi, COPY_PIXELS):  # in blocks: see COPY_PIXELS
+                for c0 in range(0, channels, COPY_CHANNELS):
+                    for q in range(q0, min(q0 + COPY_PIXELS, q_hi)):
+                        for c in range(c0, min(c0 + COPY_CHANNELS, channels)):
+                            xp[r, q, c] = x[n, c, r + r_off, q - left]
         for ty in range(nty):
             for tx in range(ntx):
                 t, r, q = ty * ntx + tx, 2 * ty, 2 * tx
@@ -171,9 +179,10 @@ def output_transform(mm, bias, ty0, ty1, slots, y):
                         p0[c] = s0[c] + s1[c] + s2[c] + bias[c]
                         p1[c] = s1[c] - s2[c] - s3[c] + bias[c]
         for r in range(r_hi):
-            for q in range(q_hi):
-                for c in range(c_out):  # channels innermost: contiguous reads
-                    y[n, c, 2 * ty0 + r, q] = yp[r, q, c]
+            for q0 in range(0, q_hi, COPY_PIXELS):  # in blocks: see COPY_PIXELS
+                for c in range(c_out):
+                    for q in range(q0, min(q0 + COPY_PIXELS, q_hi)):
+                        y[n, c, 2 * ty0 + r, q] = yp[r, q, c]
 
 
 # ----------------------------------------------------------------------------- the weight gradient
@@ -195,9 +204,11 @@ def gradient_transform(g, ty0, ty1, gm):
     ag = np.empty((8, c_out), dtype=g.dtype)  # (A g)[a, j] in row 2a + j
     for n in range(m):
         for r in range(r_hi):
-            for q in range(q_hi):
-                for c in range(c_out):
-                    gp[r, q, c] = g[n, c, 2 * ty0 + r, q]
+            for q0 in range(0, q_hi, COPY_PIXELS):  # in blocks: see COPY_PIXELS
+                for c0 in range(0, c_out, COPY_CHANNELS):
+                    for q in range(q0, min(q0 + COPY_PIXELS, q_hi)):
+                        for c in range(c0, min(c0 + COPY_CHANNELS, c_out)):
+                            gp[r, q, c] = g[n, c, 2 * ty0 + r, q]
         for ty in range(nty):
             for tx in range(ntx):
                 t = ty * ntx + tx
