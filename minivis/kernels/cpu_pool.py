@@ -50,19 +50,28 @@ def _max_pool2x2(x, out, switches):
 
     The generic loop's window bounds, padding skips and runtime steps cost more than the four
     comparisons; here each output pixel is four loads and three branch-free selects (measured:
-    benchmarks/README.md, "Design measurements", cpu_pool).
+    benchmarks/README.md, "Design measurements", cpu_pool). Indices are unsigned and no row is
+    sliced, for the reasons given above ``_first_wins``: 1.6-2x faster on 14-32 px planes.
     """
-    n_planes, width = x.shape[0], x.shape[2]
-    out_h, out_w = out.shape[1], out.shape[2]
+    u = np.uint64
+    n_planes, width = x.shape[0], u(x.shape[2])
+    out_h, out_w = u(out.shape[1]), u(out.shape[2])
     for p in numba.prange(n_planes):
         for i in range(out_h):
-            top, bottom = x[p, 2 * i], x[p, 2 * i + 1]
+            top, bottom = u(2) * i, u(2) * i + u(1)
             for j in range(out_w):
-                best, index = top[2 * j], 2 * i * width + 2 * j
-                for v, k in ((top[2 * j + 1], index + 1), (bottom[2 * j], index + width),
-                             (bottom[2 * j + 1], index + width + 1)):
-                    take = v > best or (v != v and best == best)  # the first NaN wins, as in PyTorch
-                    best, index = (v, k) if take else (best, index)
+                left, right = u(2) * j, u(2) * j + u(1)
+                index = top * width + left
+                best = x[p, top, left]
+                v = x[p, top, right]
+                take = _first_wins(v, best)
+                best, index = (v, index + u(1)) if take else (best, index)
+                v = x[p, bottom, left]
+                take = _first_wins(v, best)
+                best, index = (v, top * width + width + left) if take else (best, index)
+                v = x[p, bottom, right]
+                take = _first_wins(v, best)
+                best, index = (v, top * width + width + right) if take else (best, index)
                 out[p, i, j] = best
                 switches[p, i, j] = index
 
