@@ -306,6 +306,8 @@ WINOGRAD_FEW_CHANNELS = 96  # up to this many channels any map pays; beyond, ...
 WINOGRAD_MIN_BLOCKS = 32  # ... 2x2 output blocks per image (the GEMMs' M), at least
 WINOGRAD_BAND_BYTES = 1 << 20  # an image whose V and M matrices exceed this is cut into bands ...
 WINOGRAD_BAND_TILES = 192  # ... of at least this many tiles (the GEMMs' N)
+WINOGRAD_PLANAR_TILES = 16  # maps more tiles wide than this (over 32 px) run the planar transforms, ...
+WINOGRAD_PLANAR_WIDE = 256, 8  # ... and so do layers with this many channels and more tiles than this
 WINOGRAD_DW_TILES = 256  # the weight gradient's GEMMs sum over this many tiles at a time, at least ...
 WINOGRAD_DW_BYTES = 1 << 20  # ... while the group's V and dM stay under this (half a core's L2)
 
@@ -327,6 +329,17 @@ def winograd_pays(x_shape: tuple[int, ...], w_shape: tuple[int, ...], out_hw: tu
     blocks = -(-out_hw[0] // 2) * -(-out_hw[1] // 2)
     return channels >= WINOGRAD_MIN_CHANNELS and (channels <= WINOGRAD_FEW_CHANNELS or blocks >= WINOGRAD_MIN_BLOCKS
                                                   or out_hw[1] != x_shape[3])
+
+
+def winograd_planar(tiles_wide: int, channels: int) -> bool:
+    """Run the planar transforms (loops along rows of tiles), not the channels-last ones (loops along channels)?
+
+    Planar loops are as long as the map is wide in 2x2 tiles, and pay on wide maps (VGG's 56-224 px
+    stages); channels-last ones on small maps, except with many channels from 28 px on
+    (benchmarks/README.md, "Convolution planning").
+    """
+    many, wide = WINOGRAD_PLANAR_WIDE
+    return tiles_wide > WINOGRAD_PLANAR_TILES or (channels >= many and tiles_wide > wide)
 
 
 def is_winograd(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
@@ -375,7 +388,7 @@ def filter_transform(w: np.ndarray, transposed: bool = False) -> np.ndarray:
 def winograd_forward(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
                      bias: Any = None) -> np.ndarray:
     """conv2d(x, w) + bias, stride 1, 3x3: x (N, C_in, H, W) -> (N, C_out, Ho, Wo)."""
-    return _winograd(x, filter_transform(w, transposed=True), pad4, out_hw, bias)
+    return _winograd(x, w, pad4, out_hw, bias)
 
 
 def winograd_backward_input(g: np.ndarray, w: np.ndarray, pad4: Pad4, x_hw: tuple[int, ...]) -> np.ndarray:
@@ -383,7 +396,7 @@ def winograd_backward_input(g: np.ndarray, w: np.ndarray, pad4: Pad4, x_hw: tupl
 
     dx is the stride-1 convolution of g with the flipped, channel-swapped kernel, padded by 2 - pad.
     """
-    return _winograd(g, filter_transform(w), tuple(2 - p for p in pad4), x_hw, adjoint=True)
+    return _winograd(g, w, tuple(2 - p for p in pad4), x_hw, adjoint=True)
 
 
 def winograd_backward_weight(g: np.ndarray, x: np.ndarray, pad4: Pad4, w_shape: tuple[int, ...]) -> np.ndarray:
@@ -428,13 +441,15 @@ def winograd_backward_weight(g: np.ndarray, x: np.ndarray, pad4: Pad4, w_shape: 
     return dw
 
 
-def _slot_buffer(m: int, count: int, channels: int, dtype: Any) -> np.ndarray:
-    """An (m, 16, count', channels) buffer for V or M, of which the tiles use ``[:m', :, :count'']``.
+def _slot_buffer(m: int, count: int, channels: int, dtype: Any, planar: bool = False) -> np.ndarray:
+    """An (m, 16, count', channels) buffer for V or M (``planar``: (m, 16, channels, count)).
 
     If a slot's ``count * channels`` values span a multiple of 4 KiB, one spare tile is added per
-    slot: the transforms write all 16 slots of a tile at once, and 16 addresses 4 KiB apart share
-    one L1 set (32 px maps at 32 channels ran their input transform 1.5x slower).
+    slot: the channels-last transforms write all 16 slots of a tile at once, and 16 addresses
+    4 KiB apart share one L1 set (32 px maps at 32 channels ran their input transform 1.5x slower).
     """
+    if planar:
+        return np.empty((m, 16, channels, count), dtype=dtype)
     spare = int(count * channels * np.dtype(dtype).itemsize % 4096 == 0)
     return np.empty((m, 16, count + spare, channels), dtype=dtype)
 
@@ -451,21 +466,35 @@ def _winograd_tiles(n: int, nty: int, ntx: int, tile_bytes: int, chunk: bool = T
     return [(chunk, 0, nty) for chunk in batch_chunks(slice(0, n), tile_bytes * nty * ntx)]
 
 
-def _winograd(x: np.ndarray, u: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...], bias: Any = None,
+def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...], bias: Any = None,
               adjoint: bool = False) -> np.ndarray:
-    """The stride-1 3x3 convolution of ``x`` (N, C_in, H, W) whose GEMMs are ``M[ab] = V[ab] @ u[ab]``.
+    """The stride-1 3x3 convolution of ``x`` (N, C_in, H, W) by ``w``; ``adjoint=True``: its input gradient.
 
-    Forward: ``u = U^T``, the weight's filter transform (16, C_in, C_out). ``adjoint=True``: the
-    input-gradient instead, with ``x`` the output gradient (N, C_out, Ho, Wo), ``u = U`` (16, C_out, C_in)
-    (``U'[ab] = U[p(a)p(b)]^T``, with V and M stored at p(a)p(b)) and ``pad4`` the adjoint's padding
-    ``2 - pad``. Only ``pad4``'s top and left matter: ``out_hw`` says how many output pixels there
-    are, and pixels outside ``x`` read as 0.
+    Adjoint: ``x`` is the output gradient (N, C_out, Ho, Wo) and ``pad4`` the adjoint's padding
+    ``2 - pad``; the GEMMs use ``U'[ab] = U[p(a)p(b)]^T``, with V and M stored at p(a)p(b). Only
+    ``pad4``'s top and left matter: ``out_hw`` says how many output pixels there are, and pixels
+    outside ``x`` read as 0. Small maps run channels last (``M[ab] = V[ab] @ U[ab]^T``), wide ones
+    planar (``M[ab] = U[ab] @ V[ab]``): ``winograd_planar``.
     """
     slots = cpu_winograd.ADJOINT_SLOTS if adjoint else cpu_winograd.FORWARD_SLOTS
     n, c_in = x.shape[:2]
-    c_out = u.shape[2]
+    c_out = w.shape[1] if adjoint else w.shape[0]
     ho, wo = out_hw
     nty, ntx = -(-ho // 2), -(-wo // 2)
+    planar = winograd_planar(ntx, max(c_in, c_out))
+    if planar:  # (16, C_out', C_in') for M = U' @ V
+        u = filter_transform(w).transpose(0, 2, 1) if adjoint else filter_transform(w)
+        transforms = cpu_winograd.input_transform_planar, cpu_winograd.output_transform_planar
+    else:  # (16, C_in', C_out') for M = V @ U'^T
+        u = filter_transform(w) if adjoint else filter_transform(w, transposed=True)
+        transforms = cpu_winograd.input_transform, cpu_winograd.output_transform
+
+    def gemms(v: np.ndarray, mm: np.ndarray, part: Any = slice(None)) -> None:
+        if planar:
+            np.matmul(u[part], v[:, part], out=mm[:, part])
+        else:
+            np.matmul(v[:, part], u[part], out=mm[:, part])
+
     out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
     bias = np.zeros(c_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     tile_bytes = 16 * (c_in + c_out) * x.itemsize  # one tile's columns of V and M
@@ -473,21 +502,22 @@ def _winograd(x: np.ndarray, u: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
     tiles = _winograd_tiles(n, nty, ntx, tile_bytes)
     if len(tiles) <= n and n < numba.get_num_threads() and work >= cpu_threads.MIN_WORK:
         # a few small maps (VGG's 28x28 and 14x14 at batch 1): the threads split the 16 GEMMs instead
-        v, mm = np.empty((n, 16, nty * ntx, c_in), dtype=x.dtype), np.empty((n, 16, nty * ntx, c_out), dtype=x.dtype)
-        cpu_winograd.input_transform(x, pad4[0], pad4[2], 0, nty, slots, v)
-        cpu_threads.map_batch(lambda part, _: np.matmul(v[:, part], u[part], out=mm[:, part]), 16, work)
-        cpu_winograd.output_transform(mm, bias, 0, nty, slots, out)
+        v, mm = _slot_buffer(n, nty * ntx, c_in, x.dtype, planar), _slot_buffer(n, nty * ntx, c_out, x.dtype, planar)
+        transforms[0](x, pad4[0], pad4[2], 0, nty, slots, v)
+        cpu_threads.map_batch(lambda part, _: gemms(v, mm, part), 16, work)
+        transforms[1](mm, bias, 0, nty, slots, out)
         return out
 
     def run(part: list[Tile], parallel: bool) -> None:  # one thread's run of tiles
         largest = max((t[0].stop - t[0].start, (t[2] - t[1]) * ntx) for t in part)
-        v_buf, mm_buf = _slot_buffer(*largest, c_in, x.dtype), _slot_buffer(*largest, c_out, x.dtype)
+        v_buf, mm_buf = _slot_buffer(*largest, c_in, x.dtype, planar), _slot_buffer(*largest, c_out, x.dtype, planar)
         for images, t0, t1 in part:
             m, count = images.stop - images.start, (t1 - t0) * ntx
-            v, mm = v_buf[:m, :, :count], mm_buf[:m, :, :count]
-            cpu_winograd.input_transform(x[images], pad4[0], pad4[2], t0, t1, slots, v)
-            np.matmul(v, u, out=mm)
-            cpu_winograd.output_transform(mm, bias, t0, t1, slots, out[images])
+            v, mm = (v_buf[:m, :, :, :count], mm_buf[:m, :, :, :count]) if planar else \
+                (v_buf[:m, :, :count], mm_buf[:m, :, :count])
+            transforms[0](x[images], pad4[0], pad4[2], t0, t1, slots, v)
+            gemms(v, mm)
+            transforms[1](mm, bias, t0, t1, slots, out[images])
 
     _over_tiles(cpu_conv, tiles, work, run)
     return out

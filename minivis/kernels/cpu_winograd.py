@@ -26,17 +26,17 @@ gradient with the kernel flipped in both axes and its channel axes swapped, padd
 ``2 - pad``. It needs no transform of its own: flipping g reverses the rows of G up to swapping
 rows 0 and 3 (``G J = P G``), so the adjoint's ``U'[ab] = U[p(a)p(b)]^T`` with p = (3, 1, 2, 0).
 The kernels take ``slots``: component ``ab`` of V and M lives at ``slots[ab]``
-(``FORWARD_SLOTS``, or ``ADJOINT_SLOTS`` = p(a)p(b)), so the adjoint's GEMMs read ``U`` as it is
-and the forward's read ``filter_transform(w, transposed=True)``.
+(``FORWARD_SLOTS``, or ``ADJOINT_SLOTS`` = p(a)p(b)), so the GEMMs read ``U`` or its transpose.
 
 Layouts: ``x: (m, C, H, W)``; tiles are numbered row-major over the ``(tile rows, tile columns)``
-grid of 2x2 output blocks, ``V: (m, 16, tiles, C)``, ``M: (m, 16, tiles, C_out)``: channels last,
-so every inner loop of the transforms runs along the channels, a whole vector register wide
-whatever the image size (with tiles last, a 28 px image's loops were 14 long and the transforms
-took 2.5x the GEMMs' time; benchmarks/README.md, "Convolution planning"). The transforms copy each
-image into a channels-last scratch plane first, and copy the output back from one. A call handles
-tile rows ``ty0..ty1`` of every image in ``x`` (a row band); the kernels are serial and release
-the GIL, so ``cpu_threads.map_batch`` runs bands side by side.
+grid of 2x2 output blocks. ``input_transform``/``output_transform`` keep channels last,
+``V: (m, 16, tiles, C)``, ``M: (m, 16, tiles, C_out)``, so every inner loop runs along the
+channels, a whole vector register wide whatever the image size; they copy each image into a
+channels-last scratch plane first, and the output back from one. With tiles last (the
+``_planar`` pair below), a 28 px image's loops are 14 long and its transforms took 2.5x the
+GEMMs' time; on wide maps the planar pair is faster (``conv_plan`` picks by map width). A call
+handles tile rows ``ty0..ty1`` of every image in ``x`` (a row band); the kernels are serial and
+release the GIL, so ``cpu_threads.map_batch`` runs bands side by side.
 """
 
 from __future__ import annotations
@@ -183,6 +183,98 @@ def output_transform(mm, bias, ty0, ty1, slots, y):
                 for c in range(c_out):
                     for q in range(q0, min(q0 + COPY_PIXELS, q_hi)):
                         y[n, c, 2 * ty0 + r, q] = yp[r, q, c]
+
+
+# ----------------------------------------------------------------------------- planar transforms
+# The same transforms with tiles last, ``V: (m, 16, C, tiles)``, ``M: (m, 16, C_out, tiles)``: every
+# inner loop runs along a row of tiles and reads or writes an NCHW row in place, with no copy to a
+# channels-last plane. On maps wider than ``conv_plan.WINOGRAD_PLANAR_TILES`` tiles (VGG's 56-224 px
+# stages) the rows are long enough to vectorize, and this layout ran 1.2-1.5x faster there
+# (benchmarks/README.md, "Convolution planning").
+@numba.njit(nogil=True, cache=True)
+def input_transform_planar(x, top, left, ty0, ty1, slots, v):
+    """``input_transform`` into the planar layout ``v: (m, 16, C, tiles)``.
+
+    Tile (ty, tx) reads padded rows 2*ty..2*ty+3 and columns 2*tx..2*tx+3, i.e. input pixel
+    ``(2*ty - top + i, 2*tx - left + j)`` (zero outside the input). Per (image, channel, tile
+    row), the four input rows are copied into a zero-padded buffer, combined by B^T into four
+    rows, split into even and odd columns, and combined by B: every inner loop is contiguous.
+    """
+    m, channels, h, w = x.shape
+    ntx = v.shape[3] // (ty1 - ty0)
+    width = 2 * ntx + 2
+    q_lo, q_hi = max(0, left), min(width, left + w)  # padded columns that hold input pixels
+    rows = np.zeros((4, width), dtype=x.dtype)
+    even = np.empty((4, ntx + 1), dtype=x.dtype)  # column 2k of each B^T-combined row
+    odd = np.empty((4, ntx + 1), dtype=x.dtype)  # column 2k + 1
+    for n in range(m):
+        for c in range(channels):
+            for ty in range(ty0, ty1):
+                for i in range(4):
+                    r = 2 * ty - top + i
+                    if 0 <= r < h and q_lo < q_hi:
+                        rows[i, q_lo:q_hi] = x[n, c, r, q_lo - left:q_hi - left]
+                    else:
+                        rows[i, q_lo:q_hi] = 0
+                d0, d1, d2, d3 = rows[0], rows[1], rows[2], rows[3]
+                for k in range(ntx + 1):  # B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3
+                    q = 2 * k
+                    even[0, k] = d0[q] - d2[q]
+                    even[1, k] = d1[q] + d2[q]
+                    even[2, k] = d2[q] - d1[q]
+                    even[3, k] = d1[q] - d3[q]
+                    q += 1
+                    odd[0, k] = d0[q] - d2[q]
+                    odd[1, k] = d1[q] + d2[q]
+                    odd[2, k] = d2[q] - d1[q]
+                    odd[3, k] = d1[q] - d3[q]
+                s = (ty - ty0) * ntx
+                for a in range(4):  # (B^T d) B: tile tx's columns are even[tx], odd[tx], even[tx+1], odd[tx+1]
+                    e, o = even[a], odd[a]
+                    v0, v1 = v[n, slots[4 * a], c, s:s + ntx], v[n, slots[4 * a + 1], c, s:s + ntx]
+                    v2, v3 = v[n, slots[4 * a + 2], c, s:s + ntx], v[n, slots[4 * a + 3], c, s:s + ntx]
+                    for k in range(ntx):
+                        v0[k] = e[k] - e[k + 1]
+                        v1[k] = o[k] + e[k + 1]
+                        v2[k] = e[k + 1] - o[k]
+                        v3[k] = o[k] - o[k + 1]
+
+
+@numba.njit(nogil=True, cache=True)
+def output_transform_planar(mm, bias, ty0, ty1, slots, y):
+    """``output_transform`` from the planar layout ``mm: (m, 16, C_out, tiles)``.
+
+    Per (image, channel, tile row), A^T combines the 4x4 blocks' rows, A their columns; the two
+    columns of each 2x2 block are written as the even and odd pixels of the output row.
+    """
+    m, c_out, ho = y.shape[:3]
+    ntx = mm.shape[3] // (ty1 - ty0)
+    top = np.empty((4, ntx), dtype=y.dtype)  # row 0 of A^T m, for each column of m
+    bot = np.empty((4, ntx), dtype=y.dtype)  # row 1
+    for n in range(m):
+        for co in range(c_out):
+            b = bias[co]
+            for ty in range(ty0, ty1):
+                s = (ty - ty0) * ntx
+                for j in range(4):
+                    m0, m1 = mm[n, slots[j], co, s:s + ntx], mm[n, slots[4 + j], co, s:s + ntx]
+                    m2, m3 = mm[n, slots[8 + j], co, s:s + ntx], mm[n, slots[12 + j], co, s:s + ntx]
+                    t, u = top[j], bot[j]
+                    for k in range(ntx):
+                        t[k] = m0[k] + m1[k] + m2[k]
+                        u[k] = m1[k] - m2[k] - m3[k]
+                _write_row(top, b, y[n, co, 2 * ty])
+                if 2 * ty + 1 < ho:
+                    _write_row(bot, b, y[n, co, 2 * ty + 1])
+
+
+@numba.njit(nogil=True, cache=True)
+def _write_row(rows, b, out):
+    """One output row from one row of A^T m per column of m: (A^T m) A gives pixels 2k and 2k + 1."""
+    for k in range(rows.shape[1]):
+        out[2 * k] = rows[0, k] + rows[1, k] + rows[2, k] + b
+    for k in range(out.shape[0] // 2):
+        out[2 * k + 1] = rows[1, k] - rows[2, k] - rows[3, k] + b
 
 
 # ----------------------------------------------------------------------------- the weight gradient

@@ -340,13 +340,17 @@ def test_large_images_split_into_row_bands_correctly(case, threaded, rng, monkey
     np.testing.assert_array_equal(dx_alone[0], dx[2])
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "planar"])
 @pytest.mark.parametrize("tiling", ["bands", "chunks"])
 @pytest.mark.parametrize("threaded", [False, True])
-def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, threaded, rng, monkeypatch,
+def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, threaded, layout, rng, monkeypatch,
                                                                   winograd_everywhere):
     """Winograd splits a batch into chunks of images or (large images) bands of tile rows; a single
-    small image on several threads splits its 16 GEMMs instead. Each image's result is
-    bit-identical whichever way it was computed: alone (threaded: the split GEMMs) or in a batch."""
+    small image on several threads splits its 16 GEMMs instead; small maps run channels last, wide
+    ones planar. Each image's result is bit-identical whichever way it was computed: alone
+    (threaded: the split GEMMs) or in a batch."""
+    monkeypatch.setattr(conv_plan, "WINOGRAD_PLANAR_TILES", 0 if layout == "planar" else 1 << 20)
+    monkeypatch.setattr(conv_plan, "WINOGRAD_PLANAR_WIDE", (1 << 20, 1 << 20))
     if threaded:
         if numba.get_num_threads() < 2:
             pytest.skip("needs 2 Numba threads")
@@ -355,8 +359,9 @@ def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, thread
         monkeypatch.setattr(conv_plan, "WINOGRAD_BAND_BYTES", 0)
         monkeypatch.setattr(conv_plan, "WINOGRAD_BAND_TILES", 1)
     calls = []
-    transform = cpu_winograd.input_transform
-    monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append(args[3:5]) or transform(*args))
+    name = "input_transform_planar" if layout == "planar" else "input_transform"
+    transform = getattr(cpu_winograd, name)
+    monkeypatch.setattr(cpu_winograd, name, lambda *args: calls.append(args[3:5]) or transform(*args))
     x_shape, w_shape, pad4 = (3, 16, 9, 7), (17, 16, 3, 3), (1, 0, 2, 1)
     x, w, bias = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
     out = conv2d_forward(x, w, (1, 1), pad4, (1, 1), 1, bias)
@@ -409,6 +414,8 @@ def test_the_default_rule_takes_winograd_where_it_pays(rng, monkeypatch):
     assert not takes(3, 64, 224) and not takes(16, 16, 112)  # few channels: thin GEMMs
     assert takes(64, 64, 7) and takes(96, 128, 4)  # few channels: any map
     assert not takes(256, 256, 7) and not takes(128, 128, 5)  # many channels, under 32 blocks per image
+    planar = conv_plan.winograd_planar
+    assert planar(112, 64) and planar(28, 256) and planar(14, 512) and not planar(14, 128) and not planar(7, 512)
     assert takes(256, 256, 9, pad=0) and takes(32, 64, 16, pad=0)  # unpadded: im2col's slow path
     assert not takes(64, 64, 56, stride=(2, 2)) and not takes(64, 64, 56, groups=2) and not takes(64, 64, 56, k=5)
     calls = []

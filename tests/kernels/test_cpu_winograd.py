@@ -87,6 +87,44 @@ def test_output_transform_is_at_m_a_plus_bias(geometry, slots, rng):
     assert np.isnan(band[:, :, :2]).all()
 
 
+# the planar layout (tiles last), which conv_plan runs on wide maps
+@pytest.mark.parametrize("slots", ["forward", "adjoint"])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_planar_input_transform_is_bt_d_b(geometry, slots, rng):
+    x_shape, top, left, ho, wo = geometry
+    x = rng.standard_normal(x_shape)
+    nty, ntx = -(-ho // 2), -(-wo // 2)
+    expected = np.einsum("ai,nctsij,bj->nabcts", B_T, _blocks(x, top, left, ho, wo), B_T)
+    expected = expected.reshape(x_shape[0], 16, x_shape[1], nty * ntx)
+    order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
+    v = np.full((x_shape[0], 16, x_shape[1], nty * ntx), np.nan)
+    cpu_winograd.input_transform_planar(x, top, left, 0, nty, order, v)
+    np.testing.assert_allclose(v[:, order], expected, rtol=1e-15, atol=1e-15)
+    if nty > 1:  # a band of tile rows fills the columns of its own tiles only
+        band = np.full((x_shape[0], 16, x_shape[1], (nty - 1) * ntx), np.nan)
+        cpu_winograd.input_transform_planar(x, top, left, 1, nty, order, band)
+        np.testing.assert_array_equal(band, v[..., ntx:])
+
+
+@pytest.mark.parametrize("slots", ["forward", "adjoint"])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_planar_output_transform_is_at_m_a_plus_bias(geometry, slots, rng):
+    x_shape, _, _, ho, wo = geometry
+    n, c_out = x_shape[0], 3
+    nty, ntx = -(-ho // 2), -(-wo // 2)
+    order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
+    mm, bias = rng.standard_normal((n, 16, c_out, nty * ntx)), rng.standard_normal(c_out)
+    blocks = mm[:, order].reshape(n, 4, 4, c_out, nty, ntx)
+    full = np.einsum("ia,nabcts,jb->nctisj", A_T, blocks, A_T).reshape(n, c_out, 2 * nty, 2 * ntx)
+    y = np.full((n, c_out, ho, wo), np.nan)
+    cpu_winograd.output_transform_planar(mm, bias, 0, nty, order, y)
+    np.testing.assert_allclose(y, full[:, :, :ho, :wo] + bias[:, None, None], rtol=1e-14, atol=1e-14)
+    band = np.full((n, c_out, ho, wo), np.nan)  # tile rows 1.. write output rows 2.. only
+    cpu_winograd.output_transform_planar(mm[..., ntx:], bias, 1, nty, order, band)
+    np.testing.assert_array_equal(band[:, :, 2:], y[:, :, 2:])
+    assert np.isnan(band[:, :, :2]).all()
+
+
 def test_the_three_steps_make_a_convolution(rng):
     """filter, input and output transforms with 16 GEMMs between them equal the literal 3x3 correlation."""
     x, w, bias = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
