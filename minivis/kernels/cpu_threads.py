@@ -81,6 +81,11 @@ def limit_threads(threads: int | None) -> Iterator[None]:
 def map_batch(fn: Callable[[slice, bool], Any], n: int, work: float) -> list[Any]:
     """``[fn(s, False) for s in batch_slices(n, T)]``, one slice per thread, T = ``numba.get_num_threads()``.
 
+    The calling thread runs the last slice itself and T - 1 pool threads the others: a blocked
+    pool thread takes tens of microseconds to wake, and a core left idle between calls runs the
+    next one slower (a VGG 64-channel layer's forward + backward after 0.2 s of rest: 32.5 ms with
+    every slice in the pool, 24-25 ms this way; benchmarks/README.md, "Design measurements").
+
     ``fn(part, parallel)``: with ``parallel=False`` (in a worker) it must use only serial kernels.
     BLAS always runs on one thread. ``work``: the multiply-adds of the whole call. Below
     ``MIN_WORK``, or with one thread or one item, ``fn(slice(0, n), True)`` runs once in the
@@ -90,11 +95,16 @@ def map_batch(fn: Callable[[slice, bool], Any], n: int, work: float) -> list[Any
     if threads <= 1 or work < MIN_WORK:
         with _one_blas_thread():  # BLAS on one thread here too: an image's GEMM, and so its rounding,
             return [fn(slice(0, n), True)]  # must not depend on the batch it came in
-    pool = _executor(threads)
+    parts = batch_slices(n, threads)
+    pool = _executor(threads - 1)
     with _one_blas_thread():
-        futures = [pool.submit(fn, part, False) for part in batch_slices(n, threads)]
-        wait(futures)  # every slice finishes before BLAS gets its threads back, even if one failed
-    return [future.result() for future in futures]
+        # the calling thread takes the last slice itself: one thread fewer to wake, and its core stays busy
+        futures = [pool.submit(fn, part, False) for part in parts[:-1]]
+        try:
+            last = fn(parts[-1], False)
+        finally:
+            wait(futures)  # every slice finishes before BLAS gets its threads back, even if one failed
+    return [future.result() for future in futures] + [last]
 
 
 def launch(kernel: Callable[..., Any], serial: Callable[..., Any], work: int, *args: Any) -> None:

@@ -23,20 +23,22 @@ def test_map_batch_runs_one_slice_per_thread_above_the_work_threshold(monkeypatc
     if numba.get_num_threads() < 2:
         pytest.skip("needs 2 Numba threads")
     monkeypatch.setattr(cpu_threads, "MIN_WORK", 10)
-    seen = []
+    seen = {}
 
     def fn(part, parallel):
-        seen.append((threading.current_thread().name, parallel))
+        seen[part.start] = (threading.current_thread().name, parallel)
         return part
 
     parts = cpu_threads.map_batch(fn, 9, work=100)
-    assert [p.stop - p.start for p in parts] == [len(range(9)[p]) for p in cpu_threads.batch_slices(9, len(parts))]
-    assert len(parts) == numba.get_num_threads()
-    assert all(name.startswith("minivis-batch") and not parallel for name, parallel in seen)  # serial kernels
+    assert parts == cpu_threads.batch_slices(9, numba.get_num_threads())  # in order
+    assert all(not parallel for _, parallel in seen.values())  # serial kernels everywhere
+    # the calling thread takes the last slice; worker threads the others
+    assert seen[parts[-1].start][0] == threading.current_thread().name
+    assert all(seen[p.start][0].startswith("minivis-batch") for p in parts[:-1])
     # below the threshold: one call on the whole batch, in the calling thread, kernels may go parallel
     seen.clear()
     assert cpu_threads.map_batch(fn, 9, work=5) == [slice(0, 9)]
-    assert seen == [(threading.current_thread().name, True)]
+    assert seen == {0: (threading.current_thread().name, True)}
 
 
 def test_map_batch_reraises_a_worker_error_after_every_slice_finished(monkeypatch):
