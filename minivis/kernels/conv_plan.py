@@ -308,8 +308,6 @@ WINOGRAD_BAND_BYTES = 1 << 20  # an image whose V and M matrices exceed this is 
 WINOGRAD_BAND_TILES = 192  # ... of at least this many tiles (the GEMMs' N)
 WINOGRAD_PLANAR_TILES = 16  # maps more tiles wide than this (over 32 px) run the planar transforms, ...
 WINOGRAD_PLANAR_WIDE = 256, 8  # ... and so do layers with this many channels and more tiles than this
-WINOGRAD_DW_TILES = 256  # the weight gradient's GEMMs sum over this many tiles at a time, at least ...
-WINOGRAD_DW_BYTES = 1 << 20  # ... while the group's V and dM stay under this (half a core's L2)
 
 
 def winograd_applies(kernels: types.ModuleType, w_shape: tuple[int, ...], stride: Pair, dilation: Pair,
@@ -402,37 +400,27 @@ def winograd_backward_input(g: np.ndarray, w: np.ndarray, pad4: Pad4, x_hw: tupl
 def winograd_backward_weight(g: np.ndarray, x: np.ndarray, pad4: Pad4, w_shape: tuple[int, ...]) -> np.ndarray:
     """dL/dw of a stride-1 3x3 conv2d: g (N, C_out, Ho, Wo), x (N, C_in, H, W) -> ``w_shape``.
 
-    Per group of images (or band of one image): V = input_transform(x) as in the forward pass,
-    dM = gradient_transform(g), and dU[ab] += dM[ab]^T @ V[ab], 16 GEMMs whose K runs over the
-    group's tiles; then dw = G^T dU G. A thread groups consecutive images of its share so that K
-    reaches ``WINOGRAD_DW_TILES``, as far as the group's V and dM stay in cache (or, with many
-    channels, under a quarter of dU): with few tiles per image the GEMMs are bound by writing dU.
-    Each thread sums into its own dU; the partials are added last, in a fixed order.
+    Per image (or band of one): V = input_transform(x) as in the forward pass, dM =
+    gradient_transform(g), and dU[ab] += dM[ab]^T @ V[ab], 16 GEMMs whose K runs over the tiles;
+    then dw = G^T dU G. Each thread sums into its own dU; the partials are added last, in a fixed order.
     """
     n, c_in = x.shape[:2]
     c_out, (ho, wo) = w_shape[0], g.shape[2:]
     nty, ntx = -(-ho // 2), -(-wo // 2)
-    tile_bytes = 16 * (c_in + c_out) * x.itemsize
-    tiles = _winograd_tiles(n, nty, ntx, tile_bytes, chunk=False)
-    budget = max(WINOGRAD_DW_BYTES, 4 * c_in * c_out * x.itemsize)  # a quarter of dU, if that is more
-    per_group = 1 if len(tiles) > n else max(1, min(-(-WINOGRAD_DW_TILES // (nty * ntx)),
-                                                     budget // (tile_bytes * nty * ntx)))
+    tiles = _winograd_tiles(n, nty, ntx, 16 * (c_in + c_out) * x.itemsize, chunk=False)
 
     def run(part: list[Tile], parallel: bool) -> np.ndarray:  # one thread's run of tiles -> its partial dU
-        count = max(t1 - t0 for _, t0, t1 in part) * ntx * min(per_group, len(part))
-        v_buf, dm_buf = _slot_buffer(1, count, c_in, x.dtype)[0], _slot_buffer(1, count, c_out, x.dtype)[0]
-        du, product = None, np.empty((16, c_out, c_in), dtype=x.dtype)
-        for k in range(0, len(part), per_group):
-            group = part[k:k + per_group]
-            images, t0, t1 = slice(group[0][0].start, group[-1][0].stop), group[0][1], group[0][2]
-            m, size = images.stop - images.start, (t1 - t0) * ntx
-            v = v_buf[:, :m * size].reshape(16, m, size, c_in)  # the kernels write (m, 16, size, C) views
-            dm = dm_buf[:, :m * size].reshape(16, m, size, c_out)
-            cpu_winograd.input_transform(x[images], pad4[0], pad4[2], t0, t1, cpu_winograd.FORWARD_SLOTS,
-                                         v.transpose(1, 0, 2, 3))
-            cpu_winograd.gradient_transform(g[images], t0, t1, dm.transpose(1, 0, 2, 3))
-            np.matmul(dm_buf[:, :m * size].transpose(0, 2, 1), v_buf[:, :m * size], out=product)
-            du = product.copy() if du is None else np.add(du, product, out=du)
+        largest = max(t1 - t0 for _, t0, t1 in part) * ntx
+        v_buf, dm_buf = _slot_buffer(1, largest, c_in, x.dtype), _slot_buffer(1, largest, c_out, x.dtype)
+        du, product = np.zeros((16, c_out, c_in), dtype=x.dtype), np.empty((16, c_out, c_in), dtype=x.dtype)
+        for images, t0, t1 in part:
+            count = (t1 - t0) * ntx
+            for i in range(images.start, images.stop):
+                cpu_winograd.input_transform(x[i:i + 1], pad4[0], pad4[2], t0, t1, cpu_winograd.FORWARD_SLOTS,
+                                             v_buf, ntx)
+                cpu_winograd.gradient_transform(g[i:i + 1], t0, t1, dm_buf, ntx)
+                np.matmul(dm_buf[0, :, :count].transpose(0, 2, 1), v_buf[0, :, :count], out=product)
+                du += product
         return du
 
     partials = _over_tiles(cpu_conv, tiles, n * c_out * c_in * 9 * ho * wo, run)
@@ -442,16 +430,20 @@ def winograd_backward_weight(g: np.ndarray, x: np.ndarray, pad4: Pad4, w_shape: 
 
 
 def _slot_buffer(m: int, count: int, channels: int, dtype: Any, planar: bool = False) -> np.ndarray:
-    """An (m, 16, count', channels) buffer for V or M (``planar``: (m, 16, channels, count)).
+    """A buffer for V or M: (m, 16, count', channels), or (``planar``) (m, 16, channels, count).
 
-    If a slot's ``count * channels`` values span a multiple of 4 KiB, one spare tile is added per
-    slot: the channels-last transforms write all 16 slots of a tile at once, and 16 addresses
-    4 KiB apart share one L1 set (32 px maps at 32 channels ran their input transform 1.5x slower).
+    ``count' = count + 1`` where a component's ``count * channels`` values span a multiple of
+    4 KiB: the channels-last transforms write all 16 components of a tile at once, and 16
+    addresses 4 KiB apart share one L1 set (32 px maps at 32 channels ran their input transform
+    1.5x slower). The spare tile is zeroed; the kernels skip it (they are told ``ntx``), the GEMMs
+    read ``[:, :, :count]``.
     """
     if planar:
         return np.empty((m, 16, channels, count), dtype=dtype)
     spare = int(count * channels * np.dtype(dtype).itemsize % 4096 == 0)
-    return np.empty((m, 16, count + spare, channels), dtype=dtype)
+    buffer = np.empty((m, 16, count + spare, channels), dtype=dtype)
+    buffer[:, :, count:] = 0
+    return buffer
 
 
 def _winograd_tiles(n: int, nty: int, ntx: int, tile_bytes: int, chunk: bool = True) -> list[Tile]:
@@ -502,10 +494,12 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
     tiles = _winograd_tiles(n, nty, ntx, tile_bytes)
     if len(tiles) <= n and n < numba.get_num_threads() and work >= cpu_threads.MIN_WORK:
         # a few small maps (VGG's 28x28 and 14x14 at batch 1): the threads split the 16 GEMMs instead
-        v, mm = _slot_buffer(n, nty * ntx, c_in, x.dtype, planar), _slot_buffer(n, nty * ntx, c_out, x.dtype, planar)
-        transforms[0](x, pad4[0], pad4[2], 0, nty, slots, v)
-        cpu_threads.map_batch(lambda part, _: gemms(v, mm, part), 16, work)
-        transforms[1](mm, bias, 0, nty, slots, out)
+        count = nty * ntx
+        v, mm = _slot_buffer(n, count, c_in, x.dtype, planar), _slot_buffer(n, count, c_out, x.dtype, planar)
+        transforms[0](x, pad4[0], pad4[2], 0, nty, slots, v, *(() if planar else (ntx,)))
+        cpu_threads.map_batch(lambda part, _: gemms(v[..., :count] if planar else v[:, :, :count],
+                                                    mm[..., :count] if planar else mm[:, :, :count], part), 16, work)
+        transforms[1](mm, bias, 0, nty, slots, out, *(() if planar else (ntx,)))
         return out
 
     def run(part: list[Tile], parallel: bool) -> None:  # one thread's run of tiles
@@ -513,11 +507,16 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
         v_buf, mm_buf = _slot_buffer(*largest, c_in, x.dtype, planar), _slot_buffer(*largest, c_out, x.dtype, planar)
         for images, t0, t1 in part:
             m, count = images.stop - images.start, (t1 - t0) * ntx
-            v, mm = (v_buf[:m, :, :, :count], mm_buf[:m, :, :, :count]) if planar else \
-                (v_buf[:m, :, :count], mm_buf[:m, :, :count])
-            transforms[0](x[images], pad4[0], pad4[2], t0, t1, slots, v)
-            gemms(v, mm)
-            transforms[1](mm, bias, t0, t1, slots, out[images])
+            if planar:
+                v, mm = v_buf[:m, :, :, :count], mm_buf[:m, :, :, :count]
+                transforms[0](x[images], pad4[0], pad4[2], t0, t1, slots, v)
+                gemms(v, mm)
+                transforms[1](mm, bias, t0, t1, slots, out[images])
+            else:  # the kernels get the whole (contiguous) buffer and ntx, the GEMMs the tiles in use
+                v, mm = v_buf[:m], mm_buf[:m]
+                transforms[0](x[images], pad4[0], pad4[2], t0, t1, slots, v, ntx)
+                gemms(v[:, :, :count], mm[:, :, :count])
+                transforms[1](mm, bias, t0, t1, slots, out[images], ntx)
 
     _over_tiles(cpu_conv, tiles, work, run)
     return out

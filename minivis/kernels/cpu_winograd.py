@@ -101,8 +101,11 @@ def filter_transform(w: np.ndarray, transposed: bool = False) -> np.ndarray:
 
 
 @numba.njit(nogil=True, cache=True)
-def input_transform(x, top, left, ty0, ty1, slots, v):
+def input_transform(x, top, left, ty0, ty1, slots, v, ntx=0):
     """v[n, slots, t, c] = B^T d B (flattened) for each 2x2 output tile t of tile rows ty0..ty1 (d: its input block).
+
+    ``ntx``: tiles per tile row (0: ``v`` holds exactly the band's tiles); ``v`` may hold more
+    tiles than the band's, which are left as they are.
 
     Tile (ty, tx) reads padded rows 2*ty..2*ty+3 and columns 2*tx..2*tx+3, i.e. input pixel
     ``(2*ty - top + i, 2*tx - left + j)`` (zero outside the input). Per image, the rows the band
@@ -111,7 +114,7 @@ def input_transform(x, top, left, ty0, ty1, slots, v):
     """
     m, channels, h, w = x.shape
     nty = ty1 - ty0
-    ntx = v.shape[2] // nty
+    ntx = ntx or v.shape[2] // nty
     hp, wp = 2 * nty + 2, 2 * ntx + 2
     r_off = 2 * ty0 - top  # the input row of padded row 0
     xp = np.zeros((hp, wp, channels), dtype=x.dtype)  # cells outside the input are never written: stay 0
@@ -148,7 +151,7 @@ def input_transform(x, top, left, ty0, ty1, slots, v):
 
 
 @numba.njit(nogil=True, cache=True)
-def output_transform(mm, bias, ty0, ty1, slots, y):
+def output_transform(mm, bias, ty0, ty1, slots, y, ntx=0):
     """y[n, co, 2*ty:2*ty+2, 2*tx:2*tx+2] = A^T m A + bias[co] for tile rows ty0..ty1 (cropped at y's edge).
 
     mm: (m, 16, tiles, C_out) from the GEMMs, component ``ab`` at ``slots[ab]``; bias: (C_out,).
@@ -157,7 +160,7 @@ def output_transform(mm, bias, ty0, ty1, slots, y):
     """
     m, c_out, ho, wo = y.shape
     nty = ty1 - ty0
-    ntx = mm.shape[2] // nty
+    ntx = ntx or mm.shape[2] // nty
     at = np.empty((8, c_out), dtype=y.dtype)  # (A^T m)[i, j] in row 4i + j
     yp = np.empty((2 * nty, 2 * ntx, c_out), dtype=y.dtype)
     r_hi, q_hi = min(2 * nty, ho - 2 * ty0), min(2 * ntx, wo)
@@ -283,14 +286,14 @@ def _write_row(rows, b, out):
 # the adjoint of ``output_transform``), the 16 GEMMs sum over tiles instead of channels
 # (dU[ab] = dM[ab]^T @ V[ab], K = tiles), and ``filter_gradient`` maps dU back through G.
 @numba.njit(nogil=True, cache=True)
-def gradient_transform(g, ty0, ty1, gm):
+def gradient_transform(g, ty0, ty1, gm, ntx=0):
     """gm[n, 4a + b, t, co] = (A g_t A^T)[a, b] for the 2x2 tile g_t of g[n, co] at each tile t of rows ty0..ty1.
 
     g: (m, C_out, Ho, Wo); gm: (m, 16, tiles, C_out). A tile's pixels beyond g's edge read as 0.
     """
     m, c_out, ho, wo = g.shape
     nty = ty1 - ty0
-    ntx = gm.shape[2] // nty
+    ntx = ntx or gm.shape[2] // nty
     gp = np.zeros((2 * nty, 2 * ntx, c_out), dtype=g.dtype)  # cells beyond g's edge are never written: stay 0
     r_hi, q_hi = min(2 * nty, ho - 2 * ty0), min(2 * ntx, wo)
     ag = np.empty((8, c_out), dtype=g.dtype)  # (A g)[a, j] in row 2a + j

@@ -62,6 +62,10 @@ def test_input_transform_is_bt_d_b(geometry, slots, rng):
     v = np.full((x_shape[0], 16, nty * ntx, x_shape[1]), np.nan)
     cpu_winograd.input_transform(x, top, left, 0, nty, order, v)
     np.testing.assert_allclose(v[:, order], expected, rtol=1e-15, atol=1e-15)
+    spare = np.full((x_shape[0], 16, nty * ntx + 2, x_shape[1]), np.nan)  # told ntx, it leaves extra tiles alone
+    cpu_winograd.input_transform(x, top, left, 0, nty, order, spare, ntx)
+    np.testing.assert_array_equal(spare[:, :, :nty * ntx], v)
+    assert np.isnan(spare[:, :, nty * ntx:]).all()
     if nty > 1:  # a band of tile rows fills the rows of its own tiles only
         band = np.full((x_shape[0], 16, (nty - 1) * ntx, x_shape[1]), np.nan)
         cpu_winograd.input_transform(x, top, left, 1, nty, order, band)
@@ -81,6 +85,10 @@ def test_output_transform_is_at_m_a_plus_bias(geometry, slots, rng):
     y = np.full((n, c_out, ho, wo), np.nan)
     cpu_winograd.output_transform(mm, bias, 0, nty, order, y)
     np.testing.assert_allclose(y, full[:, :, :ho, :wo] + bias[:, None, None], rtol=1e-14, atol=1e-14)
+    spare = np.concatenate([mm, np.full((n, 16, 2, c_out), np.nan)], axis=2)  # told ntx, extra tiles are not read
+    y_spare = np.full_like(y, np.nan)
+    cpu_winograd.output_transform(spare, bias, 0, nty, order, y_spare, ntx)
+    np.testing.assert_array_equal(y_spare, y)
     band = np.full((n, c_out, ho, wo), np.nan)  # tile rows 1.. write output rows 2.. only
     cpu_winograd.output_transform(mm[:, :, ntx:], bias, 1, nty, order, band)
     np.testing.assert_array_equal(band[:, :, 2:], y[:, :, 2:])
@@ -155,6 +163,10 @@ def test_gradient_transform_is_a_g_at(geometry, rng):
     gm = np.full((n, 16, nty * ntx, c_out), np.nan)
     cpu_winograd.gradient_transform(g, 0, nty, gm)
     np.testing.assert_allclose(gm, expected, rtol=1e-15, atol=1e-15)
+    spare = np.full((n, 16, nty * ntx + 2, c_out), np.nan)  # told ntx, it leaves extra tiles alone
+    cpu_winograd.gradient_transform(g, 0, nty, spare, ntx)
+    np.testing.assert_array_equal(spare[:, :, :nty * ntx], gm)
+    assert np.isnan(spare[:, :, nty * ntx:]).all()
     # the adjoint identity <output_transform(m), g> = <m, gradient_transform(g)> (no bias)
     mm = rng.standard_normal(gm.shape)
     y = np.empty_like(g)
