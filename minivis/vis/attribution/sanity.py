@@ -124,27 +124,40 @@ def _unit(a: np.ndarray) -> np.ndarray:
     return (a - low) / (high - low) if high > low else np.zeros_like(a)
 
 
-def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _centred_ranks(a: np.ndarray) -> np.ndarray:
+    """Each row's average ranks (ties share their mean rank), minus the row's mean rank."""
+    ranks = stats.rankdata(a.reshape(len(a), -1), axis=1)
+    return ranks - ranks.mean(axis=1, keepdims=True)
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray, ranks_a: np.ndarray | None = None) -> np.ndarray:
     """``spearman`` of each row pair of (N, ...) arrays at once: the Pearson correlation of the average
-    ranks (what ``scipy.stats.spearmanr`` computes), 0 for a row where either map is constant."""
-    ra = stats.rankdata(a.reshape(len(a), -1), axis=1)
-    rb = stats.rankdata(b.reshape(len(b), -1), axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
+    ranks (what ``scipy.stats.spearmanr`` computes), 0 for a row where either map is constant.
+
+    ``ranks_a``: ``a``'s centred ranks, when the caller compares one ``a`` with many ``b``."""
+    ra = _centred_ranks(a) if ranks_a is None else ranks_a
+    rb = _centred_ranks(b)
     den = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
     num = (ra * rb).sum(axis=1)
     return np.divide(num, den, out=np.zeros(len(a)), where=den > 0)
 
 
-def similarities(before: np.ndarray, after: np.ndarray, measures: tuple[str, ...] = MEASURES
-                 ) -> dict[str, np.ndarray]:
-    """The ``measures`` per image, {measure: (N,)}, for maps (N, H, W) or (N, C, H, W)."""
+def similarities(before: np.ndarray, after: np.ndarray, measures: tuple[str, ...] = MEASURES,
+                 before_ranks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The ``measures`` per image, {measure: (N,)}, for maps (N, H, W) or (N, C, H, W).
+
+    ``before_ranks``: a dict kept by a caller that compares one ``before`` with many ``after`` maps
+    (the randomisation steps); ``before``'s ranks are computed once into it and reused.
+    """
     abs_a, abs_b = _as_2d(before, True), _as_2d(after, True)
+    kept = {} if before_ranks is None else before_ranks
     out = {}
-    if "spearman_abs" in measures:
-        out["spearman_abs"] = spearman_rows(abs_a, abs_b)
-    if "spearman" in measures:
-        out["spearman"] = spearman_rows(_as_2d(before, False), _as_2d(after, False))
+    for measure, absolute in (("spearman_abs", True), ("spearman", False)):
+        if measure in measures:
+            a = abs_a if absolute else _as_2d(before, False)
+            if measure not in kept:
+                kept[measure] = _centred_ranks(a)
+            out[measure] = spearman_rows(a, abs_b if absolute else _as_2d(after, False), kept[measure])
     if "ssim" in measures:
         out["ssim"] = np.array([ssim(_unit(a), _unit(b)) for a, b in zip(abs_a, abs_b, strict=True)])
     if "hog" in measures:
@@ -260,7 +273,7 @@ def model_randomisation(model: Module, x: Any, target: Target, method: str | Cal
 
     original = _explain(fn, model, batch, target, method_kwargs)
     saved = [(m, m.weight, m.bias) for _, m in chosen]
-    maps, scores = [original], {m: [] for m in measures}
+    maps, scores, original_ranks = [original], {m: [] for m in measures}, {}
     steps = []
     redraw = reinit or (lambda _name, module, rng: _redraw(module, rng))
     try:
@@ -272,7 +285,7 @@ def model_randomisation(model: Module, x: Any, target: Target, method: str | Cal
             steps.append(layer_name if mode == "independent" else f"{layer_name} and above")
             after = _explain(fn, model, batch, target, method_kwargs)
             maps.append(after)
-            for measure, values in similarities(original, after, measures).items():
+            for measure, values in similarities(original, after, measures, original_ranks).items():
                 scores[measure].append(values)
     finally:
         for module, w, b in saved:

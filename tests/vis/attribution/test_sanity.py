@@ -77,3 +77,20 @@ def test_batched_spearman_matches_scipy_row_by_row(rng):
     np.testing.assert_allclose(sanity.spearman_rows(a, b), want, rtol=1e-12, atol=1e-15)
     assert want[1] == pytest.approx(1.0) and want[3] == 0.0
     assert want[2] == pytest.approx(spearmanr(a[2].ravel(), b[2].ravel())[0], rel=1e-12)
+
+
+def test_similarities_reuse_the_reference_ranks_across_steps(rng, monkeypatch):
+    """A cascade compares one original map with every step's: its ranks are computed once, into
+    the caller's dict, and the scores equal those computed afresh."""
+    before, afters = rng.standard_normal((4, 10, 10)), rng.standard_normal((3, 4, 10, 10))
+    fresh = [sanity.similarities(before, a, ("spearman_abs", "spearman")) for a in afters]
+    calls = []
+    ranks = sanity._centred_ranks
+    monkeypatch.setattr(sanity, "_centred_ranks", lambda a: calls.append(a.shape) or ranks(a))
+    kept = {}
+    cached = [sanity.similarities(before, a, ("spearman_abs", "spearman"), kept) for a in afters]
+    assert sorted(kept) == ["spearman", "spearman_abs"]
+    assert len(calls) == 2 + 2 * len(afters)  # the original's two rankings once, each step's two
+    for f, c in zip(fresh, cached, strict=True):
+        for measure in f:
+            np.testing.assert_array_equal(f[measure], c[measure])
