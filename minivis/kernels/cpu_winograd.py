@@ -34,7 +34,7 @@ grid of 2x2 output blocks. ``input_transform``/``output_transform`` keep channel
 channels, a whole vector register wide whatever the image size; they copy each image into a
 channels-last scratch plane first, and the output back from one. With tiles last (the
 ``_planar`` pair below), a 28 px image's loops are 14 long and its transforms took 2.5x the
-GEMMs' time; on wide maps the planar pair is faster (``conv_plan`` picks by map width). A call
+GEMMs' time; on wide maps the planar pair is faster (``conv_plan.winograd_planar`` picks). A call
 handles tile rows ``ty0..ty1`` of every image in ``x`` (a row band); the kernels are serial and
 release the GIL, so ``cpu_threads.map_batch`` runs bands side by side.
 """
