@@ -340,6 +340,17 @@ def test_large_images_split_into_row_bands_correctly(case, threaded, rng, monkey
     np.testing.assert_array_equal(dx_alone[0], dx[2])
 
 
+def _winograd_tiling(monkeypatch, tiling: str, threaded: bool) -> None:
+    """Winograd on row bands of each image (``tiling="bands"``) or on whole images; on two threads or one."""
+    if threaded:
+        if numba.get_num_threads() < 2:
+            pytest.skip("needs 2 Numba threads")
+        monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    if tiling == "bands":
+        monkeypatch.setattr(conv_plan, "WINOGRAD_BAND_BYTES", 0)
+        monkeypatch.setattr(conv_plan, "WINOGRAD_BAND_TILES", 1)
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "planar"])
 @pytest.mark.parametrize("tiling", ["bands", "chunks"])
 @pytest.mark.parametrize("threaded", [False, True])
@@ -351,13 +362,7 @@ def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, thread
     (threaded: the split GEMMs) or in a batch."""
     monkeypatch.setattr(conv_plan, "WINOGRAD_PLANAR_TILES", 0 if layout == "planar" else 1 << 20)
     monkeypatch.setattr(conv_plan, "WINOGRAD_PLANAR_WIDE", (1 << 20, 1 << 20))
-    if threaded:
-        if numba.get_num_threads() < 2:
-            pytest.skip("needs 2 Numba threads")
-        monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
-    if tiling == "bands":
-        monkeypatch.setattr(conv_plan, "WINOGRAD_BAND_BYTES", 0)
-        monkeypatch.setattr(conv_plan, "WINOGRAD_BAND_TILES", 1)
+    _winograd_tiling(monkeypatch, tiling, threaded)
     calls = []
     name = "input_transform_planar" if layout == "planar" else "input_transform"
     transform = getattr(cpu_winograd, name)
@@ -385,13 +390,7 @@ def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, thread
 def test_winograd_weight_gradient_matches_the_sliding_window_however_it_is_tiled(tiling, threaded, rng, monkeypatch):
     """The weight gradient's GEMMs sum over the tiles of one image, or of one band of it, on one
     thread or two (each summing into its own dU), in float64 and float32."""
-    if threaded:
-        if numba.get_num_threads() < 2:
-            pytest.skip("needs 2 Numba threads")
-        monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
-    if tiling == "bands":
-        monkeypatch.setattr(conv_plan, "WINOGRAD_BAND_BYTES", 0)
-        monkeypatch.setattr(conv_plan, "WINOGRAD_BAND_TILES", 1)
+    _winograd_tiling(monkeypatch, tiling, threaded)
     x_shape, w_shape, pad4 = (5, 6, 7, 8), (4, 6, 3, 3), (1, 1, 0, 2)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     g = rng.standard_normal(conv2d_forward(x, w, (1, 1), pad4, (1, 1), 1).shape)

@@ -50,32 +50,52 @@ def _blocks(x, top, left, ho, wo):
                      for ty in range(nty)], axis=2)
 
 
+# Both layouts: channels last, V (n, 16, tiles, C), the kernels conv_plan runs on small maps; and
+# planar, V (n, 16, C, tiles), on wide ones. The tests build the channels-last arrays and view them.
+TRANSFORMS = {"channels_last": (cpu_winograd.input_transform, cpu_winograd.output_transform),
+              "planar": (cpu_winograd.input_transform_planar, cpu_winograd.output_transform_planar)}
+
+
+def _in_layout(a, layout):
+    """A (n, 16, tiles, C) array as the layout's kernels take it (planar: a transposed copy)."""
+    return a if layout == "channels_last" else np.ascontiguousarray(a.transpose(0, 1, 3, 2))
+
+
+def _from_layout(a, layout):
+    return a if layout == "channels_last" else a.transpose(0, 1, 3, 2)
+
+
+@pytest.mark.parametrize("layout", list(TRANSFORMS))
 @pytest.mark.parametrize("slots", ["forward", "adjoint"])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_input_transform_is_bt_d_b(geometry, slots, rng):
+def test_input_transform_is_bt_d_b(geometry, slots, layout, rng):
     x_shape, top, left, ho, wo = geometry
+    transform = TRANSFORMS[layout][0]
     x = rng.standard_normal(x_shape)
     nty, ntx = -(-ho // 2), -(-wo // 2)
     expected = np.einsum("ai,nctsij,bj->nabcts", B_T, _blocks(x, top, left, ho, wo), B_T)
     expected = expected.reshape(x_shape[0], 16, x_shape[1], nty * ntx).transpose(0, 1, 3, 2)  # channels last
     order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
-    v = np.full((x_shape[0], 16, nty * ntx, x_shape[1]), np.nan)
-    cpu_winograd.input_transform(x, top, left, 0, nty, order, v)
-    np.testing.assert_allclose(v[:, order], expected, rtol=1e-15, atol=1e-15)
-    spare = np.full((x_shape[0], 16, nty * ntx + 2, x_shape[1]), np.nan)  # told ntx, it leaves extra tiles alone
-    cpu_winograd.input_transform(x, top, left, 0, nty, order, spare, ntx)
-    np.testing.assert_array_equal(spare[:, :, :nty * ntx], v)
-    assert np.isnan(spare[:, :, nty * ntx:]).all()
-    if nty > 1:  # a band of tile rows fills the rows of its own tiles only
-        band = np.full((x_shape[0], 16, (nty - 1) * ntx, x_shape[1]), np.nan)
-        cpu_winograd.input_transform(x, top, left, 1, nty, order, band)
-        np.testing.assert_array_equal(band, v[:, :, ntx:])
+    v = _in_layout(np.full((x_shape[0], 16, nty * ntx, x_shape[1]), np.nan), layout)
+    transform(x, top, left, 0, nty, order, v)
+    np.testing.assert_allclose(_from_layout(v, layout)[:, order], expected, rtol=1e-15, atol=1e-15)
+    if layout == "channels_last":  # told ntx, it leaves a buffer's extra tiles alone
+        spare = np.full((x_shape[0], 16, nty * ntx + 2, x_shape[1]), np.nan)
+        transform(x, top, left, 0, nty, order, spare, ntx)
+        np.testing.assert_array_equal(spare[:, :, :nty * ntx], v)
+        assert np.isnan(spare[:, :, nty * ntx:]).all()
+    if nty > 1:  # a band of tile rows fills its own tiles only
+        band = _in_layout(np.full((x_shape[0], 16, (nty - 1) * ntx, x_shape[1]), np.nan), layout)
+        transform(x, top, left, 1, nty, order, band)
+        np.testing.assert_array_equal(_from_layout(band, layout), _from_layout(v, layout)[:, :, ntx:])
 
 
+@pytest.mark.parametrize("layout", list(TRANSFORMS))
 @pytest.mark.parametrize("slots", ["forward", "adjoint"])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_output_transform_is_at_m_a_plus_bias(geometry, slots, rng):
+def test_output_transform_is_at_m_a_plus_bias(geometry, slots, layout, rng):
     x_shape, _, _, ho, wo = geometry
+    transform = TRANSFORMS[layout][1]
     n, c_out = x_shape[0], 3
     nty, ntx = -(-ho // 2), -(-wo // 2)
     order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
@@ -83,52 +103,15 @@ def test_output_transform_is_at_m_a_plus_bias(geometry, slots, rng):
     blocks = mm[:, order].transpose(0, 1, 3, 2).reshape(n, 4, 4, c_out, nty, ntx)
     full = np.einsum("ia,nabcts,jb->nctisj", A_T, blocks, A_T).reshape(n, c_out, 2 * nty, 2 * ntx)
     y = np.full((n, c_out, ho, wo), np.nan)
-    cpu_winograd.output_transform(mm, bias, 0, nty, order, y)
+    transform(_in_layout(mm, layout), bias, 0, nty, order, y)
     np.testing.assert_allclose(y, full[:, :, :ho, :wo] + bias[:, None, None], rtol=1e-14, atol=1e-14)
-    spare = np.concatenate([mm, np.full((n, 16, 2, c_out), np.nan)], axis=2)  # told ntx, extra tiles are not read
-    y_spare = np.full_like(y, np.nan)
-    cpu_winograd.output_transform(spare, bias, 0, nty, order, y_spare, ntx)
-    np.testing.assert_array_equal(y_spare, y)
+    if layout == "channels_last":  # told ntx, it reads no extra tile
+        spare = np.concatenate([mm, np.full((n, 16, 2, c_out), np.nan)], axis=2)
+        y_spare = np.full_like(y, np.nan)
+        transform(spare, bias, 0, nty, order, y_spare, ntx)
+        np.testing.assert_array_equal(y_spare, y)
     band = np.full((n, c_out, ho, wo), np.nan)  # tile rows 1.. write output rows 2.. only
-    cpu_winograd.output_transform(mm[:, :, ntx:], bias, 1, nty, order, band)
-    np.testing.assert_array_equal(band[:, :, 2:], y[:, :, 2:])
-    assert np.isnan(band[:, :, :2]).all()
-
-
-# the planar layout (tiles last), which conv_plan runs on wide maps
-@pytest.mark.parametrize("slots", ["forward", "adjoint"])
-@pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_planar_input_transform_is_bt_d_b(geometry, slots, rng):
-    x_shape, top, left, ho, wo = geometry
-    x = rng.standard_normal(x_shape)
-    nty, ntx = -(-ho // 2), -(-wo // 2)
-    expected = np.einsum("ai,nctsij,bj->nabcts", B_T, _blocks(x, top, left, ho, wo), B_T)
-    expected = expected.reshape(x_shape[0], 16, x_shape[1], nty * ntx)
-    order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
-    v = np.full((x_shape[0], 16, x_shape[1], nty * ntx), np.nan)
-    cpu_winograd.input_transform_planar(x, top, left, 0, nty, order, v)
-    np.testing.assert_allclose(v[:, order], expected, rtol=1e-15, atol=1e-15)
-    if nty > 1:  # a band of tile rows fills the columns of its own tiles only
-        band = np.full((x_shape[0], 16, x_shape[1], (nty - 1) * ntx), np.nan)
-        cpu_winograd.input_transform_planar(x, top, left, 1, nty, order, band)
-        np.testing.assert_array_equal(band, v[..., ntx:])
-
-
-@pytest.mark.parametrize("slots", ["forward", "adjoint"])
-@pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_planar_output_transform_is_at_m_a_plus_bias(geometry, slots, rng):
-    x_shape, _, _, ho, wo = geometry
-    n, c_out = x_shape[0], 3
-    nty, ntx = -(-ho // 2), -(-wo // 2)
-    order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
-    mm, bias = rng.standard_normal((n, 16, c_out, nty * ntx)), rng.standard_normal(c_out)
-    blocks = mm[:, order].reshape(n, 4, 4, c_out, nty, ntx)
-    full = np.einsum("ia,nabcts,jb->nctisj", A_T, blocks, A_T).reshape(n, c_out, 2 * nty, 2 * ntx)
-    y = np.full((n, c_out, ho, wo), np.nan)
-    cpu_winograd.output_transform_planar(mm, bias, 0, nty, order, y)
-    np.testing.assert_allclose(y, full[:, :, :ho, :wo] + bias[:, None, None], rtol=1e-14, atol=1e-14)
-    band = np.full((n, c_out, ho, wo), np.nan)  # tile rows 1.. write output rows 2.. only
-    cpu_winograd.output_transform_planar(mm[..., ntx:], bias, 1, nty, order, band)
+    transform(_in_layout(np.ascontiguousarray(mm[:, :, ntx:]), layout), bias, 1, nty, order, band)
     np.testing.assert_array_equal(band[:, :, 2:], y[:, :, 2:])
     assert np.isnan(band[:, :, :2]).all()
 
