@@ -432,11 +432,11 @@ def winograd_backward_weight(g: np.ndarray, x: np.ndarray, pad4: Pad4, w_shape: 
 def _slot_buffer(m: int, count: int, channels: int, dtype: Any, planar: bool = False) -> np.ndarray:
     """A buffer for V or M: (m, 16, count', channels), or (``planar``) (m, 16, channels, count).
 
-    ``count' = count + 1`` where a component's ``count * channels`` values span a multiple of
-    4 KiB: the channels-last transforms write all 16 components of a tile at once, and 16
-    addresses 4 KiB apart share one L1 set (32 px maps at 32 channels ran their input transform
-    1.5x slower). The spare tile is zeroed; the kernels skip it (they are told ``ntx``), the GEMMs
-    read ``[:, :, :count]``.
+    Channels last, ``count' = count + 1`` where a component's ``count * channels`` values span a
+    multiple of 4 KiB: the transforms write all 16 components of a tile at once, and 16 addresses
+    4 KiB apart share one L1 set (32 px maps at 32 channels ran their input transform 1.5x
+    slower). The spare tile is zeroed; the kernels skip it (they are told ``ntx``), the GEMMs read
+    the first ``count`` tiles.
     """
     if planar:
         return np.empty((m, 16, channels, count), dtype=dtype)
@@ -466,7 +466,8 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
     ``2 - pad``; the GEMMs use ``U'[ab] = U[p(a)p(b)]^T``, with V and M stored at p(a)p(b). Only
     ``pad4``'s top and left matter: ``out_hw`` says how many output pixels there are, and pixels
     outside ``x`` read as 0. Small maps run channels last (``M[ab] = V[ab] @ U[ab]^T``), wide ones
-    planar (``M[ab] = U[ab] @ V[ab]``): ``winograd_planar``.
+    planar (``M[ab] = U[ab] @ V[ab]``): ``winograd_planar``. A thread's V and M buffers are sized for
+    its largest tile; the kernels are told ``ntx`` and leave the rest alone.
     """
     slots = cpu_winograd.ADJOINT_SLOTS if adjoint else cpu_winograd.FORWARD_SLOTS
     n, c_in = x.shape[:2]
@@ -481,11 +482,12 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
         u = filter_transform(w) if adjoint else filter_transform(w, transposed=True)
         transforms = cpu_winograd.input_transform, cpu_winograd.output_transform
 
-    def gemms(v: np.ndarray, mm: np.ndarray, part: Any = slice(None)) -> None:
+    def gemms(v: np.ndarray, mm: np.ndarray, count: int, part: Any = slice(None)) -> None:
+        """The 16 GEMMs (``part`` of them) on the first ``count`` tiles of the buffers."""
         if planar:
-            np.matmul(u[part], v[:, part], out=mm[:, part])
+            np.matmul(u[part], v[:, part, :, :count], out=mm[:, part, :, :count])
         else:
-            np.matmul(v[:, part], u[part], out=mm[:, part])
+            np.matmul(v[:, part, :count], u[part], out=mm[:, part, :count])
 
     out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
     bias = np.zeros(c_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
@@ -496,27 +498,20 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
         # a few small maps (VGG's 28x28 and 14x14 at batch 1): the threads split the 16 GEMMs instead
         count = nty * ntx
         v, mm = _slot_buffer(n, count, c_in, x.dtype, planar), _slot_buffer(n, count, c_out, x.dtype, planar)
-        transforms[0](x, pad4[0], pad4[2], 0, nty, slots, v, *(() if planar else (ntx,)))
-        cpu_threads.map_batch(lambda part, _: gemms(v[..., :count] if planar else v[:, :, :count],
-                                                    mm[..., :count] if planar else mm[:, :, :count], part), 16, work)
-        transforms[1](mm, bias, 0, nty, slots, out, *(() if planar else (ntx,)))
+        transforms[0](x, pad4[0], pad4[2], 0, nty, slots, v, ntx)
+        cpu_threads.map_batch(lambda part, _: gemms(v, mm, count, part), 16, work)
+        transforms[1](mm, bias, 0, nty, slots, out, ntx)
         return out
 
     def run(part: list[Tile], parallel: bool) -> None:  # one thread's run of tiles
-        largest = max((t[0].stop - t[0].start, (t[2] - t[1]) * ntx) for t in part)
+        largest = max(t[0].stop - t[0].start for t in part), max(t[2] - t[1] for t in part) * ntx
         v_buf, mm_buf = _slot_buffer(*largest, c_in, x.dtype, planar), _slot_buffer(*largest, c_out, x.dtype, planar)
         for images, t0, t1 in part:
+            # the kernels get whole (contiguous) buffers and ntx; the GEMMs read the tiles in use
             m, count = images.stop - images.start, (t1 - t0) * ntx
-            if planar:
-                v, mm = v_buf[:m, :, :, :count], mm_buf[:m, :, :, :count]
-                transforms[0](x[images], pad4[0], pad4[2], t0, t1, slots, v)
-                gemms(v, mm)
-                transforms[1](mm, bias, t0, t1, slots, out[images])
-            else:  # the kernels get the whole (contiguous) buffer and ntx, the GEMMs the tiles in use
-                v, mm = v_buf[:m], mm_buf[:m]
-                transforms[0](x[images], pad4[0], pad4[2], t0, t1, slots, v, ntx)
-                gemms(v[:, :, :count], mm[:, :, :count])
-                transforms[1](mm, bias, t0, t1, slots, out[images], ntx)
+            transforms[0](x[images], pad4[0], pad4[2], t0, t1, slots, v_buf[:m], ntx)
+            gemms(v_buf[:m], mm_buf[:m], count)
+            transforms[1](mm_buf[:m], bias, t0, t1, slots, out[images], ntx)
 
     _over_tiles(cpu_conv, tiles, work, run)
     return out

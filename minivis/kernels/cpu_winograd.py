@@ -195,7 +195,7 @@ def output_transform(mm, bias, ty0, ty1, slots, y, ntx=0):
 # stages) the rows are long enough to vectorize, and this layout ran 1.2-1.5x faster there
 # (benchmarks/README.md, "Convolution planning").
 @numba.njit(nogil=True, cache=True)
-def input_transform_planar(x, top, left, ty0, ty1, slots, v):
+def input_transform_planar(x, top, left, ty0, ty1, slots, v, ntx=0):
     """``input_transform`` into the planar layout ``v: (m, 16, C, tiles)``.
 
     Tile (ty, tx) reads padded rows 2*ty..2*ty+3 and columns 2*tx..2*tx+3, i.e. input pixel
@@ -204,7 +204,7 @@ def input_transform_planar(x, top, left, ty0, ty1, slots, v):
     rows, split into even and odd columns, and combined by B: every inner loop is contiguous.
     """
     m, channels, h, w = x.shape
-    ntx = v.shape[3] // (ty1 - ty0)
+    ntx = ntx or v.shape[3] // (ty1 - ty0)
     width = 2 * ntx + 2
     q_lo, q_hi = max(0, left), min(width, left + w)  # padded columns that hold input pixels
     rows = np.zeros((4, width), dtype=x.dtype)
@@ -244,14 +244,14 @@ def input_transform_planar(x, top, left, ty0, ty1, slots, v):
 
 
 @numba.njit(nogil=True, cache=True)
-def output_transform_planar(mm, bias, ty0, ty1, slots, y):
+def output_transform_planar(mm, bias, ty0, ty1, slots, y, ntx=0):
     """``output_transform`` from the planar layout ``mm: (m, 16, C_out, tiles)``.
 
     Per (image, channel, tile row), A^T combines the 4x4 blocks' rows, A their columns; the two
     columns of each 2x2 block are written as the even and odd pixels of the output row.
     """
     m, c_out, ho = y.shape[:3]
-    ntx = mm.shape[3] // (ty1 - ty0)
+    ntx = ntx or mm.shape[3] // (ty1 - ty0)
     top = np.empty((4, ntx), dtype=y.dtype)  # row 0 of A^T m, for each column of m
     bot = np.empty((4, ntx), dtype=y.dtype)  # row 1
     for n in range(m):
