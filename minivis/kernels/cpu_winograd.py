@@ -20,6 +20,7 @@ positions ``(a, b)`` of the 4x4 transformed block: with ``U[ab] = (G g G^T)[a, b
 So a convolution is: ``filter_transform`` (once per weight), ``input_transform`` (one pass over the
 input), 16 GEMMs with K = C_in (BLAS), ``output_transform`` (one pass over the output). The GEMMs
 do 16 multiply-adds per tile and channel pair where im2col's does 36; the transforms are adds only.
+The weight gradient runs the adjoints of the output and filter transforms (bottom of this file).
 
 The adjoint (the input-gradient) of a stride-1 3x3 convolution is the convolution of the output
 gradient with the kernel flipped in both axes and its channel axes swapped, padded by
@@ -45,13 +46,13 @@ import numba
 import numpy as np
 
 FORWARD_SLOTS = np.arange(16)
+ADJOINT_SLOTS = np.array([4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)])
 # Copies between NCHW planes and a channels-last one go in blocks of 16 pixels of a row (one
 # 64-byte line) by 8 channels: planes whose size is a multiple of 4 KiB (32x32 float32) put every
 # channel's line in the same L1 set, and with whole rows of all channels at once the 32 px
 # transforms ran 1.5-4x slower than the 28 px ones (benchmarks/README.md).
 COPY_PIXELS = 16
 COPY_CHANNELS = 8
-ADJOINT_SLOTS = np.array([4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)])
 
 
 @numba.njit(nogil=True, cache=True)
