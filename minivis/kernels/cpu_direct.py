@@ -95,6 +95,55 @@ def _forward(xph, w, sh, sw, dh, dw, out, oy0, oy1):
                     out[n, co0 + c, oy, :] = acc[c]
 
 
+WIDE_ROWS = 8  # output rows per chunk of the stride-1 "wide grid": CB accumulator rows stay in L1
+
+
+@numba.njit(cache=True, nogil=True)
+def _forward_wide(xph, w, dh, dw, out, oy0, oy1):
+    """``_forward`` at stride 1, on a "wide grid": xph (N, C_in, Hp, 1, Wq) with Wq = wo + (kw-1)*dw.
+
+    Output pixel (oy, ox) reads plane element ``(oy + ky*dh)*Wq + ox + kx*dw``: with ``q = oy*Wq + ox``
+    every tap is the same shift of the flat plane, so each tap is one loop over ``WIDE_ROWS``
+    rows at once (a decoder's 28 px rows alone are too short to vectorize well). The columns
+    ``wo..Wq`` of each row come out as garbage and are not copied out; the last row stops at ``wo``,
+    so no read passes the plane. Every pixel sums its taps in ``_forward``'s order: the same bits.
+    """
+    u = np.uint64
+    n_img, c_in, wq = xph.shape[0], xph.shape[1], xph.shape[4]
+    c_out, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    wo = out.shape[3]
+    acc = np.empty((CB, WIDE_ROWS * wq), dtype=out.dtype)
+    for n in range(n_img):
+        for co0 in range(0, c_out, CB):
+            cb = min(CB, c_out - co0)
+            for r0 in range(oy0, oy1, WIDE_ROWS):
+                rows = min(WIDE_ROWS, oy1 - r0)
+                length = u((rows - 1) * wq + wo)
+                acc[:] = 0
+                for ci in range(c_in):
+                    xf = xph[n, ci].reshape(-1)
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            start = u((r0 + ky * dh) * wq + kx * dw)
+                            if cb == CB:  # the register block: four channels per loaded value
+                                w0, w1 = w[co0, ci, ky, kx], w[co0 + 1, ci, ky, kx]
+                                w2, w3 = w[co0 + 2, ci, ky, kx], w[co0 + 3, ci, ky, kx]
+                                for q in range(length):
+                                    v = xf[start + q]
+                                    acc[0, q] += w0 * v
+                                    acc[1, q] += w1 * v
+                                    acc[2, q] += w2 * v
+                                    acc[3, q] += w3 * v
+                            else:
+                                for c in range(cb):
+                                    wc = w[co0 + c, ci, ky, kx]
+                                    for q in range(length):
+                                        acc[c, q] += wc * xf[start + q]
+                for c in range(cb):
+                    for r in range(rows):
+                        out[n, co0 + c, r0 + r, :] = acc[c, r * wq:r * wq + wo]
+
+
 def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pair, out_hw: Pair) -> np.ndarray:
     """Direct conv2d (groups 1): x (N, C_in, H, W), w (C_out, C_in, kh, kw) -> (N, C_out, Ho, Wo)."""
     n, (kh, kw), (ho, wo) = x.shape[0], w.shape[2:], out_hw
@@ -103,14 +152,20 @@ def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pa
     out = np.empty((n, w.shape[0], ho, wo), dtype=x.dtype)
     work = out.size * w.shape[1] * kh * kw
 
+    def rows_of(images: np.ndarray, y: np.ndarray, oy0: int, oy1: int) -> None:
+        if stride == (1, 1):
+            _forward_wide(images, w, dilation[0], dilation[1], y, oy0, oy1)
+        else:
+            _forward(images, w, stride[0], stride[1], dilation[0], dilation[1], y, oy0, oy1)
+
     if n >= numba.get_num_threads():
         def run(part: slice, _parallel: bool) -> None:
-            _forward(xph[part], w, stride[0], stride[1], dilation[0], dilation[1], out[part], 0, ho)
+            rows_of(xph[part], out[part], 0, ho)
 
         cpu_threads.map_batch(run, n, work)
     else:  # fewer images than threads (one photo): bands of output rows instead; each pixel's sum is unchanged
         def run_rows(rows: slice, _parallel: bool) -> None:
-            _forward(xph, w, stride[0], stride[1], dilation[0], dilation[1], out, rows.start, rows.stop)
+            rows_of(xph, out, rows.start, rows.stop)
 
         cpu_threads.map_batch(run_rows, ho, work)
     return out
@@ -139,11 +194,23 @@ def _backward_input(g, w, sh, sw, dh, dw, dxph):
 
 def backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], stride: Pair, pad4: Pad4,
                    dilation: Pair) -> np.ndarray:
-    """dL/dx of the direct conv2d: g (N, C_out, Ho, Wo), w (C_out, C_in, kh, kw) -> ``x_shape``."""
+    """dL/dx of the direct conv2d: g (N, C_out, Ho, Wo), w (C_out, C_in, kh, kw) -> ``x_shape``.
+
+    At stride 1 the input gradient is itself a stride-1 correlation, of g with the kernel rotated by
+    180 degrees and its channel axes swapped, padded by ``dilation*(k-1) - pad`` on each side:
+    where that padding is not negative it runs as ``forward`` (the wide grid), 2.5x faster than the
+    scatter below on a decoder's 32->1 output layer.
+    """
     n, c_in, h, wd = x_shape
-    (kh, kw), wo = w.shape[2:], g.shape[3]
+    (kh, kw), (ho, wo) = w.shape[2:], g.shape[2:]
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
-    top, bottom, left, _ = pad4
+    top, bottom, left, right = pad4
+    if stride == (1, 1):
+        reach = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+        full = reach[0] - top, reach[0] - bottom, reach[1] - left, reach[1] - right
+        if min(full) >= 0 and (ho, wo) == (h + top + bottom - reach[0], wd + left + right - reach[1]):
+            w_adjoint = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            return forward(g, w_adjoint, (1, 1), full, dilation, (h, wd))
     sw, width = stride[1], phase_width(wo, kw, stride[1], dilation[1])
     dxph = np.zeros((n, c_in, h + top + bottom, sw, width), dtype=g.dtype)
 

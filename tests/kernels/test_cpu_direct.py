@@ -19,6 +19,8 @@ GEOMETRIES = [
     ((1, 2, 8, 9), (7, 3, 2), (2, 3), (0, 1, 1, 0), (2, 1)),
     ((3, 3, 7, 7), (8, 2, 2), (3, 3), (0, 0, 0, 0), (1, 1)),  # windows that skip the last columns
     ((1, 4, 6, 5), (3, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),
+    ((2, 3, 10, 9), (5, 3, 4), (1, 1), (2, 1, 3, 0), (1, 2)),  # stride 1, asymmetric: the adjoint runs as forward
+    ((1, 2, 9, 9), (2, 3, 3), (1, 1), (3, 0, 0, 1), (1, 1)),  # padding beyond the reach: the scatter
 ]
 
 
@@ -80,3 +82,24 @@ def test_polyphase_relayout_reads_every_column_of_the_padded_input():
     padded = np.pad(x, ((0, 0), (0, 0), (0, 0), (1, 4)))  # and 2 zero columns to fill the last phase
     for p in range(3):
         np.testing.assert_array_equal(ph[0, 0, :, p, :], padded[0, 0, :, p::3][:, :4])
+
+
+@pytest.mark.parametrize("c_out", [1, 2, 3, 4, 5, 9])
+@pytest.mark.parametrize(("k", "dilation", "rows"), [((3, 3), (1, 1), (0, 13)), ((5, 2), (2, 3), (3, 11)),
+                                                     ((9, 9), (1, 1), (0, 17))])
+def test_the_stride_1_wide_grid_gives_the_strided_loops_bits(c_out, k, dilation, rows):
+    """``_forward_wide`` (stride 1: each tap one loop over several rows of the flat plane) and
+    ``_forward`` (any stride, row by row) sum every pixel's taps in the same order: the same bits,
+    for every remainder of the 4-channel register block and for a band of output rows."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 21, 19)).astype(np.float32)
+    w = rng.standard_normal((c_out, 3, *k)).astype(np.float32)
+    pad4 = (2, 1, 3, 0)
+    out_hw = _out_hw(x.shape, k, (1, 1), pad4, dilation)
+    xph = cpu_direct.polyphase(x, pad4, 1, cpu_direct.phase_width(out_hw[1], k[1], 1, dilation[1]))
+    wide, rowwise = (np.full((2, c_out, *out_hw), np.nan, dtype=np.float32) for _ in range(2))
+    oy0, oy1 = rows[0], min(rows[1], out_hw[0])
+    cpu_direct._forward_wide(xph, w, dilation[0], dilation[1], wide, oy0, oy1)
+    cpu_direct._forward(xph, w, 1, 1, dilation[0], dilation[1], rowwise, oy0, oy1)
+    np.testing.assert_array_equal(wide, rowwise)  # rows outside the band stay NaN in both
+    assert not np.isnan(wide[:, :, oy0:oy1]).any()
