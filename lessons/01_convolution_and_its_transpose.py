@@ -687,7 +687,8 @@ print("the weight gradient through the transforms' adjoints equals the engine's"
 #   does it in cache-sized tiles, so the copy is read back from cache, not from memory.
 # - **direct**: slide the window over the input in place, no copy
 #   (`minivis/kernels/cpu_direct.py`, `mv.conv_algorithm("direct")`). Each loaded input value is
-#   used by a block of output channels; the innermost loop runs over the output pixels of a row.
+#   used by a block of output channels; the innermost loop runs over the output pixels of a row
+#   (at stride 1, of several rows at once: with the padded plane flattened, every tap is one shift).
 # - **Winograd $F(2 \times 2, 3 \times 3)$** (section 7): 2.25x fewer multiplications, as 16 GEMMs.
 #
 # `mv.conv_algorithm(name)` overrides the rule inside a block, so we can run one layer all three
