@@ -57,6 +57,31 @@ def phase_width(wo: int, kw: int, sw: int, dw: int) -> int:
 
 
 # ----------------------------------------------------------------------------- forward
+@numba.njit(inline="always")
+def _tap(acc, src, start, length, w, co0, cb, ci, ky, kx):
+    """acc[c, q] += w[co0 + c, ci, ky, kx] * src[start + q] for q < length and the block's cb channels.
+
+    With the full block of CB channels each loaded value serves four accumulators (the register
+    block). Indices are unsigned: LLVM does not vectorize a loop whose index might wrap around.
+    """
+    u = np.uint64
+    first = u(start)
+    if cb == CB:
+        w0, w1 = w[co0, ci, ky, kx], w[co0 + 1, ci, ky, kx]
+        w2, w3 = w[co0 + 2, ci, ky, kx], w[co0 + 3, ci, ky, kx]
+        for q in range(u(length)):
+            v = src[first + q]
+            acc[0, q] += w0 * v
+            acc[1, q] += w1 * v
+            acc[2, q] += w2 * v
+            acc[3, q] += w3 * v
+    else:
+        for c in range(cb):
+            wc = w[co0 + c, ci, ky, kx]
+            for q in range(u(length)):
+                acc[c, q] += wc * src[first + q]
+
+
 @numba.njit(cache=True, nogil=True)
 def _forward(xph, w, sh, sw, dh, dw, out, oy0, oy1):
     """out[:, :, oy0:oy1] of the direct convolution of the polyphase input xph (N, C_in, Hp, sw, Wq)."""
@@ -74,23 +99,7 @@ def _forward(xph, w, sh, sw, dh, dw, out, oy0, oy1):
                         iy = oy * sh + ky * dh
                         for kx in range(kw):
                             o = kx * dw
-                            row = xph[n, ci, iy, o % sw, o // sw:o // sw + wo]
-                            if cb == CB:  # the register block: four channels per loaded value
-                                w0 = w[co0, ci, ky, kx]
-                                w1 = w[co0 + 1, ci, ky, kx]
-                                w2 = w[co0 + 2, ci, ky, kx]
-                                w3 = w[co0 + 3, ci, ky, kx]
-                                for ox in range(wo):
-                                    v = row[ox]
-                                    acc[0, ox] += w0 * v
-                                    acc[1, ox] += w1 * v
-                                    acc[2, ox] += w2 * v
-                                    acc[3, ox] += w3 * v
-                            else:
-                                for c in range(cb):
-                                    wc = w[co0 + c, ci, ky, kx]
-                                    for ox in range(wo):
-                                        acc[c, ox] += wc * row[ox]
+                            _tap(acc, xph[n, ci, iy, o % sw], o // sw, wo, w, co0, cb, ci, ky, kx)
                 for c in range(cb):
                     out[n, co0 + c, oy, :] = acc[c]
 
@@ -108,7 +117,6 @@ def _forward_wide(xph, w, dh, dw, out, oy0, oy1):
     ``wo..Wq`` of each row come out as garbage and are not copied out; the last row stops at ``wo``,
     so no read passes the plane. Every pixel sums its taps in ``_forward``'s order: the same bits.
     """
-    u = np.uint64
     n_img, c_in, wq = xph.shape[0], xph.shape[1], xph.shape[4]
     c_out, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     wo = out.shape[3]
@@ -118,27 +126,13 @@ def _forward_wide(xph, w, dh, dw, out, oy0, oy1):
             cb = min(CB, c_out - co0)
             for r0 in range(oy0, oy1, WIDE_ROWS):
                 rows = min(WIDE_ROWS, oy1 - r0)
-                length = u((rows - 1) * wq + wo)
+                length = (rows - 1) * wq + wo
                 acc[:] = 0
                 for ci in range(c_in):
                     xf = xph[n, ci].reshape(-1)
                     for ky in range(kh):
                         for kx in range(kw):
-                            start = u((r0 + ky * dh) * wq + kx * dw)
-                            if cb == CB:  # the register block: four channels per loaded value
-                                w0, w1 = w[co0, ci, ky, kx], w[co0 + 1, ci, ky, kx]
-                                w2, w3 = w[co0 + 2, ci, ky, kx], w[co0 + 3, ci, ky, kx]
-                                for q in range(length):
-                                    v = xf[start + q]
-                                    acc[0, q] += w0 * v
-                                    acc[1, q] += w1 * v
-                                    acc[2, q] += w2 * v
-                                    acc[3, q] += w3 * v
-                            else:
-                                for c in range(cb):
-                                    wc = w[co0 + c, ci, ky, kx]
-                                    for q in range(length):
-                                        acc[c, q] += wc * xf[start + q]
+                            _tap(acc, xf, (r0 + ky * dh) * wq + kx * dw, length, w, co0, cb, ci, ky, kx)
                 for c in range(cb):
                     for r in range(rows):
                         out[n, co0 + c, r0 + r, :] = acc[c, r * wq:r * wq + wo]
