@@ -221,40 +221,57 @@ def backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], strid
 
 # ----------------------------------------------------------------------------- weight gradient
 @numba.njit(cache=True, nogil=True)
-def _backward_weight(g, xph, sh, sw, dh, dw, kh, kw, dwt):
-    """dwt (C_out, C_in, kh, kw) = sum_{n, oy, ox} g[n, co, oy, ox] * x at the tap, for g's images."""
+def _backward_weight(g, xph, sh, sw, dh, dw, kh, kw, dwt, ci0, ci1):
+    """dwt[:, ci0:ci1] (of C_out, C_in, kh, kw) = sum_{n, oy, ox} g[n, co, oy, ox] * x at the tap, for g's images.
+
+    Each filter tap's sum runs in ``wo`` lanes (one per output column, so the loop vectorizes),
+    added up at the end; indices unsigned and no row views, as in ``_tap``.
+    """
+    u = np.uint64
     n_img, c_out, ho, wo = g.shape
-    c_in = xph.shape[1]
     lanes = np.empty(wo, dtype=dwt.dtype)
     for co in range(c_out):
-        for ci in range(c_in):
+        for ci in range(ci0, ci1):
             for ky in range(kh):
                 for kx in range(kw):
                     o = kx * dw
+                    p, q0 = u(o % sw), u(o // sw)
                     lanes[:] = 0
                     for n in range(n_img):
                         for oy in range(ho):
-                            grow = g[n, co, oy]
-                            row = xph[n, ci, oy * sh + ky * dh, o % sw, o // sw:o // sw + wo]
-                            for ox in range(wo):
-                                lanes[ox] += grow[ox] * row[ox]
+                            iy = u(oy * sh + ky * dh)
+                            for ox in range(u(wo)):
+                                lanes[ox] += g[n, co, oy, ox] * xph[n, ci, iy, p, q0 + ox]
                     dwt[co, ci, ky, kx] = lanes.sum()
 
 
 def backward_weight(g: np.ndarray, x: np.ndarray, w_shape: tuple[int, ...], stride: Pair, pad4: Pad4,
                     dilation: Pair) -> np.ndarray:
     """dL/dw of the direct conv2d: g (N, C_out, Ho, Wo), x (N, C_in, H, W) -> ``w_shape``. Each thread
-    sums its slice of the batch; the partials are added last."""
+    sums its slice of the batch, and the partials are added last; with fewer images than threads,
+    each thread computes whole filters of its share of the input channels."""
     (kh, kw), wo = w_shape[2:], g.shape[3]
     g = np.ascontiguousarray(g)
     xph = polyphase(np.asarray(x, dtype=g.dtype), pad4, stride[1], phase_width(wo, kw, stride[1], dilation[1]))
 
-    def run(part: slice, _parallel: bool) -> np.ndarray:
+    work = g.size * w_shape[1] * kh * kw
+    if g.shape[0] < numba.get_num_threads():  # one photo: the threads take input channels instead (same bits)
         dwt = np.empty(w_shape, dtype=g.dtype)
-        _backward_weight(g[part], xph[part], stride[0], stride[1], dilation[0], dilation[1], kh, kw, dwt)
+
+        def run_channels(part: slice, _parallel: bool) -> None:
+            _backward_weight(g, xph, stride[0], stride[1], dilation[0], dilation[1], kh, kw, dwt, part.start,
+                             part.stop)
+
+        cpu_threads.map_batch(run_channels, w_shape[1], work)
         return dwt
 
-    return sum(cpu_threads.map_batch(run, g.shape[0], g.size * w_shape[1] * kh * kw))
+    def run(part: slice, _parallel: bool) -> np.ndarray:
+        dwt = np.empty(w_shape, dtype=g.dtype)
+        _backward_weight(g[part], xph[part], stride[0], stride[1], dilation[0], dilation[1], kh, kw, dwt, 0,
+                         w_shape[1])
+        return dwt
+
+    return sum(cpu_threads.map_batch(run, g.shape[0], work))
 
 
 # ----------------------------------------------------------------------------- plain-NumPy twins

@@ -103,3 +103,18 @@ def test_the_stride_1_wide_grid_gives_the_strided_loops_bits(c_out, k, dilation,
     cpu_direct._forward(xph, w, 1, 1, dilation[0], dilation[1], rowwise, oy0, oy1)
     np.testing.assert_array_equal(wide, rowwise)  # rows outside the band stay NaN in both
     assert not np.isnan(wide[:, :, oy0:oy1]).any()
+
+
+def test_one_image_weight_gradient_split_over_input_channels_gives_the_same_bits(monkeypatch):
+    """With fewer images than threads the threads take input channels: each computes whole filter
+    taps, so the bits equal one thread's sum over everything."""
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    rng = np.random.default_rng(2)
+    x, g = rng.standard_normal((1, 5, 12, 10)), rng.standard_normal((1, 3, 12, 10))
+    split = cpu_direct.backward_weight(g, x, (3, 5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+    xph = cpu_direct.polyphase(x, (1, 1, 1, 1), 1, cpu_direct.phase_width(10, 3, 1, 1))
+    whole = np.empty((3, 5, 3, 3))
+    cpu_direct._backward_weight(g, xph, 1, 1, 1, 1, 3, 3, whole, 0, 5)
+    np.testing.assert_array_equal(split, whole)
+    naive = cpu_direct.naive_backward_weight(g, x, (3, 5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+    np.testing.assert_allclose(split, naive, rtol=1e-12, atol=1e-12)
