@@ -305,7 +305,7 @@ WINOGRAD_MIN_CHANNELS = 32  # input and output channels (the GEMMs' K and N), at
 WINOGRAD_FEW_CHANNELS = 96  # up to this many channels any map pays; beyond, ...
 WINOGRAD_MIN_BLOCKS = 32  # ... 2x2 output blocks per image (the GEMMs' M), at least
 WINOGRAD_BAND_BYTES = 1 << 20  # an image whose V and M matrices exceed this is cut into bands ...
-WINOGRAD_BAND_TILES = 192  # ... of at least this many tiles (the GEMMs' N)
+WINOGRAD_BAND_TILES = 192  # ... of at least this many tiles (the GEMMs' long side)
 WINOGRAD_PLANAR_TILES = 16  # maps more tiles wide than this (over 32 px) run the planar transforms, ...
 WINOGRAD_PLANAR_WIDE = 256, 8  # ... and so do layers with this many channels and more tiles than this
 
@@ -407,20 +407,18 @@ def winograd_backward_weight(g: np.ndarray, x: np.ndarray, pad4: Pad4, w_shape: 
     n, c_in = x.shape[:2]
     c_out, (ho, wo) = w_shape[0], g.shape[2:]
     nty, ntx = -(-ho // 2), -(-wo // 2)
-    tiles = _winograd_tiles(n, nty, ntx, 16 * (c_in + c_out) * x.itemsize, chunk=False)
+    tiles = _winograd_tiles(n, nty, ntx, 16 * (c_in + c_out) * x.itemsize, per_image=True)
 
     def run(part: list[Tile], parallel: bool) -> np.ndarray:  # one thread's run of tiles -> its partial dU
         largest = max(t1 - t0 for _, t0, t1 in part) * ntx
         v_buf, dm_buf = _slot_buffer(1, largest, c_in, x.dtype), _slot_buffer(1, largest, c_out, x.dtype)
         du, product = np.zeros((16, c_out, c_in), dtype=x.dtype), np.empty((16, c_out, c_in), dtype=x.dtype)
-        for images, t0, t1 in part:
+        for image, t0, t1 in part:  # one image (or band of one) per tile
             count = (t1 - t0) * ntx
-            for i in range(images.start, images.stop):
-                cpu_winograd.input_transform(x[i:i + 1], pad4[0], pad4[2], t0, t1, cpu_winograd.FORWARD_SLOTS,
-                                             v_buf, ntx)
-                cpu_winograd.gradient_transform(g[i:i + 1], t0, t1, dm_buf, ntx)
-                np.matmul(dm_buf[0, :, :count].transpose(0, 2, 1), v_buf[0, :, :count], out=product)
-                du += product
+            cpu_winograd.input_transform(x[image], pad4[0], pad4[2], t0, t1, cpu_winograd.FORWARD_SLOTS, v_buf, ntx)
+            cpu_winograd.gradient_transform(g[image], t0, t1, dm_buf, ntx)
+            np.matmul(dm_buf[0, :, :count].transpose(0, 2, 1), v_buf[0, :, :count], out=product)
+            du += product
         return du
 
     partials = _over_tiles(cpu_conv, tiles, n * c_out * c_in * 9 * ho * wo, run)
@@ -446,14 +444,14 @@ def _slot_buffer(m: int, count: int, channels: int, dtype: Any, planar: bool = F
     return buffer
 
 
-def _winograd_tiles(n: int, nty: int, ntx: int, tile_bytes: int, chunk: bool = True) -> list[Tile]:
-    """Chunks of images (``chunk=False``: single images), or bands of at least ``WINOGRAD_BAND_TILES``
+def _winograd_tiles(n: int, nty: int, ntx: int, tile_bytes: int, per_image: bool = False) -> list[Tile]:
+    """Chunks of images (``per_image``: single images), or bands of at least ``WINOGRAD_BAND_TILES``
     tiles of an image whose V and M are large."""
     bands = min(nty, nty * ntx // WINOGRAD_BAND_TILES) if tile_bytes * nty * ntx > WINOGRAD_BAND_BYTES else 1
     if bands > 1:
         bounds = [nty * b // bands for b in range(bands + 1)]
         return [(slice(i, i + 1), r0, r1) for i in range(n) for r0, r1 in zip(bounds, bounds[1:], strict=False)]
-    if not chunk:
+    if per_image:
         return [(slice(i, i + 1), 0, nty) for i in range(n)]
     return [(chunk, 0, nty) for chunk in batch_chunks(slice(0, n), tile_bytes * nty * ntx)]
 
