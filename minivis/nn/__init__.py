@@ -9,10 +9,11 @@ from minivis.nn.linear import Dropout, Flatten, Identity, Linear
 from minivis.nn.module import HookHandle, Module, Parameter
 from minivis.nn.norm import BatchNorm1d, BatchNorm2d, InstanceNorm2d, LocalResponseNorm, batch_norm_act, fusion
 from minivis.nn.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d
+from minivis.nn.replay import ForwardReplay
 
 __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout",
-    "Flatten", "HookHandle", "Identity", "InstanceNorm2d", "LeakyReLU", "Linear", "LocalResponseNorm",
+    "Flatten", "ForwardReplay", "HookHandle", "Identity", "InstanceNorm2d", "LeakyReLU", "Linear", "LocalResponseNorm",
     "MaxPool2d", "MaxUnpool2d", "Module", "Parameter", "ReLU", "ReLU6", "Sequential", "Sigmoid", "Tanh",
     "batch_norm_act", "capture", "edit_output", "forward_to", "fusion", "init",
 ]

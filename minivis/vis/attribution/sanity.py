@@ -32,6 +32,7 @@ whole batch, so one image's score depends on the others. Here each layer draws f
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ from tqdm import tqdm
 from minivis import backend
 from minivis.nn import Conv2d, Linear, Parameter
 from minivis.nn.module import Module
+from minivis.nn.replay import ForwardReplay
 from minivis.validate import check_bool, check_int
 from minivis.vis.common import Target, as_batch
 
@@ -124,9 +126,38 @@ def _unit(a: np.ndarray) -> np.ndarray:
     return (a - low) / (high - low) if high > low else np.zeros_like(a)
 
 
+def average_ranks(a: np.ndarray) -> np.ndarray:
+    """Each row's ranks from 1, ties sharing their mean rank (``scipy.stats.rankdata(a, axis=1)``,
+    a NaN making its row NaN), for (N, M) ``a``.
+
+    One unstable sort per row (NumPy's vectorised sort; scipy's stable one costs 5x here), and ties
+    found afterwards: rank average is (first + last position of the run of equal sorted values) / 2.
+    """
+    n, m = a.shape
+    order = np.argsort(a, axis=1)
+    s = np.take_along_axis(a, order, axis=1)
+    first = np.empty((n, m), bool)  # the sorted value starts a run of equal values
+    first[:, :1] = True
+    np.not_equal(s[:, 1:], s[:, :-1], out=first[:, 1:])
+    if first.all():  # no ties (the usual case for real-valued maps): position + 1
+        avg = np.broadcast_to(np.arange(1.0, m + 1), (n, m))
+    else:
+        at = np.arange(m)
+        last = np.empty((n, m), bool)
+        last[:, -1:] = True
+        last[:, :-1] = first[:, 1:]
+        start = np.maximum.accumulate(np.where(first, at, 0), axis=1)
+        end = np.minimum.accumulate(np.where(last, at, m)[:, ::-1], axis=1)[:, ::-1]
+        avg = (start + end) / 2 + 1
+    ranks = np.empty((n, m))
+    np.put_along_axis(ranks, order, avg, axis=1)
+    ranks[np.isnan(s[:, -1:]).any(axis=1)] = np.nan  # argsort sorts NaN last
+    return ranks
+
+
 def _centred_ranks(a: np.ndarray) -> np.ndarray:
     """Each row's average ranks (ties share their mean rank), minus the row's mean rank."""
-    ranks = stats.rankdata(a.reshape(len(a), -1), axis=1)
+    ranks = average_ranks(a.reshape(len(a), -1).astype(np.float64, copy=False))
     return ranks - ranks.mean(axis=1, keepdims=True)
 
 
@@ -236,7 +267,7 @@ def model_randomisation(model: Module, x: Any, target: Target, method: str | Cal
                         layers: list[str] | None = None, seed: int = 0,
                         measures: tuple[str, ...] = MEASURES,
                         reinit: Callable[[str, Module, np.random.Generator], None] | None = None,
-                        progress: bool = False, **method_kwargs: Any) -> SanityResult:
+                        progress: bool = False, reuse_forward: bool = True, **method_kwargs: Any) -> SanityResult:
     """Adebayo et al.'s model-parameter randomisation test for ``method`` on a batch.
 
     x: (N, C, H, W) (or one image); layers: the conv/linear layers to randomise, top (logits) first
@@ -244,7 +275,9 @@ def model_randomisation(model: Module, x: Any, target: Target, method: str | Cal
     (the same draws for every method, so methods are compared on the same random models);
     measures: which of ``MEASURES`` to compute (SSIM and HOG cost most); reinit: how a layer gets
     new weights, ``(name, module, rng)`` (default: the layer's own PyTorch-style uniform fan-in
-    init; the Quantus parity test passes Quantus's draws); progress: a tqdm bar over the steps.
+    init; the Quantus parity test passes Quantus's draws); progress: a tqdm bar over the steps;
+    reuse_forward: hand back the layers below the randomised ones from the first pass instead of
+    recomputing them (``mv.nn.ForwardReplay``: the same maps bit for bit; False recomputes everything).
     ``method_kwargs`` go to the method (e.g. ``layer=`` for Grad-CAM). The model is restored after.
     """
     who = "model_randomisation"
@@ -253,6 +286,7 @@ def model_randomisation(model: Module, x: Any, target: Target, method: str | Cal
     seed = check_int(seed, who, "seed", minimum=0)
     measures = _check_measures(measures, who)
     progress = check_bool(progress, who, "progress")
+    reuse_forward = check_bool(reuse_forward, who, "reuse_forward")
     if reinit is not None and not callable(reinit):
         raise TypeError(f"{who}: reinit must be a callable (name, module, rng) -> None or None, "
                         f"got {type(reinit).__name__}")
@@ -271,7 +305,9 @@ def model_randomisation(model: Module, x: Any, target: Target, method: str | Cal
     if not chosen:
         raise ValueError(f"{who}: the model has no conv or linear layer to randomise")
 
-    original = _explain(fn, model, batch, target, method_kwargs)
+    replay = ForwardReplay(model)
+    with replay.record() if reuse_forward else nullcontext():
+        original = _explain(fn, model, batch, target, method_kwargs)
     saved = [(m, m.weight, m.bias) for _, m in chosen]
     maps, scores, original_ranks = [original], {m: [] for m in measures}, {}
     steps = []
@@ -283,7 +319,9 @@ def model_randomisation(model: Module, x: Any, target: Target, method: str | Cal
                 prev[0].weight, prev[0].bias = prev[1], prev[2]
             redraw(layer_name, module, np.random.default_rng([seed, k]))
             steps.append(layer_name if mode == "independent" else f"{layer_name} and above")
-            after = _explain(fn, model, batch, target, method_kwargs)
+            changed = [module] if mode == "independent" else [m for _, m in chosen[:k + 1]]
+            with replay.replay(changed) if reuse_forward else nullcontext():  # the layers below run once
+                after = _explain(fn, model, batch, target, method_kwargs)
             maps.append(after)
             for measure, values in similarities(original, after, measures, original_ranks).items():
                 scores[measure].append(values)

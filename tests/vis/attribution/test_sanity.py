@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
+from scipy.stats import rankdata, spearmanr
 
 import minivis as mv
 from minivis.vis.attribution import sanity
@@ -94,3 +97,11 @@ def test_similarities_reuse_the_reference_ranks_across_steps(rng, monkeypatch):
     for f, c in zip(fresh, cached, strict=True):
         for measure in f:
             np.testing.assert_array_equal(f[measure], c[measure])
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.float64, array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=12),
+              elements=st.sampled_from([0.0, -0.0, 1.0, -2.5, 3.0, np.inf, -np.inf, np.nan, 1e-300])))
+def test_average_ranks_match_scipy_rankdata(a):
+    """Ties (many, from a small alphabet), signed zeros, infinities and NaN rows, as scipy ranks them."""
+    np.testing.assert_array_equal(sanity.average_ranks(a), rankdata(a, axis=1), strict=True)

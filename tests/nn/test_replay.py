@@ -1,0 +1,168 @@
+"""``mv.nn.ForwardReplay``: the randomisation test's reuse of the unchanged layers below the
+randomised ones gives the same maps bit for bit as recomputing them, for every kind of method,
+and stops replaying wherever a call could differ (changed weights, other input, training mode,
+a module that is more than one op, a module called twice)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minivis as mv
+import minivis.functional as F
+from minivis.nn import Conv2d, ForwardReplay, Linear, MaxPool2d, Module, ReLU, Sequential
+from minivis.vis.attribution import sanity
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    mv.nn.init.seed(5)
+    model = mv.models.FashionCNN(widths=(4, 8), hidden=16).double().eval()
+    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28))
+    return model, x, np.array([1, 7, 3])
+
+
+METHODS = [("saliency", {}), ("guided_backprop", {}), ("deconvnet", {}), ("gradient_x_input", {}),
+           ("grad_cam", {"layer": "features.2"}), ("lrp", {"composite": "epsilon_plus"}), ("deeplift", {}),
+           ("integrated_gradients", {"steps": 4, "batch_size": 2}), ("smoothgrad", {"n": 4, "batch_size": 2})]
+
+
+@pytest.mark.parametrize("mode", ["cascading", "independent"])
+@pytest.mark.parametrize(("method", "kwargs"), METHODS, ids=[m for m, _ in METHODS])
+def test_reuse_gives_the_same_maps_bit_for_bit(fashion, method, kwargs, mode, monkeypatch):
+    model, x, y = fashion
+    fresh = sanity.model_randomisation(model, x, y, method, mode, measures=("spearman",), reuse_forward=False,
+                                       **kwargs)
+    replays = []
+    real = sanity.ForwardReplay
+    monkeypatch.setattr(sanity, "ForwardReplay", lambda m: replays.append(real(m)) or replays[-1])
+    reused = sanity.model_randomisation(model, x, y, method, mode, measures=("spearman",), **kwargs)
+    np.testing.assert_array_equal(reused.maps, fresh.maps)
+    np.testing.assert_array_equal(reused.scores["spearman"], fresh.scores["spearman"])
+    # something was handed back: the first step keeps everything below the logits layer
+    assert len(replays) == 1 and replays[0].replayed > 0
+
+
+
+def test_the_replayed_calls_stop_at_the_first_changed_layer(fashion):
+    model, x, y = fashion
+    replay = ForwardReplay(model)
+    with replay.record():
+        want = mv.vis.saliency(model, x, y)
+    assert [type(c.module).__name__ for c in replay.calls] == [
+        "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d",
+        "Flatten", "Linear", "ReLU", "Dropout", "Linear"]
+    for changed, expect in ((model.classifier[3], 14), (model.features[5], 5), (model.features[0], 0)):
+        before = replay.replayed
+        with replay.replay([changed]):
+            got = mv.vis.saliency(model, x, y)
+        np.testing.assert_array_equal(got, want)  # nothing changed in fact: the same map
+        assert replay.replayed - before == expect
+    before = replay.replayed
+    with replay.replay():
+        mv.vis.saliency(model, x[::-1].copy(), y)  # another input: the first call already differs
+        mv.vis.saliency(model, x, y)  # the recorded input again, in the same block: a new pass
+    assert replay.replayed - before == 15
+
+
+def test_replaced_or_edited_weights_are_never_replayed(fashion):
+    model, x, y = fashion
+    model = mv.models.FashionCNN(widths=(4, 8), hidden=16).double().eval()
+    model.load_state_dict(fashion[0].state_dict())
+    replay = ForwardReplay(model)
+    with replay.record():
+        mv.vis.saliency(model, x, y)
+    conv = model.features[2]
+    saved = conv.weight
+    conv.weight = mv.nn.Parameter(saved.data * 2.0)  # a new parameter object: seen without being told
+    want = mv.vis.saliency(model, x, y)
+    with replay.replay():
+        np.testing.assert_array_equal(mv.vis.saliency(model, x, y), want)
+    assert replay.replayed == 2  # conv 0 and its ReLU
+    conv.weight = saved
+    saved.data[...] *= 3.0  # edited in place: the caller names the module
+    try:
+        want = mv.vis.saliency(model, x, y)
+        with replay.replay([conv]):
+            np.testing.assert_array_equal(mv.vis.saliency(model, x, y), want)
+    finally:
+        saved.data[...] /= 3.0
+
+
+class _Branchy(Module):
+    """A skip connection, a functional op between modules, a module called twice, and a leaf
+    module that is two ops: replay must cope with each."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = Conv2d(2, 3, 3, padding=1)
+        self.act = ReLU()
+        self.twice = Conv2d(3, 3, 3, padding=1)
+        self.affine = _TwoOps()
+        self.pool = MaxPool2d(2)
+        self.head = Sequential(Linear(3 * 4 * 4, 5))
+
+    def forward(self, x):
+        h = self.act(self.conv(x))
+        h = F.relu(self.twice(h)) + h  # functional op, skip connection
+        h = self.twice(h)  # the same module again
+        h = self.pool(self.affine(h))
+        return self.head(h.reshape(len(h), -1))
+
+
+class _TwoOps(Module):
+    def forward(self, x):
+        return x * 2.0 + 1.0
+
+
+def test_unusual_models_give_the_same_maps():
+    mv.nn.init.seed(3)
+    model = _Branchy().double().eval()
+    x = np.random.default_rng(1).standard_normal((2, 2, 8, 8))
+    for method in ("saliency", "guided_backprop"):
+        fresh = sanity.model_randomisation(model, x, [0, 4], method, measures=("spearman",), reuse_forward=False)
+        reused = sanity.model_randomisation(model, x, [0, 4], method, measures=("spearman",))
+        np.testing.assert_array_equal(reused.maps, fresh.maps)
+    replay = ForwardReplay(model)
+    with replay.record():
+        mv.vis.saliency(model, x, 0)
+    # the second call of ``twice`` ends the recording (one pass per record)
+    assert [type(c.module).__name__ for c in replay.calls] == ["Conv2d", "ReLU", "Conv2d"]
+
+
+def test_training_mode_and_parameter_gradients(fashion):
+    model, x, y = fashion
+    model = mv.models.FashionCNN(widths=(4, 8), hidden=16).double()
+    model.load_state_dict(fashion[0].state_dict())
+    replay = ForwardReplay(model.train())
+    with replay.record():
+        model(mv.tensor(x))
+    assert replay.calls == []  # train mode: dropout draws, batch statistics move; nothing recorded
+    model.eval()
+    replay = ForwardReplay(model)
+
+    def weight_grads():
+        model.zero_grad()
+        out = model(mv.tensor(x, requires_grad=True))
+        out[np.arange(3), y].sum().backward()
+        return [p.grad.copy() for p in model.parameters()]
+
+    with replay.record():
+        want = weight_grads()
+    with replay.replay([model.classifier[3]]):
+        got = weight_grads()
+    assert replay.replayed == 14
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_bad_input(fashion):
+    with pytest.raises(TypeError, match="ForwardReplay: model must be a minivis Module, got dict"):
+        ForwardReplay({})
+    model, x, y = fashion
+    with pytest.raises(TypeError, match="model_randomisation: reuse_forward must be True or False, got 'yes'"):
+        sanity.model_randomisation(model, x, y, "saliency", reuse_forward="yes")
+    replay = ForwardReplay(model)
+    with pytest.raises(RuntimeError, match="boom"), replay.record():
+        raise RuntimeError("boom")
+    assert all("forward" not in m.__dict__ for m in model.modules())  # the modules are restored
