@@ -52,5 +52,6 @@ from minivis.functional.pool import (
     global_avg_pool2d,
     max_pool2d,
     max_unpool2d,
+    relu_max_pool2d,
 )
 from minivis.functional.resize import interpolate, pad

@@ -24,7 +24,7 @@ from minivis import backend
 from minivis.autograd import Tensor, is_lean, lean_error
 from minivis.functional import lrp
 from minivis.kernels import cpu_pool
-from minivis.rules import current_lrp
+from minivis.rules import RULE_CODES, current_lrp, current_rule
 from minivis.validate import check_bool, check_tensor, int_pair
 
 Pair = int | tuple[int, int]
@@ -115,6 +115,63 @@ def max_pool2d(x: Tensor, kernel_size: Pair, stride: Pair | None = None, padding
         return y
     if kernels is cpu_pool:  # (the GPU kernels get a copy: CuPy arrays have no read-only flag)
         switches.flags.writeable = False  # the graph's own array; the caller gets a read-only view of it
+        return y, switches.view()
+    return y, switches.copy()
+
+
+def relu_max_pool2d(x: Tensor, return_switches: bool = False) -> Tensor | tuple[Tensor, Any]:
+    """``max_pool2d(relu(x), 2)``, a rectifier and the 2x2 max-pool after it as one op.
+
+    The same values, switches and gradients as the two ops, bit for bit, under the three ReLU rules:
+    each window's taps are rectified as they are read (``cpu_pool.relu_max_pool2x2``), so the
+    rectified map is never stored, and the backward applies the rule at the switches only, while
+    unpooling (``cpu_pool.relu_unpool``). That is exact because the windows do not overlap: each
+    input pixel receives at most one gradient value, and the rule at a switch reads the rectified
+    value there, which is the pooled output. (On the GPU the two ops' kernels run.) ``mv.nn`` runs it
+    for a ``ReLU`` followed by a ``MaxPool2d(2)`` in a ``Sequential`` where only those rules can
+    follow (``nn.relu_max_pool``).
+
+    Saved: the switches and the pooled output (a quarter of the map). What it does not keep, the
+    rectifier's input and output, DeepLIFT's rescale rule and the LRP norm rule for max-pool need.
+    """
+    op = "relu_max_pool2d"
+    x = check_tensor(x, op, ndim=4)
+    return_switches = check_bool(return_switches, op, "return_switches")
+    n, c, h, w = x.shape
+    if h < 2 or w < 2:
+        raise ValueError(f"{op}: the input must be at least 2x2 for a 2x2 pool, got {h}x{w}")
+    pool = backend.kernels("pool", x.data, op)
+    out_hw = (h // 2, w // 2)
+    rectified = None
+    if pool is cpu_pool:
+        out, switches = cpu_pool.relu_max_pool2x2(_planes(x.data))
+    else:  # the GPU: the two ops' kernels, the rectified map kept between them
+        rectified = backend.xp(x.data).clip(x.data, 0, np.inf)
+        out, switches = pool.max_pool2d(_planes(rectified), (2, 2), (2, 2), (0, 0), (1, 1), out_hw)
+    out, switches = out.reshape(n, c, *out_hw), switches.reshape(n, c, *out_hw)
+    x_shape = x.shape
+
+    def backward(g):
+        rules = current_lrp()
+        if current_rule() == "rescale":
+            raise RuntimeError(f"{op}: the rescale rule needs the rectifier's input, which the fused op does not "
+                               f"keep; run ReLU and MaxPool2d apart (mv.nn.fusion(False))")
+        if rules is not None and rules.rule_for("max_pool2d").name == "norm":
+            raise RuntimeError(f"{op}: the LRP norm rule needs the pool's input, which the fused op does not keep; "
+                               f"run ReLU and MaxPool2d apart (mv.nn.fusion(False))")
+        if rules is not None and rules.rule_for("relu").name == "pass":  # LRP: relevance passes the rectifier
+            return (pool.unpool(_planes(g), _planes(switches), (h, w)).reshape(x_shape),)
+        code = RULE_CODES[current_rule() if rules is None else "gradient"]
+        if rectified is None:  # the rule at each switch reads the rectified value there: the pooled output
+            return (cpu_pool.relu_unpool(_planes(g), _planes(out), _planes(switches), (h, w), code).reshape(x_shape),)
+        unpooled = pool.unpool(_planes(g), _planes(switches), (h, w)).reshape(x_shape)
+        return (backend.kernels("activation", g, op).relu_rule_backward(unpooled, rectified, 0.0, np.inf, 0.0, code),)
+
+    y = Tensor.from_op(out, (x,), backward, op)
+    if not return_switches:
+        return y
+    if pool is cpu_pool:  # as max_pool2d: a read-only view of the graph's own switches
+        switches.flags.writeable = False
         return y, switches.view()
     return y, switches.copy()
 

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from minivis.kernels import cpu_threads
+from minivis.kernels.cpu_activation import _rule_one
 
 
 # ----------------------------------------------------------------------------- max-pool
@@ -74,6 +75,59 @@ def _max_pool2x2(x, out, switches):
                 best, index = (v, top * width + width + right) if take else (best, index)
                 out[p, i, j] = best
                 switches[p, i, j] = index
+
+
+@numba.njit(inline="always")
+def _relu(v, zero):
+    return zero if v < zero else v  # cpu_activation's clip to [0, inf]: -0.0 and NaN pass as they are
+
+
+@numba.njit(parallel=True, cache=True)
+def _relu_max_pool2x2(x, out, switches):
+    """``_max_pool2x2`` of ``relu(x)``, with ReLU applied to each tap as it is read: the same values
+    and switches as the two ops, without the rectified map in memory (``relu_max_pool2x2``)."""
+    u = np.uint64
+    zero = x.dtype.type(0)
+    n_planes, width = x.shape[0], u(x.shape[2])
+    out_h, out_w = u(out.shape[1]), u(out.shape[2])
+    for p in numba.prange(n_planes):
+        for i in range(out_h):
+            top, bottom = u(2) * i, u(2) * i + u(1)
+            for j in range(out_w):
+                left, right = u(2) * j, u(2) * j + u(1)
+                index = top * width + left
+                best = _relu(x[p, top, left], zero)
+                v = _relu(x[p, top, right], zero)
+                take = _first_wins(v, best)
+                best, index = (v, index + u(1)) if take else (best, index)
+                v = _relu(x[p, bottom, left], zero)
+                take = _first_wins(v, best)
+                best, index = (v, top * width + width + left) if take else (best, index)
+                v = _relu(x[p, bottom, right], zero)
+                take = _first_wins(v, best)
+                best, index = (v, top * width + width + right) if take else (best, index)
+                out[p, i, j] = best
+                switches[p, i, j] = index
+
+
+def relu_max_pool2x2(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``max_pool2d(relu(x))`` for kernel 2, stride 2, no padding: x (P, H, W) -> out, switches (P, H//2, W//2).
+
+    Max commutes with the rectifier, but the switches do not (a window of negatives has its first
+    pixel as the rectified map's maximum): so each tap is rectified before it is compared.
+    """
+    x = np.ascontiguousarray(x)
+    out_hw = (x.shape[1] // 2, x.shape[2] // 2)
+    out = np.empty((x.shape[0], *out_hw), dtype=x.dtype)
+    switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
+    _relu_max_pool2x2(x, out, switches)
+    return out, switches
+
+
+def naive_relu_max_pool2x2(x):
+    """Plain-NumPy twin of ``relu_max_pool2x2``: ``np.clip`` then ``naive_max_pool2d``."""
+    out_hw = (x.shape[1] // 2, x.shape[2] // 2)
+    return naive_max_pool2d(np.clip(x, 0, np.inf).astype(x.dtype), (2, 2), (2, 2), (0, 0), (1, 1), out_hw)
 
 
 # Windows larger than their stride overlap (3x3 stride 2: AlexNet, ResNet stems), and the generic loop
@@ -323,6 +377,35 @@ def unpool(values: np.ndarray, switches: np.ndarray, out_hw: tuple[int, int]) ->
     out = np.empty((n_planes, out_hw[0] * out_hw[1]), dtype=values.dtype)
     _unpool(np.ascontiguousarray(values).reshape(n_planes, -1),
             np.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), out)
+    return out.reshape(n_planes, *out_hw)
+
+
+@numba.njit(parallel=True, cache=True)
+def _relu_unpool(g, pooled, switches, rule_code, out):
+    n_planes, n_values = g.shape
+    inf = np.inf
+    for p in numba.prange(n_planes):
+        for t in range(out.shape[1]):
+            out[p, t] = 0
+        for k in range(n_values):
+            s = switches[p, k]
+            if 0 <= s < out.shape[1]:  # as _unpool: no switches array can make it write outside the plane
+                out[p, s] = _rule_one(out[p, s] + g[p, k], pooled[p, k], 0.0, inf, out.dtype.type(0), rule_code)
+
+
+def relu_unpool(g: np.ndarray, pooled: np.ndarray, switches: np.ndarray, out_hw: tuple[int, int],
+                rule_code: int) -> np.ndarray:
+    """The backward of ``relu_max_pool2x2``: ``relu_rule_backward(unpool(g), relu(x))`` in one pass.
+
+    g, pooled, switches: (P, Ho, Wo) -> (P, H, W). Windows that do not overlap send each pixel at most
+    one value, so the rule at a switch reads the rectified value there, the pooled output, and every
+    other pixel gets ``rule(0) = 0``. The sum ``0 + g`` before the rule is unpool's own (it turns a
+    gradient of -0.0 into +0.0), so the result is the two ops' bit for bit.
+    """
+    n_planes = g.shape[0]
+    out = np.empty((n_planes, out_hw[0] * out_hw[1]), dtype=g.dtype)
+    _relu_unpool(np.ascontiguousarray(g).reshape(n_planes, -1), np.ascontiguousarray(pooled).reshape(n_planes, -1),
+                 np.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), rule_code, out)
     return out.reshape(n_planes, *out_hw)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from minivis.nn.module import Module
+from minivis.nn.pool import relu_max_pool
 
 
 class Sequential(Module):
@@ -20,8 +21,15 @@ class Sequential(Module):
             setattr(self, name, layer)
 
     def forward(self, x: Any) -> Any:
-        for layer in self._modules.values():
-            x = layer(x)
+        layers = list(self._modules.values())
+        i = 0
+        while i < len(layers):
+            # a ReLU and a 2x2 max-pool run as one op where nothing can tell (nn/pool.py, relu_max_pool)
+            fused = relu_max_pool(layers[i], layers[i + 1], x) if i + 1 < len(layers) else None
+            if fused is None:
+                x, i = layers[i](x), i + 1
+            else:
+                x, i = fused, i + 2
         return x
 
     def __getitem__(self, index: int | slice) -> Module:

@@ -11,12 +11,40 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
+
+Observer = Callable[[Any, Callable[..., Any], tuple, dict], Any]
+_OBSERVER: ContextVar[Observer | None] = ContextVar("minivis_forward_observer", default=None)
+
+
+@contextmanager
+def observe_forward(observer: Observer) -> Iterator[None]:
+    """Within the block, every module's forward runs as ``observer(key, forward, args, kwargs)``.
+
+    ``key`` is the module, or ``(act, pool)`` for a rectifier and max-pool that run fused; the
+    observer must return what ``forward(*args, **kwargs)`` would. ``ForwardReplay`` uses this seam
+    to record a pass and hand back unchanged calls; forward hooks still run after it.
+    """
+    if not callable(observer):
+        raise TypeError(f"observe_forward: observer must be callable, got {type(observer).__name__}")
+    token = _OBSERVER.set(observer)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
+
+
+def call_forward(key: Any, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """``forward(*args, **kwargs)``, through the observer of ``observe_forward`` when there is one."""
+    observer = _OBSERVER.get()
+    return forward(*args, **kwargs) if observer is None else observer(key, forward, args, kwargs)
 
 
 class Parameter(Tensor):
@@ -258,7 +286,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        out = self.forward(*args, **kwargs)
+        out = call_forward(self, self.forward, args, kwargs)
         for hook in list(self._forward_hooks.values()):
             replaced = hook(self, args, out)
             if replaced is not None:

@@ -56,7 +56,8 @@ _FUSION = ContextVar("minivis_fusion", default=True)
 
 @contextlib.contextmanager
 def fusion(enabled: bool) -> Iterator[None]:
-    """Within the block, ``batch_norm_act`` fuses (True, the default) or always runs the two modules.
+    """Within the block, ``batch_norm_act`` and ``Sequential``'s ReLU + 2x2 max-pool pairs
+    (``nn.pool.relu_max_pool``) fuse (True, the default) or always run the two modules.
 
     The results are the same bit for bit; turning fusion off shows each module's own op in the
     graph (and costs two passes over memory each way instead of one)."""
@@ -69,6 +70,11 @@ def fusion(enabled: bool) -> Iterator[None]:
         _FUSION.reset(token)
 
 
+def fusion_enabled() -> bool:
+    """Whether ``fusion`` is on here."""
+    return _FUSION.get()
+
+
 def batch_norm_act(bn: Module, act: Module, x: Tensor) -> Tensor:
     """``act(bn(x))``: a model's batch norm and the rectifier after it.
 
@@ -77,7 +83,7 @@ def batch_norm_act(bn: Module, act: Module, x: Tensor) -> Tensor:
     forward hook (a hook must see its module's own output), and ``fusion`` not turned off.
     Otherwise, and always in training mode, the two modules run as written.
     """
-    if (_FUSION.get() and type(bn) in (BatchNorm1d, BatchNorm2d) and not bn.training
+    if (fusion_enabled() and type(bn) in (BatchNorm1d, BatchNorm2d) and not bn.training
             and type(act) in (ReLU, ReLU6) and not bn._forward_hooks and not act._forward_hooks
             and isinstance(x, Tensor) and x.ndim in bn.expected_ndim):
         return F.batch_norm_relu(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps,

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from minivis import functional as F
-from minivis.autograd import Tensor
-from minivis.nn.module import Module
+from minivis.autograd import Tensor, is_grad_enabled, is_lean
+from minivis.nn.activation import ReLU
+from minivis.nn.module import Module, call_forward
+from minivis.nn.norm import fusion_enabled
 
 
 class MaxPool2d(Module):
@@ -25,6 +27,33 @@ class MaxPool2d(Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+def relu_max_pool(act: Module, pool: Module, x: Any) -> Tensor | None:
+    """``pool(act(x))`` as one op, ``F.relu_max_pool2d``, where nothing could tell; else None.
+
+    Sequential calls this for each pair of neighbours. It fuses a plain ``ReLU`` and a 2x2, stride-2
+    ``MaxPool2d`` without padding, dilation or ceil mode, neither with a forward hook, on a CPU
+    tensor, with ``fusion`` on, and only where the backward pass can be just the gradient or the
+    ReLU rules: in a lean graph (``mv.lean_graph()``) or where no graph is recorded. (A full graph
+    keeps what LRP and DeepLIFT need, which the fused op does not.) The pool's ``switches`` are set
+    as its own forward would set them.
+    """
+    if not (fusion_enabled() and type(act) is ReLU and type(pool) is MaxPool2d and not act._forward_hooks
+            and not pool._forward_hooks and isinstance(x, Tensor) and x.ndim == 4 and x.device == "cpu"
+            and min(x.shape[2:]) >= 2):
+        return None
+    if pool.kernel_size not in (2, (2, 2)) or pool.stride not in (None, 2, (2, 2)) or pool.padding not in (0, (0, 0)) \
+            or pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
+        return None
+    if is_grad_enabled() and x.requires_grad and not is_lean():
+        return None
+
+    def fused(x: Tensor) -> Tensor:
+        out, pool.switches = F.relu_max_pool2d(x, return_switches=True)
+        return out
+
+    return call_forward((act, pool), fused, (x,), {})
 
 
 class MaxUnpool2d(Module):

@@ -6,13 +6,15 @@ computed the first time: same input, same weights. ``ForwardReplay`` records a m
 forward pass, op by op at its leaf modules, and in later passes hands back each recorded output,
 with a new graph node around the recorded backward closure, for as long as nothing has changed:
 
-* the same leaf module is called, in the same order, with the same parameter and buffer objects,
-  in eval mode, and it is not one of the modules the caller says it changed;
+* the same leaf module (or fused pair, such as a ReLU and its max-pool) is called, in the same
+  order, with the same parameter and buffer objects, in eval mode, and it is not one of the
+  modules the caller says it changed;
 * its input holds the same values (the very array the recorded pass gave it, or equal values);
 * the recorded call was one op applied to the module's input (conv, linear, ReLU, pooling, ...),
   or the identity (eval dropout), so its backward closure can take the new input as its parent.
 
-The first call that fails a condition, and every call after it in that pass, runs as usual. The
+The first call that fails a condition, and every call after it in that pass, runs as usual.
+Attributes a forward sets on its module (a max-pool's ``switches``) are set again on replay. The
 results are the same bit for bit as without replay, under every backward rule: the closures are
 the recorded op's own, and read the rule when ``backward()`` runs. The assumption is the usual
 module contract: a leaf module's output depends only on its input, its parameters and buffers.
@@ -32,17 +34,19 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Node, Tensor
-from minivis.nn.module import Module
+from minivis.nn.module import Module, observe_forward
 
 _NO_GRAD = Tensor(np.zeros(0))  # stands in for an op input that needs no gradient
+_MISSING = object()
 
 
 @dataclass
 class _Call:
     """One recorded leaf-module call that can be replayed."""
 
-    module: Module
-    state: tuple[Any, ...]  # the module's parameter and buffer objects, and their arrays
+    modules: tuple[Module, ...]  # the module, or the fused pair
+    state: tuple[Any, ...]  # their parameter and buffer objects, and the parameters' arrays
+    effects: tuple[dict[str, Any], ...]  # per module, the attributes its forward set
     input: Any  # the input array
     needs_grad: bool  # whether the input required gradients
     output: Any  # the recorded output array (None where the module returned its input)
@@ -51,12 +55,16 @@ class _Call:
     others: tuple[Any, ...]  # the op's other inputs, as its node held them (leaf tensors or None)
 
 
-def _state(module: Module) -> tuple[Any, ...]:
-    params = tuple(module._parameters.values())
-    return params + tuple(p.data for p in params if p is not None) + tuple(module._buffers.values())
+def _modules(key: Any) -> tuple[Module, ...]:
+    return key if isinstance(key, tuple) else (key,)
 
 
-def _same_state(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+def _state(modules: tuple[Module, ...]) -> tuple[Any, ...]:
+    params = tuple(p for m in modules for p in m._parameters.values())
+    return params + tuple(p.data for p in params) + tuple(b for m in modules for b in m._buffers.values())
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(u is v for u, v in zip(a, b, strict=True))
 
 
@@ -79,44 +87,28 @@ class ForwardReplay:
         self.calls: list[_Call] = []
         self.replayed = 0
 
-    def _leaves(self) -> list[Module]:
-        return [m for m in self.model.modules() if not m._modules]
-
-    @contextmanager
-    def _patched(self, make: Any) -> Iterator[None]:
-        """Each leaf module's ``forward`` replaced by ``make(module, forward)`` within the block."""
-        leaves = self._leaves()
-        try:
-            for m in leaves:
-                object.__setattr__(m, "forward", make(m, m.forward))
-            yield
-        finally:
-            for m in leaves:
-                m.__dict__.pop("forward", None)
-
     @contextmanager
     def record(self) -> Iterator[None]:
         """Record the replayable calls of the first pass run within the block (replacing any record)."""
-        self.calls, seen, open_ = [], set(), [True]
+        self.calls, seen, recording = [], set(), [True]
 
-        def make(module, forward):
-            def recording(*args, **kwargs):
-                out = forward(*args, **kwargs)
-                if not open_[0]:
-                    return out
-                if id(module) in seen:  # the method's next pass: one pass is recorded
-                    open_[0] = False
-                    return out
-                seen.add(id(module))
-                call = _replayable(module, args, kwargs, out)
-                if call is None:  # the replayable beginning ends here
-                    open_[0] = False
+        def observer(key, forward, args, kwargs):
+            modules = _modules(key)
+            if any(m._modules for m in modules):  # containers: their leaves are recorded
+                return forward(*args, **kwargs)
+            before = [dict(m.__dict__) for m in modules]
+            out = forward(*args, **kwargs)
+            if recording[0]:
+                ident = tuple(id(m) for m in modules)
+                call = None if ident in seen else _replayable(modules, before, args, kwargs, out)
+                seen.add(ident)
+                if call is None:  # the method's next pass, or a call that cannot be replayed: the record ends
+                    recording[0] = False
                 else:
                     self.calls.append(call)
-                return out
-            return recording
+            return out
 
-        with self._patched(make):
+        with observe_forward(observer):
             yield
 
     @contextmanager
@@ -129,41 +121,48 @@ class ForwardReplay:
         changed_ids = {id(m) for m in changed}
         pass_ = {"next": 0, "live": True, "seen": set()}
 
-        def make(module, forward):
-            def replaying(*args, **kwargs):
-                if id(module) in pass_["seen"]:  # a new pass begins
-                    pass_.update(next=0, live=True, seen=set())
-                pass_["seen"].add(id(module))
-                i = pass_["next"]
-                pass_["next"] += 1
-                if pass_["live"] and i < len(self.calls) and id(module) not in changed_ids:
-                    out = _replay(self.calls[i], module, args, kwargs)
-                    if out is not None:
-                        self.replayed += 1
-                        return out
-                pass_["live"] = False
+        def observer(key, forward, args, kwargs):
+            modules = _modules(key)
+            if any(m._modules for m in modules):
                 return forward(*args, **kwargs)
-            return replaying
+            ident = tuple(id(m) for m in modules)
+            if ident in pass_["seen"]:  # a new pass begins
+                pass_.update(next=0, live=True, seen=set())
+            pass_["seen"].add(ident)
+            i = pass_["next"]
+            pass_["next"] += 1
+            if pass_["live"] and i < len(self.calls) and not changed_ids.intersection(ident):
+                out = _replay(self.calls[i], modules, args, kwargs)
+                if out is not None:
+                    self.replayed += 1
+                    return out
+            pass_["live"] = False
+            return forward(*args, **kwargs)
 
-        with self._patched(make):
+        with observe_forward(observer):
             yield
 
 
-def _replayable(module: Module, args: tuple, kwargs: dict, out: Any) -> _Call | None:
+def _replayable(modules: tuple[Module, ...], before: list[dict], args: tuple, kwargs: dict, out: Any) -> _Call | None:
     """The record of a call, or None where replaying it could differ from running it."""
-    if module.training or kwargs or len(args) != 1 or not isinstance(args[0], Tensor) or not isinstance(out, Tensor):
+    if (any(m.training for m in modules) or kwargs or len(args) != 1 or not isinstance(args[0], Tensor)
+            or not isinstance(out, Tensor)):
         return None
     x = args[0]
-    if out is x:
-        return _Call(module, _state(module), x.data, x.requires_grad, None, "", None, ())
-    node = out._node
+    effects = tuple({k: v for k, v in m.__dict__.items() if b.get(k, _MISSING) is not v}
+                    for m, b in zip(modules, before, strict=True))
+    call = _Call(modules, _state(modules), effects, x.data, x.requires_grad, None, "", None, ())
+    if out is x:  # the identity (eval dropout)
+        return call
+    call.output, call.op, node = out.data, out._op, out._node
     if node is None:
-        return None if x.requires_grad else _Call(module, _state(module), x.data, False, out.data, out._op, None, ())
+        return None if x.requires_grad else call
     if not node.inputs or node.inputs[0] is not _graph_input(x) or any(isinstance(i, Node) for i in node.inputs[1:]):
         return None  # several ops, or an op that also reads another computed tensor
     # The node's own closure, kept here: the graph frees it after its backward pass. It reads only
     # the gradient and the arrays it saved, so it serves every replayed pass.
-    return _Call(module, _state(module), x.data, x.requires_grad, out.data, out._op, node.backward, node.inputs[1:])
+    call.backward, call.others = node.backward, node.inputs[1:]
+    return call
 
 
 def _same_values(a: Any, b: Any) -> bool:
@@ -174,14 +173,17 @@ def _same_values(a: Any, b: Any) -> bool:
     return bool(backend.xp(a).array_equal(a, b))
 
 
-def _replay(call: _Call, module: Module, args: tuple, kwargs: dict) -> Tensor | None:
+def _replay(call: _Call, modules: tuple[Module, ...], args: tuple, kwargs: dict) -> Tensor | None:
     """The recorded output for this call, in the new graph; None where the call is not the recorded one."""
-    if (call.module is not module or module.training or kwargs or len(args) != 1 or not isinstance(args[0], Tensor)
-            or not _same_state(_state(module), call.state)):
+    if (not _same(call.modules, modules) or any(m.training for m in modules) or kwargs or len(args) != 1
+            or not isinstance(args[0], Tensor) or not _same(_state(modules), call.state)):
         return None
     x = args[0]
     if x.requires_grad != call.needs_grad or not _same_values(x.data, call.input):
         return None
+    for module, effects in zip(modules, call.effects, strict=True):
+        for name, value in effects.items():
+            object.__setattr__(module, name, value)
     if call.output is None:
         return x
     if call.backward is None:

@@ -1,5 +1,7 @@
 """Pooling ops: finite differences, PyTorch parity (outputs, switches, gradients) and bad input."""
 
+from contextlib import nullcontext
+
 import numba
 import numpy as np
 import pytest
@@ -385,3 +387,70 @@ def test_edited_switches_cannot_reach_outside_the_buffers(attack, value):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "survived" in result.stdout
+
+
+# ----------------------------------------------------------------------------- the fused rectifier + 2x2 max-pool
+def _two_ops(x):
+    return mv.F.max_pool2d(mv.F.relu(x), 2, return_switches=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rule", ["gradient", "guided", "deconvnet"])
+@pytest.mark.parametrize("lean", [False, True])
+def test_relu_max_pool2d_is_the_two_ops_bit_for_bit(rng, dtype, rule, lean):
+    """Values, switches and the input gradient under each ReLU rule, with ties, zeros, windows of
+    negatives and an odd size (the last row and column are dropped, as by the pool)."""
+    x = rng.integers(-2, 3, (2, 3, 7, 6)).astype(dtype)
+    x[0, 0] = rng.standard_normal((7, 6))
+    x[1, 1].flat[::4] = -0.0
+    g = rng.standard_normal((2, 3, 3, 3)).astype(dtype)
+    g[0, 0, 0] = [0.0, -0.0, np.inf]  # an infinite gradient times a zero slope: NaN, in both
+    results = []
+    for op in (lambda t: mv.F.relu_max_pool2d(t, return_switches=True), _two_ops):
+        t = mv.tensor(x, requires_grad=True)
+        with mv.lean_graph() if lean else nullcontext():
+            out, switches = op(t)
+        with mv.backward_rule(rule), np.errstate(invalid="ignore"):
+            out.backward(g)
+        results.append((out.numpy(), switches, t.grad))
+    (out, switches, grad), (want_out, want_switches, want_grad) = results
+    np.testing.assert_array_equal(out.view(np.uint8), want_out.view(np.uint8))
+    np.testing.assert_array_equal(switches, want_switches)
+    np.testing.assert_array_equal(grad.view(np.uint8), want_grad.view(np.uint8))
+    assert not switches.flags.writeable  # as max_pool2d: a read-only view of the graph's own switches
+
+
+def test_relu_max_pool2d_finite_differences(one_numba_thread, rng):
+    x = _distinct((1, 2, 6, 8), rng)
+    check_gradients(mv.F.relu_max_pool2d, [x], rng)
+
+
+def test_relu_max_pool2d_under_lrp_and_rescale_rules():
+    x = mv.tensor(np.arange(-8.0, 8.0).reshape(1, 1, 4, 4), requires_grad=True)
+    out = mv.F.relu_max_pool2d(x)
+    with mv.backward_rule("rescale"), pytest.raises(RuntimeError, match="relu_max_pool2d: the rescale rule needs "
+                                                                        r"the rectifier's input.*fusion\(False\)"):
+        out.backward(np.ones((1, 1, 2, 2)))
+    out = mv.F.relu_max_pool2d(x)
+    with mv.backward_rule(mv.LRPRules(by_kind={"max_pool2d": "norm"})), \
+            pytest.raises(RuntimeError, match="relu_max_pool2d: the LRP norm rule needs the pool's input"):
+        out.backward(np.ones((1, 1, 2, 2)))
+    # LRP's default: relevance passes the rectifier and goes to the window's winner, as through the two ops
+    grads = []
+    for op in (mv.F.relu_max_pool2d, lambda t: mv.F.max_pool2d(mv.F.relu(t), 2)):
+        t = mv.tensor(x.data, requires_grad=True)
+        with mv.backward_rule(mv.LRPRules()):
+            op(t).backward(np.array([[[[1.0, -2.0], [3.0, 4.0]]]]))
+        grads.append(t.grad)
+    np.testing.assert_array_equal(grads[0], grads[1])
+    np.testing.assert_array_equal(grads[0].ravel()[[0, 2, 13, 15]], [1.0, -2.0, 3.0, 4.0])  # all-negative
+    # windows (the top two) send it to their first pixel, where the rectified map has its first maximum
+
+
+def test_relu_max_pool2d_bad_input():
+    with pytest.raises(ValueError, match="relu_max_pool2d: the input must be at least 2x2 for a 2x2 pool, got 1x4"):
+        mv.F.relu_max_pool2d(mv.tensor(np.zeros((1, 1, 1, 4))))
+    with pytest.raises(ValueError, match="relu_max_pool2d"):
+        mv.F.relu_max_pool2d(mv.tensor(np.zeros((4, 4))))
+    with pytest.raises(TypeError, match="relu_max_pool2d: return_switches must be True or False"):
+        mv.F.relu_max_pool2d(mv.tensor(np.zeros((1, 1, 4, 4))), return_switches=1)

@@ -341,6 +341,15 @@ def test_relu_rules_through_gpu_kernels(rng, dtype, rule, op, launches):
     assert launches["n"] == 1
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rule", RULES)
+def test_fused_relu_max_pool_through_gpu_kernels(rng, dtype, rule, launches):
+    """On the GPU the fused op runs the two ops' kernels; on the CPU its own: the same bits."""
+    x = rng.integers(-2, 3, (2, 2, 5, 4)).astype(dtype)
+    _compare_ops(F.relu_max_pool2d, [x], dtype, rule=rule, exact=True)
+    assert launches["n"] >= 2
+
+
 def test_a_small_network_forward_and_backward_through_gpu_kernels(rng):
     """conv -> relu -> max-pool -> depthwise conv -> relu6 -> global average -> linear, end to end."""
     net = mv.nn.Sequential(mv.nn.Conv2d(2, 4, 3, padding=1), mv.nn.ReLU(), mv.nn.MaxPool2d(2),

@@ -162,3 +162,50 @@ def test_unpool_overwrites_whatever_its_buffer_held(rng):
         out = cpu_pool.unpool(values, switches, (9, 9))
         np.testing.assert_array_equal(out.reshape(64, -1)[:, 1:], 0)
         np.testing.assert_allclose(out.reshape(64, -1)[:, 0], values.reshape(64, -1).sum(axis=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hw", [(6, 8), (7, 5), (2, 2)])
+def test_relu_max_pool2x2_is_the_two_kernels_bit_for_bit(rng, dtype, hw):
+    """The fused kernel rectifies each tap as it reads it: values (signed zeros, NaN) and switches
+    (windows of negatives and of zeros, ties) as the clip kernel followed by the 2x2 max-pool."""
+    from minivis.kernels import cpu_activation
+
+    x = rng.integers(-2, 3, (6, *hw)).astype(dtype)  # many ties, windows of negatives and of zeros
+    x[0] = rng.standard_normal(hw)
+    x[1].flat[::3] = -0.0
+    x[2].flat[::5] = np.nan
+    x[3].flat[1::4] = -np.inf
+    out, switches = cpu_pool.relu_max_pool2x2(x)
+    rectified = cpu_activation.clip(x, 0.0, np.inf)
+    want_out, want_switches = cpu_pool.max_pool2d(rectified, (2, 2), (2, 2), (0, 0), (1, 1), (hw[0] // 2, hw[1] // 2))
+    np.testing.assert_array_equal(out.view(np.uint8), want_out.view(np.uint8))  # the bits, signed zeros too
+    np.testing.assert_array_equal(switches, want_switches)
+    naive_out, naive_switches = cpu_pool.naive_relu_max_pool2x2(x)
+    np.testing.assert_array_equal(out, naive_out)
+    np.testing.assert_array_equal(switches, naive_switches)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rule", ["gradient", "guided", "deconvnet"])
+def test_relu_unpool_is_unpool_then_the_rule_bit_for_bit(rng, dtype, rule):
+    """The fused backward against its two kernels, with gradients of -0.0, 0.0 and inf at switches
+    whose windows were all negative (slope 0: -0.0 and NaN come out as from the two kernels)."""
+    from minivis.kernels import cpu_activation
+    from minivis.rules import RULE_CODES
+
+    x = rng.integers(-2, 3, (4, 6, 7)).astype(dtype)
+    x[0, :2, :2] = -1.0
+    pooled, switches = cpu_pool.relu_max_pool2x2(x)
+    g = rng.standard_normal(pooled.shape).astype(dtype)
+    g[0, 0, :3] = [-0.0, np.inf, -1.5]
+    g[1, 0, :2] = [0.0, -np.inf]
+    with np.errstate(invalid="ignore"):
+        got = cpu_pool.relu_unpool(g, pooled, switches, (6, 7), RULE_CODES[rule])
+        want = cpu_activation.relu_rule_backward(cpu_pool.unpool(g, switches, (6, 7)),
+                                                 cpu_activation.clip(x, 0.0, np.inf), 0.0, np.inf, 0.0,
+                                                 RULE_CODES[rule])
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    bad = switches.copy()
+    bad[0, 0, 0] = 10**6  # a tampered switch is skipped, as by unpool
+    assert cpu_pool.relu_unpool(g, pooled, bad, (6, 7), RULE_CODES[rule]).shape == (4, 6, 7)

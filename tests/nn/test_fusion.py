@@ -86,3 +86,52 @@ def test_a_fused_forward_outside_the_rescale_rule_says_why_its_backward_cannot_r
     y = lite0(mv.tensor(rng.standard_normal((1, 3, 32, 32)), requires_grad=True))
     with mv.backward_rule("rescale"), pytest.raises(RuntimeError, match="rescale rule needs"):
         y[:, 0].sum().backward()
+
+
+# ----------------------------------------------------------------------------- ReLU + 2x2 max-pool in a Sequential
+def _ops(model, x, requires_grad=True, lean=True):
+    """The op names of a forward pass's graph, from the output down."""
+    with mv.lean_graph() if lean else nullcontext():
+        node = model(mv.tensor(x, requires_grad=requires_grad)).grad_fn
+    ops = []
+    while node is not None:
+        ops.append(node.op)
+        node = next((i for i in node.inputs if isinstance(i, mv.autograd.Node)), None)
+    return ops
+
+
+def test_relu_and_max_pool_fuse_only_where_nothing_can_tell(rng):
+    x = rng.standard_normal((2, 3, 6, 6))
+    relu, pool = ReLU(), mv.nn.MaxPool2d(2)
+    net = mv.nn.Sequential(mv.nn.Conv2d(3, 4, 3, padding=1), relu, pool).double()
+    assert _ops(net, x) == ["relu_max_pool2d", "conv2d"]  # in a lean graph
+    assert _ops(net, x, lean=False) == ["max_pool2d", "relu", "conv2d"]  # a full graph keeps what LRP needs
+    with mv.no_grad():  # no graph at all: fused
+        want = net(mv.tensor(x)).numpy()
+        switches = pool.switches.copy()
+        with mv.nn.fusion(False):
+            np.testing.assert_array_equal(net(mv.tensor(x)).numpy(), want)
+            np.testing.assert_array_equal(pool.switches, switches)  # the pool's switches as its own forward sets
+    with mv.nn.fusion(False):
+        assert _ops(net, x) == ["max_pool2d", "relu", "conv2d"]
+    for module in (relu, pool):
+        with module.register_forward_hook(lambda m, i, o: None):  # a hook must see its module's own output
+            assert _ops(net, x) == ["max_pool2d", "relu", "conv2d"]
+    for other in (mv.nn.MaxPool2d(3, 2), mv.nn.MaxPool2d(2, ceil_mode=True), mv.nn.MaxPool2d(2, padding=1),
+                  mv.nn.MaxPool2d(2, 1), mv.nn.MaxPool2d(2, dilation=2)):
+        assert _ops(mv.nn.Sequential(mv.nn.Conv2d(3, 4, 3, padding=1), ReLU(), other).double(), x)[:2] == [
+            "max_pool2d", "relu"]
+    assert _ops(mv.nn.Sequential(mv.nn.Conv2d(3, 4, 3), mv.nn.MaxPool2d((2, 2), 2), ReLU()).double(), x) == [
+        "relu", "max_pool2d", "conv2d"]  # pool then ReLU: not this pattern
+
+
+@pytest.mark.parametrize("rule", ["gradient", "guided", "deconvnet"])
+def test_fashion_cnn_fused_equals_unfused_bit_for_bit(rng, rule):
+    mv.nn.init.seed(4)
+    model = mv.models.FashionCNN(widths=(4, 8), hidden=16).eval()
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    fused = _run(model, x, rule, lean=True)
+    with mv.nn.fusion(False):
+        unfused = _run(model, x, rule, lean=True)
+    np.testing.assert_array_equal(fused[0], unfused[0])
+    np.testing.assert_array_equal(fused[1].view(np.uint32), unfused[1].view(np.uint32))

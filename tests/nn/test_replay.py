@@ -49,10 +49,11 @@ def test_the_replayed_calls_stop_at_the_first_changed_layer(fashion):
     replay = ForwardReplay(model)
     with replay.record():
         want = mv.vis.saliency(model, x, y)
-    assert [type(c.module).__name__ for c in replay.calls] == [
-        "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d",
-        "Flatten", "Linear", "ReLU", "Dropout", "Linear"]
-    for changed, expect in ((model.classifier[3], 14), (model.features[5], 5), (model.features[0], 0)):
+    # saliency records a lean graph, where each ReLU and its 2x2 max-pool run as one op
+    assert [[type(m).__name__ for m in c.modules] for c in replay.calls] == [
+        ["Conv2d"], ["ReLU"], ["Conv2d"], ["ReLU", "MaxPool2d"], ["Conv2d"], ["ReLU"], ["Conv2d"],
+        ["ReLU", "MaxPool2d"], ["Flatten"], ["Linear"], ["ReLU"], ["Dropout"], ["Linear"]]
+    for changed, expect in ((model.classifier[3], 12), (model.features[5], 4), (model.features[0], 0)):
         before = replay.replayed
         with replay.replay([changed]):
             got = mv.vis.saliency(model, x, y)
@@ -62,7 +63,7 @@ def test_the_replayed_calls_stop_at_the_first_changed_layer(fashion):
     with replay.replay():
         mv.vis.saliency(model, x[::-1].copy(), y)  # another input: the first call already differs
         mv.vis.saliency(model, x, y)  # the recorded input again, in the same block: a new pass
-    assert replay.replayed - before == 15
+    assert replay.replayed - before == 13
 
 
 def test_replaced_or_edited_weights_are_never_replayed(fashion):
@@ -127,7 +128,7 @@ def test_unusual_models_give_the_same_maps():
     with replay.record():
         mv.vis.saliency(model, x, 0)
     # the second call of ``twice`` ends the recording (one pass per record)
-    assert [type(c.module).__name__ for c in replay.calls] == ["Conv2d", "ReLU", "Conv2d"]
+    assert [type(c.modules[0]).__name__ for c in replay.calls] == ["Conv2d", "ReLU", "Conv2d"]
 
 
 def test_training_mode_and_parameter_gradients(fashion):
@@ -151,7 +152,7 @@ def test_training_mode_and_parameter_gradients(fashion):
         want = weight_grads()
     with replay.replay([model.classifier[3]]):
         got = weight_grads()
-    assert replay.replayed == 14
+    assert replay.replayed == 14  # a full graph: the ReLUs and max-pools run apart
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
 
@@ -165,4 +166,27 @@ def test_bad_input(fashion):
     replay = ForwardReplay(model)
     with pytest.raises(RuntimeError, match="boom"), replay.record():
         raise RuntimeError("boom")
-    assert all("forward" not in m.__dict__ for m in model.modules())  # the modules are restored
+    with mv.nn.module.observe_forward(lambda key, forward, args, kwargs: forward(*args, **kwargs)):
+        pass
+    assert mv.nn.module._OBSERVER.get() is None  # the observer ends with its block, error or not
+    with pytest.raises(TypeError, match="observe_forward: observer must be callable, got int"):
+        with mv.nn.module.observe_forward(3):
+            pass
+
+
+def test_attributes_a_forward_sets_are_set_again_on_replay(fashion):
+    """A literal DeconvNet reads each max-pool's switches after the forward pass: a replayed call
+    must leave them as its own forward would, even after another input ran in between."""
+    model, x, y = fashion
+    pools = [model.features[4], model.features[9]]
+    replay = ForwardReplay(model)
+    with replay.record(), mv.no_grad():
+        model(mv.tensor(x))
+    want = [p.switches.copy() for p in pools]
+    with mv.no_grad():
+        model(mv.tensor(x[::-1].copy()))  # other switches now
+    with replay.replay(), mv.no_grad():
+        model(mv.tensor(x))
+    assert replay.replayed == 13
+    for p, w in zip(pools, want, strict=True):
+        np.testing.assert_array_equal(p.switches, w)
