@@ -45,47 +45,23 @@ def _max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches):
                 switches[p, i, j] = best_index
 
 
+@numba.njit(inline="always")
+def _tap(v, zero, rectify):
+    """A tap as read: with ``rectify``, cpu_activation's clip to [0, inf] (-0.0 and NaN pass as they are)."""
+    return zero if rectify and v < zero else v
+
+
 @numba.njit(parallel=True, cache=True)
-def _max_pool2x2(x, out, switches):
-    """``_max_pool2d`` for kernel 2, stride 2, no padding or dilation (every VGG-style pool).
+def _max_pool2x2(x, out, switches, rectify):
+    """``_max_pool2d`` for kernel 2, stride 2, no padding or dilation (every VGG-style pool); with
+    ``rectify``, of ``relu(x)``: each tap rectified as it is read, so the same values and switches
+    as the two ops without the rectified map in memory (``relu_max_pool2x2``).
 
     The generic loop's window bounds, padding skips and runtime steps cost more than the four
     comparisons; here each output pixel is four loads and three branch-free selects (measured:
     benchmarks/README.md, "Design measurements", cpu_pool). Indices are unsigned and no row is
     sliced, for the reasons given above ``_first_wins``: 1.6-2x faster on 14-32 px planes.
     """
-    u = np.uint64
-    n_planes, width = x.shape[0], u(x.shape[2])
-    out_h, out_w = u(out.shape[1]), u(out.shape[2])
-    for p in numba.prange(n_planes):
-        for i in range(out_h):
-            top, bottom = u(2) * i, u(2) * i + u(1)
-            for j in range(out_w):
-                left, right = u(2) * j, u(2) * j + u(1)
-                index = top * width + left
-                best = x[p, top, left]
-                v = x[p, top, right]
-                take = _first_wins(v, best)
-                best, index = (v, index + u(1)) if take else (best, index)
-                v = x[p, bottom, left]
-                take = _first_wins(v, best)
-                best, index = (v, top * width + width + left) if take else (best, index)
-                v = x[p, bottom, right]
-                take = _first_wins(v, best)
-                best, index = (v, top * width + width + right) if take else (best, index)
-                out[p, i, j] = best
-                switches[p, i, j] = index
-
-
-@numba.njit(inline="always")
-def _relu(v, zero):
-    return zero if v < zero else v  # cpu_activation's clip to [0, inf]: -0.0 and NaN pass as they are
-
-
-@numba.njit(parallel=True, cache=True)
-def _relu_max_pool2x2(x, out, switches):
-    """``_max_pool2x2`` of ``relu(x)``, with ReLU applied to each tap as it is read: the same values
-    and switches as the two ops, without the rectified map in memory (``relu_max_pool2x2``)."""
     u = np.uint64
     zero = x.dtype.type(0)
     n_planes, width = x.shape[0], u(x.shape[2])
@@ -96,14 +72,14 @@ def _relu_max_pool2x2(x, out, switches):
             for j in range(out_w):
                 left, right = u(2) * j, u(2) * j + u(1)
                 index = top * width + left
-                best = _relu(x[p, top, left], zero)
-                v = _relu(x[p, top, right], zero)
+                best = _tap(x[p, top, left], zero, rectify)
+                v = _tap(x[p, top, right], zero, rectify)
                 take = _first_wins(v, best)
                 best, index = (v, index + u(1)) if take else (best, index)
-                v = _relu(x[p, bottom, left], zero)
+                v = _tap(x[p, bottom, left], zero, rectify)
                 take = _first_wins(v, best)
                 best, index = (v, top * width + width + left) if take else (best, index)
-                v = _relu(x[p, bottom, right], zero)
+                v = _tap(x[p, bottom, right], zero, rectify)
                 take = _first_wins(v, best)
                 best, index = (v, top * width + width + right) if take else (best, index)
                 out[p, i, j] = best
@@ -120,7 +96,7 @@ def relu_max_pool2x2(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out_hw = (x.shape[1] // 2, x.shape[2] // 2)
     out = np.empty((x.shape[0], *out_hw), dtype=x.dtype)
     switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
-    _relu_max_pool2x2(x, out, switches)
+    _max_pool2x2(x, out, switches, True)
     return out, switches
 
 
@@ -320,7 +296,7 @@ def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], 
     switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
     if (kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1)
             and 2 * out_hw[0] <= x.shape[1] and 2 * out_hw[1] <= x.shape[2]):  # ceil_mode may add a partial window
-        _max_pool2x2(x, out, switches)
+        _max_pool2x2(x, out, switches, False)
     elif out.size:
         chunks = min(x.shape[0], 4 * numba.get_num_threads())
         cpu_threads.launch(_max_pool2d_separable, _max_pool2d_separable_serial, x.size, x, *kernel, *stride,
