@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 import minivis.functional as F
-from minivis.autograd import no_grad, tensor
+from minivis.autograd import lean_graph, no_grad, tensor
 from minivis.data import batches, fashion_mnist
 from minivis.io import save_npz
 from minivis.models import FashionCNN, ImageClassifier
@@ -103,7 +103,11 @@ def train_fashion_cnn(out_dir: str | Path, epochs: int = 4, batch_size: int = 12
         data = batches(train_x, train_y, batch_size=batch_size, shuffle=True, seed=seed * 1000 + epoch)
         bar = tqdm(data, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
         for xb, yb in bar:
-            logits = model(tensor(xb))
+            # A lean graph: the step needs the plain gradient only, so each ReLU keeps a byte per value
+            # and a ReLU + max-pool run as one op (the same gradients bit for bit, ~6% faster a step:
+            # benchmarks/README.md, "Training and inference, CPU")
+            with lean_graph():
+                logits = model(tensor(xb))
             loss = F.cross_entropy(logits, yb)
             if not np.isfinite(loss.item()):  # stop before a NaN reaches a checkpoint
                 diverged(f"the loss became {loss.item()}", epoch, len(losses) + 1, lr)
