@@ -73,13 +73,20 @@ def _relu_family(x: Tensor, low: float, high: float, negative_slope: float, op: 
     with ``(low, high) = (0.5, 1.5)``, so the same three rules apply, bit for bit.
     """
     xp = backend.xp(x.data)
-    out = cpu_activation.clip(x.data, low, high) if isinstance(x.data, np.ndarray) else xp.clip(x.data, low, high)
+    lean = is_lean()
+    on_cpu = isinstance(x.data, np.ndarray)
+    region = None
+    if on_cpu and lean and not negative_slope:  # the output and the code a lean graph saves, in one pass
+        out, region = cpu_activation.clip_region(x.data, low, high)
+    else:
+        out = cpu_activation.clip(x.data, low, high) if on_cpu else xp.clip(x.data, low, high)
     if negative_slope:
         out = xp.where(x.data > low, out, negative_slope * x.data).astype(x.dtype)
-    lean = is_lean()
     saved_input = x.data if current_rule() == "rescale" and not lean else None
     if lean:  # where f was linear, clipped low, clipped high: the saved "input" and its bounds
-        saved, bounds = backend.kernels("activation", out, op).relu_region(out, low, high), (0.5, 1.5)
+        if region is None:
+            region = backend.kernels("activation", out, op).relu_region(out, low, high)
+        saved, bounds = region, (0.5, 1.5)
     else:
         saved, bounds = out, (low, high)
 

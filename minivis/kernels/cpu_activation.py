@@ -70,6 +70,33 @@ def relu_region(y: np.ndarray, low: float, high: float) -> np.ndarray:
     return out
 
 
+@numba.njit(parallel=True, cache=True)
+def _clip_region(x, low, high, out, region):
+    for i in numba.prange(x.size):
+        v = _clip_one(x[i], low, high)
+        out[i] = v
+        region[i] = _region_one(v, low, high)
+
+
+@numba.njit(cache=True)
+def _clip_region_serial(x, low, high, out, region):
+    for i in range(x.size):
+        v = _clip_one(x[i], low, high)
+        out[i] = v
+        region[i] = _region_one(v, low, high)
+
+
+def clip_region(x: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(clip(x, low, high), relu_region(that))`` in one pass over ``x``: a lean graph's rectifier,
+    which needs both (the output goes on, the region code is saved)."""
+    x = np.asarray(x, order="C")
+    out, region = np.empty_like(x), np.empty(x.shape, dtype=np.int8)
+    low_, high_ = x.dtype.type(low), x.dtype.type(high)
+    cpu_threads.launch(_clip_region, _clip_region_serial, x.size, x.reshape(-1), low_, high_, out.reshape(-1),
+                       region.reshape(-1))
+    return out, region
+
+
 def naive_relu_region(y, low, high):
     """Plain array twin of ``relu_region`` (NumPy or CuPy: ``gpu_activation`` uses it as it is)."""
     region = (y > low).astype(np.int8)

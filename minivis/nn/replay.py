@@ -96,7 +96,7 @@ class ForwardReplay:
             modules = _modules(key)
             if any(m._modules for m in modules):  # containers: their leaves are recorded
                 return forward(*args, **kwargs)
-            before = [dict(m.__dict__) for m in modules]
+            before = [dict(m.__dict__) for m in modules] if recording[0] else []
             out = forward(*args, **kwargs)
             if recording[0]:
                 ident = tuple(id(m) for m in modules)

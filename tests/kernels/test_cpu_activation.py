@@ -110,3 +110,16 @@ def test_clip_matches_numpy_clip_including_nan_and_inf(rng, dtype, bounds):
     assert out.dtype == dtype and out.shape == x.shape
     np.testing.assert_array_equal(out, np.clip(x, *bounds))
     assert cpu_activation.clip(np.float32(-2.0), *bounds).shape == ()  # 0-d in, 0-d out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bounds", [(0.0, np.inf), (0.0, 6.0)])
+def test_clip_region_is_the_two_passes_bit_for_bit(rng, dtype, bounds):
+    """A lean graph's rectifier in one pass: the output (signed zeros, NaN) and the region code."""
+    x = (rng.standard_normal((3, 4, 5)) * 8).astype(dtype)
+    x.flat[[0, 7, 11, 12, 13]] = [np.nan, np.inf, -np.inf, -0.0, 6.0]
+    out, region = cpu_activation.clip_region(x, *bounds)
+    want = cpu_activation.clip(x, *bounds)
+    np.testing.assert_array_equal(out.view(np.uint8), want.view(np.uint8))
+    np.testing.assert_array_equal(region, cpu_activation.relu_region(want, *bounds))
+    assert region.dtype == np.int8 and out.dtype == dtype
