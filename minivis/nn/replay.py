@@ -118,6 +118,13 @@ class ForwardReplay:
         changed: modules whose weights the caller replaced or edited since the recording; a pass
         stops replaying at their first call even if their parameter objects are the same.
         """
+        if isinstance(changed, Module) or not isinstance(changed, Iterable):
+            raise TypeError(f"ForwardReplay.replay: changed must be an iterable of modules, "
+                            f"got {type(changed).__name__}")
+        changed = list(changed)
+        wrong = [type(m).__name__ for m in changed if not isinstance(m, Module)]
+        if wrong:
+            raise TypeError(f"ForwardReplay.replay: changed must hold minivis Modules, got {wrong}")
         changed_ids = {id(m) for m in changed}
         pass_ = {"next": 0, "live": True, "seen": set()}
 

@@ -164,6 +164,12 @@ def test_bad_input(fashion):
     with pytest.raises(TypeError, match="model_randomisation: reuse_forward must be True or False, got 'yes'"):
         sanity.model_randomisation(model, x, y, "saliency", reuse_forward="yes")
     replay = ForwardReplay(model)
+    with pytest.raises(TypeError, match="ForwardReplay.replay: changed must be an iterable of modules, got Conv2d"):
+        with replay.replay(model.features[0]):
+            pass
+    with pytest.raises(TypeError, match=r"ForwardReplay.replay: changed must hold minivis Modules, got \['str'\]"):
+        with replay.replay(["features.0"]):
+            pass
     with pytest.raises(RuntimeError, match="boom"), replay.record():
         raise RuntimeError("boom")
     with mv.nn.module.observe_forward(lambda key, forward, args, kwargs: forward(*args, **kwargs)):

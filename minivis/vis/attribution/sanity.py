@@ -133,6 +133,10 @@ def average_ranks(a: np.ndarray) -> np.ndarray:
     One unstable sort per row (NumPy's vectorised sort; scipy's stable one costs 5x here), and ties
     found afterwards: rank average is (first + last position of the run of equal sorted values) / 2.
     """
+    a = np.asarray(a)
+    if a.ndim != 2 or a.dtype.kind not in "biuf":
+        raise ValueError(f"average_ranks: a must be a 2-D numeric array (rows ranked), got shape {a.shape} "
+                         f"and dtype {a.dtype}")
     n, m = a.shape
     order = np.argsort(a, axis=1)
     s = np.take_along_axis(a, order, axis=1)

@@ -105,3 +105,10 @@ def test_similarities_reuse_the_reference_ranks_across_steps(rng, monkeypatch):
 def test_average_ranks_match_scipy_rankdata(a):
     """Ties (many, from a small alphabet), signed zeros, infinities and NaN rows, as scipy ranks them."""
     np.testing.assert_array_equal(sanity.average_ranks(a), rankdata(a, axis=1), strict=True)
+
+
+def test_average_ranks_bad_input():
+    with pytest.raises(ValueError, match=r"average_ranks: a must be a 2-D numeric array .* got shape \(3,\)"):
+        sanity.average_ranks(np.zeros(3))
+    with pytest.raises(ValueError, match="average_ranks: a must be a 2-D numeric array .* dtype <U1"):
+        sanity.average_ranks(np.array([["a", "b"]]))
