@@ -21,7 +21,7 @@ import minivis as mv
 EXAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
-RUN = {"unpool": 0, "pool_backward": 0, "sparse_P": 0}
+RUN = {"unpool": 0, "pool_backward": 0, "relu_pool_backward": 0, "sparse_P": 0}
 
 # Index values that matter: in range, at the edges, just past them, far past them, negative.
 INDEX = st.one_of(st.integers(-3, 40), st.sampled_from([-(2**63), -(2**40), 2**31, 2**40, 2**63 - 1]))
@@ -71,6 +71,29 @@ def fuzz_pool_backward(hw: int, k: int, s: int, value: int) -> None:
 
 
 @SETTINGS
+@given(h=st.integers(2, 7), w=st.integers(2, 7), value=INDEX, rule=st.sampled_from(["gradient", "guided", "deconvnet"]))
+def fuzz_relu_pool_backward(h: int, w: int, value: int, rule: str) -> None:
+    """The fused ReLU + 2x2 max-pool hands out read-only switches too, and its one-pass backward
+    scatters exactly where the two ops' backward does."""
+    RUN["relu_pool_backward"] += 1
+    x_np = np.random.default_rng(h * 8 + w).integers(-2, 3, (1, 2, h, w)).astype(np.float64)
+    x = mv.tensor(x_np, requires_grad=True)
+    y, switches = mv.F.relu_max_pool2d(x, return_switches=True)
+    try:
+        switches[...] = value
+        raise AssertionError("the edit was not refused")
+    except ValueError as error:
+        assert "read-only" in str(error)
+    g = np.random.default_rng(w).standard_normal(y.shape)
+    with mv.backward_rule(rule):
+        y.backward(g)
+    two = mv.tensor(x_np, requires_grad=True)
+    with mv.backward_rule(rule):
+        mv.F.max_pool2d(mv.F.relu(two), 2).backward(g)
+    np.testing.assert_array_equal(x.grad, two.grad)
+
+
+@SETTINGS
 @given(n=st.integers(2, 6), data=st.data())
 def fuzz_sparse_P(n: int, data: st.DataObject) -> None:
     RUN["sparse_P"] += 1
@@ -100,5 +123,6 @@ def fuzz_sparse_P(n: int, data: st.DataObject) -> None:
 if __name__ == "__main__":
     fuzz_unpool()
     fuzz_pool_backward()
+    fuzz_relu_pool_backward()
     fuzz_sparse_P()
     print("examples", RUN)
