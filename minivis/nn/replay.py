@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Node, Tensor
+from minivis.autograd import Node, Tensor, _graph_input  # how a node refers to an op input: the engine's rule
 from minivis.nn.module import Module, observe_forward
 
 _NO_GRAD = Tensor(np.zeros(0))  # stands in for an op input that needs no gradient
@@ -66,10 +66,6 @@ def _state(modules: tuple[Module, ...]) -> tuple[Any, ...]:
 
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(u is v for u, v in zip(a, b, strict=True))
-
-
-def _graph_input(t: Tensor) -> Any:
-    return (t if t._node is None else t._node) if t.requires_grad else None
 
 
 class ForwardReplay:
