@@ -120,7 +120,7 @@ class Node:
         return f"<{self.op} backward>"
 
 
-def _graph_input(t: Tensor) -> Any:
+def graph_input(t: Tensor) -> Any:
     """How a node refers to one of its op's inputs: its node, the leaf itself, or None (no gradient)."""
     if not t.requires_grad:
         return None
@@ -161,7 +161,7 @@ class Tensor:
         out._retains_grad = False
         if is_grad_enabled() and any(p.requires_grad for p in parents):
             out.requires_grad = True
-            out._node = Node(backward, tuple(_graph_input(p) for p in parents), op, out)
+            out._node = Node(backward, tuple(graph_input(p) for p in parents), op, out)
         else:
             out.requires_grad = False
             out._node = None

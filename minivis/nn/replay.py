@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Node, Tensor, _graph_input  # how a node refers to an op input: the engine's rule
+from minivis.autograd import Node, Tensor, graph_input  # how a node refers to an op input: the engine's rule
 from minivis.nn.module import Module, observe_forward
 
 _NO_GRAD = Tensor(np.zeros(0))  # stands in for an op input that needs no gradient
@@ -160,7 +160,7 @@ def _replayable(modules: tuple[Module, ...], before: list[dict], args: tuple, kw
     call.output, call.op, node = out.data, out._op, out._node
     if node is None:
         return None if x.requires_grad else call
-    if not node.inputs or node.inputs[0] is not _graph_input(x) or any(isinstance(i, Node) for i in node.inputs[1:]):
+    if not node.inputs or node.inputs[0] is not graph_input(x) or any(isinstance(i, Node) for i in node.inputs[1:]):
         return None  # several ops, or an op that also reads another computed tensor
     # The node's own closure, kept here: the graph frees it after its backward pass. It reads only
     # the gradient and the arrays it saved, so it serves every replayed pass.
