@@ -129,20 +129,22 @@ def _curve(model: Module, x: Any, target: Target, attribution: Any, mode: str, p
         scores = np.zeros((n, steps + 1))
         show = (n * (steps + 1) >= 512) if progress is None else progress
         with tqdm(total=n * (steps + 1), desc=method, unit="img", disable=not show, leave=False) as bar:
-            for i in range(n):
-                # image i after k steps: the first k * pixels_per_step ranked pixels taken from `source`
-                flat_origin = origin[i].reshape(c, h * w)
-                flat_source = source[i].reshape(c, h * w)
-                rank_of = np.empty(h * w, dtype=np.int64)
-                rank_of[order[i]] = np.arange(h * w)
-                rank_of = xp.asarray(rank_of)
-                for k0 in range(0, steps + 1, batch_size):
-                    ks = xp.arange(k0, min(k0 + batch_size, steps + 1))
-                    taken = rank_of[None, :] < (ks[:, None] * pixels_per_step)  # (b, H*W)
-                    rows = xp.where(taken[:, None, :], flat_source[None], flat_origin[None])
-                    rows = rows.reshape(len(ks), c, h, w)
-                    scores[i, k0:k0 + len(ks)] = _scores(model, rows, np.full(len(ks), chosen[i]), probability)
-                    bar.update(len(ks))
+            # item m is image m // (steps + 1) after k = m % (steps + 1) steps: its first k * pixels_per_step
+            # ranked pixels come from `source`; the items of all images share the batches
+            flat_origin, flat_source = origin.reshape(n, c, h * w), source.reshape(n, c, h * w)
+            flat_scores = scores.reshape(-1)
+            for lo in range(0, n * (steps + 1), batch_size):
+                items = np.arange(lo, min(lo + batch_size, n * (steps + 1)))
+                images = items // (steps + 1)
+                first = images[0]
+                rank_of = np.empty((images[-1] + 1 - first, h * w), dtype=np.int64)  # the chunk's images only
+                np.put_along_axis(rank_of, order[first:images[-1] + 1], np.arange(h * w)[None], axis=1)
+                ks = items % (steps + 1)
+                taken = xp.asarray(rank_of[images - first] < (ks[:, None] * pixels_per_step))  # (b, H*W)
+                on_device = xp.asarray(images)
+                rows = xp.where(taken[:, None, :], flat_source[on_device], flat_origin[on_device])
+                flat_scores[items] = _scores(model, rows.reshape(len(items), c, h, w), chosen[images], probability)
+                bar.update(len(items))
     fractions = np.minimum(np.arange(steps + 1) * pixels_per_step, h * w) / (h * w)
     auc = ((scores[:, 1:] + scores[:, :-1]) / 2 * np.diff(fractions)).sum(axis=1)  # the trapezoid rule
     return CurveResult(fractions, scores, auc, mode)

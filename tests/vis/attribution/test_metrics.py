@@ -51,6 +51,20 @@ def test_deletion_by_hand(rng):
     np.testing.assert_allclose(result.auc, np.trapezoid(result.scores, result.fractions, axis=1), rtol=1e-12)
 
 
+@pytest.mark.parametrize("curve", [metrics.deletion, metrics.insertion])
+def test_curves_do_not_depend_on_how_the_steps_are_batched(rng, curve):
+    """The steps of all images share the batches (a batch may hold the end of one image's curve and
+    the start of the next one's): every batch size gives the same curves as one image at a time."""
+    net = tiny_net()
+    x, a = rng.standard_normal((3, 1, 8, 8)), rng.standard_normal((3, 1, 8, 8))
+    target = np.array([2, 0, 1])
+    alone = [curve(net, x[i:i + 1], target[i:i + 1], a[i:i + 1], pixels_per_step=6, batch_size=4).scores[0]
+             for i in range(3)]
+    for batch_size in (1, 5, 12, 13, 100):
+        got = curve(net, x, target, a, pixels_per_step=6, batch_size=batch_size).scores
+        np.testing.assert_allclose(got, np.stack(alone), rtol=1e-12, atol=1e-15)
+
+
 def test_insertion_starts_blurred_and_ends_at_the_image(rng):
     net = tiny_net()
     x = rng.standard_normal((1, 1, 8, 8))
