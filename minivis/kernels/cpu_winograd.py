@@ -47,12 +47,58 @@ import numpy as np
 
 FORWARD_SLOTS = np.arange(16)
 ADJOINT_SLOTS = np.array([4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)])
-# Copies between NCHW planes and a channels-last one go in blocks of 16 pixels of a row (one
-# 64-byte line) by 8 channels: planes whose size is a multiple of 4 KiB (32x32 float32) put every
-# channel's line in the same L1 set, and with whole rows of all channels at once the 32 px
-# transforms ran 1.5-4x slower than the 28 px ones (benchmarks/README.md).
-COPY_PIXELS = 16
-COPY_CHANNELS = 8
+# Copies between NCHW planes and a channels-last one go 8 channels at a time: planes whose size is
+# a multiple of 4 KiB (32x32 float32) put every channel's line in the same L1 set, so a pass over
+# whole rows of all channels at once ran the 32 px transforms 1.5-4x slower than the 28 px ones;
+# 8 lines per set fit the cache's ways. Each pass walks a whole row with the 8 channels written
+# out as 8 statements (one 32-byte run of the channels-last row per pixel): 20-30% faster than
+# loops over blocks of 16 pixels by 8 channels (benchmarks/README.md, "Convolution planning").
+
+
+@numba.njit(nogil=True, cache=True)
+def to_channels_last(src, row_shift, col_shift, r_lo, r_hi, q_lo, q_hi, dst):
+    """dst[r, q, c] = src[c, r + row_shift, q - col_shift] for rows r_lo..r_hi and columns q_lo..q_hi.
+
+    src: (C, H, W), one NCHW image; dst: (rows, columns, C). The rest of dst is left as it is.
+    """
+    channels = src.shape[0]
+    for r in range(r_lo, r_hi):
+        s = r + row_shift
+        c0 = 0
+        while c0 + 8 <= channels:
+            x0, x1, x2, x3 = src[c0, s], src[c0 + 1, s], src[c0 + 2, s], src[c0 + 3, s]
+            x4, x5, x6, x7 = src[c0 + 4, s], src[c0 + 5, s], src[c0 + 6, s], src[c0 + 7, s]
+            for q in range(q_lo, q_hi):
+                d, j = dst[r, q], q - col_shift
+                d[c0], d[c0 + 1], d[c0 + 2], d[c0 + 3] = x0[j], x1[j], x2[j], x3[j]
+                d[c0 + 4], d[c0 + 5], d[c0 + 6], d[c0 + 7] = x4[j], x5[j], x6[j], x7[j]
+            c0 += 8
+        for c in range(c0, channels):
+            for q in range(q_lo, q_hi):
+                dst[r, q, c] = src[c, s, q - col_shift]
+
+
+@numba.njit(nogil=True, cache=True)
+def from_channels_last(src, row_shift, r_hi, q_hi, dst):
+    """dst[c, r + row_shift, q] = src[r, q, c] for rows 0..r_hi and columns 0..q_hi: the inverse copy.
+
+    src: (rows, columns, C); dst: (C, H, W), one NCHW image.
+    """
+    channels = dst.shape[0]
+    for r in range(r_hi):
+        s = r + row_shift
+        c0 = 0
+        while c0 + 8 <= channels:
+            y0, y1, y2, y3 = dst[c0, s], dst[c0 + 1, s], dst[c0 + 2, s], dst[c0 + 3, s]
+            y4, y5, y6, y7 = dst[c0 + 4, s], dst[c0 + 5, s], dst[c0 + 6, s], dst[c0 + 7, s]
+            for q in range(q_hi):
+                p = src[r, q]
+                y0[q], y1[q], y2[q], y3[q] = p[c0], p[c0 + 1], p[c0 + 2], p[c0 + 3]
+                y4[q], y5[q], y6[q], y7[q] = p[c0 + 4], p[c0 + 5], p[c0 + 6], p[c0 + 7]
+            c0 += 8
+        for c in range(c0, channels):
+            for q in range(q_hi):
+                dst[c, s, q] = src[r, q, c]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -123,12 +169,7 @@ def input_transform(x, top, left, ty0, ty1, slots, v, ntx=0):
     q_lo, q_hi = max(0, left), min(wp, left + w)
     bt = np.empty((16, channels), dtype=x.dtype)  # (B^T d)[a, j] in row 4a + j
     for n in range(m):
-        for r in range(r_lo, r_hi):
-            for q0 in range(q_lo, q_hi, COPY_PIXELS):  # in blocks: see COPY_PIXELS
-                for c0 in range(0, channels, COPY_CHANNELS):
-                    for q in range(q0, min(q0 + COPY_PIXELS, q_hi)):
-                        for c in range(c0, min(c0 + COPY_CHANNELS, channels)):
-                            xp[r, q, c] = x[n, c, r + r_off, q - left]
+        to_channels_last(x[n], r_off, left, r_lo, r_hi, q_lo, q_hi, xp)
         for ty in range(nty):
             for tx in range(ntx):
                 t, r, q = ty * ntx + tx, 2 * ty, 2 * tx
@@ -182,11 +223,7 @@ def output_transform(mm, bias, ty0, ty1, slots, y, ntx=0):
                     for c in range(c_out):
                         p0[c] = s0[c] + s1[c] + s2[c] + bias[c]
                         p1[c] = s1[c] - s2[c] - s3[c] + bias[c]
-        for r in range(r_hi):
-            for q0 in range(0, q_hi, COPY_PIXELS):  # in blocks: see COPY_PIXELS
-                for c in range(c_out):
-                    for q in range(q0, min(q0 + COPY_PIXELS, q_hi)):
-                        y[n, c, 2 * ty0 + r, q] = yp[r, q, c]
+        from_channels_last(yp, 2 * ty0, r_hi, q_hi, y[n])
 
 
 # ----------------------------------------------------------------------------- planar transforms
@@ -299,12 +336,7 @@ def gradient_transform(g, ty0, ty1, gm, ntx=0):
     r_hi, q_hi = min(2 * nty, ho - 2 * ty0), min(2 * ntx, wo)
     ag = np.empty((8, c_out), dtype=g.dtype)  # (A g)[a, j] in row 2a + j
     for n in range(m):
-        for r in range(r_hi):
-            for q0 in range(0, q_hi, COPY_PIXELS):  # in blocks: see COPY_PIXELS
-                for c0 in range(0, c_out, COPY_CHANNELS):
-                    for q in range(q0, min(q0 + COPY_PIXELS, q_hi)):
-                        for c in range(c0, min(c0 + COPY_CHANNELS, c_out)):
-                            gp[r, q, c] = g[n, c, 2 * ty0 + r, q]
+        to_channels_last(g[n], 2 * ty0, 0, 0, r_hi, 0, q_hi, gp)
         for ty in range(nty):
             for tx in range(ntx):
                 t = ty * ntx + tx

@@ -16,6 +16,7 @@ GEOMETRIES = [
     ((2, 2, 6, 7), 0, 1, 6, 8),
     ((1, 3, 8, 6), -1, 2, 5, 7),
     ((1, 1, 3, 3), 3, 3, 7, 7),  # padding wider than the image
+    ((2, 19, 5, 6), 1, 1, 5, 6),  # 19 channels: two 8-channel passes of the copies and a remainder of 3
 ]
 
 
@@ -29,6 +30,25 @@ def test_filter_transform_is_g_g_gt(dtype, rng):
     u_t = cpu_winograd.filter_transform(w, transposed=True)
     assert u_t.shape == (16, 70, 5) and u_t.flags.c_contiguous
     np.testing.assert_array_equal(u_t, u.transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("channels", [1, 7, 8, 13, 32])
+def test_the_channels_last_copies_are_transposes_of_a_window(channels, rng):
+    """to_channels_last copies a window of an NCHW image into a channels-last plane at a shift, and
+    from_channels_last copies a plane back; cells outside the window are left as they were."""
+    src = rng.standard_normal((channels, 9, 10)).astype(np.float32)
+    dst = np.full((8, 12, channels), np.nan, dtype=np.float32)
+    # plane rows 1..7 read image rows 0..6 (row shift -1), plane columns 2..11 image columns 0..9 (col shift 2)
+    cpu_winograd.to_channels_last(src, -1, 2, 1, 8, 2, 12, dst)
+    np.testing.assert_array_equal(dst[1:8, 2:12], src[:, 0:7, 0:10].transpose(1, 2, 0))
+    assert np.isnan(dst[0]).all() and np.isnan(dst[:, :2]).all()
+
+    plane = rng.standard_normal((4, 6, channels)).astype(np.float32)
+    image = np.full((channels, 9, 10), np.nan, dtype=np.float32)
+    cpu_winograd.from_channels_last(plane, 3, 4, 5, image)  # plane rows 0..3 -> image rows 3..6, 5 columns
+    np.testing.assert_array_equal(image[:, 3:7, :5], plane[:, :5].transpose(2, 0, 1))
+    image[:, 3:7, :5] = np.nan
+    assert np.isnan(image).all()
 
 
 def test_adjoint_slots_transform_the_flipped_transposed_kernel(rng):
@@ -96,7 +116,7 @@ def test_input_transform_is_bt_d_b(geometry, slots, layout, rng):
 def test_output_transform_is_at_m_a_plus_bias(geometry, slots, layout, rng):
     x_shape, _, _, ho, wo = geometry
     transform = TRANSFORMS[layout][1]
-    n, c_out = x_shape[0], 3
+    n, c_out = x_shape[0], x_shape[1] + 2  # 3 to 21 channels: the copies' 8-channel passes and remainders
     nty, ntx = -(-ho // 2), -(-wo // 2)
     order = cpu_winograd.ADJOINT_SLOTS if slots == "adjoint" else cpu_winograd.FORWARD_SLOTS
     mm, bias = rng.standard_normal((n, 16, nty * ntx, c_out)), rng.standard_normal(c_out)
@@ -136,7 +156,7 @@ def test_the_three_steps_make_a_convolution(rng):
 def test_gradient_transform_is_a_g_at(geometry, rng):
     """The adjoint of the output transform: each 2x2 tile of the output gradient (zero beyond its edge) -> A g A^T."""
     x_shape, _, _, ho, wo = geometry
-    n, c_out = x_shape[0], 3
+    n, c_out = x_shape[0], x_shape[1] + 2  # 3 to 21 channels: the copies' 8-channel passes and remainders
     nty, ntx = -(-ho // 2), -(-wo // 2)
     g = rng.standard_normal((n, c_out, ho, wo))
     padded = np.zeros((n, c_out, 2 * nty, 2 * ntx))
