@@ -669,16 +669,27 @@ def _depthwise_backward_weight_serial(g, x, sh, sw, top, left, dh, dw, partial):
 # a loop over C that vectorizes fully, with the padding handled by skipping the taps that fall
 # outside the image (no padded copy). The input gradient scatters the same way:
 # ``dx[ih, iw, :] += w[i, j, :] * g[oh, ow, :]``. (measured: benchmarks/README.md, "Convolution planning")
-CHANNELS_LAST_MAX_PIXELS = 10 * 10  # Lite0's 7 px layers: 2-2.5x faster; on its 14 px layers the two
-# layouts were even (the transposes in and out cost what the channel loops save), on 28 px 2x slower
+CHANNELS_LAST_MAX_PIXELS = 14 * 14  # Lite0's 7 px layers: 2.5-3.5x faster, its 14 px ones 1.1-2x (the
+# forward; the input gradient 0.95-2x); on 28 px 1.2-1.5x slower (the transposes in and out cost more
+# than the channel loops save)
 
 
 @numba.njit(inline="always")
 def _transpose_into(a, out):
-    """out[q, p] = a[p, q] for 2-D a (rows of a read in order; on these small planes a plain walk ran
-    faster than 8x8 or 16-row blocks)."""
+    """out[q, p] = a[p, q] for 2-D a: eight rows of a per pass, each read in order, and per column q
+    one run of eight values written to out's row q (1.3-4x faster than a plain walk, which wrote
+    one value per row of out at a time: benchmarks/README.md, "Convolution planning")."""
     rows, cols = a.shape
-    for r in range(rows):
+    r0 = 0
+    while r0 + 8 <= rows:
+        a0, a1, a2, a3 = a[r0], a[r0 + 1], a[r0 + 2], a[r0 + 3]
+        a4, a5, a6, a7 = a[r0 + 4], a[r0 + 5], a[r0 + 6], a[r0 + 7]
+        for q in range(cols):
+            o = out[q]
+            o[r0], o[r0 + 1], o[r0 + 2], o[r0 + 3] = a0[q], a1[q], a2[q], a3[q]
+            o[r0 + 4], o[r0 + 5], o[r0 + 6], o[r0 + 7] = a4[q], a5[q], a6[q], a7[q]
+        r0 += 8
+    for r in range(r0, rows):
         for q in range(cols):
             out[q, r] = a[r, q]
 

@@ -97,6 +97,9 @@ DEPTHWISE = [
     ((1, 2, 11, 9), 1, 2, 2, (3, 3), (0, 4, 3, 0), (1, 1)),  # stride > kernel: pixels no tap reads, and
     # output rows that read only the bottom padding
     ((1, 2, 9, 10), 2, 5, 3, (2, 3), (3, 1, 0, 2), (1, 2)),  # unequal strides, dilation, multiplier 2
+    ((2, 19, 7, 6), 1, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)),  # 19 channels: the channels-last transposes
+    # take 8 channels per pass, then a remainder of 3
+    ((1, 16, 9, 9), 1, 5, 5, (2, 2), (1, 2, 1, 2), (1, 1)),  # 16 channels: two whole passes, stride 2
 ]
 
 
