@@ -46,10 +46,12 @@ from minivis import functional as F
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
 from minivis.validate import check_fits, check_positive_int, int_pair
+from minivis.vis.attribution.gradients import _check_progress
 from minivis.vis.attribution.occlusion_incremental import Incremental, Region, build_plan, conv_macs, trace
 from minivis.vis.common import Target, as_batch, inference, is_objective, model_scores, target_scores, unbatch
 
 MODES = ("naive", "incremental", "approximate")
+_PROGRESS_MIN_BATCHES = 8  # progress=None shows a bar from this many batches of positions on
 
 
 def window(image_hw: tuple[int, ...], patch: Any, stride: Any, op: str) -> tuple[tuple[int, int], ...]:
@@ -144,13 +146,17 @@ def _positions(positions: Any, rows: int, cols: int, op: str) -> np.ndarray:
 
 
 def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: Any, batch_size: int, mode: str,
-         threshold: float, op: str, positions: Any = None) -> tuple[Any, Any, bool, dict]:
+         threshold: float, op: str, positions: Any = None,
+         progress: bool | None = None) -> tuple[Any, Any, bool, dict]:
     """(scores (N, K), clean scores (N,), single-image flag, info) at K grid positions (default: all,
     row-major, so scores reshape to (N, rows, cols)), for occlusion and its attribution."""
     batch, single = as_batch(x, model, op)
     patch, stride, (rows, cols) = window(batch.shape[2:], patch, stride, op)
     fills = fill_values(fill, batch, op, model)
     _check_options(mode, threshold, batch_size, op)
+    progress = _check_progress(progress, op)
+    from tqdm.auto import tqdm  # noqa: PLC0415 (only long runs show it)
+
     objective = is_objective(target)
     if objective and mode != "naive":
         raise ValueError(f"{op}: an objective target ({target.name}) needs mode='naive' (the incremental modes "
@@ -179,18 +185,26 @@ def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: A
         m = np.arange(n * k)  # item m: image m // k at position m % k
         img, r, c = m // k, grid_index[m % k, 0] * stride[0], grid_index[m % k, 1] * stride[1]
         out = xp.empty(len(m), dtype=batch.dtype)
-        for lo in range(0, len(m), batch_size):
-            sl = slice(lo, lo + batch_size)
+        batches = [slice(lo, min(lo + batch_size, len(m))) for lo in range(0, len(m), batch_size)]
+        show = len(batches) >= _PROGRESS_MIN_BATCHES if progress is None else progress
+        with tqdm(total=len(m), desc=op, unit="pos", disable=not show, leave=False) as bar:
             if objective:
-                occluded = Tensor(occluded_batch(batch, fills, img[sl], r[sl], c[sl], patch))
-                out[sl] = model_scores(model, occluded, target, op).data
-                continue
-            if mode == "naive":
-                logits = model(Tensor(occluded_batch(batch, fills, img[sl], r[sl], c[sl], patch))).data
-            else:
-                values = xp.broadcast_to(fills[img[sl]][:, :, None, None], (len(img[sl]), batch.shape[1], *patch))
-                logits = engine(Region(xp.ascontiguousarray(values), r[sl], c[sl]), img[sl])
-            out[sl] = _item_scores(logits, target, None if index is None else index[img[sl]], op)
+                for sl in batches:
+                    occluded = Tensor(occluded_batch(batch, fills, img[sl], r[sl], c[sl], patch))
+                    out[sl] = model_scores(model, occluded, target, op).data
+                    bar.update(sl.stop - sl.start)
+            elif mode == "naive":
+                for sl in batches:
+                    logits = model(Tensor(occluded_batch(batch, fills, img[sl], r[sl], c[sl], patch))).data
+                    out[sl] = _item_scores(logits, target, None if index is None else index[img[sl]], op)
+                    bar.update(sl.stop - sl.start)
+            else:  # the patches as regions; the engine may hand back several batches' logits at once
+                patches = ((Region(xp.ascontiguousarray(xp.broadcast_to(fills[img[sl]][:, :, None, None],
+                                                                        (len(img[sl]), batch.shape[1], *patch))),
+                                   r[sl], c[sl]), img[sl], sl) for sl in batches)
+                for sl, logits in engine.stream(patches):
+                    out[sl] = _item_scores(logits, target, None if index is None else index[img[sl]], op)
+                    bar.update(sl.stop - sl.start)
     info = {"mode": mode, "positions": k, "grid": (rows, cols), "seconds": time.perf_counter() - start}
     if mode != "naive":
         naive_macs = conv_macs(plan) * len(m)
@@ -201,7 +215,7 @@ def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: A
 
 def occlusion(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any = 4, fill: Any = "model_mean",
               batch_size: int = 32, mode: str = "naive", threshold: float = 0.5, positions: Any = None,
-              return_info: bool = False) -> Any:
+              return_info: bool = False, progress: bool | None = None) -> Any:
     """Target-class probability with a ``patch`` square of ``fill`` at each position of a sliding grid.
 
     x: (C, H, W) or (N, C, H, W) in the model's input units. target: a class index, one per image,
@@ -213,7 +227,8 @@ def occlusion(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any
     number in input units, or one value per channel. mode: ``"naive"`` (reference), ``"incremental"``
     (exact, recomputes only the changed regions) or ``"approximate"`` (regions capped at
     ``threshold`` of each map per axis, 0 < threshold <= 1). ``batch_size`` patch positions run
-    together. The model runs in eval mode (restored after).
+    together. The model runs in eval mode (restored after). ``progress``: a tqdm bar over the
+    positions (None: from 8 batches on).
 
     Returns grid (rows, cols) for one image or (N, rows, cols), with ``rows = (H - patch)//stride + 1``.
     ``positions``, (K, 2) (row, col) grid indices, evaluates only those positions and returns (K,)
@@ -223,7 +238,7 @@ def occlusion(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any
     in the last batch (None where it ran on full maps).
     """
     scores, _, single, info = _run(model, x, target, patch, stride, fill, batch_size, mode, threshold, "occlusion",
-                                   positions)
+                                   positions, progress)
     grid = unbatch(scores if positions is not None else scores.reshape(-1, *info["grid"]), single)
     return (grid, info) if return_info else grid
 
@@ -259,7 +274,8 @@ def occlusion_map(grid: Any, size: Any, patch: Any, stride: Any) -> Any:
 
 def occlusion_attribution(model: Module, x: Any, target: Target, patch: Any = 8, stride: Any = 4,
                           fill: Any = "model_mean",
-                          batch_size: int = 32, mode: str = "naive", threshold: float = 0.5) -> Any:
+                          batch_size: int = 32, mode: str = "naive", threshold: float = 0.5,
+                          progress: bool | None = None) -> Any:
     """Per pixel, the mean over the patches covering it of ``p_clean - p_occluded`` (H, W) or (N, H, W).
 
     This is Captum's ``Occlusion(forward=softmax(model)).attribute(x, target,
@@ -268,7 +284,8 @@ def occlusion_attribution(model: Module, x: Any, target: Target, patch: Any = 8,
     patches stay inside and uncovered pixels get 0). Arguments as for ``occlusion``.
     """
     op = "occlusion_attribution"
-    scores, base, single, info = _run(model, x, target, patch, stride, fill, batch_size, mode, threshold, op)
+    scores, base, single, info = _run(model, x, target, patch, stride, fill, batch_size, mode, threshold, op,
+                                      progress=progress)
     grid = scores.reshape(-1, *info["grid"])
     drop = occlusion_map(base[:, None, None] - grid, x.shape[-2:], patch, stride)
     xp = backend.xp(drop)

@@ -38,11 +38,16 @@ recomputes unchanged values), at its own offset. Once a region covers nearly the
 (``FULL_AT``), the region is spliced into copies of the cached map and the remaining layers run
 in full. The approximate mode (Krypton's *projective-field threshold* ``tau``) caps each layer's
 region at ``ceil(tau * size)`` per axis around its centre and takes cached values beyond it.
+
+The layers after the model's top-level Flatten (its *dense head*: VGG's classifier, Lite0's
+fully connected layer) see whole rows, never regions, and a Linear layer reads all of its
+weights on every call however few rows it gets. So ``Incremental.stream`` runs each batch up to
+the Flatten and the head on the rows of several batches at once (``HEAD_BYTES``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +63,7 @@ from minivis.nn import (
     BatchNorm2d,
     Conv2d,
     Dropout,
+    Flatten,
     Identity,
     LeakyReLU,
     LocalResponseNorm,
@@ -72,6 +78,12 @@ from minivis.validate import int_pair, padding4
 
 FULL_AT = 0.9
 """Switch to full maps once a layer's changed region covers this fraction of its output map."""
+
+HEAD_BYTES = 64 << 20
+"""Input rows the dense head (the layers after the model's top-level Flatten) collects before it
+runs: a Linear layer reads all its weights once per call, whatever the rows (VGG16's first one,
+411 MB, per batch of 32 positions cost more than its arithmetic), so it runs on the rows of
+several batches at once, up to this many bytes of its input (benchmarks/README.md, "Occlusion")."""
 
 POINTWISE = (ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh, BatchNorm2d, Dropout, Identity, LocalResponseNorm)
 """Layers whose output pixel depends on the same input pixel only (BatchNorm/Dropout in eval mode;
@@ -255,6 +267,18 @@ def conv_macs(unit: Unit, per_pixel: bool = False) -> int:
     return total
 
 
+def head_start(plan: Unit) -> int | None:
+    """Where the dense head starts: the index of the unit after the plan's first top-level Flatten
+    (VGG's classifier, Lite0's dropout and fully connected layer), or None when there is none.
+    Everything from there runs on whole rows, so its rows may run in any grouping."""
+    if not isinstance(plan, Chain) or plan.residual:
+        return None
+    for i, unit in enumerate(plan.units[:-1]):
+        if isinstance(unit, Leaf) and isinstance(unit.module, Flatten):
+            return i + 1
+    return None
+
+
 class UnsupportedModel(ValueError):
     pass
 
@@ -342,11 +366,47 @@ class Incremental:
         self.plan, self.tau = plan, tau
         self.macs_done = 0  # multiply-adds of the convolutions actually run (naive: conv_macs(plan) per item)
         self.sizes: dict[str, tuple[int, int] | None] = {}  # each layer's last region (Rh, Rw); None: full map
+        self.head = head_start(plan)
 
     def __call__(self, state: Region, img: np.ndarray) -> Any:
         self.img = img
         out = self.run(self.plan, state)
         return self.full(self.plan, out) if isinstance(out, Region) else out.values
+
+    def stream(self, batches: Iterable[tuple[Region, np.ndarray, slice]]) -> Iterator[tuple[slice, Any]]:
+        """The outputs of the whole plan for batches of items ``(state, img, items)``, as ``(items, outputs)``.
+
+        Each batch runs up to the dense head (``head_start``); the head then runs once per
+        ``HEAD_BYTES`` of collected rows, so consecutive batches come back together (``items``
+        spans them; the batches must be consecutive slices). Without a dense head every batch
+        runs whole and comes back alone.
+        """
+        if self.head is None:
+            for state, img, items in batches:
+                yield items, self(state, img)
+            return
+        rows: list[Any] = []
+        imgs: list[np.ndarray] = []
+        first = None
+        for state, img, items in batches:
+            self.img = img
+            for unit in self.plan.units[:self.head]:
+                state = self.run(unit, state)
+            rows.append(state.values if isinstance(state, Full) else self.full(self.plan.units[self.head - 1], state))
+            imgs.append(img)
+            first = items.start if first is None else first
+            if sum(r.nbytes for r in rows) >= HEAD_BYTES:
+                yield slice(first, items.stop), self._run_head(rows, imgs)
+                rows, imgs, first = [], [], None
+        if rows:
+            yield slice(first, first + sum(len(r) for r in rows)), self._run_head(rows, imgs)
+
+    def _run_head(self, rows: list[Any], imgs: list[np.ndarray]) -> Any:
+        self.img = np.concatenate(imgs)
+        state: State = Full(backend.xp(rows[0]).concatenate(rows))
+        for unit in self.plan.units[self.head:]:
+            state = self.run(unit, state)
+        return state.values
 
     def full(self, unit: Unit, state: State) -> Any:
         """Whole output maps of ``unit`` for every item: the region spliced into the cached output."""

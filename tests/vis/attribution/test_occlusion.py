@@ -153,6 +153,56 @@ def test_incremental_equals_naive_on_fashion_cnn(dtype, tol, rng) -> None:
     assert info["mac_speedup"] > 2  # 6x6 patches on 28x28: most of every layer is left alone
 
 
+@pytest.mark.parametrize("head_bytes, head_calls", [(0, [37, 37, 37, 17]), (300_000, [74, 54]), (1 << 40, [128])])
+def test_the_dense_head_runs_on_rows_of_several_batches(head_bytes, head_calls, rng, monkeypatch) -> None:
+    """The layers after the model's Flatten run once per HEAD_BYTES of collected rows (0: after
+    every batch; 300 kB: every two batches of 37 rows of 6,272 bytes; 2**40: once at the end),
+    and the grid is the naive one whatever the grouping."""
+    from minivis.vis.attribution import occlusion_incremental as oi
+
+    monkeypatch.setattr(oi, "HEAD_BYTES", head_bytes)
+    rows_per_call = []
+    run_head = oi.Incremental._run_head
+
+    def counted(self, rows, imgs):
+        rows_per_call.append(sum(len(r) for r in rows))
+        return run_head(self, rows, imgs)
+
+    monkeypatch.setattr(oi.Incremental, "_run_head", counted)
+    model = fashion()  # features end in 16 channels of 7 x 7: a Flatten row of 784 float64
+    x = rng.standard_normal((2, 1, 28, 28))
+    naive = mv.vis.occlusion(model, x, [2, 9], patch=6, stride=3, mode="naive", batch_size=64)
+    fast = mv.vis.occlusion(model, x, [2, 9], patch=6, stride=3, mode="incremental", batch_size=37)
+    np.testing.assert_allclose(fast, naive, rtol=1e-10, atol=1e-10 * naive.max())
+    assert rows_per_call == head_calls  # 2 images x 64 positions in batches of 37
+
+
+@pytest.mark.parametrize("mode", ["naive", "incremental"])
+def test_progress_bar_over_the_positions(mode, rng, capsys) -> None:
+    """A bar when asked for (or from 8 batches on), none when turned off or for a short run."""
+    model, x = fashion(), rng.standard_normal((1, 28, 28))
+    mv.vis.occlusion(model, x, 0, patch=14, stride=7, mode=mode, progress=True)
+    assert "occlusion" in capsys.readouterr().err
+    mv.vis.occlusion(model, x, 0, patch=14, stride=7, mode=mode)  # 9 positions: one batch
+    mv.vis.occlusion_attribution(model, x, 0, patch=4, stride=2, mode=mode, batch_size=8, progress=False)
+    assert "occlusion" not in capsys.readouterr().err
+    mv.vis.occlusion_attribution(model, x, 0, patch=4, stride=2, mode=mode, batch_size=8)  # 169 positions
+    assert "occlusion_attribution" in capsys.readouterr().err
+
+
+def test_a_model_without_a_top_level_flatten_runs_whole_batches(rng) -> None:
+    """No dense head to defer (the Flatten inside a chain): every batch runs through the whole plan."""
+    from minivis.vis.attribution import occlusion_incremental as oi
+
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten()),
+                          nn.Linear(4 * 12 * 12, 3)).astype(np.float64).eval()
+    assert oi.head_start(oi.build_plan(model)) is None
+    x = rng.standard_normal((1, 1, 12, 12))
+    naive = mv.vis.occlusion(model, x, 1, patch=4, stride=2, mode="naive")
+    fast = mv.vis.occlusion(model, x, 1, patch=4, stride=2, mode="incremental", batch_size=5)
+    np.testing.assert_allclose(fast, naive, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("patch, stride, size", [(7, 3, (37, 45)), ((4, 9), (5, 2), (40, 38)), (1, 6, (41, 41)),
                                                   (4, 10, (96, 90))])
 def test_incremental_follows_every_layer_geometry(patch, stride, size, rng) -> None:
@@ -282,6 +332,7 @@ def test_default_fill_is_the_models_mean_pixel(rng) -> None:
     ({"mode": "fast"}, ValueError, "occlusion: mode must be one of naive, incremental, approximate"),
     ({"threshold": 0}, ValueError, r"occlusion: threshold must be a number in \(0, 1\]"),
     ({"batch_size": 0}, ValueError, "occlusion: batch_size must be a positive int"),
+    ({"progress": "yes"}, TypeError, "occlusion: progress must be True, False or None"),
 ])
 def test_bad_arguments(kwargs, error, match, rng) -> None:
     with pytest.raises(error, match=match):
