@@ -392,7 +392,7 @@ class Incremental:
             self.img = img
             for unit in self.plan.units[:self.head]:
                 state = self.run(unit, state)
-            rows.append(state.values if isinstance(state, Full) else self.full(self.plan.units[self.head - 1], state))
+            rows.append(state.values)  # the Flatten is opaque: its output is always Full
             imgs.append(img)
             first = items.start if first is None else first
             if sum(r.nbytes for r in rows) >= HEAD_BYTES:
