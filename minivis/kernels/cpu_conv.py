@@ -32,6 +32,7 @@ import numba
 import numpy as np
 
 from minivis.kernels import cpu_threads
+from minivis.kernels.cpu_layout import from_channels_last, to_channels_last
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -675,26 +676,6 @@ CHANNELS_LAST_MAX_PIXELS = 14 * 14  # Lite0's 7 px layers: 2.5-3.5x faster, its 
 
 
 @numba.njit(inline="always")
-def _transpose_into(a, out):
-    """out[q, p] = a[p, q] for 2-D a: eight rows of a per pass, each read in order, and per column q
-    one run of eight values written to out's row q (1.3-4x faster than a plain walk, which wrote
-    one value per row of out at a time: benchmarks/README.md, "Convolution planning")."""
-    rows, cols = a.shape
-    r0 = 0
-    while r0 + 8 <= rows:
-        a0, a1, a2, a3 = a[r0], a[r0 + 1], a[r0 + 2], a[r0 + 3]
-        a4, a5, a6, a7 = a[r0 + 4], a[r0 + 5], a[r0 + 6], a[r0 + 7]
-        for q in range(cols):
-            o = out[q]
-            o[r0], o[r0 + 1], o[r0 + 2], o[r0 + 3] = a0[q], a1[q], a2[q], a3[q]
-            o[r0 + 4], o[r0 + 5], o[r0 + 6], o[r0 + 7] = a4[q], a5[q], a6[q], a7[q]
-        r0 += 8
-    for r in range(r0, rows):
-        for q in range(cols):
-            out[q, r] = a[r, q]
-
-
-@numba.njit(inline="always")
 def _channels_last_taps(w):
     """(kh, kw, C) copy of a depthwise weight (C, 1, kh, kw): one contiguous row of C per tap."""
     c, kh, kw = w.shape[0], w.shape[2], w.shape[3]
@@ -718,7 +699,9 @@ def _depthwise_cl_image(src, wt, sh, sw, top, left, dh, dw, dst, src_t, dst_t, b
     out_hw, in_hw = (src.shape[1:], dst.shape[1:]) if backward else (dst.shape[1:], src.shape[1:])
     ho, wo, height, width = out_hw[0], out_hw[1], in_hw[0], in_hw[1]
     kh, kw = wt.shape[0], wt.shape[1]
-    _transpose_into(src.reshape(c, src.shape[1] * src.shape[2]), src_t)
+    src_pixels, dst_pixels = src.shape[1] * src.shape[2], dst.shape[1] * dst.shape[2]
+    # each plane as one row: the copies' loops run along all its pixels
+    to_channels_last(src.reshape(c, 1, src_pixels), 0, 0, 0, 1, 0, src_pixels, src_t.reshape(1, src_pixels, c))
     dst_t[:] = 0
     for oh in range(ho):
         for ow in range(wo):
@@ -738,7 +721,7 @@ def _depthwise_cl_image(src, wt, sh, sw, top, left, dh, dw, dst, src_t, dst_t, b
                     else:
                         for k in range(c):
                             dst_t[o, k] += wt[i, j, k] * src_t[q, k]
-    _transpose_into(dst_t, dst.reshape(c, dst.shape[1] * dst.shape[2]))
+    from_channels_last(dst_t.reshape(1, dst_pixels, c), 0, 1, dst_pixels, dst.reshape(c, 1, dst_pixels))
 
 
 @numba.njit(parallel=True, cache=True)
