@@ -147,6 +147,18 @@ def kernels(family: str, array: Any, op: str) -> types.ModuleType:
     return importlib.import_module(f"minivis.kernels.cpu_{family}")
 
 
+@contextlib.contextmanager
+def reuse_buffers() -> Iterator[None]:
+    """Host arrays that the kernels return are served from a pool until the block ends.
+
+    For methods that run one model on batch after batch: each batch's large arrays reuse the
+    memory of the previous batch's dead ones instead of fresh pages (``minivis/kernels/cpu_workspace.py``;
+    CuPy's memory pool does the same on the GPU).
+    """
+    with importlib.import_module("minivis.kernels.cpu_workspace").reuse():
+        yield
+
+
 def gpu_kernels(family: str, op: str) -> types.ModuleType:
     """``minivis.kernels.gpu_<family>``, imported on first use (``numba.cuda`` is slow to load).
 

@@ -49,7 +49,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from minivis.kernels import cpu_conv, cpu_direct, cpu_threads, cpu_winograd
+from minivis.kernels import cpu_conv, cpu_direct, cpu_threads, cpu_winograd, cpu_workspace
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
@@ -187,6 +187,11 @@ def _scratch(xp: Any, tiles: list[Tile], row_bytes: int, dtype: Any) -> Any:
     return xp.empty(largest * row_bytes // np.dtype(dtype).itemsize, dtype=dtype)
 
 
+def _empty(xp: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """An output array: on the host from ``cpu_workspace`` (reused across a streamed method's batches)."""
+    return cpu_workspace.empty(shape, dtype) if xp is np else xp.empty(shape, dtype=dtype)
+
+
 # ----------------------------------------------------------------------------- im2col + GEMM
 def im2col_forward(kernels: types.ModuleType, xp: Any, x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair,
                    groups: int, bias: Any = None) -> Any:
@@ -201,9 +206,10 @@ def im2col_forward(kernels: types.ModuleType, xp: Any, x: Any, w: Any, stride: P
     b = None if bias is None else bias.reshape(1, c_out, 1, 1)
     w_g = w.reshape(groups, c_out // groups, k_g)
     if is_pointwise(kh, kw, stride, pad4):  # x already is its own cols matrix
-        out = xp.matmul(w_g, x.reshape(n, groups, k_g, pixels)).reshape(n, c_out, ho, wo)
+        out = _empty(xp, (n, c_out, ho, wo), x.dtype)
+        xp.matmul(w_g, x.reshape(n, groups, k_g, pixels), out=out.reshape(n, groups, c_out // groups, pixels))
         return out if b is None else xp.add(out, b, out=out)
-    out = xp.empty((n, c_out, ho, wo), dtype=x.dtype)
+    out = _empty(xp, (n, c_out, ho, wo), x.dtype)
     out_g = out.reshape(n, groups, c_out // groups, pixels)  # a view: the GEMMs write NCHW directly
     row_bytes = k * wo * x.itemsize
     tiles = split_into_tiles(kernels, n, ho, wo, row_bytes * ho, min_band_rows(kh, stride, dilation))
@@ -241,7 +247,9 @@ def im2col_backward(kernels: types.ModuleType, xp: Any, g: Any, w: Any, x: Any, 
     if is_pointwise(kh, kw, stride, pad4) and (ho, wo) == x_shape[2:]:  # x and dx are their own cols matrices
         dx = dw = None
         if need_input:
-            dx = xp.matmul(w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1), g_g).reshape(x_shape)
+            dx = _empty(xp, x_shape, g.dtype)
+            xp.matmul(w.reshape(groups, c_out // groups, k_g).transpose(0, 2, 1), g_g,
+                      out=dx.reshape(n, groups, k_g, pixels))
         if need_weight:
             dw = xp.matmul(g_g, x.reshape(n, groups, k_g, pixels).transpose(0, 1, 3, 2)).sum(axis=0).reshape(w_shape)
         return dx, dw
@@ -251,7 +259,7 @@ def im2col_backward(kernels: types.ModuleType, xp: Any, g: Any, w: Any, x: Any, 
     banded = bool(tiles) and tiles[0][2] - tiles[0][1] < ho
     dx = None
     if need_input:  # bands add into their input rows; whole images overwrite theirs
-        dx = xp.zeros(x_shape, dtype=g.dtype) if banded else xp.empty(x_shape, dtype=g.dtype)
+        dx = xp.zeros(x_shape, dtype=g.dtype) if banded else _empty(xp, x_shape, g.dtype)
 
     def run(part: list[Tile], parallel: bool) -> Any:  # one thread's run of tiles -> its partial dw^T (G, K, C_out/G)
         scratch = _scratch(xp, part, row_bytes, g.dtype)
@@ -487,7 +495,7 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
         else:
             np.matmul(v[:, part, :count], u[part], out=mm[:, part, :count])
 
-    out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
+    out = cpu_workspace.empty((n, c_out, ho, wo), x.dtype)
     bias = np.zeros(c_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     tile_bytes = 16 * (c_in + c_out) * x.itemsize  # one tile's columns of V and M
     work = n * c_out * c_in * 9 * ho * wo

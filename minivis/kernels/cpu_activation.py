@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from minivis.kernels import cpu_threads
+from minivis.kernels import cpu_threads, cpu_workspace
 from minivis.rules import DECONVNET, GUIDED
 
 
@@ -36,7 +36,7 @@ def _clip_serial(x, low, high, out):
 def clip(x: np.ndarray, low: float, high: float) -> np.ndarray:
     """``min(max(x, low), high)`` elementwise in x's dtype and shape (``np.clip``; NaN stays NaN)."""
     x = np.asarray(x, order="C")
-    out = np.empty_like(x)
+    out = cpu_workspace.empty(x.shape, x.dtype)
     cpu_threads.launch(_clip, _clip_serial, x.size, x.reshape(-1), x.dtype.type(low), x.dtype.type(high),
                        out.reshape(-1))
     return out
@@ -64,7 +64,7 @@ def relu_region(y: np.ndarray, low: float, high: float) -> np.ndarray:
     ``y <= low`` (clipped low, or the negative slope), 1 where ``low < y < high``, 2 where
     ``y >= high`` or NaN. A lean graph saves this instead of ``y`` (``functional/activation.py``)."""
     y = np.asarray(y, order="C")
-    out = np.empty(y.shape, dtype=np.int8)
+    out = cpu_workspace.empty(y.shape, np.int8)
     cpu_threads.launch(_relu_region, _relu_region_serial, y.size, y.reshape(-1), y.dtype.type(low),
                        y.dtype.type(high), out.reshape(-1))
     return out
@@ -90,7 +90,7 @@ def clip_region(x: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.
     """``(clip(x, low, high), relu_region(that))`` in one pass over ``x``: a lean graph's rectifier,
     which needs both (the output goes on, the region code is saved)."""
     x = np.asarray(x, order="C")
-    out, region = np.empty_like(x), np.empty(x.shape, dtype=np.int8)
+    out, region = cpu_workspace.empty(x.shape, x.dtype), cpu_workspace.empty(x.shape, np.int8)
     low_, high_ = x.dtype.type(low), x.dtype.type(high)
     cpu_threads.launch(_clip_region, _clip_region_serial, x.size, x.reshape(-1), low_, high_, out.reshape(-1),
                        region.reshape(-1))
@@ -144,7 +144,7 @@ def relu_rule_backward(g: np.ndarray, x: np.ndarray, low: float, high: float, ne
     g = np.asarray(g, dtype=dtype, order="C")  # not ascontiguousarray: it would make a 0-d g 1-d
     # The slope in the op's dtype: g * slope then rounds like PyTorch, with or without the JIT.
     negative_slope = dtype.type(negative_slope)
-    out = np.empty_like(g)
+    out = cpu_workspace.empty(g.shape, g.dtype)
     cpu_threads.launch(_relu_rule_backward, _relu_rule_backward_serial, g.size, g.reshape(-1),
                        np.asarray(x, order="C").reshape(-1), low, high, negative_slope, rule_code, out.reshape(-1))
     return out

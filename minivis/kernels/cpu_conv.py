@@ -31,7 +31,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from minivis.kernels import cpu_threads
+from minivis.kernels import cpu_threads, cpu_workspace
 from minivis.kernels.cpu_layout import from_channels_last, to_channels_last
 
 
@@ -755,7 +755,7 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad
     x: (N, C_in, H, W), w: (C_out, 1, kh, kw) with C_out = M * C_in -> out: (N, C_out, Ho, Wo).
     """
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
-    out = np.empty((x.shape[0], w.shape[0]) + tuple(out_hw), dtype=x.dtype)
+    out = cpu_workspace.empty((x.shape[0], w.shape[0]) + tuple(out_hw), x.dtype)
     if _channels_last(x.shape[1], w.shape, out_hw):
         cpu_threads.launch(_depthwise_cl, _depthwise_cl_serial,
                            out.size * w.shape[2] * w.shape[3] // 2 if out.shape[0] > 1 else 0, x, w,
@@ -775,7 +775,7 @@ def depthwise_backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, i
     g: (N, C_out, Ho, Wo), w: (C_out, 1, kh, kw) -> dx: ``x_shape`` = (N, C_in, H, W).
     """
     g, w = np.ascontiguousarray(g), np.ascontiguousarray(w, dtype=g.dtype)
-    dx = np.empty(x_shape, dtype=g.dtype)
+    dx = cpu_workspace.empty(x_shape, g.dtype)
     if _channels_last(x_shape[1], w.shape, g.shape[2:]):
         cpu_threads.launch(_depthwise_cl, _depthwise_cl_serial,
                            g.size * w.shape[2] * w.shape[3] // 2 if g.shape[0] > 1 else 0, g, w,

@@ -23,7 +23,7 @@ import math
 import numba
 import numpy as np
 
-from minivis.kernels import cpu_threads
+from minivis.kernels import cpu_threads, cpu_workspace
 from minivis.kernels.cpu_activation import _clip_one, _region_one, _rule_one
 
 
@@ -104,8 +104,8 @@ def affine_clip(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, low: float,
     (``cpu_activation.relu_region``: what a lean graph keeps instead of it). Returns (y, region or None).
     """
     x = np.ascontiguousarray(x)
-    out = np.empty_like(x)
-    codes = np.empty(x.shape if region else (x.shape[0], x.shape[1]) + (0,) * (x.ndim - 2), dtype=np.int8)
+    out = cpu_workspace.empty(x.shape, x.dtype)
+    codes = cpu_workspace.empty(x.shape if region else (x.shape[0], x.shape[1]) + (0,) * (x.ndim - 2), dtype=np.int8)
     cpu_threads.launch(_affine_clip, _affine_clip_serial, x.size, _planes(x),
                        np.ascontiguousarray(scale, dtype=x.dtype).reshape(-1),
                        np.ascontiguousarray(shift, dtype=x.dtype).reshape(-1), x.dtype.type(low), x.dtype.type(high),
@@ -141,7 +141,7 @@ def affine_clip_backward(g: np.ndarray, y: np.ndarray, scale: np.ndarray, low: f
     gradient of ``affine_clip`` under a ReLU rule. y: its output, or its region code with
     ``(low, high) = (0.5, 1.5)`` (as ``relu_rule_backward`` reads it)."""
     g = np.ascontiguousarray(g)
-    out = np.empty_like(g)
+    out = cpu_workspace.empty(g.shape, g.dtype)
     cpu_threads.launch(_affine_clip_backward, _affine_clip_backward_serial, g.size, _planes(g),
                        _planes(np.ascontiguousarray(y)), np.ascontiguousarray(scale, dtype=g.dtype).reshape(-1),
                        low, high, rule_code, _planes(out))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from minivis.kernels import cpu_threads
+from minivis.kernels import cpu_threads, cpu_workspace
 from minivis.kernels.cpu_activation import _rule_one
 
 
@@ -94,8 +94,8 @@ def relu_max_pool2x2(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     x = np.ascontiguousarray(x)
     out_hw = (x.shape[1] // 2, x.shape[2] // 2)
-    out = np.empty((x.shape[0], *out_hw), dtype=x.dtype)
-    switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
+    out = cpu_workspace.empty((x.shape[0], *out_hw), x.dtype)
+    switches = cpu_workspace.empty((x.shape[0], *out_hw), np.int64)
     _max_pool2x2(x, out, switches, True)
     return out, switches
 
@@ -292,8 +292,8 @@ def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], 
     (padding counts as -inf). The caller guarantees every window holds at least one input pixel.
     """
     x = np.ascontiguousarray(x)
-    out = np.empty((x.shape[0], *out_hw), dtype=x.dtype)
-    switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
+    out = cpu_workspace.empty((x.shape[0], *out_hw), x.dtype)
+    switches = cpu_workspace.empty((x.shape[0], *out_hw), np.int64)
     if (kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1)
             and 2 * out_hw[0] <= x.shape[1] and 2 * out_hw[1] <= x.shape[2]):  # ceil_mode may add a partial window
         _max_pool2x2(x, out, switches, False)
@@ -350,7 +350,7 @@ def unpool(values: np.ndarray, switches: np.ndarray, out_hw: tuple[int, int]) ->
     edited switches array can make it write outside the plane.
     """
     n_planes = values.shape[0]
-    out = np.empty((n_planes, out_hw[0] * out_hw[1]), dtype=values.dtype)
+    out = cpu_workspace.empty((n_planes, out_hw[0] * out_hw[1]), values.dtype)
     _unpool(np.ascontiguousarray(values).reshape(n_planes, -1),
             np.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), out)
     return out.reshape(n_planes, *out_hw)
@@ -379,7 +379,7 @@ def relu_unpool(g: np.ndarray, pooled: np.ndarray, switches: np.ndarray, out_hw:
     gradient of -0.0 into +0.0), so the result is the two ops' bit for bit.
     """
     n_planes = g.shape[0]
-    out = np.empty((n_planes, out_hw[0] * out_hw[1]), dtype=g.dtype)
+    out = cpu_workspace.empty((n_planes, out_hw[0] * out_hw[1]), g.dtype)
     _relu_unpool(np.ascontiguousarray(g).reshape(n_planes, -1), np.ascontiguousarray(pooled).reshape(n_planes, -1),
                  np.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), rule_code, out)
     return out.reshape(n_planes, *out_hw)

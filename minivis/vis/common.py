@@ -38,14 +38,15 @@ def frozen(model: Module) -> Iterator[Module]:
 
     Freezing matters twice: no gradient is accumulated on the weights, and the backward pass does
     not compute any (only the graph from the input, or from a layer, to the score is recorded).
-    The weights cannot change inside, so convolutions reuse their weight transforms.
+    The weights cannot change inside, so convolutions reuse their weight transforms; and the
+    large arrays of each batch reuse the memory of the previous batch's (``backend.reuse_buffers``).
     """
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
     model.eval()
     model.requires_grad_(False)
     try:
-        with reuse_weight_transforms():
+        with reuse_weight_transforms(), backend.reuse_buffers():
             yield model
     finally:
         for m, training in modes:
@@ -56,11 +57,14 @@ def frozen(model: Module) -> Iterator[Module]:
 
 @contextmanager
 def inference(model: Module) -> Iterator[None]:
-    """Eval mode (dropout off, batch-norm running statistics) and no graph; the modes are restored after."""
+    """Eval mode (dropout off, batch-norm running statistics) and no graph; the modes are restored after.
+
+    Inside, as in ``frozen``, convolutions reuse their weight transforms and batches their memory.
+    """
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with no_grad(), reuse_weight_transforms():
+        with no_grad(), reuse_weight_transforms(), backend.reuse_buffers():
             yield
     finally:
         for m, training in modes:

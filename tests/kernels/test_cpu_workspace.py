@@ -1,0 +1,109 @@
+"""The buffer pool of the streamed methods: a block serves a new array only once nothing uses it."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import minivis as mv
+from minivis import backend
+from minivis.kernels import cpu_workspace
+
+SHAPE = (4, 8, 32, 32)  # 128 KB of float32
+
+
+@pytest.fixture(autouse=True)
+def pool_everything(monkeypatch):
+    monkeypatch.setattr(cpu_workspace, "MIN_BYTES", 1024)
+
+
+def test_outside_a_block_every_array_is_fresh():
+    a = cpu_workspace.empty(SHAPE, np.float32)
+    del a
+    b, c = cpu_workspace.empty(SHAPE, np.float32), cpu_workspace.empty(SHAPE, np.float32)
+    assert b.base is None and c.base is None and not np.shares_memory(b, c)
+
+
+def test_a_dead_array_s_block_serves_the_next_request():
+    with backend.reuse_buffers():
+        a = cpu_workspace.empty(SHAPE, np.float32)
+        block = id(a.base)  # the id: a reference would keep the block in use
+        del a
+        b = cpu_workspace.empty(SHAPE, np.float32)
+        assert id(b.base) == block and b.shape == SHAPE and b.dtype == np.float32
+        c = cpu_workspace.empty((SHAPE[0] * 2,) + SHAPE[1:], np.float16)  # same bytes, another dtype
+        assert id(c.base) != block  # b still holds it
+
+
+@pytest.mark.parametrize("keep", ["array", "view", "reshape", "list"])
+def test_a_block_is_not_reused_while_anything_refers_to_it(keep):
+    with backend.reuse_buffers():
+        a = cpu_workspace.empty(SHAPE, np.float32)
+        a[...] = 7
+        held = {"array": a, "view": a[:, ::2], "reshape": a.reshape(-1), "list": [a]}[keep]
+        del a
+        for _ in range(3):
+            cpu_workspace.empty(SHAPE, np.float32)[...] = -1
+        assert (np.asarray(held[0] if keep == "list" else held) == 7).all()
+
+
+def test_small_arrays_and_loose_fits_stay_out_of_the_pool():
+    with backend.reuse_buffers():
+        small = cpu_workspace.empty((10,), np.float32)  # below MIN_BYTES
+        assert small.base is None
+        big = cpu_workspace.empty((1000,), np.float64)
+        block = id(big.base)
+        del big
+        half = cpu_workspace.empty((500,), np.float64)  # would keep twice its size alive
+        assert id(half.base) != block
+        near = cpu_workspace.empty((900,), np.float64)  # within a quarter: served by the block
+        assert id(near.base) == block
+
+
+def test_blocks_nest_share_one_pool_and_end_with_the_outer_one():
+    with backend.reuse_buffers():
+        with backend.reuse_buffers():
+            a = cpu_workspace.empty(SHAPE, np.float32)
+            block = id(a.base)
+            del a
+        assert id(cpu_workspace.empty(SHAPE, np.float32).base) == block  # the inner exit kept the pool
+    assert cpu_workspace.empty(SHAPE, np.float32).base is None
+
+
+def test_each_thread_has_its_own_pool():
+    seen = []
+    with backend.reuse_buffers():
+        worker = threading.Thread(target=lambda: seen.append(cpu_workspace.empty(SHAPE, np.float32).base))
+        worker.start()
+        worker.join()
+    assert seen == [None]
+
+
+def test_consecutive_forward_passes_reuse_the_dead_activations():
+    mv.nn.init.seed(0)
+    model = mv.models.FashionCNN(widths=(8, 16), hidden=32).eval()
+    x = np.random.default_rng(0).standard_normal((16, 1, 28, 28)).astype(np.float32)
+    with mv.no_grad():
+        fresh = model(mv.tensor(x)).numpy().copy()
+    hits = []
+    real_empty = cpu_workspace.empty
+
+    def spy(shape, dtype):
+        out = real_empty(shape, dtype)
+        hits.append(None if out.base is None else id(out.base))
+        return out
+
+    with mv.vis.common.inference(model):
+        cpu_workspace.empty = spy
+        try:
+            first = model(mv.tensor(x)).numpy().copy()
+            blocks = {b for b in hits if b is not None}
+            hits.clear()
+            second = model(mv.tensor(x)).numpy()
+        finally:
+            cpu_workspace.empty = real_empty
+    assert any(b in blocks for b in hits)
+    np.testing.assert_array_equal(first, fresh)
+    np.testing.assert_array_equal(second, fresh)
