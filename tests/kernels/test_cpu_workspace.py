@@ -56,10 +56,10 @@ def test_small_arrays_and_loose_fits_stay_out_of_the_pool():
         big = cpu_workspace.empty((1000,), np.float64)
         block = id(big.base)
         del big
-        half = cpu_workspace.empty((500,), np.float64)  # would keep twice its size alive
-        assert id(half.base) != block
-        near = cpu_workspace.empty((900,), np.float64)  # within a quarter: served by the block
-        assert id(near.base) == block
+        fifth = cpu_workspace.empty((200,), np.float64)  # would keep five times its size alive
+        assert id(fifth.base) != block
+        quarter = cpu_workspace.empty((250,), np.float64)  # served by the block
+        assert id(quarter.base) == block
 
 
 def test_blocks_nest_share_one_pool_and_end_with_the_outer_one():
