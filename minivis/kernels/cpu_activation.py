@@ -64,7 +64,7 @@ def relu_region(y: np.ndarray, low: float, high: float) -> np.ndarray:
     ``y <= low`` (clipped low, or the negative slope), 1 where ``low < y < high``, 2 where
     ``y >= high`` or NaN. A lean graph saves this instead of ``y`` (``functional/activation.py``)."""
     y = np.asarray(y, order="C")
-    out = cpu_workspace.empty(y.shape, np.int8)
+    out = np.empty(y.shape, dtype=np.int8)  # kept for the backward pass: not from the pool (cpu_workspace)
     cpu_threads.launch(_relu_region, _relu_region_serial, y.size, y.reshape(-1), y.dtype.type(low),
                        y.dtype.type(high), out.reshape(-1))
     return out
@@ -90,7 +90,7 @@ def clip_region(x: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.
     """``(clip(x, low, high), relu_region(that))`` in one pass over ``x``: a lean graph's rectifier,
     which needs both (the output goes on, the region code is saved)."""
     x = np.asarray(x, order="C")
-    out, region = cpu_workspace.empty(x.shape, x.dtype), cpu_workspace.empty(x.shape, np.int8)
+    out, region = cpu_workspace.empty(x.shape, x.dtype), np.empty(x.shape, dtype=np.int8)
     low_, high_ = x.dtype.type(low), x.dtype.type(high)
     cpu_threads.launch(_clip_region, _clip_region_serial, x.size, x.reshape(-1), low_, high_, out.reshape(-1),
                        region.reshape(-1))

@@ -105,7 +105,7 @@ def affine_clip(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, low: float,
     """
     x = np.ascontiguousarray(x)
     out = cpu_workspace.empty(x.shape, x.dtype)
-    codes = cpu_workspace.empty(x.shape if region else (x.shape[0], x.shape[1]) + (0,) * (x.ndim - 2), dtype=np.int8)
+    codes = np.empty(x.shape if region else (x.shape[0], x.shape[1]) + (0,) * (x.ndim - 2), dtype=np.int8)
     cpu_threads.launch(_affine_clip, _affine_clip_serial, x.size, _planes(x),
                        np.ascontiguousarray(scale, dtype=x.dtype).reshape(-1),
                        np.ascontiguousarray(shift, dtype=x.dtype).reshape(-1), x.dtype.type(low), x.dtype.type(high),

@@ -95,7 +95,7 @@ def relu_max_pool2x2(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.ascontiguousarray(x)
     out_hw = (x.shape[1] // 2, x.shape[2] // 2)
     out = cpu_workspace.empty((x.shape[0], *out_hw), x.dtype)
-    switches = cpu_workspace.empty((x.shape[0], *out_hw), np.int64)
+    switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
     _max_pool2x2(x, out, switches, True)
     return out, switches
 
@@ -293,7 +293,7 @@ def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], 
     """
     x = np.ascontiguousarray(x)
     out = cpu_workspace.empty((x.shape[0], *out_hw), x.dtype)
-    switches = cpu_workspace.empty((x.shape[0], *out_hw), np.int64)
+    switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
     if (kernel == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1)
             and 2 * out_hw[0] <= x.shape[1] and 2 * out_hw[1] <= x.shape[2]):  # ceil_mode may add a partial window
         _max_pool2x2(x, out, switches, False)

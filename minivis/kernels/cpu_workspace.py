@@ -5,6 +5,10 @@ glibc serves arrays above 32 MB, and memory it has trimmed, from fresh ``mmap``s
 page costs a page fault (benchmarks/README.md, "Where a fresh process loses time: the allocator").
 Inside ``reuse()`` the kernels' large outputs come from a pool of blocks instead: a block serves
 a new array once no array or view of it is alive any more, which its reference count tells.
+
+Only arrays that die within the pass come from here (layer outputs, gradients). What a graph
+keeps until its backward pass (region codes, max-pool switches) comes from the allocator: a
+block is never split, so a long-lived array would hold a larger block for the whole pass.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from collections.abc import Iterator
 import numpy as np
 
 MIN_BYTES = 1 << 20  # smaller arrays stay with the allocator, whose heap serves them without faults
-# A block serves arrays down to a quarter of its size: an int8 region code can then reuse a float32
-# array's block (Lite0's SmoothGrad peaked at 293 MB with at most a quarter spare, 202 MB with this,
-# 175 MB without the pool), and an array kept after the method pins at most 4x its own size.
+# A block serves arrays down to a quarter of its size, so a layer's output can reuse the block of a
+# larger layer's; an array kept after the method pins at most 4x its own size. SmoothGrad's peak
+# at batch 8: Lite0 175 MB without the pool, 279 MB with at most a quarter spare, 207 MB with 4x;
+# VGG16 606, 731 and 546 MB (benchmarks/README.md, "Attribution, CPU").
 SPARE = 4
 _local = threading.local()
 

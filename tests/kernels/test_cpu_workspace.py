@@ -107,3 +107,20 @@ def test_consecutive_forward_passes_reuse_the_dead_activations():
     assert any(b in blocks for b in hits)
     np.testing.assert_array_equal(first, fresh)
     np.testing.assert_array_equal(second, fresh)
+
+
+def test_what_a_graph_keeps_comes_from_the_allocator():
+    """Region codes and switches live until the backward pass: from the pool they would hold a larger
+    block that long (a block is never split)."""
+    from minivis.kernels import cpu_activation, cpu_norm, cpu_pool  # noqa: PLC0415
+
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    ones, zeros = np.ones(SHAPE[1], np.float32), np.zeros(SHAPE[1], np.float32)
+    with backend.reuse_buffers():
+        y, codes = cpu_norm.affine_clip(x, ones, zeros, 0.0, 6.0, region=True)
+        out, region = cpu_activation.clip_region(x, 0.0, np.inf)
+        pooled, switches = cpu_pool.relu_max_pool2x2(x.reshape(-1, 32, 32))
+        _, switches2 = cpu_pool.max_pool2d(x.reshape(-1, 32, 32), (3, 3), (2, 2), (1, 1), (1, 1), (16, 16))
+        kept = [codes, region, cpu_activation.relu_region(out, 0.0, np.inf), switches, switches2]
+        assert all(a.base is None for a in kept)
+        assert y.base is not None and out.base is not None  # the outputs do come from the pool
