@@ -179,7 +179,9 @@ savefig(fig, "03_saliency_photos")
 # and the arrays of the forward pass are freed as it goes. The saliency methods record their
 # graphs that way, and so does every image optimisation (class models, inversion, DeepDream,
 # textures, style transfer). Below: the memory the graph holds after the forward pass, and the
-# gradient, which is the same to the last bit.
+# gradient, which is the same to the last bit. (The weights are frozen by hand here, not with
+# the methods' ``frozen(model)``: that one also keeps the memory of dead arrays for the next
+# batch, ``backend.reuse_buffers``, and tracemalloc would count it.)
 
 # %%
 import tracemalloc  # noqa: E402 (this section's only import)
@@ -187,13 +189,14 @@ import tracemalloc  # noqa: E402 (this section's only import)
 
 def held_after_forward(lean: bool) -> tuple[float, np.ndarray]:
     x = mv.tensor(x_photos, requires_grad=True)
-    with mv.vis.common.frozen(effnet):
-        tracemalloc.start()
-        with mv.lean_graph() if lean else mv.enable_grad():
-            logits = effnet(x)
-        held = tracemalloc.get_traced_memory()[0] / 2**20
-        tracemalloc.stop()
-        logits[np.arange(2), photo_classes].sum().backward()
+    effnet.eval().requires_grad_(False)
+    tracemalloc.start()
+    with mv.lean_graph() if lean else mv.enable_grad():
+        logits = effnet(x)
+    held = tracemalloc.get_traced_memory()[0] / 2**20
+    tracemalloc.stop()
+    logits[np.arange(2), photo_classes].sum().backward()
+    effnet.requires_grad_(True)
     return held, x.grad
 
 
