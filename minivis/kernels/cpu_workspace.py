@@ -1,10 +1,11 @@
-"""Output buffers reused across the batches of a streamed method (SmoothGrad, integrated gradients).
+"""Output buffers reused across the batches of a batched method (SmoothGrad, IG, Score-CAM, ...).
 
 A method that runs one model on batch after batch asks for the same large arrays every batch.
 glibc serves arrays above 32 MB, and memory it has trimmed, from fresh ``mmap``s, and every fresh
 page costs a page fault (benchmarks/README.md, "Where a fresh process loses time: the allocator").
 Inside ``reuse()`` the kernels' large outputs come from a pool of blocks instead: a block serves
-a new array once no array or view of it is alive any more, which its reference count tells.
+a new array once no array or view of it is alive any more, which its reference count tells
+(CPython's: every array and view of a block holds a reference to it as its ``base``).
 
 Only arrays that die within the pass come from here (layer outputs, gradients). What a graph
 keeps until its backward pass (region codes, max-pool switches) comes from the allocator: a
