@@ -33,7 +33,7 @@ Layouts: ``x: (m, C, H, W)``; tiles are numbered row-major over the ``(tile rows
 grid of 2x2 output blocks. ``input_transform``/``output_transform`` keep channels last,
 ``V: (m, 16, tiles, C)``, ``M: (m, 16, tiles, C_out)``, so every inner loop runs along the
 channels, a whole vector register wide whatever the image size; they copy each image into a
-channels-last scratch plane first, and the output back from one. With tiles last (the
+channels-last scratch plane first, and the output back from one (``cpu_layout``). With tiles last (the
 ``_planar`` pair below), a 28 px image's loops are 14 long and its transforms took 2.5x the
 GEMMs' time; on wide maps the planar pair is faster (``conv_plan.winograd_planar`` picks). A call
 handles tile rows ``ty0..ty1`` of every image in ``x`` (a row band); the kernels are serial and
@@ -49,8 +49,6 @@ from minivis.kernels.cpu_layout import from_channels_last, to_channels_last
 
 FORWARD_SLOTS = np.arange(16)
 ADJOINT_SLOTS = np.array([4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)])
-# The channels-last transforms copy each image into a channels-last plane and the result back:
-# cpu_layout.to_channels_last / from_channels_last.
 
 
 @numba.njit(nogil=True, cache=True)
