@@ -134,6 +134,9 @@ def kernel_device(array: Any) -> str:
     return _forced_kernels["device"] or "cpu"
 
 
+_cpu_kernels: dict[str, types.ModuleType] = {}
+
+
 def kernels(family: str, array: Any, op: str) -> types.ModuleType:
     """The kernel module of ``family`` for ``array``'s device: the one place where CPU and GPU part ways.
 
@@ -144,7 +147,10 @@ def kernels(family: str, array: Any, op: str) -> types.ModuleType:
     """
     if kernel_device(array) == "gpu":
         return gpu_kernels(family, op)
-    return importlib.import_module(f"minivis.kernels.cpu_{family}")
+    module = _cpu_kernels.get(family)  # every op asks on every call: a dict lookup, not an import
+    if module is None:
+        module = _cpu_kernels[family] = importlib.import_module(f"minivis.kernels.cpu_{family}")
+    return module
 
 
 @contextlib.contextmanager
@@ -181,7 +187,8 @@ def gpu_kernels(family: str, op: str) -> types.ModuleType:
 
 def is_gpu_array(array: Any) -> bool:
     """True for a ``cupy.ndarray`` (checked without importing CuPy)."""
-    return type(array).__module__.startswith("cupy")
+    kind = type(array)
+    return kind is not np.ndarray and kind.__module__.startswith("cupy")  # NumPy first: ops ask many times a call
 
 
 def xp(array: Any) -> types.ModuleType:

@@ -43,6 +43,12 @@ def check_same_device(op: str, *tensors: Tensor | None) -> None:
 
 def int_pair(value: Any, op: str, name: str, minimum: int = 1) -> tuple[int, int]:
     """An int or a pair of ints as ``(h, w)``, each >= ``minimum``."""
+    # the common cases (a layer passes its own int or pair on every call), checked cheaply
+    if type(value) is int and value >= minimum:
+        return value, value
+    if (type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int
+            and min(value) >= minimum):
+        return value
     pair = (value, value) if isinstance(value, int | np.integer) else value
     if (not isinstance(pair, tuple | list) or len(pair) != 2
             or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in pair)):

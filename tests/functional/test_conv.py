@@ -643,3 +643,16 @@ TRANSPOSE_BAD = [
 def test_bad_input_is_rejected_with_a_clear_message(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("value", [2, (2, 3), [2, 3], np.int64(2), (np.int32(2), 3)])
+def test_int_pair_gives_plain_ints_whichever_form_the_pair_came_in(value):
+    pair = int_pair(value, "conv2d", "stride")
+    assert pair in ((2, 2), (2, 3)) and all(type(v) is int for v in pair)
+
+
+@pytest.mark.parametrize(("value", "error"), [(True, TypeError), ((1, True), TypeError), ((1, 2.0), TypeError),
+                                              (0, ValueError), ((1, 0), ValueError), ((1, 2, 3), TypeError)])
+def test_int_pair_rejects_what_the_fast_path_must_not_let_through(value, error):
+    with pytest.raises(error, match=r"conv2d: stride must be"):
+        int_pair(value, "conv2d", "stride")
