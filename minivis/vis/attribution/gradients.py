@@ -212,7 +212,7 @@ def smoothgrad(model: Module, x: Any, target: Target, n: int = 50, noise: float 
     The noisy copies are streamed through the model ``batch_size`` at a time, so memory grows with
     ``batch_size``, not with ``n`` (VGG16's peak at 224 px: benchmarks/README.md, "Attribution,
     CPU" and "Design measurements").
-    The noise comes from ``np.random.default_rng(seed)`` and the same standard-normal draws
+    The noise comes from ``np.random.default_rng(seed)`` (drawn in x's dtype) and the same standard-normal draws
     (scaled by each image's sigma) serve every image of a batch: an image gets the same result
     alone or in a batch, whatever the batch size. ``progress``: show a tqdm bar (None: only for
     long runs).
@@ -235,8 +235,9 @@ def smoothgrad(model: Module, x: Any, target: Target, n: int = 50, noise: float 
     device = backend.device_of(batch)
 
     def noisy(k0: int, ks: int) -> Any:
-        # drawn in sample order from one generator: chunks concatenate to the same stream
-        eps = backend.to_device(rng.standard_normal((ks, 1) + batch.shape[1:]), device).astype(batch.dtype)
+        # drawn in sample order from one generator: chunks concatenate to the same stream; drawn in the
+        # model's dtype (float32 draws take 2/3 of the time of float64 ones and a rounding less)
+        eps = backend.to_device(rng.standard_normal((ks, 1) + batch.shape[1:], dtype=batch.dtype), device)
         return batch[None] + sigma * eps
 
     rule = {"saliency": "gradient", "gradient": "gradient", "guided_backprop": "guided",

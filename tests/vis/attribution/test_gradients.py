@@ -8,6 +8,8 @@ Deconvolution hook into.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -246,7 +248,7 @@ def test_integrated_gradients_batch_and_batch_size_do_not_change_the_result(nets
 # --------------------------------------------------------------------------- SmoothGrad
 def same_noise(x, n, noise, seed):
     """The noisy copies smoothgrad draws: one standard-normal stream, scaled by each image's range."""
-    eps = np.random.default_rng(seed).standard_normal((n, 1) + x.shape[1:])
+    eps = np.random.default_rng(seed).standard_normal((n, 1) + x.shape[1:], dtype=x.dtype)
     sigma = noise * (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3)))
     return x[None] + sigma[None, :, None, None, None] * eps  # (n, N, C, H, W)
 
@@ -276,6 +278,18 @@ def test_smoothgrad_matches_captum_noise_tunnel_given_the_same_draws(nets, image
     ref = NoiseTunnel(Saliency(twin)).attribute(torch_input(x), nt_type="smoothgrad", nt_samples=n,
                                                 stdevs=float(noise * np.ptp(x)), target=4, abs=False)
     assert_close(mv.vis.smoothgrad(model, x, 4, n=n, noise=noise, method="gradient"), ref, rtol=1e-10)
+
+
+def test_smoothgrad_draws_float32_noise_for_a_float32_model(nets, images):
+    """float32 input: float32 draws of the same generator, so the mean of the gradients at exactly those copies."""
+    model32 = copy.deepcopy(nets[0]).float()
+    x32, n, noise = images[:2].astype(np.float32), 3, 0.2
+    copies = same_noise(x32, n, noise, seed=7).astype(np.float32)
+    assert copies.dtype == np.float32 and not np.allclose(copies, same_noise(images[:2], n, noise, seed=7), atol=1e-5)
+    ref = np.mean([mv.vis.input_gradient(model32, xs, TARGETS[:2]) for xs in copies], axis=0)
+    ours = mv.vis.smoothgrad(model32, x32, TARGETS[:2], n=n, noise=noise, method="gradient", seed=7)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
 
 
 def test_smoothgrad_batching_seed_and_noise_level(nets, images):
