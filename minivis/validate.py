@@ -121,3 +121,14 @@ def check_positive_int(value: Any, op: str, name: str) -> int:
     if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
     return int(value)
+
+
+def check_seed(value: Any, op: str, name: str = "seed") -> int | None:
+    """``value`` as a seed for ``np.random.default_rng``: None or an int >= 0 (not a bool)."""
+    if value is None:
+        return None
+    if not isinstance(value, int | np.integer) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be an int or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{op}: {name} must be an int >= 0 or None, got {value}")
+    return int(value)

@@ -63,6 +63,9 @@ def _window(op: str, x: Tensor, kernel_size: Pair, stride: Pair | None, padding:
     if any(e > n for e, n in zip(extent, padded, strict=True)):
         raise ValueError(f"{op}: kernel_size {kernel} (extent {extent} with dilation {dilation}) is larger "
                          f"than the padded input {padded} (input {tuple(in_hw)}, padding {padding})")
+    # a stride past the padded input leaves one window per axis; capped so the kernels' int64 offsets
+    # (index * stride) cannot wrap around into out-of-bounds reads
+    stride = (min(stride[0], padded[0]), min(stride[1], padded[1]))
     out_hw = tuple(_pool_output_size(*args, ceil_mode)
                    for args in zip(in_hw, kernel, stride, padding, dilation, strict=True))
     return kernel, stride, padding, dilation, out_hw

@@ -90,6 +90,8 @@ def as_batch(x: Any, model: Module, method: str) -> tuple[Any, bool]:
         raise ValueError(f"{method}: x must be (C, H, W) or (N, C, H, W), got shape {tuple(data.shape)}")
     if data.dtype.kind not in "fiu":
         raise TypeError(f"{method}: x must be numeric, got dtype {data.dtype}")
+    if 0 in data.shape:
+        raise ValueError(f"{method}: x must be non-empty, got shape {tuple(data.shape)}")
     single = data.ndim == 3
     device, dtype = model_device_dtype(model)
     batch = backend.to_device(data[None] if single else data, device).astype(dtype, copy=True)
@@ -148,6 +150,8 @@ def model_scores(model: Module, x: Tensor, target: Target, method: str) -> Tenso
 
 
 def check_layer(model: Module, layer: str, method: str) -> Module:
+    if not isinstance(model, Module):
+        raise TypeError(f"{method}: model must be a minivis nn.Module, got {type(model).__name__}")
     if not isinstance(layer, str):
         raise TypeError(f"{method}: layer must be a dotted layer name (str), got {type(layer).__name__}")
     try:

@@ -1,5 +1,7 @@
 """Pooling ops: finite differences, PyTorch parity (outputs, switches, gradients) and bad input."""
 
+import subprocess
+import sys
 from contextlib import nullcontext
 
 import numba
@@ -454,3 +456,20 @@ def test_relu_max_pool2d_bad_input():
         mv.F.relu_max_pool2d(mv.tensor(np.zeros((4, 4))))
     with pytest.raises(TypeError, match="relu_max_pool2d: return_switches must be True or False"):
         mv.F.relu_max_pool2d(mv.tensor(np.zeros((1, 1, 4, 4))), return_switches=1)
+
+
+def test_a_stride_past_the_input_is_one_window_not_an_out_of_bounds_read():
+    """stride=2**63 wrapped to a negative int64 offset in the kernels and killed the interpreter
+    (SIGSEGV), so the check runs in a child process; any stride past the padded input is one window."""
+    child = """
+import numpy as np, minivis as mv
+x = mv.tensor(np.arange(72, dtype=np.float32).reshape(1, 2, 6, 6), requires_grad=True)
+for pool in (mv.F.max_pool2d, mv.F.avg_pool2d):
+    for stride in (2**63, 10**30):
+        for ceil_mode in (False, True):
+            got = pool(x, 2, stride=stride, ceil_mode=ceil_mode).numpy()
+            np.testing.assert_array_equal(got, pool(x, 2, stride=6, ceil_mode=ceil_mode).numpy())
+print("OK")
+"""
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "OK", (result.returncode, result.stderr[-2000:])

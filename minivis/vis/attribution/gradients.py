@@ -47,7 +47,7 @@ from minivis import backend
 from minivis.autograd import Tensor, lean_graph, no_grad
 from minivis.nn.module import Module
 from minivis.rules import RULES, backward_rule
-from minivis.validate import check_fits, check_float
+from minivis.validate import check_fits, check_float, check_seed
 from minivis.vis.common import Target, as_batch, frozen, model_scores, unbatch
 
 SMOOTHGRAD_METHODS = ("saliency", "gradient", "guided_backprop", "deconvnet")
@@ -224,8 +224,7 @@ def smoothgrad(model: Module, x: Any, target: Target, n: int = 50, noise: float 
                          f"got {noise!r}")
     if method not in SMOOTHGRAD_METHODS:
         raise ValueError(f"smoothgrad: method must be one of {SMOOTHGRAD_METHODS}, got {method!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"smoothgrad: seed must be an int or None, got {seed!r}")
+    seed = check_seed(seed, "smoothgrad")
     progress = _check_progress(progress, "smoothgrad")
     batch, single = as_batch(x, model, "smoothgrad")
     axes = tuple(range(1, batch.ndim))

@@ -42,7 +42,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.functional.loss import softmax
 from minivis.nn.module import Module
-from minivis.validate import check_bool, check_float, check_positive_int
+from minivis.validate import check_bool, check_float, check_int, check_positive_int, check_seed
 from minivis.vis.common import Target, as_batch, inference, target_scores
 
 
@@ -58,9 +58,19 @@ class CurveResult:
     mode: str
 
 
+def _attribution_array(attribution: Any, method: str) -> np.ndarray:
+    """An attribution map (array or Tensor, any device) as a float64 host array; non-numeric input is refused."""
+    a = getattr(attribution, "data", attribution)
+    a = np.asarray(backend.to_device(a, "cpu") if backend.is_gpu_array(a) else a)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{method}: attribution must be a numeric array or Tensor, got "
+                        f"{type(attribution).__name__} of dtype {a.dtype}")
+    return a.astype(np.float64)
+
+
 def _pixel_ranking(attribution: Any, batch: Any, method: str) -> np.ndarray:
     """(N, H*W) pixel indices, most relevant first (a stable sort: ties keep row-major order)."""
-    a = np.asarray(backend.to_device(getattr(attribution, "data", attribution), "cpu"), dtype=np.float64)
+    a = _attribution_array(attribution, method)
     n, c, h, w = batch.shape
     if a.shape == (n, c, h, w):
         a = a.sum(axis=1)
@@ -119,6 +129,7 @@ def _curve(model: Module, x: Any, target: Target, attribution: Any, mode: str, p
     batch, _ = as_batch(x, model, method)
     order = _pixel_ranking(attribution, batch, method)
     n, c, h, w = batch.shape
+    pixels_per_step = min(pixels_per_step, h * w)  # more than the image holds: one step takes it all
     steps = math.ceil(h * w / pixels_per_step)
     origin = _fill(start, batch, model, method, "start") if mode == "insertion" else batch
     source = batch if mode == "insertion" else _fill(fill, batch, model, method, "baseline")
@@ -188,15 +199,17 @@ def infidelity(model: Module, x: Any, target: Target, attribution: Any, n_sample
     method = "infidelity"
     batch, _ = as_batch(x, model, method)
     n = batch.shape[0]
-    phi = np.asarray(backend.to_device(getattr(attribution, "data", attribution), "cpu"), dtype=np.float64)
+    phi = _attribution_array(attribution, method)
     if phi.shape != batch.shape:
         raise ValueError(f"{method}: attribution must be shaped like x {tuple(batch.shape)}, got shape {phi.shape}")
+    if not np.isfinite(phi).all():
+        raise ValueError(f"{method}: attribution contains NaN or infinite values")
     batch_size = check_positive_int(batch_size, method, "batch_size")
     normalize = check_bool(normalize, method, "normalize")
     if perturbations is None:
         n_samples = check_positive_int(n_samples, method, "n_samples")
         noise = check_float(noise, method, "noise", low=0.0)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed, method))
         perturbations = rng.standard_normal((n, n_samples) + batch.shape[1:]) * noise
     perturbations = np.asarray(perturbations, dtype=np.float64)
     if perturbations.ndim != 5 or perturbations.shape[0] != n or perturbations.shape[2:] != batch.shape[1:]:
@@ -225,8 +238,10 @@ def _target_indices(model: Module, batch: Any, target: Target, method: str) -> n
     if callable(target):
         raise TypeError(f"{method}: target must be a class index or one per image, not a callable")
     index = np.asarray(target)
-    if index.dtype.kind not in "iu":
+    if index.dtype.kind not in "iu" or index.ndim > 1:
         raise TypeError(f"{method}: target must be a class index or one per image, got {target!r}")
+    if index.ndim == 1 and index.shape[0] != batch.shape[0]:
+        raise ValueError(f"{method}: target has {index.shape[0]} indices for a batch of {batch.shape[0]} images")
     return np.broadcast_to(index, (batch.shape[0],)).astype(np.int64)
 
 
@@ -246,7 +261,8 @@ def max_sensitivity(explain: Callable[[Any], Any], x: Any, radius: float = 0.02,
     if perturbations is None:
         radius = check_float(radius, method, "radius", low=0.0)
         n_samples = check_positive_int(n_samples, method, "n_samples")
-        perturbations = np.random.default_rng(seed).uniform(-radius, radius, (n, n_samples) + data.shape[1:])
+        rng = np.random.default_rng(check_seed(seed, method))
+        perturbations = rng.uniform(-radius, radius, (n, n_samples) + data.shape[1:])
     perturbations = np.asarray(perturbations, dtype=data.dtype)
     if perturbations.ndim != 5 or perturbations.shape[0] != n or perturbations.shape[2:] != data.shape[1:]:
         raise ValueError(f"{method}: perturbations must be (N, S, C, H, W) with N={n} and (C, H, W)="
@@ -266,7 +282,7 @@ def pointing_game(attribution: Any, mask: Any, tolerance: int = 0) -> np.ndarray
     (dilated by ``tolerance`` pixels, the paper's 15 px at 224)? attribution: (N, H, W) or (N, C, H, W)
     (summed over channels); mask: (N, H, W) or (H, W) bool."""
     method = "pointing_game"
-    a = np.asarray(backend.to_device(getattr(attribution, "data", attribution), "cpu"), dtype=np.float64)
+    a = _attribution_array(attribution, method)
     if a.ndim == 4:
         a = a.sum(axis=1)
     m = np.asarray(backend.to_device(mask, "cpu"))
@@ -277,9 +293,8 @@ def pointing_game(attribution: Any, mask: Any, tolerance: int = 0) -> np.ndarray
                          f"{a.shape} and {m.shape}")
     if m.dtype != bool:
         raise TypeError(f"{method}: mask must be a boolean array, got dtype {m.dtype}")
-    tolerance = int(tolerance)
-    if tolerance < 0:
-        raise ValueError(f"{method}: tolerance must be >= 0, got {tolerance}")
+    # past the image's size a larger tolerance dilates no further (and would overflow SciPy's C int)
+    tolerance = min(check_int(tolerance, method, "tolerance", minimum=0), max(a.shape[1:]))
     hits = np.zeros(len(a), dtype=bool)
     for i, (ai, mi) in enumerate(zip(a, m, strict=True)):
         if tolerance:

@@ -60,6 +60,8 @@ def window(image_hw: tuple[int, ...], patch: Any, stride: Any, op: str) -> tuple
     stride = int_pair(stride, op, "stride")
     if patch[0] > image_hw[0] or patch[1] > image_hw[1]:
         raise ValueError(f"{op}: patch {patch} is larger than the image {tuple(image_hw)}")
+    # a stride past the image leaves one patch per axis; capped so offsets (index * stride) fit in int64
+    stride = (min(stride[0], image_hw[0]), min(stride[1], image_hw[1]))
     grid = tuple((size - p) // s + 1 for size, p, s in zip(image_hw, patch, stride, strict=True))
     return patch, stride, grid
 
@@ -252,6 +254,9 @@ def occlusion_map(grid: Any, size: Any, patch: Any, stride: Any) -> Any:
     (R grid C^T) / (R 1)(C 1)^T: the sum over covering patches over their count.
     """
     op = "occlusion_map"
+    if not (isinstance(grid, np.ndarray) or backend.is_gpu_array(grid)) or grid.dtype.kind not in "fiu":
+        raise TypeError(f"{op}: grid must be a numeric array (..., rows, cols), got {type(grid).__name__} "
+                        f"{getattr(grid, 'dtype', '')}".rstrip())
     xp = backend.xp(grid)
     size, patch, stride = int_pair(size, op, "size"), int_pair(patch, op, "patch"), int_pair(stride, op, "stride")
     if grid.ndim < 2:
@@ -259,8 +264,8 @@ def occlusion_map(grid: Any, size: Any, patch: Any, stride: Any) -> Any:
     covers = []
     for axis in range(2):
         count = grid.shape[axis - 2]
-        starts = np.arange(count) * stride[axis]
-        if count < 1 or starts[-1] + patch[axis] > size[axis]:
+        starts = np.arange(count) * min(stride[axis], size[axis])  # capped: no int64 overflow, same fit test
+        if count < 1 or int(starts[-1]) + patch[axis] > size[axis]:
             raise ValueError(f"{op}: {count} patches of {patch[axis]} at stride {stride[axis]} do not fit in "
                              f"{size[axis]} pixels")
         pixel = np.arange(size[axis])[:, None]

@@ -39,8 +39,8 @@ from scipy.sparse.linalg import spsolve
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_bool, check_float, check_positive_int
-from minivis.vis.attribution.metrics import _pixel_ranking, _scores, _target_indices
+from minivis.validate import check_bool, check_float, check_positive_int, check_seed
+from minivis.vis.attribution.metrics import _attribution_array, _pixel_ranking, _scores, _target_indices
 from minivis.vis.common import Target, as_batch, inference, target_scores
 
 # (row offset, column offset, weight): the paper's 1/6 for direct and 1/12 for diagonal neighbours
@@ -98,14 +98,17 @@ def noisy_linear_imputation(image: Any, removed: Any, noise: float = 0.01, seed:
     """
     method = "noisy_linear_imputation"
     img = np.asarray(backend.to_device(getattr(image, "data", image), "cpu"))
-    if img.ndim != 3 or img.dtype.kind != "f":
+    if img.ndim != 3 or img.dtype.kind != "f" or 0 in img.shape:
         raise ValueError(f"{method}: image must be a float array (C, H, W), got {img.dtype} shape {img.shape}")
+    if not np.isfinite(img).all():
+        raise ValueError(f"{method}: image contains NaN or infinite values")
     mask = np.asarray(backend.to_device(removed, "cpu"))
     if mask.dtype != bool:
         raise TypeError(f"{method}: removed must be a boolean (H, W) array, got dtype {mask.dtype}")
     if mask.shape != img.shape[1:]:
         raise ValueError(f"{method}: removed must be (H, W) = {img.shape[1:]}, got shape {mask.shape}")
     noise = check_float(noise, method, "noise", low=0.0)
+    seed = check_seed(seed, method)
     c = img.shape[0]
     factors = np.ones(c) if scale is None else np.broadcast_to(np.asarray(scale, np.float64), (c,))
     out = img.astype(np.float64, copy=True).reshape(c, -1)
@@ -153,7 +156,7 @@ def removal_mask(attribution: Any, fraction: float, order: str = "morf") -> np.n
     (channels summed): the floor(p * H * W) most ("morf") or least ("lerf") relevant, ties in
     row-major order (a stable sort; the paper's code breaks ties by adding 1e-4 Gaussian noise)."""
     method = "removal_mask"
-    a = np.asarray(backend.to_device(getattr(attribution, "data", attribution), "cpu"), dtype=np.float64)
+    a = _attribution_array(attribution, method)
     if a.ndim == 3:
         a = a.sum(axis=0)
     if a.ndim != 2:
@@ -204,7 +207,7 @@ def road(model: Module, x: Any, target: Target, attribution: Any, fractions: Seq
         raise ValueError(f"{method}: fractions must be a non-empty 1-D sequence of numbers in [0, 1) "
                          f"(removing every pixel leaves nothing to impute from), got {fractions!r}")
     counts = removed_counts(fracs, h * w)
-    raw = np.asarray(backend.to_device(getattr(attribution, "data", attribution), "cpu"), dtype=np.float64)
+    raw = _attribution_array(attribution, method)
     orders = {}
     if order in ("morf", "both"):
         orders["morf"] = _pixel_ranking(raw, batch, method)
@@ -214,7 +217,7 @@ def road(model: Module, x: Any, target: Target, attribution: Any, fractions: Seq
     scale = None if std is None else 1 / np.broadcast_to(np.asarray(std, np.float64), (c,))
     chosen = _target_indices(model, batch, target, method)
     host = np.asarray(backend.to_device(batch, "cpu"), dtype=np.float64)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, method))
     jobs = [(name, i, j) for name in orders for i in range(n) for j in range(len(fracs))]
     results = {name: np.zeros((n, len(fracs))) for name in orders}
     device = backend.device_of(batch)

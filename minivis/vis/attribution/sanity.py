@@ -300,6 +300,8 @@ def model_randomisation(model: Module, x: Any, target: Target, method: str | Cal
     if layers is None:
         chosen = available
     else:
+        if not isinstance(layers, list | tuple) or not all(isinstance(n, str) for n in layers):
+            raise TypeError(f"{who}: layers must be a list of layer names (str) or None, got {layers!r}")
         by_name = dict(available)
         unknown = [n for n in layers if n not in by_name]
         if unknown:

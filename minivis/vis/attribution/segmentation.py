@@ -100,6 +100,8 @@ def saliency_segmentation(model: Module, x: Any, target: Target, fg_quantile: fl
     if bg_quantile >= fg_quantile:
         raise ValueError(f"{op}: bg_quantile ({bg_quantile}) must be below fg_quantile ({fg_quantile})")
     check_positive_int(iterations, op, "iterations")
+    if iterations > np.iinfo(np.int32).max:  # OpenCV takes a C int
+        raise ValueError(f"{op}: iterations must be <= {np.iinfo(np.int32).max}, got {iterations}")
     with inference(model):  # the target is checked here, under this method's name
         model_scores(model, Tensor(batch), target, op)
     if saliency_map is None:

@@ -49,6 +49,11 @@ class SparsityReport:
 
 def hoyer_sparsity(x: np.ndarray) -> np.ndarray:
     """Hoyer sparsity of each row of ``x`` (..., n) with n >= 2: NaN for an all-zero row."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub" or x.ndim < 1:
+        raise TypeError(f"hoyer_sparsity: x must be a numeric array (..., n), got {type(x).__name__} "
+                        f"{getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}".rstrip())
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)  # x * x below must not wrap around in a small int type
     n = x.shape[-1]
     if n < 2:
         raise ValueError(f"hoyer_sparsity: needs at least 2 values per row, got {n}")

@@ -32,7 +32,7 @@ from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.functional import cross_entropy, softmax
 from minivis.nn.module import Module
-from minivis.validate import check_float
+from minivis.validate import check_float, check_seed
 from minivis.vis.common import as_batch, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.class_model import _class_count, initial_image
@@ -220,7 +220,7 @@ def fooling_image(model: Module, target: Any, start: str = "noise", confidence: 
             raise ValueError(f"{method}: give size=(H, W); the model has no input_size")
     h, w = (size, size) if isinstance(size, int | np.integer) else tuple(size)
     channels = int(getattr(model, "in_channels", 3))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, method))
     x = initial_image(model, (len(labels), channels, int(h), int(w)), start, rng, noise_std=noise_std,
                       method=method)
     _, low, high = _pixel_scale(model, backend.xp(x), x.dtype)

@@ -29,7 +29,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_float
+from minivis.validate import check_float, check_seed
 from minivis.vis.common import model_device_dtype, target_scores
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis import transforms as tr
@@ -202,7 +202,7 @@ def class_model(model: Module, target: Any, steps: int = 200, lr: float = 0.05, 
     channels = int(getattr(model, "in_channels", 3))
     hooks = yosinski_hooks(blur_every, blur_sigma, clip_norm_pct, clip_contrib_pct, method)
     chain = robust_transforms(jitter, transforms, (h, w), method)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, method))
     x0 = initial_image(model, (n, channels, h, w), init, rng, method=method)
     image_param = make_param(param, x0, getattr(model, "mean", 0.0), getattr(model, "std", 1.0), method)
     if param == "fft" and isinstance(init, str) and init == "noise":

@@ -100,6 +100,7 @@ def deepdream(model: Module, image: Any, layer: str, steps: int = 10, lr: float 
     steps, lr = check_steps_lr(steps, lr, method)
     for name, value, low in (("octaves", octaves, 1), ("jitter", jitter, 0), ("min_size", min_size, 1)):
         check_int(value, method, name, low)
+    seed = check_int(seed, method, "seed", 0)  # octave k draws with seed + k
     octave_scale = check_float(octave_scale, method, "octave_scale")
     if not octave_scale > 1.0:
         raise ValueError(f"{method}: octave_scale must be > 1, got {octave_scale}")

@@ -32,7 +32,7 @@ from minivis import backend
 from minivis.autograd import no_grad, tensor
 from minivis.nn.hooks import forward_to
 from minivis.nn.module import Module
-from minivis.validate import check_float
+from minivis.validate import check_float, check_seed
 from minivis.vis.common import as_batch, check_layer, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.objectives import LOGITS, Objective
@@ -108,7 +108,7 @@ def invert(model: Module, image: Any, layer: str, steps: int = 200, alpha: float
     penalties = [(alpha_weight * alpha_scale, lambda x: reg.alpha_norm(x, alpha)),
                  (tv_weight * tv_scale, lambda x: reg.tv(x, tv_beta))]
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, method))
     start = np.zeros(x0.shape) if init == "mean" else rng.standard_normal(x0.shape) * 0.1 * bound
     start = backend.to_device(start.astype(x0.dtype), backend.device_of(x0))
     result = optimize(model, objective, PixelImage(start), steps=steps, lr=lr, optimizer=optimizer,

@@ -28,6 +28,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
+from minivis.validate import check_seed
 from minivis.vis.common import frozen, model_device_dtype
 from minivis.vis.synthesis.class_model import class_objective
 from minivis.vis.synthesis.optimize import SynthesisResult, check_steps_lr, optimize
@@ -78,7 +79,7 @@ def latent_class_model(model: Module, decoder: Module, target: Any, steps: int =
     objective, n, single = class_objective(model, target, method)
     code_shape = getattr(decoder, "code_shape", None)
     device, dtype = model_device_dtype(decoder)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, method))
     if isinstance(init, str):
         if init not in LATENT_INITS:
             raise ValueError(f"{method}: init must be one of {LATENT_INITS} or an array of codes, got {init!r}")

@@ -35,7 +35,7 @@ from minivis.autograd import Tensor, lean_graph, no_grad
 from minivis.nn.module import Module
 from minivis.optim.lbfgs import minimize_lbfgs
 from minivis.optim.optimizers import SGD, Adam
-from minivis.validate import check_float, check_int
+from minivis.validate import check_float, check_int, check_seed
 from minivis.vis.common import frozen
 from minivis.vis.synthesis.parameterization import ImageParam
 
@@ -123,7 +123,7 @@ def optimize(model: Module, objective: Callable[[Module, Tensor], Tensor], param
     if optimizer == "lbfgs" and type(param).project is not ImageParam.project:
         raise ValueError(f"{desc}: optimizer='lbfgs' cannot keep a constrained parameterisation "
                          f"({type(param).__name__}) in its box; use 'adam' or 'sgd'")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, desc))
     sign = 1.0 if maximize else -1.0
     history: list[np.ndarray] = []
     totals: list[np.ndarray] = []

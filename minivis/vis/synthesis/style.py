@@ -32,7 +32,7 @@ from minivis.autograd import Tensor, no_grad, tensor
 from minivis.functional.gram import gram_matrix
 from minivis.nn.hooks import forward_to
 from minivis.nn.module import Module
-from minivis.validate import check_float, check_int
+from minivis.validate import check_float, check_int, check_seed
 from minivis.vis.common import as_batch, check_layer, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.objectives import Objective
@@ -213,9 +213,9 @@ def _check_common(steps: Any, lr: Any, optimizer: Any, param: Any, method: str) 
     return steps, lr
 
 
-def _noise(model: Module, shape: tuple[int, ...], dtype: Any, device: str, seed: int) -> Any:
+def _noise(model: Module, shape: tuple[int, ...], dtype: Any, device: str, seed: int, method: str) -> Any:
     """Model input of grey pixels plus small uniform noise (0.5 +- 0.1), as Gatys et al. start."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, method))
     pixels = 0.5 + rng.uniform(-0.1, 0.1, shape)
     return backend.to_device(to_input(model, pixels).astype(dtype), device)
 
@@ -255,7 +255,7 @@ def texture_synthesis(model: Module, sample: Any, size: int | tuple[int, int] | 
     tv_weight = check_float(tv_weight, method, "tv_weight", low=0.0)
     targets = gram_targets(model, x[0], list(weights), method)
     objective = style_objective(targets, weights)
-    x0 = _noise(model, (1, x.shape[1], h, w), x.dtype, backend.device_of(x), seed)
+    x0 = _noise(model, (1, x.shape[1], h, w), x.dtype, backend.device_of(x), seed, method)
     result = _run(model, objective, x0, steps, lr, optimizer, param, [(tv_weight, tv_penalty)], seed, progress,
                   method)
     result.info.update(layers=weights, style_loss=float(result.history[-1]),
@@ -317,7 +317,7 @@ def style_transfer(model: Module, content: Any, style: Any, content_layer: str |
         content_target = forward_to(model, tensor(xc), layer).data.copy()
     c_obj, s_obj = content_objective(layer, content_target), style_objective(targets, weights)
     objective = c_obj * content_weight + s_obj * style_weight
-    x0 = xc.copy() if init == "content" else _noise(model, tuple(xc.shape), dtype, device, seed)
+    x0 = xc.copy() if init == "content" else _noise(model, tuple(xc.shape), dtype, device, seed, method)
     result = _run(model, objective, x0, steps, lr, optimizer, param, [(tv_weight, tv_penalty)], seed, progress,
                   method)
     with frozen(model), no_grad():

@@ -396,6 +396,9 @@ def test_bad_input_common_to_every_method(nets, images, name):
         call(lambda t: t, images, 0)
     with pytest.raises(ValueError, match="FashionCNN: input must be 28x28"):
         call(model, np.zeros((1, 20, 20)), 0)
+    for empty in (images[:0], images[..., :0]):  # no image, or no pixel: refused before any division by N
+        with pytest.raises(ValueError, match=rf"{name}: x must be non-empty, got shape \("):
+            call(model, empty, 0)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -416,6 +419,7 @@ def test_input_gradient_bad_rule(nets, images, kwargs, error, message):
     (dict(method="occlusion"), ValueError, r"smoothgrad: method must be one of \('saliency', 'gradient'"),
     (dict(batch_size=0), ValueError, "smoothgrad: batch_size must be >= 1, got 0"),
     (dict(seed=1.5), TypeError, "smoothgrad: seed must be an int or None, got 1.5"),
+    (dict(seed=-1), ValueError, "smoothgrad: seed must be an int >= 0 or None, got -1"),
     (dict(progress="yes"), TypeError, "smoothgrad: progress must be True, False or None"),
 ])
 def test_smoothgrad_bad_arguments(nets, images, kwargs, error, message):

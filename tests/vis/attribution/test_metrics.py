@@ -173,3 +173,48 @@ def test_bad_input(rng):
         metrics.pointing_game(np.zeros((1, 4, 4)), np.zeros((5, 5), bool))
     with pytest.raises(ValueError, match="deletion: attribution contains NaN"):
         metrics.deletion(net, x, 0, np.full((1, 8, 8), np.nan))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    # non-numeric maps are refused by name, not by NumPy's float() conversion
+    (lambda net, x: metrics.deletion(net, x, 0, "map"), TypeError, "deletion: attribution must be a numeric array"),
+    (lambda net, x: metrics.insertion(net, x, 0, {}), TypeError, "insertion: attribution must be a numeric array"),
+    (lambda net, x: metrics.infidelity(net, x, 0, 1 + 2j), TypeError, "infidelity: attribution must be a numeric"),
+    (lambda net, x: metrics.pointing_game("map", np.ones((1, 8, 8), bool)), TypeError,
+     "pointing_game: attribution must be a numeric array"),
+    # a NaN map gave a NaN infidelity
+    (lambda net, x: metrics.infidelity(net, x, 0, np.full(x.shape, np.nan)), ValueError,
+     "infidelity: attribution contains NaN or infinite values"),
+    # a target of the wrong length failed in np.broadcast_to
+    (lambda net, x: metrics.deletion(net, x, [0, 1], np.zeros((1, 8, 8))), ValueError,
+     "deletion: target has 2 indices for a batch of 1 images"),
+    (lambda net, x: metrics.infidelity(net, x, np.array([[0]]), np.zeros(x.shape)), TypeError,
+     "infidelity: target must be a class index or one per image"),
+    # seeds went to np.random.default_rng unchecked
+    (lambda net, x: metrics.infidelity(net, x, 0, np.zeros(x.shape), seed=-1), ValueError,
+     "infidelity: seed must be an int >= 0 or None, got -1"),
+    (lambda net, x: metrics.max_sensitivity(lambda b: b, x, seed=1.5), TypeError,
+     "max_sensitivity: seed must be an int or None, got 1.5"),
+    # tolerance went through int(): NaN, strings and huge values failed there or in SciPy
+    (lambda net, x: metrics.pointing_game(np.zeros((1, 8, 8)), np.ones((8, 8), bool), tolerance=float("nan")),
+     TypeError, "pointing_game: tolerance must be an int, got nan"),
+    (lambda net, x: metrics.pointing_game(np.zeros((1, 8, 8)), np.ones((8, 8), bool), tolerance=-1),
+     ValueError, "pointing_game: tolerance must be >= 0, got -1"),
+])
+def test_bad_input_is_refused_by_name(rng, call, error, match):
+    with pytest.raises(error, match=match):
+        call(tiny_net(), rng.standard_normal((1, 1, 8, 8)))
+
+
+def test_huge_steps_and_tolerances_are_capped_at_the_image(rng):
+    """pixels_per_step and tolerance past the image's size overflowed int64 / a C int; they now act as
+    the image's size does."""
+    net, x = tiny_net(), rng.standard_normal((1, 1, 8, 8))
+    a = rng.standard_normal((1, 8, 8))
+    whole = metrics.deletion(net, x, 0, a, pixels_per_step=64)
+    huge = metrics.deletion(net, x, 0, a, pixels_per_step=10**30)
+    np.testing.assert_array_equal(huge.scores, whole.scores)
+    np.testing.assert_array_equal(huge.fractions, [0.0, 1.0])
+    mask = np.zeros((8, 8), bool)
+    mask[0, 0] = True
+    np.testing.assert_array_equal(metrics.pointing_game(a, mask, tolerance=2**63), [True])

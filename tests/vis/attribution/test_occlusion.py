@@ -352,6 +352,19 @@ def test_bad_input_and_target(rng) -> None:
         mv.vis.occlusion(model, x, [1, 2])
     with pytest.raises(ValueError, match="occlusion_map: 5 patches of 4 at stride 3 do not fit in 12 pixels"):
         mv.vis.occlusion_map(np.zeros((5, 2)), 12, 4, 3)
+    with pytest.raises(TypeError, match="occlusion_map: grid must be a numeric array"):
+        mv.vis.occlusion_map([[0.0]], 12, 4, 3)
+    with pytest.raises(ValueError, match="occlusion_map: 2 patches of 10000000000000000000000000000000 at stride"):
+        mv.vis.occlusion_map(np.zeros((2, 2)), 12, 10**31, 3)
+
+
+def test_a_stride_past_the_image_gives_one_patch(rng) -> None:
+    """A huge stride overflowed int64 when the patch offsets were computed; it means one patch per axis."""
+    model, x = fashion(), rng.standard_normal((1, 28, 28))
+    one = mv.vis.occlusion(model, x, 0, patch=20, stride=28)
+    np.testing.assert_array_equal(mv.vis.occlusion(model, x, 0, patch=20, stride=10**30), one)
+    np.testing.assert_array_equal(mv.vis.occlusion_map(np.ones((1, 1)), 28, 20, 2**63),
+                                  mv.vis.occlusion_map(np.ones((1, 1)), 28, 20, 28))
 
 
 class FunctionalReLU(nn.Module):

@@ -250,6 +250,20 @@ def test_bad_input(nets):
         mv.vis.noisy_linear_imputation(np.zeros((1, 4, 4)), np.ones((4, 4), bool))
     with pytest.raises(ValueError, match="removal_mask: order must be"):
         mv.vis.removal_mask(np.zeros((4, 4)), 0.5, "most")
+    with pytest.raises(TypeError, match="removal_mask: attribution must be a numeric array or Tensor, got str"):
+        mv.vis.removal_mask("map", 0.5)
+    with pytest.raises(TypeError, match="road: attribution must be a numeric array or Tensor, got dict"):
+        mv.vis.road(model, x, 0, {})
+    with pytest.raises(ValueError, match="road: target has 2 indices for a batch of 1 images"):
+        mv.vis.road(model, x, [0, 1], a)
+    with pytest.raises(ValueError, match="road: seed must be an int >= 0 or None, got -1"):
+        mv.vis.road(model, x, 0, a, seed=-1)
+    with pytest.raises(TypeError, match="noisy_linear_imputation: seed must be an int or None, got 'a'"):
+        mv.vis.noisy_linear_imputation(np.zeros((1, 4, 4)), np.eye(4, dtype=bool), seed="a")
+    with pytest.raises(ValueError, match="noisy_linear_imputation: image contains NaN or infinite values"):
+        mv.vis.noisy_linear_imputation(np.full((1, 4, 4), np.nan), np.eye(4, dtype=bool))
+    with pytest.raises(ValueError, match=r"noisy_linear_imputation: image must be a float array \(C, H, W\)"):
+        mv.vis.noisy_linear_imputation(np.zeros((0, 4, 4)), np.eye(4, dtype=bool))
 
 
 def test_removed_counts_follow_the_papers_int():

@@ -69,6 +69,10 @@ def test_bad_input():
         sanity.model_randomisation(model, x, 0, "saliency", reinit="uniform")
     with pytest.raises(TypeError, match="model_randomisation: progress must be True or False, got 1"):
         sanity.model_randomisation(model, x, 0, "saliency", progress=1)
+    with pytest.raises(TypeError, match="model_randomisation: layers must be a list of layer names .* got 3"):
+        sanity.model_randomisation(model, x, 0, "saliency", layers=3)
+    with pytest.raises(TypeError, match=r"model_randomisation: layers must be .* got \[\['fc'\]\]"):
+        sanity.model_randomisation(model, x, 0, "saliency", layers=[["fc"]])
 
 
 def test_batched_spearman_matches_scipy_row_by_row(rng):

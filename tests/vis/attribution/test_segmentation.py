@@ -69,6 +69,7 @@ def test_model_saliency_path(rng) -> None:
     ({"fg_quantile": 1.0}, ValueError, r"saliency_segmentation: fg_quantile must be in \(0, 1\)"),
     ({"bg_quantile": 0.97}, ValueError, r"bg_quantile \(0.97\) must be below fg_quantile \(0.95\)"),
     ({"iterations": 0}, ValueError, "iterations must be a positive int"),
+    ({"iterations": 2**63}, ValueError, "saliency_segmentation: iterations must be <= 2147483647"),
     ({"saliency_map": np.zeros((8, 8))}, ValueError, r"saliency_map must be \(H, W\) or \(N, H, W\)"),
     ({"saliency_map": np.ones((64, 64))}, ValueError, "the saliency map is too flat"),
     ({"image": np.zeros((32, 32, 3))}, ValueError, "image must be HxW"),

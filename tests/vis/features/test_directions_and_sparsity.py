@@ -117,3 +117,21 @@ def test_bad_input(model, images):
         activation_sparsity(model, images, "features.99")
     with pytest.raises(ValueError, match="hoyer_sparsity: needs at least 2 values"):
         hoyer_sparsity(np.ones((3, 1)))
+    with pytest.raises(TypeError, match="hoyer_sparsity: x must be a numeric array"):
+        hoyer_sparsity([1.0, 0.0])
+    with pytest.raises(TypeError, match=r"hoyer_sparsity: x must be .* got ndarray float64 \(\)"):
+        hoyer_sparsity(np.ones(()))
+    with pytest.raises(ValueError, match="random_directions: seed must be an int >= 0 or None, got -1"):
+        random_directions(4, 2, seed=-1)
+    with pytest.raises(TypeError, match="random_directions: seed must be an int or None, got 'a'"):
+        random_directions(4, 2, seed="a")
+    for call in (lambda m: top_images_along(m, images, "features.8", np.ones(8)),
+                 lambda m: activation_sparsity(m, images, "features.8")):
+        with pytest.raises(TypeError, match="(top_images_along|activation_sparsity): model must be a minivis"):
+            call(None)
+
+
+def test_hoyer_sparsity_of_small_ints_does_not_wrap_around():
+    """int8 rows were squared in int8 (100 * 100 wrapped), giving a wrong or NaN sparsity."""
+    row = np.array([[100, 0, 0, 0]], np.int8)
+    np.testing.assert_allclose(hoyer_sparsity(row), [1.0])

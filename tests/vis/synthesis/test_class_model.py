@@ -230,6 +230,8 @@ def test_lbfgs_minimises_and_refuses_random_transforms(rng) -> None:
     (dict(clip_norm_pct=120), ValueError, r"class_model: clip_norm_pct must be in \[0.0, 100.0\], got 120"),
     (dict(size=(28,)), TypeError, r"class_model: size must be an int or \(H, W\)"),
     (dict(size=0), ValueError, "class_model: size must be positive"),
+    (dict(seed=-1), ValueError, "class_model: seed must be an int >= 0 or None, got -1"),
+    (dict(seed="a"), TypeError, "class_model: seed must be an int or None, got 'a'"),
 ])
 def test_bad_input(kwargs, error, match) -> None:
     kwargs = dict(dict(target=0, steps=2, progress=False), **kwargs)

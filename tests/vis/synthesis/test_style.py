@@ -148,6 +148,10 @@ def test_bad_input(rng) -> None:
         st.texture_synthesis(net, img, layers="1", progress=False)
     with pytest.raises(ValueError, match="style_transfer: style_weight must be >= 0"):
         st.style_transfer(net, img, img, style_weight=-1.0, progress=False)
+    with pytest.raises(TypeError, match="texture_synthesis: seed must be an int or None, got 'a'"):
+        st.texture_synthesis(net, img, steps=1, seed="a", progress=False)
+    with pytest.raises(ValueError, match="style_transfer: seed must be an int >= 0 or None, got -1"):
+        st.style_transfer(net, img, img, init="noise", steps=1, seed=-1, progress=False)
     with pytest.raises(ValueError, match="style_transfer: init must be one of"):
         st.style_transfer(net, img, img, init="zeros", progress=False)
     with pytest.raises(ValueError, match="style_transfer: optimizer must be one of"):
