@@ -8,6 +8,7 @@ so any layer above may use it without an import cycle."""
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -132,3 +133,21 @@ def check_seed(value: Any, op: str, name: str = "seed") -> int | None:
     if value < 0:
         raise ValueError(f"{op}: {name} must be an int >= 0 or None, got {value}")
     return int(value)
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (no limit where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return np.iinfo(np.int64).max
+
+
+def check_array_size(shape: tuple[int, ...], dtype: Any, op: str, name: str = "output") -> None:
+    """Refuse an array larger than this machine's memory before asking NumPy for it: a huge stride,
+    size or padding should name the op, not fail inside an allocation (MemoryError, "array is too big")."""
+    shape = tuple(int(s) for s in shape)
+    nbytes, limit = math.prod(shape) * np.dtype(dtype).itemsize, _memory_bytes()
+    if nbytes > limit:
+        raise ValueError(f"{op}: the {name} would have shape {shape} ({nbytes / 2**30:.3g} GiB), more than this "
+                         f"machine's memory ({limit / 2**30:.3g} GiB)")

@@ -52,7 +52,7 @@ from minivis.functional import lrp
 from minivis.kernels import conv_plan
 from minivis.kernels.conv_plan import reuse_weight_transforms  # noqa: F401 (re-exported for the vis methods)
 from minivis.rules import current_lrp
-from minivis.validate import check_same_device, check_tensor, int_pair, padding4
+from minivis.validate import check_array_size, check_same_device, check_tensor, int_pair, padding4
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
@@ -283,6 +283,10 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     if span[0] > padded[0] or span[1] > padded[1]:
         raise ValueError(f"{op}: the (dilated) kernel {span[0]}x{span[1]} is larger than the padded input "
                          f"{padded[0]}x{padded[1]}")
+    # a stride past the padded input leaves one output per axis; capped so the kernels' int64 offsets
+    # (index * stride) cannot overflow
+    stride = (min(stride[0], padded[0]), min(stride[1], padded[1]))
+    check_array_size((n, c_out) + conv_plan.output_hw((h, w), (kh, kw), stride, pad4, dilation), x.dtype, op)
 
     out = conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups, None if bias is None else bias.data)
     # Saved for backward: the input, which dL/dw and the LRP rules read (not in a lean graph with
@@ -353,6 +357,7 @@ def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, pad
         raise ValueError(f"{op}: the output would be empty ({ho}x{wo}): padding {pad4} removes more than "
                          f"the {ho + pad4[0] + pad4[1]}x{wo + pad4[2] + pad4[3]} that the kernel covers")
     out_shape = (n, c_out, ho, wo)
+    check_array_size(out_shape, x.dtype, op)
 
     # The forward of the transpose IS the input-gradient of the conv2d that maps out_shape to x.
     out = conv2d_backward_input(x.data, weight.data, out_shape, stride, pad4, dilation, groups)

@@ -395,6 +395,8 @@ def _channel_window_sum(a: Any, before: int, after: int) -> Any:
     """
     xp = backend.xp(a)
     channels = a.shape[1]
+    # window reach past the last channel reads only the zero padding: adding those zeros changes nothing
+    before, after = min(before, channels - 1), min(after, channels - 1)
     padded = xp.zeros((a.shape[0], channels + before + after) + a.shape[2:], dtype=a.dtype)
     padded[:, before:before + channels] = a
     total = padded[:, 0:channels].copy()

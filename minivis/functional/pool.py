@@ -25,7 +25,7 @@ from minivis.autograd import Tensor, is_lean, lean_error
 from minivis.functional import lrp
 from minivis.kernels import cpu_pool
 from minivis.rules import RULE_CODES, current_lrp, current_rule
-from minivis.validate import check_bool, check_tensor, int_pair
+from minivis.validate import check_array_size, check_bool, check_tensor, int_pair
 
 Pair = int | tuple[int, int]
 
@@ -306,6 +306,7 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int | None, int | No
     if isinstance(output_size, tuple | list) and len(output_size) == 2:
         output_size = tuple(n if o is None else o for o, n in zip(output_size, in_hw, strict=True))
     out_hw = int_pair(output_size, op, "output_size")
+    check_array_size(x.shape[:2] + out_hw, x.dtype, op)
     rows, cols = (_adaptive_bins(n, o) for n, o in zip(in_hw, out_hw, strict=True))
     return _box_mean(op, x, rows, cols)
 

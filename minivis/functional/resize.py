@@ -20,7 +20,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.validate import check_float, check_tensor, int_pair
+from minivis.validate import check_array_size, check_float, check_tensor, int_pair
 
 INTERPOLATE_MODES = ("nearest", "bilinear")
 PAD_MODES = ("constant", "reflect", "replicate")
@@ -123,6 +123,7 @@ def interpolate(x: Tensor, size: int | tuple[int, int] | None = None,
         if min(h_out, w_out) < 1:
             raise ValueError(f"interpolate: scale_factor={scale_factor!r} turns input size {(h_in, w_in)} "
                              f"into an empty output {(h_out, w_out)}")
+    check_array_size(x.shape[:2] + (h_out, w_out), x.dtype, "interpolate")
     xp = backend.xp(x.data)
     corners = bool(align_corners)
     a_h, a_w = (backend.to_device(interpolation_matrix(n_in, n_out, mode, corners, s, x.dtype),

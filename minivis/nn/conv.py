@@ -34,7 +34,8 @@ class Conv2d(Module):
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         fan_in = in_channels // groups * kh * kw
-        self.weight = Parameter(init.uniform_fan_in((out_channels, in_channels // groups, kh, kw), fan_in))
+        self.weight = Parameter(init.uniform_fan_in((out_channels, in_channels // groups, kh, kw), fan_in,
+                                                     owner="Conv2d"))
         self.bias = Parameter(init.uniform_fan_in((out_channels,), fan_in)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -58,7 +59,8 @@ class ConvTranspose2d(Module):
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
         self.groups, self.dilation = groups, dilation
         fan_in = out_channels // groups * kh * kw  # PyTorch computes fan_in from weight.shape[1:]
-        self.weight = Parameter(init.uniform_fan_in((in_channels, out_channels // groups, kh, kw), fan_in))
+        self.weight = Parameter(init.uniform_fan_in((in_channels, out_channels // groups, kh, kw), fan_in,
+                                                     owner="ConvTranspose2d"))
         self.bias = Parameter(init.uniform_fan_in((out_channels,), fan_in)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:

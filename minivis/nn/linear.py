@@ -21,7 +21,7 @@ class Linear(Module):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             check_positive_int(value, "Linear", name)
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(init.uniform_fan_in((out_features, in_features), in_features))
+        self.weight = Parameter(init.uniform_fan_in((out_features, in_features), in_features, owner="Linear"))
         self.bias = Parameter(init.uniform_fan_in((out_features,), in_features)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,0 +1,70 @@
+"""Sizes past what the input or the machine holds: a stride beyond the input is one output (not an
+int64 overflow in the kernels), and an array larger than this machine's memory is refused by name
+before NumPy is asked for it (``validate.check_array_size``)."""
+
+import numpy as np
+import pytest
+import torch
+
+import minivis as mv
+from minivis.validate import _memory_bytes, check_array_size
+
+X = np.arange(2 * 2 * 7 * 6, dtype=np.float64).reshape(2, 2, 7, 6) / 50
+W = np.linspace(-1, 1, 3 * 2 * 3 * 3).reshape(3, 2, 3, 3)
+WT = np.linspace(-1, 1, 2 * 3 * 3 * 3).reshape(2, 3, 3, 3)
+
+
+@pytest.mark.parametrize("stride", [(7, 6), (8, 100), (2**40, 2**63), (10**30, 10**30)])
+def test_conv2d_with_a_stride_past_the_input_is_one_window(stride):
+    """Output and both gradients equal PyTorch's at the stride that just fits (7, 6)."""
+    x, w = mv.tensor(X, requires_grad=True), mv.tensor(W, requires_grad=True)
+    y = mv.F.conv2d(x, w, stride=stride, padding=0)
+    xt, wt = torch.tensor(X, requires_grad=True), torch.tensor(W, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, stride=(7, 6))
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-12)
+    g = np.random.default_rng(0).standard_normal(y.shape)
+    y.backward(g)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(x.grad, xt.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(w.grad, wt.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: mv.F.conv2d(mv.tensor(X), mv.tensor(W), padding=2**40), r"conv2d: the output would have shape \(2, 3, "),
+    (lambda: mv.F.conv_transpose2d(mv.tensor(X), mv.tensor(WT), stride=2**40),
+     r"conv_transpose2d: the output would have shape \(2, 3, "),
+    (lambda: mv.F.conv_transpose2d(mv.tensor(X), mv.tensor(WT), dilation=2**63),
+     r"conv_transpose2d: the output would have shape"),
+    (lambda: mv.F.interpolate(mv.tensor(X), size=(2**40, 2)), r"interpolate: the output would have shape \(2, 2, "),
+    (lambda: mv.F.interpolate(mv.tensor(X), scale_factor=1e12), r"interpolate: the output would have shape"),
+    (lambda: mv.F.adaptive_avg_pool2d(mv.tensor(X), (2**40, 2)), r"adaptive_avg_pool2d: the output would have"),
+    (lambda: mv.nn.Linear(2**40, 2**30), r"Linear: the weight would have shape \(1073741824, 1099511627776\)"),
+    (lambda: mv.nn.Conv2d(2**30, 2**30, 3), r"Conv2d: the weight would have shape"),
+    (lambda: mv.nn.ConvTranspose2d(2**30, 2**30, 3), r"ConvTranspose2d: the weight would have shape"),
+])
+def test_arrays_larger_than_the_machine_are_refused_by_name(call, match):
+    with pytest.raises(ValueError, match=match + r".*GiB\), more than this machine's memory"):
+        call()
+
+
+def test_check_array_size_counts_bytes_not_elements():
+    check_array_size((1024, 1024), np.float64, "op")
+    limit = _memory_bytes()
+    check_array_size((limit // 8,), np.float64, "op")  # exactly the machine's memory still passes
+    with pytest.raises(ValueError, match=r"op: the buffer would have shape"):
+        check_array_size((limit // 8 + 1,), np.float64, "op", "buffer")
+    with pytest.raises(ValueError, match=r"op: the output"):
+        check_array_size((limit // 2,), np.float32, "op")
+
+
+@pytest.mark.parametrize("size", [7, 11, 2**62])
+def test_local_response_norm_window_wider_than_the_channels(size):
+    """Every window covers all 2 channels (zero padding beyond): d = k + alpha/size * sum_c x_c^2,
+    computed directly; a window of 2**62 channels runs in no time (its reach is capped at C - 1)."""
+    alpha, beta, k = 0.7, 0.75, 1.5
+    y = mv.F.local_response_norm(mv.tensor(X), size, alpha, beta, k).numpy()
+    denom = k + alpha / size * (X * X).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(y, X * denom ** -beta, rtol=1e-13)
+    if size < 100:
+        ref = torch.nn.functional.local_response_norm(torch.tensor(X), size, alpha, beta, k)
+        np.testing.assert_allclose(y, ref.numpy(), rtol=1e-12)
