@@ -23,6 +23,7 @@ transforms draw from ``np.random.default_rng(seed)``, and a tqdm bar shows progr
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,8 @@ class SynthesisResult:
 
 def check_steps_lr(steps: Any, lr: Any, method: str) -> tuple[int, float]:
     steps = check_int(steps, method, "steps", 1)
+    if steps > sys.maxsize:  # a range (and its progress bar) cannot be longer
+        raise ValueError(f"{method}: steps must be at most {sys.maxsize}, got {steps}")
     lr = check_float(lr, method, "lr")
     if not lr > 0 or not np.isfinite(lr):
         raise ValueError(f"{method}: lr must be > 0, got {lr}")

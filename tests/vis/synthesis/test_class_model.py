@@ -217,6 +217,7 @@ def test_lbfgs_minimises_and_refuses_random_transforms(rng) -> None:
     (dict(target=[1.5]), TypeError, "class_model: target must be a class index"),
     (dict(steps=-5), ValueError, "class_model: steps must be >= 1, got -5"),
     (dict(steps=2.5), TypeError, "class_model: steps must be an int"),
+    (dict(steps=10**30), ValueError, "class_model: steps must be at most 9223372036854775807, got 10+$"),
     (dict(lr=-0.1), ValueError, r"class_model: lr must be > 0, got -0.1"),
     (dict(lr=0), ValueError, "class_model: lr must be > 0"),
     (dict(l2=-1.0), ValueError, "class_model: l2 must be >= 0.0"),
