@@ -264,6 +264,14 @@ class Tensor:
     def __len__(self) -> int:
         return len(self.data)
 
+    def __iter__(self) -> Iterator[Tensor]:
+        """The rows ``self[0], self[1], ...``, as NumPy iterates. Spelled out because ``getitem``
+        reports an index past the end as a ValueError, not the IndexError that would end Python's
+        fallback iteration over ``__getitem__``."""
+        if self.ndim == 0:
+            raise TypeError("iter: a 0-d tensor has no rows to iterate over")
+        return (self[i] for i in range(len(self)))
+
     def __repr__(self) -> str:
         grad = f", op={self._op}" if self._op else (", requires_grad=True" if self.requires_grad else "")
         return f"Tensor({np.array2string(self.numpy(), precision=4, threshold=20)}{grad})"
@@ -424,11 +432,14 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: st
     return Tensor(array, requires_grad=requires_grad)
 
 
-def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
-    """``value`` itself if it is a Tensor, else a constant tensor (dtype and device of ``like``)."""
+def as_tensor(value: Any, like: Tensor | None = None, name: str = "data") -> Tensor:
+    """``value`` itself if it is a Tensor, else a constant tensor (dtype and device of ``like``).
+
+    ``name`` heads the error for a value that is not numeric data: an op passes its own name and
+    the argument's (``"add: b"``), so the message points at the call, not at this converter."""
     if isinstance(value, Tensor):
         return value
     if like is None:
-        return Tensor(value)
-    array = backend.as_float_array(value, like.dtype) if not backend.is_gpu_array(value) else value
+        return Tensor(backend.as_float_array(value, None, name))
+    array = backend.as_float_array(value, like.dtype, name) if not backend.is_gpu_array(value) else value
     return Tensor(backend.to_device(array, like.device), dtype=like.dtype)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from minivis.validate import check_positive_int
+from minivis.validate import check_array_size, check_positive_int
 
 
 def _check_image(img: Any, op: str) -> np.ndarray:
@@ -58,6 +58,9 @@ def resize(img: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     img = _check_image(img, "resize")
     h, w = _size_pair(size, "resize")
     planes = img[:, :, None] if img.ndim == 2 else img
+    check_array_size((h, w, planes.shape[2]), img.dtype, "resize")  # not a MemoryError from np.empty
+    if max(h, w) >= 2**31:  # Pillow takes sizes as C ints: an OverflowError past this
+        raise ValueError(f"resize: size must be below 2**31 on each side (Pillow's limit), got {(h, w)}")
     # Pillow resamples each band on its own, so one plane at a time gives the same result as an RGB
     # image for uint8 and lets float planes ("F" mode) through too; the loop runs over channels only.
     out = np.empty((h, w, planes.shape[2]), dtype=img.dtype)
@@ -76,6 +79,9 @@ def resize_shorter_side(img: np.ndarray, size: int) -> np.ndarray:
         raise TypeError(f"resize_shorter_side: size must be a positive int, got {size!r}")
     if size < 1:
         raise ValueError(f"resize_shorter_side: size must be a positive int, got {size}")
+    # The output is at least size x size: refuse a huge size here, under this op's name, before the
+    # float arithmetic below can overflow (size * width / height) or resize() refuses it under its own.
+    check_array_size((size, size) + img.shape[2:], img.dtype, "resize_shorter_side")
     height, width = img.shape[:2]
     if height <= width:
         return resize(img, (int(size), int(size * width / height)))
@@ -106,6 +112,9 @@ def random_crops(img: np.ndarray, size: int | tuple[int, int], n: int,
     if h > height or w > width:
         raise ValueError(f"random_crops: size {(h, w)} must fit in the image, "
                          f"got image (H, W) = {(height, width)}")
+    # n, h and w are checked one by one above; their product may still outgrow memory
+    check_array_size((n, h, w) + img.shape[2:], img.dtype, "random_crops", "crops")
+    check_array_size((n, 2), np.int64, "random_crops", "crop positions")  # 16 bytes a crop: more than 1x1 crops
     rng = np.random.default_rng(seed)
     tops = rng.integers(0, height - h + 1, size=n)
     lefts = rng.integers(0, width - w + 1, size=n)

@@ -28,8 +28,15 @@ def relu_backward_reference(g: Any, x: Any, rule: str, low: float = 0.0, high: f
     Plain array code (NumPy or CuPy): the reference the fast kernels (``minivis/kernels/cpu_activation.py``,
     ``gpu_activation.py``) are tested equal to. Returns an array of x's dtype and shape.
     """
+    # Checked first: the formulas below read x.dtype and x.shape, which a list or None lacks.
+    if not (isinstance(x, np.ndarray) or backend.is_gpu_array(x)):
+        raise TypeError(f"relu_backward_reference: x must be a float array, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"relu_backward_reference: x must be a float array, got dtype {x.dtype}")
     xp = backend.xp(x)
-    g = xp.asarray(g, dtype=x.dtype).reshape(x.shape)
+    if np.shape(g) != x.shape:
+        raise ValueError(f"relu_backward_reference: g must have x's shape {x.shape}, got {np.shape(g)}")
+    g = xp.asarray(g, dtype=x.dtype)
     slope = x.dtype.type(negative_slope)
     df = xp.where((x > low) & (x < high), 1, xp.where(x <= low, slope, 0)).astype(x.dtype)  # f'(x)
     rule = check_rule(rule)

@@ -7,6 +7,7 @@ NumPy; their backward sums ``g`` back over the broadcast axes (``unbroadcast``).
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from minivis import backend
 from minivis.autograd import Tensor, as_tensor
 from minivis.functional import lrp
 from minivis.rules import current_lrp
-from minivis.validate import check_float, check_tensor
+from minivis.validate import check_bool, check_float, check_int, check_tensor
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
@@ -29,12 +30,26 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _pair(a: Any, b: Any, op: str) -> tuple[Tensor, Tensor]:
+def _is_int(value: Any) -> bool:
+    """An int for an axis or a dim: Python or NumPy, but not a bool (``True`` is no axis)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _pair(a: Any, b: Any, op: str, elementwise: bool = True) -> tuple[Tensor, Tensor]:
+    """Both operands as tensors (the non-Tensor one takes the other's dtype and device); a bad
+    operand's error names the op and the operand (``add: b: ...``), not the converter inside."""
     if isinstance(a, Tensor):
-        return a, as_tensor(b, like=a)
-    if isinstance(b, Tensor):
-        return as_tensor(a, like=b), b
-    raise TypeError(f"{op}: expected at least one Tensor operand, got {type(a).__name__} and {type(b).__name__}")
+        b = as_tensor(b, like=a, name=f"{op}: b")
+    elif isinstance(b, Tensor):
+        a = as_tensor(a, like=b, name=f"{op}: a")
+    else:
+        raise TypeError(f"{op}: expected at least one Tensor operand, got {type(a).__name__} and {type(b).__name__}")
+    if elementwise and a.shape != b.shape:
+        try:  # checked here so that NumPy's "operands could not be broadcast" does not surface unnamed
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
+    return a, b
 
 
 # ----------------------------------------------------------------------------- elementwise
@@ -137,14 +152,20 @@ def clip(x: Tensor, low: float | None = None, high: float | None = None) -> Tens
 
 
 # ----------------------------------------------------------------------------- reductions
-def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
+def _axes(axis: Any, ndim: int, op: str, name: str = "axis") -> tuple[int, ...]:
+    """``axis`` (None for all, an int or a tuple/list of ints) as sorted axes in 0..ndim-1."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    axes = (axis,) if _is_int(axis) else axis
+    if not isinstance(axes, tuple | list) or not all(_is_int(a) for a in axes):
+        raise TypeError(f"{op}: {name} must be an int, a tuple of ints or None, got {axis!r}")
     for a in axes:
         if not -ndim <= a < ndim:
-            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
-    return tuple(sorted(a % ndim for a in axes))
+            raise ValueError(f"{op}: {name} {a} is out of range for a tensor with {ndim} dims")
+    axes = tuple(sorted(a % ndim for a in axes))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: {name} names an axis twice, got {axis!r}")
+    return axes
 
 
 def _expand(g: Any, shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> Any:
@@ -158,6 +179,7 @@ def _expand(g: Any, shape: tuple[int, ...], axes: tuple[int, ...], keepdims: boo
 def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     x = check_tensor(x, "sum")
     axes = _axes(axis, x.ndim, "sum")
+    keepdims = check_bool(keepdims, "sum", "keepdims")
     out = x.data.sum(axis=axes, keepdims=keepdims)
     return Tensor.from_op(out, (x,), lambda g: (_expand(g, x.shape, axes, keepdims).copy(),), "sum")
 
@@ -165,6 +187,7 @@ def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
 def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     x = check_tensor(x, "mean")
     axes = _axes(axis, x.ndim, "mean")
+    keepdims = check_bool(keepdims, "mean", "keepdims")
     count = int(np.prod([x.shape[a] for a in axes]))
     out = x.data.mean(axis=axes, keepdims=keepdims)
     return Tensor.from_op(out, (x,), lambda g: (_expand(g / count, x.shape, axes, keepdims).copy(),), "mean")
@@ -174,6 +197,7 @@ def max(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
     """Maximum over ``axis``; ties share the gradient equally (like ``torch.amax``)."""
     x = check_tensor(x, "max")
     axes = _axes(axis, x.ndim, "max")
+    keepdims = check_bool(keepdims, "max", "keepdims")
     if x.size == 0:
         raise ValueError("max: the tensor is empty")
     out = x.data.max(axis=axes, keepdims=True)
@@ -191,7 +215,10 @@ def max(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
 # ----------------------------------------------------------------------------- shape
 def reshape(x: Tensor, shape: Any) -> Tensor:
     x = check_tensor(x, "reshape")
-    shape = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
+    shape = (shape,) if _is_int(shape) else shape
+    if not isinstance(shape, tuple | list) or not all(_is_int(n) for n in shape):
+        raise TypeError(f"reshape: shape must be an int or a tuple of ints, got {shape!r}")
+    shape = tuple(shape)
     try:
         out = x.data.reshape(shape)
     except ValueError as err:
@@ -202,7 +229,8 @@ def reshape(x: Tensor, shape: Any) -> Tensor:
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dims ``start_dim..end_dim`` into one (``torch.flatten``)."""
     x = check_tensor(x, "flatten")
-    start, end = _axes(start_dim, x.ndim, "flatten")[0], _axes(end_dim, x.ndim, "flatten")[0]
+    start = _axes(check_int(start_dim, "flatten", "start_dim"), x.ndim, "flatten", "start_dim")[0]
+    end = _axes(check_int(end_dim, "flatten", "end_dim"), x.ndim, "flatten", "end_dim")[0]
     if start > end:
         raise ValueError(f"flatten: start_dim ({start_dim}) must not come after end_dim ({end_dim})")
     return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1:])
@@ -211,7 +239,10 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 def transpose(x: Tensor, axes: Any = None) -> Tensor:
     """Permute the axes (reverse them when ``axes`` is None), like ``np.transpose``."""
     x = check_tensor(x, "transpose")
-    axes = tuple(range(x.ndim))[::-1] if axes is None or axes == () else tuple(axes)
+    axes = (axes,) if _is_int(axes) else axes
+    if axes is not None and not (isinstance(axes, tuple | list) and all(_is_int(a) for a in axes)):
+        raise TypeError(f"transpose: axes must be None or a tuple of ints, got {axes!r}")
+    axes = tuple(range(x.ndim))[::-1] if not axes else tuple(axes)
     if sorted(a % x.ndim if -x.ndim <= a < x.ndim else a for a in axes) != list(range(x.ndim)):
         raise ValueError(f"transpose: axes must be a permutation of 0..{x.ndim - 1}, got {axes}")
     axes = tuple(a % x.ndim for a in axes)
@@ -224,7 +255,13 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     x = check_tensor(x, "getitem")
     if isinstance(index, Tensor):
         raise TypeError("getitem: index with an integer array, not a Tensor")
-    out = x.data[index]
+    try:
+        out = x.data[index]
+    except (IndexError, OverflowError, ValueError) as err:  # NumPy's words, with the op and the shape
+        raise ValueError(f"getitem: index {reprlib.repr(index)} does not fit a tensor of shape {x.shape}: "
+                         f"{err}") from err
+    except TypeError as err:
+        raise TypeError(f"getitem: index {reprlib.repr(index)} is not an index: {err}") from err
     xp = backend.xp(x.data)
 
     def backward(g):
@@ -240,11 +277,14 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 
 def concat(tensors: list[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along ``axis`` (``torch.cat``)."""
+    if not isinstance(tensors, list | tuple):
+        raise TypeError(f"concat: tensors must be a list of tensors, got {type(tensors).__name__}")
     if not tensors:
         raise ValueError("concat: expected a non-empty list of tensors")
-    tensors = [as_tensor(t, like=tensors[0] if isinstance(tensors[0], Tensor) else None) for t in tensors]
+    like = tensors[0] if isinstance(tensors[0], Tensor) else None
+    tensors = [as_tensor(t, like=like, name=f"concat: tensors[{i}]") for i, t in enumerate(tensors)]
     xp = backend.xp(tensors[0].data)
-    axis = _axes(axis, tensors[0].ndim, "concat")[0]
+    axis = _axes(check_int(axis, "concat", "axis"), tensors[0].ndim, "concat")[0]
     try:
         out = xp.concatenate([t.data for t in tensors], axis=axis)
     except ValueError as err:
@@ -256,7 +296,7 @@ def concat(tensors: list[Tensor], axis: int = 0) -> Tensor:
 # ----------------------------------------------------------------------------- matmul
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with NumPy's rules (batched, broadcast over leading dims)."""
-    a, b = _pair(a, b, "matmul")
+    a, b = _pair(a, b, "matmul", elementwise=False)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul: both operands need at least 1 dim")
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:

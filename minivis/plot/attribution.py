@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minivis import backend
-from minivis.plot.core import hide_axes, normalize, overlay, to_image
+from minivis.plot.core import check_cmap, hide_axes, normalize, overlay, to_image
 
 KINDS = ("auto", "heat", "rgb", "abs", "signed")
 
@@ -169,6 +169,7 @@ def show_relevance(images: Any, relevances: Mapping[str, Any], labels: Any = Non
     """
     if not isinstance(relevances, Mapping) or not relevances:
         raise ValueError("show_relevance: relevances must be a non-empty mapping {name: maps}")
+    cmap = check_cmap(cmap, "show_relevance")
     imgs = [to_image(img) for img in images]
     maps = {name: _as_numpy(r, "show_relevance") for name, r in relevances.items()}
     for name, r in maps.items():

@@ -27,13 +27,30 @@ from minivis import backend  # noqa: E402
 def to_image(array: Any) -> np.ndarray:
     """An array as a displayable HxW or HxWx3 image (CHW moved to HWC, single channel squeezed)."""
     img = np.asarray(backend.to_device(getattr(array, "data", array), "cpu"))
+    if img.dtype.kind not in "biuf":  # strings, complex, objects: matplotlib's errors would not say where
+        raise TypeError(f"to_image: expected a numeric image, got dtype {img.dtype}")
+    if img.size == 0:
+        raise ValueError(f"to_image: the image is empty, got shape {img.shape}")
     if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
         img = img.transpose(1, 2, 0)
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
     if img.ndim not in (2, 3):
-        raise ValueError(f"plot: expected an HxW, HxWx3 or CxHxW image, got shape {img.shape}")
+        raise ValueError(f"to_image: expected an HxW, HxWx3 or CxHxW image, got shape {img.shape}")
     return img
+
+
+def check_cmap(cmap: Any, op: str) -> Any:
+    """``cmap`` if it is a Colormap or a registered colormap name; refused under the op's name before
+    matplotlib meets it (its error lists every colormap and names neither the op nor the argument)."""
+    if isinstance(cmap, matplotlib.colors.Colormap):
+        return cmap
+    if not isinstance(cmap, str):
+        raise TypeError(f"{op}: cmap must be a colormap name or a matplotlib Colormap, got {type(cmap).__name__}")
+    if cmap not in matplotlib.colormaps:
+        raise ValueError(f"{op}: cmap must be a matplotlib colormap name (e.g. 'gray', 'viridis', 'jet'), "
+                         f"got {cmap!r}")
+    return cmap
 
 
 def normalize(array: np.ndarray, symmetric: bool = False) -> np.ndarray:
@@ -49,6 +66,7 @@ def normalize(array: np.ndarray, symmetric: bool = False) -> np.ndarray:
 def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None, ncols: int | None = None,
                cmap: str = "gray", size: float = 2.0, suptitle: str | None = None) -> plt.Figure:
     """Images side by side in a grid (floats are shown as given: normalise them first if needed)."""
+    cmap = check_cmap(cmap, "image_grid")
     n = len(images)
     if n == 0:
         raise ValueError("image_grid: no images given")
@@ -72,6 +90,7 @@ def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None, ncols
 def overlay(image: Any, heatmap: Any, alpha: float = 0.5, cmap: str = "jet", ax: Any = None,
             title: str | None = None) -> plt.Figure:
     """A heat map (any size; stretched to the image) drawn over a photo."""
+    cmap = check_cmap(cmap, "overlay")
     img = to_image(image)
     heat = np.asarray(backend.to_device(getattr(heatmap, "data", heatmap), "cpu"), dtype=np.float64)
     if heat.ndim != 2:
@@ -99,10 +118,20 @@ def hide_axes(ax: Any) -> None:
 
 def save(fig: plt.Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Write ``fig`` as a PNG (the folder is created) and close it."""
+    if not isinstance(fig, plt.Figure):
+        raise TypeError(f"save: fig must be a matplotlib Figure, got {type(fig).__name__}")
+    name = os.fspath(path) if isinstance(path, str | os.PathLike) else None
+    if not isinstance(name, str):
+        raise TypeError(f"save: path must be a str or an os.PathLike file name, got {path!r}")
+    if "\0" in name:
+        raise ValueError(f"save: path must not contain a NUL character, got {name!r}")
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"save: figures are saved as PNG, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    except OSError as err:  # a folder or file in the way, no permission, a name too long: say which call
+        raise type(err)(err.errno, f"save: cannot write {str(path)!r}: {err.strerror}") from err
     plt.close(fig)
     return path

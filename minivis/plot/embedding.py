@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from minivis.plot.core import hide_axes, plt, to_image
+from minivis.plot.core import check_cmap, hide_axes, plt, to_image
 
 
 def embedding_scatter(embedding: Any, labels: Any = None, class_names: Sequence[str] | None = None,
@@ -46,6 +46,7 @@ def embedding_scatter(embedding: Any, labels: Any = None, class_names: Sequence[
 
 def embedding_mosaic(mosaic: Any, title: str | None = None, size: float = 6.0, cmap: str = "gray") -> plt.Figure:
     """The image mosaic of ``mv.vis.tsne_grid`` (pass the GridLayout or its ``mosaic``)."""
+    cmap = check_cmap(cmap, "embedding_mosaic")
     img = to_image(getattr(mosaic, "mosaic", mosaic))
     fig, ax = plt.subplots(figsize=(size, size * img.shape[0] / img.shape[1]))
     ax.imshow(img, cmap=cmap if img.ndim == 2 else None, interpolation="nearest")

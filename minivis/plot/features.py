@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from minivis import backend
-from minivis.plot.core import hide_axes, to_image
+from minivis.plot.core import check_cmap, hide_axes, to_image
 
 NAN_GREY = 0.85  # how the part of a receptive field outside the image is drawn in RGB crops
 
@@ -111,6 +111,7 @@ def activation_grid(maps: Any, image: Any = None, ncols: int = 8, size: float = 
     shared_scale: one colour scale for all maps (0 to the largest value), so a weak or dead map looks
     dark next to a strong one; False stretches each map on its own.
     """
+    cmap = check_cmap(cmap, "activation_grid")
     array = _cpu(maps)
     if array.ndim != 3:
         raise ValueError(f"activation_grid: maps must be (C, H, W) for one image, got shape {array.shape}")

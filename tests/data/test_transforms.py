@@ -161,3 +161,23 @@ def test_transforms_bad_inputs():
         data.to_nchw(np.zeros((8, 8)))
     with pytest.raises(TypeError, match="to_nchw: batch must be a numpy array, got list"):
         data.to_nchw([[[0]]])
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda img: data.resize(img, (2**40, 3)), r"resize: the output would have shape \(1099511627776, 3, 3\)"),
+    (lambda img: data.resize(img, 10**30), r"resize: the output would have shape \(10+, 10+, 3\)"),
+    (lambda img: data.resize_shorter_side(img, 2**40), r"resize_shorter_side: the output would have shape"),
+    (lambda img: data.random_crops(img, 8, n=2**40, seed=0), r"random_crops: the crops would have shape"),
+    (lambda img: data.random_crops(img, 4, n=10**30, seed=0), r"random_crops: the crops would have shape"),
+])
+def test_output_larger_than_memory_is_refused_by_name(call, match):
+    """Huge sizes once gave a MemoryError or NumPy's "Maximum allowed dimension exceeded"."""
+    with pytest.raises(ValueError, match=match + ".*more than this machine's memory"):
+        call(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_resize_past_pillows_int_sizes_is_refused_by_name():
+    """A side of 2**31 fits in memory for a thin grey image, but Pillow raised an OverflowError."""
+    with pytest.raises(ValueError, match=r"resize: size must be below 2\*\*31 on each side \(Pillow's limit\), "
+                                         r"got \(1, 2147483648\)"):
+        data.resize(np.zeros((4, 4), np.uint8), (1, 2**31))

@@ -118,3 +118,16 @@ def test_leaky_relu_bad_slope():
         F.leaky_relu(x, "0.1")
     with pytest.raises(TypeError, match="leaky_relu: negative_slope must be a number, got bool"):
         F.leaky_relu(x, True)
+
+
+@pytest.mark.parametrize("g,x,error,match", [
+    (np.ones(2), None, TypeError, "relu_backward_reference: x must be a float array, got NoneType"),
+    (np.ones(2), [1.0, 2.0], TypeError, "relu_backward_reference: x must be a float array, got list"),
+    (np.ones(2), np.array(["a", "b"]), TypeError, "relu_backward_reference: x must be a float array, got dtype <U1"),
+    (np.ones(3), np.ones(2), ValueError, r"relu_backward_reference: g must have x's shape \(2,\), got \(3,\)"),
+    ("bogus", np.ones(2), ValueError, r"relu_backward_reference: g must have x's shape \(2,\), got \(\)"),
+])
+def test_relu_backward_reference_bad_input(g, x, error, match):
+    """Once an AttributeError ('list' object has no attribute 'dtype') or NumPy's reshape error."""
+    with pytest.raises(error, match=match):
+        F.relu_backward_reference(g, x, "gradient")

@@ -181,6 +181,9 @@ def x23():
     return mv.tensor(np.ones((2, 3)))
 
 
+BINARY = ["add", "sub", "mul", "div", "matmul"]
+
+
 @pytest.mark.parametrize("call,error,match", [
     (lambda: F.add(1.0, 2.0), TypeError, "add: expected at least one Tensor operand, got float and float"),
     (lambda: F.pow(x23(), x23()), TypeError, "pow: exponent must be a number, got Tensor"),
@@ -193,7 +196,7 @@ def x23():
     (lambda: F.max(mv.tensor(np.ones((0, 3)))), ValueError, "max: the tensor is empty"),
     (lambda: F.reshape(x23(), (4, 2)), ValueError, r"reshape: cannot reshape a tensor of shape \(2, 3\) into \(4, 2\)"),
     (lambda: F.flatten(x23(), 1, 0), ValueError, r"flatten: start_dim \(1\) must not come after end_dim \(0\)"),
-    (lambda: F.flatten(x23(), 2), ValueError, "flatten: axis 2 is out of range"),
+    (lambda: F.flatten(x23(), 2), ValueError, "flatten: start_dim 2 is out of range"),
     (lambda: F.transpose(x23(), (0, 0)), ValueError, r"transpose: axes must be a permutation of 0..1, got \(0, 0\)"),
     (lambda: F.transpose(x23(), (0, 3)), ValueError, r"transpose: axes must be a permutation of 0..1, got \(0, 3\)"),
     (lambda: F.getitem(x23(), mv.tensor([0])), TypeError, "getitem: index with an integer array, not a Tensor"),
@@ -209,6 +212,62 @@ def x23():
 def test_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# Hostile axes, shapes, indices and operands: each once gave an IndexError, a NumPy error or a Python
+# TypeError without the op's name ("'float' object is not iterable", "data: expected ...").
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: F.getitem(x23(), 5), ValueError,
+     r"getitem: index 5 does not fit a tensor of shape \(2, 3\): index 5 is out of bounds"),
+    (lambda: F.getitem(x23(), (0, 1, 2)), ValueError, r"getitem: index \(0, 1, 2\) does not fit .*too many indices"),
+    (lambda: F.getitem(x23(), "a"), ValueError, "getitem: index 'a' does not fit a tensor of shape"),
+    (lambda: F.getitem(x23(), 2**63), ValueError, "getitem: index 9223372036854775808 does not fit"),
+    (lambda: F.getitem(x23(), np.zeros(1)), ValueError, "getitem: index .* does not fit .*integer"),
+    (lambda: F.flatten(x23(), []), TypeError, r"flatten: start_dim must be an int, got \[\]"),
+    (lambda: F.flatten(x23(), 0, "a"), TypeError, "flatten: end_dim must be an int, got 'a'"),
+    (lambda: mv.nn.Flatten(start_dim=[])(x23()), TypeError, r"flatten: start_dim must be an int, got \[\]"),
+    (lambda: F.concat([x23(), x23()], []), TypeError, r"concat: axis must be an int, got \[\]"),
+    (lambda: F.concat(True), TypeError, "concat: tensors must be a list of tensors, got bool"),
+    (lambda: F.concat(np.zeros(0)), TypeError, "concat: tensors must be a list of tensors, got ndarray"),
+    (lambda: F.concat([x23(), None]), TypeError, r"concat: tensors\[1\]: expected an array, .*got NoneType"),
+    (lambda: F.sum(x23(), "a"), TypeError, "sum: axis must be an int, a tuple of ints or None, got 'a'"),
+    (lambda: F.mean(x23(), float("nan")), TypeError, "mean: axis must be an int, a tuple of ints or None, got nan"),
+    (lambda: F.max(x23(), True), TypeError, "max: axis must be an int, a tuple of ints or None, got True"),
+    (lambda: F.sum(x23(), (1, -1)), ValueError, r"sum: axis names an axis twice, got \(1, -1\)"),
+    (lambda: F.sum(x23(), 1, None), TypeError, "sum: keepdims must be True or False, got None"),
+    (lambda: F.mean(x23(), 1, 10**30), TypeError, "mean: keepdims must be True or False, got 1000000000000000000"),
+    (lambda: F.max(x23(), 1, np.zeros(0)), TypeError, "max: keepdims must be True or False, got array"),
+    (lambda: F.transpose(x23(), True), TypeError, "transpose: axes must be None or a tuple of ints, got True"),
+    (lambda: F.transpose(x23(), np.zeros(0)), TypeError, "transpose: axes must be None or a tuple of ints, got array"),
+    (lambda: F.transpose(x23(), -1), ValueError, r"transpose: axes must be a permutation of 0..1, got \(-1,\)"),
+    (lambda: F.reshape(x23(), None), TypeError, "reshape: shape must be an int or a tuple of ints, got None"),
+    (lambda: F.reshape(x23(), (2.0, 3)), TypeError,
+     r"reshape: shape must be an int or a tuple of ints, got \(2.0, 3\)"),
+    (lambda: F.reshape(x23(), True), TypeError, "reshape: shape must be an int or a tuple of ints, got True"),
+    *[(lambda op=op: getattr(F, op)(x23(), None), TypeError,
+       rf"{op}: b: expected an array, a number or a \(nested\) list, got NoneType") for op in BINARY],
+    *[(lambda op=op: getattr(F, op)(np.ones((2, 3), np.complex64), x23()), TypeError,
+       rf"{op}: a: expected real numbers \(bool, int or float\), got dtype complex64") for op in BINARY],
+    *[(lambda op=op: getattr(F, op)(x23(), np.ones((2, 3), object)), TypeError,
+       f"{op}: b: expected numeric data, got an object array") for op in BINARY],
+    *[(lambda op=op: getattr(F, op)(x23(), np.ones((0, 3))), ValueError,
+       rf"{op}: shapes \(2, 3\) and \(0, 3\) do not broadcast") for op in BINARY[:-1]],
+])
+def test_hostile_arguments_name_the_op(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_tensors_still_iterate_by_rows():
+    """Python's fallback iteration stopped at getitem's IndexError; getitem now raises a ValueError,
+    so Tensor.__iter__ spells the iteration out."""
+    rows = list(mv.tensor(np.arange(6.0).reshape(3, 2)))
+    assert len(rows) == 3 and all(isinstance(r, mv.Tensor) for r in rows)
+    np.testing.assert_array_equal(rows[2].numpy(), [4.0, 5.0])
+    a, b = mv.tensor([1.0, 2.0])
+    assert (a.item(), b.item()) == (1.0, 2.0)
+    with pytest.raises(TypeError, match="iter: a 0-d tensor has no rows"):
+        list(mv.tensor(1.0))
 
 
 @pytest.mark.parametrize("name", ["neg", "exp", "log", "sqrt", "abs", "sum", "mean", "max", "flatten", "transpose"])

@@ -171,8 +171,18 @@ def gram_targets(model: Module, image: Any, layers: Sequence[str], method: str =
     if not single:
         raise ValueError(f"{method}: give one style image (C, H, W), got a batch of shape {tuple(x.shape)}")
     acts = _features(model, x, layers)
+    _check_feature_maps(acts, method, "style layer")
     with no_grad():
         return {name: gram_matrix(acts[name]).data[0].copy() for name in layers}
+
+
+def _check_feature_maps(acts: Mapping[str, Tensor], method: str, what: str) -> None:
+    """Gram matrices and the content loss read (N, C, H, W) maps: refuse a Linear or Flatten layer by
+    name here, not by an AxisError or gram_matrix's shape error deep in the loss."""
+    for name, act in acts.items():
+        if act.ndim != 4:
+            raise ValueError(f"{method}: {what} {name!r} must give feature maps (N, C, H, W), got shape "
+                             f"{act.shape}; choose a convolutional layer")
 
 
 def _features(model: Module, x: Any, layers: Sequence[str]) -> dict[str, Tensor]:
@@ -314,7 +324,9 @@ def style_transfer(model: Module, content: Any, style: Any, content_layer: str |
         xc, xs = _luminance_inputs(model, content_pixels, to_pixels(model, xs[0]), dtype, device)
     targets = gram_targets(model, xs[0], list(weights), method)
     with frozen(model), no_grad():
-        content_target = forward_to(model, tensor(xc), layer).data.copy()
+        code = forward_to(model, tensor(xc), layer)
+    _check_feature_maps({layer: code}, method, "content_layer")
+    content_target = code.data.copy()
     c_obj, s_obj = content_objective(layer, content_target), style_objective(targets, weights)
     objective = c_obj * content_weight + s_obj * style_weight
     x0 = xc.copy() if init == "content" else _noise(model, tuple(xc.shape), dtype, device, seed, method)

@@ -361,6 +361,51 @@ def test_plot_bad_input():
         mv.plot.show_attributions(np.zeros((4, 4)), {"g": np.zeros((1, 5, 5))})
 
 
+def _figure():
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (mv.plot has chosen the backend by now)
+
+    return plt.subplots()[0]
+
+
+# Found by a hostile-argument sweep of mv.plot: matplotlib's own errors (a list of every colormap,
+# "Image data of dtype <U3 cannot be converted to float", "expected str, bytes or os.PathLike object")
+# or a bare OSError, none of them naming the call.
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: mv.plot.image_grid([np.zeros((4, 4))], cmap="nope"), ValueError,
+     "image_grid: cmap must be a matplotlib colormap name .*got 'nope'"),
+    (lambda: mv.plot.overlay(np.zeros((4, 4)), np.zeros((4, 4)), cmap=3), TypeError,
+     "overlay: cmap must be a colormap name or a matplotlib Colormap, got int"),
+    (lambda: mv.plot.activation_grid(np.zeros((2, 4, 4)), cmap="VIRIDIS"), ValueError,
+     "activation_grid: cmap must be a matplotlib colormap name"),
+    (lambda: mv.plot.embedding_mosaic(np.zeros((4, 4)), cmap=""), ValueError,
+     "embedding_mosaic: cmap must be a matplotlib colormap name"),
+    (lambda: mv.plot.show_relevance([np.zeros((4, 4))], {"r": np.zeros((1, 4, 4))}, cmap=None), TypeError,
+     "show_relevance: cmap must be a colormap name or a matplotlib Colormap, got NoneType"),
+    (lambda: mv.plot.to_image(np.zeros((4, 4), "U3")), TypeError, "to_image: expected a numeric image, got dtype <U3"),
+    (lambda: mv.plot.to_image(np.zeros((4, 4), complex)), TypeError, "to_image: expected a numeric image"),
+    (lambda: mv.plot.overlay(np.zeros((0, 4)), np.zeros((4, 4))), ValueError,
+     r"to_image: the image is empty, got shape \(0, 4\)"),
+    (lambda: mv.plot.to_image(np.zeros((1, 4, 4, 3))), ValueError, "to_image: expected an HxW, HxWx3 or CxHxW image"),
+    (lambda: mv.plot.save(None, "a.png"), TypeError, "save: fig must be a matplotlib Figure, got NoneType"),
+    (lambda: mv.plot.save(_figure(), 3), TypeError, "save: path must be a str or an os.PathLike file name, got 3"),
+    (lambda: mv.plot.save(_figure(), b"a.png"), TypeError, "save: path must be a str or an os.PathLike file name"),
+    (lambda: mv.plot.save(_figure(), "a\0.png"), ValueError, "save: path must not contain a NUL character"),
+])
+def test_plot_hostile_arguments_name_the_call(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_plot_save_names_the_path_it_cannot_write(tmp_path):
+    """An OSError stays an OSError (of the same kind), but says which call and which file."""
+    (tmp_path / "taken.png").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"save: cannot write '.*taken\.png': Is a directory"):
+        mv.plot.save(_figure(), tmp_path / "taken.png")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match=r"save: cannot write '.*file/a\.png': File exists"):
+        mv.plot.save(_figure(), tmp_path / "file" / "a.png")
+
+
 # --------------------------------------------------------------------------- bad input
 ALL = {
     "saliency": lambda m, x, t: mv.vis.saliency(m, x, t),

@@ -166,3 +166,29 @@ def test_bad_input(rng) -> None:
         st.style_input(net, np.zeros((2, 2, 2, 2)))
     with pytest.raises(ValueError, match="all zeros"):
         st.style_loss({"a": mv.tensor(np.ones((1, 2, 2, 2)))}, {"a": np.zeros((2, 2))}, {"a": 1.0})
+
+
+def flat_net() -> mv.nn.Sequential:
+    """tiny_net with a Flatten ('4') and a Linear ('5') on top: layers that give no (N, C, H, W) maps."""
+    net = tiny_net(dtype=np.float32)
+    top = mv.nn.Sequential(*[net[i] for i in range(len(net))], mv.nn.Flatten(), mv.nn.Linear(8 * 4 * 4, 3))
+    top.in_channels, top.mean, top.std = net.in_channels, net.mean, net.std
+    return top.eval()
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda net, img: st.style_transfer(net, img, img, content_layer="4", style_layers=["1"], steps=1,
+                                        progress=False), "style_transfer: content_layer '4' must give feature maps"),
+    (lambda net, img: st.style_transfer(net, img, img, content_layer="5", style_layers=["1"], steps=1,
+                                        progress=False), "style_transfer: content_layer '5' must give feature maps"),
+    (lambda net, img: st.style_transfer(net, img, img, content_layer="3", style_layers=["5"], steps=1,
+                                        progress=False), "style_transfer: style layer '5' must give feature maps"),
+    (lambda net, img: st.texture_synthesis(net, img, layers=["4"], steps=1, progress=False),
+     "texture_synthesis: style layer '4' must give feature maps"),
+])
+def test_layers_without_feature_maps_are_refused_by_name(rng, call, match) -> None:
+    """A Linear or Flatten content layer once gave NumPy's AxisError (the content loss sums over
+    (C, H, W)); a style layer, gram_matrix's shape error without the method's name."""
+    img = rng.uniform(-1, 1, (3, 8, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match=match + r" \(N, C, H, W\), got shape \(1, \d+\); choose a convolutional"):
+        call(flat_net(), img)
