@@ -149,5 +149,6 @@ def check_array_size(shape: tuple[int, ...], dtype: Any, op: str, name: str = "o
     shape = tuple(int(s) for s in shape)
     nbytes, limit = math.prod(shape) * np.dtype(dtype).itemsize, _memory_bytes()
     if nbytes > limit:
-        raise ValueError(f"{op}: the {name} would have shape {shape} ({nbytes / 2**30:.3g} GiB), more than this "
+        gib = nbytes / 2**30 if nbytes < 2**1000 else math.inf  # past ~1e308 a float division overflows
+        raise ValueError(f"{op}: the {name} would have shape {shape} ({gib:.3g} GiB), more than this "
                          f"machine's memory ({limit / 2**30:.3g} GiB)")

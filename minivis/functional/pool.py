@@ -206,6 +206,8 @@ def _unpool_output_size(op: str, in_hw: tuple[int, int], kernel: tuple[int, int]
             raise ValueError(f"{op}: the default output size (H - 1)*stride - 2*padding + kernel_size "
                              f"= {default} is empty; pass output_size")
         return default
+    if not isinstance(output_size, tuple | list):
+        raise TypeError(f"{op}: output_size must be (H, W) or a full (N, C, H, W) shape, got {output_size!r}")
     size = tuple(output_size)
     if len(size) == 4:
         size = size[2:]
@@ -242,6 +244,7 @@ def max_unpool2d(x: Tensor, switches: Any, kernel_size: Pair, stride: Pair | Non
     padding = int_pair(padding, op, "padding", minimum=0)
     switches = _check_switches(op, switches, x).copy()  # private: the bounds checked here hold in backward too
     out_hw = _unpool_output_size(op, x.shape[-2:], kernel, stride, padding, output_size)
+    check_array_size(x.shape[:2] + out_hw, x.dtype, op)
     kernels = backend.kernels("pool", x.data, op)
     if switches.size and (int(switches.min()) < 0 or int(switches.max()) >= out_hw[0] * out_hw[1]):
         raise ValueError(f"{op}: switches must lie in [0, {out_hw[0] * out_hw[1]}) for output size {out_hw}, "

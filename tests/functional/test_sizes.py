@@ -38,6 +38,8 @@ def test_conv2d_with_a_stride_past_the_input_is_one_window(stride):
     (lambda: mv.F.interpolate(mv.tensor(X), size=(2**40, 2)), r"interpolate: the output would have shape \(2, 2, "),
     (lambda: mv.F.interpolate(mv.tensor(X), scale_factor=1e12), r"interpolate: the output would have shape"),
     (lambda: mv.F.adaptive_avg_pool2d(mv.tensor(X), (2**40, 2)), r"adaptive_avg_pool2d: the output would have"),
+    (lambda: mv.F.max_unpool2d(mv.tensor(X), np.zeros(X.shape, np.int64), 2, stride=2**40),
+     r"max_unpool2d: the output would have shape \(2, 2, "),
     (lambda: mv.nn.Linear(2**40, 2**30), r"Linear: the weight would have shape \(1073741824, 1099511627776\)"),
     (lambda: mv.nn.Conv2d(2**30, 2**30, 3), r"Conv2d: the weight would have shape"),
     (lambda: mv.nn.ConvTranspose2d(2**30, 2**30, 3), r"ConvTranspose2d: the weight would have shape"),
@@ -55,6 +57,14 @@ def test_check_array_size_counts_bytes_not_elements():
         check_array_size((limit // 8 + 1,), np.float64, "op", "buffer")
     with pytest.raises(ValueError, match=r"op: the output"):
         check_array_size((limit // 2,), np.float32, "op")
+    with pytest.raises(ValueError, match=r"op: the output would have shape \(10+,\) \(inf GiB\)"):
+        check_array_size((10**400,), np.float32, "op")  # past a float's range: still the ValueError
+
+
+def test_max_unpool2d_output_size_must_be_a_shape():
+    with pytest.raises(TypeError, match=r"max_unpool2d: output_size must be \(H, W\) or a full \(N, C, H, W\) "
+                                        r"shape, got 4"):
+        mv.F.max_unpool2d(mv.tensor(X), np.zeros(X.shape, np.int64), 2, output_size=4)
 
 
 @pytest.mark.parametrize("size", [7, 11, 2**62])
