@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -152,3 +153,12 @@ def check_array_size(shape: tuple[int, ...], dtype: Any, op: str, name: str = "o
         gib = nbytes / 2**30 if nbytes < 2**1000 else math.inf  # past ~1e308 a float division overflows
         raise ValueError(f"{op}: the {name} would have shape {shape} ({gib:.3g} GiB), more than this "
                          f"machine's memory ({limit / 2**30:.3g} GiB)")
+
+
+def check_count(value: Any, op: str, name: str, minimum: int = 1) -> int:
+    """``value`` as an int count of steps, samples or iterations: ``>= minimum`` and at most
+    ``sys.maxsize`` (no range, loop or progress bar can be longer: tqdm raised OverflowError)."""
+    value = check_int(value, op, name, minimum)
+    if value > sys.maxsize:
+        raise ValueError(f"{op}: {name} must be at most {sys.maxsize}, got {value}")
+    return value

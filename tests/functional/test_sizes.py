@@ -78,3 +78,19 @@ def test_local_response_norm_window_wider_than_the_channels(size):
     if size < 100:
         ref = torch.nn.functional.local_response_norm(torch.tensor(X), size, alpha, beta, k)
         np.testing.assert_allclose(y, ref.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m, x: mv.vis.smoothgrad(m, x, 0, n=10**30), r"smoothgrad: n must be at most 9223372036854775807"),
+    (lambda m, x: mv.vis.integrated_gradients(m, x, 0, steps=2**63), r"integrated_gradients: steps must be at most"),
+    (lambda m, x: mv.vis.tsne(np.random.default_rng(0).random((12, 4)), perplexity=3, n_iter=10**30),
+     r"tsne: n_iter must be at most 9223372036854775807"),
+    (lambda m, x: mv.vis.class_model(m, 0, steps=10**30), r"class_model: steps must be at most"),
+    # 1.4**(10**30) overflowed a float; the octaves are now checked before they are listed
+    (lambda m, x: mv.vis.deepdream(m, np.zeros((28, 28, 1), np.uint8), "features.3", octaves=10**30, min_size=1),
+     r"deepdream: octaves=10+ with octave_scale=1.4 shrinks the 28x28 image below one pixel"),
+])
+def test_counts_no_loop_can_run_are_refused_by_name(call, match):
+    """A count past sys.maxsize hung (smoothgrad, t-SNE) or raised OverflowError (a progress bar's len)."""
+    with pytest.raises(ValueError, match=match):
+        call(mv.models.load("fashion_cnn"), np.zeros((1, 28, 28), np.float32))

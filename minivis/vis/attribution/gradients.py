@@ -47,7 +47,7 @@ from minivis import backend
 from minivis.autograd import Tensor, lean_graph, no_grad
 from minivis.nn.module import Module
 from minivis.rules import RULES, backward_rule
-from minivis.validate import check_fits, check_float, check_seed
+from minivis.validate import check_count, check_fits, check_float, check_seed
 from minivis.vis.common import Target, as_batch, frozen, model_scores, unbatch
 
 SMOOTHGRAD_METHODS = ("saliency", "gradient", "guided_backprop", "deconvnet")
@@ -61,7 +61,7 @@ def _check_int(value: Any, method: str, name: str, minimum: int = 1) -> int:
         raise TypeError(f"{method}: {name} must be an int >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{method}: {name} must be >= {minimum}, got {value}")
-    return int(value)
+    return check_count(value, method, name, minimum)
 
 
 def _check_rule(rule: Any, method: str) -> str:

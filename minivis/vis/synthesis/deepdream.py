@@ -26,6 +26,7 @@ Everything runs through ``minivis.vis.synthesis.optimize.optimize`` (one call pe
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,10 @@ def deepdream(model: Module, image: Any, layer: str, steps: int = 10, lr: float 
         if len(pair) != 2 or min(pair) < 1:
             raise ValueError(f"{method}: size must be a positive int or (H, W), got {size!r}")
         x0 = _resize(x0, (int(pair[0]), int(pair[1])))
+    if (octaves - 1) * math.log(octave_scale) > math.log(2 * min(x0.shape[2:])):  # before listing the octaves
+        raise ValueError(f"{method}: octaves={octaves} with octave_scale={octave_scale:g} shrinks the "
+                         f"{x0.shape[2]}x{x0.shape[3]} image below one pixel at the smallest octave; use fewer "
+                         f"octaves or a larger image")
     sizes = octave_sizes(tuple(x0.shape[2:]), int(octaves), octave_scale)
     if octaves > 1 and min(sizes[0]) < min_size:  # one octave: the image as given
         raise ValueError(f"{method}: octaves={octaves} with octave_scale={octave_scale:g} shrinks the "

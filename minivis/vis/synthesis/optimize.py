@@ -23,7 +23,6 @@ transforms draw from ``np.random.default_rng(seed)``, and a tqdm bar shows progr
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +35,7 @@ from minivis.autograd import Tensor, lean_graph, no_grad
 from minivis.nn.module import Module
 from minivis.optim.lbfgs import minimize_lbfgs
 from minivis.optim.optimizers import SGD, Adam
-from minivis.validate import check_float, check_int, check_seed
+from minivis.validate import check_count, check_float, check_seed
 from minivis.vis.common import frozen
 from minivis.vis.synthesis.parameterization import ImageParam
 
@@ -67,9 +66,7 @@ class SynthesisResult:
 
 
 def check_steps_lr(steps: Any, lr: Any, method: str) -> tuple[int, float]:
-    steps = check_int(steps, method, "steps", 1)
-    if steps > sys.maxsize:  # a range (and its progress bar) cannot be longer
-        raise ValueError(f"{method}: steps must be at most {sys.maxsize}, got {steps}")
+    steps = check_count(steps, method, "steps")
     lr = check_float(lr, method, "lr")
     if not lr > 0 or not np.isfinite(lr):
         raise ValueError(f"{method}: lr must be > 0, got {lr}")
