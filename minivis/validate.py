@@ -125,12 +125,14 @@ def check_positive_int(value: Any, op: str, name: str) -> int:
     return int(value)
 
 
-def check_seed(value: Any, op: str, name: str = "seed") -> int | None:
-    """``value`` as a seed for ``np.random.default_rng``: None or an int >= 0 (not a bool)."""
-    if value is None:
-        return None
+def check_seed(value: Any, op: str, name: str = "seed", generator_ok: bool = False) -> Any:
+    """``value`` as a seed for ``np.random.default_rng``: None or an int >= 0 (not a bool), or
+    (``generator_ok``) a ``np.random.Generator``, which ``default_rng`` passes through."""
+    if value is None or (generator_ok and isinstance(value, np.random.Generator)):
+        return value
     if not isinstance(value, int | np.integer) or isinstance(value, bool):
-        raise TypeError(f"{op}: {name} must be an int or None, got {value!r}")
+        kinds = "an int, a numpy Generator or None" if generator_ok else "an int or None"
+        raise TypeError(f"{op}: {name} must be {kinds}, got {value!r}")
     if value < 0:
         raise ValueError(f"{op}: {name} must be an int >= 0 or None, got {value}")
     return int(value)

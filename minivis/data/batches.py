@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from minivis.validate import check_seed
+
 
 class Batches:
     """Re-iterable mini-batches over the first axis of several equally long arrays.
@@ -41,7 +43,7 @@ class Batches:
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(check_seed(seed, "batches", generator_ok=True))
 
     def __len__(self) -> int:
         full, rest = divmod(self.n, self.batch_size)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from minivis.validate import check_array_size, check_positive_int
+from minivis.validate import check_array_size, check_positive_int, check_seed
 
 
 def _check_image(img: Any, op: str) -> np.ndarray:
@@ -115,7 +115,7 @@ def random_crops(img: np.ndarray, size: int | tuple[int, int], n: int,
     # n, h and w are checked one by one above; their product may still outgrow memory
     check_array_size((n, h, w) + img.shape[2:], img.dtype, "random_crops", "crops")
     check_array_size((n, 2), np.int64, "random_crops", "crop positions")  # 16 bytes a crop: more than 1x1 crops
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, "random_crops", generator_ok=True))
     tops = rng.integers(0, height - h + 1, size=n)
     lefts = rng.integers(0, width - w + 1, size=n)
     # All windows as a view (H-h+1, W-w+1[, C], h, w); gather the chosen ones, then move C last.

@@ -13,7 +13,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.validate import check_float, check_tensor
+from minivis.validate import check_float, check_seed, check_tensor
 
 
 def _generator(rng: Any) -> np.random.Generator:
@@ -22,7 +22,7 @@ def _generator(rng: Any) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
+        return np.random.default_rng(check_seed(rng, "dropout", "rng"))
     raise TypeError(f"dropout: rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
 
 

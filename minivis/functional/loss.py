@@ -32,6 +32,8 @@ def _check_axis(axis: Any, x: Tensor, op: str) -> int:
         raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__}")
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"{op}: axis {axis} is out of range for an input of shape {x.shape}")
+    if x.shape[axis] == 0:  # no values to normalise over (NumPy's max would fail without the op's name)
+        raise ValueError(f"{op}: axis {axis} of the input {x.shape} is empty")
     return int(axis) % x.ndim
 
 

@@ -139,6 +139,10 @@ def clip(x: Tensor, low: float | None = None, high: float | None = None) -> Tens
     x = check_tensor(x, "clip")
     if low is None and high is None:
         raise ValueError("clip: give at least one of low and high")
+    for name, bound in (("low", low), ("high", high)):  # +-inf are bounds too; NaN would clip everything to NaN
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float | np.integer
+                                                                              | np.floating) or bound != bound):
+            raise TypeError(f"clip: {name} must be a number or None, got {bound!r}")
     if low is not None and high is not None and low > high:
         raise ValueError(f"clip: low must be <= high, got low={low}, high={high}")
     xp = backend.xp(x.data)

@@ -10,7 +10,7 @@ from minivis import functional as F
 from minivis.autograd import Tensor
 from minivis.nn import init
 from minivis.nn.module import Module, Parameter
-from minivis.validate import check_positive_int
+from minivis.validate import check_float, check_positive_int, check_seed
 
 
 class Linear(Module):
@@ -45,8 +45,10 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
         super().__init__()
+        p = check_float(p, "Dropout", "p")
         if not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        seed = check_seed(seed, "Dropout")
         self.p = p
         # Unseeded dropout draws its seed from the init generator, so init.seed(n) fixes training runs too.
         self.rng = np.random.default_rng(init.generator().integers(2**63) if seed is None else seed)

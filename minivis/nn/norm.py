@@ -12,7 +12,7 @@ from minivis import functional as F
 from minivis.autograd import Tensor
 from minivis.nn.activation import ReLU, ReLU6
 from minivis.nn.module import Module, Parameter
-from minivis.validate import check_positive_int
+from minivis.validate import check_array_size, check_positive_int
 
 
 class _BatchNorm(Module):
@@ -24,6 +24,7 @@ class _BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
         super().__init__()
         check_positive_int(num_features, type(self).__name__, "num_features")
+        check_array_size((num_features,), np.float32, type(self).__name__, "running statistics")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = Parameter(np.ones(num_features, np.float32)) if affine else None
         self.bias = Parameter(np.zeros(num_features, np.float32)) if affine else None

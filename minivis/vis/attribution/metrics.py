@@ -42,7 +42,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.functional.loss import softmax
 from minivis.nn.module import Module
-from minivis.validate import check_bool, check_float, check_int, check_positive_int, check_seed
+from minivis.validate import check_array_size, check_bool, check_float, check_int, check_positive_int, check_seed
 from minivis.vis.common import Target, as_batch, inference, target_scores
 
 
@@ -210,6 +210,7 @@ def infidelity(model: Module, x: Any, target: Target, attribution: Any, n_sample
         n_samples = check_positive_int(n_samples, method, "n_samples")
         noise = check_float(noise, method, "noise", low=0.0)
         rng = np.random.default_rng(check_seed(seed, method))
+        check_array_size((n, n_samples) + batch.shape[1:], np.float64, method, "perturbations")
         perturbations = rng.standard_normal((n, n_samples) + batch.shape[1:]) * noise
     perturbations = np.asarray(perturbations, dtype=np.float64)
     if perturbations.ndim != 5 or perturbations.shape[0] != n or perturbations.shape[2:] != batch.shape[1:]:
@@ -262,6 +263,7 @@ def max_sensitivity(explain: Callable[[Any], Any], x: Any, radius: float = 0.02,
         radius = check_float(radius, method, "radius", low=0.0)
         n_samples = check_positive_int(n_samples, method, "n_samples")
         rng = np.random.default_rng(check_seed(seed, method))
+        check_array_size((n, n_samples) + data.shape[1:], np.float64, method, "perturbations")
         perturbations = rng.uniform(-radius, radius, (n, n_samples) + data.shape[1:])
     perturbations = np.asarray(perturbations, dtype=data.dtype)
     if perturbations.ndim != 5 or perturbations.shape[0] != n or perturbations.shape[2:] != data.shape[1:]:

@@ -24,7 +24,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_seed
+from minivis.validate import check_array_size, check_seed
 from minivis.vis.common import check_layer, inference
 from minivis.vis.features.activations import check_batch_size, dataset_kind, layer_outputs, stream_inputs
 
@@ -50,6 +50,7 @@ def random_directions(dim: int, count: int, seed: int | None = 0) -> np.ndarray:
         raise ValueError(f"random_directions: dim must be an int >= 1, got {dim!r}")
     if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
         raise ValueError(f"random_directions: count must be an int >= 1, got {count!r}")
+    check_array_size((count, dim), np.float64, "random_directions", "directions")
     v = np.random.default_rng(check_seed(seed, "random_directions")).standard_normal((int(count), int(dim)))
     return v / np.linalg.norm(v, axis=1, keepdims=True)  # a normalised Gaussian is uniform on the sphere
 

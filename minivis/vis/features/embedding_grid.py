@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from minivis.validate import check_array_size, check_float
+
 
 class GridLayout(NamedTuple):
     """What ``tsne_grid`` returns.
@@ -85,6 +87,10 @@ def tsne_grid(embedding: Any, images: Any, grid: int | tuple[int, int] | None = 
     n = Y.shape[0]
     images = _images_hwc(images, n)
     rows, cols = _grid_shape(grid, n)
+    fill = check_float(fill, "tsne_grid", "fill")
+    check_array_size((n, rows * cols), np.float64, "tsne_grid", "assignment cost matrix")
+    check_array_size((rows * images.shape[1], cols * images.shape[2]) + images.shape[3:], images.dtype, "tsne_grid",
+                     "mosaic")
 
     # Scale the map into the unit square (each axis to [0, 1]) and put cell centres on a lattice.
     Y = Y.astype(np.float64)

@@ -43,7 +43,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from minivis import backend
-from minivis.validate import check_count
+from minivis.validate import check_count, check_float
 from minivis.vis.common import check_data_matrix
 from minivis.vis.features.pca import pca
 
@@ -208,6 +208,7 @@ def tsne_gradient(P: Any, Y: Any, exaggeration: float = 1.0, method: str = "exac
     kernels = backend.kernels("tsne", Y, "tsne_gradient")
     _check_method(method, ("exact", "barnes_hut"), "tsne_gradient")
     _check_theta(theta, "tsne_gradient")
+    exaggeration = check_float(exaggeration, "tsne_gradient", "exaggeration", low=0.0)
     if method == "exact":
         return kernels.exact_gradient(P.toarray() if sp.issparse(P) else P, Y, exaggeration)
     return kernels.bh_gradient(P if sp.issparse(P) else sp.csr_matrix(P), Y, theta, exaggeration, want_kl=True)

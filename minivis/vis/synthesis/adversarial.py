@@ -213,6 +213,8 @@ def fooling_image(model: Module, target: Any, start: str = "noise", confidence: 
     max_steps, _ = check_steps_lr(max_steps, 1.0, method)
     step_size = _check_epsilon(step_size, method, "step_size")
     single = np.ndim(target) == 0
+    if not single and len(target) == 0:
+        raise ValueError(f"{method}: target must be a class index or a non-empty list of them, got {target!r}")
     labels = _labels(model, target, 1 if single else len(target), method, "target")
     if size is None:
         size = getattr(model, "input_size", None)
@@ -220,6 +222,7 @@ def fooling_image(model: Module, target: Any, start: str = "noise", confidence: 
             raise ValueError(f"{method}: give size=(H, W); the model has no input_size")
     h, w = (size, size) if isinstance(size, int | np.integer) else tuple(size)
     channels = int(getattr(model, "in_channels", 3))
+    noise_std = check_float(noise_std, method, "noise_std", low=0.0)
     rng = np.random.default_rng(check_seed(seed, method))
     x = initial_image(model, (len(labels), channels, int(h), int(w)), start, rng, noise_std=noise_std,
                       method=method)

@@ -32,7 +32,7 @@ from minivis.autograd import Tensor, no_grad, tensor
 from minivis.functional.gram import gram_matrix
 from minivis.nn.hooks import forward_to
 from minivis.nn.module import Module
-from minivis.validate import check_float, check_int, check_seed
+from minivis.validate import check_array_size, check_float, check_int, check_seed, int_pair
 from minivis.vis.common import as_batch, check_layer, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.objectives import Objective
@@ -170,6 +170,8 @@ def gram_targets(model: Module, image: Any, layers: Sequence[str], method: str =
     x, single = as_batch(image, model, method)
     if not single:
         raise ValueError(f"{method}: give one style image (C, H, W), got a batch of shape {tuple(x.shape)}")
+    if not isinstance(layers, list | tuple) or not all(isinstance(name, str) for name in layers):
+        raise TypeError(f"{method}: layers must be a list of layer names (str), got {layers!r}")
     acts = _features(model, x, layers)
     _check_feature_maps(acts, method, "style layer")
     with no_grad():
@@ -262,6 +264,7 @@ def texture_synthesis(model: Module, sample: Any, size: int | tuple[int, int] | 
     weights = layer_weights(model, layers, method)
     steps, lr = _check_common(steps, lr, optimizer, param, method)
     h, w = _size(size, x.shape[2:], method)
+    check_array_size((1, x.shape[1], h, w), x.dtype, method, "output")
     tv_weight = check_float(tv_weight, method, "tv_weight", low=0.0)
     targets = gram_targets(model, x[0], list(weights), method)
     objective = style_objective(targets, weights)
@@ -276,8 +279,6 @@ def texture_synthesis(model: Module, sample: Any, size: int | tuple[int, int] | 
 def _size(size: Any, default: tuple[int, int], method: str) -> tuple[int, int]:
     if size is None:
         return int(default[0]), int(default[1])
-    from minivis.validate import int_pair  # noqa: PLC0415
-
     return int_pair(size, method, "size", minimum=8)
 
 

@@ -1,0 +1,85 @@
+"""Bad arguments found by a one-argument-at-a-time sweep over the public calls (each call's valid
+arguments, one replaced by a hostile value): each is refused with a ValueError or TypeError that
+names the call and the argument, where NumPy, SciPy or Python failed deep inside before, or the
+call ran for ever. Cases that other test files already cover are not repeated here."""
+
+import numpy as np
+import pytest
+
+import minivis as mv
+
+RNG = np.random.default_rng(0)
+IMAGE = np.zeros((1, 28, 28), np.float32)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mv.models.load("fashion_cnn")
+
+
+@pytest.fixture(scope="module")
+def affinities():
+    return mv.vis.tsne_affinities(RNG.random((12, 4)), 3.0, method="exact")[0]
+
+
+CASES = [
+    # counts that would need arrays larger than the machine
+    ("infidelity n_samples", lambda m, p: mv.vis.infidelity(m, IMAGE, 0, np.zeros((1, 1, 28, 28)), n_samples=10**30),
+     ValueError, r"infidelity: the perturbations would have shape \(1, 10+, 1, 28, 28\)"),
+    ("max_sensitivity n_samples", lambda m, p: mv.vis.max_sensitivity(lambda z: z, IMAGE[None], n_samples=2**63),
+     ValueError, r"max_sensitivity: the perturbations would have shape"),
+    ("random_directions dim", lambda m, p: mv.vis.random_directions(10**30, 2), ValueError,
+     r"random_directions: the directions would have shape \(2, 10+\)"),
+    ("tsne_grid grid", lambda m, p: mv.vis.tsne_grid(RNG.standard_normal((12, 2)), RNG.random((12, 3, 3)), grid=2**40),
+     ValueError, r"tsne_grid: the assignment cost matrix would have shape \(12, "),
+    ("efros_leung size", lambda m, p: mv.vis.efros_leung(RNG.random((8, 8)), 10**30, window=3), ValueError,
+     r"efros_leung: the output would have shape \(10+, 10+, 3\)"),
+    ("texture_synthesis size", lambda m, p: mv.vis.texture_synthesis(m, IMAGE, size=10**12, layers=["features.1"],
+                                                                     steps=1), ValueError,
+     r"texture_synthesis: the output would have shape \(1, 1, 10+, 10+\)"),
+    ("BatchNorm2d num_features", lambda m, p: mv.nn.BatchNorm2d(2**62), ValueError,
+     r"BatchNorm2d: the running statistics would have shape \(4611686018427387904,\)"),
+    # numbers that were used unchecked
+    ("tsne_gradient exaggeration", lambda m, p: mv.vis.tsne_gradient(p, RNG.standard_normal((12, 2)), exaggeration="x"),
+     TypeError, r"tsne_gradient: exaggeration must be a number, got str"),
+    ("tsne_grid fill", lambda m, p: mv.vis.tsne_grid(RNG.standard_normal((12, 2)), RNG.random((12, 3, 3)), fill="x"),
+     TypeError, r"tsne_grid: fill must be a number, got str"),
+    ("fooling_image noise_std", lambda m, p: mv.vis.fooling_image(m, 1, noise_std=[0.5], max_steps=1), TypeError,
+     r"fooling_image: noise_std must be a number, got list"),
+    ("clip low", lambda m, p: mv.F.clip(mv.tensor(np.zeros(3)), low="x"), TypeError,
+     r"clip: low must be a number or None, got 'x'"),
+    ("clip high NaN", lambda m, p: mv.F.clip(mv.tensor(np.zeros(3)), high=float("nan")), TypeError,
+     r"clip: high must be a number or None, got nan"),
+    ("Dropout p", lambda m, p: mv.nn.Dropout(p="0.5"), TypeError, r"Dropout: p must be a number, got str"),
+    # seeds
+    ("Dropout seed", lambda m, p: mv.nn.Dropout(seed=-1), ValueError, r"Dropout: seed must be an int >= 0 or None"),
+    ("random_crops seed", lambda m, p: mv.data.random_crops(np.zeros((8, 8, 3), np.uint8), 2, 2, seed=1.5),
+     TypeError, r"random_crops: seed must be an int, a numpy Generator or None, got 1.5"),
+    ("dropout rng", lambda m, p: mv.F.dropout(mv.tensor(np.zeros(3)), 0.5, True, rng=-1), ValueError,
+     r"dropout: rng must be an int >= 0 or None, got -1"),
+    # shapes and lists
+    ("fooling_image empty target", lambda m, p: mv.vis.fooling_image(m, np.array([], np.int64), max_steps=1),
+     ValueError, r"fooling_image: target must be a class index or a non-empty list of them"),
+    ("gram_targets layers", lambda m, p: mv.vis.gram_targets(m, IMAGE, 3), TypeError,
+     r"gram_targets: layers must be a list of layer names \(str\), got 3"),
+    ("softmax empty axis", lambda m, p: mv.F.softmax(mv.tensor(np.zeros((2, 0)))), ValueError,
+     r"softmax: axis -1 of the input \(2, 0\) is empty"),
+    ("log_softmax empty axis", lambda m, p: mv.F.log_softmax(mv.tensor(np.zeros((0, 3))), axis=0), ValueError,
+     r"log_softmax: axis 0 of the input \(0, 3\) is empty"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_refused_by_name(model, affinities, call, error, match):
+    with pytest.raises(error, match=match):
+        call(model, affinities)
+
+
+def test_what_the_checks_must_still_let_through():
+    """Infinite clip bounds and numpy Generators as seeds are valid, and keep working."""
+    np.testing.assert_array_equal(mv.F.clip(mv.tensor(np.array([-2.0, 0.5, 3.0])), low=-np.inf, high=1.0).numpy(),
+                                  [-2.0, 0.5, 1.0])
+    a = mv.data.random_crops(np.arange(192, dtype=np.uint8).reshape(8, 8, 3), 2, 3, seed=np.random.default_rng(4))
+    b = mv.data.random_crops(np.arange(192, dtype=np.uint8).reshape(8, 8, 3), 2, 3, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert len(list(mv.data.batches(np.zeros(4), batch_size=2, shuffle=True, seed=np.random.default_rng(0)))) == 2
