@@ -1,0 +1,191 @@
+"""One bad argument at a time: every public call below, with valid arguments, is run again with one
+argument replaced by each value of a hostile vocabulary (wrong types, signs, huge or non-finite
+numbers; empty, wrongly shaped or wrongly typed arrays). A call may return, or refuse with a
+ValueError or TypeError whose message starts with its own name (or the name of the op it is
+documented to forward to, e.g. ``nn.Conv2d`` -> ``conv2d``). Anything else (another exception, a
+message that does not say which call failed, a hang) is a finding.
+
+Run as a script (``python tests/fuzz/one_bad_argument.py``) by ``test_one_bad_argument.py``, in a
+child process, since a regression here can be an out-of-bounds access that kills the interpreter.
+Prints one JSON line per finding, then a summary line ``calls N returned R refused E findings M``.
+
+Not in the vocabulary, on purpose: arrays passed for string or flag arguments (``method=np.empty(0)``
+fails on NumPy's truth value without naming the call: known, not yet handled), datetime arrays, and
+targets given as callables that raise (their own exception passes through, as it should).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+
+import minivis as mv  # noqa: E402
+
+SECONDS = 20  # per call: far more than any of these takes with valid arguments
+
+
+class Opaque:
+    """An object of no type any call expects."""
+
+
+SCALARS: list[tuple[str, Any]] = [
+    ("None", None), ("str", "bogus"), ("list", []), ("dict", {}), ("True", True), ("complex", 1 + 2j),
+    ("object", Opaque()), ("-1", -1), ("0", 0), ("1e30", 10**30), ("2**63", 2**63), ("nan", float("nan")),
+    ("inf", float("inf")), ("-0.5", -0.5), ("1.5", 1.5), ("tuple3", (1, 2, 3)), ("bytes", b"x"),
+]
+
+
+def array_variants(b: np.ndarray) -> list[tuple[str, Callable[[], Any]]]:
+    out: list[tuple[str, Callable[[], Any]]] = [
+        ("empty batch", lambda: b[:0]), ("one dim less", lambda: b[0]), ("one dim more", lambda: b[None]),
+        ("0-d", lambda: np.asarray(b.flat[0])), ("flat", lambda: b.ravel()),
+    ]
+    if b.ndim >= 2:
+        out.append(("zero width", lambda: b[..., :0]))
+    for dtype in ("bool", "complex64", "object", "U3"):
+        out.append((f"dtype {dtype}", lambda dtype=dtype: b.astype(dtype)))
+    if b.dtype.kind == "f":
+        def with_value(value: float) -> np.ndarray:
+            c = b.copy()
+            c.flat[0] = value
+            return c
+        out += [("nan inside", lambda: with_value(np.nan)), ("inf inside", lambda: with_value(np.inf))]
+    return out
+
+
+def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ...]]]:
+    """name -> (function, valid keyword arguments, the names its errors may start with)."""
+    rng = np.random.default_rng(0)
+    F, V, D, nn = mv.F, mv.vis, mv.data, mv.nn
+    x4 = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    v2 = rng.standard_normal((2, 4)).astype(np.float32)
+    img = rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)
+    model = mv.models.load("fashion_cnn")
+    x1 = model.preprocess(rng.integers(0, 255, (1, 28, 28, 1), dtype=np.uint8))
+    attribution = rng.standard_normal((1, 28, 28)).astype(np.float32)
+    T = mv.tensor
+    b: dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ...]]] = {}
+
+    def add(name: str, fn: Callable[..., Any], kwargs: dict[str, Any], *aliases: str) -> None:
+        b[name] = (fn, kwargs, (name.split(".")[-1],) + aliases)
+
+    # ops
+    add("conv2d", F.conv2d, dict(x=x4, weight=w, bias=np.zeros(3, np.float32), stride=1, padding=1, dilation=1,
+                                 groups=1))
+    add("conv_transpose2d", F.conv_transpose2d, dict(x=x4, weight=np.swapaxes(w, 0, 1).copy(), stride=2, padding=1,
+                                                     output_padding=1, dilation=1))
+    add("max_pool2d", F.max_pool2d, dict(x=T(x4), kernel_size=2, stride=2, padding=0, dilation=1))
+    add("avg_pool2d", F.avg_pool2d, dict(x=T(x4), kernel_size=2, stride=2, padding=0))
+    add("adaptive_avg_pool2d", F.adaptive_avg_pool2d, dict(x=T(x4), output_size=3))
+    add("max_unpool2d", F.max_unpool2d, dict(x=T(np.ones((1, 2, 3, 3), np.float32)),
+                                             switches=np.zeros((1, 2, 3, 3), np.int64), kernel_size=2, stride=2))
+    add("interpolate", F.interpolate, dict(x=T(x4), size=(12, 12), mode="bilinear"))
+    add("linear", F.linear, dict(x=v2, weight=rng.standard_normal((3, 4)).astype(np.float32)))
+    add("batch_norm", F.batch_norm, dict(x=x4, running_mean=np.zeros(2, np.float32), running_var=np.ones(2, np.float32),
+                                         momentum=0.1, eps=1e-5))
+    add("local_response_norm", F.local_response_norm, dict(x=x4, size=3, alpha=1e-4, beta=0.75, k=1.0))
+    add("dropout", F.dropout, dict(x=x4, p=0.5, training=True, rng=0))
+    add("cross_entropy", F.cross_entropy, dict(logits=v2, target=np.array([1, 2])))
+    add("softmax", F.softmax, dict(x=v2, axis=-1))
+    add("clip", F.clip, dict(x=T(v2), low=-1.0, high=1.0))
+    add("sum", F.sum, dict(x=T(v2), axis=1))
+    add("reshape", F.reshape, dict(x=T(x4), shape=(1, -1)))
+    add("flatten", F.flatten, dict(x=T(x4), start_dim=1, end_dim=-1))
+    add("getitem", F.getitem, dict(x=T(v2), index=(0, slice(None))))
+    add("add", F.add, dict(a=T(v2), b=v2 + 5))
+    add("matmul", F.matmul, dict(a=T(v2), b=v2.T.copy()))
+
+    # layers: constructed, then called
+    def layer(cls: type, inp: np.ndarray) -> Callable[..., Any]:
+        return lambda **kwargs: cls(**kwargs)(mv.tensor(inp))
+
+    add("nn.Conv2d", layer(nn.Conv2d, x4), dict(in_channels=2, out_channels=3, kernel_size=3, stride=1, padding=1),
+        "Conv2d", "conv2d")
+    add("nn.Linear", layer(nn.Linear, v2), dict(in_features=4, out_features=3), "Linear", "linear")
+    add("nn.MaxPool2d", layer(nn.MaxPool2d, x4), dict(kernel_size=2, stride=2), "MaxPool2d", "max_pool2d")
+    add("nn.BatchNorm2d", layer(nn.BatchNorm2d, x4), dict(num_features=2, eps=1e-5, momentum=0.1), "BatchNorm2d",
+        "batch_norm")
+    add("nn.Dropout", layer(nn.Dropout, x4), dict(p=0.3, seed=0), "Dropout", "dropout")
+
+    # data
+    add("resize", D.resize, dict(img=img, size=(5, 6)))
+    add("center_crop", D.center_crop, dict(img=img, size=4))
+    add("random_crops", D.random_crops, dict(img=img, size=4, n=2, seed=0))
+
+    # methods
+    for name in ("saliency", "input_gradient", "guided_backprop"):
+        add(name, getattr(V, name), dict(model=model, x=x1, target=1))
+    add("smoothgrad", V.smoothgrad, dict(model=model, x=x1, target=1, n=2, noise=0.1, batch_size=2, seed=0))
+    add("integrated_gradients", V.integrated_gradients, dict(model=model, x=x1, target=1, steps=2, batch_size=2))
+    add("grad_cam", V.grad_cam, dict(model=model, x=x1, target=1, layer="features.8"))
+    add("occlusion", V.occlusion, dict(model=model, x=x1, target=1, patch=14, stride=14, batch_size=4))
+    add("deletion", V.deletion, dict(model=model, x=x1, target=1, attribution=attribution, pixels_per_step=392))
+    add("removal_mask", V.removal_mask, dict(attribution=attribution[0], fraction=0.5))
+    add("pointing_game", V.pointing_game, dict(attribution=attribution, mask=np.ones((1, 28, 28), bool), tolerance=1))
+    add("random_directions", V.random_directions, dict(dim=8, count=2, seed=0))
+    add("nearest_neighbours", V.nearest_neighbours, dict(queries=rng.random((2, 5)), database=rng.random((6, 5)), k=2))
+    add("tsne_grid", V.tsne_grid, dict(embedding=rng.standard_normal((4, 2)), images=rng.random((4, 3, 3)), fill=0.0))
+    add("class_model", V.class_model, dict(model=model, target=1, steps=1, seed=0, progress=False))
+    add("fgsm", V.fgsm, dict(model=model, x=x1, label=1, epsilon=0.1))
+    return b
+
+
+def variants(name: str, value: Any) -> list[tuple[str, Callable[[], Any]]]:
+    out = array_variants(value) if isinstance(value, np.ndarray) else []
+    if name == "model":
+        return [("None", lambda: None), ("str", lambda: "model"), ("object", Opaque)]
+    return out + [(label, lambda v=v: v) for label, v in SCALARS]
+
+
+class Timeout(Exception):
+    pass
+
+
+def _alarm(*_: Any) -> None:
+    raise Timeout
+
+
+def main() -> int:
+    warnings.simplefilter("ignore")
+    signal.signal(signal.SIGALRM, _alarm)
+    n_calls = findings = returned = refused = 0
+    for name, (fn, kwargs, names) in calls().items():
+        for arg, value in kwargs.items():
+            for label, make in variants(arg, value):
+                n_calls += 1
+                finding = None
+                signal.alarm(SECONDS)
+                try:
+                    with np.errstate(all="ignore"):
+                        fn(**{**kwargs, arg: make()})
+                    returned += 1
+                except Timeout:
+                    finding = "no answer within the time limit"
+                except (ValueError, TypeError) as err:
+                    refused += 1
+                    if not str(err).startswith(names):
+                        finding = f"{type(err).__name__} that does not name the call: {str(err)[:200]}"
+                except Exception as err:  # noqa: BLE001 (any other exception is what this looks for)
+                    finding = f"{type(err).__name__}: {str(err)[:200]}"
+                finally:
+                    signal.alarm(0)
+                matplotlib.pyplot.close("all")
+                if finding:
+                    findings += 1
+                    print(json.dumps({"call": name, "argument": arg, "value": label, "finding": finding}), flush=True)
+    print(f"calls {n_calls} returned {returned} refused {refused} findings {findings}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
