@@ -137,6 +137,31 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
     add("tsne_grid", V.tsne_grid, dict(embedding=rng.standard_normal((4, 2)), images=rng.random((4, 3, 3)), fill=0.0))
     add("class_model", V.class_model, dict(model=model, target=1, steps=1, seed=0, progress=False))
     add("fgsm", V.fgsm, dict(model=model, x=x1, label=1, epsilon=0.1))
+    for name in ("grad_cam_pp", "layer_cam", "score_cam", "eigen_cam"):
+        add(name, getattr(V, name), dict(model=model, x=x1, target=1, layer="features.8"))
+    add("lrp", V.lrp, dict(model=model, x=x1, target=1, composite="epsilon_gamma_box", epsilon=1e-6, gamma=0.25))
+    add("deeplift", V.deeplift, dict(model=model, x=x1, target=1))
+    add("gradient_x_input", V.gradient_x_input, dict(model=model, x=x1, target=1))
+    add("infidelity", V.infidelity, dict(model=model, x=x1, target=1, attribution=attribution[None], n_samples=2,
+                                         noise=0.1, seed=0))
+    add("road", V.road, dict(model=model, x=x1, target=1, attribution=attribution, fractions=(0.5,), seed=0))
+    add("ablation", V.ablation, dict(model=model, x=x1, target=1, layer="features.8", units=[0, 1]))
+    add("activations", V.activations, dict(model=model, x=x1, layer="features.3"))
+    add("top_activations", V.top_activations, dict(model=model, images=x1.repeat(3, 0), layers="features.3", k=2,
+                                                   batch_size=2))
+    add("dead_filters", V.dead_filters, dict(model=model, images=x1.repeat(3, 0), layer="features.3", batch_size=2))
+    add("filters", V.filters, dict(model=model, layer="features.0"))
+    add("receptive_field", V.receptive_field, dict(model=model, layer="features.8", input_size=28))
+    add("pca", V.pca, dict(X=rng.random((6, 4)), k=2, seed=0))
+    add("tsne", V.tsne, dict(X=rng.random((12, 4)), perplexity=3.0, n_iter=10, exaggeration_iter=5, seed=0,
+                             progress=False))
+    add("hoyer_sparsity", V.hoyer_sparsity, dict(x=rng.random((3, 5))))
+    add("invert", V.invert, dict(model=model, image=x1[0], layer="features.3", steps=1, seed=0, progress=False))
+    add("deepdream", V.deepdream, dict(model=model, image=img, layer="features.3", steps=1, octaves=1, seed=0,
+                                       progress=False))
+    add("efros_leung", V.efros_leung, dict(sample=rng.random((8, 8)), size=9, window=3, seed=0, progress=False))
+    add("texture_synthesis", V.texture_synthesis, dict(model=model, sample=x1[0], size=28, layers=["features.1"],
+                                                       steps=1, seed=0, progress=False))
     return b
 
 
