@@ -7,16 +7,40 @@ from typing import Any
 
 import numpy as np
 
-from minivis.plot.core import check_cmap, hide_axes, plt, to_image
+from minivis.plot.core import (
+    Axes,
+    as_array,
+    check_ax,
+    check_cmap,
+    check_names,
+    check_size,
+    check_title,
+    hide_axes,
+    host,
+    plt,
+    to_image,
+)
+from minivis.validate import check_float
+from minivis.vis.features.embedding_grid import GridLayout
+from minivis.vis.features.pca import PCAResult
 
 
 def embedding_scatter(embedding: Any, labels: Any = None, class_names: Sequence[str] | None = None,
-                      title: str | None = None, ax: Any = None, size: float = 4.0,
+                      title: str | None = None, ax: Axes | None = None, size: float = 4.0,
                       point_size: float = 3.0) -> plt.Figure:
-    """Scatter of an (N, 2) map, one colour per integer label (tab10/tab20), legend by class name."""
-    Y = np.asarray(getattr(embedding, "data", embedding), dtype=np.float64)
+    """Scatter of an (N, 2) map, one colour per integer label (tab10/tab20), legend by class name.
+
+    labels: N ints >= 0; class_names: a name for each label value (labels past its end are shown
+    as numbers)."""
+    op = "embedding_scatter"
+    ax, size, title = check_ax(ax, op), check_size(size, op), check_title(title, op)
+    point_size = check_float(point_size, op, "point_size")
+    if not 0 < point_size <= 1000:
+        raise ValueError(f"{op}: point_size must be in (0, 1000] (points squared), got {point_size:g}")
+    Y = as_array(embedding, op, "embedding")
     if Y.ndim != 2 or Y.shape[1] != 2:
         raise ValueError(f"embedding_scatter: embedding must be (N, 2), got shape {Y.shape}")
+    class_names = check_names(class_names, 0, op, "class_names")
     if ax is None:
         fig, ax = plt.subplots(figsize=(size, size))
     else:
@@ -24,10 +48,12 @@ def embedding_scatter(embedding: Any, labels: Any = None, class_names: Sequence[
     if labels is None:
         ax.scatter(Y[:, 0], Y[:, 1], s=point_size, c="0.3", linewidths=0)
     else:
-        labels = np.asarray(labels)
+        labels = np.asarray(host(labels))
         if labels.shape != (Y.shape[0],) or labels.dtype.kind not in "iu":
             raise ValueError(f"embedding_scatter: labels must be {Y.shape[0]} integers, got "
                              f"{labels.dtype} {labels.shape}")
+        if labels.min() < 0:  # class_names[-1] would silently name it after the last class
+            raise ValueError(f"embedding_scatter: labels must be integers >= 0, got {labels.min()}")
         classes = np.unique(labels)
         cmap = plt.get_cmap("tab10" if classes.max(initial=0) < 10 else "tab20")
         for k in classes:
@@ -46,8 +72,9 @@ def embedding_scatter(embedding: Any, labels: Any = None, class_names: Sequence[
 
 def embedding_mosaic(mosaic: Any, title: str | None = None, size: float = 6.0, cmap: str = "gray") -> plt.Figure:
     """The image mosaic of ``mv.vis.tsne_grid`` (pass the GridLayout or its ``mosaic``)."""
-    cmap = check_cmap(cmap, "embedding_mosaic")
-    img = to_image(getattr(mosaic, "mosaic", mosaic))
+    op = "embedding_mosaic"
+    cmap, size, title = check_cmap(cmap, op), check_size(size, op), check_title(title, op)
+    img = to_image(mosaic.mosaic if isinstance(mosaic, GridLayout) else mosaic, op=op, arg="mosaic")
     fig, ax = plt.subplots(figsize=(size, size * img.shape[0] / img.shape[1]))
     ax.imshow(img, cmap=cmap if img.ndim == 2 else None, interpolation="nearest")
     hide_axes(ax)
@@ -56,9 +83,14 @@ def embedding_mosaic(mosaic: Any, title: str | None = None, size: float = 6.0, c
     return fig
 
 
-def explained_variance(result: Any, title: str | None = None, size: float = 4.0) -> plt.Figure:
+def explained_variance(result: PCAResult | Any, title: str | None = None, size: float = 4.0) -> plt.Figure:
     """Bars of each component's explained-variance ratio and their running total (a PCAResult)."""
-    ratio = np.asarray(getattr(result, "explained_variance_ratio", result), dtype=np.float64)
+    op = "explained_variance"
+    size, title = check_size(size, op), check_title(title, op)
+    if not isinstance(result, PCAResult | np.ndarray | list | tuple):
+        raise TypeError(f"{op}: result must be a PCAResult (from mv.vis.pca_fit) or a 1-D ratio array, "
+                        f"got {type(result).__name__}")
+    ratio = as_array(result.explained_variance_ratio if isinstance(result, PCAResult) else result, op, "result")
     if ratio.ndim != 1:
         raise ValueError(f"explained_variance: expected a PCAResult or a 1-D ratio array, got shape {ratio.shape}")
     fig, ax = plt.subplots(figsize=(size * 1.4, size))

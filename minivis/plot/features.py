@@ -16,14 +16,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from minivis import backend
-from minivis.plot.core import check_cmap, hide_axes, to_image
+from minivis.plot.core import (
+    as_array,
+    check_cmap,
+    check_count,
+    check_items,
+    check_mapping,
+    check_names,
+    check_result,
+    check_size,
+    check_title,
+    hide_axes,
+    to_image,
+)
+from minivis.validate import check_bool
+from minivis.vis.features.activations import DeadFilterReport
+from minivis.vis.features.projections import LayerProjections
 
 NAN_GREY = 0.85  # how the part of a receptive field outside the image is drawn in RGB crops
-
-
-def _cpu(array: Any) -> np.ndarray:
-    return np.asarray(backend.to_device(getattr(array, "data", array), "cpu"))
 
 
 def _axes_grid(nrows: int, ncols: int, size: float, title: str | None) -> tuple[plt.Figure, np.ndarray]:
@@ -53,8 +63,8 @@ def _show(ax: Any, img: np.ndarray, vmin: float | None = 0.0, vmax: float | None
     ax.set_yticks([])
 
 
-def _check_filters(filters: Any, fn: str, ndims: tuple[int, ...]) -> np.ndarray:
-    array = _cpu(filters)
+def _check_filters(filters: Any, fn: str, ndims: tuple[int, ...], arg: str = "filters") -> np.ndarray:
+    array = as_array(filters, fn, arg)
     if array.ndim not in ndims or array.shape[0] == 0:
         raise ValueError(f"{fn}: expected filters shaped {' or '.join(f'{n}-D' for n in ndims)} with at least "
                          f"one filter, got shape {array.shape}")
@@ -63,9 +73,11 @@ def _check_filters(filters: Any, fn: str, ndims: tuple[int, ...]) -> np.ndarray:
 
 def filter_grid(filters: Any, ncols: int | None = None, size: float = 0.7, title: str | None = None) -> plt.Figure:
     """First-layer filters (F, kh, kw) grey or (F, kh, kw, 3) RGB, values in [0, 1], in a grid."""
-    array = _check_filters(filters, "filter_grid", (3, 4))
+    op = "filter_grid"
+    size, title = check_size(size, op), check_title(title, op)
+    array = _check_filters(filters, op, (3, 4))
     n = array.shape[0]
-    ncols = ncols or min(n, 8)
+    ncols = min(check_count(ncols, op, "ncols", allow_none=True) or 8, n)
     fig, axes = _axes_grid(math.ceil(n / ncols), ncols, size, title)
     for i in range(n):
         ax = axes.flat[i]
@@ -77,8 +89,11 @@ def filter_grid(filters: Any, ncols: int | None = None, size: float = 0.7, title
 def filter_channels(filters: Any, max_filters: int = 8, max_channels: int = 16, size: float = 0.5,
                     title: str | None = None) -> plt.Figure:
     """Deeper filters (F, C_in, kh, kw) in [0, 1]: one row per output filter, one column per input channel."""
-    array = _check_filters(filters, "filter_channels", (4,))
-    f, c = min(array.shape[0], max_filters), min(array.shape[1], max_channels)
+    op = "filter_channels"
+    size, title = check_size(size, op), check_title(title, op)
+    array = _check_filters(filters, op, (4,))
+    f = min(array.shape[0], check_count(max_filters, op, "max_filters"))
+    c = min(array.shape[1], check_count(max_channels, op, "max_channels"))
     fig, axes = _axes_grid(f, c, size, title)
     for i in range(f):
         for j in range(c):
@@ -92,15 +107,17 @@ def filter_channels(filters: Any, max_filters: int = 8, max_channels: int = 16, 
 def filter_history(filters_by_label: Mapping[str, Any], max_filters: int = 16, size: float = 0.6,
                           title: str | None = None) -> plt.Figure:
     """One row per checkpoint (``mv.vis.filters_over_training``), the same first filters in each row."""
-    if not isinstance(filters_by_label, Mapping) or not filters_by_label:
-        raise ValueError("filter_history: expected a non-empty dict {label: filters}")
-    arrays = {label: _check_filters(f, "filter_history", (3, 4)) for label, f in filters_by_label.items()}
-    n = min(max_filters, min(a.shape[0] for a in arrays.values()))
+    op = "filter_history"
+    filters_by_label = check_mapping(filters_by_label, op, "filters_by_label", "filters")
+    size, title = check_size(size, op), check_title(title, op)
+    arrays = {label: _check_filters(f, op, (3, 4), f"filters_by_label[{label!r}]")
+              for label, f in filters_by_label.items()}
+    n = min(check_count(max_filters, op, "max_filters"), min(a.shape[0] for a in arrays.values()))
     fig, axes = _axes_grid(len(arrays), n, size, title)
     for row, (label, array) in enumerate(arrays.items()):
         for i in range(n):
             _show(axes[row, i], array[i])
-        axes[row, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+        axes[row, 0].set_ylabel(str(label), fontsize=7, rotation=0, ha="right", va="center")
     return fig
 
 
@@ -111,16 +128,18 @@ def activation_grid(maps: Any, image: Any = None, ncols: int = 8, size: float = 
     shared_scale: one colour scale for all maps (0 to the largest value), so a weak or dead map looks
     dark next to a strong one; False stretches each map on its own.
     """
-    cmap = check_cmap(cmap, "activation_grid")
-    array = _cpu(maps)
+    op = "activation_grid"
+    cmap, size, title = check_cmap(cmap, op), check_size(size, op), check_title(title, op)
+    shared_scale = check_bool(shared_scale, op, "shared_scale")
+    array = as_array(maps, op, "maps")
     if array.ndim != 3:
         raise ValueError(f"activation_grid: maps must be (C, H, W) for one image, got shape {array.shape}")
+    img = None if image is None else to_image(image, op=op)
     panels = array.shape[0] + (image is not None)
-    ncols = min(ncols, panels)
+    ncols = min(check_count(ncols, op, "ncols"), panels)
     fig, axes = _axes_grid(math.ceil(panels / ncols), ncols, size, title)
     offset = 0
-    if image is not None:
-        img = to_image(image)
+    if img is not None:
         _show(axes.flat[0], img, float(np.nanmin(img)), float(np.nanmax(img)))
         axes.flat[0].set_title("input", fontsize=6, pad=1)
         offset = 1
@@ -135,9 +154,12 @@ def activation_grid(maps: Any, image: Any = None, ncols: int = 8, size: float = 
     return fig
 
 
-def dead_filter_report(report: Any, title: str | None = None) -> plt.Figure:
+def dead_filter_report(report: DeadFilterReport, title: str | None = None) -> plt.Figure:
     """Bar charts of ``mv.vis.dead_filters``: the fraction of inputs with an all-off map, and the mean activation."""
-    dead, mean = np.asarray(report.dead_fraction), np.asarray(report.mean)
+    report = check_result(report, DeadFilterReport, "dead_filter_report", "report", "mv.vis.dead_filters")
+    title = check_title(title, "dead_filter_report")
+    dead = as_array(report.dead_fraction, "dead_filter_report", "report.dead_fraction")
+    mean = as_array(report.mean, "dead_filter_report", "report.mean")
     channels = np.arange(dead.size)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(4.0, 0.12 * dead.size + 2), 4), sharex=True)
     top.bar(channels, dead, color=np.where(dead >= 1.0, "crimson", "steelblue"))
@@ -154,7 +176,11 @@ def dead_filter_report(report: Any, title: str | None = None) -> plt.Figure:
 def receptive_field_boxes(image: Any, boxes: Sequence[Sequence[int]], labels: Sequence[str] | None = None,
                           size: float = 3.0, title: str | None = None) -> plt.Figure:
     """An image with the given (top, left, bottom, right) boxes drawn on it (exclusive bottom/right)."""
-    img = to_image(image)
+    op = "receptive_field_boxes"
+    size, title = check_size(size, op), check_title(title, op)
+    img = to_image(image, op=op)
+    boxes = _check_boxes(boxes, op)
+    labels = check_names(labels, len(boxes), op, "labels")
     fig, ax = plt.subplots(figsize=(size, size))
     _show(ax, img, float(img.min()), float(img.max()))
     colours = plt.get_cmap("tab10")
@@ -162,10 +188,28 @@ def receptive_field_boxes(image: Any, boxes: Sequence[Sequence[int]], labels: Se
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
                                edgecolor=colours(i % 10), linewidth=1.5))
         if labels is not None:
-            ax.text(left, top - 1, labels[i], color=colours(i % 10), fontsize=7, va="bottom")
+            ax.text(left, top - 1, str(labels[i]), color=colours(i % 10), fontsize=7, va="bottom")
     if title:
         ax.set_title(title, fontsize=9)
     return fig
+
+
+def _check_boxes(boxes: Any, op: str) -> list[tuple[int, int, int, int]]:
+    """Boxes as (top, left, bottom, right) ints, bottom >= top and right >= left (none is fine)."""
+    if isinstance(boxes, np.ndarray):
+        boxes = boxes.tolist()
+    if not isinstance(boxes, list | tuple):
+        raise TypeError(f"{op}: boxes must be a list of (top, left, bottom, right), got {type(boxes).__name__}")
+    out = []
+    for i, box in enumerate(boxes):
+        if (not isinstance(box, list | tuple | np.ndarray) or len(box) != 4
+                or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in box)):
+            raise TypeError(f"{op}: boxes[{i}] must be 4 ints (top, left, bottom, right), got {box!r}")
+        top, left, bottom, right = (int(v) for v in box)
+        if bottom < top or right < left:
+            raise ValueError(f"{op}: boxes[{i}] must have bottom >= top and right >= left, got {box!r}")
+        out.append((top, left, bottom, right))
+    return out
 
 
 def _display(crop: np.ndarray, model: Any) -> np.ndarray:
@@ -187,18 +231,24 @@ def top_patches(patches: Any, channels: Sequence[int] | None = None, values: Any
     NaN outside the image (drawn blank). channels: row labels (default 0..C-1). values: (C, k)
     activations to print above each crop. model: its ``mean``/``std`` turn inputs back into pixels.
     """
-    array = _cpu(patches)
+    op = "top_patches"
+    size, title = check_size(size, op), check_title(title, op)
+    array = as_array(patches, op, "patches", allow_nan=True)  # NaN: past the image, drawn blank
     if array.ndim != 5:
         raise ValueError(f"top_patches: patches must be (C, k, C_in, h, w), got shape {array.shape}")
     rows, k = array.shape[:2]
-    labels = list(range(rows)) if channels is None else list(channels)
+    labels = list(range(rows)) if channels is None else check_names(channels, rows, op, "channels")
+    if values is not None:
+        values = as_array(values, op, "values", allow_nan=True)
+        if values.ndim != 2 or values.shape[0] < rows or values.shape[1] < k:
+            raise ValueError(f"{op}: values must be ({rows}, {k}), one per patch, got shape {values.shape}")
     fig, axes = _axes_grid(rows, k, size, title)
     for r in range(rows):
         for j in range(k):
             ax = axes[r, j]
             _show(ax, _display(array[r, j], model))
             if values is not None:
-                ax.set_title(f"{float(np.asarray(values)[r, j]):.2f}", fontsize=5, pad=1)
+                ax.set_title(f"{values[r, j]:.2f}", fontsize=5, pad=1)
         axes[r, 0].set_ylabel(f"ch {labels[r]}", fontsize=7, rotation=0, ha="right", va="center")
     return fig
 
@@ -214,14 +264,22 @@ def _projection_display(crop: np.ndarray, percentile: float = 99.0) -> np.ndarra
     return img[..., 0] if img.shape[-1] == 1 else img
 
 
-def top_projections(result: Any, rules: Sequence[str] | None = None, max_channels: int = 8, model: Any = None,
-                    size: float = 0.7, title: str | None = None) -> plt.Figure:
+def top_projections(result: LayerProjections, rules: Sequence[str] | None = None, max_channels: int = 8,
+                    model: Any = None, size: float = 0.7, title: str | None = None) -> plt.Figure:
     """Zeiler & Fergus's figure: per channel, a row of its top-k receptive-field patches and below it
     a row of their projections by each rule (``LayerProjections`` from ``project_top_activations``).
 
     rules: which projections to draw (default all in the result). max_channels: the first this many
     channels of the result. model: its ``deprocess`` turns the patches back into pixels.
     """
+    op = "top_projections"
+    result = check_result(result, LayerProjections, op, "result", "mv.vis.project_top_activations")
+    size, title = check_size(size, op), check_title(title, op)
+    max_channels = check_count(max_channels, op, "max_channels")
+    if isinstance(rules, str):
+        rules = [rules]
+    if rules is not None and not isinstance(rules, list | tuple):
+        raise TypeError(f"{op}: rules must be a list of rule names or None, got {type(rules).__name__}")
     names = list(result.projections) if rules is None else list(rules)
     unknown = [r for r in names if r not in result.projections]
     if unknown or not names:
@@ -244,25 +302,33 @@ def top_projections(result: Any, rules: Sequence[str] | None = None, max_channel
     return fig
 
 
-def projections_over_training(results: Mapping[str, Any], rule: str = "deconvnet", max_channels: int = 16,
+def projections_over_training(results: Mapping[str, LayerProjections], rule: str = "deconvnet", max_channels: int = 16,
                               size: float = 0.7, title: str | None = None) -> plt.Figure:
     """Zeiler & Fergus's figure 4: one row per checkpoint (labels of ``results``), one column per channel,
     each cell the projection of that channel's strongest activation at that checkpoint."""
+    op = "projections_over_training"
+    results = check_mapping(results, op, "results", "LayerProjections")
+    for label, res in results.items():
+        check_result(res, LayerProjections, op, f"results[{label!r}]", "mv.vis.project_top_activations")
+    size, title = check_size(size, op), check_title(title, op)
     labels = list(results)
-    if not labels:
-        raise ValueError("projections_over_training: results is empty")
     first = results[labels[0]]
-    channels = min(len(first.channels), max_channels)
+    channels = min(len(first.channels), check_count(max_channels, op, "max_channels"))
+    for label in labels:
+        maps = results[label].projections.get(rule) if isinstance(rule, str) else None
+        if maps is None:
+            raise ValueError(f"projections_over_training: result {label!r} has no {rule!r} projections "
+                             f"(it has {list(results[label].projections)})")
+        if len(maps) < channels:  # every row draws the same channels as the first checkpoint
+            raise ValueError(f"{op}: result {label!r} has {len(maps)} channels, the first has {channels}")
     fig, axes = _axes_grid(len(labels), channels, size, title)
     for row, label in enumerate(labels):
-        maps = results[label].projections.get(rule)
-        if maps is None:
-            raise ValueError(f"projections_over_training: result {label!r} has no {rule!r} projections")
+        maps = results[label].projections[rule]
         for c in range(channels):
             _show(axes[row, c], _projection_display(maps[c, 0]))
             if row == 0:
                 axes[row, c].set_title(f"ch {int(first.channels[c])}", fontsize=6, pad=1)
-        axes[row, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+        axes[row, 0].set_ylabel(str(label), fontsize=7, rotation=0, ha="right", va="center")
     return fig
 
 
@@ -272,23 +338,28 @@ def neighbour_grid(queries: Any, results: Mapping[str, Any], size: float = 0.9, 
     queries: Q displayable images (H, W), (H, W, 3) or (C, H, W).
     results: {space label: (Q, k, ...) neighbour images}, e.g. {"pixels": ..., "fc features": ...}.
     """
-    if not isinstance(results, Mapping) or not results:
-        raise ValueError("neighbour_grid: results must be a non-empty dict {label: (Q, k, ...) images}")
+    op = "neighbour_grid"
+    results = check_mapping(results, op, "results", "(Q, k, ...) images")
+    size, title = check_size(size, op), check_title(title, op)
+    queries = [to_image(img, op=op, arg=f"queries[{i}]")
+               for i, img in enumerate(check_items(queries, op, "queries"))]
     q = len(queries)
-    sets = {label: list(images) for label, images in results.items()}
+    sets = {label: [[to_image(img, op=op, arg=f"results[{label!r}][{i}][{j}]")
+                     for j, img in enumerate(check_items(row, op, f"results[{label!r}][{i}]"))]
+                    for i, row in enumerate(check_items(images, op, f"results[{label!r}]"))]
+            for label, images in results.items()}
     for label, images in sets.items():
         if len(images) != q:
             raise ValueError(f"neighbour_grid: {label!r} has neighbours for {len(images)} queries, expected {q}")
-    k = max(len(images[0]) for images in sets.values())
+    k = max(len(row) for images in sets.values() for row in images)
     fig, axes = _axes_grid(q * len(sets), k + 1, size, title)
     row = 0
     for i in range(q):
         for label, images in sets.items():
-            query = to_image(queries[i])
+            query = queries[i]
             _show(axes[row, 0], query, float(query.min()), float(query.max()))
-            axes[row, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+            axes[row, 0].set_ylabel(str(label), fontsize=7, rotation=0, ha="right", va="center")
             for j, img in enumerate(images[i]):
-                img = to_image(img)
                 _show(axes[row, j + 1], img, float(img.min()), float(img.max()))
             row += 1
     axes[0, 0].set_title("query", fontsize=7)

@@ -384,7 +384,7 @@ def _figure():
     (lambda: mv.plot.to_image(np.zeros((4, 4), "U3")), TypeError, "to_image: expected a numeric image, got dtype <U3"),
     (lambda: mv.plot.to_image(np.zeros((4, 4), complex)), TypeError, "to_image: expected a numeric image"),
     (lambda: mv.plot.overlay(np.zeros((0, 4)), np.zeros((4, 4))), ValueError,
-     r"to_image: the image is empty, got shape \(0, 4\)"),
+     r"overlay: the image is empty, got shape \(0, 4\)"),
     (lambda: mv.plot.to_image(np.zeros((1, 4, 4, 3))), ValueError, "to_image: expected an HxW, HxWx3 or CxHxW image"),
     (lambda: mv.plot.save(None, "a.png"), TypeError, "save: fig must be a matplotlib Figure, got NoneType"),
     (lambda: mv.plot.save(_figure(), 3), TypeError, "save: path must be a str or an os.PathLike file name, got 3"),

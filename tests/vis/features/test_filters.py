@@ -103,7 +103,7 @@ def test_figures(fashion, tmp_path):
         assert path.stat().st_size > 0
     with pytest.raises(ValueError, match=r"filter_grid: expected filters shaped 3-D or 4-D"):
         fplot.filter_grid(np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="filter_history: expected a non-empty dict"):
+    with pytest.raises(ValueError, match="filter_history: filters_by_label must be a non-empty mapping"):
         fplot.filter_history({})
 
 

@@ -136,5 +136,5 @@ def test_neighbour_grid_figure(tmp_path):
     assert isinstance(fig, plt.Figure) and mv.plot.save(fig, tmp_path / "n.png").stat().st_size > 0
     with pytest.raises(ValueError, match="neighbour_grid: 'pixels' has neighbours for 1 queries, expected 2"):
         fplot.neighbour_grid(images[:2], {"pixels": images[idx[:1]]})
-    with pytest.raises(ValueError, match="neighbour_grid: results must be a non-empty dict"):
+    with pytest.raises(ValueError, match="neighbour_grid: results must be a non-empty mapping"):
         fplot.neighbour_grid(images[:2], {})
