@@ -191,6 +191,14 @@ def _relevance_image(relevance: Any, percentile: Any, op: str, arg: str) -> tupl
     return r, (limit if limit > 0 else 1.0)
 
 
+def _rows_of_maps(images: Any, labels: Any, maps: Any, op: str, arg: str) -> tuple[list, list | None, dict]:
+    """The checked images, row labels and {name: maps} of a figure with one row per image."""
+    maps = check_mapping(maps, op, arg, "maps")
+    imgs = [to_image(img, op=op, arg=f"images[{i}]") for i, img in enumerate(check_items(images, op, "images"))]
+    labels = check_names(labels, len(imgs), op, "labels")
+    return imgs, labels, {name: as_array(m, op, f"{arg}[{name!r}]") for name, m in maps.items()}
+
+
 def show_relevance(images: Any, relevances: Mapping[str, Any], labels: Any = None, cmap: str = "bwr",
                    size: float = 2.2, title: str | None = None) -> plt.Figure:
     """LRP (or any signed) maps: one row per image, the image then one panel per method.
@@ -200,11 +208,8 @@ def show_relevance(images: Any, relevances: Mapping[str, Any], labels: Any = Non
     diverging map centred at 0 (red: evidence for the class, blue: against), its own symmetric scale.
     """
     op = "show_relevance"
-    relevances = check_mapping(relevances, op, "relevances", "maps")
     cmap, size, title = check_cmap(cmap, op), check_size(size, op), check_title(title, op)
-    imgs = [to_image(img, op=op, arg=f"images[{i}]") for i, img in enumerate(check_items(images, op, "images"))]
-    labels = check_names(labels, len(imgs), op, "labels")
-    maps = {name: as_array(r, op, f"relevances[{name!r}]") for name, r in relevances.items()}
+    imgs, labels, maps = _rows_of_maps(images, labels, relevances, op, "relevances")
     for name, r in maps.items():
         if r.ndim not in (3, 4) or r.shape[0] != len(imgs):
             raise ValueError(f"show_relevance: {name!r} must be (N, C, H, W) or (N, H, W) with N = {len(imgs)} "
@@ -235,11 +240,8 @@ def show_cams(images: Any, cams: Mapping[str, Any], labels: Any = None, alpha: f
     (any resolution: drawn stretched over the image), each min-max scaled on its own.
     """
     op = "show_cams"
-    cams = check_mapping(cams, op, "cams", "maps")
     alpha, size, title = check_alpha(alpha, op), check_size(size, op), check_title(title, op)
-    imgs = [to_image(img, op=op, arg=f"images[{i}]") for i, img in enumerate(check_items(images, op, "images"))]
-    labels = check_names(labels, len(imgs), op, "labels")
-    maps = {name: as_array(c, op, f"cams[{name!r}]") for name, c in cams.items()}
+    imgs, labels, maps = _rows_of_maps(images, labels, cams, op, "cams")
     for name, c in maps.items():
         if c.ndim != 3 or c.shape[0] != len(imgs):
             raise ValueError(f"show_cams: {name!r} must be (N, H, W) with N = {len(imgs)} images, got shape {c.shape}")

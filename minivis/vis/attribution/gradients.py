@@ -59,9 +59,7 @@ _PROGRESS_MIN_PASSES = 8  # progress=None shows a bar from this many batched pas
 def _check_int(value: Any, method: str, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{method}: {name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{method}: {name} must be >= {minimum}, got {value}")
-    return check_count(value, method, name, minimum)
+    return check_count(value, method, name, minimum)  # >= minimum, and no longer than a loop can run
 
 
 def _check_rule(rule: Any, method: str) -> str:
