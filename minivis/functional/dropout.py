@@ -13,7 +13,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.validate import check_float, check_seed, check_tensor
+from minivis.validate import check_bool, check_float, check_seed, check_tensor
 
 
 def _generator(rng: Any) -> np.random.Generator:
@@ -37,7 +37,7 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, rng: Any = None) -> T
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     generator = _generator(rng)
-    if not training or p == 0:
+    if not check_bool(training, "dropout", "training") or p == 0:
         return x
 
     # The mask is drawn on the host from NumPy's generator (then moved to x's device), so a seed

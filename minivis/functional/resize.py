@@ -103,7 +103,7 @@ def interpolate(x: Tensor, size: int | tuple[int, int] | None = None,
     ``align_corners=True``). Forward ``y = A_h x A_w^T``; backward ``dx = A_h^T g A_w``.
     """
     x = check_tensor(x, "interpolate", "input", ndim=4)
-    if mode not in INTERPOLATE_MODES:
+    if not isinstance(mode, str) or mode not in INTERPOLATE_MODES:
         raise ValueError(f"interpolate: mode must be one of {INTERPOLATE_MODES}, got {mode!r}")
     if mode == "nearest" and align_corners is not None:
         raise ValueError(f"interpolate: align_corners applies only to mode='bilinear', got align_corners="

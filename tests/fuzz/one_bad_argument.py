@@ -9,9 +9,8 @@ Run as a script (``python tests/fuzz/one_bad_argument.py``) by ``test_one_bad_ar
 child process, since a regression here can be an out-of-bounds access that kills the interpreter.
 Prints one JSON line per finding, then a summary line ``calls N returned R refused E findings M``.
 
-Not in the vocabulary, on purpose: arrays passed for string or flag arguments (``method=np.empty(0)``
-fails on NumPy's truth value without naming the call: known, not yet handled), datetime arrays, and
-targets given as callables that raise (their own exception passes through, as it should).
+Not in the vocabulary, on purpose: datetime arrays, and targets given as callables that raise
+(their own exception passes through, as it should).
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ SCALARS: list[tuple[str, Any]] = [
     ("None", None), ("str", "bogus"), ("list", []), ("dict", {}), ("True", True), ("complex", 1 + 2j),
     ("object", Opaque()), ("-1", -1), ("0", 0), ("1e30", 10**30), ("2**63", 2**63), ("nan", float("nan")),
     ("inf", float("inf")), ("-0.5", -0.5), ("1.5", 1.5), ("tuple3", (1, 2, 3)), ("bytes", b"x"),
+    ("array", np.array([1, 2])), ("empty array", np.empty(0)),
 ]
 
 

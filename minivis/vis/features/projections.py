@@ -38,7 +38,7 @@ from minivis.autograd import Tensor
 from minivis.nn.hooks import forward_to
 from minivis.nn.module import Module
 from minivis.rules import RULES, backward_rule
-from minivis.validate import check_positive_int
+from minivis.validate import check_bool, check_positive_int
 from minivis.vis.common import as_batch, check_layer, frozen
 from minivis.vis.features.activations import dataset_kind, model_inputs
 from minivis.vis.features.receptive_field import ReceptiveField
@@ -195,6 +195,7 @@ def project_top_activations(model: Module, images: Any, layer: str, channels: An
     Memory: one batch of activations and of gradients, plus the crops (R, k, C_in, h, w).
     """
     method = "project_top_activations"
+    progress = check_bool(progress, method, "progress")
     check_layer(model, layer, method)
     dataset_kind(model, images, method)
     k = _check_k(k, method)

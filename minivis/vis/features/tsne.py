@@ -43,7 +43,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from minivis import backend
-from minivis.validate import check_count, check_float
+from minivis.validate import check_bool, check_count, check_float
 from minivis.vis.common import check_data_matrix
 from minivis.vis.features.pca import pca
 
@@ -273,6 +273,7 @@ def tsne_fit(X: Any, perplexity: float = 30.0, n_iter: int = 750, early_exaggera
     perplexity = _check_perplexity(perplexity, n, op)
     method = _check_method(method, METHODS, op)
     theta = _check_theta(theta, op)
+    progress = check_bool(progress, op, "progress")
     for name, value in (("n_iter", n_iter), ("exaggeration_iter", exaggeration_iter), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")

@@ -32,7 +32,7 @@ from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.functional import cross_entropy, softmax
 from minivis.nn.module import Module
-from minivis.validate import check_float, check_seed
+from minivis.validate import check_bool, check_float, check_seed
 from minivis.vis.common import as_batch, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.class_model import _class_count, initial_image
@@ -159,6 +159,7 @@ def targeted_attack(model: Module, x: Any, target: Any, epsilon: float, steps: i
     image reached the confidence is ``.info["success"]``.
     """
     method = "targeted_attack"
+    progress = check_bool(progress, method, "progress")
     epsilon = _check_epsilon(epsilon, method)
     steps, _ = check_steps_lr(steps, 1.0, method)
     step_size = epsilon / 4 if step_size is None else _check_epsilon(step_size, method, "step_size")

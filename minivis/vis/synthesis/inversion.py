@@ -84,6 +84,9 @@ def invert(model: Module, image: Any, layer: str, steps: int = 200, alpha: float
     """
     method = "invert"
     x0, single = as_batch(image, model, method)
+    if not isinstance(layer, str):  # before the comparison below, which an array would answer elementwise
+        raise TypeError(f"{method}: layer must be a dotted layer name (str) or \"\" for the output, got "
+                        f"{type(layer).__name__}")
     if layer != LOGITS:
         check_layer(model, layer, method)
     steps, lr = check_steps_lr(steps, lr, method)

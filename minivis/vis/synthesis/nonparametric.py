@@ -34,7 +34,7 @@ import numpy as np
 import threadpoolctl
 from tqdm.auto import tqdm
 
-from minivis.validate import check_array_size, check_float, check_int, int_pair
+from minivis.validate import check_array_size, check_bool, check_float, check_int, int_pair
 
 
 def causal_offsets(window: int) -> np.ndarray:
@@ -128,6 +128,7 @@ def efros_leung(sample: Any, size: int | tuple[int, int], window: int = 11, eps:
     uint8), and, with ``return_source``, the (H, W, 2) sample position each pixel was copied from.
     """
     method = "efros_leung"
+    progress = check_bool(progress, method, "progress")
     image = _as_float_image(sample, method)
     out_h, out_w = int_pair(size, method, "size")
     check_array_size((out_h, out_w, 3), np.float64, method, "output")  # at most 3 channels, synthesised in float64

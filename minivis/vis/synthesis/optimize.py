@@ -35,7 +35,7 @@ from minivis.autograd import Tensor, lean_graph, no_grad
 from minivis.nn.module import Module
 from minivis.optim.lbfgs import minimize_lbfgs
 from minivis.optim.optimizers import SGD, Adam
-from minivis.validate import check_count, check_float, check_seed
+from minivis.validate import check_bool, check_count, check_float, check_seed
 from minivis.vis.common import frozen
 from minivis.vis.synthesis.parameterization import ImageParam
 
@@ -111,6 +111,7 @@ def optimize(model: Module, objective: Callable[[Module, Tensor], Tensor], param
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"{desc}: optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     steps, lr = check_steps_lr(steps, lr, desc)
+    progress = check_bool(progress, desc, "progress")
     if not isinstance(param, ImageParam):
         raise TypeError(f"{desc}: param must be an ImageParam (minivis.vis.synthesis.parameterization), "
                         f"got {param!r:.60}")
