@@ -96,7 +96,7 @@ def check_size(size: Any, op: str, arg: str = "size") -> float:
     return value
 
 
-def check_count(value: Any, op: str, arg: str, *, allow_none: bool = False) -> int | None:
+def check_panels(value: Any, op: str, arg: str, *, allow_none: bool = False) -> int | None:
     """A count (columns, rows, top-k, the most filters or channels to draw): an int >= 1, or None
     where ``allow_none`` (then the figure picks). Larger than there is to draw is fine: callers cap it."""
     if value is None and allow_none:
@@ -213,7 +213,7 @@ def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None, ncols
     images = [to_image(img, op=op, arg=f"images[{i}]") for i, img in enumerate(check_items(images, op, "images"))]
     n = len(images)
     titles = check_names(titles, n, op, "titles")
-    ncols = min(check_count(ncols, op, "ncols", allow_none=True) or 8, n)
+    ncols = min(check_panels(ncols, op, "ncols", allow_none=True) or 8, n)
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
                              squeeze=False)

@@ -19,10 +19,10 @@ from matplotlib.patches import Rectangle
 from minivis.plot.core import (
     as_array,
     check_cmap,
-    check_count,
     check_items,
     check_mapping,
     check_names,
+    check_panels,
     check_result,
     check_size,
     check_title,
@@ -77,7 +77,7 @@ def filter_grid(filters: Any, ncols: int | None = None, size: float = 0.7, title
     size, title = check_size(size, op), check_title(title, op)
     array = _check_filters(filters, op, (3, 4))
     n = array.shape[0]
-    ncols = min(check_count(ncols, op, "ncols", allow_none=True) or 8, n)
+    ncols = min(check_panels(ncols, op, "ncols", allow_none=True) or 8, n)
     fig, axes = _axes_grid(math.ceil(n / ncols), ncols, size, title)
     for i in range(n):
         ax = axes.flat[i]
@@ -92,8 +92,8 @@ def filter_channels(filters: Any, max_filters: int = 8, max_channels: int = 16, 
     op = "filter_channels"
     size, title = check_size(size, op), check_title(title, op)
     array = _check_filters(filters, op, (4,))
-    f = min(array.shape[0], check_count(max_filters, op, "max_filters"))
-    c = min(array.shape[1], check_count(max_channels, op, "max_channels"))
+    f = min(array.shape[0], check_panels(max_filters, op, "max_filters"))
+    c = min(array.shape[1], check_panels(max_channels, op, "max_channels"))
     fig, axes = _axes_grid(f, c, size, title)
     for i in range(f):
         for j in range(c):
@@ -112,7 +112,7 @@ def filter_history(filters_by_label: Mapping[str, Any], max_filters: int = 16, s
     size, title = check_size(size, op), check_title(title, op)
     arrays = {label: _check_filters(f, op, (3, 4), f"filters_by_label[{label!r}]")
               for label, f in filters_by_label.items()}
-    n = min(check_count(max_filters, op, "max_filters"), min(a.shape[0] for a in arrays.values()))
+    n = min(check_panels(max_filters, op, "max_filters"), min(a.shape[0] for a in arrays.values()))
     fig, axes = _axes_grid(len(arrays), n, size, title)
     for row, (label, array) in enumerate(arrays.items()):
         for i in range(n):
@@ -136,7 +136,7 @@ def activation_grid(maps: Any, image: Any = None, ncols: int = 8, size: float = 
         raise ValueError(f"activation_grid: maps must be (C, H, W) for one image, got shape {array.shape}")
     img = None if image is None else to_image(image, op=op)
     panels = array.shape[0] + (image is not None)
-    ncols = min(check_count(ncols, op, "ncols"), panels)
+    ncols = min(check_panels(ncols, op, "ncols"), panels)
     fig, axes = _axes_grid(math.ceil(panels / ncols), ncols, size, title)
     offset = 0
     if img is not None:
@@ -275,7 +275,7 @@ def top_projections(result: LayerProjections, rules: Sequence[str] | None = None
     op = "top_projections"
     result = check_result(result, LayerProjections, op, "result", "mv.vis.project_top_activations")
     size, title = check_size(size, op), check_title(title, op)
-    max_channels = check_count(max_channels, op, "max_channels")
+    max_channels = check_panels(max_channels, op, "max_channels")
     if isinstance(rules, str):
         rules = [rules]
     if rules is not None and not isinstance(rules, list | tuple):
@@ -313,7 +313,7 @@ def projections_over_training(results: Mapping[str, LayerProjections], rule: str
     size, title = check_size(size, op), check_title(title, op)
     labels = list(results)
     first = results[labels[0]]
-    channels = min(len(first.channels), check_count(max_channels, op, "max_channels"))
+    channels = min(len(first.channels), check_panels(max_channels, op, "max_channels"))
     for label in labels:
         maps = results[label].projections.get(rule) if isinstance(rule, str) else None
         if maps is None:

@@ -13,8 +13,8 @@ from minivis.plot.core import (
     _overlay,
     _scale,
     as_array,
-    check_count,
     check_names,
+    check_panels,
     check_size,
     check_title,
     hide_axes,
@@ -67,7 +67,7 @@ def ablation_figure(deltas: Any, labels: Sequence[str] | None = None, top: int =
                     title: str | None = None) -> plt.Figure:
     """Bars of the ``top`` largest target-score changes (U,) by absolute value, most harmful first."""
     op = "ablation_figure"
-    top, title = check_count(top, op, "top"), check_title(title, op)
+    top, title = check_panels(top, op, "top"), check_title(title, op)
     deltas = as_array(deltas, op, "deltas")
     if deltas.ndim != 1:
         raise ValueError(f"ablation_figure: deltas must be 1-D (units,), got shape {deltas.shape}")

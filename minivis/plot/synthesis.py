@@ -11,10 +11,10 @@ import numpy as np
 
 from minivis.plot.core import (
     as_array,
-    check_count,
     check_items,
     check_mapping,
     check_names,
+    check_panels,
     check_result,
     check_size,
     check_title,
@@ -44,7 +44,7 @@ def synthesis_grid(results: Sequence[Any], titles: Sequence[str] | None = None, 
         raise ValueError("synthesis_grid: a result has no image (the model has no deprocess)")
     images = [to_image(img, op=op, arg=f"results[{i}]") for i, img in enumerate(images)]
     titles = check_names(titles, len(images), op, "titles", exact=True)
-    ncols = min(check_count(ncols, op, "ncols", allow_none=True) or 6, len(images))
+    ncols = min(check_panels(ncols, op, "ncols", allow_none=True) or 6, len(images))
     nrows = -(-len(images) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
                              squeeze=False)
@@ -137,7 +137,7 @@ def inversion_comparison_figure(comparison: InversionComparison, model: Any, cou
         raise TypeError(f"{op}: model must have a deprocess method (model inputs to pictures), "
                         f"got {type(model).__name__}")
     size, title = check_size(size, op), check_title(title, op)
-    count = min(check_count(count, op, "count"), len(comparison.images))
+    count = min(check_panels(count, op, "count"), len(comparison.images))
     rows = [("original", comparison.images[:count])]
     for layer in comparison.layers:
         rows.append((f"{layer}\ndecoder", comparison.decoder_x[layer][:count]))

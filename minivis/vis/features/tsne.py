@@ -279,7 +279,8 @@ def tsne_fit(X: Any, perplexity: float = 30.0, n_iter: int = 750, early_exaggera
             raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
         if value < 0:
             raise ValueError(f"{op}: {name} must be >= 0, got {value}")
-        check_count(value, op, name, minimum=0)  # and not past sys.maxsize (a loop that long never ends)
+        if name != "seed":  # the iteration counts: not past sys.maxsize (a loop that long never ends)
+            check_count(value, op, name, minimum=0)
     if isinstance(early_exaggeration, bool) or not isinstance(early_exaggeration, Real) or early_exaggeration <= 0:
         raise ValueError(f"{op}: early_exaggeration must be a positive number, got {early_exaggeration!r}")
     if isinstance(learning_rate, str):
