@@ -33,7 +33,7 @@ ELEMENTWISE_MIN_WORK = 1 << 21  # elements; a memory-bound kernel on fewer runs 
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
-_controller: Any = None
+_blas: list[Any] | None = None  # threadpoolctl's controllers of the BLAS libraries loaded
 
 
 def _executor(threads: int) -> ThreadPoolExecutor:
@@ -43,14 +43,30 @@ def _executor(threads: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def _one_blas_thread():
-    """A context manager that limits BLAS to one thread (threadpoolctl; found once, then cached)."""
-    global _controller
-    if _controller is None:
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread inside the block, restored after.
+
+    The BLAS libraries are found once (threadpoolctl) and then set directly: ``threadpoolctl``'s own
+    ``limit()`` re-reads every library's state and builds its records on each call (~20 us against
+    ~3 us, on every ``map_batch``; benchmarks/README.md, "Design measurements", cpu_threads).
+    """
+    global _blas
+    if _blas is None:
         import threadpoolctl
 
-        _controller = threadpoolctl.ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+        _blas = [lib for lib in threadpoolctl.ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+    changed = []
+    for lib in _blas:
+        threads = lib.get_num_threads()
+        if threads != 1:
+            lib.set_num_threads(1)
+            changed.append((lib, threads))
+    try:
+        yield
+    finally:
+        for lib, threads in changed:
+            lib.set_num_threads(threads)
 
 
 def batch_slices(n: int, parts: int) -> list[slice]:

@@ -66,3 +66,34 @@ def test_bmm_equals_numpy_and_each_product_ignores_its_neighbours(rng, dtype, mo
     np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-5 if dtype == np.float32 else 1e-12)
     for k in range(5):  # batch invariance: one product alone gives the same bits
         np.testing.assert_array_equal(cpu_threads.bmm(a[k:k + 1], b[k:k + 1])[0], out[k])
+
+
+def _numpy_blas_threads():
+    import threadpoolctl
+
+    infos = threadpoolctl.threadpool_info()
+    return [i["num_threads"] for i in infos if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+
+
+def test_map_batch_runs_blas_on_one_thread_and_gives_its_threads_back_even_after_an_error(monkeypatch):
+    """Checked by threadpoolctl's own reading of NumPy's BLAS, not by the cached controllers."""
+    import threadpoolctl
+
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = _numpy_blas_threads()
+        assert before and all(t == 2 for t in before)
+        inside = []
+        cpu_threads.map_batch(lambda part, parallel: inside.append(_numpy_blas_threads()), 4, work=1)
+        assert inside and all(t == [1] * len(before) for t in inside)
+        assert _numpy_blas_threads() == before
+
+        def fail(part, parallel):
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            cpu_threads.map_batch(fail, 4, work=1)
+        assert _numpy_blas_threads() == before
+        with cpu_threads._one_blas_thread(), cpu_threads._one_blas_thread():  # nested: the outer restores
+            assert _numpy_blas_threads() == [1] * len(before)
+        assert _numpy_blas_threads() == before
