@@ -127,6 +127,8 @@ BAND_BYTES = 8 << 20  # an image whose cols matrix is larger is cut into row ban
 # layers are; occlusion's small crops run faster whole (the price: VGG16's 14x14 stage at batch 1, one thread)
 BAND_PIXELS = 256  # output pixels per band (the GEMMs' N), at least: fewer calls and halo rows per image
 MIN_BANDS = 4  # ... but a large image gets at least this many bands, so one photo keeps every core busy
+SPLIT_PIXELS = 4096  # a smaller cols matrix over this many output pixels still splits into
+# MIN_BANDS bands: a photo's first layer (few input channels, e.g. EfficientNet's 3 -> 32 stem) at batch 1
 
 Tile = tuple[slice, int, int]  # (images, first output row, end output row)
 
@@ -148,12 +150,16 @@ def split_into_tiles(kernels: types.ModuleType, n: int, ho: int, wo: int, bytes_
 
     An image whose cols matrix exceeds ``BAND_BYTES`` (on the CPU) is cut into equal bands of output
     rows, each at least ``min_rows`` tall and, where the image has room for ``MIN_BANDS`` of them,
-    ``BAND_PIXELS`` wide. The cut depends on the image's shape only (not on the batch or the
-    thread count). Tiles are listed image by image, band by band.
+    ``BAND_PIXELS`` wide; a smaller one with at least ``SPLIT_PIXELS`` output pixels into
+    ``MIN_BANDS`` bands (its GEMMs are short in K, so more bands would only add calls). The cut
+    depends on the image's shape only (not on the batch or the thread count). Tiles are listed
+    image by image, band by band.
     """
     bands = 1
     if kernels is cpu_conv and bytes_per_image > BAND_BYTES:
         bands = max(ho // max(min_rows, -(-BAND_PIXELS // wo)), min(MIN_BANDS, ho // min_rows))
+    elif kernels is cpu_conv and ho * wo >= SPLIT_PIXELS:
+        bands = min(MIN_BANDS, ho // min_rows)
     if bands <= 1:
         return [(chunk, 0, ho) for chunk in batch_chunks(slice(0, n), bytes_per_image)]
     bounds = [ho * b // bands for b in range(bands + 1)]

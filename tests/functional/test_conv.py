@@ -340,6 +340,30 @@ def test_large_images_split_into_row_bands_correctly(case, threaded, rng, monkey
     np.testing.assert_array_equal(dx_alone[0], dx[2])
 
 
+def test_a_large_map_with_a_small_cols_matrix_splits_into_min_bands(rng):
+    """EfficientNet's stem at batch 1 (3 -> 32, stride 2, 112 px out: a 1.4 MB cols matrix) would be one
+    tile on one thread; from SPLIT_PIXELS output pixels it is cut into MIN_BANDS bands, shapes only."""
+    x_shape, w_shape, stride, pad4 = (2, 3, 129, 131), (5, 3, 3, 3), (2, 2), (0, 1, 1, 0)
+    ho, wo = 64, 65
+    assert ho * wo >= conv_plan.SPLIT_PIXELS and 27 * ho * wo * 8 < conv_plan.BAND_BYTES
+    min_rows = conv_plan.min_band_rows(3, stride, (1, 1))
+    tiles = conv_plan.split_into_tiles(cpu_conv, 2, ho, wo, 27 * ho * wo * 8, min_rows)
+    assert len(tiles) == 2 * conv_plan.MIN_BANDS
+    assert [t[1:] for t in tiles[:4]] == [(0, 16), (16, 32), (32, 48), (48, 64)]
+    assert len(conv_plan.split_into_tiles(cpu_conv, 2, 63, 65, 1, 1)) == 1  # below SPLIT_PIXELS: one chunk
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    out = conv2d_forward(x, w, stride, pad4, (1, 1), 1)
+    assert out.shape[2:] == (ho, wo)
+    np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, (1, 1), 1), rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(out.shape)
+    dx, dw = conv2d_backward(g, w, x, w_shape, x_shape, stride, pad4, (1, 1), 1)
+    np.testing.assert_allclose(dx, cpu_conv.naive_conv2d_backward_input(g, w, x_shape, stride, pad4, (1, 1), 1),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, cpu_conv.naive_conv2d_backward_weight(g, x, w_shape, stride, pad4, (1, 1), 1),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(conv2d_forward(x[1:], w, stride, pad4, (1, 1), 1)[0], out[1])  # batch invariant
+
+
 def _winograd_tiling(monkeypatch, tiling: str, threaded: bool) -> None:
     """Winograd on row bands of each image (``tiling="bands"``) or on whole images; on two threads or one."""
     if threaded:
