@@ -37,6 +37,14 @@ def check_tensor(x: Any, op: str, name: str = "input", ndim: int | tuple[int, ..
     return x
 
 
+def host(value: Any) -> Any:
+    """A Tensor's data, or an array, on the CPU (anything else as it is). Not ``getattr(value, "data", value)``:
+    an ndarray's ``.data`` is its memoryview (a CuPy array's a memory pointer), which is not what was
+    meant and fails for datetime64 and timedelta64 ("cannot include dtype 'M' in a buffer")."""
+    data = value.data if isinstance(value, Tensor) else value
+    return backend.to_device(data, "cpu") if backend.is_gpu_array(data) else data
+
+
 def check_same_device(op: str, *tensors: Tensor | None) -> None:
     devices = {t.device for t in tensors if t is not None}
     if len(devices) > 1:

@@ -51,6 +51,13 @@ class Model:
         return np.clip(np.moveaxis(np.asarray(x), 0, -1), 0, 1)
 
 
+class Deprocess:
+    """A duck-typed model: only a ``deprocess`` attribute, whatever it is."""
+
+    def __init__(self, deprocess):
+        self.deprocess = deprocess
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield
@@ -213,6 +220,20 @@ BAD = [
     (lambda: P.save(plt.subplots()[0], "/tmp/never-written.png", dpi=1.5), ValueError, "save: dpi must be >= 10"),
     (lambda: P.show_grad_cam(IMG, HEAT, guided=MAPS[None]), ValueError,
      "show_grad_cam: expected one image's map, .* got shape"),
+    # top_patches' and top_projections' model (its deprocess draws the crops): a model without one was
+    # silently ignored, a bad deprocess failed inside NumPy or matplotlib
+    (lambda: P.top_patches(PROJ.patches, model="fashion_cnn"), TypeError,
+     "top_patches: model must be None or have a deprocess method .* got str"),
+    (lambda: P.top_patches(PROJ.patches, model=Deprocess(5)), TypeError,
+     "top_patches: model must be None or have a deprocess method"),
+    (lambda: P.top_patches(PROJ.patches, model=Deprocess(lambda x: np.zeros((2, 2)))), ValueError,
+     r"top_patches: model.deprocess must turn a \(3, 5, 5\) patch into an image \(5, 5\) .* got shape \(2, 2\)"),
+    (lambda: P.top_patches(PROJ.patches, model=Deprocess(lambda x: "picture")), TypeError,
+     "top_patches: model.deprocess must return a numeric image array, got str"),
+    (lambda: P.top_patches(PROJ.patches, model=mv.models.FashionCNN()), ValueError,
+     r"top_patches: model.deprocess failed on a patch of shape \(3, 5, 5\): FashionCNN.deprocess: expected"),
+    (lambda: P.top_projections(PROJ, model=Deprocess(None)), TypeError,
+     "top_projections: model must be None or have a deprocess method"),
 ]
 
 
@@ -235,6 +256,9 @@ def test_valid_calls_still_draw():
     assert len(P.projections_over_training({"e1": PROJ, "e2": PROJ}).axes) == 4
     assert len(P.receptive_field_boxes(IMG, np.array([[0, 0, 4, 4]]), labels=["a"]).axes) == 1
     assert len(P.top_patches(_with_nan(PROJ.patches), channels=[4, 5], values=np.ones((2, 3))).axes) == 6
+    assert len(P.top_patches(PROJ.patches, model=Model()).axes) == 6
+    uint8 = Deprocess(lambda x: (np.clip(np.moveaxis(x, 0, -1), 0, 1) * 255).astype(np.uint8))
+    assert len(P.top_patches(PROJ.patches, model=uint8).axes) == 6  # a uint8 picture is scaled to [0, 1]
     assert len(P.ablation_figure(np.arange(5.0) - 2, top=10**30).axes) == 1
     assert len(P.occlusion_figure(IMG, HEAT[:3, :3], heatmap=_with_nan(HEAT), clean=0.5).axes) == 4  # + colour bar
     assert len(P.weight_sweep([SYNTH, SYNTH], [1.0, 10.0]).axes) == 2

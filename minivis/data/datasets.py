@@ -49,8 +49,10 @@ def _readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return arrays
 
 
-def _fashion_search_dirs(root: str | os.PathLike | None) -> tuple[list[Path], str]:
+def _fashion_search_dirs(root: str | os.PathLike | None, op: str) -> tuple[list[Path], str]:
     """Directories to look in, and a phrase saying where they came from (for the error message)."""
+    if root is not None and not isinstance(root, str | os.PathLike):
+        raise TypeError(f"{op}: root must be a directory (a str or path) or None, got {type(root).__name__}")
     if root is not None:
         base, origin = Path(root), f"root={os.fspath(root)!r}"
     elif os.environ.get(DATA_ENV_VAR):
@@ -108,9 +110,16 @@ def fashion_mnist(split: str = "train",
     Returns images uint8 (N, 28, 28) in 0..255 and labels int64 (N,) in 0..9, indexing
     ``FASHION_MNIST_CLASSES``. Both read-only (cached; ``.copy()`` to modify).
     """
-    if split not in _FASHION_FILES:
-        raise ValueError(f"fashion_mnist: split must be 'train' or 'test', got {split!r}")
-    dirs, origin = _fashion_search_dirs(root)
+    return _fashion_mnist(split, root, "fashion_mnist")
+
+
+def _fashion_mnist(split: str, root: str | os.PathLike | None, op: str) -> tuple[np.ndarray, np.ndarray]:
+    """``fashion_mnist``, its argument errors naming ``op``, the public call (the files' own errors
+    name fashion_mnist, the data set they belong to)."""
+    if not isinstance(split, str) or split not in _FASHION_FILES:
+        which = "" if op == "fashion_mnist" else " (the splits of fashion_mnist)"
+        raise ValueError(f"{op}: split must be 'train' or 'test'{which}, got {split!r}")
+    dirs, origin = _fashion_search_dirs(root, op)
     images_stem, labels_stem = _FASHION_FILES[split]
     images_path, labels_path = _find_file(dirs, images_stem), _find_file(dirs, labels_stem)
     if images_path is None or labels_path is None:
@@ -182,7 +191,7 @@ def load_dataset(name: str, split: str | None = None,
         valid = ", ".join(repr(n) for n in DATASETS)
         raise ValueError(f"load_dataset: name must be one of {valid}, got {name!r}")
     if name == "fashion_mnist":
-        return fashion_mnist("train" if split is None else split, root=root)
+        return _fashion_mnist("train" if split is None else split, root, "load_dataset")
     if split not in (None, "all"):
         raise ValueError(f"load_dataset: {name} has a single split, so split must be None or 'all', "
                          f"got {split!r}")

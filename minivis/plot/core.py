@@ -22,9 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 
-from minivis import backend  # noqa: E402
-from minivis.autograd import Tensor  # noqa: E402
-from minivis.validate import check_bool, check_float  # noqa: E402
+from minivis.validate import check_bool, check_float, host  # noqa: E402
 
 MAX_SIZE = 100.0  # inches per panel: far past any screen or page, well short of matplotlib's 2**16-pixel limit
 
@@ -49,13 +47,6 @@ def to_image(array: Any, *, op: str = "to_image", arg: str = "image") -> np.ndar
     if img.dtype.kind == "f" and not np.isfinite(img).all():
         raise ValueError(f"{op}: the {arg} has {int((~np.isfinite(img)).sum())} NaN or infinite values")
     return img
-
-
-def host(value: Any) -> Any:
-    """A Tensor's data, or an array, on the CPU (anything else as it is). Not ``getattr(value, "data")``:
-    an ndarray's ``.data`` is its memoryview, which fails for datetime64 and is not what was meant."""
-    data = value.data if isinstance(value, Tensor) else value
-    return backend.to_device(data, "cpu") if backend.is_gpu_array(data) else data
 
 
 def as_array(value: Any, op: str, arg: str, *, allow_nan: bool = False) -> np.ndarray:

@@ -29,7 +29,7 @@ from minivis.plot.core import (
     hide_axes,
     to_image,
 )
-from minivis.validate import check_bool
+from minivis.validate import check_bool, host
 from minivis.vis.features.activations import DeadFilterReport
 from minivis.vis.features.projections import LayerProjections
 
@@ -212,15 +212,39 @@ def _check_boxes(boxes: Any, op: str) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _display(crop: np.ndarray, model: Any) -> np.ndarray:
-    """A model-input crop (C, h, w) as a displayable image: the model's deprocess, or a min-max stretch."""
-    if model is not None and hasattr(model, "deprocess"):
-        img = model.deprocess(crop)  # HxWxC in [0, 1]; NaN (outside the image) stays NaN
-    else:
+def _check_model(model: Any, op: str) -> Any:
+    """None (a min-max stretch of each crop) or an object with a callable ``deprocess``."""
+    if model is not None and not callable(getattr(model, "deprocess", None)):
+        raise TypeError(f"{op}: model must be None or have a deprocess method (model inputs to pictures), "
+                        f"got {type(model).__name__}")
+    return model
+
+
+def _display(crop: np.ndarray, model: Any, op: str) -> np.ndarray:
+    """A model-input crop (C, h, w) as a displayable image: the model's deprocess, or a min-max stretch.
+
+    What ``deprocess`` returns is checked here, under the figure's name: an (h, w) or (h, w, C) numeric
+    image (C 1 or 3; uint8 is scaled to [0, 1]); its own ValueError or TypeError gets the figure's name."""
+    if model is None:
         img = np.moveaxis(crop, 0, -1)
         low, high = np.nanmin(img), np.nanmax(img)
         img = (img - low) / (high - low) if high > low else np.zeros_like(img)
-    return img[..., 0] if img.shape[-1] == 1 else img
+        return img[..., 0] if img.shape[-1] == 1 else img
+    try:
+        img = model.deprocess(crop)  # HxWxC in [0, 1]; NaN (outside the image) stays NaN
+    except (ValueError, TypeError) as err:
+        kind = TypeError if isinstance(err, TypeError) else ValueError
+        raise kind(f"{op}: model.deprocess failed on a patch of shape {crop.shape}: {err}") from err
+    img = host(img)
+    if not isinstance(img, np.ndarray) or img.dtype.kind not in "biuf":
+        what = f"dtype {img.dtype}" if isinstance(img, np.ndarray) else type(img).__name__
+        raise TypeError(f"{op}: model.deprocess must return a numeric image array, got {what}")
+    hw = crop.shape[1:]
+    if img.shape[:2] != hw or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3)):
+        raise ValueError(f"{op}: model.deprocess must turn a {crop.shape} patch into an image {hw} or "
+                         f"({hw[0]}, {hw[1]}, 1 or 3), got shape {img.shape}")
+    img = img / 255.0 if img.dtype == np.uint8 else img.astype(np.float64)
+    return img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
 
 
 def top_patches(patches: Any, channels: Sequence[int] | None = None, values: Any = None, model: Any = None,
@@ -229,11 +253,13 @@ def top_patches(patches: Any, channels: Sequence[int] | None = None, values: Any
 
     patches: (C, k, C_in, h, w) crops in model-input space (``LayerTop.patches`` or ``crop_patches``),
     NaN outside the image (drawn blank). channels: row labels (default 0..C-1). values: (C, k)
-    activations to print above each crop. model: its ``mean``/``std`` turn inputs back into pixels.
+    activations to print above each crop. model: None (each crop min-max stretched) or a model whose
+    ``deprocess`` turns inputs back into pixels.
     """
     op = "top_patches"
     size, title = check_size(size, op), check_title(title, op)
     array = as_array(patches, op, "patches", allow_nan=True)  # NaN: past the image, drawn blank
+    model = _check_model(model, op)
     if array.ndim != 5:
         raise ValueError(f"top_patches: patches must be (C, k, C_in, h, w), got shape {array.shape}")
     rows, k = array.shape[:2]
@@ -246,7 +272,7 @@ def top_patches(patches: Any, channels: Sequence[int] | None = None, values: Any
     for r in range(rows):
         for j in range(k):
             ax = axes[r, j]
-            _show(ax, _display(array[r, j], model))
+            _show(ax, _display(array[r, j], model, op))
             if values is not None:
                 ax.set_title(f"{values[r, j]:.2f}", fontsize=5, pad=1)
         axes[r, 0].set_ylabel(f"ch {labels[r]}", fontsize=7, rotation=0, ha="right", va="center")
@@ -276,6 +302,7 @@ def top_projections(result: LayerProjections, rules: Sequence[str] | None = None
     result = check_result(result, LayerProjections, op, "result", "mv.vis.project_top_activations")
     size, title = check_size(size, op), check_title(title, op)
     max_channels = check_panels(max_channels, op, "max_channels")
+    model = _check_model(model, op)
     if isinstance(rules, str):
         rules = [rules]
     if rules is not None and not isinstance(rules, list | tuple):
@@ -292,7 +319,7 @@ def top_projections(result: LayerProjections, rules: Sequence[str] | None = None
         for j in range(k):
             if result.image_index[r, j] < 0:
                 continue
-            _show(axes[r * per, j], _display(result.patches[r, j], model))
+            _show(axes[r * per, j], _display(result.patches[r, j], model, op))
             for i, rule in enumerate(names):
                 _show(axes[r * per + 1 + i, j], _projection_display(result.projections[rule][r, j]))
         axes[r * per, 0].set_ylabel(f"ch {int(result.channels[r])}", fontsize=7, rotation=0, ha="right",

@@ -26,6 +26,7 @@ from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.functional.conv import reuse_weight_transforms
 from minivis.nn.module import Module
+from minivis.validate import host
 
 # A class index, one per image, a callable f(logits) -> (N,), or an Objective (itself a callable,
 # run as objective(model, x): see ``model_scores``).
@@ -170,8 +171,7 @@ def check_data_matrix(X: Any, op: str) -> np.ndarray:
 
     Accepts arrays and minivis Tensors; integers and float16 become float64; NaN/inf are refused.
     """
-    X = getattr(X, "data", X)
-    X = np.asarray(backend.to_device(X, "cpu") if backend.is_gpu_array(X) else X)  # CuPy: moved on purpose
+    X = np.asarray(host(X))  # CuPy: moved on purpose
     if X.dtype.kind not in "fiu":
         raise TypeError(f"{op}: X must be a numeric array (N, D), got dtype {X.dtype}")
     if X.ndim != 2:

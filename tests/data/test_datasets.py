@@ -290,5 +290,11 @@ def test_load_dataset_bad_inputs(tmp_path):
         data.load_dataset("digits", split="test")
     with pytest.raises(ValueError, match=r"load_dataset: root applies to fashion_mnist only"):
         data.load_dataset("mnist_5k", root=tmp_path)
-    with pytest.raises(ValueError, match=r"fashion_mnist: split must be 'train' or 'test', got 'all'"):
+    # fashion_mnist's split and root, given to load_dataset, are refused under load_dataset's name
+    with pytest.raises(ValueError, match=r"load_dataset: split must be 'train' or 'test' \(the splits of "
+                                         r"fashion_mnist\), got 'all'"):
         data.load_dataset("fashion_mnist", split="all", root=tmp_path)
+    with pytest.raises(TypeError, match="load_dataset: root must be a directory .* or None, got int"):
+        data.load_dataset("fashion_mnist", root=5)
+    with pytest.raises(TypeError, match="fashion_mnist: root must be a directory .* or None, got int"):
+        data.fashion_mnist(root=5)

@@ -42,7 +42,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.functional.loss import softmax
 from minivis.nn.module import Module
-from minivis.validate import check_array_size, check_bool, check_float, check_int, check_positive_int, check_seed
+from minivis.validate import check_array_size, check_bool, check_float, check_int, check_positive_int, check_seed, host
 from minivis.vis.common import Target, as_batch, inference, target_scores
 
 
@@ -60,8 +60,7 @@ class CurveResult:
 
 def _attribution_array(attribution: Any, method: str) -> np.ndarray:
     """An attribution map (array or Tensor, any device) as a float64 host array; non-numeric input is refused."""
-    a = getattr(attribution, "data", attribution)
-    a = np.asarray(backend.to_device(a, "cpu") if backend.is_gpu_array(a) else a)
+    a = np.asarray(host(attribution))
     if a.dtype.kind not in "fiub":
         raise TypeError(f"{method}: attribution must be a numeric array or Tensor, got "
                         f"{type(attribution).__name__} of dtype {a.dtype}")
@@ -105,7 +104,10 @@ def _fill(value: Any, batch: Any, model: Module, method: str, name: str) -> Any:
                          f"got {value!r}")
     if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
         return xp.full_like(batch, check_float(value, method, name))
-    data = getattr(value, "data", value)
+    data = value.data if isinstance(value, Tensor) else value
+    if getattr(data, "dtype", np.dtype("f")).kind not in "biuf":
+        raise TypeError(f"{method}: {name} must be a number, an array shaped like x, 'black' or 'blur', "
+                        f"got an array of dtype {data.dtype}")
     if hasattr(data, "shape") and tuple(data.shape) in (batch.shape, batch.shape[1:]):
         return xp.broadcast_to(xp.asarray(data, dtype=batch.dtype), batch.shape).copy()
     raise ValueError(f"{method}: {name} must be a number, an array shaped like x, 'black' or 'blur', "
@@ -255,7 +257,7 @@ def max_sensitivity(explain: Callable[[Any], Any], x: Any, radius: float = 0.02,
     method = "max_sensitivity"
     if not callable(explain):
         raise TypeError(f"{method}: explain must be a callable batch -> attribution, got {type(explain).__name__}")
-    data = np.asarray(backend.to_device(getattr(x, "data", x), "cpu"))
+    data = np.asarray(host(x))
     if data.ndim != 4:
         raise ValueError(f"{method}: x must be a batch (N, C, H, W), got shape {data.shape}")
     n = data.shape[0]

@@ -39,7 +39,7 @@ from scipy.sparse.linalg import spsolve
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_bool, check_float, check_positive_int, check_seed
+from minivis.validate import check_bool, check_float, check_positive_int, check_seed, host
 from minivis.vis.attribution.metrics import _attribution_array, _pixel_ranking, _scores, _target_indices
 from minivis.vis.common import Target, as_batch, inference, target_scores
 
@@ -97,7 +97,7 @@ def noisy_linear_imputation(image: Any, removed: Any, noise: float = 0.01, seed:
     normalising the imputed one agree.
     """
     method = "noisy_linear_imputation"
-    img = np.asarray(backend.to_device(getattr(image, "data", image), "cpu"))
+    img = np.asarray(host(image))
     if img.ndim != 3 or img.dtype.kind != "f" or 0 in img.shape:
         raise ValueError(f"{method}: image must be a float array (C, H, W), got {img.dtype} shape {img.shape}")
     if not np.isfinite(img).all():

@@ -24,7 +24,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_positive_int
+from minivis.validate import check_positive_int, host
 from minivis.vis.common import Target, as_batch, inference, model_scores, unbatch
 
 INSTALL_HINT = "pip install opencv-python-headless"
@@ -40,7 +40,7 @@ def _cv2() -> Any:
 
 def _as_uint8_images(images: Any, n: int, hw: tuple[int, int], op: str) -> np.ndarray:
     """(N, H, W, 3) uint8 from HxW[x3] or NxHxW[x3] images, uint8 or float in [0, 1]."""
-    arr = np.asarray(backend.to_device(getattr(images, "data", images), "cpu"))
+    arr = np.asarray(host(images))
     if arr.ndim in (2, 3) and arr.shape[:2] == tuple(hw):
         arr = arr[None]
     if arr.ndim == 3:
@@ -108,7 +108,10 @@ def saliency_segmentation(model: Module, x: Any, target: Target, fg_quantile: fl
         from minivis.vis.attribution.gradients import saliency  # noqa: PLC0415 (attribution imports nothing from here)
 
         saliency_map = saliency(model, batch, target)
-    maps = np.asarray(backend.to_device(getattr(saliency_map, "data", saliency_map), "cpu"), dtype=np.float64)
+    maps = np.asarray(host(saliency_map))
+    if maps.dtype.kind not in "biuf":
+        raise TypeError(f"{op}: saliency_map must be a numeric array (H, W) or (N, H, W), got dtype {maps.dtype}")
+    maps = maps.astype(np.float64)
     maps = maps[None] if maps.ndim == 2 else maps
     if maps.shape != (n, *hw):
         raise ValueError(f"{op}: saliency_map must be (H, W) or (N, H, W) = {(n, *hw)}, got {maps.shape}")

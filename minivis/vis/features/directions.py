@@ -24,7 +24,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_array_size, check_seed
+from minivis.validate import check_array_size, check_seed, host
 from minivis.vis.common import check_layer, inference
 from minivis.vis.features.activations import check_batch_size, dataset_kind, layer_outputs, stream_inputs
 
@@ -56,7 +56,7 @@ def random_directions(dim: int, count: int, seed: int | None = 0) -> np.ndarray:
 
 
 def _check_directions(directions: Any, method: str) -> np.ndarray:
-    v = np.asarray(backend.to_device(getattr(directions, "data", directions), "cpu"))
+    v = np.asarray(host(directions))
     if v.ndim == 1:
         v = v[None]
     if v.dtype.kind not in "fiu" or v.ndim != 2 or v.size == 0:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from minivis.validate import check_array_size, check_float
+from minivis.validate import check_array_size, check_float, host
 
 
 class GridLayout(NamedTuple):
@@ -35,7 +35,7 @@ class GridLayout(NamedTuple):
 
 
 def _images_hwc(images: Any, n: int) -> np.ndarray:
-    images = np.asarray(getattr(images, "data", images))
+    images = np.asarray(host(images))
     if images.dtype.kind not in "fiub":
         raise TypeError(f"tsne_grid: images must be numeric, got dtype {images.dtype}")
     if images.ndim == 4 and images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3):
@@ -77,7 +77,7 @@ def tsne_grid(embedding: Any, images: Any, grid: int | tuple[int, int] | None = 
     Row 0 is the top of the mosaic and holds the points with the largest second coordinate, so
     the mosaic has the orientation of a scatter plot of the embedding.
     """
-    Y = np.asarray(getattr(embedding, "data", embedding))
+    Y = np.asarray(host(embedding))
     if Y.dtype.kind not in "fiu":
         raise TypeError(f"tsne_grid: embedding must be a numeric array (N, 2), got dtype {Y.dtype}")
     if Y.ndim != 2 or Y.shape[1] != 2 or Y.shape[0] < 1:

@@ -21,6 +21,7 @@ minimum to 0 and maximum to 1 (brighter pictures, but zero no longer has a fixed
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +33,14 @@ from minivis.vis.common import check_layer
 NORMALIZATIONS = ("symmetric", "minmax", "none")
 
 
+def _check_normalize(mode: Any, method: str) -> str:
+    if not isinstance(mode, str) or mode not in NORMALIZATIONS:
+        raise ValueError(f"{method}: normalize must be one of {NORMALIZATIONS}, got {mode!r}")
+    return mode
+
+
 def _normalize(w: np.ndarray, mode: str) -> np.ndarray:
-    """Per-filter scaling of ``w`` (F, ...) to [0, 1] (see the module docstring)."""
-    if mode not in NORMALIZATIONS:
-        raise ValueError(f"filters: normalize must be one of {NORMALIZATIONS}, got {mode!r}")
+    """Per-filter scaling of ``w`` (F, ...) to [0, 1] (see the module docstring); ``mode`` is checked."""
     w = w.astype(np.float64)
     axes = tuple(range(1, w.ndim))
     if mode == "none":
@@ -68,9 +73,15 @@ def first_layer_filters(model: Module, layer: str | None = None, normalize: str 
     layer: the conv layer to show (default: the first ``Conv2d`` in the model); its input must
     have 1 or 3 channels (pixels). Values are in [0, 1] after per-filter contrast normalisation.
     """
-    name, w = _conv_weight(model, layer, "first_layer_filters")
+    return _first_layer_filters(model, layer, normalize, "first_layer_filters")
+
+
+def _first_layer_filters(model: Module, layer: str | None, normalize: Any, method: str) -> np.ndarray:
+    """``first_layer_filters``, its errors naming ``method``, the public call."""
+    normalize = _check_normalize(normalize, method)
+    name, w = _conv_weight(model, layer, method)
     if w.shape[1] not in (1, 3):
-        raise ValueError(f"first_layer_filters: layer {name!r} has {w.shape[1]} input channels; only a layer "
+        raise ValueError(f"{method}: layer {name!r} has {w.shape[1]} input channels; only a layer "
                          f"that sees the image (1 or 3 channels) can be drawn as pictures; use filters() for it")
     shown = _normalize(w, normalize)
     return shown[:, 0] if w.shape[1] == 1 else shown.transpose(0, 2, 3, 1)
@@ -82,6 +93,7 @@ def filters(model: Module, layer: str, normalize: str = "symmetric") -> np.ndarr
     Each output filter is normalised on its own, over all its input channels, so the relative
     strength of its input channels stays visible.
     """
+    normalize = _check_normalize(normalize, "filters")
     _, w = _conv_weight(model, layer, "filters")
     return _normalize(w, normalize)
 
@@ -96,13 +108,19 @@ def filters_over_training(checkpoints: Sequence[int | Module] | Mapping[str, Mod
     """
     from minivis import models  # noqa: PLC0415 (vis does not need the zoo unless asked for checkpoints)
 
+    method = "filters_over_training"
+    normalize = _check_normalize(normalize, method)
     if isinstance(checkpoints, Mapping):
         items = list(checkpoints.items())
-    elif isinstance(checkpoints, Sequence) and not isinstance(checkpoints, str):
+    elif isinstance(checkpoints, Sequence) and not isinstance(checkpoints, str | bytes):
         items = []
         for i, item in enumerate(checkpoints):
             if isinstance(item, int | np.integer) and not isinstance(item, bool):
-                items.append((f"epoch {int(item)}", models.load("fashion_cnn", checkpoint=int(item))))
+                try:
+                    items.append((f"epoch {int(item)}", models.load("fashion_cnn", checkpoint=int(item))))
+                except FileNotFoundError as err:  # an epoch with no checkpoint is a bad argument here
+                    raise ValueError(f"{method}: checkpoint {i} is epoch {int(item)}, which has no fashion_cnn "
+                                     f"checkpoint ({err})") from err
             elif isinstance(item, Module):
                 items.append((f"model {i}", item))
             else:
@@ -113,4 +131,4 @@ def filters_over_training(checkpoints: Sequence[int | Module] | Mapping[str, Mod
                         f"got {type(checkpoints).__name__}")
     if not items:
         raise ValueError("filters_over_training: no checkpoints given")
-    return {str(label): first_layer_filters(model, layer, normalize) for label, model in items}
+    return {str(label): _first_layer_filters(model, layer, normalize, method) for label, model in items}

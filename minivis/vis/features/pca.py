@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from minivis.validate import check_seed
 from minivis.vis.common import check_data_matrix
 
 METHODS = ("auto", "svd", "randomized")
@@ -100,16 +101,22 @@ def pca_fit(X: Any, k: int, method: str = "auto", seed: int = 0) -> PCAResult:
     seed: the random test matrix of the randomized method.
     The computation runs in X's float dtype (float32 stays float32; integers become float64).
     """
-    X = check_data_matrix(X, "pca")
+    return _fit(X, k, method, seed, "pca_fit")
+
+
+def _fit(X: Any, k: Any, method: Any, seed: Any, op: str) -> PCAResult:
+    """``pca_fit``, its errors naming ``op``, the public call (``pca`` or ``pca_fit``)."""
+    X = check_data_matrix(X, op)
     n, d = X.shape
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"pca: k must be an int, got {type(k).__name__}")
+        raise TypeError(f"{op}: k must be an int, got {type(k).__name__}")
     if not 1 <= k <= min(n, d):
-        raise ValueError(f"pca: k must be in 1..min(N, D) = 1..{min(n, d)} for X of shape {X.shape}, got {k}")
-    if method not in METHODS:
-        raise ValueError(f"pca: method must be one of {METHODS}, got {method!r}")
+        raise ValueError(f"{op}: k must be in 1..min(N, D) = 1..{min(n, d)} for X of shape {X.shape}, got {k}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"{op}: method must be one of {METHODS}, got {method!r}")
+    seed = check_seed(seed, op)
     if n < 2:
-        raise ValueError(f"pca: needs at least 2 samples to measure variance, got X of shape {X.shape}")
+        raise ValueError(f"{op}: needs at least 2 samples to measure variance, got X of shape {X.shape}")
     if method == "auto":
         method = "randomized" if min(n, d) > 500 and k < 0.8 * min(n, d) else "svd"
 
@@ -137,4 +144,4 @@ def pca(X: Any, k: int, method: str = "auto", seed: int = 0) -> np.ndarray:
     ``mv.vis.pca_fit`` takes the same arguments and also returns the components, explained
     variance (ratio) and mean (a ``PCAResult``).
     """
-    return pca_fit(X, k, method=method, seed=seed).projection
+    return _fit(X, k, method, seed, "pca").projection

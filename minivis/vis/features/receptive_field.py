@@ -112,8 +112,9 @@ class ReceptiveField:
 class _Axis:
     """(r, j, s) and the map size n along one axis, updated layer by layer."""
 
-    def __init__(self, n: int | None) -> None:
+    def __init__(self, n: int | None, method: str, size_arg: str) -> None:
         self.r, self.j, self.s, self.n = 1, 1, 0, n
+        self.method, self.size_arg = method, size_arg  # the public call and its size argument, for the errors
 
     def window(self, name: str, k: int, t: int, d: int, pad_before: int, pad_total: int,
                ceil_mode: bool = False) -> None:
@@ -126,7 +127,7 @@ class _Axis:
             if ceil_mode and (out - 1) * t >= self.n + pad_before:  # PyTorch drops a window starting in the pad
                 out -= 1
             if out < 1:
-                raise ValueError(f"receptive_field: layer {name!r} leaves no output position for a map of {self.n} "
+                raise ValueError(f"{self.method}: layer {name!r} leaves no output position for a map of {self.n} "
                                  f"(kernel {k}, stride {t}, dilation {d}, padding {pad_total}); "
                                  f"use a larger input_size")
             self.n = out
@@ -134,17 +135,18 @@ class _Axis:
     def whole(self) -> None:
         """One position that sees every position of the current map."""
         if self.n is None:
-            raise ValueError("receptive_field: a global layer (Flatten, Linear, global pooling) sees the whole "
-                             "map; pass input_size so its size is known")
+            raise ValueError(f"{self.method}: a global layer (Flatten, Linear, global pooling) sees the whole "
+                             f"map; pass {self.size_arg} so its size is known")
         self.r += (self.n - 1) * self.j
         self.n = 1
 
 
-def _same_pads(n: int | None, k: int, t: int, d: int, name: str) -> tuple[int, int]:
+def _same_pads(axis: _Axis, k: int, t: int, d: int, name: str) -> tuple[int, int]:
     """TensorFlow SAME padding (before, total) for a map of n positions: the odd pixel goes after."""
+    n = axis.n
     if n is None:
-        raise ValueError(f"receptive_field: layer {name!r} uses padding='same', which depends on the map size; "
-                         f"pass input_size")
+        raise ValueError(f"{axis.method}: layer {name!r} uses padding='same', which depends on the map size; "
+                         f"pass {axis.size_arg}")
     total = max((-(-n // t) - 1) * t + d * (k - 1) + 1 - n, 0)
     return total // 2, total
 
@@ -163,6 +165,7 @@ def _leaves_until(model: Module, layer: str) -> list[tuple[str, Module]]:
 
 
 def _apply(module: Module, name: str, rows: _Axis, cols: _Axis, state: dict[str, Any]) -> None:
+    method = rows.method
     if isinstance(module, _POINTWISE_TYPES) or type(module).__name__ in _ACTIVATION_NAMES:
         return
     if isinstance(module, Flatten | Linear):
@@ -172,17 +175,17 @@ def _apply(module: Module, name: str, rows: _Axis, cols: _Axis, state: dict[str,
             state["global"] = True
         return
     if state["global"]:
-        raise ValueError(f"receptive_field: layer {name!r} ({type(module).__name__}) comes after the map was "
+        raise ValueError(f"{method}: layer {name!r} ({type(module).__name__}) comes after the map was "
                          f"flattened; only Linear/Dropout/activations are expected there")
     if isinstance(module, AdaptiveAvgPool2d):
-        if int_pair(module.output_size, "receptive_field", "output_size") != (1, 1):
-            raise ValueError(f"receptive_field: layer {name!r}: adaptive pooling to {module.output_size!r} has "
+        if int_pair(module.output_size, method, "output_size") != (1, 1):
+            raise ValueError(f"{method}: layer {name!r}: adaptive pooling to {module.output_size!r} has "
                              f"bins of unequal size and no single receptive field; only output_size=1 is supported")
         rows.whole()
         cols.whole()
         return
     if isinstance(module, Conv2d | MaxPool2d | AvgPool2d):
-        op = f"receptive_field ({name})"
+        op = f"{method} ({name})"
         k = int_pair(module.kernel_size, op, "kernel_size")
         stride = k if module.stride is None else module.stride  # pools default to stride = kernel
         t = int_pair(stride, op, "stride")
@@ -193,17 +196,17 @@ def _apply(module: Module, name: str, rows: _Axis, cols: _Axis, state: dict[str,
             if padding == "valid":
                 pads = [(0, 0), (0, 0)]
             elif padding == "same":
-                pads = [_same_pads(axis.n, kk, tt, dd, name) for axis, kk, tt, dd in zip((rows, cols), k, t, d,
-                                                                                      strict=True)]
+                pads = [_same_pads(axis, kk, tt, dd, name)
+                        for axis, kk, tt, dd in zip((rows, cols), k, t, d, strict=True)]
             else:
-                raise ValueError(f"receptive_field: layer {name!r} has unknown padding {padding!r}")
+                raise ValueError(f"{method}: layer {name!r} has unknown padding {padding!r}")
         else:
             top, bottom, left, right = padding4(padding, op)
             pads = [(top, top + bottom), (left, left + right)]
         rows.window(name, k[0], t[0], d[0], *pads[0], ceil_mode)
         cols.window(name, k[1], t[1], d[1], *pads[1], ceil_mode)
         return
-    raise TypeError(f"receptive_field: don't know how layer {name!r} ({type(module).__name__}) changes the "
+    raise TypeError(f"{method}: don't know how layer {name!r} ({type(module).__name__}) changes the "
                     f"receptive field; supported: Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, "
                     f"Linear, batch norm, dropout and activations")
 
@@ -219,15 +222,20 @@ def receptive_field(model: Module, layer: str, input_size: int | tuple[int, int]
     Returns ``ReceptiveField(size, jump, start, input_size, out_size)``, each a (rows, cols) pair:
     unit (y, x) sees input rows ``start[0] + y*jump[0]`` up to (excluding) ``+ size[0]``.
     """
+    return _receptive_field(model, layer, input_size, "receptive_field", "input_size")
+
+
+def _receptive_field(model: Module, layer: str, input_size: Any, method: str, size_arg: str) -> ReceptiveField:
+    """``receptive_field``, its errors naming ``method`` (the public call) and ``size_arg`` (its name for the size)."""
     if not isinstance(model, Module):
-        raise TypeError(f"receptive_field: model must be a minivis nn.Module, got {type(model).__name__}")
-    check_layer(model, layer, "receptive_field")
+        raise TypeError(f"{method}: model must be a minivis nn.Module, got {type(model).__name__}")
+    check_layer(model, layer, method)
     if input_size is None:
         input_size = getattr(model, "input_size", None)
     if input_size is not None:
-        input_size = int_pair(input_size, "receptive_field", "input_size")
-    rows = _Axis(None if input_size is None else input_size[0])
-    cols = _Axis(None if input_size is None else input_size[1])
+        input_size = int_pair(input_size, method, size_arg)
+    rows = _Axis(None if input_size is None else input_size[0], method, size_arg)
+    cols = _Axis(None if input_size is None else input_size[1], method, size_arg)
     state = {"global": False}
     for name, module in _leaves_until(model, layer):
         _apply(module, name, rows, cols, state)
@@ -239,7 +247,7 @@ def receptive_field_box(model: Module, layer: str, y: int, x: int,
                         image_size: int | tuple[int, int] | None = None) -> Box:
     """The image box ``(top, left, bottom, right)`` (exclusive ends) seen by unit (y, x) of ``layer``,
     clipped at the image border. ``image_size`` defaults to ``model.input_size``."""
-    rf = receptive_field(model, layer, image_size)
+    rf = _receptive_field(model, layer, image_size, "receptive_field_box", "image_size")
     if rf.input_size is None:
         raise ValueError("receptive_field_box: pass image_size (the model has no input_size)")
     for name, value, size in (("y", y, rf.out_size[0]), ("x", x, rf.out_size[1])):

@@ -237,7 +237,7 @@ def _check_theta(theta: Any, op: str) -> float:
 # --------------------------------------------------------------------------- fitting
 
 
-def _initial_map(X: np.ndarray, init: Any, seed: int) -> np.ndarray:
+def _initial_map(X: np.ndarray, init: Any, seed: int, op: str = "tsne") -> np.ndarray:
     """PCA (first two components, rescaled to std 1e-4 along the first, as scikit-learn and
     openTSNE do: a tiny start lets early exaggeration form clusters), random N(0, 1e-4^2), or an
     explicit (N, 2) array used as given."""
@@ -249,7 +249,7 @@ def _initial_map(X: np.ndarray, init: Any, seed: int) -> np.ndarray:
             if std > 0:
                 return np.ascontiguousarray(Y / std * 1e-4)
         return 1e-4 * np.random.default_rng(seed).standard_normal((n, 2))
-    return _check_embedding(init, n, "tsne").copy()
+    return _check_embedding(init, n, op).copy()
 
 
 def tsne_fit(X: Any, perplexity: float = 30.0, n_iter: int = 750, early_exaggeration: float = 12.0,
@@ -266,7 +266,13 @@ def tsne_fit(X: Any, perplexity: float = 30.0, n_iter: int = 750, early_exaggera
         1,000 points). theta: Barnes-Hut opening angle (0 = exact).
     seed: random init and PCA; init: "pca", "random" or an (N, 2) array. progress: tqdm bar.
     """
-    op = "tsne"
+    return _fit("tsne_fit", X, perplexity, n_iter, early_exaggeration, exaggeration_iter, learning_rate, method,
+                theta, seed, init, progress)
+
+
+def _fit(op: str, X: Any, perplexity: Any, n_iter: Any, early_exaggeration: Any, exaggeration_iter: Any,
+         learning_rate: Any, method: Any, theta: Any, seed: Any, init: Any, progress: Any) -> TSNEResult:
+    """``tsne_fit``, its errors naming ``op``, the public call (``tsne`` or ``tsne_fit``)."""
     X = check_data_matrix(X, op)
     kernels = backend.kernels("tsne", X, op)  # X is on the host: minivis/kernels/cpu_tsne.py
     n = X.shape[0]
@@ -296,7 +302,7 @@ def tsne_fit(X: Any, perplexity: float = 30.0, n_iter: int = 750, early_exaggera
 
     t0 = time.perf_counter()
     P, beta = tsne_affinities(X, perplexity, method)
-    Y = _initial_map(X, init, seed)
+    Y = _initial_map(X, init, seed, op)
     t1 = time.perf_counter()
 
     if method == "exact":
@@ -342,6 +348,5 @@ def tsne(X: Any, perplexity: float = 30.0, n_iter: int = 750, early_exaggeration
          theta: float = 0.5, seed: int = 0, init: str | np.ndarray = "pca", progress: bool = True) -> np.ndarray:
     """The (N, 2) t-SNE map of X (N, D). Same arguments as ``tsne_fit`` (which also returns the
     KL divergence, its history, P and timings)."""
-    return tsne_fit(X, perplexity=perplexity, n_iter=n_iter, early_exaggeration=early_exaggeration,
-                    exaggeration_iter=exaggeration_iter, learning_rate=learning_rate, method=method,
-                    theta=theta, seed=seed, init=init, progress=progress).embedding
+    return _fit("tsne", X, perplexity, n_iter, early_exaggeration, exaggeration_iter, learning_rate, method, theta,
+                seed, init, progress).embedding

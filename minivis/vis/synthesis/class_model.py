@@ -142,10 +142,14 @@ def robust_transforms(jitter: int, transforms: Any, size: tuple[int, int], metho
     """Yosinski's jitter (a random roll) followed by ``transforms`` ("standard", a list, a callable or None).
 
     When ``transforms`` are given, the chain ends by resizing back to ``size``, so models that take
-    one input size only (``fashion_cnn``) work too.
+    one input size only (``fashion_cnn``) work too. ``jitter`` must be less than the image's larger
+    side: a longer roll only wraps around (and past an int64 NumPy cannot draw it).
     """
-    if not isinstance(jitter, int | np.integer) or isinstance(jitter, bool) or jitter < 0:
-        raise ValueError(f"{method}: jitter must be an int >= 0 (pixels), got {jitter!r}")
+    if not isinstance(jitter, int | np.integer) or isinstance(jitter, bool):
+        raise TypeError(f"{method}: jitter must be an int >= 0 (pixels), got {jitter!r}")
+    if not 0 <= jitter < max(size):
+        raise ValueError(f"{method}: jitter must be an int >= 0 (pixels) and less than the {size[0]}x{size[1]} "
+                         f"image's size (at most {max(size) - 1}; a longer roll only wraps around), got {jitter}")
     chain = [tr.RandomRoll(int(jitter))] if jitter else []
     if isinstance(transforms, str):
         if transforms != "standard":
@@ -180,7 +184,8 @@ def class_model(model: Module, target: Any, steps: int = 200, lr: float = 0.05, 
     blur_every, blur_sigma: Gaussian blur of std ``blur_sigma`` pixels every ``blur_every`` steps (0: off).
     clip_norm_pct, clip_contrib_pct: zero the pixels below this percentile of colour norm /
         of contribution ``|sum_c x dJ/dx|`` after every step (0: off).
-    jitter: a random roll by up to this many pixels before each forward pass (0: off).
+    jitter: a random roll by up to this many pixels before each forward pass (0: off; less than
+        the image's size).
     param: "pixel" (optimise the model input) or "fft" (Lucid's decorrelated Fourier image).
     transforms: None, "standard" (Lucid's pad/jitter/scale/rotate chain) or your own transforms.
     init: "mean" (zero model input: the mean colour, Simonyan's start), "zero" (black), "noise", or

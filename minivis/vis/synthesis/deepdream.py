@@ -84,7 +84,8 @@ def deepdream(model: Module, image: Any, layer: str, steps: int = 10, lr: float 
     layer: a dotted layer name, e.g. ``"_blocks.6"`` on EfficientNet-Lite0.
     steps: gradient-ascent steps per octave. lr: mean change per step (model-input units).
     octaves, octave_scale: dream at ``octaves`` sizes, each ``octave_scale`` times the previous.
-    jitter: random roll by up to this many pixels each step (0: off).
+    jitter: random roll by up to this many pixels each step (0: off; capped at each octave's
+        shorter side - 1, as a longer roll only wraps around).
     min_size: the smallest octave's shorter side must be at least this (the network needs
         some spatial extent left at ``layer``); too many octaves for the image is a ValueError
         (with one octave the image is used as given).

@@ -28,8 +28,9 @@ from minivis import backend
 from minivis.nn.module import Module
 from minivis.validate import check_int, check_positive_int
 from minivis.vis.common import as_batch, check_layer
+from minivis.vis.features.activations import check_batch_size
 from minivis.vis.features.neighbours import feature_codes
-from minivis.vis.synthesis.class_model import class_model
+from minivis.vis.synthesis.class_model import class_model, class_objective
 from minivis.vis.synthesis.optimize import SynthesisResult
 
 
@@ -67,13 +68,19 @@ def cluster_facets(model: Module, images: Any, layer: str, k: int = 4, n_mean: i
     Each facet's start image is the mean of the ``n_mean`` images nearest its centroid (all its
     images if it has fewer).
     """
+    return _cluster_facets(model, images, layer, k, n_mean, seed, batch_size, "cluster_facets")
+
+
+def _cluster_facets(model: Module, images: Any, layer: str, k: Any, n_mean: Any, seed: Any, batch_size: Any,
+                    method: str) -> Facets:
+    """``cluster_facets``, its errors naming ``method``, the public call."""
     from scipy.cluster.vq import kmeans2  # noqa: PLC0415 (SciPy only when clustering)
 
-    method = "cluster_facets"
     check_layer(model, layer, method)
     k = check_positive_int(k, method, "k")
     n_mean = check_positive_int(n_mean, method, "n_mean")
     seed = check_int(seed, method, "seed", 0)
+    batch_size = check_batch_size(batch_size, method)
     x, single = as_batch(images, model, method)
     if single or x.shape[0] < k:
         raise ValueError(f"{method}: need at least k = {k} images (N, C, H, W), got shape {tuple(x.shape)}")
@@ -103,10 +110,14 @@ def multifaceted_class_model(model: Module, images: Any, target: int, layer: str
     late layer, e.g. ``"classifier.1"`` for ``fashion_cnn``). class_model_kwargs: passed to
     ``class_model`` (steps, lr, l2, blur_every, jitter, ...; not ``init``, which is the facets' starts).
     """
+    method = "multifaceted_class_model"
     if "init" in class_model_kwargs:
-        raise TypeError("multifaceted_class_model: init is set by the facets (their mean images); don't pass it")
+        raise TypeError(f"{method}: init is set by the facets (their mean images); don't pass it")
+    if not isinstance(model, Module):
+        raise TypeError(f"{method}: model must be a minivis nn.Module, got {type(model).__name__}")
     if not isinstance(target, int | np.integer) or isinstance(target, bool):
-        raise TypeError(f"multifaceted_class_model: target must be a class index (int), got {target!r}")
-    facets = cluster_facets(model, images, layer, k, n_mean, seed)
+        raise TypeError(f"{method}: target must be a class index (int), got {target!r}")
+    class_objective(model, int(target), method)  # the class is in range: checked before the clustering
+    facets = _cluster_facets(model, images, layer, k, n_mean, seed, 256, method)
     result = class_model(model, [int(target)] * k, init=facets.starts, seed=seed, **class_model_kwargs)
     return MultifacetedResult(int(target), facets, result)

@@ -166,6 +166,9 @@ class RandomRoll:
     def __call__(self, x: Tensor, rng: np.random.Generator) -> Tensor:
         if self.d == 0:
             return x
+        h, w = x.shape[2:]
+        if self.d >= max(h, w):  # a longer roll only wraps around (and past an int64 NumPy cannot draw it)
+            raise ValueError(f"RandomRoll: d={self.d} must be less than the size of a {h}x{w} image")
         dy, dx = (int(v) for v in rng.integers(-self.d, self.d + 1, size=2))
         return roll(x, dy, dx)
 

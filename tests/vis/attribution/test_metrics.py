@@ -182,6 +182,16 @@ def test_bad_input(rng):
     (lambda net, x: metrics.infidelity(net, x, 0, 1 + 2j), TypeError, "infidelity: attribution must be a numeric"),
     (lambda net, x: metrics.pointing_game("map", np.ones((1, 8, 8), bool)), TypeError,
      "pointing_game: attribution must be a numeric array"),
+    # datetime maps: an ndarray's .data (its memoryview) was taken for a Tensor's and failed in NumPy's
+    # buffer protocol ("cannot include dtype 'M' in a buffer")
+    (lambda net, x: metrics.deletion(net, x, 0, np.zeros((1, 8, 8), "datetime64[s]")), TypeError,
+     r"deletion: attribution must be a numeric array or Tensor, got ndarray of dtype datetime64\[s\]"),
+    (lambda net, x: metrics.infidelity(net, x, 0, np.zeros(x.shape, "timedelta64[s]")), TypeError,
+     r"infidelity: attribution must be a numeric array or Tensor, got ndarray of dtype timedelta64\[s\]"),
+    (lambda net, x: metrics.pointing_game(np.zeros((1, 8, 8), "timedelta64[s]"), np.ones((8, 8), bool)),
+     TypeError, "pointing_game: attribution must be a numeric array or Tensor, got ndarray of dtype timedelta64"),
+    (lambda net, x: metrics.deletion(net, x, 0, np.zeros((1, 8, 8)), baseline=np.zeros(x.shape, "timedelta64[s]")),
+     TypeError, r"deletion: baseline must be a number, .* got an array of dtype timedelta64\[s\]"),
     # a NaN map gave a NaN infidelity
     (lambda net, x: metrics.infidelity(net, x, 0, np.full(x.shape, np.nan)), ValueError,
      "infidelity: attribution contains NaN or infinite values"),

@@ -266,6 +266,21 @@ def test_bad_input(nets):
         mv.vis.noisy_linear_imputation(np.zeros((0, 4, 4)), np.eye(4, dtype=bool))
 
 
+def test_datetime_maps_and_images_are_refused_by_name(nets):
+    """An ndarray's .data is its memoryview, which NumPy cannot make for datetime64/timedelta64: taking it
+    for a Tensor's data failed with "cannot include dtype 'M' in a buffer", naming no call."""
+    model, _ = nets
+    x, a = np.zeros((1, 1, 28, 28)), np.zeros((1, 28, 28))
+    with pytest.raises(TypeError, match=r"removal_mask: attribution must be a numeric array or Tensor, got ndarray "
+                                        r"of dtype datetime64\[s\]"):
+        mv.vis.removal_mask(a[0].astype("datetime64[s]"), 0.5)
+    with pytest.raises(TypeError, match=r"road: attribution must be .* got ndarray of dtype timedelta64\[s\]"):
+        mv.vis.road(model, x, 0, a.astype("timedelta64[s]"))
+    with pytest.raises(ValueError, match=r"noisy_linear_imputation: image must be a float array \(C, H, W\), "
+                                         r"got timedelta64\[s\]"):
+        mv.vis.noisy_linear_imputation(np.zeros((1, 4, 4), "timedelta64[s]"), np.eye(4, dtype=bool))
+
+
 def test_removed_counts_follow_the_papers_int():
     assert list(removed_counts([0.1, 0.29, 0.3, 0.9], 100)) == [10, 29, 30, 90]
     assert list(removed_counts([0.2], 784)) == [int(784 * 0.2)]

@@ -72,6 +72,8 @@ def test_model_saliency_path(rng) -> None:
     ({"iterations": 2**63}, ValueError, "saliency_segmentation: iterations must be <= 2147483647"),
     ({"saliency_map": np.zeros((8, 8))}, ValueError, r"saliency_map must be \(H, W\) or \(N, H, W\)"),
     ({"saliency_map": np.ones((64, 64))}, ValueError, "the saliency map is too flat"),
+    ({"saliency_map": np.ones((64, 64), "timedelta64[s]")}, TypeError,
+     r"saliency_segmentation: saliency_map must be a numeric array .* got dtype timedelta64\[s\]"),
     ({"image": np.zeros((32, 32, 3))}, ValueError, "image must be HxW"),
     ({"target": 3}, ValueError, "saliency_segmentation: target class 3 is out of range for 3 classes"),
 ])

@@ -107,6 +107,8 @@ def test_bad_input(model, images):
         top_images_along(model, images, "features.8", np.ones(8), k=51)
     with pytest.raises(TypeError, match=r"top_images_along: directions must be a numeric array \(M, C\)"):
         top_images_along(model, images, "features.8", np.ones((2, 2, 2)))
+    with pytest.raises(TypeError, match=r"top_images_along: directions must be a numeric array .* got datetime64"):
+        top_images_along(model, images, "features.8", np.ones(8).astype("datetime64[s]"))  # was NumPy's buffer error
     with pytest.raises(ValueError, match="top_images_along: directions contain NaN"):
         top_images_along(model, images, "features.8", np.full(8, np.nan))
     with pytest.raises(ValueError, match="top_images_along: score must be one of"):

@@ -126,3 +126,15 @@ def test_bad_inputs(fashion):
         filters_over_training(["epoch 1"])
     with pytest.raises(TypeError, match="filters_over_training: checkpoints must be a list"):
         filters_over_training(3)
+    with pytest.raises(TypeError, match="filters_over_training: checkpoints must be a list"):
+        filters_over_training(b"x")  # bytes are a sequence of ints: it loaded epoch 120
+    # arguments passed on to first_layer_filters were refused under its name (normalize even as filters')
+    with pytest.raises(ValueError, match="filters_over_training: normalize must be one of"):
+        filters_over_training([fashion], normalize="max")
+    with pytest.raises(ValueError, match="filters_over_training: layer: 'features.99' is not a layer"):
+        filters_over_training([fashion], layer="features.99")
+    with pytest.raises(ValueError, match="first_layer_filters: normalize must be one of"):
+        first_layer_filters(fashion, normalize="max")
+    with pytest.raises(ValueError, match="filters_over_training: checkpoint 0 is epoch 999, which has no fashion_cnn "
+                                         "checkpoint"):  # was models.load's FileNotFoundError
+        filters_over_training([999])

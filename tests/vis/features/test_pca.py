@@ -99,8 +99,24 @@ def test_pca_bad_input(rng):
         mv.vis.pca(X, 2, method="eig")
     with pytest.raises(ValueError, match="pca: needs at least 2 samples"):
         mv.vis.pca(X[:1], 1)
+    with pytest.raises(TypeError, match=r"pca: X must be a numeric array \(N, D\), got dtype timedelta64\[s\]"):
+        mv.vis.pca(X.astype("timedelta64[s]"), 2)  # was NumPy's "cannot include dtype 'm' in a buffer"
+    with pytest.raises(TypeError, match="pca: seed must be an int or None, got 'a'"):
+        mv.vis.pca(X, 2, method="randomized", seed="a")  # was NumPy's SeedSequence error
     res = mv.vis.pca_fit(X, 2)
     with pytest.raises(ValueError, match=r"PCAResult.transform: X must have 5 columns .* got shape \(3, 4\)"):
         res.transform(X[:3, :4])
     with pytest.raises(ValueError, match=r"PCAResult.inverse_transform: Z must be \(M, 2\), got shape \(3, 3\)"):
         res.inverse_transform(np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(X=np.zeros(20)), ValueError, r"pca_fit: X must be 2-D \(N samples, D features\), got shape \(20,\)"),
+    (dict(k=6), ValueError, r"pca_fit: k must be in 1..min\(N, D\) = 1..5"),
+    (dict(method="eig"), ValueError, "pca_fit: method must be one of"),
+    (dict(seed=-1), ValueError, "pca_fit: seed must be an int >= 0 or None, got -1"),
+])
+def test_pca_fit_refuses_under_its_own_name(rng, kwargs, error, match):
+    """pca_fit's errors said "pca:", the function that wraps it, not the one that was called."""
+    with pytest.raises(error, match=match):
+        mv.vis.pca_fit(**{"X": rng.standard_normal((20, 5)), "k": 2, **kwargs})

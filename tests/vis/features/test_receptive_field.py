@@ -218,6 +218,19 @@ def test_bad_inputs():
         receptive_field(Sequential(Conv2d(1, 1, 3)), "0").box(0, 0)
 
 
+def test_receptive_field_box_refuses_under_its_own_name():
+    """Its model, layer and image_size were refused as receptive_field's (and image_size as input_size)."""
+    model = mv.models.FashionCNN()
+    with pytest.raises(TypeError, match="receptive_field_box: model must be a minivis nn.Module, got str"):
+        receptive_field_box("fashion_cnn", "features.0", 0, 0)
+    with pytest.raises(ValueError, match="receptive_field_box: layer: 'features.99' is not a layer"):
+        receptive_field_box(model, "features.99", 0, 0)
+    with pytest.raises(ValueError, match="receptive_field_box: image_size must be >= 1, got -3"):
+        receptive_field_box(model, "features.0", 0, 0, image_size=-3)
+    with pytest.raises(ValueError, match="receptive_field_box: a global layer .* pass image_size"):
+        receptive_field_box(Sequential(Conv2d(1, 1, 3), mv.nn.Flatten()), "1", 0, 0)
+
+
 def test_boxes_figure(tmp_path):
     import matplotlib.pyplot as plt
 

@@ -274,6 +274,19 @@ def test_tsne_bad_input(rng):
         mv.vis.tsne(X, perplexity=10, init="spectral")
     with pytest.raises(ValueError, match=r"tsne: Y must be \(60, 2\), got shape \(60, 3\)"):
         mv.vis.tsne(X, perplexity=10, init=np.zeros((60, 3)))
+    with pytest.raises(TypeError, match=r"tsne: X must be a numeric array \(N, D\), got dtype timedelta64\[s\]"):
+        mv.vis.tsne(X.astype("timedelta64[s]"))  # was NumPy's "cannot include dtype 'm' in a buffer"
+
+
+def test_tsne_fit_refuses_under_its_own_name(rng):
+    """tsne_fit's errors said "tsne:", the function that wraps it, not the one that was called."""
+    X, _ = _blobs(rng, n_per=20)
+    with pytest.raises(ValueError, match=r"tsne_fit: X must be 2-D \(N samples, D features\), got shape \(60,\)"):
+        mv.vis.tsne_fit(X[:, 0])
+    with pytest.raises(TypeError, match="tsne_fit: n_iter must be an int, got float"):
+        mv.vis.tsne_fit(X, perplexity=10, n_iter=10.0)
+    with pytest.raises(ValueError, match=r"tsne_fit: Y must be \(60, 2\), got shape \(60, 3\)"):
+        mv.vis.tsne_fit(X, perplexity=10, init=np.zeros((60, 3)))
 
 
 def test_objective_functions_bad_input(rng):
@@ -380,6 +393,11 @@ def test_tsne_grid_bad_input(rng):
         mv.vis.tsne_grid(Y, images, grid=(2.5, 3))
     with pytest.raises(ValueError, match="tsne_grid: embedding contains NaN or infinite values"):
         mv.vis.tsne_grid(np.full((5, 2), np.nan), images)
+    # datetimes failed in NumPy's buffer protocol ("cannot include dtype 'M' in a buffer")
+    with pytest.raises(TypeError, match=r"tsne_grid: embedding must be a numeric array \(N, 2\), got dtype datetime64"):
+        mv.vis.tsne_grid(Y.astype("datetime64[s]"), images)
+    with pytest.raises(TypeError, match=r"tsne_grid: images must be numeric, got dtype timedelta64\[s\]"):
+        mv.vis.tsne_grid(Y, images.astype("timedelta64[s]"))
 
 
 # --------------------------------------------------------------------------- figures

@@ -227,6 +227,10 @@ def test_lbfgs_minimises_and_refuses_random_transforms(rng) -> None:
     (dict(transforms="lucid"), ValueError, "class_model: transforms must be 'standard'"),
     (dict(transforms=5), TypeError, "class_model: transforms must be 'standard'"),
     (dict(jitter=-2), ValueError, "class_model: jitter must be an int >= 0"),
+    (dict(jitter=10**30), ValueError, r"class_model: jitter must be an int >= 0 \(pixels\) and less than the 28x28 "
+                                      r"image's size \(at most 27"),
+    (dict(jitter=28), ValueError, "class_model: jitter must be .* less than the 28x28 image's size"),
+    (dict(jitter=2.0), TypeError, r"class_model: jitter must be an int >= 0 \(pixels\), got 2.0"),
     (dict(blur_every=-1), ValueError, "class_model: blur_every must be an int >= 0"),
     (dict(clip_norm_pct=120), ValueError, r"class_model: clip_norm_pct must be in \[0.0, 100.0\], got 120"),
     (dict(size=(28,)), TypeError, r"class_model: size must be an int or \(H, W\)"),

@@ -78,3 +78,19 @@ def test_bad_input_is_refused(fashion, bags):
         mv.vis.multifaceted_class_model(fashion, bags, 8, "classifier.1", init="mean")
     with pytest.raises(TypeError, match="multifaceted_class_model: target must be a class index"):
         mv.vis.multifaceted_class_model(fashion, bags, [8], "classifier.1")
+
+
+def test_multifaceted_class_model_refuses_under_its_own_name(fashion):
+    """Its arguments were refused under the names of the calls inside it, cluster_facets and class_model
+    (a bad target only after the clustering had run)."""
+    images = np.random.default_rng(0).standard_normal((6, 1, 28, 28)).astype(np.float32)
+    with pytest.raises(ValueError, match="multifaceted_class_model: k must be a positive int, got 0"):
+        mv.vis.multifaceted_class_model(fashion, images, 8, "classifier.1", k=0)
+    with pytest.raises(ValueError, match="multifaceted_class_model: layer: 'classifier.7' is not a layer"):
+        mv.vis.multifaceted_class_model(fashion, images, 8, "classifier.7")
+    with pytest.raises(ValueError, match=r"multifaceted_class_model: target class 10 is out of range for 10 classes"):
+        mv.vis.multifaceted_class_model(fashion, images, 10, "classifier.1", k=2)
+    with pytest.raises(TypeError, match="multifaceted_class_model: model must be a minivis nn.Module, got str"):
+        mv.vis.multifaceted_class_model("fashion_cnn", images, 8, "classifier.1")
+    with pytest.raises(ValueError, match="cluster_facets: batch_size must be"):
+        mv.vis.cluster_facets(fashion, images, "classifier.1", k=2, batch_size=0)

@@ -95,6 +95,8 @@ def test_random_transforms_are_seeded_and_shape_the_image(rng: np.random.Generat
     (lambda: tr.Jitter(8)(mv.tensor(np.zeros((1, 1, 8, 8))), np.random.default_rng(0)), ValueError,
      "Jitter: d=8 leaves nothing of a 8x8 image"),
     (lambda: tr.RandomRoll(-2), ValueError, "RandomRoll: d must be >= 0"),
+    (lambda: tr.RandomRoll(10**30)(mv.tensor(np.zeros((1, 1, 8, 8))), np.random.default_rng(0)), ValueError,
+     "RandomRoll: d=1000000000000000000000000000000 must be less than the size of a 8x8 image"),
     (lambda: tr.Pad(2, mode="wrap"), ValueError, "Pad: mode must be 'reflect', 'constant' or 'replicate'"),
     (lambda: tr.RandomScale([]), ValueError, "RandomScale: scales must be a non-empty list"),
     (lambda: tr.RandomScale([1.0, -0.5]), ValueError, "RandomScale: scales must be a non-empty list of positive"),
