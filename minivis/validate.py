@@ -45,6 +45,14 @@ def host(value: Any) -> Any:
     return backend.to_device(data, "cpu") if backend.is_gpu_array(data) else data
 
 
+def check_callable(value: Any, op: str, name: str, signature: str = "") -> Any:
+    """``value`` if it is callable (hooks, observers, closures), else a TypeError naming ``op`` and ``name``."""
+    if not callable(value):
+        expected = f"callable {signature}" if signature else "callable"
+        raise TypeError(f"{op}: {name} must be {expected}, got {type(value).__name__}")
+    return value
+
+
 def check_same_device(op: str, *tensors: Tensor | None) -> None:
     devices = {t.device for t in tensors if t is not None}
     if len(devices) > 1:

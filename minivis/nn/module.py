@@ -19,6 +19,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
+from minivis.validate import check_callable
 
 Observer = Callable[[Any, Callable[..., Any], tuple, dict], Any]
 _OBSERVER: ContextVar[Observer | None] = ContextVar("minivis_forward_observer", default=None)
@@ -30,10 +31,10 @@ def observe_forward(observer: Observer) -> Iterator[None]:
 
     ``key`` is the module, or ``(act, pool)`` for a rectifier and max-pool that run fused; the
     observer must return what ``forward(*args, **kwargs)`` would. ``ForwardReplay`` uses this seam
-    to record a pass and hand back unchanged calls; forward hooks still run after it.
+    to record a pass and hand back unchanged calls; forward pre-hooks still run before it (``args``
+    are what they left) and forward hooks after it.
     """
-    if not callable(observer):
-        raise TypeError(f"observe_forward: observer must be callable, got {type(observer).__name__}")
+    check_callable(observer, "observe_forward", "observer")
     token = _OBSERVER.set(observer)
     try:
         yield
@@ -60,7 +61,8 @@ class Parameter(Tensor):
 
 
 class HookHandle:
-    """Returned by ``register_forward_hook``; ``remove()`` unregisters the hook."""
+    """Returned by ``register_forward_hook`` and ``register_forward_pre_hook``; ``remove()`` unregisters
+    the hook (also on leaving a ``with`` block)."""
 
     def __init__(self, hooks: dict[int, Callable], key: int) -> None:
         self._hooks, self._key = hooks, key
@@ -85,18 +87,21 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickling (and copying) leaves the forward hooks behind: a hook belongs to the call in this
-        process that registered it. A Dask worker may send its copy of a model to another worker while
-        a pass has hooks on it; the copy must not arrive with them (they would fire there)."""
+        """Pickling (and copying) leaves the forward hooks and pre-hooks behind: a hook belongs to the
+        call in this process that registered it. A Dask worker may send its copy of a model to another
+        worker while a pass has hooks on it; the copy must not arrive with them (they would fire there)."""
         state = dict(self.__dict__)
         state["_forward_hooks"] = OrderedDict()
+        state["_forward_pre_hooks"] = OrderedDict()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_forward_pre_hooks", OrderedDict())  # pickled before pre-hooks existed
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name: str, value: Any) -> None:
@@ -286,6 +291,11 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._forward_pre_hooks:
+            for hook in list(self._forward_pre_hooks.values()):
+                replaced = hook(self, args)
+                if replaced is not None:
+                    args = replaced if isinstance(replaced, tuple) else (replaced,)
         out = call_forward(self, self.forward, args, kwargs)
         for hook in list(self._forward_hooks.values()):
             replaced = hook(self, args, out)
@@ -293,11 +303,30 @@ class Module:
                 out = replaced
         return out
 
+    def register_forward_pre_hook(self, hook: Callable[[Module, tuple], Any]) -> HookHandle:
+        """Call ``hook(module, args)`` before every forward, as PyTorch does.
+
+        ``args`` are the positional arguments (keyword arguments pass untouched); a non-None return
+        replaces them: a tuple as it is, any other value as the single argument. Pre-hooks run in
+        registration order, each on what the previous one left, and forward hooks see the result.
+        """
+        check_callable(hook, "Module.register_forward_pre_hook", "hook", "(module, args) -> None or new args")
+        return self._add_hook(self._forward_pre_hooks, hook)
+
     def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> HookHandle:
-        """Call ``hook(module, inputs, output)`` after every forward; a non-None return replaces the output."""
+        """Call ``hook(module, args, output)`` after every forward; a non-None return replaces the output."""
+        check_callable(hook, "Module.register_forward_hook", "hook", "(module, args, output) -> None or a new output")
+        return self._add_hook(self._forward_hooks, hook)
+
+    @staticmethod
+    def _add_hook(hooks: OrderedDict[int, Callable], hook: Callable) -> HookHandle:
         Module._next_hook_id += 1
-        self._forward_hooks[Module._next_hook_id] = hook
-        return HookHandle(self._forward_hooks, Module._next_hook_id)
+        hooks[Module._next_hook_id] = hook
+        return HookHandle(hooks, Module._next_hook_id)
+
+    def _hooked(self) -> bool:
+        """Whether a forward hook or pre-hook is registered here: a fused pair then runs as two modules."""
+        return bool(self._forward_hooks or self._forward_pre_hooks)
 
     def extra_repr(self) -> str:
         return ""

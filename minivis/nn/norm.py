@@ -81,11 +81,12 @@ def batch_norm_act(bn: Module, act: Module, x: Tensor) -> Tensor:
 
     Where nothing could tell the difference it runs them as one op, ``F.batch_norm_relu``: the
     batch norm in eval mode, the activation a plain ``ReLU`` or ``ReLU6``, neither module with a
-    forward hook (a hook must see its module's own output), and ``fusion`` not turned off.
+    forward hook or pre-hook (a hook must see its module's own output, a pre-hook its own input,
+    which it may replace), and ``fusion`` not turned off.
     Otherwise, and always in training mode, the two modules run as written.
     """
     if (fusion_enabled() and type(bn) in (BatchNorm1d, BatchNorm2d) and not bn.training
-            and type(act) in (ReLU, ReLU6) and not bn._forward_hooks and not act._forward_hooks
+            and type(act) in (ReLU, ReLU6) and not bn._hooked() and not act._hooked()
             and isinstance(x, Tensor) and x.ndim in bn.expected_ndim):
         return F.batch_norm_relu(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps,
                                  6.0 if type(act) is ReLU6 else np.inf)

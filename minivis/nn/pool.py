@@ -33,14 +33,15 @@ def relu_max_pool(act: Module, pool: Module, x: Any) -> Tensor | None:
     """``pool(act(x))`` as one op, ``F.relu_max_pool2d``, where nothing could tell; else None.
 
     Sequential calls this for each pair of neighbours. It fuses a plain ``ReLU`` and a 2x2, stride-2
-    ``MaxPool2d`` without padding, dilation or ceil mode, neither with a forward hook, on a CPU
-    tensor, with ``fusion`` on, and only where the backward pass can be just the gradient or the
-    ReLU rules: in a lean graph (``mv.lean_graph()``) or where no graph is recorded. (A full graph
-    keeps what LRP and DeepLIFT need, which the fused op does not.) The pool's ``switches`` are set
-    as its own forward would set them.
+    ``MaxPool2d`` without padding, dilation or ceil mode, neither with a forward hook or pre-hook
+    (the pool's pre-hook must see, and may replace, the ReLU's output), on a CPU tensor, with
+    ``fusion`` on, and only where the backward pass can be just the gradient or the ReLU rules: in
+    a lean graph (``mv.lean_graph()``) or where no graph is recorded. (A full graph keeps what LRP
+    and DeepLIFT need, which the fused op does not.) The pool's ``switches`` are set as its own
+    forward would set them.
     """
-    if not (fusion_enabled() and type(act) is ReLU and type(pool) is MaxPool2d and not act._forward_hooks
-            and not pool._forward_hooks and isinstance(x, Tensor) and x.ndim == 4 and x.device == "cpu"
+    if not (fusion_enabled() and type(act) is ReLU and type(pool) is MaxPool2d and not act._hooked()
+            and not pool._hooked() and isinstance(x, Tensor) and x.ndim == 4 and x.device == "cpu"
             and min(x.shape[2:]) >= 2):
         return None
     if pool.kernel_size not in (2, (2, 2)) or pool.stride not in (None, 2, (2, 2)) or pool.padding not in (0, (0, 0)) \

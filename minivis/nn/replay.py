@@ -9,11 +9,18 @@ with a new graph node around the recorded backward closure, for as long as nothi
 * the same leaf module (or fused pair, such as a ReLU and its max-pool) is called, in the same
   order, with the same parameter and buffer objects, in eval mode, and it is not one of the
   modules the caller says it changed;
+* neither it nor a module around it (its block, the model) has a forward pre-hook. Pre-hooks run
+  before the seam (``observe_forward``), so the input checked below is the one they left, but a
+  pre-hook may also rewrite its input in place (PyTorch allows it), and the check cannot tell a
+  rewritten array from the recorded one when it is the same object. So a module under a pre-hook
+  always runs, and a record ends at it. (A hook that rewrites in place a tensor that a replayed
+  call handed back, the record's own array, changes the record: no hook should, during replay.)
 * its input holds the same values (the very array the recorded pass gave it, or equal values);
 * the recorded call was one op applied to the module's input (conv, linear, ReLU, pooling, ...),
   or the identity (eval dropout), so its backward closure can take the new input as its parent.
 
 The first call that fails a condition, and every call after it in that pass, runs as usual.
+Hooks fire on replayed calls too: pre-hooks before the seam, forward hooks after it.
 Attributes a forward sets on its module (a max-pool's ``switches``) are set again on replay. The
 results are the same bit for bit as without replay, under every backward rule: the closures are
 the recorded op's own, and read the rule when ``backward()`` runs. The assumption is the usual
@@ -86,17 +93,18 @@ class ForwardReplay:
     @contextmanager
     def record(self) -> Iterator[None]:
         """Record the replayable calls of the first pass run within the block (replacing any record)."""
-        self.calls, seen, recording = [], set(), [True]
+        self.calls, seen, recording, hooked = [], set(), [True], [0]
 
         def observer(key, forward, args, kwargs):
             modules = _modules(key)
             if any(m._modules for m in modules):  # containers: their leaves are recorded
-                return forward(*args, **kwargs)
+                return _container(modules, hooked, forward, args, kwargs)
             before = [dict(m.__dict__) for m in modules] if recording[0] else []
             out = forward(*args, **kwargs)
             if recording[0]:
                 ident = tuple(id(m) for m in modules)
-                call = None if ident in seen else _replayable(modules, before, args, kwargs, out)
+                call = (None if ident in seen or _pre_hooked(modules, hooked)
+                        else _replayable(modules, before, args, kwargs, out))
                 seen.add(ident)
                 if call is None:  # the method's next pass, or a call that cannot be replayed: the record ends
                     recording[0] = False
@@ -123,18 +131,20 @@ class ForwardReplay:
             raise TypeError(f"ForwardReplay.replay: changed must hold minivis Modules, got {wrong}")
         changed_ids = {id(m) for m in changed}
         pass_ = {"next": 0, "live": True, "seen": set()}
+        hooked = [0]
 
         def observer(key, forward, args, kwargs):
             modules = _modules(key)
             if any(m._modules for m in modules):
-                return forward(*args, **kwargs)
+                return _container(modules, hooked, forward, args, kwargs)
             ident = tuple(id(m) for m in modules)
             if ident in pass_["seen"]:  # a new pass begins
                 pass_.update(next=0, live=True, seen=set())
             pass_["seen"].add(ident)
             i = pass_["next"]
             pass_["next"] += 1
-            if pass_["live"] and i < len(self.calls) and not changed_ids.intersection(ident):
+            if (pass_["live"] and i < len(self.calls) and not changed_ids.intersection(ident)
+                    and not _pre_hooked(modules, hooked)):
                 out = _replay(self.calls[i], modules, args, kwargs)
                 if out is not None:
                     self.replayed += 1
@@ -144,6 +154,21 @@ class ForwardReplay:
 
         with observe_forward(observer):
             yield
+
+
+def _container(modules: tuple[Module, ...], hooked: list[int], forward: Any, args: tuple, kwargs: dict) -> Any:
+    """Run a container's forward; ``hooked[0]`` counts the enclosing containers with a pre-hook meanwhile."""
+    pre = any(m._forward_pre_hooks for m in modules)
+    hooked[0] += pre
+    try:
+        return forward(*args, **kwargs)
+    finally:
+        hooked[0] -= pre
+
+
+def _pre_hooked(modules: tuple[Module, ...], hooked: list[int]) -> bool:
+    """Whether a pre-hook ran on this leaf call's input: its own, or one of a container around it."""
+    return hooked[0] > 0 or any(m._forward_pre_hooks for m in modules)
 
 
 def _replayable(modules: tuple[Module, ...], before: list[dict], args: tuple, kwargs: dict, out: Any) -> _Call | None:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from minivis.validate import host
+
 MODES = ("fast", "default", "full")
 
 
@@ -105,11 +107,15 @@ def slug(text: str) -> str:
 
 
 def fingerprint(model: Any) -> str:
-    """A short hash of a model's class and weights, so cached results follow the model they came from."""
+    """A short hash of a model's class and weights, so cached results follow the model they came from.
+
+    Each state-dict value is hashed as its array's bytes (``validate.host``: a Tensor's data, a GPU
+    array copied to the host); for an ndarray these are the bytes its ``.data`` memoryview gave
+    before, so earlier fingerprints, and the caches keyed by them, are unchanged."""
     digest = hashlib.sha1(type(model).__name__.encode())
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(np.ascontiguousarray(np.asarray(getattr(value, "data", value))).tobytes())
+        digest.update(np.ascontiguousarray(np.asarray(host(value))).tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -1,6 +1,6 @@
 """What every visualisation method needs: one way to read the input, the target and the layer.
 
-* ``as_batch(x, model)``: an image ``(C, H, W)`` or batch ``(N, C, H, W)`` (array or Tensor) ->
+* ``as_batch(x, model, method, arg)``: an image ``(C, H, W)`` or batch ``(N, C, H, W)`` (array or Tensor) ->
   a float batch array on the model's device and whether the caller gave a single image (the
   result is then squeezed back, so methods "follow" their input).
 * ``target_scores(logits, target)``: the scalar per image that a method explains: a class
@@ -79,28 +79,31 @@ def model_device_dtype(model: Module) -> tuple[str, np.dtype]:
     return param.device, param.dtype
 
 
-def as_batch(x: Any, model: Module, method: str) -> tuple[Any, bool]:
-    """``x`` as an (N, C, H, W) array in the model's dtype and device, and whether it was one image."""
+def as_batch(x: Any, model: Module, method: str, arg: str = "x") -> tuple[Any, bool]:
+    """``x`` as an (N, C, H, W) array in the model's dtype and device, and whether it was one image.
+
+    Errors name ``method`` (the public call) and ``arg``, the call's own name for the image
+    argument (``image``, ``images``, ``sample``, ...)."""
     if not isinstance(model, Module):
         raise TypeError(f"{method}: model must be a minivis nn.Module, got {type(model).__name__}")
     data = x.data if isinstance(x, Tensor) else x
     if not (isinstance(data, np.ndarray) or backend.is_gpu_array(data)):
-        raise TypeError(f"{method}: x must be an array or Tensor of shape (C, H, W) or (N, C, H, W), "
+        raise TypeError(f"{method}: {arg} must be an array or Tensor of shape (C, H, W) or (N, C, H, W), "
                         f"got {type(x).__name__}")
     if data.ndim not in (3, 4):
-        raise ValueError(f"{method}: x must be (C, H, W) or (N, C, H, W), got shape {tuple(data.shape)}")
+        raise ValueError(f"{method}: {arg} must be (C, H, W) or (N, C, H, W), got shape {tuple(data.shape)}")
     if data.dtype.kind not in "fiu":
-        raise TypeError(f"{method}: x must be numeric, got dtype {data.dtype}")
+        raise TypeError(f"{method}: {arg} must be numeric, got dtype {data.dtype}")
     if 0 in data.shape:
-        raise ValueError(f"{method}: x must be non-empty, got shape {tuple(data.shape)}")
+        raise ValueError(f"{method}: {arg} must be non-empty, got shape {tuple(data.shape)}")
     single = data.ndim == 3
     device, dtype = model_device_dtype(model)
     batch = backend.to_device(data[None] if single else data, device).astype(dtype, copy=True)
     expected = getattr(model, "in_channels", None)
     if expected is not None and batch.shape[1] != expected:
-        raise ValueError(f"{method}: x has {batch.shape[1]} channels, the model expects {expected}")
+        raise ValueError(f"{method}: {arg} has {batch.shape[1]} channels, the model expects {expected}")
     if not bool(backend.xp(batch).isfinite(batch).all()):
-        raise ValueError(f"{method}: x contains NaN or infinite values")
+        raise ValueError(f"{method}: {arg} contains NaN or infinite values")
     return batch, single
 
 

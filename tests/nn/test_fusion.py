@@ -36,6 +36,10 @@ def test_fused_only_where_nothing_can_tell(rng):
         assert _op(bn, act, x) == "relu6"
     with bn.register_forward_hook(lambda m, i, o: None):
         assert _op(bn, ReLU6(), x) == "relu6"
+    for module in (bn, act):  # a pre-hook must see its module's own input (and may replace it)
+        with module.register_forward_pre_hook(lambda m, a: None):
+            assert _op(bn, act, x) == "relu6"
+    assert _op(bn, act, x) == "batch_norm_relu"  # the hooks removed: fused again
     bn.train()
     assert _op(bn, ReLU6(), x) == "relu6"  # training mode: the batch statistics depend on x
 
@@ -117,6 +121,9 @@ def test_relu_and_max_pool_fuse_only_where_nothing_can_tell(rng):
     for module in (relu, pool):
         with module.register_forward_hook(lambda m, i, o: None):  # a hook must see its module's own output
             assert _ops(net, x) == ["max_pool2d", "relu", "conv2d"]
+        with module.register_forward_pre_hook(lambda m, a: None):  # a pre-hook its own input
+            assert _ops(net, x) == ["max_pool2d", "relu", "conv2d"]
+    assert _ops(net, x) == ["relu_max_pool2d", "conv2d"]
     for other in (mv.nn.MaxPool2d(3, 2), mv.nn.MaxPool2d(2, ceil_mode=True), mv.nn.MaxPool2d(2, padding=1),
                   mv.nn.MaxPool2d(2, 1), mv.nn.MaxPool2d(2, dilation=2)):
         assert _ops(mv.nn.Sequential(mv.nn.Conv2d(3, 4, 3, padding=1), ReLU(), other).double(), x)[:2] == [

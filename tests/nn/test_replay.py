@@ -157,6 +157,44 @@ def test_training_mode_and_parameter_gradients(fashion):
         np.testing.assert_array_equal(g, w)
 
 
+def test_a_module_under_a_forward_pre_hook_is_never_replayed(fashion):
+    """A pre-hook may change its module's input (by returning a new one, or in place): the replay
+    stops at the first module with one, or inside a container with one, and the maps are those of a
+    pass without replay, bit for bit."""
+    model, x, y = fashion
+    replay = ForwardReplay(model)
+    with replay.record():
+        plain = mv.vis.saliency(model, x, y)
+    conv = model.features[5]  # the fifth recorded call (see test_the_replayed_calls_stop_at_the_first_changed_layer)
+    fired = []
+    for hook, same in ((lambda m, a: fired.append(1) or a[0] * 2.0, False), (lambda m, a: fired.append(1), True)):
+        with conv.register_forward_pre_hook(hook):
+            want = mv.vis.saliency(model, x, y)
+            before = replay.replayed
+            with replay.replay():
+                got = mv.vis.saliency(model, x, y)
+        np.testing.assert_array_equal(got, want)
+        assert np.array_equal(got, plain) == same
+        assert replay.replayed - before == 4  # conv 0, its ReLU, conv 2, its ReLU + max-pool: then it runs
+        assert len(fired) == 2 and not fired.clear()  # and its pre-hook fired, with and without replay
+    with model.register_forward_pre_hook(lambda m, a: a[0] + 0.5):  # around every layer: nothing replays
+        want = mv.vis.saliency(model, x, y)
+        before = replay.replayed
+        with replay.replay():
+            got = mv.vis.saliency(model, x, y)
+        np.testing.assert_array_equal(got, want)
+        assert replay.replayed == before
+    with replay.replay():  # the hooks gone: every call replays again
+        np.testing.assert_array_equal(mv.vis.saliency(model, x, y), plain)
+    assert replay.replayed - before == 13
+    with conv.register_forward_pre_hook(lambda m, a: None), replay.record():  # a record ends at such a module
+        mv.vis.saliency(model, x, y)
+    assert len(replay.calls) == 4
+    with model.register_forward_pre_hook(lambda m, a: None), replay.record():
+        mv.vis.saliency(model, x, y)
+    assert replay.calls == []
+
+
 def test_bad_input(fashion):
     with pytest.raises(TypeError, match="ForwardReplay: model must be a minivis Module, got dict"):
         ForwardReplay({})

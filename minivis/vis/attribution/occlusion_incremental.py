@@ -286,18 +286,20 @@ class UnsupportedModel(ValueError):
 def trace(plan: Unit, model: Module, x: Any) -> Any:
     """Run the clean forward pass once, fill every unit's input/output, and check the plan.
 
-    The check: every unit runs exactly once, in plan order; each chain's first child reads the
-    chain's input and each next child the previous one's output (the same tensor object); the
-    chain returns its last child's output, plus its input for a residual chain. A model whose
-    forward does anything else (a functional op between layers, a layer used twice) raises
-    ``UnsupportedModel``. Returns the logits array.
+    The check: every unit runs exactly once, in plan order; the model reads the given input (no
+    forward pre-hook replaced it); each chain's first child reads the chain's input and each next
+    child the previous one's output (the same tensor object, so a pre-hook that replaces a layer's
+    input is refused too); the chain returns its last child's output, plus its input for a
+    residual chain. A model whose forward does anything else (a functional op between layers, a
+    layer used twice) raises ``UnsupportedModel``. Returns the logits array.
     """
     order = list(plan.walk())
     fired: list[tuple[Unit, Any, Any]] = []
     handles = [u.module.register_forward_hook(lambda m, args, out, u=u: fired.append((u, args, out)))
                for u in order]
+    given = Tensor(x)
     try:
-        logits = model(Tensor(x))
+        logits = model(given)
     finally:
         for handle in handles:
             handle.remove()
@@ -316,6 +318,8 @@ def trace(plan: Unit, model: Module, x: Any) -> Any:
             raise fail(f"layer {unit.name or '(model)'} does not map one tensor to one tensor")
         tensors[unit] = (args[0], out)
         unit.input, unit.output = args[0].data, out.data
+    if tensors[plan][0] is not given:  # the regions are patches of the given input, spliced into plan.input
+        raise fail("its input is replaced before its forward runs (a forward pre-hook)")
     for chain in (u for u in order if isinstance(u, Chain)):
         previous = tensors[chain][0]
         for unit in chain.units:

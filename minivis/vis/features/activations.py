@@ -105,7 +105,7 @@ def stream_inputs(model: Module, images: Any, batch_size: int, method: str) -> I
         chunk = data[start:start + batch_size]
         if kind == "raw":
             chunk = model.preprocess(backend.to_device(chunk, "cpu"))
-        batch, _ = as_batch(chunk, model, method)
+        batch, _ = as_batch(chunk, model, method, "images")
         yield start, batch
 
 
@@ -116,7 +116,7 @@ def model_inputs(model: Module, images: Any, index: np.ndarray, method: str) -> 
     chunk = data[backend.to_device(np.asarray(index), backend.device_of(data))]
     if kind == "raw":
         chunk = model.preprocess(backend.to_device(chunk, "cpu"))
-    return as_batch(chunk, model, method)[0]
+    return as_batch(chunk, model, method, "images")[0]
 
 
 # --------------------------------------------------------------------------- the methods

@@ -50,7 +50,7 @@ from minivis.nn.linear import Dropout, Flatten, Identity, Linear
 from minivis.nn.module import Module
 from minivis.nn.norm import BatchNorm1d, BatchNorm2d, InstanceNorm2d, LocalResponseNorm
 from minivis.nn.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
-from minivis.validate import int_pair, padding4
+from minivis.validate import check_bool, int_pair, padding4
 from minivis.vis.common import check_layer
 
 Pair = tuple[int, int]
@@ -92,14 +92,24 @@ class ReceptiveField:
         return iter((self.size, self.jump, self.start))
 
     def box(self, y: int, x: int, clip: bool = True) -> Box:
-        """The input box of unit (y, x); clipped to the image when ``clip`` (needs ``input_size``)."""
-        top = self.start[0] + y * self.jump[0]
-        left = self.start[1] + x * self.jump[1]
+        """The input box of unit (y, x); clipped to the image when ``clip`` (needs ``input_size``).
+
+        y, x: the unit's position in the layer's map (within ``out_size`` when that is known)."""
+        op = "ReceptiveField.box"
+        clip = check_bool(clip, op, "clip")
+        if clip and self.input_size is None:
+            raise ValueError(f"{op}: clipping needs the image size (pass input_size to receptive_field, "
+                             f"or clip=False)")
+        for i, (name, value) in enumerate((("y", y), ("x", x))):
+            if not isinstance(value, int | np.integer) or isinstance(value, bool):
+                raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+            if self.out_size is not None and not 0 <= value < self.out_size[i]:
+                raise ValueError(f"{op}: {name}={value} is outside the layer's map (0..{self.out_size[i] - 1})")
+        top = self.start[0] + int(y) * self.jump[0]
+        left = self.start[1] + int(x) * self.jump[1]
         box = Box(top, left, top + self.size[0], left + self.size[1])
         if not clip:
             return box
-        if self.input_size is None:
-            raise ValueError("receptive_field_box: clipping needs the image size (pass image_size)")
         h, w = self.input_size
         return Box(max(box.top, 0), max(box.left, 0), min(box.bottom, h), min(box.right, w))
 

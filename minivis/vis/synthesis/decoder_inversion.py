@@ -84,7 +84,7 @@ def invert_with_decoder(model: Module, decoder: Module, image: Any, layer: str |
     layer = _decoder_layer(decoder, layer, method)
     check_layer(model, layer, method)
     batch_size = check_positive_int(batch_size, method, "batch_size")
-    x0, single = as_batch(image, model, method)
+    x0, single = as_batch(image, model, method, "image")
     parts = []
     with inference(model), inference(decoder):
         for start in range(0, x0.shape[0], batch_size):
@@ -160,7 +160,7 @@ def compare_inversions(model: Module, decoders: Mapping[str, Module] | Sequence[
                         f"{type(decoders).__name__}")
     if not pairs:
         raise ValueError(f"{method}: give at least one decoder")
-    x0, _ = as_batch(images, model, method)  # one image is a batch of one here
+    x0, _ = as_batch(images, model, method, "images")  # one image is a batch of one here
     result = InversionComparison([], np.asarray(backend.to_device(x0, "cpu")), {}, {}, {}, {}, {}, {},
                                  {"decoder": 0.0, "optimisation": 0.0})
     for layer, decoder in pairs:

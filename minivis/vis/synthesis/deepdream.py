@@ -70,8 +70,8 @@ def _model_input(model: Module, image: Any, method: str) -> tuple[Any, bool]:
         preprocess = getattr(model, "preprocess", None)
         if not callable(preprocess):
             raise TypeError(f"{method}: an HxWxC photo needs a model with preprocess(); give a model input instead")
-        return as_batch(preprocess(data), model, method)[0], True
-    return as_batch(image, model, method)
+        return as_batch(preprocess(data), model, method, "image")[0], True
+    return as_batch(image, model, method, "image")
 
 
 def deepdream(model: Module, image: Any, layer: str, steps: int = 10, lr: float = 0.01, octaves: int = 4,

@@ -83,7 +83,7 @@ def invert(model: Module, image: Any, layer: str, steps: int = 200, alpha: float
     (``||x* - x_0|| / ||x_0||`` in model-input space) per image.
     """
     method = "invert"
-    x0, single = as_batch(image, model, method)
+    x0, single = as_batch(image, model, method, "image")
     if not isinstance(layer, str):  # before the comparison below, which an array would answer elementwise
         raise TypeError(f"{method}: layer must be a dotted layer name (str) or \"\" for the output, got "
                         f"{type(layer).__name__}")
@@ -164,7 +164,7 @@ def inversion_table(model: Module, image: Any, layers: Sequence[str], **kwargs: 
     """``invert`` one image (C, H, W) from each of ``layers``; ``kwargs`` go to ``invert``."""
     if isinstance(layers, str) or not isinstance(layers, Sequence) or not layers:
         raise TypeError(f"inversion_table: layers must be a non-empty list of layer names, got {layers!r}")
-    x0, single = as_batch(image, model, "inversion_table")
+    x0, single = as_batch(image, model, "inversion_table", "image")
     if not single:
         raise ValueError(f"inversion_table: give one image (C, H, W), got a batch of shape {x0.shape}")
     for layer in layers:

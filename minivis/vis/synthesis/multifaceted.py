@@ -81,7 +81,7 @@ def _cluster_facets(model: Module, images: Any, layer: str, k: Any, n_mean: Any,
     n_mean = check_positive_int(n_mean, method, "n_mean")
     seed = check_int(seed, method, "seed", 0)
     batch_size = check_batch_size(batch_size, method)
-    x, single = as_batch(images, model, method)
+    x, single = as_batch(images, model, method, "images")
     if single or x.shape[0] < k:
         raise ValueError(f"{method}: need at least k = {k} images (N, C, H, W), got shape {tuple(x.shape)}")
     codes = np.asarray(backend.to_device(feature_codes(model, x, layer, batch_size), "cpu"), np.float64)

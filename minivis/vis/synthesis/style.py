@@ -32,7 +32,7 @@ from minivis.autograd import Tensor, no_grad, tensor
 from minivis.functional.gram import gram_matrix
 from minivis.nn.hooks import forward_to
 from minivis.nn.module import Module
-from minivis.validate import check_array_size, check_float, check_int, check_seed, int_pair
+from minivis.validate import check_array_size, check_float, check_int, check_seed, check_tensor, int_pair
 from minivis.vis.common import as_batch, check_layer, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.objectives import Objective
@@ -134,28 +134,45 @@ def style_loss(features: Mapping[str, Tensor], targets: Mapping[str, Any], weigh
     """``sum_l w_l ||G_l - A_l||_F^2 / ||A_l||_F^2`` per image.
 
     features: ``{layer: (N, C_l, H_l, W_l)}`` activations; targets: ``{layer: A_l}``, one Gram matrix
-    (C_l, C_l) for every image or one per image (N, C_l, C_l); weights: ``{layer: w_l}``. Returns (N,).
+    (C_l, C_l) for every image or one per image (N, C_l, C_l), constants; weights: ``{layer: w_l}``
+    (layers weighted 0 are skipped, at least one must not be). Returns (N,).
     """
+    op = "style_loss"
+    for name, value, holds in (("features", features, "Tensor (N, C, H, W)"),
+                               ("targets", targets, "Gram matrix array (C, C) or (N, C, C)"),
+                               ("weights", weights, "weight (float)")):
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{op}: {name} must be a dict {{layer: {holds}}}, got {type(value).__name__}")
     total = None
     for layer, w in weights.items():
+        w = check_float(w, op, f"weights[{layer!r}]")
         if not w:
             continue
-        a = targets[layer]
+        for name, table in (("features", features), ("targets", targets)):
+            if layer not in table:
+                raise ValueError(f"{op}: weights name layer {layer!r}, which {name} lacks (it has {list(table)})")
+        f = check_tensor(features[layer], op, f"features[{layer!r}]", ndim=4)
+        n, c = f.shape[:2]
+        a = _constant(targets[layer], f, op, f"targets[{layer!r}]", (c, c), "(C, C) or (N, C, C)")
         a = a.reshape(-1, *a.shape[-2:])
         xp = backend.xp(a)
         norms = (a * a).sum(axis=(1, 2))
         if bool(xp.any(norms == 0)):
             raise ValueError(f"style_loss: the style's Gram matrix at layer {layer!r} is all zeros (the layer "
                              f"never fires on the style image); choose another layer")
-        diff = gram_matrix(features[layer]) - a
-        term = (diff * diff).sum(axis=(1, 2)) * (float(w) / norms).astype(a.dtype)
+        diff = gram_matrix(f) - a
+        term = (diff * diff).sum(axis=(1, 2)) * (w / norms).astype(a.dtype)
         total = term if total is None else total + term
+    if total is None:
+        raise ValueError(f"{op}: weights must give at least one layer a nonzero weight, got {dict(weights)}")
     return total
 
 
 def content_loss(feature: Tensor, target: Any) -> Tensor:
     """``||F - P||^2 / ||P||^2`` per image: feature (N, C, H, W); target P (C, H, W), or one per image
-    (N, C, H, W). Returns (N,)."""
+    (N, C, H, W), a constant. Returns (N,)."""
+    feature = check_tensor(feature, "content_loss", "feature", ndim=4)
+    target = _constant(target, feature, "content_loss", "target", feature.shape[1:], "(C, H, W) or (N, C, H, W)")
     target = target.reshape(-1, *target.shape[-3:])
     xp = backend.xp(target)
     norms = (target * target).sum(axis=(1, 2, 3))
@@ -165,9 +182,27 @@ def content_loss(feature: Tensor, target: Any) -> Tensor:
     return (diff * diff).sum(axis=(1, 2, 3)) * (1.0 / norms).astype(target.dtype)
 
 
+def _constant(value: Any, feature: Tensor, op: str, name: str, shape: tuple[int, ...], layout: str) -> Any:
+    """A loss target as a float array on ``feature``'s device: one ``shape`` for every image, or one per image
+    (a leading axis of 1 or N); refused by ``name`` otherwise, before array arithmetic fails on it unnamed."""
+    data = value.data if isinstance(value, Tensor) else value
+    if not (isinstance(data, np.ndarray) or backend.is_gpu_array(data)):
+        raise TypeError(f"{op}: {name} must be an array or Tensor {layout}, got {type(value).__name__}")
+    if data.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a float array, got dtype {data.dtype}")
+    n = feature.shape[0]
+    if tuple(data.shape[-len(shape):]) != tuple(shape) or data.ndim not in (len(shape), len(shape) + 1) or (
+            data.ndim > len(shape) and data.shape[0] not in (1, n)):
+        raise ValueError(f"{op}: {name} must be {layout} with {tuple(shape)} as in its features, for a batch of "
+                         f"{n}; got shape {tuple(data.shape)}")
+    if backend.device_of(data) != feature.device:
+        raise ValueError(f"{op}: {name} is on the {backend.device_of(data)}, its features on the {feature.device}")
+    return data
+
+
 def gram_targets(model: Module, image: Any, layers: Sequence[str], method: str = "gram_targets") -> dict[str, Any]:
     """``{layer: G_l(image)}`` (C_l, C_l) for one model input image (C, H, W)."""
-    x, single = as_batch(image, model, method)
+    x, single = as_batch(image, model, method, "image")
     if not single:
         raise ValueError(f"{method}: give one style image (C, H, W), got a batch of shape {tuple(x.shape)}")
     if not isinstance(layers, list | tuple) or not all(isinstance(name, str) for name in layers):
@@ -258,7 +293,7 @@ def texture_synthesis(model: Module, sample: Any, size: int | tuple[int, int] | 
     ``.history`` the style loss at each step, ``.info['style_loss']`` the final one.
     """
     method = "texture_synthesis"
-    x, single = as_batch(sample, model, method)
+    x, single = as_batch(sample, model, method, "sample")
     if not single:
         raise ValueError(f"{method}: give one sample (C, H, W), got a batch of shape {tuple(x.shape)}")
     weights = layer_weights(model, layers, method)
@@ -301,8 +336,8 @@ def style_transfer(model: Module, content: Any, style: Any, content_layer: str |
     ``.info['content_loss']`` and ``.info['style_loss']`` of the result, unweighted.
     """
     method = "style_transfer"
-    xc, single_c = as_batch(content, model, method)
-    xs, single_s = as_batch(style, model, method)
+    xc, single_c = as_batch(content, model, method, "content")
+    xs, single_s = as_batch(style, model, method, "style")
     if not (single_c and single_s):
         raise ValueError(f"{method}: give one content and one style image (C, H, W), got shapes "
                          f"{tuple(xc.shape)} and {tuple(xs.shape)}")

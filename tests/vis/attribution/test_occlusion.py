@@ -387,3 +387,24 @@ def test_incremental_mode_refuses_a_forward_it_cannot_follow(rng) -> None:
                                          r"read the output of the layer before it; use mode='naive'"):
         mv.vis.occlusion(model, x, 0, mode="incremental")
     assert mv.vis.occlusion(model, x, 0, patch=14, stride=14).shape == (2, 2)
+
+
+def test_incremental_mode_refuses_a_pre_hook_that_replaces_an_input(rng) -> None:
+    """Incremental mode splices patches of the given input into the recorded maps: a forward pre-hook
+    that replaces the model's input, or a layer's, is refused; one that only looks is followed."""
+    model = fashion()
+    x = rng.standard_normal((1, 28, 28))
+    want = mv.vis.occlusion(model, x, 0, patch=8, stride=6)
+    for module, message in ((model, "its input is replaced before its forward runs"),
+                            (model.features[3], r"layer features.3 does not read the output of the layer before it")):
+        with module.register_forward_pre_hook(lambda m, a: a[0] * 2.0):
+            with pytest.raises(ValueError, match=rf"incremental mode cannot follow FashionCNN: {message}"):
+                mv.vis.occlusion(model, x, 0, patch=8, stride=6, mode="incremental")
+            hooked = mv.vis.occlusion(model, x, 0, patch=8, stride=6)  # naive mode runs the hook
+        assert not np.allclose(hooked, want)
+    seen = []
+    with model.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape)):
+        got = mv.vis.occlusion(model, x, 0, patch=8, stride=6, mode="incremental")
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert seen
+

@@ -123,5 +123,5 @@ def test_bad_inputs(fashion):
         dead_filters(model, np.zeros((2, 3)), "features.1")
     with pytest.raises(TypeError, match="dead_filters: uint8 images need a model with .preprocess"):
         dead_filters(mv.nn.Sequential(mv.nn.Conv2d(1, 1, 3)), images, "0")
-    with pytest.raises(ValueError, match="dead_filters: x contains NaN or infinite values"):
+    with pytest.raises(ValueError, match="dead_filters: images contains NaN or infinite values"):
         dead_filters(model, np.full((2, 1, 28, 28), np.nan, np.float32), "features.1")

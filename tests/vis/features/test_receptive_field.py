@@ -214,7 +214,7 @@ def test_bad_inputs():
         receptive_field_box(model, "features.4", 1.5, 0)
     with pytest.raises(ValueError, match="receptive_field_box: pass image_size"):
         receptive_field_box(Sequential(Conv2d(1, 1, 3)), "0", 0, 0)
-    with pytest.raises(ValueError, match="clipping needs the image size"):
+    with pytest.raises(ValueError, match=r"^ReceptiveField\.box: clipping needs the image size"):
         receptive_field(Sequential(Conv2d(1, 1, 3)), "0").box(0, 0)
 
 
@@ -229,6 +229,24 @@ def test_receptive_field_box_refuses_under_its_own_name():
         receptive_field_box(model, "features.0", 0, 0, image_size=-3)
     with pytest.raises(ValueError, match="receptive_field_box: a global layer .* pass image_size"):
         receptive_field_box(Sequential(Conv2d(1, 1, 3), mv.nn.Flatten()), "1", 0, 0)
+
+
+def test_receptive_field_box_method_refuses_under_its_own_name():
+    """ReceptiveField.box once called itself receptive_field_box, and took any y, x and clip."""
+    rf = receptive_field(mv.models.FashionCNN(), "features.4", 28)  # a 14 x 14 map
+    assert rf.out_size == (14, 14)
+    assert rf.box(np.int64(13), 0) == rf.box(13, 0) == receptive_field_box(mv.models.FashionCNN(), "features.4", 13, 0)
+    assert receptive_field(Sequential(Conv2d(1, 1, 3)), "0").box(2, 1, clip=False) == Box(2, 1, 5, 4)  # no size known
+    for args, error, message in [
+        ((1.5, 0), TypeError, "y must be an int, got 1.5"),
+        ((0, "1"), TypeError, "x must be an int, got '1'"),
+        ((True, 0), TypeError, "y must be an int, got True"),
+        ((14, 0), ValueError, r"y=14 is outside the layer's map \(0\.\.13\)"),
+        ((0, -1), ValueError, r"x=-1 is outside the layer's map \(0\.\.13\)"),
+        ((0, 0, "yes"), TypeError, "clip must be True or False"),
+    ]:
+        with pytest.raises(error, match=rf"^ReceptiveField\.box: {message}"):
+            rf.box(*args)
 
 
 def test_boxes_figure(tmp_path):

@@ -146,7 +146,7 @@ def test_bad_inputs(fashion):
         top_activations(model, images.reshape(40, -1), "features.1")
     with pytest.raises(TypeError, match="top_activations: images must be an array"):
         top_activations(model, list(images), "features.1")
-    with pytest.raises(ValueError, match="top_activations: x has 3 channels, the model expects 1"):
+    with pytest.raises(ValueError, match="top_activations: images has 3 channels, the model expects 1"):
         top_activations(model, np.zeros((4, 3, 28, 28), np.float32), "features.1", k=2)
     with pytest.raises(ValueError, match=r"top_activations: images is empty \(0 images\)"):
         top_activations(model, images[:0], "features.1")

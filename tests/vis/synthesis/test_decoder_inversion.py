@@ -69,7 +69,7 @@ def test_bad_input_is_refused(fashion, test_images):
         mv.vis.invert_with_decoder(fashion, decoder, test_images, layer="features.4")
     with pytest.raises(ValueError, match="invert_with_decoder: batch_size must be a positive int, got 0"):
         mv.vis.invert_with_decoder(fashion, decoder, test_images, batch_size=0)
-    with pytest.raises(ValueError, match=r"invert_with_decoder: x must be \(C, H, W\) or \(N, C, H, W\)"):
+    with pytest.raises(ValueError, match=r"invert_with_decoder: image must be \(C, H, W\) or \(N, C, H, W\)"):
         mv.vis.invert_with_decoder(fashion, decoder, test_images[0, 0])
     anonymous = mv.nn.Sequential(mv.nn.Identity())
     with pytest.raises(ValueError, match="invert_with_decoder: the decoder does not say which layer it inverts"):
@@ -78,3 +78,5 @@ def test_bad_input_is_refused(fashion, test_images):
         mv.vis.compare_inversions(fashion, decoder, test_images)
     with pytest.raises(ValueError, match="compare_inversions: give at least one decoder"):
         mv.vis.compare_inversions(fashion, {}, test_images)
+    with pytest.raises(ValueError, match="^compare_inversions: images has 3 channels, the model expects 1$"):
+        mv.vis.compare_inversions(fashion, [decoder], np.zeros((2, 3, 28, 28), np.float32))

@@ -89,7 +89,7 @@ def test_bad_input() -> None:
         mv.vis.deepdream(model, x, "features.2", steps=0, progress=False)
     with pytest.raises(TypeError, match=r"deepdream: seed must be an int, got None"):  # seed + k failed
         mv.vis.deepdream(model, x, "features.2", steps=1, seed=None, progress=False)
-    with pytest.raises(ValueError, match=r"deepdream: x has 3 channels, the model expects 1"):
+    with pytest.raises(ValueError, match=r"deepdream: image has 3 channels, the model expects 1"):
         mv.vis.deepdream(model, np.zeros((3, 28, 28), np.float32), "features.2", progress=False)
     with pytest.raises(TypeError, match=r"deepdream: layer must be a dotted layer name"):
         mv.vis.deepdream(model, x, 3, progress=False)

@@ -175,8 +175,8 @@ def test_pixel_bound() -> None:
     (dict(tv_weight=-1.0), ValueError, "invert: tv_weight must be >= 0.0"),
     (dict(optimizer="newton"), ValueError, r"invert: optimizer must be one of \('lbfgs', 'adam', 'sgd'\)"),
     (dict(init="photo"), ValueError, "invert: init must be 'noise' or 'mean'"),
-    (dict(image=np.zeros((3, 28, 28))), ValueError, "invert: x has 3 channels, the model expects 1"),
-    (dict(image=np.zeros((28, 28))), ValueError, r"invert: x must be \(C, H, W\) or \(N, C, H, W\)"),
+    (dict(image=np.zeros((3, 28, 28))), ValueError, "invert: image has 3 channels, the model expects 1"),
+    (dict(image=np.zeros((28, 28))), ValueError, r"invert: image must be \(C, H, W\) or \(N, C, H, W\)"),
     (dict(image=np.full((1, 28, 28), -10.0), layer="features.1"), ValueError,
      "invert: the code of layer 'features.1' is all zeros"),
 ])

@@ -168,6 +168,67 @@ def test_bad_input(rng) -> None:
         st.style_loss({"a": mv.tensor(np.ones((1, 2, 2, 2)))}, {"a": np.zeros((2, 2))}, {"a": 1.0})
 
 
+def test_style_and_content_loss_take_targets_as_arrays_or_tensors_shared_or_per_image(rng) -> None:
+    f = rng.standard_normal((2, 3, 4, 5))
+    gram, code = rng.standard_normal((3, 3)), rng.standard_normal((3, 4, 5))
+    ft, gt, ct = torch.tensor(f), torch.tensor(gram), torch.tensor(code)
+    g = ft.reshape(2, 3, -1) @ ft.reshape(2, 3, -1).transpose(1, 2) / 20
+    want_style = (0.5 * ((g - gt) ** 2).sum(dim=(1, 2)) / (gt * gt).sum()).numpy()
+    want_content = (((ft - ct) ** 2).sum(dim=(1, 2, 3)) / (ct * ct).sum()).numpy()
+    for target in (gram, gram[None], mv.tensor(gram)):
+        got = st.style_loss({"a": mv.tensor(f)}, {"a": target}, {"a": 0.5, "b": 0.0})  # "b": weight 0, skipped
+        np.testing.assert_allclose(got.numpy(), want_style, rtol=1e-12)
+    for target in (code, code[None], mv.tensor(code)):
+        np.testing.assert_allclose(st.content_loss(mv.tensor(f), target).numpy(), want_content, rtol=1e-12)
+
+
+F4 = np.ones((2, 3, 4, 4))
+G3 = np.eye(3)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: st.style_loss([F4], {"a": G3}, {"a": 1.0}), TypeError,
+     r"style_loss: features must be a dict \{layer: Tensor \(N, C, H, W\)\}, got list"),
+    (lambda: st.style_loss({"a": mv.tensor(F4)}, G3, {"a": 1.0}), TypeError,
+     r"style_loss: targets must be a dict \{layer: Gram matrix array \(C, C\) or \(N, C, C\)\}, got ndarray"),
+    (lambda: st.style_loss({"a": mv.tensor(F4)}, {"a": G3}, ["a"]), TypeError,
+     r"style_loss: weights must be a dict \{layer: weight \(float\)\}, got list"),
+    (lambda: st.style_loss({"a": mv.tensor(F4)}, {"a": G3}, {"a": "1"}), TypeError,
+     r"style_loss: weights\['a'\] must be a number, got str"),
+    (lambda: st.style_loss({"a": mv.tensor(F4)}, {"a": G3}, {"a": 0.0}), ValueError,
+     "style_loss: weights must give at least one layer a nonzero weight"),
+    (lambda: st.style_loss({"a": mv.tensor(F4)}, {"a": G3}, {"b": 1.0}), ValueError,
+     r"style_loss: weights name layer 'b', which features lacks \(it has \['a'\]\)"),
+    (lambda: st.style_loss({"a": mv.tensor(F4)}, {"c": G3}, {"a": 1.0}), ValueError,
+     r"style_loss: weights name layer 'a', which targets lacks \(it has \['c'\]\)"),
+    (lambda: st.style_loss({"a": [1.0]}, {"a": G3}, {"a": 1.0}), TypeError,
+     r"style_loss: features\['a'\] must be a Tensor or an array, got list"),
+    (lambda: st.style_loss({"a": mv.tensor(F4[0])}, {"a": G3}, {"a": 1.0}), ValueError,
+     r"style_loss: features\['a'\] must be 4-D \(N, C, H, W\), got shape \(3, 4, 4\)"),
+    (lambda: st.style_loss({"a": mv.tensor(F4)}, {"a": G3.tolist()}, {"a": 1.0}), TypeError,
+     r"style_loss: targets\['a'\] must be an array or Tensor \(C, C\) or \(N, C, C\), got list"),
+    (lambda: st.style_loss({"a": mv.tensor(F4)}, {"a": np.eye(3, dtype=int)}, {"a": 1.0}), TypeError,
+     r"style_loss: targets\['a'\] must be a float array, got dtype int"),
+    (lambda: st.style_loss({"a": mv.tensor(F4)}, {"a": np.eye(4)}, {"a": 1.0}), ValueError,
+     r"style_loss: targets\['a'\] must be \(C, C\) or \(N, C, C\) with \(3, 3\) as in its features, for a "
+     r"batch of 2; got shape \(4, 4\)"),
+    (lambda: st.style_loss({"a": mv.tensor(F4)}, {"a": np.ones((3, 3, 3))}, {"a": 1.0}), ValueError,
+     r"style_loss: targets\['a'\] .* got shape \(3, 3, 3\)"),
+    (lambda: st.content_loss(F4.tolist(), F4[0]), TypeError,
+     "content_loss: feature must be a Tensor or an array, got list"),
+    (lambda: st.content_loss(mv.tensor(F4), None), TypeError,
+     r"content_loss: target must be an array or Tensor \(C, H, W\) or \(N, C, H, W\), got NoneType"),
+    (lambda: st.content_loss(mv.tensor(F4), {"a": F4}), TypeError, "content_loss: target must be an array .*got dict"),
+    (lambda: st.content_loss(mv.tensor(F4), F4[0, :2]), ValueError,
+     r"content_loss: target must be \(C, H, W\) or \(N, C, H, W\) with \(3, 4, 4\) as in its features, for a "
+     r"batch of 2; got shape \(2, 4, 4\)"),
+])
+def test_the_losses_refuse_bad_arguments_by_name(call, error, match) -> None:
+    """A list or an array where a dict belongs, or a list where an array does, once gave a bare AttributeError."""
+    with pytest.raises(error, match=match):
+        call()
+
+
 def flat_net() -> mv.nn.Sequential:
     """tiny_net with a Flatten ('4') and a Linear ('5') on top: layers that give no (N, C, H, W) maps."""
     net = tiny_net(dtype=np.float32)
