@@ -130,12 +130,11 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
         return conv_plan.winograd_forward(x, w, pad4, out_hw, bias)
     if how == "im2col":
         return conv_plan.im2col_forward(kernels, xp, x, w, stride, pad4, dilation, groups, bias)
-    if how == "depthwise":
-        out = kernels.depthwise_forward(x, w, stride, pad4, dilation, out_hw)
-    elif how == "direct":
-        out = conv_plan.direct_forward(x, w, stride, pad4, dilation, out_hw)
-    else:
-        out = reference_conv2d_forward(x, w, stride, pad4, dilation, groups)
+    if how == "depthwise":  # the fast paths add the bias as they write each output row
+        return kernels.depthwise_forward(x, w, stride, pad4, dilation, out_hw, bias)
+    if how == "direct":
+        return conv_plan.direct_forward(x, w, stride, pad4, dilation, out_hw, bias)
+    out = reference_conv2d_forward(x, w, stride, pad4, dilation, groups)
     return out if bias is None else xp.add(out, bias.reshape(1, -1, 1, 1), out=out)
 
 

@@ -296,9 +296,9 @@ def im2col_backward(kernels: types.ModuleType, xp: Any, g: Any, w: Any, x: Any, 
 
 # ----------------------------------------------------------------------------- direct
 def direct_forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pair,
-                   out_hw: tuple[int, ...]) -> np.ndarray:
-    """Direct sliding-window conv2d (groups 1, CPU): ``cpu_direct.forward``."""
-    return cpu_direct.forward(x, w, stride, pad4, dilation, tuple(out_hw))
+                   out_hw: tuple[int, ...], bias: np.ndarray | None = None) -> np.ndarray:
+    """Direct sliding-window conv2d (groups 1, CPU) plus bias (or None): ``cpu_direct.forward``."""
+    return cpu_direct.forward(x, w, stride, pad4, dilation, tuple(out_hw), bias)
 
 
 def direct_backward(g: np.ndarray, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: tuple[int, ...], stride: Pair,

@@ -387,12 +387,19 @@ def _tap_weights(wk, taps, weights):
 
 
 @numba.njit(inline="always")
-def _copy_out(acc, wp, dst):
-    """dst[i, j] = acc[i*wp + j]: a wide-grid result without its extra columns."""
+def _copy_out(acc, wp, dst, bias=0.0, has_bias=False):
+    """dst[i, j] = acc[i*wp + j] (+ bias): a wide-grid result without its extra columns.
+
+    The bias is added on the way out, one rounding as a separate ``out + b`` would make, without
+    another pass over the output (``has_bias=False`` adds nothing: ``-0.0 + 0.0`` would be +0.0)."""
     for i in range(dst.shape[0]):
         row, src = dst[i], acc[i * wp:]
-        for j in range(dst.shape[1]):
-            row[j] = src[j]
+        if has_bias:
+            for j in range(dst.shape[1]):
+                row[j] = src[j] + bias
+        else:
+            for j in range(dst.shape[1]):
+                row[j] = src[j]
 
 
 @numba.njit(cache=True)
@@ -456,9 +463,9 @@ def _wide_tap_dots(gw, xp, offsets, out):
 
 
 @numba.njit(cache=True)
-def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1):
-    """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, oh*sh + i*dh, ow*sw + j*dw] for
-    the planes ``p = n*C_out + co`` in [p0, p1).
+def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1, bias, has_bias):
+    """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, oh*sh + i*dh, ow*sw + j*dw]
+    (+ bias[co] if ``has_bias``) for the planes ``p = n*C_out + co`` in [p0, p1).
 
     One wide-grid correlation per polyphase component (one component at stride 1). The tap
     layout depends on the geometry only, so it is worked out once, and the planes share one set
@@ -491,7 +498,7 @@ def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1):
                 continue
             _tap_weights(w[co, 0], taps[phase, :m], weights[:m])
             _wide_correlate_add(xp[phase].reshape(-1), offsets[phase, :m], weights[:m], acc)
-        _copy_out(acc, wp, out[n, co])
+        _copy_out(acc, wp, out[n, co], bias[co], has_bias)
 
 
 @numba.njit(cache=True)
@@ -615,16 +622,16 @@ def _depthwise_backward_weight_plane(g, x, sh, sw, top, left, dh, dw, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def _depthwise_forward(x, w, sh, sw, top, left, dh, dw, out, chunks):
+def _depthwise_forward(x, w, sh, sw, top, left, dh, dw, out, chunks, bias, has_bias):
     planes = out.shape[0] * out.shape[1]
     for k in numba.prange(chunks):  # a run of planes per task: one set of buffers each
         _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, planes * k // chunks,
-                                  planes * (k + 1) // chunks)
+                                  planes * (k + 1) // chunks, bias, has_bias)
 
 
 @numba.njit(cache=True)
-def _depthwise_forward_serial(x, w, sh, sw, top, left, dh, dw, out, chunks):  # chunks: the parallel twin's
-    _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, 0, out.shape[0] * out.shape[1])
+def _depthwise_forward_serial(x, w, sh, sw, top, left, dh, dw, out, chunks, bias, has_bias):  # chunks: unused
+    _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, 0, out.shape[0] * out.shape[1], bias, has_bias)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -688,8 +695,9 @@ def _channels_last_taps(w):
 
 
 @numba.njit(inline="always")
-def _depthwise_cl_image(src, wt, sh, sw, top, left, dh, dw, dst, src_t, dst_t, backward):
-    """One image, channels innermost; src_t, dst_t: (pixels, C) scratch for src and dst.
+def _depthwise_cl_image(src, wt, sh, sw, top, left, dh, dw, dst, src_t, dst_t, backward, bias, has_bias):
+    """One image, channels innermost; src_t, dst_t: (pixels, C) scratch for src and dst; the forward
+    adds ``bias`` (C,) to each output pixel when ``has_bias`` (while the scratch is in cache).
 
     Forward (src = x (C, H, W), dst = out (C, Ho, Wo)): each output pixel gathers its taps,
     ``out[oh, ow, :] += w[i, j, :] * x[ih, iw, :]``. Input gradient (src = g, dst = dx): each output
@@ -721,25 +729,29 @@ def _depthwise_cl_image(src, wt, sh, sw, top, left, dh, dw, dst, src_t, dst_t, b
                     else:
                         for k in range(c):
                             dst_t[o, k] += wt[i, j, k] * src_t[q, k]
+    if has_bias:
+        for o in range(dst_pixels):
+            for k in range(c):
+                dst_t[o, k] += bias[k]
     from_channels_last(dst_t.reshape(1, dst_pixels, c), 0, 1, dst_pixels, dst.reshape(c, 1, dst_pixels))
 
 
 @numba.njit(parallel=True, cache=True)
-def _depthwise_cl(src, w, sh, sw, top, left, dh, dw, dst, backward):
+def _depthwise_cl(src, w, sh, sw, top, left, dh, dw, dst, backward, bias, has_bias):
     wt = _channels_last_taps(w)
     c, src_pixels, dst_pixels = src.shape[1], src.shape[2] * src.shape[3], dst.shape[2] * dst.shape[3]
     for n in numba.prange(src.shape[0]):  # an image per task, each with its own scratch
         _depthwise_cl_image(src[n], wt, sh, sw, top, left, dh, dw, dst[n], np.empty((src_pixels, c), src.dtype),
-                            np.empty((dst_pixels, c), src.dtype), backward)
+                            np.empty((dst_pixels, c), src.dtype), backward, bias, has_bias)
 
 
 @numba.njit(cache=True)
-def _depthwise_cl_serial(src, w, sh, sw, top, left, dh, dw, dst, backward):
+def _depthwise_cl_serial(src, w, sh, sw, top, left, dh, dw, dst, backward, bias, has_bias):
     wt = _channels_last_taps(w)
     c, src_pixels, dst_pixels = src.shape[1], src.shape[2] * src.shape[3], dst.shape[2] * dst.shape[3]
     src_t, dst_t = np.empty((src_pixels, c), src.dtype), np.empty((dst_pixels, c), src.dtype)
     for n in range(src.shape[0]):
-        _depthwise_cl_image(src[n], wt, sh, sw, top, left, dh, dw, dst[n], src_t, dst_t, backward)
+        _depthwise_cl_image(src[n], wt, sh, sw, top, left, dh, dw, dst[n], src_t, dst_t, backward, bias, has_bias)
 
 
 def _channels_last(c_in: int, w_shape: tuple[int, ...], out_hw: tuple[int, ...]) -> bool:
@@ -749,21 +761,24 @@ def _channels_last(c_in: int, w_shape: tuple[int, ...], out_hw: tuple[int, ...])
 
 
 def depthwise_forward(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad4: tuple[int, int, int, int],
-                      dilation: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
-    """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, ih, iw].
+                      dilation: tuple[int, int], out_hw: tuple[int, int], bias: np.ndarray | None = None) -> np.ndarray:
+    """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, ih, iw] (+ bias[co]).
 
     x: (N, C_in, H, W), w: (C_out, 1, kh, kw) with C_out = M * C_in -> out: (N, C_out, Ho, Wo).
+    bias: (C_out,) or None, added as each plane is written out (the same rounding as adding it after).
     """
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
     out = cpu_workspace.empty((x.shape[0], w.shape[0]) + tuple(out_hw), x.dtype)
+    has_bias = bias is not None
+    b = np.ascontiguousarray(bias, dtype=x.dtype) if has_bias else np.zeros(w.shape[0], x.dtype)
     if _channels_last(x.shape[1], w.shape, out_hw):
         cpu_threads.launch(_depthwise_cl, _depthwise_cl_serial,
                            out.size * w.shape[2] * w.shape[3] // 2 if out.shape[0] > 1 else 0, x, w,
-                           *_geometry(stride, pad4, dilation), out, False)
+                           *_geometry(stride, pad4, dilation), out, False, b, has_bias)
         return out
     chunks = min(out.shape[0] * out.shape[1], 4 * numba.get_num_threads())
     cpu_threads.launch(_depthwise_forward, _depthwise_forward_serial, out.size * w.shape[2] * w.shape[3] // 2, x, w,
-                       *_geometry(stride, pad4, dilation), out, chunks)
+                       *_geometry(stride, pad4, dilation), out, chunks, b, has_bias)
     return out
 
 
@@ -779,7 +794,7 @@ def depthwise_backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, i
     if _channels_last(x_shape[1], w.shape, g.shape[2:]):
         cpu_threads.launch(_depthwise_cl, _depthwise_cl_serial,
                            g.size * w.shape[2] * w.shape[3] // 2 if g.shape[0] > 1 else 0, g, w,
-                           *_geometry(stride, pad4, dilation), dx, True)
+                           *_geometry(stride, pad4, dilation), dx, True, np.empty(0, g.dtype), False)
         return dx
     work = g.size * w.shape[2] * w.shape[3] // 2
     chunks = min(dx.shape[0] * dx.shape[1], 4 * numba.get_num_threads())

@@ -83,8 +83,9 @@ def _tap(acc, src, start, length, w, co0, cb, ci, ky, kx):
 
 
 @numba.njit(cache=True, nogil=True)
-def _forward(xph, w, sh, sw, dh, dw, out, oy0, oy1):
-    """out[:, :, oy0:oy1] of the direct convolution of the polyphase input xph (N, C_in, Hp, sw, Wq)."""
+def _forward(xph, w, sh, sw, dh, dw, out, oy0, oy1, bias, has_bias):
+    """out[:, :, oy0:oy1] of the direct convolution of the polyphase input xph (N, C_in, Hp, sw, Wq),
+    plus ``bias`` (C_out,) if ``has_bias``, added as each row is written out."""
     n_img, c_in = xph.shape[0], xph.shape[1]
     c_out, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     wo = out.shape[3]
@@ -101,14 +102,17 @@ def _forward(xph, w, sh, sw, dh, dw, out, oy0, oy1):
                             o = kx * dw
                             _tap(acc, xph[n, ci, iy, o % sw], o // sw, wo, w, co0, cb, ci, ky, kx)
                 for c in range(cb):
-                    out[n, co0 + c, oy, :] = acc[c]
+                    if has_bias:
+                        out[n, co0 + c, oy, :] = acc[c] + bias[co0 + c]
+                    else:
+                        out[n, co0 + c, oy, :] = acc[c]
 
 
 WIDE_ROWS = 8  # output rows per chunk of the stride-1 "wide grid": CB accumulator rows stay in L1
 
 
 @numba.njit(cache=True, nogil=True)
-def _forward_wide(xph, w, dh, dw, out, oy0, oy1):
+def _forward_wide(xph, w, dh, dw, out, oy0, oy1, bias, has_bias):
     """``_forward`` at stride 1, on a "wide grid": xph (N, C_in, Hp, 1, Wq) with Wq = wo + (kw-1)*dw.
 
     Output pixel (oy, ox) reads plane element ``(oy + ky*dh)*Wq + ox + kx*dw``: with ``q = oy*Wq + ox``
@@ -135,22 +139,29 @@ def _forward_wide(xph, w, dh, dw, out, oy0, oy1):
                             _tap(acc, xf, (r0 + ky * dh) * wq + kx * dw, length, w, co0, cb, ci, ky, kx)
                 for c in range(cb):
                     for r in range(rows):
-                        out[n, co0 + c, r0 + r, :] = acc[c, r * wq:r * wq + wo]
+                        if has_bias:
+                            out[n, co0 + c, r0 + r, :] = acc[c, r * wq:r * wq + wo] + bias[co0 + c]
+                        else:
+                            out[n, co0 + c, r0 + r, :] = acc[c, r * wq:r * wq + wo]
 
 
-def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pair, out_hw: Pair) -> np.ndarray:
-    """Direct conv2d (groups 1): x (N, C_in, H, W), w (C_out, C_in, kh, kw) -> (N, C_out, Ho, Wo)."""
+def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pair, out_hw: Pair,
+            bias: np.ndarray | None = None) -> np.ndarray:
+    """Direct conv2d (groups 1): x (N, C_in, H, W), w (C_out, C_in, kh, kw) -> (N, C_out, Ho, Wo);
+    bias (C_out,) or None, added as each output row is written (the same rounding as after)."""
     n, (kh, kw), (ho, wo) = x.shape[0], w.shape[2:], out_hw
     w = np.ascontiguousarray(w, dtype=x.dtype)
+    has_bias = bias is not None
+    b = np.ascontiguousarray(bias, dtype=x.dtype) if has_bias else np.zeros(w.shape[0], x.dtype)
     xph = polyphase(x, pad4, stride[1], phase_width(wo, kw, stride[1], dilation[1]))
     out = np.empty((n, w.shape[0], ho, wo), dtype=x.dtype)
     work = out.size * w.shape[1] * kh * kw
 
     def rows_of(images: np.ndarray, y: np.ndarray, oy0: int, oy1: int) -> None:
         if stride == (1, 1):
-            _forward_wide(images, w, dilation[0], dilation[1], y, oy0, oy1)
+            _forward_wide(images, w, dilation[0], dilation[1], y, oy0, oy1, b, has_bias)
         else:
-            _forward(images, w, stride[0], stride[1], dilation[0], dilation[1], y, oy0, oy1)
+            _forward(images, w, stride[0], stride[1], dilation[0], dilation[1], y, oy0, oy1, b, has_bias)
 
     if n >= numba.get_num_threads():
         def run(part: slice, _parallel: bool) -> None:

@@ -146,16 +146,17 @@ def _depthwise_forward(x, w, sh, sw, top, left, dh, dw, out):
 
 
 def depthwise_forward(x: Any, w: Any, stride: tuple[int, int], pad4: tuple[int, int, int, int],
-                      dilation: tuple[int, int], out_hw: tuple[int, int]) -> Any:
-    """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, ih, iw].
+                      dilation: tuple[int, int], out_hw: tuple[int, int], bias: Any = None) -> Any:
+    """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, ih, iw] (+ bias[co]).
 
-    x: (N, C_in, H, W), w: (C_out, 1, kh, kw) with C_out = M * C_in -> out: (N, C_out, Ho, Wo).
+    x: (N, C_in, H, W), w: (C_out, 1, kh, kw) with C_out = M * C_in -> out: (N, C_out, Ho, Wo);
+    bias: (C_out,) or None (the CPU kernels' signature; added after the kernel here).
     """
     xp = backend.xp(x)
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w, dtype=x.dtype)
     out = xp.empty((x.shape[0], w.shape[0]) + tuple(out_hw), dtype=x.dtype)
     launch(_depthwise_forward, out.size, x, x, w, *_geometry(stride, pad4, dilation), out)
-    return out
+    return out if bias is None else xp.add(out, bias.reshape(1, -1, 1, 1), out=out)
 
 
 @cuda.jit

@@ -121,6 +121,10 @@ def test_depthwise_kernels_match_naive_conv(case, dtype, twin, layout, rng, monk
     out = cpu_conv.depthwise_forward(x, w, stride, pad4, dilation, out_hw)
     assert out.dtype == dtype
     np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, stride, pad4, dilation, c_in), **tol)
+    # the bias, added as each plane is written out, rounds as a separate add after the kernel would
+    bias = rng.standard_normal(w_shape[0]).astype(dtype)
+    with_bias = cpu_conv.depthwise_forward(x, w, stride, pad4, dilation, out_hw, bias)
+    np.testing.assert_array_equal(with_bias, out + bias[:, None, None])
 
     g = rng.standard_normal(out.shape).astype(dtype)
     dx = cpu_conv.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation)

@@ -38,6 +38,9 @@ def test_direct_kernels_equal_their_numpy_twins_and_torch(x_shape, w_dims, strid
     y = cpu_direct.forward(x, w, stride, pad4, dilation, out_hw)
     np.testing.assert_allclose(y, cpu_direct.naive_forward(x, w, stride, pad4, dilation, out_hw), rtol=1e-12,
                                atol=1e-12)
+    bias = rng.standard_normal(w_dims[0])  # added as each row is written: the bits of a separate add
+    np.testing.assert_array_equal(cpu_direct.forward(x, w, stride, pad4, dilation, out_hw, bias),
+                                  y + bias[:, None, None])
     xt = torch.nn.functional.pad(torch.tensor(x), (pad4[2], pad4[3], pad4[0], pad4[1]))
     want = torch.nn.functional.conv2d(xt, torch.tensor(w), stride=stride, dilation=dilation).numpy()
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
@@ -99,8 +102,9 @@ def test_the_stride_1_wide_grid_gives_the_strided_loops_bits(c_out, k, dilation,
     xph = cpu_direct.polyphase(x, pad4, 1, cpu_direct.phase_width(out_hw[1], k[1], 1, dilation[1]))
     wide, rowwise = (np.full((2, c_out, *out_hw), np.nan, dtype=np.float32) for _ in range(2))
     oy0, oy1 = rows[0], min(rows[1], out_hw[0])
-    cpu_direct._forward_wide(xph, w, dilation[0], dilation[1], wide, oy0, oy1)
-    cpu_direct._forward(xph, w, 1, 1, dilation[0], dilation[1], rowwise, oy0, oy1)
+    bias = rng.standard_normal(c_out).astype(np.float32)  # added as rows are written: in both the same
+    cpu_direct._forward_wide(xph, w, dilation[0], dilation[1], wide, oy0, oy1, bias, True)
+    cpu_direct._forward(xph, w, 1, 1, dilation[0], dilation[1], rowwise, oy0, oy1, bias, True)
     np.testing.assert_array_equal(wide, rowwise)  # rows outside the band stay NaN in both
     assert not np.isnan(wide[:, :, oy0:oy1]).any()
 
