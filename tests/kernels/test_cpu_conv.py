@@ -18,6 +18,11 @@ GEOMETRIES = [
     ((1, 1, 5, 4), 2, 4, (1, 1), (0, 1, 3, 0), (1, 1)),
     ((1, 2, 4, 5), 5, 3, (1, 1), (4, 0, 1, 1), (1, 1)),
     ((1, 2, 4, 5), 5, 3, (1, 1), (0, 4, 0, 2), (1, 1)),
+    # column stride > 1 goes through the plane's column phases: AlexNet-like, dilated columns with
+    # a wide left pad, and padding wider than the image
+    ((1, 2, 13, 23), 11, 11, (4, 4), (2, 2, 2, 2), (1, 1)),
+    ((2, 1, 7, 9), 3, 3, (2, 2), (1, 0, 3, 2), (1, 2)),
+    ((1, 1, 3, 3), 3, 3, (1, 2), (3, 3, 4, 4), (1, 1)),
 ]
 
 
