@@ -364,6 +364,30 @@ def test_a_large_map_with_a_small_cols_matrix_splits_into_min_bands(rng):
     np.testing.assert_array_equal(conv2d_forward(x[1:], w, stride, pad4, (1, 1), 1)[0], out[1])  # batch invariant
 
 
+@pytest.mark.parametrize("case", ["1x1", "1x1 groups 3"])
+@pytest.mark.parametrize("threaded", [False, True])
+def test_pointwise_bias_is_added_per_slice_of_the_batch(case, threaded, rng, monkeypatch):
+    """A 1x1 convolution with a bias on a batch runs a slice of it per thread and adds the bias while
+    the slice's output is in cache: equal to the naive conv plus the bias, and an image's bits do not
+    depend on its batch (float32: the product and the add round the same way alone)."""
+    if threaded:
+        if numba.get_num_threads() < 2:
+            pytest.skip("needs 2 Numba threads")
+        monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    x_shape, w_shape, kwargs, pad4 = CONV_CASES[case]
+    x_shape = (3,) + x_shape[1:]
+    groups = kwargs.get("groups", 1)
+    x, w, bias = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    out = conv2d_forward(x, w, (1, 1), pad4, (1, 1), groups, bias)
+    np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, (1, 1), pad4, (1, 1), groups) + bias[:, None, None],
+                               rtol=1e-12, atol=1e-12)
+    x32, w32, b32 = (a.astype(np.float32) for a in (x, w, bias))
+    batch = conv2d_forward(x32, w32, (1, 1), pad4, (1, 1), groups, b32)
+    for i in range(3):
+        np.testing.assert_array_equal(conv2d_forward(x32[i:i + 1], w32, (1, 1), pad4, (1, 1), groups, b32)[0],
+                                      batch[i])
+
+
 def _winograd_tiling(monkeypatch, tiling: str, threaded: bool) -> None:
     """Winograd on row bands of each image (``tiling="bands"``) or on whole images; on two threads or one."""
     if threaded:
