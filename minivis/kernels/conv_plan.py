@@ -216,7 +216,7 @@ def im2col_forward(kernels: types.ModuleType, xp: Any, x: Any, w: Any, stride: P
         x_g, out_g = x.reshape(n, groups, k_g, pixels), out.reshape(n, groups, c_out // groups, pixels)
         if kernels is cpu_conv and b is not None and n > 1:
             # a slice of the batch per thread, its bias added while its output is still in cache
-            # (a separate pass over the whole output cost a third of the layer: "Convolution planning")
+            # (not a separate pass over the whole output: benchmarks/README.md, "Convolution planning")
             def products(part: slice, _parallel: bool) -> None:
                 np.matmul(w_g, x_g[part], out=out_g[part])
                 np.add(out[part], b, out=out[part])

@@ -47,9 +47,10 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 def _one_blas_thread() -> Iterator[None]:
     """BLAS limited to one thread inside the block, restored after.
 
-    The BLAS libraries are found once (threadpoolctl) and then set directly: ``threadpoolctl``'s own
-    ``limit()`` re-reads every library's state and builds its records on each call (~20 us against
-    ~3 us, on every ``map_batch``; benchmarks/README.md, "Design measurements", cpu_threads).
+    The BLAS libraries loaded at the first call (NumPy's, which the hot paths' products use) are
+    found once (threadpoolctl) and then set directly: ``threadpoolctl``'s own ``limit()`` re-reads
+    every library's state and builds its records on each call (~20 us against ~7 us, on every
+    ``map_batch``; benchmarks/README.md, "Design measurements", cpu_threads).
     """
     global _blas
     if _blas is None:
