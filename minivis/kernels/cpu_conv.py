@@ -121,11 +121,13 @@ def _im2col_plane_strided(x, kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols):
     """
     height, width = x.shape
     q = wo + dw * (kw - 1) // sw  # phase length: the largest tap offset plus one output row
-    phases = np.empty((sw, height, q), dtype=x.dtype)
+    # only the input rows the output rows read (a row band of a large image reads a band of rows)
+    r0, r1 = max(0, -top), max(min(height, (ho - 1) * sh - top + (kh - 1) * dh + 1), max(0, -top))
+    phases = np.empty((sw, r1 - r0, q), dtype=x.dtype)
     for p in range(sw):
         k0, k1 = _valid_range(q, sw, p - left, width)  # phase elements that hold input columns
-        for r in range(height):
-            dst = phases[p, r]
+        for r in range(r0, r1):
+            dst = phases[p, r - r0]
             for t in range(k0):
                 dst[t] = 0
             src, out = x[r, k0 * sw + p - left:], dst[k0:]
@@ -140,11 +142,11 @@ def _im2col_plane_strided(x, kh, kw, sh, sw, top, left, dh, dw, ho, wo, cols):
             for oh in range(ho):
                 ih = oh * sh - top + i * dh
                 out = dst[oh * wo:]
-                if ih < 0 or ih >= height:
+                if ih < r0 or ih >= r1:
                     for t in range(wo):
                         out[t] = 0
                     continue
-                src = phases[phase, ih, q0:]
+                src = phases[phase, ih - r0, q0:]
                 for t in range(wo):
                     out[t] = src[t]
 
