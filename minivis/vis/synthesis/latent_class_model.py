@@ -28,7 +28,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_seed
+from minivis.validate import check_seed, host
 from minivis.vis.common import frozen, model_device_dtype
 from minivis.vis.synthesis.class_model import class_objective
 from minivis.vis.synthesis.optimize import SynthesisResult, check_steps_lr, optimize
@@ -40,8 +40,7 @@ LATENT_INITS = ("zero", "noise")
 def _bound(value: Any, name: str, shape: tuple[int, ...], method: str) -> Any:
     if value is None:
         return None
-    data = value.data if isinstance(value, Tensor) else value
-    array = np.asarray(backend.to_device(data, "cpu") if backend.is_gpu_array(data) else data)
+    array = np.asarray(host(value))
     if array.dtype.kind not in "fiu":
         raise TypeError(f"{method}: code_range's {name} must be None, a number or an array, got {value!r:.60}")
     try:

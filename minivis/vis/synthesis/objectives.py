@@ -25,6 +25,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.hooks import StopForward
 from minivis.nn.module import Module
+from minivis.validate import host
 
 LOGITS = ""  # the "layer" name under which an objective reads the model's output
 
@@ -152,8 +153,7 @@ def direction(layer: str, vector: np.ndarray, y: int | None = None, x: int | Non
 
     ``direction(layer, e_c, y, x)`` is ``unit(layer, c, y, x)``: a unit is a direction along an axis.
     """
-    data = vector.data if isinstance(vector, Tensor) else vector
-    v = np.asarray(backend.to_device(data, "cpu") if backend.is_gpu_array(data) else data)
+    v = np.asarray(host(vector))
     if v.dtype.kind not in "fiu" or v.ndim != 1 or v.size == 0:
         raise TypeError(f"objective: direction vector must be a non-empty 1-D numeric array (one value per "
                         f"channel), got {type(vector).__name__} of shape {getattr(v, 'shape', None)}")
