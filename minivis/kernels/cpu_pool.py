@@ -270,6 +270,13 @@ def _max_pool2d_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches, p0, p1)
             _column_maxima(best, col, i, kh, sh, ph, dh, width, out, switches, p)
 
 
+# ``launch`` counts work in elements of a memory-bound pass (~0.3 ns each on one core); the
+# separable pool spends ~1.5-4 ns per input pixel, so it hands over its pixels times this weight.
+# Threads then win from ~256k pixels: (256, 32, 32) planes, 3x3 stride 2, 1.07 ms on one thread,
+# 0.55 on two; (32, 32, 32) 0.044 against 0.071 (benchmarks/README.md, "Design measurements", cpu_pool).
+SEPARABLE_COST = 8
+
+
 @numba.njit(parallel=True, cache=True)
 def _max_pool2d_separable(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches, chunks):
     planes = x.shape[0]
@@ -299,8 +306,8 @@ def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], 
         _max_pool2x2(x, out, switches, False)
     elif out.size:
         chunks = min(x.shape[0], 4 * numba.get_num_threads())
-        cpu_threads.launch(_max_pool2d_separable, _max_pool2d_separable_serial, x.size, x, *kernel, *stride,
-                           *padding, *dilation, out, switches, chunks)
+        cpu_threads.launch(_max_pool2d_separable, _max_pool2d_separable_serial, x.size * SEPARABLE_COST, x,
+                           *kernel, *stride, *padding, *dilation, out, switches, chunks)
     return out, switches
 
 
