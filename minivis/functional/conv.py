@@ -50,7 +50,7 @@ from minivis.autograd import Tensor, is_lean, lean_error
 from minivis.backend import FLOAT_DTYPES
 from minivis.functional import lrp
 from minivis.kernels import conv_plan
-from minivis.kernels.conv_plan import reuse_weight_transforms  # noqa: F401 (re-exported for the vis methods)
+from minivis.kernels.conv_plan import reuse_weight_transforms, shared_winograd_gemms  # noqa: F401 (re-exported for the vis methods)
 from minivis.rules import current_lrp
 from minivis.validate import check_array_size, check_same_device, check_tensor, int_pair, padding4
 

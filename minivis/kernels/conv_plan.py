@@ -407,6 +407,30 @@ def filter_transform(w: np.ndarray, transposed: bool = False) -> np.ndarray:
     return hit[1]
 
 
+_SHARED_GEMMS: contextvars.ContextVar[bool] = contextvars.ContextVar("minivis_shared_gemms", default=False)
+SHARED_MAX_TILES = 64  # images with at most this many 2x2 tiles (16 px maps) share their products ...
+SHARED_ROWS = 1024  # ... in GEMMs of up to this many rows (images x tiles)
+
+
+@contextmanager
+def shared_winograd_gemms() -> Iterator[None]:
+    """Inside the block, small maps' Winograd products run once per slot across images.
+
+    Per image, a 512-channel 7 px map's 16 products are (16 x 512) @ (512 x 512) each: BLAS packs the
+    1 MB transformed filter for 16 rows of work, and runs at about half its peak. Stacking the
+    tiles of several images (``SHARED_ROWS``) makes one product per slot from the same filter.
+    Each image's rows are the same numbers, but BLAS may pick another kernel for the taller
+    product and round them differently, so an image's result would then depend on its batch:
+    the engine's batch invariance is why this is opt-in. Incremental occlusion, whose regions
+    already round with their batch's region size, runs in it (benchmarks/README.md, "Occlusion").
+    """
+    token = _SHARED_GEMMS.set(True)
+    try:
+        yield
+    finally:
+        _SHARED_GEMMS.reset(token)
+
+
 def winograd_forward(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
                      bias: Any = None) -> np.ndarray:
     """conv2d(x, w) + bias, stride 1, 3x3: x (N, C_in, H, W) -> (N, C_out, Ho, Wo)."""
@@ -525,6 +549,11 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
         transforms[1](mm, bias, 0, nty, slots, out, ntx)
         return out
 
+    if _SHARED_GEMMS.get() and not planar and tiles[0][2] - tiles[0][1] == nty and nty * ntx <= SHARED_MAX_TILES:
+        _over_tiles(cpu_conv, tiles, work, lambda part, _: _winograd_shared(
+            x, u, bias, pad4, slots, transforms, nty, ntx, part[0][0].start, part[-1][0].stop, out))
+        return out
+
     def run(part: list[Tile], parallel: bool) -> None:  # one thread's run of tiles
         largest = max(t[0].stop - t[0].start for t in part), max(t[2] - t[1] for t in part) * ntx
         v_buf, mm_buf = _slot_buffer(*largest, c_in, x.dtype, planar), _slot_buffer(*largest, c_out, x.dtype, planar)
@@ -537,3 +566,30 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
 
     _over_tiles(cpu_conv, tiles, work, run)
     return out
+
+
+def _winograd_shared(x: np.ndarray, u: np.ndarray, bias: np.ndarray, pad4: Pad4, slots: np.ndarray,
+                     transforms: tuple[Any, Any], nty: int, ntx: int, first: int, stop: int, out: np.ndarray) -> None:
+    """Images ``first..stop`` of ``_winograd``'s channels-last path, their products shared (``shared_winograd_gemms``).
+
+    V and M are stored slot by slot, ``(16, m * tiles, C)``, so that each slot's rows of all m
+    images are one matrix; the transforms write and read them through an (m, 16, tiles, C) view.
+    """
+    count = nty * ntx
+    step = max(1, SHARED_ROWS // count)
+    for i0 in range(first, stop, step):
+        m = min(step, stop - i0)
+        v, mm = _slot_major(m, count, x.shape[1], x.dtype), _slot_major(m, count, u.shape[2], x.dtype)
+        transforms[0](x[i0:i0 + m], pad4[0], pad4[2], 0, nty, slots, v.reshape(16, m, count, -1).transpose(1, 0, 2, 3),
+                      ntx)
+        np.matmul(v, u, out=mm)
+        transforms[1](mm.reshape(16, m, count, -1).transpose(1, 0, 2, 3), bias, 0, nty, slots, out[i0:i0 + m], ntx)
+
+
+def _slot_major(m: int, count: int, channels: int, dtype: Any) -> np.ndarray:
+    """A (16, m * count, channels) view for ``_winograd_shared``, slots a spare row apart where they would
+    be a multiple of 4 KiB apart (``_slot_buffer`` says why)."""
+    rows = m * count
+    spare = int(rows * channels * np.dtype(dtype).itemsize % 4096 == 0)
+    return np.empty((16, rows + spare, channels), dtype=dtype)[:, :rows]
+

@@ -433,6 +433,41 @@ def test_winograd_tilings_match_the_sliding_window_and_each_other(tiling, thread
                                                             1)[0], dx[i])
 
 
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("rows", [1 << 10, 9])
+def test_shared_winograd_gemms_give_the_per_image_convolution(threaded, rows, rng, monkeypatch, winograd_everywhere):
+    """Under ``shared_winograd_gemms`` small maps' products run one per slot across images (groups of
+    ``SHARED_ROWS`` rows): forward and input gradient equal the sliding window in float64, and the
+    float32 results the per-image path's to rounding. Wide maps (planar) and maps with more tiles
+    than ``SHARED_MAX_TILES`` keep the per-image products."""
+    _winograd_tiling(monkeypatch, "chunks", threaded)
+    monkeypatch.setattr(conv_plan, "SHARED_ROWS", rows)  # 9: below one image's 12 tiles, one per product
+    shared = []
+    original = conv_plan._winograd_shared
+    monkeypatch.setattr(conv_plan, "_winograd_shared", lambda *args: shared.append(args[-3:-1]) or original(*args))
+    x_shape, w_shape, pad4 = (5, 16, 7, 6), (17, 16, 3, 3), (1, 0, 2, 1)  # out 6 x 7: 3 x 4 = 12 tiles per image
+    x, w, bias = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    with mv.functional.conv.shared_winograd_gemms():
+        out = conv2d_forward(x, w, (1, 1), pad4, (1, 1), 1, bias)
+        g = rng.standard_normal(out.shape)
+        dx = conv2d_backward_input(g, w, x_shape, (1, 1), pad4, (1, 1), 1)
+        out32 = conv2d_forward(*(a.astype(np.float32) for a in (x, w)), (1, 1), pad4, (1, 1), 1,
+                               bias.astype(np.float32))
+    assert shared and sorted({i for first, stop in shared for i in range(first, stop)}) == list(range(5))
+    np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, (1, 1), pad4, (1, 1), 1) + bias[:, None, None],
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, cpu_conv.naive_conv2d_backward_input(g, w, x_shape, (1, 1), pad4, (1, 1), 1),
+                               rtol=1e-12, atol=1e-12)
+    per_image = conv2d_forward(*(a.astype(np.float32) for a in (x, w)), (1, 1), pad4, (1, 1), 1,
+                               bias.astype(np.float32))
+    np.testing.assert_allclose(out32, per_image, rtol=1e-5, atol=1e-5 * np.abs(per_image).max())
+    shared.clear()
+    monkeypatch.setattr(conv_plan, "SHARED_MAX_TILES", 11)
+    with mv.functional.conv.shared_winograd_gemms():
+        conv2d_forward(x, w, (1, 1), pad4, (1, 1), 1, bias)
+    assert not shared  # 12 tiles per image: above the limit
+
+
 @pytest.mark.parametrize("tiling", ["bands", "images"])
 @pytest.mark.parametrize("threaded", [False, True])
 def test_winograd_weight_gradient_matches_the_sliding_window_however_it_is_tiled(tiling, threaded, rng, monkeypatch):

@@ -44,6 +44,7 @@ import numpy as np
 from minivis import backend
 from minivis import functional as F
 from minivis.autograd import Tensor
+from minivis.functional.conv import shared_winograd_gemms
 from minivis.nn.module import Module
 from minivis.validate import check_fits, check_positive_int, int_pair
 from minivis.vis.attribution.gradients import _check_progress
@@ -204,9 +205,10 @@ def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: A
                 patches = ((Region(xp.ascontiguousarray(xp.broadcast_to(fills[img[sl]][:, :, None, None],
                                                                         (len(img[sl]), batch.shape[1], *patch))),
                                    r[sl], c[sl]), img[sl], sl) for sl in batches)
-                for sl, logits in engine.stream(patches):
-                    out[sl] = _item_scores(logits, target, None if index is None else index[img[sl]], op)
-                    bar.update(sl.stop - sl.start)
+                with shared_winograd_gemms():  # the regions' products shared across positions (its docstring)
+                    for sl, logits in engine.stream(patches):
+                        out[sl] = _item_scores(logits, target, None if index is None else index[img[sl]], op)
+                        bar.update(sl.stop - sl.start)
     info = {"mode": mode, "positions": k, "grid": (rows, cols), "seconds": time.perf_counter() - start}
     if mode != "naive":
         naive_macs = conv_macs(plan) * len(m)
