@@ -672,6 +672,44 @@ np.testing.assert_allclose(dW, w_t.grad, rtol=1e-10, atol=1e-10)
 print("the weight gradient through the transforms' adjoints equals the engine's")
 
 # %% [markdown]
+# Why not larger blocks? The same construction gives $F(4, 3)$: four outputs from six inputs
+# with 6 multiplications instead of 12, and in 2-D $F(4 \times 4, 3 \times 3)$ with 36 instead
+# of 144, 4x fewer than im2col rather than 2.25x. Its transforms interpolate at the points
+# $0, \pm 1, \pm 2$, so their entries grow (4, 5, 8, 1/24), and so does float32 rounding. A
+# 1-D check, then the error of 10,000 blocks against float64:
+
+# %%
+B4_T = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=float)
+G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+A4_T = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=float)
+d6, g3 = rng.standard_normal(6), rng.standard_normal(3)
+np.testing.assert_allclose(A4_T @ ((G4 @ g3) * (B4_T @ d6)), [d6[i:i + 3] @ g3 for i in range(4)], rtol=1e-12)
+
+
+def block_error(b_t, g_m, a_t, n_in, blocks=10_000):
+    """Largest float32 error of the 1-D algorithm over many random blocks, relative to the largest output."""
+    d, g = rng.standard_normal((blocks, n_in)), rng.standard_normal((blocks, 3))
+    exact = np.stack([(d[:, i:i + 3] * g).sum(axis=1) for i in range(n_in - 2)], axis=1)
+    f32 = [m.astype(np.float32) for m in (b_t, g_m, a_t, d, g)]
+    fast = ((f32[3] @ f32[0].T) * (f32[4] @ f32[1].T)) @ f32[2].T
+    return np.abs(fast - exact).max() / np.abs(exact).max()
+
+
+err2, err4 = block_error(B_T, G, A_T, 4), block_error(B4_T, G4, A4_T, 6)
+print(f"float32 error: F(2, 3) {err2:.1e}, F(4, 3) {err4:.1e} of the largest output")
+assert err4 > 2 * err2  # the bigger transforms round worse
+
+# %% [markdown]
+# In two dimensions the errors compound: a prototype of $F(4 \times 4, 3 \times 3)$ on this
+# engine came out 10-20x less accurate in float32 than $F(2 \times 2, 3 \times 3)$ and im2col
+# on VGG-sized layers, and faster only on large maps with many channels: its 36 transformed values
+# per block cost more to compute than its GEMMs save on small maps, and a 4-pixel block leaves
+# a 14 px map only 16 blocks per GEMM (`benchmarks/README.md`, "Convolution planning"). So
+# minivis stays with $2 \times 2$ blocks.
+
+# %% [markdown]
 # ### One op, three algorithms
 #
 # Reading the engine: `minivis/functional/conv.py` is the op on one page, forward and both
