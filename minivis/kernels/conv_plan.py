@@ -576,20 +576,20 @@ def _winograd_shared(x: np.ndarray, u: np.ndarray, bias: np.ndarray, pad4: Pad4,
     images are one matrix; the transforms write and read them through an (m, 16, tiles, C) view.
     """
     count = nty * ntx
-    step = max(1, SHARED_ROWS // count)
-    for i0 in range(first, stop, step):
+    step = min(max(1, SHARED_ROWS // count), stop - first)
+    v_buf, mm_buf = _slot_major(step * count, x.shape[1], x.dtype), _slot_major(step * count, u.shape[2], x.dtype)
+    for i0 in range(first, stop, step):  # one pair of buffers for every group of images
         m = min(step, stop - i0)
-        v, mm = _slot_major(m, count, x.shape[1], x.dtype), _slot_major(m, count, u.shape[2], x.dtype)
+        v, mm = v_buf[:, :m * count], mm_buf[:, :m * count]
         transforms[0](x[i0:i0 + m], pad4[0], pad4[2], 0, nty, slots, v.reshape(16, m, count, -1).transpose(1, 0, 2, 3),
                       ntx)
         np.matmul(v, u, out=mm)
         transforms[1](mm.reshape(16, m, count, -1).transpose(1, 0, 2, 3), bias, 0, nty, slots, out[i0:i0 + m], ntx)
 
 
-def _slot_major(m: int, count: int, channels: int, dtype: Any) -> np.ndarray:
-    """A (16, m * count, channels) view for ``_winograd_shared``, slots a spare row apart where they would
+def _slot_major(rows: int, channels: int, dtype: Any) -> np.ndarray:
+    """A (16, rows, channels) buffer for ``_winograd_shared``, its slots a spare row apart where they would
     be a multiple of 4 KiB apart (``_slot_buffer`` says why)."""
-    rows = m * count
     spare = int(rows * channels * np.dtype(dtype).itemsize % 4096 == 0)
     return np.empty((16, rows + spare, channels), dtype=dtype)[:, :rows]
 
