@@ -441,6 +441,7 @@ def test_shared_winograd_gemms_give_the_per_image_convolution(threaded, rows, rn
     float32 results the per-image path's to rounding. Wide maps (planar) and maps with more tiles
     than ``SHARED_MAX_TILES`` keep the per-image products."""
     _winograd_tiling(monkeypatch, "chunks", threaded)
+    monkeypatch.setattr(conv_plan, "CHUNK_BYTES", 1)  # a tile per image: threaded, each thread takes a run of them
     monkeypatch.setattr(conv_plan, "SHARED_ROWS", rows)  # 9: below one image's 12 tiles, one per product
     shared = []
     original = conv_plan._winograd_shared
@@ -454,6 +455,7 @@ def test_shared_winograd_gemms_give_the_per_image_convolution(threaded, rows, rn
         out32 = conv2d_forward(*(a.astype(np.float32) for a in (x, w)), (1, 1), pad4, (1, 1), 1,
                                bias.astype(np.float32))
     assert shared and sorted({i for first, stop in shared for i in range(first, stop)}) == list(range(5))
+    assert len(shared) == 3 * (2 if threaded else 1)  # forward, input gradient, float32 forward: a call per thread
     np.testing.assert_allclose(out, cpu_conv.naive_conv2d(x, w, (1, 1), pad4, (1, 1), 1) + bias[:, None, None],
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, cpu_conv.naive_conv2d_backward_input(g, w, x_shape, (1, 1), pad4, (1, 1), 1),
