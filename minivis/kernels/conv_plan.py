@@ -34,8 +34,9 @@ override it with ``mv.conv_algorithm(name)``, whose names (``ALGORITHMS``) ``cho
 **Batch invariance.** Every choice here (algorithm, tile, band, thread split of one image's GEMMs)
 depends on the layer and one image's shape only, never on the batch size or the thread count, so
 an image's result is bit-identical whether it came alone or in a batch. SmoothGrad, occlusion and
-mining depend on that. (Measurements behind the thresholds: benchmarks/README.md, "Convolution
-planning".)
+mining depend on that. The one exception is opt-in: inside ``shared_winograd_gemms`` (which
+incremental occlusion enters) small maps' products span several images. (Measurements behind the
+thresholds: benchmarks/README.md, "Convolution planning".)
 """
 
 from __future__ import annotations
@@ -592,4 +593,3 @@ def _slot_major(rows: int, channels: int, dtype: Any) -> np.ndarray:
     be a multiple of 4 KiB apart (``_slot_buffer`` says why)."""
     spare = int(rows * channels * np.dtype(dtype).itemsize % 4096 == 0)
     return np.empty((16, rows + spare, channels), dtype=dtype)[:, :rows]
-

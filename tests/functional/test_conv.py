@@ -468,6 +468,11 @@ def test_shared_winograd_gemms_give_the_per_image_convolution(threaded, rows, rn
     with mv.functional.conv.shared_winograd_gemms():
         conv2d_forward(x, w, (1, 1), pad4, (1, 1), 1, bias)
     assert not shared  # 12 tiles per image: above the limit
+    monkeypatch.setattr(conv_plan, "SHARED_MAX_TILES", 64)
+    monkeypatch.setattr(conv_plan, "WINOGRAD_PLANAR_TILES", 0)  # every map planar (tiles last)
+    with mv.functional.conv.shared_winograd_gemms():
+        conv2d_forward(x, w, (1, 1), pad4, (1, 1), 1, bias)
+    assert not shared  # the planar layout keeps its per-image products
 
 
 @pytest.mark.parametrize("tiling", ["bands", "images"])
