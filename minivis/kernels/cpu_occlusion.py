@@ -44,28 +44,44 @@ def naive_gather(cache: Any, img: Any, region: Any, ry0: Any, rx0: Any, wy0: Any
     return xp.where(in_region, patched, out)
 
 
+@numba.njit(inline="always")
+def _span(lo, hi, size):
+    """The window columns ``[lo, hi)`` clipped to ``[0, size)``, as (start, stop) with start <= stop."""
+    start = min(max(lo, 0), size)
+    return start, max(min(hi, size), start)
+
+
 @numba.njit(parallel=True, cache=True)
 def _gather_kernel(cache, img, region, ry0, rx0, wy0, wx0, pad, out):  # pragma: no cover (compiled)
+    """Each window row in up to five runs: pad, the cached row, pad, then the region's row laid over
+    the cached one. Every run is a contiguous copy or fill with unsigned indices (a signed index
+    that LLVM cannot prove non-negative keeps a loop scalar: see ``cpu_pool``)."""
+    u = np.uint64
     n_items, channels, wh, ww = out.shape
     h, w = cache.shape[2], cache.shape[3]
     rh, rw = region.shape[2], region.shape[3]
     for bc in numba.prange(n_items * channels):
         b, c = bc // channels, bc % channels
-        n = img[b]
+        n, x0 = img[b], wx0[b]
+        m0, m1 = _span(-x0, w - x0, ww)  # window columns inside the map
+        r0, r1 = _span(rx0[b] - x0, rx0[b] + rw - x0, ww)  # window columns inside the region
         for i in range(wh):
-            y = wy0[b] + i
-            ry = y - ry0[b]
-            row_in_map = 0 <= y < h
-            row_in_region = 0 <= ry < rh
-            for j in range(ww):
-                x = wx0[b] + j
-                rx = x - rx0[b]
-                if row_in_region and 0 <= rx < rw:
-                    out[b, c, i, j] = region[b, c, ry, rx]
-                elif row_in_map and 0 <= x < w:
-                    out[b, c, i, j] = cache[n, c, y, x]
-                else:
+            y, ry = wy0[b] + i, wy0[b] + i - ry0[b]
+            if y < 0 or y >= h:
+                for j in range(ww):
                     out[b, c, i, j] = pad
+                continue
+            for j in range(m0):
+                out[b, c, i, j] = pad
+            src, dst = u(m0 + x0), u(m0)
+            for t in range(u(m1 - m0)):
+                out[b, c, i, dst + t] = cache[n, c, y, src + t]
+            for j in range(m1, ww):
+                out[b, c, i, j] = pad
+            if 0 <= ry < rh:
+                src, dst = u(r0 + x0 - rx0[b]), u(r0)
+                for t in range(u(r1 - r0)):
+                    out[b, c, i, dst + t] = region[b, c, ry, src + t]
 
 
 def gather(cache: np.ndarray, img: Any, region: np.ndarray, ry0: Any, rx0: Any, wy0: Any, wx0: Any, wh: int,

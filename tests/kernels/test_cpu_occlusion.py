@@ -34,3 +34,21 @@ def test_the_gpu_module_runs_the_twin(rng) -> None:
     args = (np.array([1, 0]), np.array([1, 4]), np.array([0, 3]), np.array([-1, 2]), np.array([0, 1]), 5, 4, -np.inf)
     np.testing.assert_array_equal(gpu_occlusion.gather(cache, args[0], region, *args[1:]),
                                   gather(cache, args[0], region, *args[1:]))
+
+
+def test_gather_equals_its_twin_on_random_geometries(rng) -> None:
+    """Windows partly or wholly outside the map, wider than it, regions cut by the window's edges or
+    missing it: the kernel's runs (pad, cached row, pad, region) against the twin's element rule."""
+    for _ in range(60):
+        h, w = rng.integers(1, 9, size=2)
+        rh, rw = rng.integers(1, h + 1), rng.integers(1, w + 1)
+        wh, ww = rng.integers(1, 12, size=2)
+        items = int(rng.integers(1, 4))
+        cache = rng.standard_normal((2, 3, h, w))
+        region = rng.standard_normal((items, 3, rh, rw))
+        img = rng.integers(0, 2, items)
+        ry0, rx0 = rng.integers(0, h - rh + 1, items), rng.integers(0, w - rw + 1, items)
+        wy0, wx0 = rng.integers(-12, h + 2, items), rng.integers(-12, w + 2, items)
+        pad = float(rng.choice([0.0, -np.inf]))
+        np.testing.assert_array_equal(gather(cache, img, region, ry0, rx0, wy0, wx0, int(wh), int(ww), pad),
+                                      naive_gather(cache, img, region, ry0, rx0, wy0, wx0, int(wh), int(ww), pad))
