@@ -153,6 +153,27 @@ def test_incremental_equals_naive_on_fashion_cnn(dtype, tol, rng) -> None:
     assert info["mac_speedup"] > 2  # 6x6 patches on 28x28: most of every layer is left alone
 
 
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+def test_incremental_with_shared_winograd_products_equals_naive(dtype, tol, rng, monkeypatch) -> None:
+    """32-channel 3x3 layers run Winograd on their regions; incremental occlusion shares those
+    products across positions (``conv_plan.shared_winograd_gemms``): still the naive scores."""
+    from minivis.kernels import conv_plan
+
+    shared = []
+    original = conv_plan._winograd_shared
+    monkeypatch.setattr(conv_plan, "_winograd_shared", lambda *args: shared.append(1) or original(*args))
+    nn.init.seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(32 * 8 * 8, 10)).astype(dtype).eval()
+    x = rng.standard_normal((1, 16, 16)).astype(dtype)
+    naive = mv.vis.occlusion(model, x, 3, patch=4, stride=3, mode="naive")
+    assert not shared  # naive mode: whole images, per-image products
+    fast = mv.vis.occlusion(model, x, 3, patch=4, stride=3, mode="incremental", batch_size=7)
+    assert shared
+    np.testing.assert_allclose(fast, naive, rtol=tol, atol=tol * naive.max())
+
+
 @pytest.mark.parametrize("head_bytes, head_calls", [(0, [37, 37, 37, 17]), (300_000, [74, 54]), (1 << 40, [128])])
 def test_the_dense_head_runs_on_rows_of_several_batches(head_bytes, head_calls, rng, monkeypatch) -> None:
     """The layers after the model's Flatten run once per HEAD_BYTES of collected rows (0: after
