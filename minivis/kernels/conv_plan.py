@@ -487,7 +487,7 @@ def _slot_buffer(m: int, count: int, channels: int, dtype: Any, planar: bool = F
     """
     if planar:
         return np.empty((m, 16, channels, count), dtype=dtype)
-    spare = int(count * channels * np.dtype(dtype).itemsize % 4096 == 0)
+    spare = _spare_row(count, channels, dtype)
     buffer = np.empty((m, 16, count + spare, channels), dtype=dtype)
     buffer[:, :, count:] = 0
     return buffer
@@ -591,5 +591,10 @@ def _winograd_shared(x: np.ndarray, u: np.ndarray, bias: np.ndarray, pad4: Pad4,
 def _slot_major(rows: int, channels: int, dtype: Any) -> np.ndarray:
     """A (16, rows, channels) buffer for ``_winograd_shared``, its slots a spare row apart where they would
     be a multiple of 4 KiB apart (``_slot_buffer`` says why)."""
-    spare = int(rows * channels * np.dtype(dtype).itemsize % 4096 == 0)
-    return np.empty((16, rows + spare, channels), dtype=dtype)[:, :rows]
+    return np.empty((16, rows + _spare_row(rows, channels, dtype), channels), dtype=dtype)[:, :rows]
+
+
+def _spare_row(rows: int, channels: int, dtype: Any) -> int:
+    """1 where ``rows`` rows of ``channels`` values span a multiple of 4 KiB, so that the 16 components
+    of a tile would fall in one L1 set; else 0."""
+    return int(rows * channels * np.dtype(dtype).itemsize % 4096 == 0)
