@@ -11,10 +11,9 @@ threads, see there why; on the GPU ``cupy.matmul``):
 Batch invariance holds here only to rounding, unlike the convolutions (``kernels/conv_plan.py``,
 whose per-image products keep one shape whatever the batch): the product is one GEMM over the
 whole batch, and BLAS picks its kernel by the product's height (one row goes down its GEMV
-path), so a row's last bits can change with the batch size: 5e-7 to 1e-6 of the largest output
-in float32 for VGG16's and ``fashion_cnn``'s classifier shapes. A fixed-height product (every
-row in a padded block of 8) would make it exact at twice the cost of VGG16's batch-1 classifier
-(19 against 41 ms, measured in the twelfth session), which is why it is not done.
+path), so a row's last bits can change with the batch size. A fixed-height product (every row
+in a padded block of 8) would make it exact, at about twice the cost of a batch-1 classifier,
+which is why it is not done (benchmarks/README.md, "Design measurements", linear).
 """
 
 from __future__ import annotations

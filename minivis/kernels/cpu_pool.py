@@ -270,10 +270,9 @@ def _max_pool2d_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, out, switches, p0, p1)
             _column_maxima(best, col, i, kh, sh, ph, dh, width, out, switches, p)
 
 
-# ``launch`` counts work in elements of a memory-bound pass (~0.3 ns each on one core); the
-# separable pool spends ~1.5-4 ns per input pixel, so it hands over its pixels times this weight.
-# Threads then win from ~256k pixels: (256, 32, 32) planes, 3x3 stride 2, 1.07 ms on one thread,
-# 0.55 on two; (32, 32, 32) 0.044 against 0.071 (benchmarks/README.md, "Design measurements", cpu_pool).
+# ``launch`` counts work in elements of a memory-bound pass; the separable pool spends several
+# times as long on each input pixel, so it hands over its pixels times this weight, which puts the
+# switch to threads where the measured crossover is (benchmarks/README.md, "Design measurements", cpu_pool).
 SEPARABLE_COST = 8
 
 
