@@ -226,6 +226,20 @@ for fused in (True, False):
 assert np.array_equal(*fused_grads)
 
 # %% [markdown]
+# Where no graph is recorded at all (inference under ``mv.no_grad()``, as occlusion below runs), the
+# convolution before the pair joins it too (``mv.nn.conv_bn_act``, ``mv.F.conv2d_bn_relu``): the
+# depthwise kernels compute ``clip((w * x) s + t, 0, 6)`` as they write each output row, so the
+# batch norm and ReLU6 cost no pass over memory of their own. With a graph, the three ops run
+# apart, since the backward pass needs the convolution's own node.
+
+# %%
+inference_logits = []
+for fused in (True, False):
+    with mv.no_grad(), mv.nn.fusion(fused):
+        inference_logits.append(effnet(mv.tensor(x_photos)).numpy())
+assert np.array_equal(*inference_logits)
+
+# %% [markdown]
 # ## 2. Occlusion: hide a square, watch the probability
 #
 # Slide a $P \times P$ square of a constant colour $f$ over the image with stride $s$. At grid

@@ -4,9 +4,9 @@ Modules: ``math`` (elementwise, reductions, shape, matmul), ``activation`` (the 
 backward rules, written out in ``relu_backward_reference``; sigmoid, tanh), ``conv`` (conv2d,
 conv_transpose2d, and ``conv_algorithm``, the switch between their algorithms), ``pool`` (max-pool
 with switches, unpool, average and adaptive pools), ``linear``, ``dropout``, ``norm`` (batch,
-instance, local response; eval batch norm and the ReLU after it as one op), ``gram`` (Gram matrices
-of feature maps), ``loss`` (softmax, log_softmax, cross_entropy, mse_loss), ``resize`` (interpolate,
-pad).
+instance, local response; eval batch norm and the ReLU after it as one op, and for inference with
+the convolution before them too), ``gram`` (Gram matrices of feature maps), ``loss`` (softmax,
+log_softmax, cross_entropy, mse_loss), ``resize`` (interpolate, pad).
 """
 
 from minivis.functional.activation import leaky_relu, relu, relu6, relu_backward_reference, sigmoid, tanh
@@ -43,6 +43,7 @@ from minivis.functional.norm import (
     batch_norm,
     batch_norm_relu,
     conditional_instance_norm,
+    conv2d_bn_relu,
     instance_norm,
     local_response_norm,
 )

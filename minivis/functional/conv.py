@@ -49,7 +49,7 @@ from minivis import backend
 from minivis.autograd import Tensor, is_lean, lean_error
 from minivis.backend import FLOAT_DTYPES
 from minivis.functional import lrp
-from minivis.kernels import conv_plan
+from minivis.kernels import conv_plan, cpu_norm
 from minivis.kernels.conv_plan import reuse_weight_transforms, shared_winograd_gemms  # noqa: F401 (re-exported for the vis methods)
 from minivis.rules import current_lrp
 from minivis.validate import check_array_size, check_same_device, check_tensor, int_pair, padding4
@@ -117,25 +117,37 @@ def reference_conv2d_backward_weight(g: Any, x: Any, w_shape: tuple[int, ...], s
 
 
 # ----------------------------------------------------------------------------- array-level conv2d
-def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int, bias: Any = None) -> Any:
+def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int, bias: Any = None,
+                   bn_relu: tuple | None = None) -> Any:
     """y = conv2d(x, w) + bias on arrays. x: (N, C_in, H, W), w: (C_out, C_in/G, kh, kw) -> (N, C_out, Ho, Wo).
 
     bias: (C_out,) or None. The algorithm is ``conv_plan.choose``'s (see ``conv_algorithm``).
+    bn_relu: (scale, shift, low, high) or None: then ``clip(y * scale + shift, low, high)`` per
+    channel, an eval batch norm and its rectifier (``F.conv2d_bn_relu``); the depthwise kernels
+    apply it as they write each output row, im2col to each tile, the other paths in one pass after.
     """
     kernels, xp = backend.kernels("conv", x, "conv2d"), backend.xp(x)
     x = xp.ascontiguousarray(x)
     out_hw = conv_plan.output_hw(x.shape[2:], w.shape[2:], stride, pad4, dilation)
     how = conv_plan.choose(kernels, x.shape, w.shape, out_hw, stride, dilation, groups, _ALGORITHM.get())
+    if how == "depthwise":  # the fast paths add the bias (and the batch norm) as they write each output row
+        return kernels.depthwise_forward(x, w, stride, pad4, dilation, out_hw, bias, bn_relu)
     if how == "winograd":
-        return conv_plan.winograd_forward(x, w, pad4, out_hw, bias)
-    if how == "im2col":
-        return conv_plan.im2col_forward(kernels, xp, x, w, stride, pad4, dilation, groups, bias)
-    if how == "depthwise":  # the fast paths add the bias as they write each output row
-        return kernels.depthwise_forward(x, w, stride, pad4, dilation, out_hw, bias)
-    if how == "direct":
-        return conv_plan.direct_forward(x, w, stride, pad4, dilation, out_hw, bias)
-    out = reference_conv2d_forward(x, w, stride, pad4, dilation, groups)
-    return out if bias is None else xp.add(out, bias.reshape(1, -1, 1, 1), out=out)
+        out = conv_plan.winograd_forward(x, w, pad4, out_hw, bias)
+    elif how == "im2col":  # like the depthwise kernels, finishes each tile while it is in cache
+        return conv_plan.im2col_forward(kernels, xp, x, w, stride, pad4, dilation, groups, bias, bn_relu)
+    elif how == "direct":
+        out = conv_plan.direct_forward(x, w, stride, pad4, dilation, out_hw, bias)
+    else:
+        out = reference_conv2d_forward(x, w, stride, pad4, dilation, groups)
+        if bias is not None:
+            xp.add(out, bias.reshape(1, -1, 1, 1), out=out)
+    if bn_relu is None:
+        return out
+    scale, shift, low, high = bn_relu
+    if xp is np:
+        return cpu_norm.affine_clip(out, scale, shift, low, high)[0]
+    return xp.clip(out * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1), low, high)
 
 
 def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: tuple[int, ...], stride: Pair,
@@ -249,18 +261,10 @@ def _bias_grad(g: Any) -> Any:
     return g.reshape(g.shape[0], g.shape[1], g.shape[2] * g.shape[3]).sum(axis=2).sum(axis=0)
 
 
-# ----------------------------------------------------------------------------- conv2d
-def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1) -> Tensor:
-    """2-D convolution (cross-correlation, as in every deep-learning library).
-
-    x: (N, C_in, H, W); weight: (C_out, C_in/groups, kh, kw); bias: (C_out,) or None.
-    stride, dilation: int or (h, w). padding: int, (ph, pw), (top, bottom, left, right),
-    ``"valid"`` (no padding) or ``"same"`` (TensorFlow SAME: output ceil(H/stride)).
-    groups: channels are split into ``groups`` independent convolutions (``groups == C_in`` is
-    depthwise). Returns (N, C_out, Ho, Wo) with ``Ho = floor((H + top + bottom - dh*(kh-1) - 1)/sh) + 1``.
-    """
-    op = "conv2d"
+def conv2d_args(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
+                groups: Any) -> tuple[Tensor, Tensor, Tensor | None, Pair, Pad4, Pair, int]:
+    """``conv2d``'s arguments checked: (x, weight, bias, stride, pad4, dilation, groups), ready for
+    ``conv2d_forward`` (also read by ``F.conv2d_bn_relu``)."""
     x, weight, bias = _operands(op, x, weight, bias)
     backend.kernels("conv", x.data, op)  # fails early, naming the op, where numba-cuda is missing
     stride, dilation = int_pair(stride, op, "stride"), int_pair(dilation, op, "dilation")
@@ -286,7 +290,23 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     # (index * stride) cannot overflow
     stride = (min(stride[0], padded[0]), min(stride[1], padded[1]))
     check_array_size((n, c_out) + conv_plan.output_hw((h, w), (kh, kw), stride, pad4, dilation), x.dtype, op)
+    return x, weight, bias, stride, pad4, dilation, groups
 
+
+# ----------------------------------------------------------------------------- conv2d
+def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1) -> Tensor:
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    x: (N, C_in, H, W); weight: (C_out, C_in/groups, kh, kw); bias: (C_out,) or None.
+    stride, dilation: int or (h, w). padding: int, (ph, pw), (top, bottom, left, right),
+    ``"valid"`` (no padding) or ``"same"`` (TensorFlow SAME: output ceil(H/stride)).
+    groups: channels are split into ``groups`` independent convolutions (``groups == C_in`` is
+    depthwise). Returns (N, C_out, Ho, Wo) with ``Ho = floor((H + top + bottom - dh*(kh-1) - 1)/sh) + 1``.
+    """
+    op = "conv2d"
+    x, weight, bias, stride, pad4, dilation, groups = conv2d_args(op, x, weight, bias, stride, padding, dilation,
+                                                                  groups)
     out = conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups, None if bias is None else bias.data)
     # Saved for backward: the input, which dL/dw and the LRP rules read (not in a lean graph with
     # frozen weights: dL/dx needs only the weight). The output is never kept.

@@ -24,20 +24,20 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor, is_grad_enabled, is_lean, lean_error
-from minivis.functional import activation, lrp
-from minivis.kernels import cpu_norm
+from minivis.functional import activation, conv, lrp
+from minivis.kernels import conv_plan, cpu_norm
 from minivis.rules import RULE_CODES, current_lrp, current_rule
 from minivis.validate import check_float, check_same_device, check_tensor
 
 
 # ----------------------------------------------------------------------------- shared helpers
-def _check_param(t: Any, op: str, name: str, shape: tuple[int, ...], x: Tensor) -> Tensor | None:
-    """A weight/bias argument as a Tensor of ``shape`` and x's dtype (None stays None)."""
+def _check_param(t: Any, op: str, name: str, shape: tuple[int, ...], x: Tensor, of: str = "the input") -> Tensor | None:
+    """A weight/bias argument as a Tensor of ``shape`` and x's dtype (None stays None); ``of``: what x is."""
     if t is None:
         return None
     t = check_tensor(t, op, name)
     if t.shape != shape:
-        raise ValueError(f"{op}: {name} must have shape {shape} to match the input {x.shape}, "
+        raise ValueError(f"{op}: {name} must have shape {shape} to match {of} {x.shape}, "
                          f"got shape {t.shape}")
     if t.dtype != x.dtype:
         raise TypeError(f"{op}: {name} dtype {t.dtype} differs from input dtype {x.dtype}")
@@ -72,7 +72,7 @@ def _standardize_backward(g_hat: Any, xhat: Any, inv_std: Any, axes: tuple[int, 
                       - xhat * (g_hat * xhat).mean(axis=axes, keepdims=True))
 
 
-def _running_stat(a: Any, op: str, name: str, channels: int, x: Tensor) -> Any:
+def _running_stat(a: Any, op: str, name: str, channels: int, x: Tensor, of: str = "an input") -> Any:
     """A running_mean/running_var buffer: a float array (or Tensor, whose data is used) of shape (C,)."""
     if isinstance(a, Tensor):
         a = a.data
@@ -81,7 +81,7 @@ def _running_stat(a: Any, op: str, name: str, channels: int, x: Tensor) -> Any:
     if a.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must be a float array (it is updated in place), got dtype {a.dtype}")
     if a.shape != (channels,):
-        raise ValueError(f"{op}: {name} must have shape ({channels},) for an input with {channels} channels "
+        raise ValueError(f"{op}: {name} must have shape ({channels},) for {of} with {channels} channels "
                          f"{x.shape}, got shape {a.shape}")
     if backend.device_of(a) != x.device:
         raise ValueError(f"{op}: {name} is on {backend.device_of(a)} but the input is on {x.device}")
@@ -207,6 +207,33 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
     return Tensor.from_op(out, parents, backward, op)
 
 
+def _check_bn_relu_params(op: str, x: Tensor, weight: Any, bias: Any, max_value: Any,
+                          names: tuple[str, str, str] = ("weight", "bias", "the input")) -> tuple[Any, Any]:
+    """``batch_norm_relu``'s weight and bias as tensors matching x's channels, and its max_value checked.
+    names: what the weight, the bias and x are called in the errors."""
+    if isinstance(max_value, bool) or not isinstance(max_value, int | float | np.floating | np.integer):
+        raise TypeError(f"{op}: max_value must be a number, 6 (relu6) or inf (relu), got {max_value!r}")
+    if max_value not in (6, np.inf):
+        raise ValueError(f"{op}: max_value must be 6 (relu6) or inf (relu), got {max_value!r}")
+    channels = x.shape[1]
+    return (_check_param(weight, op, names[0], (channels,), x, names[2]),
+            _check_param(bias, op, names[1], (channels,), x, names[2]))
+
+
+def _eval_bn_relu(op: str, x: Tensor, running_mean: Any, running_var: Any, weight: Tensor | None,
+                  bias: Tensor | None, eps: Any, max_value: float, of: str = "an input") -> tuple[Any, Any, Any, Any]:
+    """Eval batch norm + rectifier on x as ``clip(x * scale + shift, low, high)``: (scale, shift, low, high)."""
+    if running_mean is None or running_var is None:
+        raise ValueError(f"{op}: running_mean and running_var are both required")
+    channels = x.shape[1]
+    stats = (_running_stat(running_mean, op, "running_mean", channels, x, of),
+             _running_stat(running_var, op, "running_var", channels, x, of))
+    eps = check_float(eps, op, "eps", 0.0)
+    check_same_device(op, x, weight, bias)
+    _, _, scale, shift = _eval_affine(stats, weight, bias, eps, x)
+    return scale, shift, x.dtype.type(0), x.dtype.type(max_value)
+
+
 def batch_norm_relu(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
                     eps: float = 1e-5, max_value: float = np.inf) -> Tensor:
     """``relu(batch_norm(x, ...))`` in eval mode, as one op: ``max_value=6`` makes it relu6.
@@ -224,25 +251,13 @@ def batch_norm_relu(x: Any, running_mean: Any, running_var: Any, weight: Any = N
     """
     op = "batch_norm_relu"
     x = check_tensor(x, op, "input", ndim=(2, 4))
-    if isinstance(max_value, bool) or not isinstance(max_value, int | float | np.floating | np.integer):
-        raise TypeError(f"{op}: max_value must be a number, 6 (relu6) or inf (relu), got {max_value!r}")
-    if max_value not in (6, np.inf):
-        raise ValueError(f"{op}: max_value must be 6 (relu6) or inf (relu), got {max_value!r}")
-    channels = x.shape[1]
-    weight = _check_param(weight, op, "weight", (channels,), x)
-    bias = _check_param(bias, op, "bias", (channels,), x)
+    weight, bias = _check_bn_relu_params(op, x, weight, bias, max_value)
     trainable = is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias))
     if trainable or current_rule() == "rescale":
         y = batch_norm(x, running_mean, running_var, weight, bias, False, 0.0, eps)
         return activation.relu(y) if max_value == np.inf else activation.relu6(y)
-    if running_mean is None or running_var is None:
-        raise ValueError(f"{op}: running_mean and running_var are both required")
-    stats = (_running_stat(running_mean, op, "running_mean", channels, x),
-             _running_stat(running_var, op, "running_var", channels, x))
-    eps = check_float(eps, op, "eps", 0.0)
-    check_same_device(op, x, weight, bias)
-    _, _, scale, shift = _eval_affine(stats, weight, bias, eps, x)
-    lean, low, high = is_lean(), x.dtype.type(0), x.dtype.type(max_value)
+    scale, shift, low, high = _eval_bn_relu(op, x, running_mean, running_var, weight, bias, eps, max_value)
+    lean = is_lean()
     if isinstance(x.data, np.ndarray):
         out, region = cpu_norm.affine_clip(x.data, scale, shift, low, high, region=lean)
     else:
@@ -267,6 +282,40 @@ def batch_norm_relu(x: Any, running_mean: Any, running_var: Any, weight: Any = N
         return (_eval_input_grad(op, g, saved_x, weight, scale, shift),)
 
     return Tensor.from_op(out, (x,), backward, op)
+
+
+def conv2d_bn_relu(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+                   groups: int = 1, *, running_mean: Any, running_var: Any, bn_weight: Any = None,
+                   bn_bias: Any = None, eps: float = 1e-5, max_value: float = np.inf) -> Tensor:
+    """``batch_norm_relu(conv2d(x, weight, bias, ...), running_mean, ...)``: a convolution, an eval
+    batch norm and the rectifier after it, for inference.
+
+    Where no graph is recorded (inside ``no_grad()``, or nothing here requires grad) the three run as
+    one op: the batch norm and rectifier, ``clip(y * scale + shift, 0, max_value)``, are applied to the
+    convolution's output as the depthwise kernels write it (no pass over memory of their own; other
+    convolutions take one pass after, as ``batch_norm_relu`` does). The values are bit for bit those
+    of the separate ops. Where a graph is recorded, the separate ops run (``conv2d`` and
+    ``batch_norm_relu``): their backward passes, rules and saved arrays are the ones to use.
+    """
+    op = "conv2d_bn_relu"
+    recorded = is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
+                                         for t in (x, weight, bias, bn_weight, bn_bias))
+    if recorded or current_rule() == "rescale":
+        return batch_norm_relu(conv.conv2d(x, weight, bias, stride, padding, dilation, groups), running_mean,
+                               running_var, bn_weight, bn_bias, eps, max_value)
+    x, weight, bias, stride, pad4, dilation, groups = conv.conv2d_args(op, x, weight, bias, stride, padding,
+                                                                       dilation, groups)
+    # the output's shape, dtype and device, without its memory: what the batch norm's checks read
+    out_hw = conv_plan.output_hw(x.shape[2:], weight.shape[2:], stride, pad4, dilation)
+    xp = backend.xp(x.data)
+    like = Tensor.from_op(xp.broadcast_to(xp.zeros((), x.dtype), (x.shape[0], weight.shape[0]) + out_hw), (),
+                          None, op)
+    of = "the convolution's output"
+    bn_weight, bn_bias = _check_bn_relu_params(op, like, bn_weight, bn_bias, max_value, ("bn_weight", "bn_bias", of))
+    bn_relu = _eval_bn_relu(op, like, running_mean, running_var, bn_weight, bn_bias, eps, max_value, of)
+    out = conv.conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups,
+                              None if bias is None else bias.data, bn_relu)
+    return Tensor.from_op(out, (), None, op)
 
 
 # ----------------------------------------------------------------------------- instance norm

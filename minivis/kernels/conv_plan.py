@@ -50,7 +50,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from minivis.kernels import cpu_conv, cpu_direct, cpu_threads, cpu_winograd, cpu_workspace
+from minivis.kernels import cpu_conv, cpu_direct, cpu_norm, cpu_threads, cpu_winograd, cpu_workspace
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
@@ -200,11 +200,27 @@ def _empty(xp: Any, shape: tuple[int, ...], dtype: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- im2col + GEMM
+def _finish_tile(xp: Any, tile: Any, bias: Any, bn_relu: tuple | None) -> None:
+    """``tile += bias``, then ``tile[...] = clip(tile * scale + shift, low, high)`` with bn_relu =
+    (scale, shift, low, high): a tile of the output (N', C_out, rows, Wo), finished while in cache."""
+    if bias is not None:
+        tile += bias
+    if bn_relu is None:
+        return
+    scale, shift, low, high = bn_relu
+    if xp is np:
+        cpu_norm.affine_clip_rows(tile, scale, shift, low, high)
+    else:
+        tile[...] = xp.clip(tile * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1), low, high)
+
+
 def im2col_forward(kernels: types.ModuleType, xp: Any, x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair,
-                   groups: int, bias: Any = None) -> Any:
+                   groups: int, bias: Any = None, bn_relu: tuple | None = None) -> Any:
     """``W @ im2col(x)`` tile by tile; x contiguous (N, C_in, H, W) -> (N, C_out, Ho, Wo).
 
-    bias: (C_out,) or None, added to each tile while it is in cache.
+    bias: (C_out,) or None, added to each tile while it is in cache; bn_relu: (scale, shift, low,
+    high) or None, then ``clip(y * scale + shift, low, high)`` per channel, likewise
+    (``F.conv2d_bn_relu``).
     """
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
@@ -215,17 +231,18 @@ def im2col_forward(kernels: types.ModuleType, xp: Any, x: Any, w: Any, stride: P
     if is_pointwise(kh, kw, stride, pad4):  # x already is its own cols matrix
         out = _empty(xp, (n, c_out, ho, wo), x.dtype)
         x_g, out_g = x.reshape(n, groups, k_g, pixels), out.reshape(n, groups, c_out // groups, pixels)
-        if kernels is cpu_conv and b is not None and n > 1:
+        if kernels is cpu_conv and (b is not None or bn_relu is not None) and n > 1:
             # a slice of the batch per thread, its bias added while its output is still in cache
             # (not a separate pass over the whole output: benchmarks/README.md, "Convolution planning")
             def products(part: slice, _parallel: bool) -> None:
                 np.matmul(w_g, x_g[part], out=out_g[part])
-                np.add(out[part], b, out=out[part])
+                _finish_tile(xp, out[part], b, bn_relu)
 
             cpu_threads.map_batch(products, n, n * c_out * k_g * pixels)
             return out
         xp.matmul(w_g, x_g, out=out_g)
-        return out if b is None else xp.add(out, b, out=out)
+        _finish_tile(xp, out, b, bn_relu)
+        return out
     out = _empty(xp, (n, c_out, ho, wo), x.dtype)
     out_g = out.reshape(n, groups, c_out // groups, pixels)  # a view: the GEMMs write NCHW directly
     row_bytes = k * wo * x.itemsize
@@ -238,8 +255,7 @@ def im2col_forward(kernels: types.ModuleType, xp: Any, x: Any, w: Any, stride: P
             cols = kernels.im2col(x[images], kh, kw, stride, _band_pad(pad4, r0, stride[0]), dilation, (r1 - r0, wo),
                                   out=scratch[:m * k * band].reshape(m, k, band), parallel=parallel)
             xp.matmul(w_g, cols.reshape(m, groups, k_g, band), out=out_g[images, :, :, r0 * wo:r1 * wo])
-            if b is not None:
-                out[images, :, r0:r1] += b
+            _finish_tile(xp, out[images, :, r0:r1], b, bn_relu)
 
     _over_tiles(kernels, tiles, n * c_out * k_g * pixels, run)
     return out

@@ -32,6 +32,7 @@ import numba
 import numpy as np
 
 from minivis.kernels import cpu_threads, cpu_workspace
+from minivis.kernels.cpu_activation import _clip_one
 from minivis.kernels.cpu_layout import from_channels_last, to_channels_last
 
 
@@ -432,19 +433,34 @@ def _tap_weights(wk, taps, weights):
 
 
 @numba.njit(inline="always")
-def _copy_out(acc, wp, dst, bias=0.0, has_bias=False):
-    """dst[i, j] = acc[i*wp + j] (+ bias): a wide-grid result without its extra columns.
+def _write_row(src, row, bias, scale, shift, low, high, mode):
+    """row[j] = src[j], finished by ``mode`` as the output is written (no further pass over it):
 
-    The bias is added on the way out, one rounding as a separate ``out + b`` would make, without
-    another pass over the output (``has_bias=False`` adds nothing: ``-0.0 + 0.0`` would be +0.0)."""
+    0: as is; 1: ``+ bias``; 2: ``clip(v * scale + shift, low, high)``, an eval batch norm and the
+    rectifier after it (``conv_bn_relu``); 3: both, the bias first. Each step rounds as the separate
+    op would (``+ 0.0`` is never added: it would turn -0.0 into +0.0). One loop per mode, so each
+    vectorises.
+    """
+    if mode == 0:
+        for j in range(row.shape[0]):
+            row[j] = src[j]
+    elif mode == 1:
+        for j in range(row.shape[0]):
+            row[j] = src[j] + bias
+    elif mode == 2:
+        for j in range(row.shape[0]):
+            row[j] = _clip_one(src[j] * scale + shift, low, high)
+    else:
+        for j in range(row.shape[0]):
+            row[j] = _clip_one((src[j] + bias) * scale + shift, low, high)
+
+
+@numba.njit(inline="always")
+def _copy_out(acc, wp, dst, bias=0.0, scale=1.0, shift=0.0, low=0.0, high=0.0, mode=0):
+    """dst[i, j] = acc[i*wp + j], finished by ``mode`` (``_write_row``): a wide-grid result without
+    its extra columns."""
     for i in range(dst.shape[0]):
-        row, src = dst[i], acc[i * wp:]
-        if has_bias:
-            for j in range(dst.shape[1]):
-                row[j] = src[j] + bias
-        else:
-            for j in range(dst.shape[1]):
-                row[j] = src[j]
+        _write_row(acc[i * wp:], dst[i], bias, scale, shift, low, high, mode)
 
 
 @numba.njit(cache=True)
@@ -508,9 +524,10 @@ def _wide_tap_dots(gw, xp, offsets, out):
 
 
 @numba.njit(cache=True)
-def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1, bias, has_bias):
+def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1, post, low, high, mode):
     """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, oh*sh + i*dh, ow*sw + j*dw]
-    (+ bias[co] if ``has_bias``) for the planes ``p = n*C_out + co`` in [p0, p1).
+    for the planes ``p = n*C_out + co`` in [p0, p1), each finished by ``mode`` as it is written
+    (``_write_row``; post: (3, C_out), the rows bias, scale, shift).
 
     One wide-grid correlation per polyphase component (one component at stride 1). The tap
     layout depends on the geometry only, so it is worked out once, and the planes share one set
@@ -543,7 +560,7 @@ def _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, p0, p1, bias
                 continue
             _tap_weights(w[co, 0], taps[phase, :m], weights[:m])
             _wide_correlate_add(xp[phase].reshape(-1), offsets[phase, :m], weights[:m], acc)
-        _copy_out(acc, wp, out[n, co], bias[co], has_bias)
+        _copy_out(acc, wp, out[n, co], post[0, co], post[1, co], post[2, co], low, high, mode)
 
 
 @numba.njit(cache=True)
@@ -667,16 +684,17 @@ def _depthwise_backward_weight_plane(g, x, sh, sw, top, left, dh, dw, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def _depthwise_forward(x, w, sh, sw, top, left, dh, dw, out, chunks, bias, has_bias):
+def _depthwise_forward(x, w, sh, sw, top, left, dh, dw, out, chunks, post, low, high, mode):
     planes = out.shape[0] * out.shape[1]
     for k in numba.prange(chunks):  # a run of planes per task: one set of buffers each
         _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, planes * k // chunks,
-                                  planes * (k + 1) // chunks, bias, has_bias)
+                                  planes * (k + 1) // chunks, post, low, high, mode)
 
 
 @numba.njit(cache=True)
-def _depthwise_forward_serial(x, w, sh, sw, top, left, dh, dw, out, chunks, bias, has_bias):  # chunks: unused
-    _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, 0, out.shape[0] * out.shape[1], bias, has_bias)
+def _depthwise_forward_serial(x, w, sh, sw, top, left, dh, dw, out, chunks, post, low, high, mode):  # chunks: unused
+    _depthwise_forward_planes(x, w, sh, sw, top, left, dh, dw, out, 0, out.shape[0] * out.shape[1], post, low, high,
+                              mode)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -740,9 +758,9 @@ def _channels_last_taps(w):
 
 
 @numba.njit(inline="always")
-def _depthwise_cl_image(src, wt, sh, sw, top, left, dh, dw, dst, src_t, dst_t, backward, bias, has_bias):
+def _depthwise_cl_image(src, wt, sh, sw, top, left, dh, dw, dst, src_t, dst_t, backward, post, low, high, mode):
     """One image, channels innermost; src_t, dst_t: (pixels, C) scratch for src and dst; the forward
-    adds ``bias`` (C,) to each output pixel when ``has_bias`` (while the scratch is in cache).
+    finishes each output pixel by ``mode`` (``_write_row``) while the scratch is in cache.
 
     Forward (src = x (C, H, W), dst = out (C, Ho, Wo)): each output pixel gathers its taps,
     ``out[oh, ow, :] += w[i, j, :] * x[ih, iw, :]``. Input gradient (src = g, dst = dx): each output
@@ -774,29 +792,35 @@ def _depthwise_cl_image(src, wt, sh, sw, top, left, dh, dw, dst, src_t, dst_t, b
                     else:
                         for k in range(c):
                             dst_t[o, k] += wt[i, j, k] * src_t[q, k]
-    if has_bias:
+    if mode == 1:
         for o in range(dst_pixels):
             for k in range(c):
-                dst_t[o, k] += bias[k]
+                dst_t[o, k] += post[0, k]
+    elif mode >= 2:  # as ``_write_row``, with the channels innermost
+        for o in range(dst_pixels):
+            for k in range(c):
+                v = dst_t[o, k] + post[0, k] if mode == 3 else dst_t[o, k]
+                dst_t[o, k] = _clip_one(v * post[1, k] + post[2, k], low, high)
     from_channels_last(dst_t.reshape(1, dst_pixels, c), 0, 1, dst_pixels, dst.reshape(c, 1, dst_pixels))
 
 
 @numba.njit(parallel=True, cache=True)
-def _depthwise_cl(src, w, sh, sw, top, left, dh, dw, dst, backward, bias, has_bias):
+def _depthwise_cl(src, w, sh, sw, top, left, dh, dw, dst, backward, post, low, high, mode):
     wt = _channels_last_taps(w)
     c, src_pixels, dst_pixels = src.shape[1], src.shape[2] * src.shape[3], dst.shape[2] * dst.shape[3]
     for n in numba.prange(src.shape[0]):  # an image per task, each with its own scratch
         _depthwise_cl_image(src[n], wt, sh, sw, top, left, dh, dw, dst[n], np.empty((src_pixels, c), src.dtype),
-                            np.empty((dst_pixels, c), src.dtype), backward, bias, has_bias)
+                            np.empty((dst_pixels, c), src.dtype), backward, post, low, high, mode)
 
 
 @numba.njit(cache=True)
-def _depthwise_cl_serial(src, w, sh, sw, top, left, dh, dw, dst, backward, bias, has_bias):
+def _depthwise_cl_serial(src, w, sh, sw, top, left, dh, dw, dst, backward, post, low, high, mode):
     wt = _channels_last_taps(w)
     c, src_pixels, dst_pixels = src.shape[1], src.shape[2] * src.shape[3], dst.shape[2] * dst.shape[3]
     src_t, dst_t = np.empty((src_pixels, c), src.dtype), np.empty((dst_pixels, c), src.dtype)
     for n in range(src.shape[0]):
-        _depthwise_cl_image(src[n], wt, sh, sw, top, left, dh, dw, dst[n], src_t, dst_t, backward, bias, has_bias)
+        _depthwise_cl_image(src[n], wt, sh, sw, top, left, dh, dw, dst[n], src_t, dst_t, backward, post, low, high,
+                            mode)
 
 
 def _channels_last(c_in: int, w_shape: tuple[int, ...], out_hw: tuple[int, ...]) -> bool:
@@ -805,25 +829,44 @@ def _channels_last(c_in: int, w_shape: tuple[int, ...], out_hw: tuple[int, ...])
     return w_shape[0] == c_in and out_hw[0] * out_hw[1] <= CHANNELS_LAST_MAX_PIXELS
 
 
+def finish_args(channels: int, dtype: np.dtype, bias: np.ndarray | None,
+                bn_relu: tuple | None) -> tuple[np.ndarray, object, object, int]:
+    """The kernels' finishing arguments (``_write_row``): (post, low, high, mode), post (3, C) = bias, scale, shift.
+
+    bn_relu: (scale, shift, low, high) or None: an eval batch norm, ``v * scale + shift`` per
+    channel, and the rectifier after it, ``clip(., low, high)`` (``F.conv2d_bn_relu``).
+    """
+    post = np.zeros((3, channels), dtype)
+    if bias is not None:
+        post[0] = bias.reshape(-1)
+    low = high = dtype.type(0)
+    if bn_relu is not None:
+        post[1], post[2] = bn_relu[0].reshape(-1), bn_relu[1].reshape(-1)
+        low, high = dtype.type(bn_relu[2]), dtype.type(bn_relu[3])
+    return post, low, high, (bias is not None) + 2 * (bn_relu is not None)
+
+
 def depthwise_forward(x: np.ndarray, w: np.ndarray, stride: tuple[int, int], pad4: tuple[int, int, int, int],
-                      dilation: tuple[int, int], out_hw: tuple[int, int], bias: np.ndarray | None = None) -> np.ndarray:
+                      dilation: tuple[int, int], out_hw: tuple[int, int], bias: np.ndarray | None = None,
+                      bn_relu: tuple | None = None) -> np.ndarray:
     """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, ih, iw] (+ bias[co]).
 
     x: (N, C_in, H, W), w: (C_out, 1, kh, kw) with C_out = M * C_in -> out: (N, C_out, Ho, Wo).
-    bias: (C_out,) or None, added as each plane is written out (the same rounding as adding it after).
+    bias: (C_out,) or None; bn_relu: (scale, shift, low, high) or None, then
+    ``clip(out * scale + shift, low, high)`` per channel (``finish_args``). Both are applied as each
+    plane is written out, with the rounding of the separate ops and without another pass over memory.
     """
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
     out = cpu_workspace.empty((x.shape[0], w.shape[0]) + tuple(out_hw), x.dtype)
-    has_bias = bias is not None
-    b = np.ascontiguousarray(bias, dtype=x.dtype) if has_bias else np.zeros(w.shape[0], x.dtype)
+    finish = finish_args(w.shape[0], x.dtype, bias, bn_relu)
     if _channels_last(x.shape[1], w.shape, out_hw):
         cpu_threads.launch(_depthwise_cl, _depthwise_cl_serial,
                            out.size * w.shape[2] * w.shape[3] // 2 if out.shape[0] > 1 else 0, x, w,
-                           *_geometry(stride, pad4, dilation), out, False, b, has_bias)
+                           *_geometry(stride, pad4, dilation), out, False, *finish)
         return out
     chunks = min(out.shape[0] * out.shape[1], 4 * numba.get_num_threads())
     cpu_threads.launch(_depthwise_forward, _depthwise_forward_serial, out.size * w.shape[2] * w.shape[3] // 2, x, w,
-                       *_geometry(stride, pad4, dilation), out, chunks, b, has_bias)
+                       *_geometry(stride, pad4, dilation), out, chunks, *finish)
     return out
 
 
@@ -839,7 +882,7 @@ def depthwise_backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, i
     if _channels_last(x_shape[1], w.shape, g.shape[2:]):
         cpu_threads.launch(_depthwise_cl, _depthwise_cl_serial,
                            g.size * w.shape[2] * w.shape[3] // 2 if g.shape[0] > 1 else 0, g, w,
-                           *_geometry(stride, pad4, dilation), dx, True, np.empty(0, g.dtype), False)
+                           *_geometry(stride, pad4, dilation), dx, True, *finish_args(g.shape[1], g.dtype, None, None))
         return dx
     work = g.size * w.shape[2] * w.shape[3] // 2
     chunks = min(dx.shape[0] * dx.shape[1], 4 * numba.get_num_threads())

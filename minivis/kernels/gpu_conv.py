@@ -146,17 +146,27 @@ def _depthwise_forward(x, w, sh, sw, top, left, dh, dw, out):
 
 
 def depthwise_forward(x: Any, w: Any, stride: tuple[int, int], pad4: tuple[int, int, int, int],
-                      dilation: tuple[int, int], out_hw: tuple[int, int], bias: Any = None) -> Any:
+                      dilation: tuple[int, int], out_hw: tuple[int, int], bias: Any = None,
+                      bn_relu: tuple | None = None) -> Any:
     """out[n, co, oh, ow] = sum_ij w[co, 0, i, j] * x_pad[n, co // M, ih, iw] (+ bias[co]).
 
     x: (N, C_in, H, W), w: (C_out, 1, kh, kw) with C_out = M * C_in -> out: (N, C_out, Ho, Wo);
-    bias: (C_out,) or None (the CPU kernels' signature; added after the kernel here).
+    bias: (C_out,) or None; bn_relu: (scale, shift, low, high) or None, then
+    ``clip(out * scale + shift, low, high)`` per channel (the CPU kernels' signature; both are
+    applied after the kernel here).
     """
     xp = backend.xp(x)
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w, dtype=x.dtype)
     out = xp.empty((x.shape[0], w.shape[0]) + tuple(out_hw), dtype=x.dtype)
     launch(_depthwise_forward, out.size, x, x, w, *_geometry(stride, pad4, dilation), out)
-    return out if bias is None else xp.add(out, bias.reshape(1, -1, 1, 1), out=out)
+    if bias is not None:
+        xp.add(out, bias.reshape(1, -1, 1, 1), out=out)
+    if bn_relu is not None:
+        scale, shift, low, high = bn_relu
+        xp.multiply(out, scale.reshape(1, -1, 1, 1), out=out)
+        xp.add(out, shift.reshape(1, -1, 1, 1), out=out)
+        xp.clip(out, low, high, out=out)
+    return out
 
 
 @cuda.jit

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from minivis.autograd import Tensor
 from minivis.models.base import ImageClassifier
-from minivis.nn import BatchNorm2d, Conv2d, Dropout, Flatten, Linear, Module, ReLU6, Sequential, batch_norm_act
+from minivis.nn import BatchNorm2d, Conv2d, Dropout, Flatten, Linear, Module, ReLU6, Sequential, conv_bn_act
 from minivis.nn.pool import AdaptiveAvgPool2d
 
 BN_EPS = 1e-3
@@ -45,9 +45,10 @@ class MBConvBlock(Module):
         self.skip = stride == 1 and in_ch == out_ch
 
     def forward(self, x: Tensor) -> Tensor:
-        # batch_norm_act(bn, act, h) is act(bn(h)), one fused op in eval mode (minivis/nn/norm.py)
-        h = batch_norm_act(self._bn0, self._act0, self._expand_conv(x)) if self.has_expand else x
-        h = batch_norm_act(self._bn1, self._act1, self._depthwise_conv(h))
+        # conv_bn_act(conv, bn, act, h) is act(bn(conv(h))), fused where nothing could tell the
+        # difference (eval mode, no hooks; the convolution too when no graph is recorded: minivis/nn/norm.py)
+        h = conv_bn_act(self._expand_conv, self._bn0, self._act0, x) if self.has_expand else x
+        h = conv_bn_act(self._depthwise_conv, self._bn1, self._act1, h)
         h = self._bn2(self._project_conv(h))
         return h + x if self.skip else h
 
@@ -84,7 +85,7 @@ class EfficientNetLite(ImageClassifier):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        x = batch_norm_act(self._bn0, self._act_stem, self._conv_stem(x))
+        x = conv_bn_act(self._conv_stem, self._bn0, self._act_stem, x)
         x = self._blocks(x)
-        x = batch_norm_act(self._bn1, self._act_head, self._conv_head(x))
+        x = conv_bn_act(self._conv_head, self._bn1, self._act_head, x)
         return self._fc(self._dropout(self._flatten(self._avg_pooling(x))))

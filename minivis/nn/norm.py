@@ -9,9 +9,10 @@ from contextvars import ContextVar
 import numpy as np
 
 from minivis import functional as F
-from minivis.autograd import Tensor
+from minivis.autograd import Tensor, is_grad_enabled
 from minivis.nn.activation import ReLU, ReLU6
-from minivis.nn.module import Module, Parameter
+from minivis.nn.conv import Conv2d
+from minivis.nn.module import _OBSERVER, Module, Parameter
 from minivis.validate import check_array_size, check_positive_int
 
 
@@ -57,7 +58,7 @@ _FUSION = ContextVar("minivis_fusion", default=True)
 
 @contextlib.contextmanager
 def fusion(enabled: bool) -> Iterator[None]:
-    """Within the block, ``batch_norm_act`` and ``Sequential``'s ReLU + 2x2 max-pool pairs
+    """Within the block, ``batch_norm_act``, ``conv_bn_act`` and ``Sequential``'s ReLU + 2x2 max-pool pairs
     (``nn.pool.relu_max_pool``) fuse (True, the default) or always run the two modules.
 
     The results are the same bit for bit; turning fusion off shows each module's own op in the
@@ -91,6 +92,25 @@ def batch_norm_act(bn: Module, act: Module, x: Tensor) -> Tensor:
         return F.batch_norm_relu(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps,
                                  6.0 if type(act) is ReLU6 else np.inf)
     return act(bn(x))
+
+
+def conv_bn_act(conv: Module, bn: Module, act: Module, x: Tensor) -> Tensor:
+    """``act(bn(conv(x)))``: a model's convolution, its batch norm and the rectifier after them.
+
+    For inference, where no graph is recorded (``no_grad()``, or nothing requires grad), the three
+    run as one op, ``F.conv2d_bn_relu``: the conditions of ``batch_norm_act``, the convolution a
+    plain ``Conv2d`` without a hook, and no ``observe_forward`` observer (``ForwardReplay``), which
+    must see each module's call. Otherwise ``batch_norm_act(bn, act, conv(x))``.
+    """
+    if (type(conv) is Conv2d and not conv._hooked() and type(bn) is BatchNorm2d and not bn.training
+            and not bn._hooked() and type(act) in (ReLU, ReLU6) and not act._hooked() and fusion_enabled()
+            and isinstance(x, Tensor) and x.ndim == 4 and _OBSERVER.get() is None
+            and not (is_grad_enabled() and any(t is not None and t.requires_grad
+                                               for t in (x, conv.weight, conv.bias, bn.weight, bn.bias)))):
+        return F.conv2d_bn_relu(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups,
+                                running_mean=bn.running_mean, running_var=bn.running_var, bn_weight=bn.weight,
+                                bn_bias=bn.bias, eps=bn.eps, max_value=6.0 if type(act) is ReLU6 else np.inf)
+    return batch_norm_act(bn, act, conv(x))
 
 
 class InstanceNorm2d(Module):

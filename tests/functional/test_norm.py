@@ -171,6 +171,84 @@ def test_batch_norm_relu_bad_input(rng):
         mv.F.batch_norm_relu(x, mean, var, eps=-1.0)
 
 
+# ----------------------------------------------------------------------------- conv + batch norm + ReLU, for inference
+# (x shape, weight shape, stride, padding, algorithm): each path conv2d_forward can take
+CONV_BN_CASES = [
+    ((2, 6, 20, 20), (6, 1, 3, 3), 1, 1, "auto"),  # depthwise, planes of 400 px: the planar kernels
+    ((2, 6, 21, 21), (6, 1, 5, 5), 2, "same", "auto"),  # depthwise stride 2 (TF SAME), 11 px: channels last
+    ((2, 4, 9, 9), (8, 1, 3, 3), 1, 1, "auto"),  # depthwise, two output channels per input channel
+    ((2, 3, 12, 12), (5, 3, 3, 3), 2, 1, "im2col"),
+    ((2, 4, 10, 10), (5, 4, 3, 3), 1, 1, "winograd"),
+    ((2, 3, 10, 10), (1, 3, 5, 5), 1, 2, "direct"),
+    ((2, 4, 7, 7), (6, 4, 1, 1), 1, 0, "auto"),  # a 1x1 convolution: x is its own cols matrix
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("max_value", [6.0, np.inf])
+@pytest.mark.parametrize("conv_bias", [False, True])
+@pytest.mark.parametrize("case", CONV_BN_CASES)
+def test_conv2d_bn_relu_is_the_three_ops_bit_for_bit(rng, dtype, max_value, conv_bias, case):
+    x_shape, w_shape, stride, padding, algorithm = case
+    x = (2 * rng.standard_normal(x_shape)).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if conv_bias else None
+    _, (mean, var), wb = _bn_case(rng, dtype, (1, w_shape[0], 2, 1))
+    groups = x_shape[1] if w_shape[1] == 1 and x_shape[1] > 1 else 1
+    with mv.F.conv_algorithm(algorithm), mv.no_grad():
+        fused = mv.F.conv2d_bn_relu(x, w, b, stride, padding, groups=groups, running_mean=mean, running_var=var,
+                                    bn_weight=wb[0], bn_bias=wb[1], eps=1e-3, max_value=max_value)
+        apart = mv.F.batch_norm_relu(mv.F.conv2d(x, w, b, stride, padding, groups=groups), mean, var, *wb,
+                                     eps=1e-3, max_value=max_value)
+    assert fused.dtype == dtype and fused.grad_fn is None
+    np.testing.assert_array_equal(fused.numpy(), apart.numpy())
+
+
+def test_conv2d_bn_relu_records_the_separate_ops_where_a_graph_is_needed(rng):
+    x = rng.standard_normal((2, 4, 9, 9))
+    w = rng.standard_normal((4, 1, 3, 3))
+    _, (mean, var), wb = _bn_case(rng, np.float64, (1, 4, 2, 1))
+    kwargs = dict(groups=4, running_mean=mean, running_var=var, bn_weight=wb[0], bn_bias=wb[1], max_value=6)
+    xt = mv.tensor(x, requires_grad=True)
+    y = mv.F.conv2d_bn_relu(xt, w, None, 1, 1, **kwargs)
+    assert y.grad_fn.op == "batch_norm_relu"  # over a conv2d node: the gradient of the three ops
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    xt2 = mv.tensor(x, requires_grad=True)
+    mv.F.batch_norm_relu(mv.F.conv2d(xt2, w, None, 1, 1, groups=4), mean, var, *wb, max_value=6).backward(g)
+    np.testing.assert_array_equal(xt.grad, xt2.grad)
+    wt = mv.tensor(w, requires_grad=True)  # a trainable weight records the graph too
+    assert mv.F.conv2d_bn_relu(x, wt, None, 1, 1, **kwargs).grad_fn.op == "batch_norm_relu"
+    with mv.no_grad():  # nothing to differentiate: one op, no graph, the same values
+        z = mv.F.conv2d_bn_relu(xt, wt, None, 1, 1, **kwargs)
+    assert z.grad_fn is None and not z.requires_grad
+    np.testing.assert_array_equal(z.numpy(), y.numpy())
+    check_gradients(lambda t: mv.F.conv2d_bn_relu(t, w, None, 1, 1, **{**kwargs, "max_value": np.inf}),
+                    [np.where(np.abs(x) < 0.1, 0.5, x)], rng=_upstream_rng())
+
+
+def test_conv2d_bn_relu_bad_input(rng):
+    x, w = rng.standard_normal((1, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
+    stats = dict(running_mean=np.zeros(3), running_var=np.ones(3))
+    with mv.no_grad():
+        with pytest.raises(ValueError, match=r"conv2d_bn_relu: running_mean must have shape \(3,\)"):
+            mv.F.conv2d_bn_relu(x, w, running_mean=np.zeros(2), running_var=np.ones(3))
+        with pytest.raises(ValueError, match="conv2d_bn_relu: running_mean and running_var are both required"):
+            mv.F.conv2d_bn_relu(x, w, running_mean=None, running_var=np.ones(3))
+        with pytest.raises(ValueError, match=r"conv2d_bn_relu: max_value must be 6 \(relu6\) or inf"):
+            mv.F.conv2d_bn_relu(x, w, **stats, max_value=5)
+        with pytest.raises(ValueError, match=r"conv2d_bn_relu: bn_weight must have shape \(3,\)"):
+            mv.F.conv2d_bn_relu(x, w, **stats, bn_weight=np.ones(2))
+        with pytest.raises(TypeError, match="conv2d_bn_relu: bn_bias dtype float32 differs from input dtype float64"):
+            mv.F.conv2d_bn_relu(x, w, **stats, bn_bias=np.ones(3, np.float32))
+        with pytest.raises(ValueError, match="conv2d_bn_relu: eps must be"):
+            mv.F.conv2d_bn_relu(x, w, **stats, eps=-1.0)
+        with pytest.raises(ValueError, match=r"conv2d_bn_relu: output channels C_out \(3\) must be divisible by"):
+            mv.F.conv2d_bn_relu(x, w, **stats, groups=2)
+        with pytest.raises(TypeError, match="conv2d_bn_relu: running_var must be an array"):
+            mv.F.conv2d_bn_relu(x, w, running_mean=np.zeros(3), running_var="ones")
+
+
 def test_batch_norm_running_stats_use_unbiased_variance(rng):
     x = rng.standard_normal((6, 2, 3, 4))
     mean, var = np.zeros(2), np.ones(2)

@@ -102,6 +102,11 @@ def test_depthwise_forward_and_input_gradient_match_the_cpu_kernels(rng, dtype, 
     y = gpu_conv.depthwise_forward(x, w, stride, pad4, dilation, out_hw)
     assert y.dtype == dtype
     np.testing.assert_allclose(y, cpu_conv.depthwise_forward(x, w, stride, pad4, dilation, out_hw), **CLOSE[dtype])
+    bias, scale, shift = (rng.standard_normal(w.shape[0]).astype(dtype) for _ in range(3))
+    np.testing.assert_allclose(  # the bias, then an eval batch norm and ReLU6 (F.conv2d_bn_relu)
+        gpu_conv.depthwise_forward(x, w, stride, pad4, dilation, out_hw, bias, (scale, shift, 0.0, 6.0)),
+        cpu_conv.depthwise_forward(x, w, stride, pad4, dilation, out_hw, bias, (scale, shift, 0.0, 6.0)),
+        **CLOSE[dtype])
     g = rng.standard_normal(y.shape).astype(dtype)
     np.testing.assert_allclose(gpu_conv.depthwise_backward_input(g, w, x.shape, stride, pad4, dilation),
                                cpu_conv.depthwise_backward_input(g, w, x.shape, stride, pad4, dilation),

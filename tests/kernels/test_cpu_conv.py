@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from minivis.kernels import cpu_conv, cpu_threads
+from minivis.kernels import cpu_conv, cpu_norm, cpu_threads
 
 # (x shape, kh, kw, stride, pad4 (top, bottom, left, right), dilation)
 GEOMETRIES = [
@@ -130,6 +130,14 @@ def test_depthwise_kernels_match_naive_conv(case, dtype, twin, layout, rng, monk
     bias = rng.standard_normal(w_shape[0]).astype(dtype)
     with_bias = cpu_conv.depthwise_forward(x, w, stride, pad4, dilation, out_hw, bias)
     np.testing.assert_array_equal(with_bias, out + bias[:, None, None])
+    # an eval batch norm and clip, applied as each plane is written out: bit for bit the separate pass,
+    # with and without the bias, for ReLU6 and ReLU bounds
+    scale, shift = rng.uniform(0.5, 2.0, w_shape[0]).astype(dtype), rng.standard_normal(w_shape[0]).astype(dtype)
+    for b, before in ((None, out), (bias, with_bias)):
+        for high in (6.0, np.inf):
+            fused = cpu_conv.depthwise_forward(x, w, stride, pad4, dilation, out_hw, b, (scale, shift, 0.0, high))
+            want = cpu_norm.affine_clip(before, scale, shift, dtype(0), dtype(high))[0]
+            np.testing.assert_array_equal(fused, want)
 
     g = rng.standard_normal(out.shape).astype(dtype)
     dx = cpu_conv.depthwise_backward_input(g, w, x_shape, stride, pad4, dilation)

@@ -1,5 +1,6 @@
 """``mv.nn.batch_norm_act``: a model's batch norm and rectifier run as one op where nothing can tell,
-with results identical bit for bit to the two modules, under every backward rule."""
+with results identical bit for bit to the two modules, under every backward rule; ``conv_bn_act``
+adds the convolution before them where no graph is recorded; ``Sequential``'s ReLU + max-pool pairs."""
 
 from contextlib import nullcontext
 
@@ -8,6 +9,7 @@ import pytest
 
 import minivis as mv
 from minivis.nn import BatchNorm2d, ReLU, ReLU6
+from minivis.nn.module import observe_forward
 
 
 def _bn(rng, c=3):
@@ -90,6 +92,52 @@ def test_a_fused_forward_outside_the_rescale_rule_says_why_its_backward_cannot_r
     y = lite0(mv.tensor(rng.standard_normal((1, 3, 32, 32)), requires_grad=True))
     with mv.backward_rule("rescale"), pytest.raises(RuntimeError, match="rescale rule needs"):
         y[:, 0].sum().backward()
+
+
+# ----------------------------------------------------------------------------- conv + batch norm + rectifier
+def _conv_op(conv, bn, act, x, requires_grad=False):
+    """The op that made conv_bn_act's result (its ``_op``: also set where no graph is recorded)."""
+    return mv.nn.conv_bn_act(conv, bn, act, mv.tensor(x, requires_grad=requires_grad))._op
+
+
+def test_conv_bn_act_fuses_the_convolution_only_where_no_graph_is_recorded(rng):
+    conv, bn, x = mv.nn.Conv2d(3, 3, 3, padding=1, groups=3).double(), _bn(rng), rng.standard_normal((2, 3, 5, 5))
+    with mv.no_grad():
+        assert _conv_op(conv, bn, ReLU6(), x) == "conv2d_bn_relu"
+        with mv.nn.fusion(False):
+            assert _conv_op(conv, bn, ReLU6(), x) == "relu6"
+        # a hook on any of the three modules sees that module's own call; the others may still fuse
+        with conv.register_forward_hook(lambda m, i, o: None):
+            assert _conv_op(conv, bn, ReLU6(), x) == "batch_norm_relu"
+        with bn.register_forward_hook(lambda m, i, o: None):
+            assert _conv_op(conv, bn, ReLU6(), x) == "relu6"
+        act = ReLU6()
+        with act.register_forward_pre_hook(lambda m, a: None):
+            assert _conv_op(conv, bn, act, x) == "relu6"
+        assert _conv_op(conv, bn, mv.nn.LeakyReLU(0.1), x) == "leaky_relu"
+        with observe_forward(lambda key, forward, args, kwargs: forward(*args, **kwargs)):
+            assert _conv_op(conv, bn, ReLU6(), x) == "batch_norm_relu"  # an observer sees the conv's own call
+        bn.train()
+        assert _conv_op(conv, bn, ReLU6(), x) == "relu6"
+        bn.eval()
+    # with grad enabled and trainable parameters a graph is recorded, through the three modules
+    assert _conv_op(conv, bn, ReLU6(), x) == "relu6"
+    conv.requires_grad_(False)
+    bn.requires_grad_(False)
+    assert _conv_op(conv, bn, ReLU6(), x) == "conv2d_bn_relu"  # nothing requires grad: no graph to record
+    assert _conv_op(conv, bn, ReLU6(), x, requires_grad=True) == "batch_norm_relu"
+
+
+@pytest.mark.parametrize("dtype", ["double", "float"])
+def test_efficientnet_lite0_inference_fused_equals_unfused_bit_for_bit(rng, dtype):
+    # 64 px: depthwise planes from 32 px (the planar kernels) down to 2 px (channels last)
+    model = getattr(mv.models.load("efficientnet_lite0"), dtype)()
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float64 if dtype == "double" else np.float32)
+    with mv.no_grad():
+        fused = model(mv.tensor(x)).numpy()
+        with mv.nn.fusion(False):
+            unfused = model(mv.tensor(x)).numpy()
+    np.testing.assert_array_equal(fused, unfused)
 
 
 # ----------------------------------------------------------------------------- ReLU + 2x2 max-pool in a Sequential
