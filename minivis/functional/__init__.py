@@ -43,6 +43,7 @@ from minivis.functional.norm import (
     batch_norm,
     batch_norm_relu,
     conditional_instance_norm,
+    conv2d_bn,
     conv2d_bn_relu,
     instance_norm,
     local_response_norm,

@@ -207,22 +207,27 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
     return Tensor.from_op(out, parents, backward, op)
 
 
-def _check_bn_relu_params(op: str, x: Tensor, weight: Any, bias: Any, max_value: Any,
-                          names: tuple[str, str, str] = ("weight", "bias", "the input")) -> tuple[Any, Any]:
-    """``batch_norm_relu``'s weight and bias as tensors matching x's channels, and its max_value checked.
-    names: what the weight, the bias and x are called in the errors."""
+def _check_max_value(op: str, max_value: Any) -> None:
     if isinstance(max_value, bool) or not isinstance(max_value, int | float | np.floating | np.integer):
         raise TypeError(f"{op}: max_value must be a number, 6 (relu6) or inf (relu), got {max_value!r}")
     if max_value not in (6, np.inf):
         raise ValueError(f"{op}: max_value must be 6 (relu6) or inf (relu), got {max_value!r}")
+
+
+def _check_bn_params(op: str, x: Tensor, weight: Any, bias: Any,
+                     names: tuple[str, str, str] = ("weight", "bias", "the input")) -> tuple[Any, Any]:
+    """An eval batch norm's weight and bias as tensors matching x's channels.
+    names: what the weight, the bias and x are called in the errors."""
     channels = x.shape[1]
     return (_check_param(weight, op, names[0], (channels,), x, names[2]),
             _check_param(bias, op, names[1], (channels,), x, names[2]))
 
 
 def _eval_bn_relu(op: str, x: Tensor, running_mean: Any, running_var: Any, weight: Tensor | None,
-                  bias: Tensor | None, eps: Any, max_value: float, of: str = "an input") -> tuple[Any, Any, Any, Any]:
-    """Eval batch norm + rectifier on x as ``clip(x * scale + shift, low, high)``: (scale, shift, low, high)."""
+                  bias: Tensor | None, eps: Any, max_value: float | None,
+                  of: str = "an input") -> tuple[Any, Any, Any, Any]:
+    """Eval batch norm + rectifier on x as ``clip(x * scale + shift, low, high)``: (scale, shift, low, high).
+    max_value None: no rectifier (low, high = -inf, inf: the clip changes nothing, NaN included)."""
     if running_mean is None or running_var is None:
         raise ValueError(f"{op}: running_mean and running_var are both required")
     channels = x.shape[1]
@@ -231,6 +236,8 @@ def _eval_bn_relu(op: str, x: Tensor, running_mean: Any, running_var: Any, weigh
     eps = check_float(eps, op, "eps", 0.0)
     check_same_device(op, x, weight, bias)
     _, _, scale, shift = _eval_affine(stats, weight, bias, eps, x)
+    if max_value is None:
+        return scale, shift, x.dtype.type(-np.inf), x.dtype.type(np.inf)
     return scale, shift, x.dtype.type(0), x.dtype.type(max_value)
 
 
@@ -251,7 +258,8 @@ def batch_norm_relu(x: Any, running_mean: Any, running_var: Any, weight: Any = N
     """
     op = "batch_norm_relu"
     x = check_tensor(x, op, "input", ndim=(2, 4))
-    weight, bias = _check_bn_relu_params(op, x, weight, bias, max_value)
+    _check_max_value(op, max_value)
+    weight, bias = _check_bn_params(op, x, weight, bias)
     trainable = is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias))
     if trainable or current_rule() == "rescale":
         y = batch_norm(x, running_mean, running_var, weight, bias, False, 0.0, eps)
@@ -284,25 +292,17 @@ def batch_norm_relu(x: Any, running_mean: Any, running_var: Any, weight: Any = N
     return Tensor.from_op(out, (x,), backward, op)
 
 
-def conv2d_bn_relu(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                   groups: int = 1, *, running_mean: Any, running_var: Any, bn_weight: Any = None,
-                   bn_bias: Any = None, eps: float = 1e-5, max_value: float = np.inf) -> Tensor:
-    """``batch_norm_relu(conv2d(x, weight, bias, ...), running_mean, ...)``: a convolution, an eval
-    batch norm and the rectifier after it, for inference.
-
-    Where no graph is recorded (inside ``no_grad()``, or nothing here requires grad) the three run as
-    one op: the batch norm and rectifier, ``clip(y * scale + shift, 0, max_value)``, are applied to the
-    convolution's output as the depthwise kernels write it (no pass over memory of their own; other
-    convolutions take one pass after, as ``batch_norm_relu`` does). The values are bit for bit those
-    of the separate ops. Where a graph is recorded, the separate ops run (``conv2d`` and
-    ``batch_norm_relu``): their backward passes, rules and saved arrays are the ones to use.
-    """
-    op = "conv2d_bn_relu"
+def _conv2d_bn_clip(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+                    running_mean: Any, running_var: Any, bn_weight: Any, bn_bias: Any, eps: Any,
+                    max_value: float | None) -> Tensor:
+    """``conv2d_bn_relu`` (max_value 6 or inf) and ``conv2d_bn`` (max_value None: no rectifier)."""
     recorded = is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
                                          for t in (x, weight, bias, bn_weight, bn_bias))
     if recorded or current_rule() == "rescale":
-        return batch_norm_relu(conv.conv2d(x, weight, bias, stride, padding, dilation, groups), running_mean,
-                               running_var, bn_weight, bn_bias, eps, max_value)
+        y = conv.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        if max_value is None:
+            return batch_norm(y, running_mean, running_var, bn_weight, bn_bias, False, 0.0, eps)
+        return batch_norm_relu(y, running_mean, running_var, bn_weight, bn_bias, eps, max_value)
     x, weight, bias, stride, pad4, dilation, groups = conv.conv2d_args(op, x, weight, bias, stride, padding,
                                                                        dilation, groups)
     # the output's shape, dtype and device, without its memory: what the batch norm's checks read
@@ -311,11 +311,39 @@ def conv2d_bn_relu(x: Any, weight: Any, bias: Any = None, stride: Any = 1, paddi
     like = Tensor.from_op(xp.broadcast_to(xp.zeros((), x.dtype), (x.shape[0], weight.shape[0]) + out_hw), (),
                           None, op)
     of = "the convolution's output"
-    bn_weight, bn_bias = _check_bn_relu_params(op, like, bn_weight, bn_bias, max_value, ("bn_weight", "bn_bias", of))
+    bn_weight, bn_bias = _check_bn_params(op, like, bn_weight, bn_bias, ("bn_weight", "bn_bias", of))
     bn_relu = _eval_bn_relu(op, like, running_mean, running_var, bn_weight, bn_bias, eps, max_value, of)
     out = conv.conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups,
                               None if bias is None else bias.data, bn_relu)
     return Tensor.from_op(out, (), None, op)
+
+
+def conv2d_bn_relu(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+                   groups: int = 1, *, running_mean: Any, running_var: Any, bn_weight: Any = None,
+                   bn_bias: Any = None, eps: float = 1e-5, max_value: float = np.inf) -> Tensor:
+    """``batch_norm_relu(conv2d(x, weight, bias, ...), running_mean, ...)``: a convolution, an eval
+    batch norm and the rectifier after it, for inference.
+
+    Where no graph is recorded (inside ``no_grad()``, or nothing here requires grad) the three run as
+    one op: the batch norm and rectifier, ``clip(y * scale + shift, 0, max_value)``, are applied to the
+    convolution's output as the depthwise kernels write each row and to each tile of im2col's
+    products while it is in cache, in place (other algorithms: one pass after, as
+    ``batch_norm_relu`` makes). The values are bit for bit those of the separate ops. Where a graph
+    is recorded, the separate ops run (``conv2d`` and ``batch_norm_relu``): their backward passes,
+    rules and saved arrays are the ones to use.
+    """
+    _check_max_value("conv2d_bn_relu", max_value)
+    return _conv2d_bn_clip("conv2d_bn_relu", x, weight, bias, stride, padding, dilation, groups, running_mean,
+                           running_var, bn_weight, bn_bias, eps, max_value)
+
+
+def conv2d_bn(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+              groups: int = 1, *, running_mean: Any, running_var: Any, bn_weight: Any = None, bn_bias: Any = None,
+              eps: float = 1e-5) -> Tensor:
+    """``batch_norm(conv2d(x, weight, bias, ...), running_mean, ..., training=False)``: ``conv2d_bn_relu``
+    without the rectifier (EfficientNet's projection layers), fused on the same terms."""
+    return _conv2d_bn_clip("conv2d_bn", x, weight, bias, stride, padding, dilation, groups, running_mean,
+                           running_var, bn_weight, bn_bias, eps, None)
 
 
 # ----------------------------------------------------------------------------- instance norm

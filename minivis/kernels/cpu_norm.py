@@ -7,8 +7,8 @@
 * ``affine_clip`` and ``affine_clip_backward``: that map followed by a rectifier (ReLU, ReLU6) in one
   pass each way, ``y = clip(x * scale + shift, low, high)`` and ``g * f'(y) * scale`` under the
   backward rule in force; two passes and an intermediate array fewer than the two ops apart
-  (``functional/norm.py``, ``batch_norm_relu``). ``affine_clip_rows`` applies the forward map in place
-  to a strided tile of a convolution's output while it is in cache (``F.conv2d_bn_relu``).
+  (``functional/norm.py``, ``batch_norm_relu``). ``affine_clip_band`` applies the forward map in place
+  to a band of a convolution's output while it is in cache (``F.conv2d_bn_relu``).
 * ``instance_standardize``: instance norm's ``xhat = (x - mean) / sqrt(var + eps)`` and its affine
   map ``gamma * xhat + beta`` per plane, the statistics accumulated in float64 by two passes (mean,
   then the centred sum of squares: no cancellation), then one pass writing both; NumPy makes seven
@@ -115,26 +115,26 @@ def affine_clip(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, low: float,
 
 
 @numba.njit(cache=True, nogil=True)
-def _affine_clip_rows(a, scale, shift, low, high):
-    for n in range(a.shape[0]):
-        for c in range(a.shape[1]):
-            for r in range(a.shape[2]):
-                row = a[n, c, r]
-                for t in range(row.shape[0]):
-                    row[t] = _clip_one(row[t] * scale[c] + shift[c], low, high)
+def _affine_clip_band(out, n0, n1, r0, r1, scale, shift, low, high):
+    width = out.shape[3]
+    for n in range(n0, n1):
+        for c in range(out.shape[1]):
+            # rows r0..r1 of a plane lie back to back; a slice of the C-contiguous plane (not a strided
+            # view of the band, whose unknown strides kept this loop scalar: 7x slower) vectorises
+            run = out[n, c].reshape(-1)[r0 * width:r1 * width]
+            for t in range(run.shape[0]):
+                run[t] = _clip_one(run[t] * scale[c] + shift[c], low, high)
 
 
-def affine_clip_rows(a: np.ndarray, scale: np.ndarray, shift: np.ndarray, low: float, high: float) -> None:
-    """``a[...] = clip(a * scale + shift, low, high)`` per channel, in place, on one thread (no GIL held).
-
-    a: (N, C, rows, W), any strides: a tile of a convolution's output (``conv_plan``'s row bands),
-    finished while it is in cache, with ``affine_clip``'s rounding.
+def affine_clip_band(out: np.ndarray, images: slice, r0: int, r1: int, scale: np.ndarray, shift: np.ndarray,
+                     low: float, high: float) -> None:
+    """``out[images, :, r0:r1] = clip(. * scale + shift, low, high)`` per channel, in place, on one thread
+    (no GIL held). out: C-contiguous (N, C, H, W), a convolution's output; the band is one of
+    ``conv_plan``'s tiles, finished while it is in cache, with ``affine_clip``'s rounding.
     """
-    n, c, rows, width = a.shape
-    if a.strides[3] == a.itemsize and a.strides[2] == width * a.itemsize:  # each plane's rows back to back:
-        a = a.reshape(n, c, 1, rows * width)  # one long row per plane (a view), not many short ones
-    _affine_clip_rows(a, np.ascontiguousarray(scale, dtype=a.dtype).reshape(-1),
-                      np.ascontiguousarray(shift, dtype=a.dtype).reshape(-1), a.dtype.type(low), a.dtype.type(high))
+    _affine_clip_band(out, images.start, images.stop, r0, r1, np.ascontiguousarray(scale, dtype=out.dtype).reshape(-1),
+                      np.ascontiguousarray(shift, dtype=out.dtype).reshape(-1), out.dtype.type(low),
+                      out.dtype.type(high))
 
 
 @numba.njit(inline="always")

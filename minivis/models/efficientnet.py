@@ -49,7 +49,7 @@ class MBConvBlock(Module):
         # difference (eval mode, no hooks; the convolution too when no graph is recorded: minivis/nn/norm.py)
         h = conv_bn_act(self._expand_conv, self._bn0, self._act0, x) if self.has_expand else x
         h = conv_bn_act(self._depthwise_conv, self._bn1, self._act1, h)
-        h = self._bn2(self._project_conv(h))
+        h = conv_bn_act(self._project_conv, self._bn2, None, h)
         return h + x if self.skip else h
 
 

@@ -94,23 +94,28 @@ def batch_norm_act(bn: Module, act: Module, x: Tensor) -> Tensor:
     return act(bn(x))
 
 
-def conv_bn_act(conv: Module, bn: Module, act: Module, x: Tensor) -> Tensor:
-    """``act(bn(conv(x)))``: a model's convolution, its batch norm and the rectifier after them.
+def conv_bn_act(conv: Module, bn: Module, act: Module | None, x: Tensor) -> Tensor:
+    """``act(bn(conv(x)))``: a model's convolution, its batch norm and the rectifier after them
+    (``act=None``: ``bn(conv(x))``, no rectifier).
 
     For inference, where no graph is recorded (``no_grad()``, or nothing requires grad), the three
-    run as one op, ``F.conv2d_bn_relu``: the conditions of ``batch_norm_act``, the convolution a
-    plain ``Conv2d`` without a hook, and no ``observe_forward`` observer (``ForwardReplay``), which
-    must see each module's call. Otherwise ``batch_norm_act(bn, act, conv(x))``.
+    run as one op, ``F.conv2d_bn_relu`` (``F.conv2d_bn``): the conditions of ``batch_norm_act``, the
+    convolution a plain ``Conv2d`` without a hook, and no ``observe_forward`` observer
+    (``ForwardReplay``), which must see each module's call. Otherwise the modules run as written
+    (``batch_norm_act`` for the last two).
     """
     if (type(conv) is Conv2d and not conv._hooked() and type(bn) is BatchNorm2d and not bn.training
-            and not bn._hooked() and type(act) in (ReLU, ReLU6) and not act._hooked() and fusion_enabled()
-            and isinstance(x, Tensor) and x.ndim == 4 and _OBSERVER.get() is None
+            and not bn._hooked() and (act is None or type(act) in (ReLU, ReLU6) and not act._hooked())
+            and fusion_enabled() and isinstance(x, Tensor) and x.ndim == 4 and _OBSERVER.get() is None
             and not (is_grad_enabled() and any(t is not None and t.requires_grad
                                                for t in (x, conv.weight, conv.bias, bn.weight, bn.bias)))):
-        return F.conv2d_bn_relu(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups,
-                                running_mean=bn.running_mean, running_var=bn.running_var, bn_weight=bn.weight,
-                                bn_bias=bn.bias, eps=bn.eps, max_value=6.0 if type(act) is ReLU6 else np.inf)
-    return batch_norm_act(bn, act, conv(x))
+        args = (x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        stats = dict(running_mean=bn.running_mean, running_var=bn.running_var, bn_weight=bn.weight,
+                     bn_bias=bn.bias, eps=bn.eps)
+        if act is None:
+            return F.conv2d_bn(*args, **stats)
+        return F.conv2d_bn_relu(*args, **stats, max_value=6.0 if type(act) is ReLU6 else np.inf)
+    return bn(conv(x)) if act is None else batch_norm_act(bn, act, conv(x))
 
 
 class InstanceNorm2d(Module):

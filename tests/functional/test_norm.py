@@ -185,7 +185,7 @@ CONV_BN_CASES = [
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("max_value", [6.0, np.inf])
+@pytest.mark.parametrize("max_value", [6.0, np.inf, None])  # None: conv2d_bn, no rectifier
 @pytest.mark.parametrize("conv_bias", [False, True])
 @pytest.mark.parametrize("case", CONV_BN_CASES)
 def test_conv2d_bn_relu_is_the_three_ops_bit_for_bit(rng, dtype, max_value, conv_bias, case):
@@ -195,11 +195,16 @@ def test_conv2d_bn_relu_is_the_three_ops_bit_for_bit(rng, dtype, max_value, conv
     b = rng.standard_normal(w_shape[0]).astype(dtype) if conv_bias else None
     _, (mean, var), wb = _bn_case(rng, dtype, (1, w_shape[0], 2, 1))
     groups = x_shape[1] if w_shape[1] == 1 and x_shape[1] > 1 else 1
+    x.reshape(-1)[:3] = [np.nan, 0.0, -0.0]
+    stats = dict(running_mean=mean, running_var=var, bn_weight=wb[0], bn_bias=wb[1], eps=1e-3)
     with mv.F.conv_algorithm(algorithm), mv.no_grad():
-        fused = mv.F.conv2d_bn_relu(x, w, b, stride, padding, groups=groups, running_mean=mean, running_var=var,
-                                    bn_weight=wb[0], bn_bias=wb[1], eps=1e-3, max_value=max_value)
-        apart = mv.F.batch_norm_relu(mv.F.conv2d(x, w, b, stride, padding, groups=groups), mean, var, *wb,
-                                     eps=1e-3, max_value=max_value)
+        y = mv.F.conv2d(x, w, b, stride, padding, groups=groups)
+        if max_value is None:
+            fused = mv.F.conv2d_bn(x, w, b, stride, padding, groups=groups, **stats)
+            apart = mv.F.batch_norm(y, mean, var, *wb, training=False, eps=1e-3)
+        else:
+            fused = mv.F.conv2d_bn_relu(x, w, b, stride, padding, groups=groups, **stats, max_value=max_value)
+            apart = mv.F.batch_norm_relu(y, mean, var, *wb, eps=1e-3, max_value=max_value)
     assert fused.dtype == dtype and fused.grad_fn is None
     np.testing.assert_array_equal(fused.numpy(), apart.numpy())
 
@@ -223,6 +228,8 @@ def test_conv2d_bn_relu_records_the_separate_ops_where_a_graph_is_needed(rng):
         z = mv.F.conv2d_bn_relu(xt, wt, None, 1, 1, **kwargs)
     assert z.grad_fn is None and not z.requires_grad
     np.testing.assert_array_equal(z.numpy(), y.numpy())
+    del kwargs["max_value"]  # conv2d_bn: the graph of conv2d and batch_norm
+    assert mv.F.conv2d_bn(xt, w, None, 1, 1, **kwargs).grad_fn.op == "batch_norm"
     check_gradients(lambda t: mv.F.conv2d_bn_relu(t, w, None, 1, 1, **{**kwargs, "max_value": np.inf}),
                     [np.where(np.abs(x) < 0.1, 0.5, x)], rng=_upstream_rng())
 

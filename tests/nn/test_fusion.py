@@ -115,6 +115,9 @@ def test_conv_bn_act_fuses_the_convolution_only_where_no_graph_is_recorded(rng):
         with act.register_forward_pre_hook(lambda m, a: None):
             assert _conv_op(conv, bn, act, x) == "relu6"
         assert _conv_op(conv, bn, mv.nn.LeakyReLU(0.1), x) == "leaky_relu"
+        assert _conv_op(conv, bn, None, x) == "conv2d_bn"  # no rectifier
+        with mv.nn.fusion(False):
+            assert _conv_op(conv, bn, None, x) == "batch_norm"
         with observe_forward(lambda key, forward, args, kwargs: forward(*args, **kwargs)):
             assert _conv_op(conv, bn, ReLU6(), x) == "batch_norm_relu"  # an observer sees the conv's own call
         bn.train()
