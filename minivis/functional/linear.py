@@ -2,7 +2,7 @@
 
 Shapes: x (..., in), weight (out, in), bias (out,) -> y (..., out). One GEMM forward and two
 GEMMs backward (on the CPU through ``cpu_threads.matmul``: single-threaded BLAS on each of our
-threads, see there why; on the GPU ``cupy.matmul``):
+threads, a single row on BLAS's own; see there why; on the GPU ``cupy.matmul``):
 
     dL/dx = g W            (..., out) @ (out, in)
     dL/dW = g^T x          summed over every leading axis of x: (out, N) @ (N, in)

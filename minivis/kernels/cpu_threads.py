@@ -156,9 +156,16 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Why not BLAS's own threads: OpenBLAS's idle threads keep spinning for a while after a threaded
     call, and a convolution that starts within that time runs on cores they occupy (measured:
     benchmarks/README.md, "Design measurements", cpu_threads).
-    So minivis's hot paths only ever call BLAS single-threaded, from ``map_batch`` workers.
+    So minivis's hot paths call BLAS single-threaded, from ``map_batch`` workers, with two
+    exceptions at batch 1 where handing work to our threads costs more than the product: a single
+    row (a matrix-vector product, bound by reading ``b``; a classifier at batch 1) runs on BLAS's
+    own threads here, as one image's 1x1 convolution does (``conv_plan.im2col_forward``).
+    (EfficientNet-Lite0's classifier, 1 x 1280 x 1000, inside a forward pass: 0.43-0.45 ms on one
+    thread, 0.62 ms split over ours, 0.20-0.22 ms on BLAS's two; benchmarks/README.md, cpu_threads.)
     """
     m, n = a.shape[0], b.shape[1]
+    if m == 1:
+        return np.matmul(a, b)
     out = np.empty((m, n), dtype=np.result_type(a, b))
     work = m * n * a.shape[1]
     if m >= n:

@@ -68,6 +68,20 @@ def test_bmm_equals_numpy_and_each_product_ignores_its_neighbours(rng, dtype, mo
         np.testing.assert_array_equal(cpu_threads.bmm(a[k:k + 1], b[k:k + 1])[0], out[k])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, k, n", [(1, 300, 200), (9, 30, 4), (4, 30, 9), (64, 50, 33)])
+def test_matmul_equals_numpy_split_on_either_side_or_as_one_blas_product(rng, dtype, m, k, n, monkeypatch):
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)  # split across threads even when small
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype).T  # a transposed view, as F.linear passes its weight
+    out = cpu_threads.matmul(a, b)
+    assert out.shape == (m, n) and out.dtype == dtype
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64),
+                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+    if m == 1:  # one row: BLAS's own product (a matrix-vector product on its threads), not split by us
+        np.testing.assert_array_equal(out, np.matmul(a, b))
+
+
 def _numpy_blas_threads():
     import threadpoolctl
 
