@@ -207,3 +207,21 @@ def test_saliency_on_efficientnet_lite0_batch_on_gpu_matches_cpu(rng):
     scale = np.abs(want).max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(got / scale, want / scale, rtol=0, atol=2e-4)
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9999
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_bn_relu_for_inference_on_gpu_matches_cpu(rng, dtype):
+    # the depthwise kernel (finished after it on the GPU) and im2col's tiles (finished in place)
+    w_dw, w_pw = (rng.standard_normal(s).astype(dtype) for s in ((6, 1, 3, 3), (4, 6, 3, 3)))
+    x = rng.standard_normal((2, 6, 15, 15)).astype(dtype)
+    stats = dict(running_mean=rng.standard_normal(6).astype(dtype), running_var=rng.uniform(0.5, 2, 6).astype(dtype),
+                 bn_weight=rng.uniform(0.5, 2, 6).astype(dtype), bn_bias=rng.standard_normal(6).astype(dtype))
+    stats4 = {k: v[:4] for k, v in stats.items()}
+    for w, kwargs, s in ((w_dw, dict(groups=6), stats), (w_pw, {}, stats4)):
+        with mv.no_grad():
+            want = F.conv2d_bn_relu(x, w, None, 2, 1, **kwargs, **s, max_value=6).numpy()
+            dev = {k: mv.tensor(v, device="gpu") for k, v in s.items()}
+            got = F.conv2d_bn_relu(mv.tensor(x, device="gpu"), mv.tensor(w, device="gpu"), None, 2, 1, **kwargs,
+                                   **dev, max_value=6)
+        assert got.device == "gpu"
+        np.testing.assert_allclose(host(got), want, **TOL[dtype])
