@@ -292,6 +292,17 @@ def batch_norm_relu(x: Any, running_mean: Any, running_var: Any, weight: Any = N
     return Tensor.from_op(out, (x,), backward, op)
 
 
+class _OutputOf:
+    """What the batch-norm checks read of their input (shape, ndim, dtype, device, and ``data``, an
+    array on its device), here for a convolution's output before it is computed: its shape, and
+    everything else from the convolution's input ``x``."""
+
+    __slots__ = ("shape", "ndim", "dtype", "device", "data")
+
+    def __init__(self, x: Tensor, shape: tuple[int, ...]) -> None:
+        self.shape, self.ndim, self.dtype, self.device, self.data = shape, len(shape), x.dtype, x.device, x.data
+
+
 def _conv2d_bn_clip(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
                     running_mean: Any, running_var: Any, bn_weight: Any, bn_bias: Any, eps: Any,
                     max_value: float | None) -> Tensor:
@@ -305,11 +316,8 @@ def _conv2d_bn_clip(op: str, x: Any, weight: Any, bias: Any, stride: Any, paddin
         return batch_norm_relu(y, running_mean, running_var, bn_weight, bn_bias, eps, max_value)
     x, weight, bias, stride, pad4, dilation, groups = conv.conv2d_args(op, x, weight, bias, stride, padding,
                                                                        dilation, groups)
-    # the output's shape, dtype and device, without its memory: what the batch norm's checks read
     out_hw = conv_plan.output_hw(x.shape[2:], weight.shape[2:], stride, pad4, dilation)
-    xp = backend.xp(x.data)
-    like = Tensor.from_op(xp.broadcast_to(xp.zeros((), x.dtype), (x.shape[0], weight.shape[0]) + out_hw), (),
-                          None, op)
+    like = _OutputOf(x, (x.shape[0], weight.shape[0]) + out_hw)
     of = "the convolution's output"
     bn_weight, bn_bias = _check_bn_params(op, like, bn_weight, bn_bias, ("bn_weight", "bn_bias", of))
     bn_relu = _eval_bn_relu(op, like, running_mean, running_var, bn_weight, bn_bias, eps, max_value, of)
