@@ -14,6 +14,7 @@ from minivis.nn.norm import (
     LocalResponseNorm,
     batch_norm_act,
     conv_bn_act,
+    conv_bn_fusable,
     fusion,
 )
 from minivis.nn.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d
@@ -23,5 +24,5 @@ __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout",
     "Flatten", "ForwardReplay", "HookHandle", "Identity", "InstanceNorm2d", "LeakyReLU", "Linear", "LocalResponseNorm",
     "MaxPool2d", "MaxUnpool2d", "Module", "Parameter", "ReLU", "ReLU6", "Sequential", "Sigmoid", "Tanh",
-    "batch_norm_act", "capture", "conv_bn_act", "edit_output", "forward_to", "fusion", "init",
+    "batch_norm_act", "capture", "conv_bn_act", "conv_bn_fusable", "edit_output", "forward_to", "fusion", "init",
 ]

@@ -6,7 +6,9 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
+from minivis.nn.activation import ReLU, ReLU6
 from minivis.nn.module import Module
+from minivis.nn.norm import conv_bn_act, conv_bn_fusable
 from minivis.nn.pool import relu_max_pool
 
 
@@ -24,7 +26,13 @@ class Sequential(Module):
         layers = list(self._modules.values())
         i = 0
         while i < len(layers):
-            # a ReLU and a 2x2 max-pool run as one op where nothing can tell (nn/pool.py, relu_max_pool)
+            # a Conv2d, BatchNorm2d (and ReLU) for inference, and a ReLU and 2x2 max-pool, run as one op
+            # where nothing can tell (nn/norm.py, conv_bn_fusable; nn/pool.py, relu_max_pool)
+            if i + 1 < len(layers):
+                act = layers[i + 2] if i + 2 < len(layers) and type(layers[i + 2]) in (ReLU, ReLU6) else None
+                if conv_bn_fusable(layers[i], layers[i + 1], act, x):
+                    x, i = conv_bn_act(layers[i], layers[i + 1], act, x), i + (2 if act is None else 3)
+                    continue
             fused = relu_max_pool(layers[i], layers[i + 1], x) if i + 1 < len(layers) else None
             if fused is None:
                 x, i = layers[i](x), i + 1

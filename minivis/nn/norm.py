@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 
@@ -58,11 +59,12 @@ _FUSION = ContextVar("minivis_fusion", default=True)
 
 @contextlib.contextmanager
 def fusion(enabled: bool) -> Iterator[None]:
-    """Within the block, ``batch_norm_act``, ``conv_bn_act`` and ``Sequential``'s ReLU + 2x2 max-pool pairs
-    (``nn.pool.relu_max_pool``) fuse (True, the default) or always run the two modules.
+    """Within the block, ``batch_norm_act``, ``conv_bn_act`` and ``Sequential``'s conv + batch norm (+ ReLU)
+    runs and ReLU + 2x2 max-pool pairs (``nn.pool.relu_max_pool``) fuse (True, the default) or always
+    run the modules one by one.
 
     The results are the same bit for bit; turning fusion off shows each module's own op in the
-    graph (and costs two passes over memory each way instead of one)."""
+    graph (and costs a pass over memory or more each way)."""
     if not isinstance(enabled, bool):
         raise TypeError(f"fusion: enabled must be True or False, got {enabled!r}")
     token = _FUSION.set(enabled)
@@ -94,21 +96,30 @@ def batch_norm_act(bn: Module, act: Module, x: Tensor) -> Tensor:
     return act(bn(x))
 
 
+def conv_bn_fusable(conv: Module, bn: Module, act: Module | None, x: Any) -> bool:
+    """Whether ``conv_bn_act(conv, bn, act, x)`` runs as one op: for inference, where nothing could tell.
+
+    A plain ``Conv2d`` and eval ``BatchNorm2d`` (and a plain ``ReLU``/``ReLU6``, or no rectifier),
+    none with a hook; ``fusion`` on; no ``observe_forward`` observer (``ForwardReplay`` must see each
+    module's call); and no graph recorded (``no_grad()``, or nothing requires grad): the backward
+    pass would need the convolution's own node.
+    """
+    return (type(conv) is Conv2d and not conv._hooked() and type(bn) is BatchNorm2d and not bn.training
+            and not bn._hooked() and (act is None or type(act) in (ReLU, ReLU6) and not act._hooked())
+            and fusion_enabled() and isinstance(x, Tensor) and x.ndim == 4 and _OBSERVER.get() is None
+            and not (is_grad_enabled() and any(t is not None and t.requires_grad
+                                               for t in (x, conv.weight, conv.bias, bn.weight, bn.bias))))
+
+
 def conv_bn_act(conv: Module, bn: Module, act: Module | None, x: Tensor) -> Tensor:
     """``act(bn(conv(x)))``: a model's convolution, its batch norm and the rectifier after them
     (``act=None``: ``bn(conv(x))``, no rectifier).
 
-    For inference, where no graph is recorded (``no_grad()``, or nothing requires grad), the three
-    run as one op, ``F.conv2d_bn_relu`` (``F.conv2d_bn``): the conditions of ``batch_norm_act``, the
-    convolution a plain ``Conv2d`` without a hook, and no ``observe_forward`` observer
-    (``ForwardReplay``), which must see each module's call. Otherwise the modules run as written
-    (``batch_norm_act`` for the last two).
+    Where ``conv_bn_fusable`` says so, the three run as one op, ``F.conv2d_bn_relu`` (``F.conv2d_bn``),
+    the values bit for bit the same; otherwise the modules run as written (``batch_norm_act`` for the
+    last two). ``Sequential`` does this for its Conv2d, BatchNorm2d (, ReLU) runs.
     """
-    if (type(conv) is Conv2d and not conv._hooked() and type(bn) is BatchNorm2d and not bn.training
-            and not bn._hooked() and (act is None or type(act) in (ReLU, ReLU6) and not act._hooked())
-            and fusion_enabled() and isinstance(x, Tensor) and x.ndim == 4 and _OBSERVER.get() is None
-            and not (is_grad_enabled() and any(t is not None and t.requires_grad
-                                               for t in (x, conv.weight, conv.bias, bn.weight, bn.bias)))):
+    if conv_bn_fusable(conv, bn, act, x):
         args = (x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
         stats = dict(running_mean=bn.running_mean, running_var=bn.running_var, bn_weight=bn.weight,
                      bn_bias=bn.bias, eps=bn.eps)

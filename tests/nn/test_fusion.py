@@ -131,6 +131,37 @@ def test_conv_bn_act_fuses_the_convolution_only_where_no_graph_is_recorded(rng):
     assert _conv_op(conv, bn, ReLU6(), x, requires_grad=True) == "batch_norm_relu"
 
 
+def _vgg_bn_like(rng):
+    """Conv-BN-ReLU runs (and a conv-BN pair without one) as in torchvision's vgg*_bn."""
+    layers = [mv.nn.Conv2d(3, 4, 3, padding=1), BatchNorm2d(4), ReLU(), mv.nn.MaxPool2d(2),
+              mv.nn.Conv2d(4, 4, 3, padding=1, groups=4), BatchNorm2d(4), ReLU6(),
+              mv.nn.Conv2d(4, 5, 1), BatchNorm2d(5), mv.nn.Conv2d(5, 2, 3)]
+    for bn in layers:
+        if isinstance(bn, BatchNorm2d):
+            c = bn.num_features
+            bn.running_mean[...] = rng.standard_normal(c)
+            bn.running_var[...] = rng.uniform(0.5, 2.0, c)
+            bn.bias.data[...] = rng.standard_normal(c)
+    return mv.nn.Sequential(*layers).double().eval()
+
+
+def test_sequential_fuses_conv_bn_relu_runs_for_inference_bit_for_bit(rng, monkeypatch):
+    model, x = _vgg_bn_like(rng), rng.standard_normal((2, 3, 12, 12))
+    seen = []
+    for name in ("conv2d_bn_relu", "conv2d_bn"):
+        op = getattr(mv.F, name)
+        monkeypatch.setattr(mv.F, name, lambda *a, _name=name, _op=op, **k: seen.append(_name) or _op(*a, **k))
+    with mv.no_grad():
+        fused = model(mv.tensor(x)).numpy()
+    assert seen == ["conv2d_bn_relu", "conv2d_bn_relu", "conv2d_bn"]  # the last conv has no batch norm
+    with mv.no_grad(), mv.nn.fusion(False):
+        unfused = model(mv.tensor(x)).numpy()
+    np.testing.assert_array_equal(fused, unfused)
+    xt = mv.tensor(x, requires_grad=True)  # a graph: the modules one by one, the same values
+    np.testing.assert_array_equal(model(xt).numpy(), fused)
+    assert seen == ["conv2d_bn_relu", "conv2d_bn_relu", "conv2d_bn"]
+
+
 @pytest.mark.parametrize("dtype", ["double", "float"])
 def test_efficientnet_lite0_inference_fused_equals_unfused_bit_for_bit(rng, dtype):
     # 64 px: depthwise planes from 32 px (the planar kernels) down to 2 px (channels last)
