@@ -207,6 +207,12 @@ def test_conv2d_bn_relu_is_the_three_ops_bit_for_bit(rng, dtype, max_value, conv
             apart = mv.F.batch_norm_relu(y, mean, var, *wb, eps=1e-3, max_value=max_value)
     assert fused.dtype == dtype and fused.grad_fn is None
     np.testing.assert_array_equal(fused.numpy(), apart.numpy())
+    if w_shape[2:] != (1, 1):  # batch invariance (a 1x1 convolution of one image runs on BLAS's threads)
+        with mv.F.conv_algorithm(algorithm), mv.no_grad():
+            op = mv.F.conv2d_bn if max_value is None else mv.F.conv2d_bn_relu
+            extra = {} if max_value is None else {"max_value": max_value}
+            alone = op(x[1:], w, b, stride, padding, groups=groups, **stats, **extra)
+        np.testing.assert_array_equal(alone.numpy()[0], fused.numpy()[1])
 
 
 def test_conv2d_bn_relu_records_the_separate_ops_where_a_graph_is_needed(rng):
