@@ -30,8 +30,9 @@ The model is followed as a tree of *units*, checked against one real forward pas
   models), optionally with a residual skip ``out = chain(x) + x`` (MBConv blocks with
   ``skip=True``), whose changed region is the union of both branches' regions.
 
-A convolution followed by an eval-mode batch norm is folded into one convolution
-(``fold_batch_norms``): the same values up to rounding, one pass instead of six.
+A convolution followed by an eval-mode batch norm (and a ReLU or ReLU6) runs as one op
+(``fuse_batch_norms``, ``F.conv2d_bn_relu``): the same values bit for bit, without the passes of
+the batch norm and rectifier over the regions.
 
 Every position in a batch has a region of the same size (the largest; a larger region only
 recomputes unchanged values), at its own offset. Once a region covers nearly the whole map
@@ -214,38 +215,42 @@ class Chain(Unit):
         yield self
 
 
-def fold_batch_norms(plan: Unit) -> None:
-    """Fold every eval-mode BatchNorm2d into the convolution just before it (after ``trace``).
+def fuse_batch_norms(plan: Unit) -> None:
+    """Run every convolution followed by an eval-mode BatchNorm2d (and a plain ReLU or ReLU6) as one
+    op, ``F.conv2d_bn_relu`` (``F.conv2d_bn``), after ``trace``.
 
-    BN(conv(x)) = conv(x; w * s, (b - mean) * s + beta) with s = gamma / sqrt(var + eps) per output
-    channel, so the pair becomes one convolution and the BN the identity: no extra passes over
-    the maps for the BN. It changes rounding only (same value to float precision). The conv
-    now produces the BN's output, so it splices into the BN's cached output.
+    The fused op applies the batch norm and rectifier as the convolution's output is written (no
+    passes of their own over the regions) with the separate ops' arithmetic, bit for bit; the
+    batch norm and rectifier units become the identity, and the convolution now produces the last
+    one's output, so its regions splice into that unit's cached output.
     """
     for chain in (u for u in plan.walk() if isinstance(u, Chain)):
-        for conv, bn in zip(chain.units, chain.units[1:], strict=False):
-            if not (isinstance(conv, Leaf) and isinstance(bn, Leaf) and isinstance(conv.module, Conv2d)
-                    and isinstance(bn.module, BatchNorm2d) and conv.kind == "spatial" and bn.kind == "pointwise"
+        units = chain.units
+        for i, (conv, bn) in enumerate(zip(units, units[1:], strict=False)):
+            if not (isinstance(conv, Leaf) and isinstance(bn, Leaf) and type(conv.module) is Conv2d
+                    and type(bn.module) is BatchNorm2d and conv.kind == "spatial" and bn.kind == "pointwise"
                     and not bn.module.training):
                 continue
-            m, norm = conv.module, bn.module
-            xp = backend.xp(m.weight.data)
-            scale = 1.0 / xp.sqrt(norm.running_var.astype(np.float64) + norm.eps)
-            if norm.weight is not None:
-                scale = scale * norm.weight.data
-            shift = -norm.running_mean.astype(np.float64) * scale
-            if norm.bias is not None:
-                shift = shift + norm.bias.data
-            if m.bias is not None:
-                shift = shift + m.bias.data * scale
-            dtype = m.weight.dtype
-            weight = Tensor((m.weight.data * scale[:, None, None, None]).astype(dtype))
-            bias = Tensor(shift.astype(dtype))
-            stride, dilation = m.stride, m.dilation
-            conv.op = lambda t, w=weight, b=bias, s=stride, d=dilation, g=m.groups: F.conv2d(t, w, b, s, 0, d, g)
-            conv.full = lambda t, w=weight, b=bias, m=m: F.conv2d(t, w, b, m.stride, m.padding, m.dilation, m.groups)
-            conv.output = bn.input = bn.output
-            bn.op = bn.full = lambda t: t
+            act = units[i + 2] if i + 2 < len(units) else None
+            if not (isinstance(act, Leaf) and type(act.module) in (ReLU, ReLU6) and act.kind == "pointwise"):
+                act = None
+            conv.op, conv.full = _fused(conv.module, bn.module, act and act.module)
+            last = act or bn
+            conv.output = last.output
+            for unit in (bn, act) if act else (bn,):  # now the identity: their input is the output too
+                unit.input = unit.output = last.output
+                unit.op = unit.full = lambda t: t
+
+
+def _fused(m: Conv2d, norm: BatchNorm2d, act: Module | None) -> tuple[Callable, Callable]:
+    """(on a region, without padding; on whole maps) for ``act(norm(m(x)))``."""
+    stats = dict(running_mean=norm.running_mean, running_var=norm.running_var, bn_weight=norm.weight,
+                 bn_bias=norm.bias, eps=norm.eps)
+    if act is not None:
+        stats["max_value"] = 6.0 if type(act) is ReLU6 else np.inf
+    op = F.conv2d_bn if act is None else F.conv2d_bn_relu
+    return (lambda t: op(t, m.weight, m.bias, m.stride, 0, m.dilation, m.groups, **stats),
+            lambda t: op(t, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups, **stats))
 
 
 def build_plan(module: Module, name: str = "") -> Unit:
@@ -334,7 +339,7 @@ def trace(plan: Unit, model: Module, x: Any) -> Any:
     for unit in order:
         if isinstance(unit, Leaf):
             unit.classify()
-    fold_batch_norms(plan)
+    fuse_batch_norms(plan)
     return logits.data
 
 
