@@ -437,7 +437,7 @@ def _write_row(src, row, bias, scale, shift, low, high, mode):
     """row[j] = src[j], finished by ``mode`` as the output is written (no further pass over it):
 
     0: as is; 1: ``+ bias``; 2: ``clip(v * scale + shift, low, high)``, an eval batch norm and the
-    rectifier after it (``conv_bn_relu``); 3: both, the bias first. Each step rounds as the separate
+    rectifier after it (``F.conv2d_bn_relu``); 3: both, the bias first. Each step rounds as the separate
     op would (``+ 0.0`` is never added: it would turn -0.0 into +0.0). One loop per mode, so each
     vectorises.
     """
