@@ -49,7 +49,7 @@ from minivis import backend
 from minivis.autograd import Tensor, is_lean, lean_error
 from minivis.backend import FLOAT_DTYPES
 from minivis.functional import lrp
-from minivis.kernels import conv_plan, cpu_norm
+from minivis.kernels import conv_plan
 from minivis.kernels.conv_plan import reuse_weight_transforms, shared_winograd_gemms  # noqa: F401 (re-exported for the vis methods)
 from minivis.rules import current_lrp
 from minivis.validate import check_array_size, check_same_device, check_tensor, int_pair, padding4
@@ -124,7 +124,8 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
     bias: (C_out,) or None. The algorithm is ``conv_plan.choose``'s (see ``conv_algorithm``).
     bn_relu: (scale, shift, low, high) or None: then ``clip(y * scale + shift, low, high)`` per
     channel, an eval batch norm and its rectifier (``F.conv2d_bn_relu``); the depthwise kernels
-    apply it as they write each output row, im2col to each tile, the other paths in one pass after.
+    apply it as they write each output row, im2col to each tile, the other paths in one pass after
+    (``conv_plan.finish_tile``, in place).
     """
     kernels, xp = backend.kernels("conv", x, "conv2d"), backend.xp(x)
     x = xp.ascontiguousarray(x)
@@ -142,12 +143,9 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
         out = reference_conv2d_forward(x, w, stride, pad4, dilation, groups)
         if bias is not None:
             xp.add(out, bias.reshape(1, -1, 1, 1), out=out)
-    if bn_relu is None:
-        return out
-    scale, shift, low, high = bn_relu
-    if xp is np:
-        return cpu_norm.affine_clip(out, scale, shift, low, high)[0]
-    return xp.clip(out * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1), low, high)
+    if bn_relu is not None:  # one pass over the whole output, in place
+        conv_plan.finish_tile(xp, out, slice(0, out.shape[0]), 0, out.shape[2], None, bn_relu)
+    return out
 
 
 def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: tuple[int, ...], stride: Pair,

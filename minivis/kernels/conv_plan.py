@@ -200,9 +200,10 @@ def _empty(xp: Any, shape: tuple[int, ...], dtype: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- im2col + GEMM
-def _finish_tile(xp: Any, out: Any, images: slice, r0: int, r1: int, bias: Any, bn_relu: tuple | None) -> None:
-    """The tile ``out[images, :, r0:r1]`` of the output (N, C_out, Ho, Wo), finished while in cache:
-    ``+= bias``, then ``clip(. * scale + shift, low, high)`` with bn_relu = (scale, shift, low, high)."""
+def finish_tile(xp: Any, out: Any, images: slice, r0: int, r1: int, bias: Any, bn_relu: tuple | None) -> None:
+    """The tile ``out[images, :, r0:r1]`` of a C-contiguous output (N, C_out, Ho, Wo), finished in place
+    (while in cache, where a tile was just computed): ``+= bias`` (1, C_out, 1, 1), then
+    ``clip(. * scale + shift, low, high)`` with bn_relu = (scale, shift, low, high)."""
     tile = out[images, :, r0:r1]
     if bias is not None:
         tile += bias
@@ -237,12 +238,12 @@ def im2col_forward(kernels: types.ModuleType, xp: Any, x: Any, w: Any, stride: P
             # (not a separate pass over the whole output: benchmarks/README.md, "Convolution planning")
             def products(part: slice, _parallel: bool) -> None:
                 np.matmul(w_g, x_g[part], out=out_g[part])
-                _finish_tile(xp, out, part, 0, ho, b, bn_relu)
+                finish_tile(xp, out, part, 0, ho, b, bn_relu)
 
             cpu_threads.map_batch(products, n, n * c_out * k_g * pixels)
             return out
         xp.matmul(w_g, x_g, out=out_g)
-        _finish_tile(xp, out, slice(0, n), 0, ho, b, bn_relu)
+        finish_tile(xp, out, slice(0, n), 0, ho, b, bn_relu)
         return out
     out = _empty(xp, (n, c_out, ho, wo), x.dtype)
     out_g = out.reshape(n, groups, c_out // groups, pixels)  # a view: the GEMMs write NCHW directly
@@ -256,7 +257,7 @@ def im2col_forward(kernels: types.ModuleType, xp: Any, x: Any, w: Any, stride: P
             cols = kernels.im2col(x[images], kh, kw, stride, _band_pad(pad4, r0, stride[0]), dilation, (r1 - r0, wo),
                                   out=scratch[:m * k * band].reshape(m, k, band), parallel=parallel)
             xp.matmul(w_g, cols.reshape(m, groups, k_g, band), out=out_g[images, :, :, r0 * wo:r1 * wo])
-            _finish_tile(xp, out, images, r0, r1, b, bn_relu)
+            finish_tile(xp, out, images, r0, r1, b, bn_relu)
 
     _over_tiles(kernels, tiles, n * c_out * k_g * pixels, run)
     return out
