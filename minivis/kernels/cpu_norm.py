@@ -119,8 +119,8 @@ def _affine_clip_band(out, n0, n1, r0, r1, scale, shift, low, high):
     width = out.shape[3]
     for n in range(n0, n1):
         for c in range(out.shape[1]):
-            # rows r0..r1 of a plane lie back to back; a slice of the C-contiguous plane (not a strided
-            # view of the band, whose unknown strides kept this loop scalar: 7x slower) vectorises
+            # rows r0..r1 of a plane lie back to back; a slice of the C-contiguous plane vectorises, a
+            # strided view of the band (strides unknown to Numba) did not (benchmarks/README.md, conv_bn_act)
             run = out[n, c].reshape(-1)[r0 * width:r1 * width]
             for t in range(run.shape[0]):
                 run[t] = _clip_one(run[t] * scale[c] + shift[c], low, high)

@@ -159,9 +159,8 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     So minivis's hot paths call BLAS single-threaded, from ``map_batch`` workers, with two
     exceptions at batch 1 where handing work to our threads costs more than the product: a single
     row (a matrix-vector product, bound by reading ``b``; a classifier at batch 1) runs on BLAS's
-    own threads here, as one image's 1x1 convolution does (``conv_plan.im2col_forward``).
-    (EfficientNet-Lite0's classifier, 1 x 1280 x 1000, inside a forward pass: 0.43-0.45 ms on one
-    thread, 0.62 ms split over ours, 0.20-0.22 ms on BLAS's two; benchmarks/README.md, cpu_threads.)
+    own threads here, as one image's 1x1 convolution does (``conv_plan.im2col_forward``): measured
+    against one thread and against our split in benchmarks/README.md, "Design measurements", cpu_threads.
     """
     m, n = a.shape[0], b.shape[1]
     if m == 1:
