@@ -79,6 +79,17 @@ def fusion_enabled() -> bool:
     return _FUSION.get()
 
 
+def _plain_eval_bn(bn: Module, types: tuple[type, ...]) -> bool:
+    """An eval-mode batch norm of one of ``types`` (not a subclass), without hooks: its output is
+    ``x * scale + shift`` and nothing needs to see it on its own."""
+    return type(bn) in types and not bn.training and not bn._hooked()
+
+
+def _plain_act(act: Module) -> bool:
+    """A plain ReLU or ReLU6 without hooks."""
+    return type(act) in (ReLU, ReLU6) and not act._hooked()
+
+
 def batch_norm_act(bn: Module, act: Module, x: Tensor) -> Tensor:
     """``act(bn(x))``: a model's batch norm and the rectifier after it.
 
@@ -88,8 +99,7 @@ def batch_norm_act(bn: Module, act: Module, x: Tensor) -> Tensor:
     which it may replace), and ``fusion`` not turned off.
     Otherwise, and always in training mode, the two modules run as written.
     """
-    if (fusion_enabled() and type(bn) in (BatchNorm1d, BatchNorm2d) and not bn.training
-            and type(act) in (ReLU, ReLU6) and not bn._hooked() and not act._hooked()
+    if (fusion_enabled() and _plain_eval_bn(bn, (BatchNorm1d, BatchNorm2d)) and _plain_act(act)
             and isinstance(x, Tensor) and x.ndim in bn.expected_ndim):
         return F.batch_norm_relu(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps,
                                  6.0 if type(act) is ReLU6 else np.inf)
@@ -104,9 +114,9 @@ def conv_bn_fusable(conv: Module, bn: Module, act: Module | None, x: Any) -> boo
     module's call); and no graph recorded (``no_grad()``, or nothing requires grad): the backward
     pass would need the convolution's own node.
     """
-    return (type(conv) is Conv2d and not conv._hooked() and type(bn) is BatchNorm2d and not bn.training
-            and not bn._hooked() and (act is None or type(act) in (ReLU, ReLU6) and not act._hooked())
-            and fusion_enabled() and isinstance(x, Tensor) and x.ndim == 4 and _OBSERVER.get() is None
+    return (type(conv) is Conv2d and not conv._hooked() and _plain_eval_bn(bn, (BatchNorm2d,))
+            and (act is None or _plain_act(act)) and fusion_enabled() and isinstance(x, Tensor) and x.ndim == 4
+            and _OBSERVER.get() is None
             and not (is_grad_enabled() and any(t is not None and t.requires_grad
                                                for t in (x, conv.weight, conv.bias, bn.weight, bn.bias))))
 
