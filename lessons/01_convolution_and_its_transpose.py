@@ -808,10 +808,13 @@ if FAST:
 # adds 8 (AVX2) or 16 (AVX-512) float32 lanes at once, and a register-blocked micro-kernel keeps
 # every lane busy. The direct kernel is a Numba loop, and it reaches a fraction of the peak
 # (5-16 GFLOP/s on one thread of the benchmark machine, against ~100 for one BLAS thread;
-# `benchmarks/README.md`, "Convolution planning"): its arithmetic intensity is fine, but LLVM
-# does not vectorise its innermost loop, so it runs one lane where the hardware has eight or
-# sixteen. A kernel's ceiling is not the machine's peak but the peak of the instructions it
-# actually issues: scalar code lives under a roof 8-16x lower. That is why the rule in
+# `benchmarks/README.md`, "Convolution planning"). Its arithmetic intensity is fine, and LLVM
+# does vectorise its innermost loop, but into what: 8 lanes (LLVM prefers 256-bit vectors even
+# where the hardware has 512), a separate multiply and add per tap (fusing them into one FMA
+# would change the rounding, which Numba does not do unless told it may), and a load and a store
+# of the accumulators for every tap. That loop alone runs at ~30 GFLOP/s on one thread, a
+# quarter of the FMA peak; the row bookkeeping around it takes the rest. A kernel's ceiling is
+# not the machine's peak but the peak of the instructions it actually issues. That is why the rule in
 # `conv_plan.choose` does not take "direct" for the first layers with 1-3 input channels and
 # 32-96 filters it was written for. It does take it where the GEMM itself falls off its roof:
 # with at most four output channels (a style network's RGB output, a decoder's last layer) the
@@ -848,7 +851,8 @@ if FAST:
 #   that picks them are `minivis/kernels/conv_plan.py`; `mv.conv_algorithm(...)` switches between them.
 # - The roofline: a kernel runs at most at $\min(P, I \cdot B)$. A convolution's intensity $I$ puts
 #   it under the compute roof, so what decides is the peak of the instructions a kernel issues:
-#   SIMD BLAS reaches it, a scalar loop (the direct kernel, which LLVM does not vectorise) cannot.
+#   BLAS's hand-written FMA micro-kernels reach it; a compiled loop of separate multiplies and
+#   adds on 8 lanes, storing its accumulators at every step (the direct kernel), cannot.
 #
 # ## Exercises
 #
