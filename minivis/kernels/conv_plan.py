@@ -15,7 +15,7 @@ same thing, and the one rule that picks among them (``choose``):
 * **depthwise direct kernels** (``kernels.depthwise_*``): one input channel per group would be
   N*C tiny GEMMs; a direct sliding-window kernel is faster. At stride 1 each plane is one
   "wide-grid" correlation with contiguous inner loops; at stride s > 1 the forward pass and the
-  input gradient run *polyphase* (``cpu_conv``): the padded plane, or the input gradient, splits
+  input gradient run *polyphase* (``cpu_depthwise``): the padded plane, or the input gradient, splits
   into s*s components, each a stride-1 correlation with a sub-kernel, so no inner loop strides.
 * **Winograd F(2x2, 3x3)** (``winograd_forward``, ``winograd_backward_input``,
   ``winograd_backward_weight``; CPU only, ``cpu_winograd``): a stride-1 3x3 convolution (every VGG

@@ -1,6 +1,7 @@
 """Copies between NCHW images and channels-last planes: the layout change in front of and behind
 the kernels that run along the channels (Winograd's transforms on small maps, the depthwise
-kernels on small planes).
+kernels on small planes); and, at the end, the window arithmetic the im2col and depthwise kernels
+share (which output positions of a tap read inside the input, the scalars every kernel takes).
 
 The copies go 8 channels at a time: planes whose size is a multiple of 4 KiB (32x32 float32) put
 every channel's line in the same L1 set, so a pass over whole rows of all channels at once ran
@@ -60,3 +61,32 @@ def from_channels_last(src, row_shift, r_hi, q_hi, dst):
         for c in range(c0, channels):
             for q in range(q_hi):
                 dst[c, s, q] = src[r, q, c]
+
+
+# ----------------------------------------------------------------------------- window arithmetic
+# Shared by the im2col (``cpu_conv``) and depthwise (``cpu_depthwise``) kernels.
+@numba.njit(cache=True)
+def _valid_range(n_out, stride, offset, size):
+    """Output positions ``o`` in [0, n_out) whose input index ``o*stride + offset`` lies in [0, size).
+
+    Solving ``0 <= o*stride + offset < size`` for ``o`` once per kernel tap keeps the bounds
+    checks out of the innermost loop, which then vectorizes.
+    """
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi = 0 if size - 1 - offset < 0 else (size - 1 - offset) // stride + 1
+    return min(lo, n_out), max(min(hi, n_out), min(lo, n_out))
+
+
+@numba.njit(cache=True)
+def _fill_zero(plane):
+    """plane[:, :] = 0, as a loop (Numba compiles loops faster than slice assignments)."""
+    for r in range(plane.shape[0]):
+        row = plane[r]
+        for t in range(plane.shape[1]):
+            row[t] = 0
+
+
+def _geometry(stride, pad4, dilation) -> tuple[int, int, int, int, int, int]:
+    """The scalars every kernel takes: (sh, sw, top, left, dh, dw). Bottom/right padding only
+    shows in the output size, which the kernels read from their array shapes."""
+    return int(stride[0]), int(stride[1]), int(pad4[0]), int(pad4[2]), int(dilation[0]), int(dilation[1])
