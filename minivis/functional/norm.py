@@ -89,13 +89,21 @@ def _running_stat(a: Any, op: str, name: str, channels: int, x: Tensor, of: str 
 
 
 # ----------------------------------------------------------------------------- batch norm
-def _eval_affine(stats: tuple[Any, Any], weight: Tensor | None, bias: Tensor | None, eps: float,
+def _eval_affine(op: str, stats: tuple[Any, Any], weight: Tensor | None, bias: Tensor | None, eps: float,
                  x: Tensor) -> tuple[Any, Any, Any, Any]:
     """Eval batch norm as the per-channel map ``y = x * scale + shift``: (mean, inv_std, scale, shift),
-    each shaped to broadcast against x. New arrays: later running-stat updates don't change a backward."""
+    each shaped to broadcast against x. New arrays: later running-stat updates don't change a backward.
+
+    ``running_var + eps`` must be positive in every channel: a negative (or NaN) variance, say from a
+    damaged checkpoint, would turn the whole channel into NaN without a word."""
     xp, shape = backend.xp(x.data), _channel_shape(x.ndim, x.shape[1])
     mean = stats[0].astype(x.dtype, copy=False).reshape(shape)
-    inv_std = (1.0 / xp.sqrt(stats[1].astype(x.dtype, copy=False) + eps)).reshape(shape)
+    denominator = stats[1].astype(x.dtype, copy=False) + eps
+    if denominator.size and not denominator.min() > 0:  # a NaN minimum compares False too
+        channel = int(xp.argmin(xp.where(denominator > 0, 1, 0)))
+        raise ValueError(f"{op}: running_var + eps must be positive in every channel, got "
+                         f"{float(stats[1][channel])} + {eps} in channel {channel}")
+    inv_std = (1.0 / xp.sqrt(denominator)).reshape(shape)
     scale = inv_std if weight is None else inv_std * weight.data.reshape(shape)
     shift = -mean * scale if bias is None else bias.data.reshape(shape) - mean * scale
     return mean, inv_std, scale, shift
@@ -168,7 +176,7 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean.reshape(channels)
             running_var[...] = (1 - momentum) * running_var + momentum * unbiased
     else:
-        mean, inv_std, scale, shift = _eval_affine(stats, weight, bias, eps, x)
+        mean, inv_std, scale, shift = _eval_affine(op, stats, weight, bias, eps, x)
         xhat = None
 
     gamma = weight.data.reshape(shape) if weight is not None else None
@@ -235,7 +243,7 @@ def _eval_bn_relu(op: str, x: Tensor, running_mean: Any, running_var: Any, weigh
              _running_stat(running_var, op, "running_var", channels, x, of))
     eps = check_float(eps, op, "eps", 0.0)
     check_same_device(op, x, weight, bias)
-    _, _, scale, shift = _eval_affine(stats, weight, bias, eps, x)
+    _, _, scale, shift = _eval_affine(op, stats, weight, bias, eps, x)
     if max_value is None:
         return scale, shift, x.dtype.type(-np.inf), x.dtype.type(np.inf)
     return scale, shift, x.dtype.type(0), x.dtype.type(max_value)
@@ -306,21 +314,23 @@ class _OutputOf:
 def _conv2d_bn_clip(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
                     running_mean: Any, running_var: Any, bn_weight: Any, bn_bias: Any, eps: Any,
                     max_value: float | None) -> Tensor:
-    """``conv2d_bn_relu`` (max_value 6 or inf) and ``conv2d_bn`` (max_value None: no rectifier)."""
-    recorded = is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
-                                         for t in (x, weight, bias, bn_weight, bn_bias))
-    if recorded or current_rule() == "rescale":
-        y = conv.conv2d(x, weight, bias, stride, padding, dilation, groups)
-        if max_value is None:
-            return batch_norm(y, running_mean, running_var, bn_weight, bn_bias, False, 0.0, eps)
-        return batch_norm_relu(y, running_mean, running_var, bn_weight, bn_bias, eps, max_value)
-    x, weight, bias, stride, pad4, dilation, groups = conv.conv2d_args(op, x, weight, bias, stride, padding,
-                                                                       dilation, groups)
+    """``conv2d_bn_relu`` (max_value 6 or inf) and ``conv2d_bn`` (max_value None: no rectifier).
+
+    The arguments are checked first, so that an error names the op called on either path."""
+    args = conv.conv2d_args(op, x, weight, bias, stride, padding, dilation, groups)
+    x, weight, bias, stride, pad4, dilation, groups = args
     out_hw = conv_plan.output_hw(x.shape[2:], weight.shape[2:], stride, pad4, dilation)
     like = _OutputOf(x, (x.shape[0], weight.shape[0]) + out_hw)
     of = "the convolution's output"
     bn_weight, bn_bias = _check_bn_params(op, like, bn_weight, bn_bias, ("bn_weight", "bn_bias", of))
     bn_relu = _eval_bn_relu(op, like, running_mean, running_var, bn_weight, bn_bias, eps, max_value, of)
+    recorded = is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias, bn_weight,
+                                                                                      bn_bias))
+    if recorded or current_rule() == "rescale":
+        y = conv.conv2d(x, weight, bias, stride, pad4, dilation, groups)
+        if max_value is None:
+            return batch_norm(y, running_mean, running_var, bn_weight, bn_bias, False, 0.0, eps)
+        return batch_norm_relu(y, running_mean, running_var, bn_weight, bn_bias, eps, max_value)
     out = conv.conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups,
                               None if bias is None else bias.data, bn_relu)
     return Tensor.from_op(out, (), None, op)

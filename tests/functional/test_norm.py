@@ -468,3 +468,30 @@ def test_local_response_norm_bad_input(rng):
         mv.F.local_response_norm(x, 2.5)
     with pytest.raises(TypeError, match="local_response_norm: beta must be a number, got str"):
         mv.F.local_response_norm(x, 3, beta="0.75")
+
+
+EVAL_BATCH_NORMS = {
+    "batch_norm": lambda x, var, eps: mv.F.batch_norm(x, np.zeros(3), var, training=False, eps=eps),
+    "batch_norm_relu": lambda x, var, eps: mv.F.batch_norm_relu(x, np.zeros(3), var, eps=eps),
+    "conv2d_bn_relu": lambda x, var, eps: mv.F.conv2d_bn_relu(x, np.ones((3, 3, 1, 1)), running_mean=np.zeros(3),
+                                                               running_var=var, eps=eps),
+    "conv2d_bn": lambda x, var, eps: mv.F.conv2d_bn(x, np.ones((3, 3, 1, 1)), running_mean=np.zeros(3),
+                                                     running_var=var, eps=eps),
+}
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("op", sorted(EVAL_BATCH_NORMS))
+def test_eval_batch_norms_refuse_a_variance_that_is_not_positive(op, grad, rng):
+    """A negative or NaN running variance (or a zero one with eps 0) would make its channel NaN in
+    silence: every eval batch norm refuses it, naming the op and the channel, fused or not."""
+    x = mv.tensor(rng.standard_normal((2, 3, 4, 4)), requires_grad=grad)
+    for var, eps, shown in (([1.0, -0.5, 1.0], 1e-5, r"-0\.5 \+ 1e-05 in channel 1"),
+                            ([1.0, 1.0, np.nan], 1e-5, r"nan \+ 1e-05 in channel 2"),
+                            ([0.0, 1.0, 1.0], 0.0, r"0\.0 \+ 0\.0 in channel 0")):
+        with pytest.raises(ValueError, match=rf"{op}: running_var \+ eps must be positive in every channel, "
+                                             rf"got {shown}"):
+            EVAL_BATCH_NORMS[op](x, np.array(var), eps)
+    # the boundary: a zero variance with a positive eps is a constant channel, and fine
+    out = EVAL_BATCH_NORMS[op](x, np.array([0.0, 1.0, 1.0]), 1e-5)
+    assert np.isfinite(out.data).all()

@@ -155,6 +155,20 @@ def test_canonisation_keeps_the_output_and_restores_the_model(rng):
         np.testing.assert_array_equal(v, state[k], err_msg=k)
 
 
+def test_canonisation_refuses_a_variance_that_is_not_positive_and_restores_the_model(rng):
+    net = small_net(bn=True)
+    x = rng.standard_normal((2, 3, 8, 8))
+    net[4].running_var[1] = -1.0  # a buffer changed by hand, past load_state_dict's check
+    state = {k: np.array(v) for k, v in net.state_dict().items()}
+    # the tracing pass that pairs each batch norm with its layer meets it first, and the op refuses it
+    with pytest.raises(ValueError, match=r"batch_norm: running_var \+ eps must be positive in every channel, "
+                                         r"got -1\.0 \+ 1e-05 in channel 1"):
+        with canonized(net, x):
+            pass
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v, state[k], err_msg=k)
+
+
 def test_bad_input_is_refused(rng):
     net = small_net()
     x = rng.standard_normal((1, 3, 8, 8))
