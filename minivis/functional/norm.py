@@ -49,12 +49,22 @@ def _channel_shape(ndim: int, channels: int) -> tuple[int, ...]:
     return (1, channels) + (1,) * (ndim - 2)
 
 
-def _standardize(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any, Any, Any]:
-    """Mean, biased variance, 1/sqrt(var + eps) and xhat over ``axes`` (kept as size-1 dims)."""
+def _constant_group_error(op: str, what: str) -> ValueError:
+    """A group of values with zero variance under eps 0: its standardised values would be 0/0."""
+    return ValueError(f"{op}: {what} of the input is constant and eps is 0, so its standardised values "
+                      f"would be 0/0 (NaN); use eps > 0")
+
+
+def _standardize(x: Any, axes: tuple[int, ...], eps: float, op: str, what: str) -> tuple[Any, Any, Any, Any]:
+    """Mean, biased variance, 1/sqrt(var + eps) and xhat over ``axes`` (kept as size-1 dims).
+
+    ``what`` names a group in the error for a constant group under eps 0."""
     xp = backend.xp(x)
     mean = x.mean(axis=axes, keepdims=True)
     centered = x - mean
     var = (centered * centered).mean(axis=axes, keepdims=True)  # two-pass: no cancellation
+    if eps == 0 and bool((var == 0).any()):  # with eps > 0, var + eps > 0 always
+        raise _constant_group_error(op, what)
     inv_std = 1.0 / xp.sqrt(var + eps)
     return mean, var, inv_std, centered * inv_std
 
@@ -169,7 +179,7 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, 
         if count < 2:
             raise ValueError(f"{op}: training needs more than 1 value per channel to estimate a variance, "
                              f"got input shape {x.shape}")
-        mean, var, inv_std, xhat = _standardize(x.data, axes, eps)
+        mean, var, inv_std, xhat = _standardize(x.data, axes, eps, op, "a channel")
         if stats is not None:
             running_mean, running_var = stats
             unbiased = var.reshape(channels) * (count / (count - 1))
@@ -375,8 +385,11 @@ def _instance_standardize(x: Tensor, op: str, eps: float, gamma: Any = None, bet
         raise ValueError(f"{op}: needs more than 1 spatial element per plane to estimate a variance, "
                          f"got input shape {x.shape}")
     if isinstance(x.data, np.ndarray) and x.size:
-        return cpu_norm.instance_standardize(x.data, eps, gamma, beta)
-    _, _, inv_std, xhat = _standardize(x.data, (2, 3), eps)
+        inv_std, xhat, out = cpu_norm.instance_standardize(x.data, eps, gamma, beta)
+        if eps == 0 and np.isinf(inv_std).any():  # the kernel's mark of a constant plane
+            raise _constant_group_error(op, "an (image, channel) plane")
+        return inv_std, xhat, out
+    _, _, inv_std, xhat = _standardize(x.data, (2, 3), eps, op, "an (image, channel) plane")
     out = xhat if gamma is None else xhat * gamma[:, :, None, None]
     return inv_std, xhat, out if beta is None else out + beta[:, :, None, None]
 

@@ -208,7 +208,8 @@ def _sum4(src, mean, squared):
 def _standardize_plane(src, dst, out, eps, gamma, beta):
     m = src.shape[0]
     mean = _sum4(src, 0.0, False) / m
-    inv_std = 1.0 / np.sqrt(_sum4(src, mean, True) / m + eps)
+    spread = _sum4(src, mean, True) / m + eps
+    inv_std = 1.0 / np.sqrt(spread) if spread != 0.0 else np.inf  # a constant plane under eps 0: the caller refuses it
     for t in range(m):
         dst[t] = (src[t] - mean) * inv_std
         h = dst[t]  # xhat as stored: out = gamma * xhat + beta in x's dtype, as the array code computes it

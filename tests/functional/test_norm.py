@@ -495,3 +495,35 @@ def test_eval_batch_norms_refuse_a_variance_that_is_not_positive(op, grad, rng):
     # the boundary: a zero variance with a positive eps is a constant channel, and fine
     out = EVAL_BATCH_NORMS[op](x, np.array([0.0, 1.0, 1.0]), 1e-5)
     assert np.isfinite(out.data).all()
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_constant_group_under_eps_zero_is_refused(threaded, rng, monkeypatch):
+    """Standardising a constant channel (batch norm, training) or plane (instance norms) with eps 0 is
+    0/0: a clear error instead of NaN (or the kernel's ZeroDivisionError), on the threaded and the serial
+    kernel; eps 0 on varied values still works."""
+    from minivis.kernels import cpu_norm
+    monkeypatch.setattr(cpu_norm, "INSTANCE_MIN_WORK", 0 if threaded else 1 << 60)
+    x = rng.standard_normal((2, 3, 4, 4))
+    x[1, 2] = 0.5  # one constant plane; channel 2 still varies across the batch
+    with pytest.raises(ValueError, match=r"instance_norm: an \(image, channel\) plane of the input is constant and "
+                                         r"eps is 0, so its standardised values would be 0/0 \(NaN\); use eps > 0"):
+        mv.F.instance_norm(x, eps=0.0)
+    with pytest.raises(ValueError, match=r"conditional_instance_norm: an \(image, channel\) plane of the input is "
+                                         r"constant and eps is 0"):
+        mv.F.conditional_instance_norm(x, 0, np.ones((1, 3)), np.zeros((1, 3)), eps=0.0)
+    assert np.isfinite(mv.F.batch_norm(x, None, None, training=True, eps=0.0).data).all()
+    x[:, 1] = -2.0
+    with pytest.raises(ValueError, match=r"batch_norm: a channel of the input is constant and eps is 0"):
+        mv.F.batch_norm(x, None, None, training=True, eps=0.0)
+    varied = rng.standard_normal((2, 3, 4, 4))
+    assert np.isfinite(mv.F.instance_norm(varied, eps=0.0).data).all()
+    np.testing.assert_allclose(mv.F.instance_norm(x, eps=1e-5).data[1, 2], 0.0)  # eps > 0: a constant plane is 0
+
+
+def test_the_array_path_refuses_a_constant_group_under_eps_zero():
+    """The array code (the instance norms' path for CuPy arrays, and batch norm's) checks the same."""
+    from minivis.functional.norm import _standardize
+    with pytest.raises(ValueError, match=r"op: a group of the input is constant and eps is 0"):
+        _standardize(np.ones((2, 3, 4, 4)), (2, 3), 0.0, "op", "a group")
+    assert np.isfinite(_standardize(np.ones((2, 3, 4, 4)), (2, 3), 1e-5, "op", "a group")[3]).all()
