@@ -125,6 +125,14 @@ def check_bool(value: Any, op: str, name: str) -> bool:
     return bool(value)
 
 
+def check_str(value: Any, op: str, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` as a string, before the caller looks it up among ``choices`` (a TypeError naming them
+    otherwise: an array compared with strings would raise NumPy's own "truth value" error)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{op}: {name} must be one of {choices}, got {type(value).__name__}")
+    return value
+
+
 def check_int(value: Any, op: str, name: str, minimum: int | None = None) -> int:
     """``value`` as an int (not a bool), ``>= minimum`` when one is given."""
     if not isinstance(value, int | np.integer) or isinstance(value, bool):

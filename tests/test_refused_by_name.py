@@ -66,6 +66,46 @@ CASES = [
      r"softmax: axis -1 of the input \(2, 0\) is empty"),
     ("log_softmax empty axis", lambda m, p: mv.F.log_softmax(mv.tensor(np.zeros((0, 3))), axis=0), ValueError,
      r"log_softmax: axis 0 of the input \(0, 3\) is empty"),
+    ("mean of nothing", lambda m, p: mv.F.mean(mv.tensor(np.zeros((2, 0))), axis=1), ValueError,
+     r"mean: no values to average over axes \(1,\) of a tensor of shape \(2, 0\)"),
+    ("adaptive_avg_pool2d empty map", lambda m, p: mv.F.adaptive_avg_pool2d(mv.tensor(np.zeros((2, 4, 0, 6))), 2),
+     ValueError, r"adaptive_avg_pool2d: input must have at least one row and one column to average, "
+                 r"got shape \(2, 4, 0, 6\)"),
+    ("pad past the machine", lambda m, p: mv.F.pad(mv.tensor(np.zeros((2, 4, 6, 6))), (10**9, 1)), ValueError,
+     r"pad: the output would have shape \(2, 4, 6, 1000000007\)"),
+    # the divisor of local response norm must stay positive: NaN (negative) or infinite (zero) otherwise
+    ("local_response_norm alpha", lambda m, p: mv.F.local_response_norm(mv.tensor(np.ones((1, 3, 2, 2))), 3,
+                                                                          alpha=-1.0),
+     ValueError, r"local_response_norm: alpha must be >= 0.0, got -1.0"),
+    ("local_response_norm k", lambda m, p: mv.F.local_response_norm(mv.tensor(np.ones((1, 3, 2, 2))), 3, k=0.0),
+     ValueError, r"local_response_norm: k must be > 0 \(the divisor is k \+ alpha/size \* sum x\^2\), got 0.0"),
+    # options named by a string, given an array: NumPy's own "truth value is ambiguous" error before
+    ("cross_entropy reduction array", lambda m, p: mv.F.cross_entropy(mv.tensor(np.zeros((3, 5))), np.arange(3),
+                                                                       reduction=np.zeros(3)),
+     TypeError, r"cross_entropy: reduction must be one of \('mean', 'sum', 'none'\), got ndarray"),
+    ("mse_loss reduction array", lambda m, p: mv.F.mse_loss(mv.tensor(np.zeros(3)), np.zeros(3), reduction=np.zeros(2)),
+     TypeError, r"mse_loss: reduction must be one of"),
+    ("pad mode array", lambda m, p: mv.F.pad(mv.tensor(np.zeros((1, 1, 2, 2))), (1, 1), mode=np.zeros(2)),
+     TypeError, r"pad: mode must be one of \('constant', 'reflect', 'replicate'\), got ndarray"),
+    ("occlusion mode array", lambda m, p: mv.vis.occlusion(m, IMAGE, 0, patch=7, stride=7, mode=np.zeros(2)),
+     TypeError, r"occlusion: mode must be one of"),
+    ("smoothgrad method array", lambda m, p: mv.vis.smoothgrad(m, IMAGE, 0, method=np.zeros(2)),
+     TypeError, r"smoothgrad: method must be one of"),
+    ("cam score array", lambda m, p: mv.vis.cam(m, IMAGE, 0, "features.8", "grad_cam", score=np.zeros(2)),
+     TypeError, r"cam: score must be one of"),
+    ("road order array", lambda m, p: mv.vis.road(m, IMAGE, 0, np.ones((28, 28)), order=np.zeros(2)),
+     TypeError, r"road: order must be one of \('morf', 'lerf', 'both'\), got ndarray"),
+    ("model_randomisation mode array", lambda m, p: mv.vis.model_randomisation(m, IMAGE, 0, "saliency",
+                                                                                 mode=np.zeros(2)),
+     TypeError, r"model_randomisation: mode must be one of"),
+    ("top_activations score array", lambda m, p: mv.vis.top_activations(m, IMAGE[None], "features.1", k=1,
+                                                                        score=np.zeros(2)),
+     TypeError, r"top_activations: score must be one of"),
+    ("nearest_neighbours metric array", lambda m, p: mv.vis.nearest_neighbours(np.zeros((2, 3)), np.zeros((4, 3)),
+                                                                                metric=np.zeros(2)),
+     TypeError, r"nearest_neighbours: metric must be one of"),
+    ("ablation fill array", lambda m, p: mv.vis.ablation(m, IMAGE, 0, "features.1", fill=np.zeros(2)),
+     TypeError, r"ablation: fill must be one of"),
 ]
 
 
@@ -83,3 +123,8 @@ def test_what_the_checks_must_still_let_through():
     b = mv.data.random_crops(np.arange(192, dtype=np.uint8).reshape(8, 8, 3), 2, 3, seed=4)
     np.testing.assert_array_equal(a, b)
     assert len(list(mv.data.batches(np.zeros(4), batch_size=2, shuffle=True, seed=np.random.default_rng(0)))) == 2
+    # local response norm on no channels is empty, forward and backward (its window once reached past -1)
+    x = mv.tensor(np.zeros((2, 0, 3, 3)), requires_grad=True)
+    y = mv.F.local_response_norm(x, 3)
+    y.backward(np.ones(y.shape))
+    assert y.shape == x.grad.shape == (2, 0, 3, 3)

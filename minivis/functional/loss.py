@@ -16,13 +16,13 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.validate import check_same_device, check_tensor
+from minivis.validate import check_same_device, check_str, check_tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 
 
 def _check_reduction(reduction: Any, op: str) -> str:
-    if reduction not in REDUCTIONS:
+    if check_str(reduction, op, "reduction", REDUCTIONS) not in REDUCTIONS:
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     return reduction
 

@@ -193,6 +193,8 @@ def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     axes = _axes(axis, x.ndim, "mean")
     keepdims = check_bool(keepdims, "mean", "keepdims")
     count = int(np.prod([x.shape[a] for a in axes]))
+    if count == 0:  # NumPy would return NaN with a warning
+        raise ValueError(f"mean: no values to average over axes {axes} of a tensor of shape {x.shape}")
     out = x.data.mean(axis=axes, keepdims=keepdims)
     return Tensor.from_op(out, (x,), lambda g: (_expand(g / count, x.shape, axes, keepdims).copy(),), "mean")
 

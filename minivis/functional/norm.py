@@ -504,7 +504,7 @@ def _channel_window_sum(a: Any, before: int, after: int) -> Any:
     xp = backend.xp(a)
     channels = a.shape[1]
     # window reach past the last channel reads only the zero padding: adding those zeros changes nothing
-    before, after = min(before, channels - 1), min(after, channels - 1)
+    before, after = min(before, max(channels - 1, 0)), min(after, max(channels - 1, 0))
     padded = xp.zeros((a.shape[0], channels + before + after) + a.shape[2:], dtype=a.dtype)
     padded[:, before:before + channels] = a
     total = padded[:, 0:channels].copy()
@@ -531,9 +531,13 @@ def local_response_norm(x: Any, size: int, alpha: float = 1e-4, beta: float = 0.
         raise TypeError(f"{op}: size must be an int, got {type(size).__name__}")
     if size < 1:
         raise ValueError(f"{op}: size must be >= 1, got {size}")
-    alpha = check_float(alpha, op, "alpha")
+    # with alpha >= 0 and k > 0 the divisor d is >= k > 0, so d^(-beta) is a number: a negative
+    # divisor raised to a fractional power would be NaN, a zero one infinite
+    alpha = check_float(alpha, op, "alpha", 0.0)
     beta = check_float(beta, op, "beta")
     k = check_float(k, op, "k")
+    if k <= 0:
+        raise ValueError(f"{op}: k must be > 0 (the divisor is k + alpha/size * sum x^2), got {k}")
     before, after = size // 2, (size - 1) // 2
     denom = k + (alpha / size) * _channel_window_sum(x.data * x.data, before, after)
     out = x.data * denom ** -beta

@@ -306,6 +306,8 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int | None, int | No
     op = "adaptive_avg_pool2d"
     x = check_tensor(x, op, ndim=4)
     in_hw = x.shape[-2:]
+    if 0 in in_hw:
+        raise ValueError(f"{op}: input must have at least one row and one column to average, got shape {x.shape}")
     if isinstance(output_size, tuple | list) and len(output_size) == 2:
         output_size = tuple(n if o is None else o for o, n in zip(output_size, in_hw, strict=True))
     out_hw = int_pair(output_size, op, "output_size")

@@ -20,7 +20,7 @@ import numpy as np
 
 from minivis import backend
 from minivis.autograd import Tensor
-from minivis.validate import check_array_size, check_float, check_tensor, int_pair
+from minivis.validate import check_array_size, check_float, check_str, check_tensor, int_pair
 
 INTERPOLATE_MODES = ("nearest", "bilinear")
 PAD_MODES = ("constant", "reflect", "replicate")
@@ -183,7 +183,7 @@ def pad(x: Tensor, pad: tuple[int, ...], mode: str = "constant", value: float = 
     the cell it was copied from.
     """
     x = check_tensor(x, "pad")
-    if mode not in PAD_MODES:
+    if check_str(mode, "pad", "mode", PAD_MODES) not in PAD_MODES:
         raise ValueError(f"pad: mode must be one of {PAD_MODES}, got {mode!r}")
     value = check_float(value, "pad", "value")
     widths = _pad_widths(pad, x.ndim)
@@ -195,6 +195,8 @@ def pad(x: Tensor, pad: tuple[int, ...], mode: str = "constant", value: float = 
         if mode == "replicate" and max(before, after) > 0 and n == 0:
             raise ValueError(f"pad: replicate padding needs a non-empty dim, dim {axis} of input "
                              f"shape {x.shape} is empty")
+    check_array_size(tuple(n + before + after for n, (before, after) in zip(x.shape, widths, strict=True)),
+                     x.dtype, "pad")
     xp = backend.xp(x.data)
     if mode == "constant":
         out = xp.pad(x.data, widths, mode="constant", constant_values=value)

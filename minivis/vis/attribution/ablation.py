@@ -22,7 +22,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.hooks import capture, edit_output
 from minivis.nn.module import Module
-from minivis.validate import check_positive_int
+from minivis.validate import check_positive_int, check_str
 from minivis.vis.common import Target, as_batch, check_layer, inference, model_scores, unbatch
 
 FILLS = ("zero", "mean")
@@ -64,7 +64,7 @@ def ablation(model: Module, x: Any, target: Target, layer: str, units: Any = Non
     op = "ablation"
     batch, single = as_batch(x, model, op)
     check_layer(model, layer, op)
-    if fill not in FILLS:
+    if check_str(fill, op, "fill", FILLS) not in FILLS:
         raise ValueError(f"{op}: fill must be 'zero' or 'mean', got {fill!r}")
     check_positive_int(batch_size, op, "batch_size")
     xp = backend.xp(batch)

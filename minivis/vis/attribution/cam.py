@@ -46,7 +46,7 @@ from minivis.functional.resize import interpolate
 from minivis.nn.hooks import capture, edit_output
 from minivis.nn.module import Module
 from minivis.rules import backward_rule
-from minivis.validate import check_float, check_positive_int
+from minivis.validate import check_float, check_positive_int, check_str
 from minivis.vis.attribution.gradients import batch_gradient
 from minivis.vis.common import (
     Target,
@@ -306,7 +306,7 @@ def cam(model: Module, x: Any, target: Target, layer: str, method: str = "grad_c
     """
     if not isinstance(method, str) or method not in CAM_METHODS:
         raise ValueError(f"cam: method must be one of {CAM_METHODS}, got {method!r}")
-    if score not in SCORES:
+    if check_str(score, "cam", "score", SCORES) not in SCORES:
         raise ValueError(f"cam: score must be one of {SCORES}, got {score!r}")
     batch_size = check_positive_int(batch_size, method, "batch_size")
     baseline = check_float(baseline, method, "baseline")

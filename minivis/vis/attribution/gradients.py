@@ -47,7 +47,7 @@ from minivis import backend
 from minivis.autograd import Tensor, lean_graph, no_grad
 from minivis.nn.module import Module
 from minivis.rules import RULES, backward_rule
-from minivis.validate import check_count, check_fits, check_float, check_seed
+from minivis.validate import check_count, check_fits, check_float, check_seed, check_str
 from minivis.vis.common import Target, as_batch, frozen, model_scores, unbatch
 
 SMOOTHGRAD_METHODS = ("saliency", "gradient", "guided_backprop", "deconvnet")
@@ -220,7 +220,7 @@ def smoothgrad(model: Module, x: Any, target: Target, n: int = 50, noise: float 
     if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
         raise ValueError(f"smoothgrad: noise must be a finite number >= 0 (a fraction of the input range), "
                          f"got {noise!r}")
-    if method not in SMOOTHGRAD_METHODS:
+    if check_str(method, "smoothgrad", "method", SMOOTHGRAD_METHODS) not in SMOOTHGRAD_METHODS:
         raise ValueError(f"smoothgrad: method must be one of {SMOOTHGRAD_METHODS}, got {method!r}")
     seed = check_seed(seed, "smoothgrad")
     progress = _check_progress(progress, "smoothgrad")

@@ -46,7 +46,7 @@ from minivis import functional as F
 from minivis.autograd import Tensor
 from minivis.functional.conv import shared_winograd_gemms
 from minivis.nn.module import Module
-from minivis.validate import check_fits, check_positive_int, int_pair
+from minivis.validate import check_fits, check_positive_int, check_str, int_pair
 from minivis.vis.attribution.gradients import _check_progress
 from minivis.vis.attribution.occlusion_incremental import Incremental, Region, build_plan, conv_macs, trace
 from minivis.vis.common import Target, as_batch, inference, is_objective, model_scores, target_scores, unbatch
@@ -120,7 +120,7 @@ def occluded_batch(batch: Any, fills: Any, img: np.ndarray, rows: np.ndarray, co
 
 
 def _check_options(mode: Any, threshold: Any, batch_size: Any, op: str) -> None:
-    if mode not in MODES:
+    if check_str(mode, op, "mode", MODES) not in MODES:
         raise ValueError(f"{op}: mode must be one of {', '.join(MODES)}, got {mode!r}")
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1:
         raise ValueError(f"{op}: threshold must be a number in (0, 1], got {threshold!r}")

@@ -39,7 +39,7 @@ from scipy.sparse.linalg import spsolve
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_bool, check_float, check_positive_int, check_seed, host
+from minivis.validate import check_bool, check_float, check_positive_int, check_seed, check_str, host
 from minivis.vis.attribution.metrics import _attribution_array, _pixel_ranking, _scores, _target_indices
 from minivis.vis.common import Target, as_batch, inference, target_scores
 
@@ -161,7 +161,7 @@ def removal_mask(attribution: Any, fraction: float, order: str = "morf") -> np.n
         a = a.sum(axis=0)
     if a.ndim != 2:
         raise ValueError(f"{method}: attribution must be (H, W) or (C, H, W), got shape {a.shape}")
-    if order not in ("morf", "lerf"):
+    if check_str(order, method, "order", ("morf", "lerf")) not in ("morf", "lerf"):
         raise ValueError(f"{method}: order must be 'morf' or 'lerf', got {order!r}")
     fraction = check_float(fraction, method, "fraction", low=0.0, high=1.0)
     h, w = a.shape
@@ -192,7 +192,7 @@ def road(model: Module, x: Any, target: Target, attribution: Any, fractions: Seq
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     method = "road"
-    if order not in ("morf", "lerf", "both"):
+    if check_str(order, method, "order", ("morf", "lerf", "both")) not in ("morf", "lerf", "both"):
         raise ValueError(f"{method}: order must be 'morf', 'lerf' or 'both', got {order!r}")
     batch_size = check_positive_int(batch_size, method, "batch_size")
     probability = check_bool(probability, method, "probability")

@@ -44,7 +44,7 @@ from minivis import backend
 from minivis.nn import Conv2d, Linear, Parameter
 from minivis.nn.module import Module
 from minivis.nn.replay import ForwardReplay
-from minivis.validate import check_bool, check_int
+from minivis.validate import check_bool, check_int, check_str
 from minivis.vis.common import Target, as_batch
 
 MODES = ("cascading", "independent")  # of model_randomisation; data_randomisation's is "data"
@@ -285,7 +285,7 @@ def model_randomisation(model: Module, x: Any, target: Target, method: str | Cal
     ``method_kwargs`` go to the method (e.g. ``layer=`` for Grad-CAM). The model is restored after.
     """
     who = "model_randomisation"
-    if mode not in MODES:
+    if check_str(mode, who, "mode", MODES) not in MODES:
         raise ValueError(f"{who}: mode must be one of {MODES}, got {mode!r}")
     seed = check_int(seed, who, "seed", minimum=0)
     measures = _check_measures(measures, who)

@@ -32,7 +32,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_positive_int
+from minivis.validate import check_positive_int, check_str
 from minivis.vis.common import check_layer
 from minivis.vis.features import distributed
 from minivis.vis.features.activations import check_batch_size, dataset_kind, inference, layer_outputs, stream_inputs
@@ -119,7 +119,7 @@ def nearest_neighbours(queries: Any, database: Any, k: int = 5, metric: str = "l
     db = _as_codes(database, "database")
     if q.shape[1] != db.shape[1]:
         raise ValueError(f"nearest_neighbours: queries have {q.shape[1]} features, database has {db.shape[1]}")
-    if metric not in METRICS:
+    if check_str(metric, "nearest_neighbours", "metric", METRICS) not in METRICS:
         raise ValueError(f"nearest_neighbours: metric must be one of {METRICS}, got {metric!r}")
     check_positive_int(chunk, "nearest_neighbours", "chunk")
     if exclude_self and q.shape[0] != db.shape[0]:

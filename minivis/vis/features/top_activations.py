@@ -35,6 +35,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
+from minivis.validate import check_str
 from minivis.vis.features import distributed
 from minivis.vis.features.activations import (
     check_batch_size,
@@ -168,7 +169,7 @@ def top_activations(model: Module, images: Any, layers: str | Sequence[str], k: 
         n = (images.data if isinstance(images, Tensor) else images).shape[0]
     k = _check_k(k, n)
     batch_size = check_batch_size(batch_size, "top_activations")
-    if score not in SCORES:
+    if check_str(score, "top_activations", "score", SCORES) not in SCORES:
         raise ValueError(f"top_activations: score must be one of {SCORES}, got {score!r}")
     if on_dask:
         parts = distributed.map_partitions(_mine, model, images, client, batch_size, partitions,
