@@ -66,6 +66,8 @@ CASES = [
      r"softmax: axis -1 of the input \(2, 0\) is empty"),
     ("log_softmax empty axis", lambda m, p: mv.F.log_softmax(mv.tensor(np.zeros((0, 3))), axis=0), ValueError,
      r"log_softmax: axis 0 of the input \(0, 3\) is empty"),
+    ("interpolate empty map", lambda m, p: mv.F.interpolate(mv.tensor(np.zeros((1, 2, 6, 0))), size=4, mode="bilinear"),
+     ValueError, r"interpolate: input must have at least one row and one column to resample, got shape \(1, 2, 6, 0\)"),
     ("mean of nothing", lambda m, p: mv.F.mean(mv.tensor(np.zeros((2, 0))), axis=1), ValueError,
      r"mean: no values to average over axes \(1,\) of a tensor of shape \(2, 0\)"),
     ("adaptive_avg_pool2d empty map", lambda m, p: mv.F.adaptive_avg_pool2d(mv.tensor(np.zeros((2, 4, 0, 6))), 2),
@@ -123,6 +125,8 @@ def test_what_the_checks_must_still_let_through():
     b = mv.data.random_crops(np.arange(192, dtype=np.uint8).reshape(8, 8, 3), 2, 3, seed=4)
     np.testing.assert_array_equal(a, b)
     assert len(list(mv.data.batches(np.zeros(4), batch_size=2, shuffle=True, seed=np.random.default_rng(0)))) == 2
+    # flattening an empty batch keeps the merged size (a -1 there was undefined)
+    assert mv.F.flatten(mv.tensor(np.zeros((0, 2, 6, 6))), 1).shape == (0, 72)
     # local response norm on no channels is empty, forward and backward (its window once reached past -1)
     x = mv.tensor(np.zeros((2, 0, 3, 3)), requires_grad=True)
     y = mv.F.local_response_norm(x, 3)

@@ -239,7 +239,8 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     end = _axes(check_int(end_dim, "flatten", "end_dim"), x.ndim, "flatten", "end_dim")[0]
     if start > end:
         raise ValueError(f"flatten: start_dim ({start_dim}) must not come after end_dim ({end_dim})")
-    return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1:])
+    merged = int(np.prod(x.shape[start:end + 1]))  # not -1: an empty dim elsewhere would leave it undefined
+    return reshape(x, x.shape[:start] + (merged,) + x.shape[end + 1:])
 
 
 def transpose(x: Tensor, axes: Any = None) -> Tensor:

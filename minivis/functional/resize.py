@@ -114,6 +114,9 @@ def interpolate(x: Tensor, size: int | tuple[int, int] | None = None,
         raise ValueError("interpolate: give exactly one of size and scale_factor, got "
                          f"size={size!r}, scale_factor={scale_factor!r}")
     h_in, w_in = x.shape[2:]
+    if h_in == 0 or w_in == 0:
+        raise ValueError(f"interpolate: input must have at least one row and one column to resample, "
+                         f"got shape {x.shape}")
     if size is not None:
         h_out, w_out = int_pair(size, "interpolate", "size", minimum=1)
         scales: tuple[float | None, float | None] = (None, None)

@@ -102,7 +102,7 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
                                          momentum=0.1, eps=1e-5))
     add("local_response_norm", F.local_response_norm, dict(x=x4, size=3, alpha=1e-4, beta=0.75, k=1.0))
     add("dropout", F.dropout, dict(x=x4, p=0.5, training=True, rng=0))
-    add("cross_entropy", F.cross_entropy, dict(logits=v2, target=np.array([1, 2])))
+    add("cross_entropy", F.cross_entropy, dict(logits=v2, target=np.array([1, 2]), reduction="none"))
     add("softmax", F.softmax, dict(x=v2, axis=-1))
     add("clip", F.clip, dict(x=T(v2), low=-1.0, high=1.0))
     add("sum", F.sum, dict(x=T(v2), axis=1))
@@ -111,6 +111,26 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
     add("getitem", F.getitem, dict(x=T(v2), index=(0, slice(None))))
     add("add", F.add, dict(a=T(v2), b=v2 + 5))
     add("matmul", F.matmul, dict(a=T(v2), b=v2.T.copy()))
+    add("mse_loss", F.mse_loss, dict(input=T(v2), target=v2 + 1, reduction="sum"))
+    add("pad", F.pad, dict(x=T(x4), pad=(1, 2, 0, 1), mode="reflect", value=0.0))
+    add("mean", F.mean, dict(x=T(x4), axis=(2, 3), keepdims=True))
+    add("max", F.max, dict(x=T(x4), axis=1, keepdims=False))
+    add("log_softmax", F.log_softmax, dict(x=v2, axis=0))
+    add("leaky_relu", F.leaky_relu, dict(x=T(x4), negative_slope=0.1))
+    add("pow", F.pow, dict(x=T(np.abs(x4)), exponent=1.5))
+    add("gram_matrix", F.gram_matrix, dict(x=x4))
+    add("global_avg_pool2d", F.global_avg_pool2d, dict(x=T(x4)))
+    add("relu_max_pool2d", F.relu_max_pool2d, dict(x=T(x4), return_switches=True))
+    add("instance_norm", F.instance_norm, dict(x=x4, weight=np.ones(2, np.float32), bias=np.zeros(2, np.float32),
+                                               eps=1e-5))
+    add("conditional_instance_norm", F.conditional_instance_norm,
+        dict(x=x4, style=1, weight=np.ones((3, 2), np.float32), bias=np.zeros((3, 2), np.float32), eps=1e-5))
+    add("batch_norm_relu", F.batch_norm_relu, dict(x=x4, running_mean=np.zeros(2, np.float32),
+                                                   running_var=np.ones(2, np.float32), eps=1e-5, max_value=6.0))
+    add("conv2d_bn_relu", F.conv2d_bn_relu, dict(x=x4, weight=w, bias=np.zeros(3, np.float32), stride=1, padding=1,
+                                                 running_mean=np.zeros(3, np.float32),
+                                                 running_var=np.ones(3, np.float32), bn_weight=np.ones(3, np.float32),
+                                                 bn_bias=np.zeros(3, np.float32), eps=1e-5, max_value=6.0))
 
     # layers: constructed, then called
     def layer(cls: type, inp: np.ndarray) -> Callable[..., Any]:
@@ -132,30 +152,39 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
     # methods
     for name in ("saliency", "input_gradient", "guided_backprop"):
         add(name, getattr(V, name), dict(model=model, x=x1, target=1))
-    add("smoothgrad", V.smoothgrad, dict(model=model, x=x1, target=1, n=2, noise=0.1, batch_size=2, seed=0))
+    add("smoothgrad", V.smoothgrad, dict(model=model, x=x1, target=1, n=2, noise=0.1, batch_size=2, seed=0,
+                                         method="saliency"))
     add("integrated_gradients", V.integrated_gradients, dict(model=model, x=x1, target=1, steps=2, batch_size=2))
     add("grad_cam", V.grad_cam, dict(model=model, x=x1, target=1, layer="features.8"))
-    add("occlusion", V.occlusion, dict(model=model, x=x1, target=1, patch=14, stride=14, batch_size=4))
+    add("occlusion", V.occlusion, dict(model=model, x=x1, target=1, patch=14, stride=14, batch_size=4,
+                                       mode="incremental"))
     add("deletion", V.deletion, dict(model=model, x=x1, target=1, attribution=attribution, pixels_per_step=392))
     add("removal_mask", V.removal_mask, dict(attribution=attribution[0], fraction=0.5))
     add("pointing_game", V.pointing_game, dict(attribution=attribution, mask=np.ones((1, 28, 28), bool), tolerance=1))
     add("random_directions", V.random_directions, dict(dim=8, count=2, seed=0))
-    add("nearest_neighbours", V.nearest_neighbours, dict(queries=rng.random((2, 5)), database=rng.random((6, 5)), k=2))
+    add("nearest_neighbours", V.nearest_neighbours, dict(queries=rng.random((2, 5)), database=rng.random((6, 5)), k=2,
+                                                         metric="cosine"))
     add("tsne_grid", V.tsne_grid, dict(embedding=rng.standard_normal((4, 2)), images=rng.random((4, 3, 3)), fill=0.0))
     add("class_model", V.class_model, dict(model=model, target=1, steps=1, jitter=2, seed=0, progress=False))
     add("fgsm", V.fgsm, dict(model=model, x=x1, label=1, epsilon=0.1))
     for name in ("grad_cam_pp", "layer_cam", "score_cam", "eigen_cam"):
         add(name, getattr(V, name), dict(model=model, x=x1, target=1, layer="features.8"))
+    add("cam", V.cam, dict(model=model, x=x1, target=1, layer="features.8", method="xgrad_cam", score="probability"),
+        "xgrad_cam")  # cam forwards to the method it names
+    add("model_randomisation", V.model_randomisation, dict(model=model, x=x1, target=1, method="saliency",
+                                                           mode="independent", progress=False),
+        "saliency")  # the target is the method's to check
     add("lrp", V.lrp, dict(model=model, x=x1, target=1, composite="epsilon_gamma_box", epsilon=1e-6, gamma=0.25))
     add("deeplift", V.deeplift, dict(model=model, x=x1, target=1))
     add("gradient_x_input", V.gradient_x_input, dict(model=model, x=x1, target=1))
     add("infidelity", V.infidelity, dict(model=model, x=x1, target=1, attribution=attribution[None], n_samples=2,
                                          noise=0.1, seed=0))
-    add("road", V.road, dict(model=model, x=x1, target=1, attribution=attribution, fractions=(0.5,), seed=0))
-    add("ablation", V.ablation, dict(model=model, x=x1, target=1, layer="features.8", units=[0, 1]))
+    add("road", V.road, dict(model=model, x=x1, target=1, attribution=attribution, fractions=(0.5,), seed=0,
+                             order="lerf"))
+    add("ablation", V.ablation, dict(model=model, x=x1, target=1, layer="features.8", units=[0, 1], fill="mean"))
     add("activations", V.activations, dict(model=model, x=x1, layer="features.3"))
     add("top_activations", V.top_activations, dict(model=model, images=x1.repeat(3, 0), layers="features.3", k=2,
-                                                   batch_size=2))
+                                                   batch_size=2, score="max"))
     add("dead_filters", V.dead_filters, dict(model=model, images=x1.repeat(3, 0), layer="features.3", batch_size=2))
     add("filters", V.filters, dict(model=model, layer="features.0"))
     add("receptive_field", V.receptive_field, dict(model=model, layer="features.8", input_size=28))
@@ -179,8 +208,16 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
     return b
 
 
+def tensor_variants(t: Any) -> list[tuple[str, Callable[[], Any]]]:
+    """A tensor argument's shape and value variants, as tensors (dtype variants are the constructor's)."""
+    return [(f"tensor, {label}", lambda make=make: mv.tensor(make())) for label, make in array_variants(t.data)
+            if not label.startswith("dtype")]
+
+
 def variants(name: str, value: Any) -> list[tuple[str, Callable[[], Any]]]:
     out = array_variants(value) if isinstance(value, np.ndarray) else []
+    if isinstance(value, mv.Tensor):
+        out = tensor_variants(value)
     if name == "model":
         return [("None", lambda: None), ("str", lambda: "model"), ("object", Opaque)]
     return out + [(label, lambda v=v: v) for label, v in SCALARS]

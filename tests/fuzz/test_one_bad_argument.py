@@ -2,7 +2,9 @@
 argument made hostile at a time, returns or refuses by name; none crashes, hangs or fails inside.
 
 On the code before the sweep's fixes it found a segfault (``max_pool2d(stride=2**63)``) and
-Numba typing errors from conv2d and conv_transpose2d strides past an int64.
+Numba typing errors from conv2d and conv_transpose2d strides past an int64. Widened to tensor
+arguments' shape variants, more ops and the methods' string options, it found an IndexError from
+``interpolate`` on an empty map and ``flatten`` failing on an empty batch.
 """
 
 import json
