@@ -38,6 +38,7 @@ from minivis.models.style_nets import UPSAMPLING, TransformNet
 from minivis.nn import init
 from minivis.nn.hooks import forward_to
 from minivis.optim import Adam, CosineLR
+from minivis.validate import check_str
 from minivis.vis.common import frozen
 from minivis.vis.synthesis.objectives import Objective
 from minivis.vis.synthesis.style import content_loss, gram_targets, style_input, style_loss, to_input, tv_penalty
@@ -162,9 +163,9 @@ def train_style(out_dir: str | Path, styles: Sequence[str], steps: int = 300, ba
     styles = check_styles(styles)
     weights = (content_weight, style_weight, tv_weight)
     check_style_settings(steps, batch_size, crop, lr, weights)
-    if lr_schedule not in LR_SCHEDULES:
+    if check_str(lr_schedule, "train style", "lr_schedule", LR_SCHEDULES) not in LR_SCHEDULES:
         raise ValueError(f"train style: lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-    if upsample not in UPSAMPLING:
+    if check_str(upsample, "train style", "upsample", UPSAMPLING) not in UPSAMPLING:
         raise ValueError(f"train style: upsample must be one of {UPSAMPLING}, got {upsample!r}")
     photos = training_photos()  # first: a missing package leaves no empty folder behind
     loss_net = load(LOSS_NET)

@@ -125,6 +125,13 @@ def check_bool(value: Any, op: str, name: str) -> bool:
     return bool(value)
 
 
+def check_progress(progress: Any, op: str) -> bool | None:
+    """A ``progress`` argument: True, False or None (automatic: a bar only for long runs)."""
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"{op}: progress must be True, False or None (automatic), got {progress!r}")
+    return progress
+
+
 def check_str(value: Any, op: str, name: str, choices: tuple[str, ...]) -> str:
     """``value`` as a string, before the caller looks it up among ``choices`` (a TypeError naming them
     otherwise: an array compared with strings would raise NumPy's own "truth value" error)."""

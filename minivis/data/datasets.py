@@ -16,6 +16,7 @@ import numpy as np
 
 from minivis.data._optional import require
 from minivis.data.idx import read_idx
+from minivis.validate import check_str
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -187,7 +188,7 @@ def load_dataset(name: str, split: str | None = None,
     split: "train" (default) or "test" for fashion_mnist; mnist_5k and digits have one split, so
         only None or "all" is accepted for them. root: fashion_mnist's directory (see ``fashion_mnist``).
     """
-    if name not in DATASETS:
+    if check_str(name, "load_dataset", "name", tuple(DATASETS)) not in DATASETS:
         valid = ", ".join(repr(n) for n in DATASETS)
         raise ValueError(f"load_dataset: name must be one of {valid}, got {name!r}")
     if name == "fashion_mnist":

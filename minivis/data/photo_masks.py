@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivis.validate import check_str
+
 # photo -> object -> shapes; ("ellipse", cx, cy, rx, ry) or ("polygon", ((x, y), ...)). The first
 # object of a photo is its default.
 _OBJECTS: dict[str, dict[str, tuple]] = {
@@ -52,7 +54,7 @@ def _inside_polygon(points: tuple, ys: np.ndarray, xs: np.ndarray) -> np.ndarray
 
 def photo_objects(name: str) -> tuple[str, ...]:
     """The objects with a mask in photo ``name`` (the first is ``photo_mask``'s default)."""
-    if name not in _OBJECTS:
+    if check_str(name, "photo_objects", "name", tuple(MASKED_PHOTOS)) not in _OBJECTS:
         valid = ", ".join(repr(n) for n in MASKED_PHOTOS)
         raise ValueError(f"photo_objects: name must be one of {valid}, got {name!r}")
     return tuple(_OBJECTS[name])
@@ -61,7 +63,7 @@ def photo_objects(name: str) -> tuple[str, ...]:
 def photo_mask(name: str, obj: str | None = None) -> np.ndarray:
     """The hand-drawn mask of object ``obj`` (default: the photo's main object) in photo ``name``, as
     bool (H, W) at the photo's native size (``mv.data.photo(name).shape[:2]``)."""
-    if name not in _OBJECTS:
+    if check_str(name, "photo_mask", "name", tuple(MASKED_PHOTOS)) not in _OBJECTS:
         valid = ", ".join(repr(n) for n in MASKED_PHOTOS)
         raise ValueError(f"photo_mask: name must be one of {valid}, got {name!r}")
     objects = _OBJECTS[name]

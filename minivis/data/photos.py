@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivis.data._optional import require
+from minivis.validate import check_str
 
 # name -> (module, pip package, how to get the image from the module)
 _SOURCES = {
@@ -27,7 +28,7 @@ PHOTOS: tuple[str, ...] = tuple(_SOURCES)
 
 def photo(name: str) -> np.ndarray:
     """The photo ``name`` (one of ``PHOTOS``) as uint8 (H, W, 3); grey photos are replicated to 3 channels."""
-    if name not in _SOURCES:
+    if check_str(name, "photo", "name", tuple(PHOTOS)) not in _SOURCES:
         valid = ", ".join(repr(n) for n in PHOTOS)
         raise ValueError(f"photo: name must be one of {valid}, got {name!r}")
     module, pip_name, get = _SOURCES[name]

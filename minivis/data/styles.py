@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from minivis.data._optional import require
-from minivis.validate import check_positive_int
+from minivis.validate import check_positive_int, check_str
 
 
 def _skimage(getter: Callable) -> Callable[[int], np.ndarray]:
@@ -93,7 +93,7 @@ def style_image(name: str, size: int = 256) -> np.ndarray:
 
     size: the side of the procedural images (the bundled ones keep their own size).
     """
-    if name not in _SOURCES:
+    if check_str(name, "style_image", "name", tuple(STYLES)) not in _SOURCES:
         raise ValueError(f"style_image: name must be one of {', '.join(map(repr, STYLES))}, got {name!r}")
     size = check_positive_int(size, "style_image", "size")
     image = np.asarray(_SOURCES[name][0](size))

@@ -30,7 +30,7 @@ from minivis.models.base import ImageClassifier
 from minivis.models.torchvision_nets import IMAGENET_MEAN, IMAGENET_STD
 from minivis.nn import Conv2d, ConvTranspose2d, ReLU, Sequential
 from minivis.nn.module import Module, Parameter
-from minivis.validate import check_positive_int
+from minivis.validate import check_positive_int, check_str
 
 UPSAMPLING = ("resize", "transpose")
 
@@ -121,7 +121,7 @@ class Upsample(Module):
 
     def __init__(self, cin: int, cout: int, mode: str = "resize", num_styles: int = 1) -> None:
         super().__init__()
-        if mode not in UPSAMPLING:
+        if check_str(mode, "TransformNet", "upsample", UPSAMPLING) not in UPSAMPLING:
             raise ValueError(f"TransformNet: upsample must be one of {UPSAMPLING}, got {mode!r}")
         self.mode = mode
         if mode == "transpose":

@@ -8,6 +8,7 @@ from __future__ import annotations
 from minivis.autograd import Tensor
 from minivis.models.base import ImageClassifier
 from minivis.nn import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential
+from minivis.validate import check_str
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -59,7 +60,7 @@ class AlexNet(_TorchvisionClassifier):
 class VGG(_TorchvisionClassifier):
     def __init__(self, config: str = "vgg16", num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
-        if config not in VGG_CONFIGS:
+        if check_str(config, "VGG", "config", tuple(sorted(VGG_CONFIGS))) not in VGG_CONFIGS:
             raise ValueError(f"VGG: config must be one of {sorted(VGG_CONFIGS)}, got {config!r}")
         layers, channels = [], 3
         for item in VGG_CONFIGS[config]:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from minivis.site.core import MODES, BuildContext, Cache, Figure, Page, Part, Section, Stage, stage_of_parts
 from minivis.site.parallel import run_parts, stage_parts
 from minivis.site.render import render_site
+from minivis.validate import check_str
 
 DEFAULT_PHOTOS = ("chelsea", "coffee", "rocket")  # default mode (the photos stage is half the build); --full: all
 CACHE_DIR = "_cache"
@@ -57,7 +58,7 @@ def build_site(out: str | Path, mode: str = "default", photos: Sequence[str] | N
     A stage (or a part of one) whose dataset or optional package is missing is skipped with a note on
     the index page (the message says how to install it); any other error stops the build.
     """
-    if mode not in MODES:
+    if check_str(mode, "build_site", "mode", MODES) not in MODES:
         raise ValueError(f"build_site: mode must be one of {MODES}, got {mode!r}")
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"build_site: workers must be an integer >= 1, got {workers!r}")

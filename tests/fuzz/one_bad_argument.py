@@ -205,6 +205,53 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
     add("efros_leung", V.efros_leung, dict(sample=rng.random((8, 8)), size=9, window=3, seed=0, progress=False))
     add("texture_synthesis", V.texture_synthesis, dict(model=model, sample=x1[0], size=28, layers=["features.1"],
                                                        steps=1, seed=0, progress=False))
+    # more methods: the evaluation metrics, projections, facets, attacks, t-SNE's pieces, style
+    images = x1.repeat(6, 0) + rng.standard_normal((6, 1, 28, 28)).astype(np.float32)
+    add("insertion", V.insertion, dict(model=model, x=x1, target=1, attribution=attribution, pixels_per_step=392,
+                                       start="blur", probability=True, batch_size=4, progress=False))
+    add("occlusion_attribution", V.occlusion_attribution, dict(model=model, x=x1, target=1, patch=14, stride=14,
+                                                               fill="model_mean", batch_size=4, mode="naive"))
+    add("occlusion_map", V.occlusion_map, dict(grid=rng.random((2, 2)), size=(28, 28), patch=14, stride=14))
+    add("deconvnet", V.deconvnet, dict(model=model, x=x1, target=1))
+    add("guided_grad_cam", V.guided_grad_cam, dict(model=model, x=x1, target=1, layer="features.8"))
+    add("project_units", V.project_units, dict(model=model, x=x1, layer="features.3", units=[0, 2], rules="guided"))
+    add("project_top_activations", V.project_top_activations, dict(model=model, images=images, layer="features.3",
+                                                                   channels=[0, 1], k=2, rules="deconvnet",
+                                                                   batch_size=4), "top_activations")  # mines first
+    add("saliency_segmentation", V.saliency_segmentation, dict(model=model, x=x1, target=1, fg_quantile=0.9,
+                                                               bg_quantile=0.3, iterations=1))
+    add("max_sensitivity", V.max_sensitivity, dict(explain=lambda z: np.asarray(z) * 2, x=x1, radius=0.02,
+                                                   n_samples=2, seed=0))
+    add("noisy_linear_imputation", V.noisy_linear_imputation,
+        dict(image=rng.random((3, 6, 6)), removed=rng.random((6, 6)) > 0.5, noise=0.01, seed=0))
+    add("lrp_composite", V.lrp_composite, dict(name="epsilon_gamma_box", epsilon=1e-6, gamma=0.25, stabilizer=1e-6,
+                                               low=-1.0, high=1.0), "lrp", "LRPRule")  # what lrp() calls
+    add("tsne_affinities", V.tsne_affinities, dict(X=rng.random((12, 4)), perplexity=3.0, method="exact", tol=1e-5))
+    p12 = V.tsne_affinities(rng.random((12, 4)), 3.0, method="exact")[0]
+    add("tsne_gradient", V.tsne_gradient, dict(P=p12, Y=rng.standard_normal((12, 2)), exaggeration=4.0, method="exact",
+                                               theta=0.5))
+    add("kl_divergence", V.kl_divergence, dict(P=p12, Y=rng.standard_normal((12, 2))))
+    add("fooling_image", V.fooling_image, dict(model=model, target=3, start="noise", confidence=0.5, max_steps=1,
+                                               step_size=0.01, noise_std=0.5, seed=0, progress=False),
+        "targeted_attack")  # the attack it runs
+    add("targeted_attack", V.targeted_attack, dict(model=model, x=x1, target=3, epsilon=0.1, steps=1, step_size=0.01,
+                                                   confidence=0.9, progress=False))
+    add("gram_targets", V.gram_targets, dict(model=model, image=x1[0], layers=["features.1"]))
+    add("top_images_along", V.top_images_along, dict(model=model, images=images, layer="features.3",
+                                                     directions=rng.standard_normal((2, 32)), k=2, score="mean",
+                                                     batch_size=4))
+    add("cluster_facets", V.cluster_facets, dict(model=model, images=images, layer="features.8", k=2, n_mean=2,
+                                                 seed=0, batch_size=4))
+    add("feature_codes", V.feature_codes, dict(model=model, images=images, layer="features.3", batch_size=4))
+    add("activation_sparsity", V.activation_sparsity, dict(model=model, images=images, layers="features.3",
+                                                           batch_size=4))
+    add("first_layer_filters", V.first_layer_filters, dict(model=model, layer="features.0", normalize="minmax"))
+    add("data_randomisation", V.data_randomisation, dict(model=model, random_label_model=model, x=x1, target=1,
+                                                         method="saliency", measures=("spearman",)), "saliency")
+    add("style_transfer", V.style_transfer, dict(model=model, content=x1[0], style=x1[0], content_layer="features.3",
+                                                 style_layers=["features.1"], content_weight=1.0, style_weight=1.0,
+                                                 tv_weight=0.0, init="content", steps=1, optimizer="adam", lr=0.05,
+                                                 param="pixel", seed=0, progress=False))
     return b
 
 

@@ -46,7 +46,7 @@ from minivis.functional.resize import interpolate
 from minivis.nn.hooks import capture, edit_output
 from minivis.nn.module import Module
 from minivis.rules import backward_rule
-from minivis.validate import check_float, check_positive_int, check_str
+from minivis.validate import check_float, check_positive_int, check_progress, check_str
 from minivis.vis.attribution.gradients import batch_gradient
 from minivis.vis.common import (
     Target,
@@ -310,8 +310,7 @@ def cam(model: Module, x: Any, target: Target, layer: str, method: str = "grad_c
         raise ValueError(f"cam: score must be one of {SCORES}, got {score!r}")
     batch_size = check_positive_int(batch_size, method, "batch_size")
     baseline = check_float(baseline, method, "baseline")
-    if progress is not None and not isinstance(progress, bool):
-        raise TypeError(f"{method}: progress must be True, False or None, got {progress!r}")
+    check_progress(progress, method)
     batch, single = as_batch(x, model, method)
     check_layer(model, layer, method)
     with frozen(model):

@@ -47,7 +47,7 @@ from minivis import backend
 from minivis.autograd import Tensor, lean_graph, no_grad
 from minivis.nn.module import Module
 from minivis.rules import RULES, backward_rule
-from minivis.validate import check_count, check_fits, check_float, check_seed, check_str
+from minivis.validate import check_count, check_fits, check_float, check_progress, check_seed, check_str
 from minivis.vis.common import Target, as_batch, frozen, model_scores, unbatch
 
 SMOOTHGRAD_METHODS = ("saliency", "gradient", "guided_backprop", "deconvnet")
@@ -66,12 +66,6 @@ def _check_rule(rule: Any, method: str) -> str:
     if not isinstance(rule, str) or rule not in RULES:
         raise ValueError(f"{method}: rule must be one of {RULES}, got {rule!r}")
     return rule
-
-
-def _check_progress(progress: Any, method: str) -> bool | None:
-    if progress is not None and not isinstance(progress, bool):
-        raise TypeError(f"{method}: progress must be True, False or None (automatic), got {progress!r}")
-    return progress
 
 
 def repeat_target(target: Target, images: int, repeats: int, method: str) -> Target:
@@ -223,7 +217,7 @@ def smoothgrad(model: Module, x: Any, target: Target, n: int = 50, noise: float 
     if check_str(method, "smoothgrad", "method", SMOOTHGRAD_METHODS) not in SMOOTHGRAD_METHODS:
         raise ValueError(f"smoothgrad: method must be one of {SMOOTHGRAD_METHODS}, got {method!r}")
     seed = check_seed(seed, "smoothgrad")
-    progress = _check_progress(progress, "smoothgrad")
+    progress = check_progress(progress, "smoothgrad")
     batch, single = as_batch(x, model, "smoothgrad")
     axes = tuple(range(1, batch.ndim))
     sigma = noise * (batch.max(axis=axes) - batch.min(axis=axes))  # (N,)
@@ -288,7 +282,7 @@ def integrated_gradients(model: Module, x: Any, target: Target, baseline: Any = 
     """
     steps = _check_int(steps, "integrated_gradients", "steps")
     batch_size = _check_int(batch_size, "integrated_gradients", "batch_size")
-    progress = _check_progress(progress, "integrated_gradients")
+    progress = check_progress(progress, "integrated_gradients")
     batch, single = as_batch(x, model, "integrated_gradients")
     start = _as_baseline(baseline, batch, "integrated_gradients")
     diff = batch - start

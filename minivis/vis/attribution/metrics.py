@@ -42,7 +42,16 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.functional.loss import softmax
 from minivis.nn.module import Module
-from minivis.validate import check_array_size, check_bool, check_float, check_int, check_positive_int, check_seed, host
+from minivis.validate import (
+    check_array_size,
+    check_bool,
+    check_float,
+    check_int,
+    check_positive_int,
+    check_progress,
+    check_seed,
+    host,
+)
 from minivis.vis.common import Target, as_batch, inference, target_scores
 
 
@@ -128,6 +137,7 @@ def _curve(model: Module, x: Any, target: Target, attribution: Any, mode: str, p
     pixels_per_step = check_positive_int(pixels_per_step, method, "pixels_per_step")
     batch_size = check_positive_int(batch_size, method, "batch_size")
     probability = check_bool(probability, method, "probability")
+    progress = check_progress(progress, method)
     batch, _ = as_batch(x, model, method)
     order = _pixel_ranking(attribution, batch, method)
     n, c, h, w = batch.shape
@@ -258,8 +268,10 @@ def max_sensitivity(explain: Callable[[Any], Any], x: Any, radius: float = 0.02,
     if not callable(explain):
         raise TypeError(f"{method}: explain must be a callable batch -> attribution, got {type(explain).__name__}")
     data = np.asarray(host(x))
-    if data.ndim != 4:
-        raise ValueError(f"{method}: x must be a batch (N, C, H, W), got shape {data.shape}")
+    if data.ndim != 4 or data.shape[0] == 0:
+        raise ValueError(f"{method}: x must be a non-empty batch (N, C, H, W), got shape {data.shape}")
+    if data.dtype.kind != "f":
+        raise TypeError(f"{method}: x must be a float array (a batch of model inputs), got dtype {data.dtype}")
     n = data.shape[0]
     if perturbations is None:
         radius = check_float(radius, method, "radius", low=0.0)

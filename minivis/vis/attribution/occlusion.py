@@ -46,8 +46,7 @@ from minivis import functional as F
 from minivis.autograd import Tensor
 from minivis.functional.conv import shared_winograd_gemms
 from minivis.nn.module import Module
-from minivis.validate import check_fits, check_positive_int, check_str, int_pair
-from minivis.vis.attribution.gradients import _check_progress
+from minivis.validate import check_array_size, check_fits, check_positive_int, check_progress, check_str, int_pair
 from minivis.vis.attribution.occlusion_incremental import Incremental, Region, build_plan, conv_macs, trace
 from minivis.vis.common import Target, as_batch, inference, is_objective, model_scores, target_scores, unbatch
 
@@ -157,7 +156,7 @@ def _run(model: Module, x: Any, target: Target, patch: Any, stride: Any, fill: A
     patch, stride, (rows, cols) = window(batch.shape[2:], patch, stride, op)
     fills = fill_values(fill, batch, op, model)
     _check_options(mode, threshold, batch_size, op)
-    progress = _check_progress(progress, op)
+    progress = check_progress(progress, op)
     from tqdm.auto import tqdm  # noqa: PLC0415 (only long runs show it)
 
     objective = is_objective(target)
@@ -263,6 +262,7 @@ def occlusion_map(grid: Any, size: Any, patch: Any, stride: Any) -> Any:
     size, patch, stride = int_pair(size, op, "size"), int_pair(patch, op, "patch"), int_pair(stride, op, "stride")
     if grid.ndim < 2:
         raise ValueError(f"{op}: grid must be (..., rows, cols), got shape {grid.shape}")
+    check_array_size(grid.shape[:-2] + size, grid.dtype, op)
     covers = []
     for axis in range(2):
         count = grid.shape[axis - 2]

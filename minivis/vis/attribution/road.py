@@ -39,7 +39,7 @@ from scipy.sparse.linalg import spsolve
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_bool, check_float, check_positive_int, check_seed, check_str, host
+from minivis.validate import check_bool, check_float, check_positive_int, check_progress, check_seed, check_str, host
 from minivis.vis.attribution.metrics import _attribution_array, _pixel_ranking, _scores, _target_indices
 from minivis.vis.common import Target, as_batch, inference, target_scores
 
@@ -197,6 +197,7 @@ def road(model: Module, x: Any, target: Target, attribution: Any, fractions: Seq
     batch_size = check_positive_int(batch_size, method, "batch_size")
     probability = check_bool(probability, method, "probability")
     noise = check_float(noise, method, "noise", low=0.0)
+    progress = check_progress(progress, method)
     batch, _ = as_batch(x, model, method)
     n, c, h, w = batch.shape
     try:

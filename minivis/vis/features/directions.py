@@ -24,7 +24,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_array_size, check_seed, host
+from minivis.validate import check_array_size, check_seed, check_str, host
 from minivis.vis.common import check_layer, inference
 from minivis.vis.features.activations import check_batch_size, dataset_kind, layer_outputs, stream_inputs
 
@@ -98,7 +98,7 @@ def top_images_along(model: Module, images: Any, layer: str, directions: Any, k:
         raise ValueError(f"{method}: k must be an int >= 1, got {k!r}")
     if k > n:
         raise ValueError(f"{method}: k={k} is larger than the dataset ({n} images)")
-    if score not in SCORES:
+    if check_str(score, method, "score", SCORES) not in SCORES:
         raise ValueError(f"{method}: score must be one of {SCORES}, got {score!r}")
     check_batch_size(batch_size, method)
     m = v.shape[0]

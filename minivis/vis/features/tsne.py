@@ -43,7 +43,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from minivis import backend
-from minivis.validate import check_bool, check_count, check_float
+from minivis.validate import check_bool, check_count, check_float, check_str
 from minivis.vis.common import check_data_matrix
 from minivis.vis.features.pca import pca
 
@@ -90,7 +90,7 @@ def _check_perplexity(perplexity: Any, n: int, op: str) -> float:
 
 
 def _check_method(method: Any, allowed: tuple[str, ...], op: str) -> str:
-    if method not in allowed:
+    if check_str(method, op, "method", allowed) not in allowed:
         raise ValueError(f"{op}: method must be one of {allowed}, got {method!r}")
     return method
 
@@ -169,6 +169,7 @@ def tsne_affinities(X: Any, perplexity: float = 30.0, method: str = "barnes_hut"
     n = X.shape[0]
     perplexity = _check_perplexity(perplexity, n, "tsne_affinities")
     _check_method(method, ("exact", "barnes_hut"), "tsne_affinities")
+    tol = check_float(tol, "tsne_affinities", "tol", low=0.0)
     if method == "exact":
         X64 = X.astype(np.float64)
         sq = np.einsum("ij,ij->i", X64, X64)

@@ -32,7 +32,7 @@ from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.functional import cross_entropy, softmax
 from minivis.nn.module import Module
-from minivis.validate import check_bool, check_float, check_seed
+from minivis.validate import check_bool, check_float, check_seed, check_str
 from minivis.vis.common import as_batch, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.class_model import _class_count, initial_image
@@ -208,7 +208,7 @@ def fooling_image(model: Module, target: Any, start: str = "noise", confidence: 
     method = "fooling_image"
     if not isinstance(model, Module):
         raise TypeError(f"{method}: model must be a minivis nn.Module, got {type(model).__name__}")
-    if start not in ("noise", "zero"):
+    if check_str(start, method, "start", ("noise", "zero")) not in ("noise", "zero"):
         raise ValueError(f"{method}: start must be 'noise' or 'zero', got {start!r}")
     confidence = check_float(confidence, method, "confidence", low=0.0, high=1.0)
     max_steps, _ = check_steps_lr(max_steps, 1.0, method)

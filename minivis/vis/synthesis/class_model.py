@@ -29,7 +29,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_float, check_seed
+from minivis.validate import check_float, check_seed, check_str
 from minivis.vis.common import model_device_dtype, target_scores
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis import transforms as tr
@@ -96,7 +96,7 @@ def initial_image(model: Module, shape: tuple[int, int, int, int], init: Any, rn
         if not bool(backend.xp(start).isfinite(start).all()):
             raise ValueError(f"{method}: the init image contains NaN or infinite values")
         return backend.xp(start).ascontiguousarray(backend.xp(start).broadcast_to(start, shape))
-    if init not in INITS:
+    if check_str(init, method, "init", INITS) not in INITS:
         raise ValueError(f"{method}: init must be one of {INITS} or an array of model inputs, got {init!r}")
     x = np.zeros(shape, dtype=dtype)
     if init == "zero":
@@ -200,7 +200,7 @@ def class_model(model: Module, target: Any, steps: int = 200, lr: float = 0.05, 
         raise TypeError(f"{method}: model must be a minivis nn.Module, got {type(model).__name__}")
     steps, lr = check_steps_lr(steps, lr, method)
     l2 = check_float(l2, method, "l2", low=0.0)
-    if param not in PARAMETERISATIONS:
+    if check_str(param, method, "param", PARAMETERISATIONS) not in PARAMETERISATIONS:
         raise ValueError(f"{method}: param must be one of {PARAMETERISATIONS}, got {param!r}")
     objective, n, single = class_objective(model, target, method)
     h, w = _size(model, size, method)

@@ -32,7 +32,7 @@ from minivis import backend
 from minivis.autograd import no_grad, tensor
 from minivis.nn.hooks import forward_to
 from minivis.nn.module import Module
-from minivis.validate import check_float, check_seed
+from minivis.validate import check_float, check_seed, check_str
 from minivis.vis.common import as_batch, check_layer, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.objectives import LOGITS, Objective
@@ -90,13 +90,13 @@ def invert(model: Module, image: Any, layer: str, steps: int = 200, alpha: float
     if layer != LOGITS:
         check_layer(model, layer, method)
     steps, lr = check_steps_lr(steps, lr, method)
-    if optimizer not in INVERSION_OPTIMIZERS:
+    if check_str(optimizer, method, "optimizer", INVERSION_OPTIMIZERS) not in INVERSION_OPTIMIZERS:
         raise ValueError(f"{method}: optimizer must be one of {INVERSION_OPTIMIZERS}, got {optimizer!r}")
     alpha = check_float(alpha, method, "alpha", low=1.0)
     tv_beta = check_float(tv_beta, method, "tv_beta", low=1.0)
     alpha_weight = check_float(alpha_weight, method, "alpha_weight", low=0.0)
     tv_weight = check_float(tv_weight, method, "tv_weight", low=0.0)
-    if init not in ("noise", "mean"):
+    if check_str(init, method, "init", ("noise", "mean")) not in ("noise", "mean"):
         raise ValueError(f"{method}: init must be 'noise' or 'mean', got {init!r}")
 
     with frozen(model), no_grad():

@@ -35,7 +35,7 @@ from minivis.autograd import Tensor, lean_graph, no_grad
 from minivis.nn.module import Module
 from minivis.optim.lbfgs import minimize_lbfgs
 from minivis.optim.optimizers import SGD, Adam
-from minivis.validate import check_bool, check_count, check_float, check_seed
+from minivis.validate import check_bool, check_count, check_float, check_seed, check_str
 from minivis.vis.common import frozen
 from minivis.vis.synthesis.parameterization import ImageParam
 
@@ -108,7 +108,7 @@ def optimize(model: Module, objective: Callable[[Module, Tensor], Tensor], param
     """
     if not isinstance(model, Module):
         raise TypeError(f"{desc}: model must be a minivis nn.Module, got {type(model).__name__}")
-    if optimizer not in OPTIMIZERS:
+    if check_str(optimizer, desc, "optimizer", OPTIMIZERS) not in OPTIMIZERS:
         raise ValueError(f"{desc}: optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     steps, lr = check_steps_lr(steps, lr, desc)
     progress = check_bool(progress, desc, "progress")

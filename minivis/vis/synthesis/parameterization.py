@@ -43,7 +43,7 @@ from minivis import backend
 from minivis.autograd import Tensor, no_grad
 from minivis.functional import matmul, reshape, sigmoid
 from minivis.nn.module import Module
-from minivis.validate import check_tensor
+from minivis.validate import check_str, check_tensor
 
 PARAMETERISATIONS = ("pixel", "fft")
 
@@ -260,7 +260,7 @@ class GeneratorImage(ImageParam):
 def make_param(name: str, x0: Any, mean: Any = 0.0, std: Any = 1.0, method: str = "optimize",
                **kwargs: Any) -> ImageParam:
     """The parameterisation ``name`` ("pixel" or "fft") started at model input ``x0`` (N, C, H, W)."""
-    if name not in PARAMETERISATIONS:
+    if check_str(name, method, "param", PARAMETERISATIONS) not in PARAMETERISATIONS:
         raise ValueError(f"{method}: param must be one of {PARAMETERISATIONS}, got {name!r}")
     if name == "pixel":
         return PixelImage(x0)

@@ -32,7 +32,7 @@ from minivis.autograd import Tensor, no_grad, tensor
 from minivis.functional.gram import gram_matrix
 from minivis.nn.hooks import forward_to
 from minivis.nn.module import Module
-from minivis.validate import check_array_size, check_float, check_int, check_seed, check_tensor, int_pair
+from minivis.validate import check_array_size, check_float, check_int, check_seed, check_str, check_tensor, int_pair
 from minivis.vis.common import as_batch, check_layer, frozen
 from minivis.vis.synthesis import regularizers as reg
 from minivis.vis.synthesis.objectives import Objective
@@ -253,9 +253,9 @@ def tv_penalty(x: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------- the methods
 def _check_common(steps: Any, lr: Any, optimizer: Any, param: Any, method: str) -> tuple[int, float]:
     steps, lr = check_steps_lr(steps, lr, method)
-    if optimizer not in STYLE_OPTIMIZERS:
+    if check_str(optimizer, method, "optimizer", STYLE_OPTIMIZERS) not in STYLE_OPTIMIZERS:
         raise ValueError(f"{method}: optimizer must be one of {STYLE_OPTIMIZERS}, got {optimizer!r}")
-    if param not in PARAMETERISATIONS:
+    if check_str(param, method, "param", PARAMETERISATIONS) not in PARAMETERISATIONS:
         raise ValueError(f"{method}: param must be one of {PARAMETERISATIONS}, got {param!r}")
     return steps, lr
 
@@ -347,7 +347,7 @@ def style_transfer(model: Module, content: Any, style: Any, content_layer: str |
     content_weight = check_float(content_weight, method, "content_weight", low=0.0)
     style_weight = check_float(style_weight, method, "style_weight", low=0.0)
     tv_weight = check_float(tv_weight, method, "tv_weight", low=0.0)
-    if init not in INITS:
+    if check_str(init, method, "init", INITS) not in INITS:
         raise ValueError(f"{method}: init must be one of {INITS}, got {init!r}")
     if not isinstance(preserve_color, bool):
         raise TypeError(f"{method}: preserve_color must be True or False, got {preserve_color!r}")

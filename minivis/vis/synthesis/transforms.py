@@ -33,7 +33,7 @@ from minivis import backend
 from minivis.autograd import Tensor
 from minivis.functional import concat, interpolate
 from minivis.functional import pad as pad_op
-from minivis.validate import check_float, check_int, check_tensor
+from minivis.validate import check_float, check_int, check_str, check_tensor
 
 Transform = Callable[[Tensor, np.random.Generator], Tensor]
 
@@ -127,7 +127,8 @@ class Pad:
 
     def __init__(self, width: int, mode: str = "reflect", value: float = 0.0) -> None:
         self.width, self.mode, self.value = check_int(width, "Pad", "width", 0), mode, value
-        if mode not in ("reflect", "constant", "replicate"):
+        modes = ("reflect", "constant", "replicate")
+        if check_str(mode, "Pad", "mode", modes) not in modes:
             raise ValueError(f"Pad: mode must be 'reflect', 'constant' or 'replicate', got {mode!r}")
 
     def __call__(self, x: Tensor, rng: np.random.Generator) -> Tensor:
