@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from minivis.data._optional import require
-from minivis.validate import check_positive_int, check_str
+from minivis.validate import check_array_size, check_positive_int, check_str
 
 
 def _skimage(getter: Callable) -> Callable[[int], np.ndarray]:
@@ -96,6 +96,7 @@ def style_image(name: str, size: int = 256) -> np.ndarray:
     if check_str(name, "style_image", "name", tuple(STYLES)) not in _SOURCES:
         raise ValueError(f"style_image: name must be one of {', '.join(map(repr, STYLES))}, got {name!r}")
     size = check_positive_int(size, "style_image", "size")
+    check_array_size((size, size, 3), np.uint8, "style_image")
     image = np.asarray(_SOURCES[name][0](size))
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)

@@ -473,6 +473,8 @@ def winograd_backward_weight(g: np.ndarray, x: np.ndarray, pad4: Pad4, w_shape: 
     """
     n, c_in = x.shape[:2]
     c_out, (ho, wo) = w_shape[0], g.shape[2:]
+    if n == 0:  # an empty batch: no tiles to sum over
+        return np.zeros(w_shape, dtype=x.dtype)
     nty, ntx = -(-ho // 2), -(-wo // 2)
     tiles = _winograd_tiles(n, nty, ntx, 16 * (c_in + c_out) * x.itemsize, per_image=True)
 
@@ -568,6 +570,8 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
         transforms[1](mm, bias, 0, nty, slots, out, ntx)
         return out
 
+    if n == 0:  # an empty batch: no tiles
+        return out
     if _SHARED_GEMMS.get() and not planar and tiles[0][2] - tiles[0][1] == nty and nty * ntx <= SHARED_MAX_TILES:
         _over_tiles(cpu_conv, tiles, work, lambda part, _: _winograd_shared(
             x, u, bias, pad4, slots, transforms, nty, ntx, part[0][0].start, part[-1][0].stop, out))

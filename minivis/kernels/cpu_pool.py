@@ -347,6 +347,11 @@ def _unpool(values, switches, out):
                 out[p, s] += values[p, k]
 
 
+def _flat_planes(a: np.ndarray, dtype: object = None) -> np.ndarray:
+    """(P, H, W) -> contiguous (P, H*W) (``reshape(P, -1)`` fails when P = 0: -1 is then undefined)."""
+    return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape[0], a.shape[1] * a.shape[2])
+
+
 def unpool(values: np.ndarray, switches: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """Scatter-add each value to its switch: ``out[p, s] = sum_{k: switches[p, k] = s} values[p, k]``.
 
@@ -357,8 +362,7 @@ def unpool(values: np.ndarray, switches: np.ndarray, out_hw: tuple[int, int]) ->
     """
     n_planes = values.shape[0]
     out = cpu_workspace.empty((n_planes, out_hw[0] * out_hw[1]), values.dtype)
-    _unpool(np.ascontiguousarray(values).reshape(n_planes, -1),
-            np.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), out)
+    _unpool(_flat_planes(values), _flat_planes(switches, np.int64), out)
     return out.reshape(n_planes, *out_hw)
 
 
@@ -386,8 +390,7 @@ def relu_unpool(g: np.ndarray, pooled: np.ndarray, switches: np.ndarray, out_hw:
     """
     n_planes = g.shape[0]
     out = cpu_workspace.empty((n_planes, out_hw[0] * out_hw[1]), g.dtype)
-    _relu_unpool(np.ascontiguousarray(g).reshape(n_planes, -1), np.ascontiguousarray(pooled).reshape(n_planes, -1),
-                 np.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), rule_code, out)
+    _relu_unpool(_flat_planes(g), _flat_planes(pooled), _flat_planes(switches, np.int64), rule_code, out)
     return out.reshape(n_planes, *out_hw)
 
 
@@ -396,7 +399,7 @@ def naive_unpool(values, switches, out_hw):
     n_planes = values.shape[0]
     out = np.zeros((n_planes, out_hw[0] * out_hw[1]), dtype=values.dtype)
     planes = np.arange(n_planes)[:, None]
-    np.add.at(out, (planes, switches.reshape(n_planes, -1)), values.reshape(n_planes, -1))
+    np.add.at(out, (planes, _flat_planes(switches)), _flat_planes(values))
     return out.reshape(n_planes, *out_hw)
 
 
@@ -416,15 +419,13 @@ def gather(source: np.ndarray, switches: np.ndarray) -> np.ndarray:
     """
     n_planes = source.shape[0]
     out = np.empty(switches.shape, dtype=source.dtype)
-    _gather(np.ascontiguousarray(source).reshape(n_planes, -1),
-            np.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), out.reshape(n_planes, -1))
+    _gather(_flat_planes(source), _flat_planes(switches, np.int64), out.reshape(n_planes, out.shape[1] * out.shape[2]))
     return out
 
 
 def naive_gather(source, switches):
     """Plain-NumPy twin of ``gather``."""
-    n_planes = source.shape[0]
-    flat = np.take_along_axis(source.reshape(n_planes, -1), switches.reshape(n_planes, -1), axis=1)
+    flat = np.take_along_axis(_flat_planes(source), _flat_planes(switches), axis=1)
     return flat.reshape(switches.shape)
 
 

@@ -31,6 +31,7 @@ from minivis.models.efficientnet import EfficientNetLite
 from minivis.models.fashion_cnn import FashionCNN
 from minivis.models.style_nets import RandomMultiScale, TransformNet
 from minivis.models.torchvision_nets import VGG, VGG_CONFIGS, AlexNet
+from minivis.validate import check_int
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODELS = ("efficientnet_lite0", "fashion_cnn", "alexnet", "vgg16", "vgg19", "random_multiscale", "fast_style",
@@ -44,6 +45,8 @@ DECODER_CODE_SHAPES = {"features.1": (32, 28, 28), "features.4": (32, 14, 14), "
 
 def build(name: str, **kwargs) -> ImageClassifier:
     """The architecture ``name`` with fresh random weights (``fast_style*``: use ``TransformNet``)."""
+    if not isinstance(name, str):
+        raise TypeError(f"models.build: name must be a string, one of {', '.join(MODELS)}; got {type(name).__name__}")
     if name == "efficientnet_lite0":
         return EfficientNetLite(**kwargs)
     if name == "fashion_cnn":
@@ -54,7 +57,7 @@ def build(name: str, **kwargs) -> ImageClassifier:
         return VGG(name, **kwargs)
     if name == "random_multiscale":
         return RandomMultiScale(**kwargs)
-    raise ValueError(f"models: unknown model {name!r}; available: {', '.join(MODELS)}")
+    raise ValueError(f"models.build: unknown model {name!r}; available: {', '.join(MODELS)}")
 
 
 def efficientnet_lite0_weights_path() -> Path:
@@ -90,6 +93,8 @@ def load(name: str, weights: str | os.PathLike | None = None, checkpoint: int | 
 
     if not isinstance(name, str):
         raise TypeError(f"models.load: name must be a string, got {type(name).__name__}")
+    if name not in MODELS:
+        raise ValueError(f"models.load: unknown model {name!r}; available: {', '.join(MODELS)}")
     if name in ("fast_style", "fast_style_multi"):
         return load_fast_style(kwargs.pop("style", None) if name == "fast_style" else None, weights, **kwargs)
     if name == "random_multiscale":
@@ -100,6 +105,8 @@ def load(name: str, weights: str | os.PathLike | None = None, checkpoint: int | 
         model.labels = imagenet_labels() if outputs == 1000 else [str(i) for i in range(outputs)]
     if checkpoint is not None and name != "fashion_cnn":
         raise ValueError(f"models.load: checkpoint is only available for fashion_cnn, not {name!r}")
+    if checkpoint is not None:
+        check_int(checkpoint, "models.load", "checkpoint", minimum=0)
     named = NAMED_WEIGHTS.get(name, {})
     if isinstance(weights, str) and weights in named:
         if checkpoint is not None:
@@ -115,6 +122,9 @@ def load(name: str, weights: str | os.PathLike | None = None, checkpoint: int | 
         if name == "efficientnet_lite0":
             weights = efficientnet_lite0_weights_path()
         elif name == "fashion_cnn":
+            if checkpoint is not None and checkpoint not in available_checkpoints():
+                raise ValueError(f"models.load: checkpoint must be one of the shipped epochs "
+                                 f"{available_checkpoints()}, got {checkpoint}")
             weights = fashion_cnn_weights_path(checkpoint)
             if not weights.is_file():
                 raise FileNotFoundError(f"models.load: {weights} is missing; train it with `minivis train "

@@ -83,6 +83,9 @@ class ImageClassifier(Module):
 
     def check_input(self, x: Tensor) -> None:
         """Raise a clear error for an input this model cannot take."""
+        if not isinstance(getattr(x, "shape", None), tuple):
+            raise TypeError(f"{type(self).__name__}: input must be a Tensor or an array (N, {self.in_channels}, H, W), "
+                            f"got {type(x).__name__}")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__}: input must be (N, {self.in_channels}, H, W), "
                              f"got shape {x.shape}")

@@ -19,11 +19,21 @@ from minivis.autograd import Tensor
 from minivis.nn.module import Module
 
 
-def _names(layers: str | Sequence[str]) -> list[str]:
-    names = [layers] if isinstance(layers, str) else list(layers)
+def _names(layers: str | Sequence[str], op: str) -> list[str]:
+    names = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, list | tuple) else []
     if not names or not all(isinstance(n, str) for n in names):
-        raise TypeError(f"layers: expected a layer name or a list of names, got {layers!r}")
+        raise TypeError(f"{op}: layers must be a layer name or a list of names, got {layers!r}")
     return names
+
+
+def _submodule(model: Module, layer: str, op: str) -> Module:
+    """``model.get_submodule(layer)``, its errors (and a model that is not a Module) named after ``op``."""
+    if not isinstance(model, Module):
+        raise TypeError(f"{op}: model must be a minivis nn.Module, got {type(model).__name__}")
+    try:
+        return model.get_submodule(layer)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{op}: {err}") from None
 
 
 @contextmanager
@@ -31,12 +41,12 @@ def capture(model: Module, layers: str | Sequence[str], retain_grad: bool = Fals
     """``with capture(model, ["features.3"]) as acts: model(x)`` fills ``acts["features.3"]``."""
     acts: dict[str, Tensor] = {}
     with ExitStack() as stack:
-        for name in _names(layers):
+        for name in _names(layers, "capture"):
             def record(module, inputs, output, name=name):
                 if retain_grad and isinstance(output, Tensor) and output.requires_grad:
                     output.retain_grad()
                 acts[name] = output
-            stack.enter_context(model.get_submodule(name).register_forward_hook(record))
+            stack.enter_context(_submodule(model, name, "capture").register_forward_hook(record))
         yield acts
 
 
@@ -51,13 +61,14 @@ class StopForward(Exception):
 
 def forward_to(model: Module, x: Any, layer: str) -> Tensor:
     """The output of ``layer`` for input ``x``; the layers after it are not run."""
+    target = _submodule(model, layer, "forward_to")
     if layer == "":
         return model(x)
 
     def stop(module, inputs, output):
         raise StopForward(output)
 
-    with model.get_submodule(layer).register_forward_hook(stop):
+    with target.register_forward_hook(stop):
         try:
             model(x)
         except StopForward as done:
@@ -68,5 +79,5 @@ def forward_to(model: Module, x: Any, layer: str) -> Tensor:
 @contextmanager
 def edit_output(model: Module, layer: str, fn: Callable[[Tensor], Tensor]) -> Iterator[None]:
     """Within the block, ``layer``'s output is replaced by ``fn(output)``."""
-    with model.get_submodule(layer).register_forward_hook(lambda m, i, out: fn(out)):
+    with _submodule(model, layer, "edit_output").register_forward_hook(lambda m, i, out: fn(out)):
         yield

@@ -14,7 +14,7 @@ from minivis.autograd import Tensor, is_grad_enabled
 from minivis.nn.activation import ReLU, ReLU6
 from minivis.nn.conv import Conv2d
 from minivis.nn.module import _OBSERVER, Module, Parameter
-from minivis.validate import check_array_size, check_positive_int
+from minivis.validate import check_array_size, check_bool, check_positive_int
 
 
 class _BatchNorm(Module):
@@ -144,6 +144,9 @@ class InstanceNorm2d(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = False) -> None:
         super().__init__()
+        check_positive_int(num_features, "InstanceNorm2d", "num_features")
+        check_array_size((num_features,), np.float32, "InstanceNorm2d", "weight")
+        affine = check_bool(affine, "InstanceNorm2d", "affine")
         self.num_features, self.eps = num_features, eps
         self.weight = Parameter(np.ones(num_features, np.float32)) if affine else None
         self.bias = Parameter(np.zeros(num_features, np.float32)) if affine else None

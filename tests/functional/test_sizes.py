@@ -94,3 +94,43 @@ def test_counts_no_loop_can_run_are_refused_by_name(call, match):
     """A count past sys.maxsize hung (smoothgrad, t-SNE) or raised OverflowError (a progress bar's len)."""
     with pytest.raises(ValueError, match=match):
         call(mv.models.load("fashion_cnn"), np.zeros((1, 28, 28), np.float32))
+
+
+EMPTY_CONVS = [  # (x shape, w shape, groups, padding, stride): one per path of conv_plan.choose
+    ((0, 32, 14, 14), (32, 32, 3, 3), 1, 1, 1),  # Winograd
+    ((0, 3, 14, 14), (8, 3, 5, 5), 1, 1, 1),  # im2col
+    ((0, 8, 14, 14), (8, 1, 3, 3), 8, 1, 1),  # depthwise
+    ((0, 16, 14, 14), (1, 16, 3, 3), 1, 1, 1),  # direct
+    ((0, 16, 14, 14), (8, 16, 1, 1), 1, 0, 1),  # pointwise
+    ((0, 3, 15, 15), (8, 3, 3, 3), 1, 1, 2),  # strided
+]
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "im2col", "winograd", "direct", "reference"])
+@pytest.mark.parametrize(("x_shape", "w_shape", "groups", "padding", "stride"), EMPTY_CONVS)
+def test_an_empty_batch_goes_through_every_convolution_path(x_shape, w_shape, groups, padding, stride, algorithm):
+    """No images: an empty output, an empty input gradient and a zero weight gradient, like PyTorch's
+    (the Winograd path had failed on taking the largest of no tiles)."""
+    x = mv.tensor(np.zeros(x_shape, np.float32), requires_grad=True)
+    w = mv.tensor(np.ones(w_shape, np.float32), requires_grad=True)
+    with mv.conv_algorithm(algorithm):
+        y = mv.F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+        y.backward(np.ones(y.shape, np.float32))
+    yt = torch.nn.functional.conv2d(torch.zeros(x_shape), torch.ones(w_shape), stride=stride, padding=padding,
+                                    groups=groups)
+    assert y.shape == tuple(yt.shape) and x.grad.shape == x_shape
+    np.testing.assert_array_equal(w.grad, np.zeros(w_shape, np.float32))
+
+
+def test_an_empty_batch_goes_through_the_pools_and_the_models():
+    """The unpooling kernels flatten (P, H, W) planes with the plane size spelled out (``reshape(0, -1)``
+    is undefined), and a model takes no images as PyTorch does."""
+    x = mv.tensor(np.zeros((0, 4, 8, 8), np.float32), requires_grad=True)
+    for op in (lambda: mv.F.max_pool2d(x, 2), lambda: mv.F.max_pool2d(x, 3, 2, 1), lambda: mv.F.relu_max_pool2d(x),
+               lambda: mv.F.max_unpool2d(*mv.F.max_pool2d(x, 2, return_switches=True), 2)):
+        y = op()
+        y.backward(np.ones(y.shape, np.float32))
+        assert x.grad.shape == x.shape
+        x.grad = None
+    with mv.no_grad():
+        assert mv.models.load("fashion_cnn")(np.zeros((0, 1, 28, 28), np.float32)).shape == (0, 10)

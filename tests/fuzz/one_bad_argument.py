@@ -84,7 +84,7 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
     b: dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ...]]] = {}
 
     def add(name: str, fn: Callable[..., Any], kwargs: dict[str, Any], *aliases: str) -> None:
-        b[name] = (fn, kwargs, (name.split(".")[-1],) + aliases)
+        b[name] = (fn, kwargs, (name, name.split(".")[-1]) + aliases)
 
     # ops
     add("conv2d", F.conv2d, dict(x=x4, weight=w, bias=np.zeros(3, np.float32), stride=1, padding=1, dilation=1,
@@ -252,6 +252,48 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
                                                  style_layers=["features.1"], content_weight=1.0, style_weight=1.0,
                                                  tv_weight=0.0, init="content", steps=1, optimizer="adam", lr=0.05,
                                                  param="pixel", seed=0, progress=False))
+    # figures, data, models and layers
+    P, M = mv.plot, mv.models
+    heat = rng.random((28, 28)).astype(np.float32)
+    add("plot.attribution_image", P.attribution_image, dict(attribution=rng.standard_normal((3, 8, 8)), kind="sign",
+                                                            percentile=99.0))
+    add("plot.relevance_image", P.relevance_image, dict(relevance=rng.standard_normal((8, 8)), percentile=99.0))
+    add("plot.normalize", P.normalize, dict(array=rng.random((4, 4)), symmetric=True))
+    add("plot.to_image", P.to_image, dict(array=rng.random((3, 5, 5))))
+    add("plot.overlay", P.overlay, dict(image=img, heatmap=rng.random((10, 12)), alpha=0.4, cmap="viridis"))
+    add("plot.activation_grid", P.activation_grid, dict(maps=rng.random((4, 6, 6)), ncols=2, size=0.5))
+    add("plot.filter_grid", P.filter_grid, dict(filters=rng.standard_normal((4, 3, 3, 3)), ncols=2, size=0.5))
+    add("plot.image_grid", P.image_grid, dict(images=[img, img], titles=["a", "b"], ncols=2))
+    add("plot.embedding_scatter", P.embedding_scatter, dict(embedding=rng.standard_normal((6, 2)),
+                                                            labels=np.arange(6) % 2))
+    add("plot.occlusion_figure", P.occlusion_figure, dict(image=x1[0], grid=rng.random((2, 2)), heatmap=heat))
+    add("plot.show_grad_cam", P.show_grad_cam, dict(image=x1[0], cam=heat, alpha=0.5, size=1.0))
+    add("plot.segmentation_figure", P.segmentation_figure, dict(image=x1[0], saliency_map=heat, mask=heat > 0.5))
+    add("plot.receptive_field_boxes", P.receptive_field_boxes, dict(image=img, boxes=[(0, 0, 4, 4)], labels=["a"]))
+    add("batches", D.batches, dict(batch_size=2, shuffle=True, seed=0))
+    add("resize_shorter_side", D.resize_shorter_side, dict(img=img, size=5))
+    add("to_float", D.to_float, dict(img=img))
+    add("to_nchw", D.to_nchw, dict(batch=rng.random((2, 4, 4, 3))))
+    add("photo_mask", D.photo_mask, dict(name="chelsea"))
+    add("style_image", D.style_image, dict(name="mosaic", size=16))
+    add("models.build", M.build, dict(name="fashion_cnn"))
+    add("models.load", M.load, dict(name="fashion_cnn", checkpoint=None))
+    add("models.build_decoder", M.build_decoder, dict(layer="features.3"))
+    add("nn.AvgPool2d", layer(nn.AvgPool2d, x4), dict(kernel_size=2, stride=2, padding=1, ceil_mode=True),
+        "AvgPool2d", "avg_pool2d")
+    add("nn.ConvTranspose2d", layer(nn.ConvTranspose2d, x4), dict(in_channels=2, out_channels=3, kernel_size=3,
+                                                                 stride=2, padding=1, output_padding=1),
+        "ConvTranspose2d", "conv_transpose2d")
+    add("nn.InstanceNorm2d", layer(nn.InstanceNorm2d, x4), dict(num_features=2, eps=1e-5, affine=True),
+        "InstanceNorm2d", "instance_norm")
+    add("nn.LocalResponseNorm", layer(nn.LocalResponseNorm, x4), dict(size=3, alpha=1e-4, beta=0.75, k=2.0),
+        "LocalResponseNorm", "local_response_norm")
+    add("nn.AdaptiveAvgPool2d", layer(nn.AdaptiveAvgPool2d, x4), dict(output_size=(2, 3)),
+        "AdaptiveAvgPool2d", "adaptive_avg_pool2d")
+    add("nn.LeakyReLU", layer(nn.LeakyReLU, x4), dict(negative_slope=0.2), "LeakyReLU", "leaky_relu")
+    add("nn.Flatten", layer(nn.Flatten, x4), dict(start_dim=1, end_dim=-1), "Flatten", "flatten")
+    add("nn.forward_to", nn.forward_to, dict(model=model, x=x1, layer="features.3"), "forward_to",
+        "FashionCNN", "conv2d")  # x goes to the model, whose input check names it
     return b
 
 

@@ -4,7 +4,11 @@ argument made hostile at a time, returns or refuses by name; none crashes, hangs
 On the code before the sweep's fixes it found a segfault (``max_pool2d(stride=2**63)``) and
 Numba typing errors from conv2d and conv_transpose2d strides past an int64. Widened to tensor
 arguments' shape variants, more ops and the methods' string options, it found an IndexError from
-``interpolate`` on an empty map and ``flatten`` failing on an empty batch.
+``interpolate`` on an empty map and ``flatten`` failing on an empty batch; widened again to 29
+more methods, the figures, data, models and layers (11,587 calls), NumPy's "truth value" errors
+from string options given arrays at 24 sites, unchecked ``InstanceNorm2d`` and ``forward_to``
+arguments, a model called on ``None``, and (through ``forward_to``) an empty batch failing in the
+Winograd path.
 """
 
 import json
