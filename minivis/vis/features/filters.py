@@ -118,7 +118,7 @@ def filters_over_training(checkpoints: Sequence[int | Module] | Mapping[str, Mod
             if isinstance(item, int | np.integer) and not isinstance(item, bool):
                 try:
                     items.append((f"epoch {int(item)}", models.load("fashion_cnn", checkpoint=int(item))))
-                except FileNotFoundError as err:  # an epoch with no checkpoint is a bad argument here
+                except (FileNotFoundError, ValueError) as err:  # an epoch with no checkpoint is a bad argument here
                     raise ValueError(f"{method}: checkpoint {i} is epoch {int(item)}, which has no fashion_cnn "
                                      f"checkpoint ({err})") from err
             elif isinstance(item, Module):
