@@ -145,6 +145,15 @@ CASES = [
      r"models.build: name must be a string"),
     ("style_image size", lambda m, p: mv.data.style_image("mosaic", 2**62), ValueError,
      r"style_image: the output would have shape"),
+    ("crop_patches top", lambda m, p: mv.vis.crop_patches(m, IMAGE[None], {"features.3": None}), TypeError,
+     r"crop_patches: top must be a LayerTop \(a value of top_activations' result\), got dict"),
+    ("crop_patches fill", lambda m, p: mv.vis.crop_patches(
+        m, IMAGE[None].repeat(2, 0),
+        mv.vis.top_activations(m, IMAGE[None].repeat(2, 0), "features.3", k=1)["features.3"], fill="grey"),
+     TypeError, r"crop_patches: fill must be a number, got str"),
+    ("interpolate_styles alphas", lambda m, p: mv.vis.interpolate_styles(
+        mv.models.load_fast_style("mosaic"), np.zeros((8, 8, 3), np.uint8), 0, 0, alphas=0.5),
+     TypeError, r"interpolate_styles: alphas must be a non-empty list of numbers in \[0, 1\], got 0.5"),
     ("ablation fill array", lambda m, p: mv.vis.ablation(m, IMAGE, 0, "features.1", fill=np.zeros(2)),
      TypeError, r"ablation: fill must be one of"),
 ]

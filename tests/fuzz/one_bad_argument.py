@@ -292,6 +292,31 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
         "AdaptiveAvgPool2d", "adaptive_avg_pool2d")
     add("nn.LeakyReLU", layer(nn.LeakyReLU, x4), dict(negative_slope=0.2), "LeakyReLU", "leaky_relu")
     add("nn.Flatten", layer(nn.Flatten, x4), dict(start_dim=1, end_dim=-1), "Flatten", "flatten")
+    # the rest of the methods: decoders, facets, inversion tables, the style networks
+    decoder = M.load_decoder("features.4")
+    top = V.top_activations(model, images, "features.3", k=2, batch_size=4)["features.3"]
+    net = M.load_fast_style("mosaic")
+    small = img[:8, :8]
+    add("crop_patches", V.crop_patches, dict(model=model, images=images, top=top, channels=[0, 1], which="patches",
+                                             fill=0.0))
+    add("invert_with_decoder", V.invert_with_decoder, dict(model=model, decoder=decoder, image=x1[0],
+                                                           layer="features.4", batch_size=2))
+    add("latent_class_model", V.latent_class_model, dict(model=model, decoder=decoder, target=2, steps=1, lr=0.05,
+                                                         init="zero", noise_std=1.0, optimizer="adam", seed=0,
+                                                         progress=False))
+    add("multifaceted_class_model", V.multifaceted_class_model, dict(model=model, images=images, target=1,
+                                                                     layer="features.8", k=2, n_mean=2, seed=0,
+                                                                     steps=1, progress=False), "class_model")
+    add("inversion_table", V.inversion_table, dict(model=model, image=x1[0], layers=["features.1"], steps=1,
+                                                   progress=False), "invert")
+    add("projections_over_training", V.projections_over_training, dict(models=[model, model], images=images,
+                                                                       layer="features.3", channels=[0], k=1,
+                                                                       rules="deconvnet", batch_size=4),
+        "top_activations", "project_top_activations")  # it runs both per model
+    add("stylize", V.stylize, dict(net=net, photo=small, style=0))
+    add("interpolate_styles", V.interpolate_styles, dict(net=net, photo=small, a=0, b=0, alphas=(0.0, 1.0)))
+    add("style_input", V.style_input, dict(model=model, image=img, size=16))
+    add("content_loss", V.content_loss, dict(feature=T(x4), target=x4 + 1))
     add("nn.forward_to", nn.forward_to, dict(model=model, x=x1, layer="features.3"), "forward_to",
         "FashionCNN", "conv2d")  # x goes to the model, whose input check names it
     return b

@@ -35,7 +35,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_str
+from minivis.validate import check_float, check_str
 from minivis.vis.features import distributed
 from minivis.vis.features.activations import (
     check_batch_size,
@@ -85,12 +85,14 @@ class LayerTop:
                          np.minimum(top + self.rf.size[0], h), np.minimum(left + self.rf.size[1], w)], axis=-1)
 
 
-def _which(top: LayerTop, which: str) -> tuple[np.ndarray, np.ndarray]:
-    if which == "patches":
+def _which(top: LayerTop, which: str, op: str = "top_activations") -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(top, LayerTop):
+        raise TypeError(f"{op}: top must be a LayerTop (a value of top_activations' result), got {type(top).__name__}")
+    if check_str(which, op, "which", ("patches", "images")) == "patches":
         return top.patch_index, top.patch_location
     if which == "images":
         return top.image_index, top.image_location
-    raise ValueError(f"top_activations: which must be 'patches' or 'images', got {which!r}")
+    raise ValueError(f"{op}: which must be 'patches' or 'images', got {which!r}")
 
 
 # --------------------------------------------------------------------------- the method
@@ -274,7 +276,9 @@ def crop_patches(model: Module, images: Any, top: LayerTop, channels: Sequence[i
     the unit sits at the centre of every crop; along an axis where the field is larger than the
     image, the crop is the whole image.
     """
-    index, loc = _which(top, which)
+    index, loc = _which(top, which, "crop_patches")
+    if not (isinstance(fill, float) and np.isnan(fill)):  # NaN, the default, marks pixels past the image
+        fill = check_float(fill, "crop_patches", "fill")
     channels = np.arange(index.shape[0]) if channels is None else np.asarray(channels)
     if channels.ndim != 1 or channels.dtype.kind not in "iu" or (
             channels.size and (channels.min() < 0 or channels.max() >= index.shape[0])):

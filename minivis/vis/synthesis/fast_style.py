@@ -93,6 +93,8 @@ def interpolate_styles(net: TransformNet, photo: Any, a: int | str, b: int | str
         raise TypeError(f"{method}: net must be a TransformNet, got {type(net).__name__}")
     ia, ib = _style_index(net, a, method), _style_index(net, b, method)
     x = _pixels(photo, method)
+    if not isinstance(alphas, list | tuple | np.ndarray) or np.ndim(alphas) != 1 or len(alphas) == 0:
+        raise TypeError(f"{method}: alphas must be a non-empty list of numbers in [0, 1], got {alphas!r}")
     images = []
     for alpha in alphas:
         alpha = check_float(alpha, method, "alpha", low=0.0, high=1.0)

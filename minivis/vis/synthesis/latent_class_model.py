@@ -28,7 +28,7 @@ import numpy as np
 from minivis import backend
 from minivis.autograd import Tensor
 from minivis.nn.module import Module
-from minivis.validate import check_seed, host
+from minivis.validate import check_seed, check_str, host
 from minivis.vis.common import frozen, model_device_dtype
 from minivis.vis.synthesis.class_model import class_objective
 from minivis.vis.synthesis.optimize import SynthesisResult, check_steps_lr, optimize
@@ -103,7 +103,7 @@ def latent_class_model(model: Module, decoder: Module, target: Any, steps: int =
         shape = z0.shape
     low, high = (None, None) if code_range is None else code_range
     low, high = _bound(low, "low", shape, method), _bound(high, "high", shape, method)
-    if optimizer == "lbfgs":
+    if check_str(optimizer, method, "optimizer", ("adam", "sgd", "normalized", "sign")) == "lbfgs":
         raise ValueError(f"{method}: optimizer must be a gradient-step optimizer ('adam', 'sgd', 'normalized', "
                          f"'sign'), not 'lbfgs' (it cannot keep the code in its box)")
     put = lambda a: None if a is None else backend.to_device(np.asarray(a, dtype), device)  # noqa: E731

@@ -153,7 +153,7 @@ def test_bad_inputs(fashion):
     top = top_activations(model, images, "features.1", k=2, crop=False)["features.1"]
     with pytest.raises(ValueError, match=r"crop_patches: channels must be ints in 0..31"):
         crop_patches(model, images, top, channels=[32])
-    with pytest.raises(ValueError, match="top_activations: which must be 'patches' or 'images', got 'units'"):
+    with pytest.raises(ValueError, match="crop_patches: which must be 'patches' or 'images', got 'units'"):
         crop_patches(model, images, top, which="units")
 
 
