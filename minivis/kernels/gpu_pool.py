@@ -83,6 +83,11 @@ def _unpool(values, switches, out):
         cuda.atomic.add(out, (p, switches[p, k]), values[p, k])
 
 
+def _flat_planes(xp: Any, a: Any, dtype: Any = None) -> Any:
+    """(P, H, W) -> contiguous (P, H*W) (``reshape(P, -1)`` fails when P = 0: -1 is then undefined)."""
+    return xp.ascontiguousarray(a, dtype=dtype).reshape(a.shape[0], a.shape[1] * a.shape[2])
+
+
 def unpool(values: Any, switches: Any, out_hw: tuple[int, int]) -> Any:
     """Scatter-add each value to its switch: ``out[p, s] = sum_{k: switches[p, k] = s} values[p, k]``.
 
@@ -92,9 +97,8 @@ def unpool(values: Any, switches: Any, out_hw: tuple[int, int]) -> Any:
     xp = backend.xp(values)
     n_planes = values.shape[0]
     out = xp.zeros((n_planes, out_hw[0] * out_hw[1]), dtype=values.dtype)
-    flat_values = xp.ascontiguousarray(values).reshape(n_planes, -1)
-    launch(_unpool, flat_values.size, values, flat_values,
-           xp.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), out)
+    flat_values = _flat_planes(xp, values)
+    launch(_unpool, flat_values.size, values, flat_values, _flat_planes(xp, switches, np.int64), out)
     return out.reshape(n_planes, *out_hw)
 
 
@@ -114,8 +118,8 @@ def gather(source: Any, switches: Any) -> Any:
     xp = backend.xp(source)
     n_planes = source.shape[0]
     out = xp.empty(switches.shape, dtype=source.dtype)
-    launch(_gather, out.size, source, xp.ascontiguousarray(source).reshape(n_planes, -1),
-           xp.ascontiguousarray(switches, dtype=np.int64).reshape(n_planes, -1), out.reshape(n_planes, -1))
+    launch(_gather, out.size, source, _flat_planes(xp, source), _flat_planes(xp, switches, np.int64),
+           out.reshape(n_planes, out.shape[1] * out.shape[2]))
     return out
 
 

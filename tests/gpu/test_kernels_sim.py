@@ -419,3 +419,18 @@ def test_ops_through_gpu_kernels_make_no_transfers(rng, monkeypatch, launches):
         out = F.conv_transpose2d(F.leaky_relu(out), rng.standard_normal((4, 2, 3, 3)), stride=2)
         out.backward(np.ones(out.shape))
     assert t.grad.shape == x.shape and launches["n"] >= 15
+
+
+def test_the_gpu_unpooling_kernels_take_an_empty_batch():
+    """``unpool`` and ``gather`` flatten (P, H, W) planes with the plane size spelled out, as the CPU
+    kernels do: ``reshape(0, -1)`` is undefined, so max-pool's backward failed on no images."""
+    values, switches = np.zeros((0, 3, 3), np.float32), np.zeros((0, 3, 3), np.int64)
+    assert gpu_pool.unpool(values, switches, (6, 6)).shape == (0, 6, 6)
+    assert cpu_pool.unpool(values, switches, (6, 6)).shape == (0, 6, 6)
+    source = np.zeros((0, 6, 6), np.float32)
+    assert gpu_pool.gather(source, switches).shape == cpu_pool.gather(source, switches).shape == (0, 3, 3)
+    with backend.force_kernels("gpu"):
+        x = mv.tensor(np.zeros((0, 4, 8, 8), np.float32), requires_grad=True)
+        y = mv.F.max_pool2d(x, 3, 2, 1)
+        y.backward(np.ones(y.shape, np.float32))
+        assert x.grad.shape == x.shape
