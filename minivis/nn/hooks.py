@@ -20,7 +20,7 @@ from minivis.nn.module import Module
 
 
 def _names(layers: str | Sequence[str], op: str) -> list[str]:
-    names = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, list | tuple) else []
+    names = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, Sequence) else []
     if not names or not all(isinstance(n, str) for n in names):
         raise TypeError(f"{op}: layers must be a layer name or a list of names, got {layers!r}")
     return names
