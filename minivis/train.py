@@ -30,10 +30,21 @@ from minivis.io import save_npz
 from minivis.models import FashionCNN, ImageClassifier
 from minivis.nn import init
 from minivis.optim import Adam, StepLR
+from minivis.validate import check_positive_int, check_seed
 
 
 def accuracy(model: ImageClassifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``model`` (in eval mode) on preprocessed NCHW ``images``."""
+    if not isinstance(model, ImageClassifier):
+        raise TypeError(f"accuracy: model must be a minivis image classifier, got {type(model).__name__}")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or images.dtype.kind != "f" or len(images) == 0:
+        raise ValueError(f"accuracy: images must be a non-empty float batch (N, C, H, W), got {images.dtype} "
+                         f"{images.shape}")
+    if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
+        raise ValueError(f"accuracy: labels must be {len(images)} integer class indices, one per image, got "
+                         f"{labels.dtype} {labels.shape}")
+    batch_size = check_positive_int(batch_size, "accuracy", "batch_size")
     was_training = model.training
     model.eval()
     correct = 0
@@ -62,6 +73,11 @@ PERMUTED_NAME = "fashion_cnn_permuted_labels"
 
 def permuted(labels: np.ndarray, seed: int) -> np.ndarray:
     """``labels`` shuffled by a generator seeded with ``[seed, 17]`` (17: this use's own stream)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"permuted: labels must be a 1-D array, got shape {labels.shape}")
+    if check_seed(seed, "permuted") is None:
+        raise TypeError("permuted: seed must be an int >= 0 (the permutation must be reproducible), got None")
     return np.random.default_rng([seed, 17]).permutation(labels)
 
 

@@ -317,6 +317,11 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
     add("interpolate_styles", V.interpolate_styles, dict(net=net, photo=small, a=0, b=0, alphas=(0.0, 1.0)))
     add("style_input", V.style_input, dict(model=model, image=img, size=16))
     add("content_loss", V.content_loss, dict(feature=T(x4), target=x4 + 1))
+    from minivis import train  # noqa: PLC0415 (not imported by minivis itself)
+
+    add("accuracy", train.accuracy, dict(model=model, images=images, labels=np.arange(6) % 10, batch_size=4),
+        "FashionCNN")  # the images go to the model, whose input check names it
+    add("permuted", train.permuted, dict(labels=np.arange(6) % 10, seed=0))
     add("nn.forward_to", nn.forward_to, dict(model=model, x=x1, layer="features.3"), "forward_to",
         "FashionCNN", "conv2d")  # x goes to the model, whose input check names it
     return b

@@ -5,10 +5,11 @@ On the code before the sweep's fixes it found a segfault (``max_pool2d(stride=2*
 Numba typing errors from conv2d and conv_transpose2d strides past an int64. Widened to tensor
 arguments' shape variants, more ops and the methods' string options, it found an IndexError from
 ``interpolate`` on an empty map and ``flatten`` failing on an empty batch; widened again to 29
-more methods, the figures, data, models and layers (12,664 calls), NumPy's "truth value" errors
+more methods, the figures, data, models and layers (12,798 calls), NumPy's "truth value" errors
 from string options given arrays at 24 sites, unchecked ``InstanceNorm2d`` and ``forward_to``
 arguments, a model called on ``None``, and (through ``forward_to``) an empty batch failing in the
-Winograd path, and unchecked ``crop_patches``/``interpolate_styles`` arguments.
+Winograd path, and unchecked ``crop_patches``, ``interpolate_styles`` and ``train.accuracy``/``permuted``
+arguments.
 """
 
 import json
