@@ -277,7 +277,7 @@ def crop_patches(model: Module, images: Any, top: LayerTop, channels: Sequence[i
     image, the crop is the whole image.
     """
     index, loc = _which(top, which, "crop_patches")
-    if not (isinstance(fill, float) and np.isnan(fill)):  # NaN, the default, marks pixels past the image
+    if not (isinstance(fill, float | np.floating) and np.isnan(fill)):  # NaN, the default, marks pixels past the image
         fill = check_float(fill, "crop_patches", "fill")
     channels = np.arange(index.shape[0]) if channels is None else np.asarray(channels)
     if channels.ndim != 1 or channels.dtype.kind not in "iu" or (
