@@ -130,7 +130,11 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
     kernels, xp = backend.kernels("conv", x, "conv2d"), backend.xp(x)
     x = xp.ascontiguousarray(x)
     out_hw = conv_plan.output_hw(x.shape[2:], w.shape[2:], stride, pad4, dilation)
-    how = conv_plan.choose(kernels, x.shape, w.shape, out_hw, stride, dilation, groups, _ALGORITHM.get())
+    algorithm = _ALGORITHM.get()
+    how = conv_plan.choose(kernels, x.shape, w.shape, out_hw, stride, dilation, groups, algorithm)
+    if how in ("im2col", "winograd") and algorithm == "auto" and conv_plan.is_direct_forward(
+            kernels, x.shape, w.shape, pad4, groups, x.dtype):
+        how = "direct"  # the register-blocked forward kernel; the backward pass keeps ``how``'s algorithm
     if how == "depthwise":  # the fast paths add the bias (and the batch norm) as they write each output row
         return kernels.depthwise_forward(x, w, stride, pad4, dilation, out_hw, bias, bn_relu)
     if how == "winograd":

@@ -50,7 +50,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from minivis.kernels import cpu_conv, cpu_direct, cpu_norm, cpu_threads, cpu_winograd, cpu_workspace
+from minivis.kernels import cpu_conv, cpu_direct, cpu_norm, cpu_simd, cpu_threads, cpu_winograd, cpu_workspace
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
@@ -96,6 +96,32 @@ def is_direct(kernels: types.ModuleType, w_shape: tuple[int, ...], groups: int) 
     c_out, c_in, kh, kw = w_shape
     return (kernels is cpu_conv and groups == 1 and c_out <= cpu_direct.CB and c_in * kh * kw >= 27
             and (c_out == 1 or kh * kw >= 25))
+
+
+DIRECT_MAX_C_IN = 128  # register-blocked direct forward: up to this many input channels ...
+DIRECT_MAX_PLANE_BYTES = 2 << 20  # ... and while one image's padded input fits a core's L2
+
+
+def is_direct_forward(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                      pad4: Pad4, groups: int, dtype: np.dtype) -> bool:
+    """The forward pass of an ungrouped CPU convolution by ``cpu_direct``'s register-blocked kernel.
+
+    The kernel keeps 8 output channels x 48 output pixels of partial sums in AVX-512 registers
+    and runs at 130-200 GFLOP/s on one thread, with no cols matrix to write. Measured against
+    im2col and Winograd (benchmarks/README.md, "Convolution planning"): it wins on first layers
+    (AlexNet's 11x11/4, LeNet's 5x5, CIFAR's 3x3), on 32-128-channel layers, and on a style
+    network's 9x9 output; it loses at 256 input channels (the GEMM's blocking reuses more) and
+    when one image's padded input leaves L2 (VGG's 64-channel 224 px layer: every block of 8
+    output channels reads it again). The rule reads no batch size: an image's result must not
+    depend on its batch. The backward passes keep their own rule (``choose``): this is forward
+    only. Without AVX-512 the block of 24 accumulators would not fit the 16 vector registers.
+    """
+    _, c_in, h, w = x_shape
+    kh, kw = w_shape[2:]
+    dtype = np.dtype(dtype)
+    plane = c_in * (h + pad4[0] + pad4[1]) * (w + pad4[2] + pad4[3]) * dtype.itemsize
+    return (kernels is cpu_conv and cpu_simd.WIDE and groups == 1 and kh * kw > 1 and c_in <= DIRECT_MAX_C_IN
+            and plane <= DIRECT_MAX_PLANE_BYTES and dtype in (np.float32, np.float64))
 
 
 def is_depthwise(c_in: int, groups: int, w_shape: tuple[int, ...]) -> bool:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from minivis.kernels import cpu_simd as simd
 from minivis.kernels import cpu_threads
 
 CB = 4  # output channels that share each loaded input value (the register block)
@@ -57,123 +58,207 @@ def phase_width(wo: int, kw: int, sw: int, dw: int) -> int:
 
 
 # ----------------------------------------------------------------------------- forward
-@numba.njit(inline="always")
-def _tap(acc, src, start, length, w, co0, cb, ci, ky, kx):
-    """acc[c, q] += w[co0 + c, ci, ky, kx] * src[start + q] for q < length and the block's cb channels.
+# The forward pass is a register-blocked micro-kernel (``cpu_simd`` vectors). Every output pixel
+# (oy, ox) of a *phase grid* of row length Wq has the flat index q = oy*Wq + ox, and tap t reads the
+# input at ``offs[t] + q`` of the polyphase input (one plane per row and column phase):
+#
+#     out[co, q] = sum_t  wp[co, t] * src[offs[t] + q]        t over (ci, ky, kx), in that order
+#
+# A block of R output channels x PV vectors of consecutive q keeps its R*PV partial sums in
+# registers for the whole sum over t: per tap, PV vector loads of src and R broadcast weights feed
+# R*PV fused multiply-adds. The columns ox >= Wo of each grid row come out as garbage and are
+# dropped when the block is copied out. An image's sums never meet another image's: the result
+# does not depend on the batch, nor on how the threads split it.
+R = 8  # output channels per register block
+PV = 3  # vectors of output pixels per block: R * PV = 24 of the 32 AVX-512 registers hold partial sums
 
-    With the full block of CB channels each loaded value serves four accumulators (the register
-    block). Indices are unsigned: LLVM does not vectorize a loop whose index might wrap around.
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _blocks(src, offs, wp, cb0, cb1, pb0, pb1, wq, bias, has_bias, buf, y, crop):
+    """y[c, oy, ox] = sum_t wp[c // R, t, c % R] * src[offs[t] + oy*wq + ox] (+ bias[c]) for the channel
+    blocks cb0..cb1 and the grid rows that pixel blocks pb0..pb1 cover, of one image; y: (C_out, Ho, Wo).
+
+    src, wp: flat; wp holds (channel blocks, taps, R) weights, zero past C_out. A pixel block is PV
+    vectors of consecutive grid indices q. A channel block's sums go to ``buf`` (R rows of the grid,
+    small enough for L2) and from there, valid columns only, to y. The caller pads src so that every
+    block's reads stay inside, and sizes buf for every pixel block. ``crop`` False: leave the sums in
+    buf (threads that share one image's pixel blocks, and so its rows, crop after all are done).
     """
-    u = np.uint64
-    first = u(start)
-    if cb == CB:
-        w0, w1 = w[co0, ci, ky, kx], w[co0 + 1, ci, ky, kx]
-        w2, w3 = w[co0 + 2, ci, ky, kx], w[co0 + 3, ci, ky, kx]
-        for q in range(u(length)):
-            v = src[first + q]
-            acc[0, q] += w0 * v
-            acc[1, q] += w1 * v
-            acc[2, q] += w2 * v
-            acc[3, q] += w3 * v
-    else:
-        for c in range(cb):
-            wc = w[co0 + c, ci, ky, kx]
-            for q in range(u(length)):
-                acc[c, q] += wc * src[first + q]
+    n_taps, lanes = offs.shape[0], simd.lanes(src)
+    block = PV * lanes
+    lq = buf.shape[0] // R
+    for cb in range(cb0, cb1):
+        w0 = cb * n_taps * R
+        for pb in range(pb0, pb1):
+            q = pb * block
+            a0 = simd.vzero(src); a1 = simd.vzero(src); a2 = simd.vzero(src)  # noqa: E702 (channel 0's vectors)
+            b0 = simd.vzero(src); b1 = simd.vzero(src); b2 = simd.vzero(src)  # noqa: E702
+            c0 = simd.vzero(src); c1 = simd.vzero(src); c2 = simd.vzero(src)  # noqa: E702
+            d0 = simd.vzero(src); d1 = simd.vzero(src); d2 = simd.vzero(src)  # noqa: E702
+            e0 = simd.vzero(src); e1 = simd.vzero(src); e2 = simd.vzero(src)  # noqa: E702
+            f0 = simd.vzero(src); f1 = simd.vzero(src); f2 = simd.vzero(src)  # noqa: E702
+            g0 = simd.vzero(src); g1 = simd.vzero(src); g2 = simd.vzero(src)  # noqa: E702
+            h0 = simd.vzero(src); h1 = simd.vzero(src); h2 = simd.vzero(src)  # noqa: E702 (channel 7's)
+            for t in range(n_taps):
+                s = offs[t] + q
+                x0, x1, x2 = simd.vload(src, s), simd.vload(src, s + lanes), simd.vload(src, s + 2 * lanes)
+                k = w0 + t * R
+                w = simd.vbcast(wp, k)
+                a0, a1, a2 = simd.vfma(w, x0, a0), simd.vfma(w, x1, a1), simd.vfma(w, x2, a2)
+                w = simd.vbcast(wp, k + 1)
+                b0, b1, b2 = simd.vfma(w, x0, b0), simd.vfma(w, x1, b1), simd.vfma(w, x2, b2)
+                w = simd.vbcast(wp, k + 2)
+                c0, c1, c2 = simd.vfma(w, x0, c0), simd.vfma(w, x1, c1), simd.vfma(w, x2, c2)
+                w = simd.vbcast(wp, k + 3)
+                d0, d1, d2 = simd.vfma(w, x0, d0), simd.vfma(w, x1, d1), simd.vfma(w, x2, d2)
+                w = simd.vbcast(wp, k + 4)
+                e0, e1, e2 = simd.vfma(w, x0, e0), simd.vfma(w, x1, e1), simd.vfma(w, x2, e2)
+                w = simd.vbcast(wp, k + 5)
+                f0, f1, f2 = simd.vfma(w, x0, f0), simd.vfma(w, x1, f1), simd.vfma(w, x2, f2)
+                w = simd.vbcast(wp, k + 6)
+                g0, g1, g2 = simd.vfma(w, x0, g0), simd.vfma(w, x1, g1), simd.vfma(w, x2, g2)
+                w = simd.vbcast(wp, k + 7)
+                h0, h1, h2 = simd.vfma(w, x0, h0), simd.vfma(w, x1, h1), simd.vfma(w, x2, h2)
+            r = q
+            for v0, v1, v2 in ((a0, a1, a2), (b0, b1, b2), (c0, c1, c2), (d0, d1, d2),
+                               (e0, e1, e2), (f0, f1, f2), (g0, g1, g2), (h0, h1, h2)):
+                simd.vstore(buf, r, v0)
+                simd.vstore(buf, r + lanes, v1)
+                simd.vstore(buf, r + 2 * lanes, v2)
+                r += lq
+        if crop:
+            _crop(buf, lq, wq, cb * R, (pb0 * block) // wq, min(y.shape[1], -(-(pb1 * block) // wq)), bias,
+                  has_bias, y)
 
 
 @numba.njit(cache=True, nogil=True)
-def _forward(xph, w, sh, sw, dh, dw, out, oy0, oy1, bias, has_bias):
-    """out[:, :, oy0:oy1] of the direct convolution of the polyphase input xph (N, C_in, Hp, sw, Wq),
-    plus ``bias`` (C_out,) if ``has_bias``, added as each row is written out."""
-    n_img, c_in = xph.shape[0], xph.shape[1]
-    c_out, kh, kw = w.shape[0], w.shape[2], w.shape[3]
-    wo = out.shape[3]
-    acc = np.empty((CB, wo), dtype=out.dtype)
-    for n in range(n_img):
-        for co0 in range(0, c_out, CB):
-            cb = min(CB, c_out - co0)
-            for oy in range(oy0, oy1):
-                acc[:] = 0
-                for ci in range(c_in):
-                    for ky in range(kh):
-                        iy = oy * sh + ky * dh
-                        for kx in range(kw):
-                            o = kx * dw
-                            _tap(acc, xph[n, ci, iy, o % sw], o // sw, wo, w, co0, cb, ci, ky, kx)
-                for c in range(cb):
-                    if has_bias:
-                        out[n, co0 + c, oy, :] = acc[c] + bias[co0 + c]
+def _crop(buf, lq, wq, c0, oy0, oy1, bias, has_bias, y):
+    """y[c0 + r, oy, :] = buf[r*lq + oy*wq : ... + Wo] (+ bias) for the grid rows oy0..oy1: the valid
+    columns of a channel block's sums."""
+    u = np.uint64  # unsigned indices: LLVM vectorizes the row copies only if they cannot wrap around
+    c_out, ho, wo = y.shape
+    flat = y.reshape(-1)
+    for r in range(min(R, c_out - c0)):
+        b = bias[c0 + r] if has_bias else bias[0] * 0
+        for oy in range(oy0, oy1):
+            src, dst = u(r * lq + oy * wq), u(((c0 + r) * ho + oy) * wo)
+            if has_bias:
+                for ox in range(u(wo)):
+                    flat[dst + ox] = buf[src + ox] + b
+            else:
+                for ox in range(u(wo)):
+                    flat[dst + ox] = buf[src + ox]
+
+
+@numba.njit(cache=True, nogil=True)
+def _phases(x, top, left, sh, sw, hq, wq, src):
+    """src[((ci*sh + py)*sw + px)*hq*wq + r*wq + c] = x_pad[ci, r*sh + py, c*sw + px] (zero outside x),
+    then zeros to src's end: the polyphase planes ``_blocks`` reads, of one image x (C_in, H, W)."""
+    u = np.uint64  # unsigned indices, as in ``_crop``
+    c_in, h, w = x.shape
+    flat = x.reshape(-1)
+    i = 0
+    for ci in range(c_in):
+        for py in range(sh):
+            for px in range(sw):
+                c_lo = min(wq, max(0, -((px - left) // sw)))  # the first column c with c*sw + px - left >= 0
+                c_hi = max(c_lo, min(wq, (w - 1 - px + left) // sw + 1))  # past the last with ... < w
+                for r in range(hq):
+                    iy = r * sh + py - top
+                    if not 0 <= iy < h:
+                        src[i:i + wq] = 0
                     else:
-                        out[n, co0 + c, oy, :] = acc[c]
-
-
-WIDE_ROWS = 8  # output rows per chunk of the stride-1 "wide grid": CB accumulator rows stay in L1
+                        src[i:i + c_lo] = 0
+                        first = u((ci * h + iy) * w + c_lo * sw + px - left)  # x[ci, iy, c_lo*sw + px - left]
+                        if sw == 1:
+                            for c in range(u(c_hi - c_lo)):
+                                src[u(i + c_lo) + c] = flat[first + c]
+                        else:
+                            for c in range(u(c_hi - c_lo)):
+                                src[u(i + c_lo) + c] = flat[first + c * u(sw)]
+                        src[i + c_hi:i + wq] = 0
+                    i += wq
+    src[i:] = 0
 
 
 @numba.njit(cache=True, nogil=True)
-def _forward_wide(xph, w, dh, dw, out, oy0, oy1, bias, has_bias):
-    """``_forward`` at stride 1, on a "wide grid": xph (N, C_in, Hp, 1, Wq) with Wq = wo + (kw-1)*dw.
+def _images(x, top, left, sh, sw, hq, wq, offs, wp, n_blocks, bias, has_bias, src, buf, y):
+    """``_phases`` then ``_blocks`` (every channel and pixel block) for each image of x into y."""
+    n_cb = wp.shape[0] // (offs.shape[0] * R)
+    for n in range(x.shape[0]):
+        _phases(x[n], top, left, sh, sw, hq, wq, src)
+        _blocks(src, offs, wp, 0, n_cb, 0, n_blocks, wq, bias, has_bias, buf, y[n], True)
 
-    Output pixel (oy, ox) reads plane element ``(oy + ky*dh)*Wq + ox + kx*dw``: with ``q = oy*Wq + ox``
-    every tap is the same shift of the flat plane, so each tap is one loop over ``WIDE_ROWS``
-    rows at once (a decoder's 28 px rows alone are too short to vectorize well). The columns
-    ``wo..Wq`` of each row come out as garbage and are not copied out; the last row stops at ``wo``,
-    so no read passes the plane. Every pixel sums its taps in ``_forward``'s order: the same bits.
-    """
-    n_img, c_in, wq = xph.shape[0], xph.shape[1], xph.shape[4]
-    c_out, kh, kw = w.shape[0], w.shape[2], w.shape[3]
-    wo = out.shape[3]
-    acc = np.empty((CB, WIDE_ROWS * wq), dtype=out.dtype)
-    for n in range(n_img):
-        for co0 in range(0, c_out, CB):
-            cb = min(CB, c_out - co0)
-            for r0 in range(oy0, oy1, WIDE_ROWS):
-                rows = min(WIDE_ROWS, oy1 - r0)
-                length = (rows - 1) * wq + wo
-                acc[:] = 0
-                for ci in range(c_in):
-                    xf = xph[n, ci].reshape(-1)
-                    for ky in range(kh):
-                        for kx in range(kw):
-                            _tap(acc, xf, (r0 + ky * dh) * wq + kx * dw, length, w, co0, cb, ci, ky, kx)
-                for c in range(cb):
-                    for r in range(rows):
-                        if has_bias:
-                            out[n, co0 + c, r0 + r, :] = acc[c, r * wq:r * wq + wo] + bias[co0 + c]
-                        else:
-                            out[n, co0 + c, r0 + r, :] = acc[c, r * wq:r * wq + wo]
+
+class _Plan:
+    """The geometry of one direct forward pass: tap offsets, packed weights, buffer sizes."""
+
+    def __init__(self, x_shape: tuple[int, ...], w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pair,
+                 out_hw: Pair) -> None:
+        _, c_in, h, wd = x_shape
+        c_out, _, kh, kw = w.shape
+        (sh, sw), (dh, dw), (top, bottom, left, right) = stride, dilation, pad4
+        self.geometry = top, left, sh, sw
+        self.hq, self.wq = -(-(h + top + bottom) // sh), -(-(wd + left + right) // sw)
+        plane = self.hq * self.wq
+        ci, ky, kx = np.ogrid[:c_in, :kh * dh:dh, :kw * dw:dw]
+        phase = (ci * sh + ky % sh) * sw + kx % sw
+        self.offs = (phase * plane + (ky // sh) * self.wq + kx // sw).reshape(-1).astype(np.intp)
+        block = PV * simd.lanes_of(w.dtype)
+        self.blocks = -(-(out_hw[0] * self.wq) // block)  # pixel blocks that cover the grid's rows
+        self.src_size = max(c_in * sh * sw * plane, int(self.offs.max()) + self.blocks * block)
+        self.buf_size = R * self.blocks * block
+        self.n_cb = -(-c_out // R)
+        wp = np.zeros((self.n_cb * R, c_in * kh * kw), dtype=w.dtype)
+        wp[:c_out] = w.reshape(c_out, -1)
+        self.wp = np.ascontiguousarray(wp.reshape(self.n_cb, R, -1).transpose(0, 2, 1)).reshape(-1)
 
 
 def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pair, out_hw: Pair,
             bias: np.ndarray | None = None) -> np.ndarray:
     """Direct conv2d (groups 1): x (N, C_in, H, W), w (C_out, C_in, kh, kw) -> (N, C_out, Ho, Wo);
-    bias (C_out,) or None, added as each output row is written (the same rounding as after)."""
-    n, (kh, kw), (ho, wo) = x.shape[0], w.shape[2:], out_hw
+    bias (C_out,) or None, added as each output pixel is written (the same rounding as after).
+
+    Threads take images; with fewer images than threads (one photo), they take the channel blocks
+    (or, with fewer of those than threads, the pixel blocks) of each image. Every pixel's sum is the same.
+    """
+    n, c_out = x.shape[0], w.shape[0]
+    x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
     has_bias = bias is not None
-    b = np.ascontiguousarray(bias, dtype=x.dtype) if has_bias else np.zeros(w.shape[0], x.dtype)
-    xph = polyphase(x, pad4, stride[1], phase_width(wo, kw, stride[1], dilation[1]))
-    out = np.empty((n, w.shape[0], ho, wo), dtype=x.dtype)
-    work = out.size * w.shape[1] * kh * kw
+    b = np.ascontiguousarray(bias, dtype=x.dtype) if has_bias else np.zeros(1, x.dtype)
+    plan = _Plan(x.shape, w, stride, pad4, dilation, out_hw)
+    y = np.empty((n, c_out, *out_hw), dtype=x.dtype)
+    work = y.size * plan.offs.shape[0]
+    threads = numba.get_num_threads()
 
-    def rows_of(images: np.ndarray, y: np.ndarray, oy0: int, oy1: int) -> None:
-        if stride == (1, 1):
-            _forward_wide(images, w, dilation[0], dilation[1], y, oy0, oy1, b, has_bias)
-        else:
-            _forward(images, w, stride[0], stride[1], dilation[0], dilation[1], y, oy0, oy1, b, has_bias)
-
-    if n >= numba.get_num_threads():
+    if n >= threads:
         def run(part: slice, _parallel: bool) -> None:
-            rows_of(xph[part], out[part], 0, ho)
+            src, buf = np.empty(plan.src_size, x.dtype), np.empty(plan.buf_size, x.dtype)
+            _images(x[part], *plan.geometry, plan.hq, plan.wq, plan.offs, plan.wp, plan.blocks, b, has_bias,
+                    src, buf, y[part])
 
         cpu_threads.map_batch(run, n, work)
-    else:  # fewer images than threads (one photo): bands of output rows instead; each pixel's sum is unchanged
-        def run_rows(rows: slice, _parallel: bool) -> None:
-            rows_of(xph, out, rows.start, rows.stop)
+        return y
+    src = np.empty(plan.src_size, x.dtype)
+    for i in range(n):  # one photo (or fewer than the threads): the threads share its blocks
+        _phases(x[i], *plan.geometry, plan.hq, plan.wq, src)
+        if plan.n_cb >= threads:
+            def run_channels(part: slice, _parallel: bool) -> None:
+                _blocks(src, plan.offs, plan.wp, part.start, part.stop, 0, plan.blocks, plan.wq, b, has_bias,
+                        np.empty(plan.buf_size, x.dtype), y[i], True)
 
-        cpu_threads.map_batch(run_rows, ho, work)
-    return out
+            cpu_threads.map_batch(run_channels, plan.n_cb, work / n)
+            continue
+        buf = np.empty(plan.buf_size, x.dtype)
+        for cb in range(plan.n_cb):  # few channels: the threads share each channel block's pixel blocks
+            def run_pixels(part: slice, _parallel: bool) -> None:
+                _blocks(src, plan.offs, plan.wp, cb, cb + 1, part.start, part.stop, plan.wq, b, has_bias,  # noqa: B023
+                        buf, y[i], False)  # (run now, in this iteration of cb)
+
+            cpu_threads.map_batch(run_pixels, plan.blocks, work / n / plan.n_cb)
+            _crop(buf, buf.shape[0] // R, plan.wq, cb * R, 0, out_hw[0], b, has_bias, y[i])
+    return y
 
 
 # ----------------------------------------------------------------------------- input gradient

@@ -16,7 +16,7 @@ from minivis.functional.conv import (
     conv_transpose2d,
     reuse_weight_transforms,
 )
-from minivis.kernels import conv_plan, cpu_conv, cpu_direct, cpu_threads, cpu_winograd
+from minivis.kernels import conv_plan, cpu_conv, cpu_direct, cpu_simd, cpu_threads, cpu_winograd
 from minivis.validate import int_pair
 from tests.gradcheck import check_gradients
 
@@ -511,11 +511,34 @@ def test_the_default_rule_takes_winograd_where_it_pays(rng, monkeypatch):
     calls = []
     transform = cpu_winograd.input_transform
     monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append(1) or transform(*args))
-    x, w = rng.standard_normal((1, 64, 28, 28)), rng.standard_normal((64, 64, 3, 3))
+    x, w = rng.standard_normal((1, 256, 9, 9)), rng.standard_normal((32, 256, 3, 3))  # > 128 channels: not direct
+    out = conv2d_forward(x, w, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert calls
+    expected = cpu_conv.naive_conv2d(x, w, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-13 * np.abs(expected).max())
+
+
+@pytest.mark.skipif(not cpu_simd.WIDE, reason="the direct forward rule needs AVX-512")
+def test_the_default_rule_takes_the_direct_forward_kernel_where_it_pays(rng, monkeypatch):
+    """Ungrouped CPU layers with up to 128 input channels whose padded image fits L2 run their forward
+    pass on the register-blocked direct kernel; their backward pass keeps Winograd or im2col."""
+    def takes(c_in, c_out, hw, k=3, stride=1, groups=1, dtype=np.float32):
+        return conv_plan.is_direct_forward(cpu_conv, (1, c_in, hw, hw), (c_out, c_in // groups, k, k), (1, 1, 1, 1),
+                                           groups, np.dtype(dtype))
+
+    assert takes(3, 64, 224, k=11, stride=4) and takes(1, 32, 28, k=5) and takes(32, 32, 32) and takes(64, 64, 56)
+    assert takes(128, 128, 28) and takes(16, 3, 128, k=9) and takes(3, 64, 224, dtype=np.float64)
+    assert not takes(256, 256, 28) and not takes(64, 64, 224)  # many channels; an image larger than L2
+    assert not takes(64, 128, 28, k=1) and not takes(32, 32, 56, groups=2) and not takes(32, 32, 28, dtype=np.int32)
+    calls = []
+    forward = cpu_direct.forward
+    monkeypatch.setattr(cpu_direct, "forward", lambda *args: calls.append(1) or forward(*args))
+    x, w = rng.standard_normal((2, 32, 20, 20)), rng.standard_normal((40, 32, 3, 3))
     out = conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     assert calls
     expected = cpu_conv.naive_conv2d(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-13 * np.abs(expected).max())
+    assert conv_plan.choose(cpu_conv, x.shape, w.shape, (20, 20), (1, 1), (1, 1), 1) == "winograd"  # the backward's
 
 
 def test_weight_transforms_are_reused_inside_the_block_only(rng, monkeypatch, winograd_everywhere):
@@ -573,8 +596,8 @@ def test_every_conv_algorithm_gives_the_same_result_as_torch(case, rng):
 
 
 def test_conv_algorithm_picks_the_kernels_it_names(rng, monkeypatch):
-    """A small 3x3 layer: im2col by default, Winograd under "winograd", the direct kernels under
-    "direct", none of them under "reference"."""
+    """A small 3x3 layer: the direct forward kernel by default (im2col without AVX-512), im2col under
+    "im2col", Winograd under "winograd", the direct kernels under "direct", none of them under "reference"."""
     calls = []
     monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append("winograd"))
     monkeypatch.setattr(conv_plan, "im2col_forward", lambda *args: calls.append("im2col"))
@@ -583,7 +606,7 @@ def test_conv_algorithm_picks_the_kernels_it_names(rng, monkeypatch):
     for algorithm in ("auto", "im2col", "winograd", "direct", "reference"):
         with mv.conv_algorithm(algorithm):
             conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
-    assert calls == ["im2col", "im2col", "winograd", "direct"]
+    assert calls == ["direct" if cpu_simd.WIDE else "im2col", "im2col", "winograd", "direct"]
 
 
 @pytest.mark.parametrize("w_shape,expected", [
@@ -595,12 +618,17 @@ def test_conv_algorithm_picks_the_kernels_it_names(rng, monkeypatch):
     ((8, 16, 9, 9), "im2col"),    # more output channels than one register block
 ])
 def test_auto_takes_the_direct_kernels_for_few_output_channels(w_shape, expected, rng, monkeypatch):
-    """``conv_plan.is_direct``: few output channels and a large window -> the direct kernels under "auto"."""
+    """``conv_plan.is_direct``: few output channels and a large window -> the direct kernels under "auto",
+    for the backward pass too (the forward pass of the others may take the direct forward kernel:
+    ``is_direct_forward``)."""
+    x_shape = (1, w_shape[1], 12, 12)
+    out_hw = (12 - w_shape[2] + 1, 12 - w_shape[3] + 1)
+    assert conv_plan.choose(cpu_conv, x_shape, w_shape, out_hw, (1, 1), (1, 1), 1) == expected
     calls = []
-    monkeypatch.setattr(conv_plan, "im2col_forward", lambda *args: calls.append("im2col"))
-    monkeypatch.setattr(cpu_direct, "forward", lambda *args: calls.append("direct"))
-    x = rng.standard_normal((1, w_shape[1], 12, 12))
-    conv2d_forward(x, rng.standard_normal(w_shape), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    monkeypatch.setattr(cpu_direct, "backward_weight", lambda *args: calls.append("direct"))
+    monkeypatch.setattr(conv_plan, "im2col_backward", lambda *args: calls.append("im2col") or (None, None))
+    conv2d_backward(rng.standard_normal((1, w_shape[0], *out_hw)), None, rng.standard_normal(x_shape), w_shape,
+                    x_shape, (1, 1), (0, 0, 0, 0), (1, 1), 1, need_input=False)
     assert calls == [expected]
 
 
@@ -623,6 +651,7 @@ def test_conv_algorithm_is_restored_after_the_block_and_after_an_exception(rng, 
     assert calls == []
     with pytest.raises(RuntimeError, match="inside"), mv.conv_algorithm("reference"):
         raise RuntimeError("inside")
+    monkeypatch.setattr(conv_plan, "is_direct_forward", lambda *args: False)  # so that "auto" means im2col here
     conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)  # "auto" again
     assert calls == ["im2col"]
 

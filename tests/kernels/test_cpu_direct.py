@@ -87,26 +87,52 @@ def test_polyphase_relayout_reads_every_column_of_the_padded_input():
         np.testing.assert_array_equal(ph[0, 0, :, p, :], padded[0, 0, :, p::3][:, :4])
 
 
-@pytest.mark.parametrize("c_out", [1, 2, 3, 4, 5, 9])
-@pytest.mark.parametrize(("k", "dilation", "rows"), [((3, 3), (1, 1), (0, 13)), ((5, 2), (2, 3), (3, 11)),
-                                                     ((9, 9), (1, 1), (0, 17))])
-def test_the_stride_1_wide_grid_gives_the_strided_loops_bits(c_out, k, dilation, rows):
-    """``_forward_wide`` (stride 1: each tap one loop over several rows of the flat plane) and
-    ``_forward`` (any stride, row by row) sum every pixel's taps in the same order: the same bits,
-    for every remainder of the 4-channel register block and for a band of output rows."""
+@pytest.mark.parametrize("c_out", [1, 3, 8, 9, 17])
+@pytest.mark.parametrize(("k", "stride", "dilation"), [((3, 3), (1, 1), (1, 1)), ((5, 2), (1, 1), (2, 3)),
+                                                      ((11, 11), (4, 4), (1, 1)), ((3, 3), (2, 1), (1, 2))])
+def test_the_block_kernel_gives_the_same_bits_however_the_threads_split_an_image(c_out, k, stride, dilation,
+                                                                                  monkeypatch):
+    """One image's forward split by channel blocks, by pixel blocks, or not at all (and the same
+    image inside a batch): each pixel's taps summed in the same order, so the same bits; every
+    remainder of the 8-channel register block; against the float64 NumPy twin."""
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)  # these small shapes would otherwise run on one thread
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 3, 21, 19)).astype(np.float32)
+    x = rng.standard_normal((3, 3, 29, 31)).astype(np.float32)
     w = rng.standard_normal((c_out, 3, *k)).astype(np.float32)
-    pad4 = (2, 1, 3, 0)
-    out_hw = _out_hw(x.shape, k, (1, 1), pad4, dilation)
-    xph = cpu_direct.polyphase(x, pad4, 1, cpu_direct.phase_width(out_hw[1], k[1], 1, dilation[1]))
-    wide, rowwise = (np.full((2, c_out, *out_hw), np.nan, dtype=np.float32) for _ in range(2))
-    oy0, oy1 = rows[0], min(rows[1], out_hw[0])
-    bias = rng.standard_normal(c_out).astype(np.float32)  # added as rows are written: in both the same
-    cpu_direct._forward_wide(xph, w, dilation[0], dilation[1], wide, oy0, oy1, bias, True)
-    cpu_direct._forward(xph, w, 1, 1, dilation[0], dilation[1], rowwise, oy0, oy1, bias, True)
-    np.testing.assert_array_equal(wide, rowwise)  # rows outside the band stay NaN in both
-    assert not np.isnan(wide[:, :, oy0:oy1]).any()
+    pad4, bias = (2, 1, 3, 0), rng.standard_normal(c_out).astype(np.float32)
+    out_hw = _out_hw(x.shape, k, stride, pad4, dilation)
+    batch = cpu_direct.forward(x, w, stride, pad4, dilation, out_hw, bias)
+    threads = numba.get_num_threads()
+    try:
+        for t in {1, min(2, numba.config.NUMBA_NUM_THREADS)}:
+            numba.set_num_threads(t)  # 2: one image's pixel blocks (<= 8 channels) or channel blocks split
+            np.testing.assert_array_equal(cpu_direct.forward(x[1:2], w, stride, pad4, dilation, out_hw, bias)[0],
+                                          batch[1])
+    finally:
+        numba.set_num_threads(threads)
+    want = cpu_direct.naive_forward(x.astype(np.float64), w.astype(np.float64), stride, pad4, dilation, out_hw)
+    np.testing.assert_allclose(batch, want + bias[:, None, None], rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_the_block_kernel_reads_and_writes_only_inside_its_buffers():
+    """The kernel's vector loads are not bounds-checked: the plan pads the polyphase buffer for the
+    last block's reads. Guard values around every buffer stay untouched, and NaN guards past the
+    padded input never reach an output."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((9, 2, 3, 3)).astype(np.float32)
+    plan = cpu_direct._Plan(x.shape, w, (1, 1), (1, 1, 1, 1), (1, 1), (9, 7))
+    guard = 64
+    src = np.full(plan.src_size + 2 * guard, np.nan, np.float32)
+    buf = np.full(plan.buf_size + 2 * guard, -7, np.float32)
+    y = np.full((1, 9, 9, 7), np.nan, np.float32)
+    cpu_direct._phases(x[0], *plan.geometry, plan.hq, plan.wq, src[guard:-guard])
+    cpu_direct._blocks(src[guard:-guard], plan.offs, plan.wp, 0, plan.n_cb, 0, plan.blocks, plan.wq,
+                       np.zeros(1, np.float32), False, buf[guard:-guard], y[0], True)
+    assert np.isnan(src[:guard]).all() and np.isnan(src[-guard:]).all()
+    assert (buf[:guard] == -7).all() and (buf[-guard:] == -7).all()
+    want = cpu_direct.naive_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), (9, 7))
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 def test_one_image_weight_gradient_split_over_input_channels_gives_the_same_bits(monkeypatch):

@@ -1,0 +1,154 @@
+"""Explicit SIMD vectors for Numba kernels: a register-sized run of floats as one value.
+
+LLVM's loop vectorizer turns ``acc[q] += w * x[q]`` into vector code, but it keeps ``acc`` in
+memory: every multiply-add loads and stores its accumulator, and a kernel runs at a fraction of
+the machine's peak (lesson 01 measures it). A matrix-product micro-kernel keeps a *block* of
+accumulators in registers for the whole reduction instead. Numba has no vector type, so this module
+adds one: ``Vec`` is an LLVM ``<lanes x float>`` (or double) value, and a handful of intrinsics load,
+broadcast, multiply-add and store it. A loop that carries ``Vec`` values carries them in registers.
+
+    acc = vzero(x)                 # a vector of zeros of x's dtype
+    acc = vfma(vbcast(w, k), vload(x, i), acc)    # acc += w[k] * x[i : i + lanes]
+    vstore(out, j, acc)            # out[j : j + lanes] = acc
+
+Indices are flat (into ``arr.reshape(-1)`` of a C-contiguous array) and *not* bounds-checked: the
+caller sizes its buffers so that every vector it touches lies inside them. A vector is
+``VECTOR_BYTES`` wide: 64 (an AVX-512 register, 16 float32 or 8 float64) where the CPU has
+AVX-512, else 32. ``lanes(x)`` is the number of elements of x's dtype in one vector.
+
+With ``NUMBA_DISABLE_JIT=1`` the same names are plain NumPy functions on small arrays (``vfma`` then
+rounds twice), so the kernels that use them still run, slowly, for the tests.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+
+VECTOR_BYTES = 64 if llvm.get_host_cpu_features().get("avx512f", False) else 32
+WIDE = VECTOR_BYTES == 64  # 32 vector registers of 64 bytes: room for ``cpu_direct``'s block of 24 accumulators
+
+
+def lanes_of(dtype: np.dtype) -> int:
+    """Elements of ``dtype`` in one vector."""
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+if numba.config.DISABLE_JIT:
+    def lanes(arr: np.ndarray) -> int:
+        return lanes_of(arr.dtype)
+
+    def vzero(arr: np.ndarray) -> np.ndarray:
+        return np.zeros(lanes(arr), arr.dtype)
+
+    def vload(arr: np.ndarray, i: int) -> np.ndarray:
+        return arr[i:i + lanes(arr)].copy()
+
+    def vbcast(arr: np.ndarray, i: int) -> np.ndarray:
+        return np.full(lanes(arr), arr[i], arr.dtype)
+
+    def vfma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return a * b + c
+
+    def vstore(arr: np.ndarray, i: int, v: np.ndarray) -> None:
+        arr[i:i + v.shape[0]] = v
+
+else:
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic, models, register_model
+
+    class Vec(types.Type):
+        """A vector of ``VECTOR_BYTES`` of ``dtype`` (float32 or float64), held in one register."""
+
+        def __init__(self, dtype: types.Float) -> None:
+            self.dtype = dtype
+            super().__init__(name=f"Vec({dtype})")
+
+    @register_model(Vec)
+    class _VecModel(models.PrimitiveModel):
+        def __init__(self, dmm, fe_type):  # noqa: ANN001
+            scalar = ir.FloatType() if fe_type.dtype == types.float32 else ir.DoubleType()
+            super().__init__(dmm, fe_type, ir.VectorType(scalar, VECTOR_BYTES // fe_type.dtype.bitwidth * 8))
+
+    def _vec_of(arr: types.Array) -> Vec:
+        if not (isinstance(arr, types.Array) and arr.dtype in (types.float32, types.float64)):
+            raise numba.core.errors.TypingError(f"cpu_simd: a float32 or float64 array expected, got {arr}")
+        return Vec(arr.dtype)
+
+    def _address(context, builder, arrty, arr, i, vec):  # noqa: ANN001, ANN202
+        data = context.make_array(arrty)(context, builder, arr).data
+        ptr = builder.gep(data, [i])
+        return builder.bitcast(ptr, vec.as_pointer()) if vec is not None else ptr
+
+    def _splat(builder, scalar, vec):  # noqa: ANN001, ANN202
+        one = builder.insert_element(ir.Constant(vec, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), vec.count), [0] * vec.count)
+        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), mask)
+
+    @intrinsic
+    def lanes(typingctx, arr):  # noqa: ANN001, ANN201
+        vt = _vec_of(arr)
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            return ir.Constant(ir.IntType(64), VECTOR_BYTES * 8 // vt.dtype.bitwidth)
+
+        return types.int64(arr), codegen
+
+    @intrinsic
+    def vzero(typingctx, arr):  # noqa: ANN001, ANN201
+        vt = _vec_of(arr)
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            return ir.Constant(context.get_value_type(vt), None)
+
+        return vt(arr), codegen
+
+    @intrinsic
+    def vload(typingctx, arr, i):  # noqa: ANN001, ANN201
+        vt = _vec_of(arr)
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            vec = context.get_value_type(vt)
+            return builder.load(_address(context, builder, sig.args[0], args[0], args[1], vec),
+                                align=vt.dtype.bitwidth // 8)
+
+        return vt(arr, types.intp), codegen
+
+    @intrinsic
+    def vbcast(typingctx, arr, i):  # noqa: ANN001, ANN201
+        vt = _vec_of(arr)
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            scalar = builder.load(_address(context, builder, sig.args[0], args[0], args[1], None))
+            return _splat(builder, scalar, context.get_value_type(vt))
+
+        return vt(arr, types.intp), codegen
+
+    @intrinsic
+    def vfma(typingctx, a, b, c):  # noqa: ANN001, ANN201
+        if not (isinstance(a, Vec) and a == b == c):
+            raise numba.core.errors.TypingError("cpu_simd.vfma: three vectors of one dtype expected")
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            vec = context.get_value_type(a)
+            name = f"llvm.fma.v{vec.count}{'f32' if a.dtype == types.float32 else 'f64'}"
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]), name)
+            return builder.call(fn, args)
+
+        return a(a, b, c), codegen
+
+    @intrinsic
+    def vstore(typingctx, arr, i, v):  # noqa: ANN001, ANN201
+        if _vec_of(arr) != v:
+            raise numba.core.errors.TypingError("cpu_simd.vstore: a vector of the array's dtype expected")
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            vec = context.get_value_type(v)
+            builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1], vec),
+                          align=v.dtype.bitwidth // 8)
+            return context.get_dummy_value()
+
+        return types.none(arr, types.intp, v), codegen
