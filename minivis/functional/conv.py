@@ -167,7 +167,14 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
     g = xp.ascontiguousarray(g)
     x = None if x is None else xp.ascontiguousarray(x)
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
-    how = conv_plan.choose(kernels, x_shape, w_shape, g.shape[2:], stride, dilation, groups, _ALGORITHM.get())
+    algorithm = _ALGORITHM.get()
+    how = conv_plan.choose(kernels, x_shape, w_shape, g.shape[2:], stride, dilation, groups, algorithm)
+    if (need_input and how in ("im2col", "winograd") and algorithm == "auto"
+            and conv_plan.is_direct_input(kernels, x_shape, w_shape, stride, pad4, dilation, groups, g.dtype)):
+        dx = conv_plan.direct_backward(g, w, None, w_shape, x_shape, stride, pad4, dilation, True, False)[0]
+        if not need_weight:
+            return dx, None
+        return dx, conv2d_backward(g, w, x, w_shape, x_shape, stride, pad4, dilation, groups, False, True)[1]
     if how == "im2col":
         return conv_plan.im2col_backward(kernels, xp, g, w, x, w_shape, x_shape, stride, pad4, dilation, groups,
                                          need_input, need_weight)

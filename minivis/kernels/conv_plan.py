@@ -124,6 +124,28 @@ def is_direct_forward(kernels: types.ModuleType, x_shape: tuple[int, ...], w_sha
             and plane <= DIRECT_MAX_PLANE_BYTES and dtype in (np.float32, np.float64))
 
 
+DIRECT_INPUT_MAX_C_OUT = 64  # the input gradient by the direct kernel: up to this many output channels
+
+
+def is_direct_input(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Pair,
+                    pad4: Pad4, dilation: Pair, groups: int, dtype: np.dtype) -> bool:
+    """The input gradient of a stride-1 convolution by ``cpu_direct``'s forward kernel.
+
+    At stride 1 the input gradient is the forward convolution of g by the kernel rotated 180 degrees
+    with its channel axes swapped (``cpu_direct.backward_input``): a layer with C_in inputs and C_out
+    outputs becomes one with C_out inputs and C_in outputs. Against Winograd's and im2col's input
+    gradients it won with 32-64 output channels and at least one register block (8) of input
+    channels, and lost at 128 output channels and with fewer input channels (a first layer's 1-3:
+    7/8 of the block would be wasted) (benchmarks/README.md, "Convolution planning").
+    """
+    c_out, c_in, kh, kw = w_shape
+    n, _, h, w = x_shape
+    reach = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+    return (stride == (1, 1) and max(pad4[:2]) <= reach[0] and max(pad4[2:]) <= reach[1]
+            and c_in >= cpu_direct.R and c_out <= DIRECT_INPUT_MAX_C_OUT
+            and is_direct_forward(kernels, (n, c_out, h, w), (c_in, c_out, kh, kw), pad4, groups, dtype))
+
+
 def is_depthwise(c_in: int, groups: int, w_shape: tuple[int, ...]) -> bool:
     """One input channel per group: N*C tiny GEMMs would be slow, so a direct kernel does it.
 

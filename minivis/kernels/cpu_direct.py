@@ -214,6 +214,25 @@ class _Plan:
         self.wp = np.ascontiguousarray(wp.reshape(self.n_cb, R, -1).transpose(0, 2, 1)).reshape(-1)
 
 
+def _share_image(plan: _Plan, src: np.ndarray, bias: np.ndarray, has_bias: bool, y: np.ndarray, work: float) -> None:
+    """One image's blocks (its polyphase planes in src) split between the threads: by channel blocks,
+    or, with fewer of those than threads, by pixel blocks one channel block at a time."""
+    if plan.n_cb >= numba.get_num_threads():
+        def run_channels(part: slice, _parallel: bool) -> None:
+            _blocks(src, plan.offs, plan.wp, part.start, part.stop, 0, plan.blocks, plan.wq, bias, has_bias,
+                    np.empty(plan.buf_size, src.dtype), y, True)
+
+        cpu_threads.map_batch(run_channels, plan.n_cb, work)
+        return
+    buf = np.empty(plan.buf_size, src.dtype)
+    for cb in range(plan.n_cb):
+        def run_pixels(part: slice, _parallel: bool, cb: int = cb) -> None:
+            _blocks(src, plan.offs, plan.wp, cb, cb + 1, part.start, part.stop, plan.wq, bias, has_bias, buf, y, False)
+
+        cpu_threads.map_batch(run_pixels, plan.blocks, work / plan.n_cb)
+        _crop(buf, buf.shape[0] // R, plan.wq, cb * R, 0, y.shape[1], bias, has_bias, y)  # once every thread is done
+
+
 def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pair, out_hw: Pair,
             bias: np.ndarray | None = None) -> np.ndarray:
     """Direct conv2d (groups 1): x (N, C_in, H, W), w (C_out, C_in, kh, kw) -> (N, C_out, Ho, Wo);
@@ -241,23 +260,9 @@ def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pa
         cpu_threads.map_batch(run, n, work)
         return y
     src = np.empty(plan.src_size, x.dtype)
-    for i in range(n):  # one photo (or fewer than the threads): the threads share its blocks
-        _phases(x[i], *plan.geometry, plan.hq, plan.wq, src)
-        if plan.n_cb >= threads:
-            def run_channels(part: slice, _parallel: bool) -> None:
-                _blocks(src, plan.offs, plan.wp, part.start, part.stop, 0, plan.blocks, plan.wq, b, has_bias,
-                        np.empty(plan.buf_size, x.dtype), y[i], True)
-
-            cpu_threads.map_batch(run_channels, plan.n_cb, work / n)
-            continue
-        buf = np.empty(plan.buf_size, x.dtype)
-        for cb in range(plan.n_cb):  # few channels: the threads share each channel block's pixel blocks
-            def run_pixels(part: slice, _parallel: bool) -> None:
-                _blocks(src, plan.offs, plan.wp, cb, cb + 1, part.start, part.stop, plan.wq, b, has_bias,  # noqa: B023
-                        buf, y[i], False)  # (run now, in this iteration of cb)
-
-            cpu_threads.map_batch(run_pixels, plan.blocks, work / n / plan.n_cb)
-            _crop(buf, buf.shape[0] // R, plan.wq, cb * R, 0, out_hw[0], b, has_bias, y[i])
+    for image, out in zip(x, y, strict=True):  # one photo (or fewer than the threads): the threads share its blocks
+        _phases(image, *plan.geometry, plan.hq, plan.wq, src)
+        _share_image(plan, src, b, has_bias, out, work / n)
     return y
 
 
@@ -316,58 +321,136 @@ def backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], strid
 
 
 # ----------------------------------------------------------------------------- weight gradient
-@numba.njit(cache=True, nogil=True)
-def _backward_weight(g, xph, sh, sw, dh, dw, kh, kw, dwt, ci0, ci1):
-    """dwt[:, ci0:ci1] (of C_out, C_in, kh, kw) = sum_{n, oy, ox} g[n, co, oy, ox] * x at the tap, for g's images.
+# dL/dw[co, t] = sum_n sum_q g[n, co, q] * src_n[offs[t] + q]: the forward's sum read the other way,
+# over the grid's pixels q instead of the taps, with g laid out on the same grid (zero in its garbage
+# columns, so they add nothing). A block of RG output channels x RT taps keeps RG*RT vectors of
+# partial sums in registers while q runs over the grids of a chunk of images (as many as fit half
+# of L2); then each vector's lanes are added up into the block's RG*RT sums.
+RG, RT = 4, 6  # output channels x taps per block: 24 vectors of partial sums
+CHUNK_BYTES = 1 << 20  # the polyphase inputs and gridded gradients of one chunk of images
+QSPAN = 1024  # grid pixels per pass: a block's RG rows of g and its taps' rows of src stay in L1
 
-    Each filter tap's sum runs in ``wo`` lanes (one per output column, so the loop vectorizes),
-    added up at the end; indices unsigned and no row views, as in ``_tap``.
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _weight_blocks(src, offs, gq, lq, m, cg0, cg1, acc):
+    """acc[c, t] += sum over the m images i and grid vectors q of gq[i, c, q:q+lanes] . src[i, offs[t] + q:...]
+    for the channel blocks cg0..cg1 (of RG channels) and every block of RT taps.
+
+    src: m polyphase images (``src.shape[0] // m`` each), gq: m gridded gradients (channels padded
+    to RG, lq each, lq a whole number of vectors); offs padded to whole blocks of RT taps (the extra
+    taps read valid memory; their sums are dropped); acc: (channels padded to RG, taps padded).
     """
-    u = np.uint64
-    n_img, c_out, ho, wo = g.shape
-    lanes = np.empty(wo, dtype=dwt.dtype)
-    for co in range(c_out):
-        for ci in range(ci0, ci1):
-            for ky in range(kh):
-                for kx in range(kw):
-                    o = kx * dw
-                    p, q0 = u(o % sw), u(o // sw)
-                    lanes[:] = 0
-                    for n in range(n_img):
-                        for oy in range(ho):
-                            iy = u(oy * sh + ky * dh)
-                            for ox in range(u(wo)):
-                                lanes[ox] += g[n, co, oy, ox] * xph[n, ci, iy, p, q0 + ox]
-                    dwt[co, ci, ky, kx] = lanes.sum()
+    n_taps, lanes = offs.shape[0], simd.lanes(src)
+    src_size, g_size = src.shape[0] // m, gq.shape[0] // m
+    span = QSPAN // lanes * lanes
+    for qa in range(0, lq, span):
+      qb = min(lq, qa + span)
+      for cg in range(cg0, cg1):
+        for t0 in range(0, n_taps, RT):
+            a0 = simd.vzero(src); a1 = simd.vzero(src); a2 = simd.vzero(src)  # noqa: E702 (channel 0, taps 0-2)
+            a3 = simd.vzero(src); a4 = simd.vzero(src); a5 = simd.vzero(src)  # noqa: E702
+            b0 = simd.vzero(src); b1 = simd.vzero(src); b2 = simd.vzero(src)  # noqa: E702
+            b3 = simd.vzero(src); b4 = simd.vzero(src); b5 = simd.vzero(src)  # noqa: E702
+            c0 = simd.vzero(src); c1 = simd.vzero(src); c2 = simd.vzero(src)  # noqa: E702
+            c3 = simd.vzero(src); c4 = simd.vzero(src); c5 = simd.vzero(src)  # noqa: E702
+            d0 = simd.vzero(src); d1 = simd.vzero(src); d2 = simd.vzero(src)  # noqa: E702
+            d3 = simd.vzero(src); d4 = simd.vzero(src); d5 = simd.vzero(src)  # noqa: E702 (channel 3, taps 3-5)
+            for i in range(m):
+                s0, g0 = i * src_size, i * g_size + cg * RG * lq
+                o0, o1, o2 = s0 + offs[t0], s0 + offs[t0 + 1], s0 + offs[t0 + 2]
+                o3, o4, o5 = s0 + offs[t0 + 3], s0 + offs[t0 + 4], s0 + offs[t0 + 5]
+                for q in range(qa, qb, lanes):
+                    x0, x1, x2 = simd.vload(src, o0 + q), simd.vload(src, o1 + q), simd.vload(src, o2 + q)
+                    x3, x4, x5 = simd.vload(src, o3 + q), simd.vload(src, o4 + q), simd.vload(src, o5 + q)
+                    g = simd.vload(gq, g0 + q)
+                    a0, a1, a2 = simd.vfma(g, x0, a0), simd.vfma(g, x1, a1), simd.vfma(g, x2, a2)
+                    a3, a4, a5 = simd.vfma(g, x3, a3), simd.vfma(g, x4, a4), simd.vfma(g, x5, a5)
+                    g = simd.vload(gq, g0 + lq + q)
+                    b0, b1, b2 = simd.vfma(g, x0, b0), simd.vfma(g, x1, b1), simd.vfma(g, x2, b2)
+                    b3, b4, b5 = simd.vfma(g, x3, b3), simd.vfma(g, x4, b4), simd.vfma(g, x5, b5)
+                    g = simd.vload(gq, g0 + 2 * lq + q)
+                    c0, c1, c2 = simd.vfma(g, x0, c0), simd.vfma(g, x1, c1), simd.vfma(g, x2, c2)
+                    c3, c4, c5 = simd.vfma(g, x3, c3), simd.vfma(g, x4, c4), simd.vfma(g, x5, c5)
+                    g = simd.vload(gq, g0 + 3 * lq + q)
+                    d0, d1, d2 = simd.vfma(g, x0, d0), simd.vfma(g, x1, d1), simd.vfma(g, x2, d2)
+                    d3, d4, d5 = simd.vfma(g, x3, d3), simd.vfma(g, x4, d4), simd.vfma(g, x5, d5)
+            for c, (v0, v1, v2, v3, v4, v5) in enumerate(((a0, a1, a2, a3, a4, a5), (b0, b1, b2, b3, b4, b5),
+                                                          (c0, c1, c2, c3, c4, c5), (d0, d1, d2, d3, d4, d5))):
+                row = acc[cg * RG + c]
+                row[t0] += simd.vsum(v0)
+                row[t0 + 1] += simd.vsum(v1)
+                row[t0 + 2] += simd.vsum(v2)
+                row[t0 + 3] += simd.vsum(v3)
+                row[t0 + 4] += simd.vsum(v4)
+                row[t0 + 5] += simd.vsum(v5)
+
+
+@numba.njit(cache=True, nogil=True)
+def _grid(g, wq, lq, gq):
+    """gq[c, oy*wq + ox] = g[c, oy, ox] for ox < Wo, zero elsewhere: one image's output gradient on the
+    forward's grid (gq: (channels padded to RG) x lq, flat)."""
+    u = np.uint64  # unsigned indices, as in ``_crop``
+    c_out, ho, wo = g.shape
+    flat = g.reshape(-1)
+    gq[:] = 0
+    for c in range(c_out):
+        for oy in range(ho):
+            dst, src = u(c * lq + oy * wq), u((c * ho + oy) * wo)
+            for ox in range(u(wo)):
+                gq[dst + ox] = flat[src + ox]
+
+
+@numba.njit(cache=True, nogil=True)
+def _weight_images(x, g, top, left, sh, sw, hq, wq, offs, lq, m, cg0, cg1, src, gq, acc):
+    """``_weight_blocks`` over the images of x (N, C_in, H, W) and g (N, C_out, Ho, Wo), m at a time, into acc."""
+    src_size, g_size = src.shape[0] // m, gq.shape[0] // m
+    for n0 in range(0, x.shape[0], m):
+        k = min(m, x.shape[0] - n0)
+        for i in range(k):
+            _phases(x[n0 + i], top, left, sh, sw, hq, wq, src[i * src_size:(i + 1) * src_size])
+            _grid(g[n0 + i], wq, lq, gq[i * g_size:(i + 1) * g_size])
+        _weight_blocks(src[:k * src_size], offs, gq[:k * g_size], lq, k, cg0, cg1, acc)
 
 
 def backward_weight(g: np.ndarray, x: np.ndarray, w_shape: tuple[int, ...], stride: Pair, pad4: Pad4,
                     dilation: Pair) -> np.ndarray:
-    """dL/dw of the direct conv2d: g (N, C_out, Ho, Wo), x (N, C_in, H, W) -> ``w_shape``. Each thread
-    sums its slice of the batch, and the partials are added last; with fewer images than threads,
-    each thread computes whole filters of its share of the input channels."""
-    (kh, kw), wo = w_shape[2:], g.shape[3]
+    """dL/dw of the direct conv2d: g (N, C_out, Ho, Wo), x (N, C_in, H, W) -> ``w_shape``.
+
+    Each thread sums a slice of the batch into its own sums, added slice by slice at the end; with
+    fewer images than threads, the threads take blocks of output channels instead (then the bits
+    equal one thread's).
+    """
+    n, c_out, ho, _ = g.shape
+    if n == 0 or g.size == 0:  # nothing to sum
+        return np.zeros(w_shape, dtype=g.dtype)
     g = np.ascontiguousarray(g)
-    xph = polyphase(np.asarray(x, dtype=g.dtype), pad4, stride[1], phase_width(wo, kw, stride[1], dilation[1]))
+    x = np.ascontiguousarray(x, dtype=g.dtype)
+    plan = _Plan(x.shape, np.zeros((1, *w_shape[1:]), g.dtype), stride, pad4, dilation, g.shape[2:])
+    lanes = simd.lanes_of(g.dtype)
+    lq = -(-(ho * plan.wq) // lanes) * lanes
+    n_taps = plan.offs.shape[0]
+    offs = np.zeros(-(-n_taps // RT) * RT, np.intp)
+    offs[:n_taps] = plan.offs
+    n_cg = -(-c_out // RG)
+    src_size, g_size = max(plan.src_size, int(offs.max()) + lq), n_cg * RG * lq
+    m = max(1, CHUNK_BYTES // ((src_size + g_size) * g.itemsize))
 
-    work = g.size * w_shape[1] * kh * kw
-    if g.shape[0] < numba.get_num_threads():  # one photo: the threads take input channels instead (same bits)
-        dwt = np.empty(w_shape, dtype=g.dtype)
+    def partial(images: slice, cg: slice) -> np.ndarray:
+        acc = np.zeros((n_cg * RG, offs.shape[0]), g.dtype)
+        k = min(m, images.stop - images.start)
+        src, gq = np.empty(k * src_size, g.dtype), np.empty(k * g_size, g.dtype)
+        _weight_images(x[images], g[images], *plan.geometry, plan.hq, plan.wq, offs, lq, k, cg.start, cg.stop, src,
+                       gq, acc)
+        return acc
 
-        def run_channels(part: slice, _parallel: bool) -> None:
-            _backward_weight(g, xph, stride[0], stride[1], dilation[0], dilation[1], kh, kw, dwt, part.start,
-                             part.stop)
-
-        cpu_threads.map_batch(run_channels, w_shape[1], work)
-        return dwt
-
-    def run(part: slice, _parallel: bool) -> np.ndarray:
-        dwt = np.empty(w_shape, dtype=g.dtype)
-        _backward_weight(g[part], xph[part], stride[0], stride[1], dilation[0], dilation[1], kh, kw, dwt, 0,
-                         w_shape[1])
-        return dwt
-
-    return sum(cpu_threads.map_batch(run, g.shape[0], work))
+    work = g.size * n_taps
+    if n >= numba.get_num_threads():
+        acc = sum(cpu_threads.map_batch(lambda part, _parallel: partial(part, slice(0, n_cg)), n, work))
+    else:  # one photo: the threads take channel blocks, each its own rows of acc
+        acc = np.zeros((n_cg * RG, offs.shape[0]), g.dtype)
+        for part, sums in cpu_threads.map_batch(lambda part, _parallel: (part, partial(slice(0, n), part)), n_cg, work):
+            acc[part.start * RG:part.stop * RG] = sums[part.start * RG:part.stop * RG]
+    return acc[:c_out, :n_taps].reshape(w_shape)
 
 
 # ----------------------------------------------------------------------------- plain-NumPy twins

@@ -10,6 +10,7 @@ broadcast, multiply-add and store it. A loop that carries ``Vec`` values carries
     acc = vzero(x)                 # a vector of zeros of x's dtype
     acc = vfma(vbcast(w, k), vload(x, i), acc)    # acc += w[k] * x[i : i + lanes]
     vstore(out, j, acc)            # out[j : j + lanes] = acc
+    total = vsum(acc)              # acc's lanes added up, halves first: a fixed order
 
 Indices are flat (into ``arr.reshape(-1)`` of a C-contiguous array) and *not* bounds-checked: the
 caller sizes its buffers so that every vector it touches lies inside them. A vector is
@@ -53,6 +54,12 @@ if numba.config.DISABLE_JIT:
 
     def vstore(arr: np.ndarray, i: int, v: np.ndarray) -> None:
         arr[i:i + v.shape[0]] = v
+
+    def vsum(v: np.ndarray) -> np.floating:
+        while v.shape[0] > 1:
+            half = v.shape[0] // 2
+            v = v[:half] + v[half:]
+        return v[0]
 
 else:
     from llvmlite import ir
@@ -152,3 +159,20 @@ else:
             return context.get_dummy_value()
 
         return types.none(arr, types.intp, v), codegen
+
+    @intrinsic
+    def vsum(typingctx, v):  # noqa: ANN001, ANN201
+        if not isinstance(v, Vec):
+            raise numba.core.errors.TypingError("cpu_simd.vsum: a vector expected")
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            x, count = args[0], context.get_value_type(v).count
+            while count > 1:  # the low half plus the high half, down to one lane
+                count //= 2
+                mask = ir.VectorType(ir.IntType(32), count)
+                low = builder.shuffle_vector(x, x, ir.Constant(mask, list(range(count))))
+                high = builder.shuffle_vector(x, x, ir.Constant(mask, list(range(count, 2 * count))))
+                x = builder.fadd(low, high)
+            return builder.extract_element(x, ir.Constant(ir.IntType(32), 0))
+
+        return v.dtype(v), codegen

@@ -135,16 +135,32 @@ def test_the_block_kernel_reads_and_writes_only_inside_its_buffers():
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def test_one_image_weight_gradient_split_over_input_channels_gives_the_same_bits(monkeypatch):
-    """With fewer images than threads the threads take input channels: each computes whole filter
-    taps, so the bits equal one thread's sum over everything."""
+def test_one_image_weight_gradient_split_over_output_channels_gives_the_same_bits(monkeypatch):
+    """With fewer images than threads the threads take blocks of output channels: each computes whole
+    filters, so the bits equal one thread's sum over everything (9 channels: a partial block too)."""
     monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
     rng = np.random.default_rng(2)
-    x, g = rng.standard_normal((1, 5, 12, 10)), rng.standard_normal((1, 3, 12, 10))
-    split = cpu_direct.backward_weight(g, x, (3, 5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
-    xph = cpu_direct.polyphase(x, (1, 1, 1, 1), 1, cpu_direct.phase_width(10, 3, 1, 1))
-    whole = np.empty((3, 5, 3, 3))
-    cpu_direct._backward_weight(g, xph, 1, 1, 1, 1, 3, 3, whole, 0, 5)
+    x, g = rng.standard_normal((1, 5, 12, 10)), rng.standard_normal((1, 9, 12, 10))
+    args = ((9, 5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+    split = cpu_direct.backward_weight(g, x, *args)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        whole = cpu_direct.backward_weight(g, x, *args)
+    finally:
+        numba.set_num_threads(threads)
     np.testing.assert_array_equal(split, whole)
-    naive = cpu_direct.naive_backward_weight(g, x, (3, 5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
-    np.testing.assert_allclose(split, naive, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(split, cpu_direct.naive_backward_weight(g, x, *args), rtol=1e-12, atol=1e-12)
+
+
+def test_the_weight_gradient_sums_images_in_chunks(monkeypatch):
+    """Images go through the weight-gradient kernel a chunk at a time (as many as fit ``CHUNK_BYTES``):
+    chunks of 1, 3 and all images give the same sums up to rounding."""
+    rng = np.random.default_rng(4)
+    x, g = rng.standard_normal((7, 3, 11, 9)), rng.standard_normal((7, 6, 11, 9))
+    args = ((6, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+    want = cpu_direct.naive_backward_weight(g, x, *args)
+    per_image = (3 * 13 * 11 + 8 * 11 * 11) * 8  # about one image's buffers, in bytes
+    for chunk in (1, 3, 100):
+        monkeypatch.setattr(cpu_direct, "CHUNK_BYTES", chunk * per_image)
+        np.testing.assert_allclose(cpu_direct.backward_weight(g, x, *args), want, rtol=1e-12, atol=1e-12)
