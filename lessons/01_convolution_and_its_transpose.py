@@ -729,9 +729,12 @@ assert err4 > 2 * err2  # the bigger transforms round worse
 #   out of one phase (`_im2col_plane_strided` in `minivis/kernels/cpu_conv.py`; AlexNet's 11x11,
 #   stride-4 first layer copies 2.5x faster that way).
 # - **direct**: slide the window over the input in place, no copy
-#   (`minivis/kernels/cpu_direct.py`, `mv.conv_algorithm("direct")`). Each loaded input value is
-#   used by a block of output channels; the innermost loop runs over the output pixels of a row
-#   (at stride 1, of several rows at once: with the padded plane flattened, every tap is one shift).
+#   (`minivis/kernels/cpu_direct.py`, `mv.conv_algorithm("direct")`). Each image is laid out once
+#   as flat padded planes, one per stride phase, on which output pixel $q$ of tap $t$ reads
+#   element $\text{offs}[t] + q$: every tap is the same shift for all pixels. A *register block*
+#   of 8 output channels by 48 consecutive pixels keeps its 24 vectors of partial sums in CPU
+#   registers for the whole sum over the taps; each tap costs 3 vector loads of the input, 8
+#   broadcast weights and 24 fused multiply-adds.
 # - **Winograd $F(2 \times 2, 3 \times 3)$** (section 7): 2.25x fewer multiplications, as 16 GEMMs.
 #
 # `mv.conv_algorithm(name)` overrides the rule inside a block, so we can run one layer all three
@@ -806,24 +809,81 @@ if FAST:
 # The roofline says all three could run near the peak; the printout says which ones do. The GEMM
 # gets there because BLAS is hand-written with SIMD instructions: one instruction multiplies and
 # adds 8 (AVX2) or 16 (AVX-512) float32 lanes at once, and a register-blocked micro-kernel keeps
-# every lane busy. The direct kernel is a Numba loop, and it reaches a fraction of the peak
-# (5-16 GFLOP/s on one thread of the benchmark machine, against ~100 for one BLAS thread;
-# `benchmarks/README.md`, "Convolution planning"). Its arithmetic intensity is fine, and LLVM
-# does vectorise its innermost loop, but into what: 8 lanes (LLVM prefers 256-bit vectors even
-# where the hardware has 512), a separate multiply and add per tap (fusing them into one FMA
-# would change the rounding, which Numba does not do unless told it may), and a load and a store
-# of the accumulators for every tap. That loop alone runs at ~30 GFLOP/s on one thread, a
-# quarter of the FMA peak; the row bookkeeping around it takes the rest. A kernel's ceiling is
-# not the machine's peak but the peak of the instructions it actually issues. That is why the rule in
-# `conv_plan.choose` does not take "direct" for the first layers with 1-3 input channels and
-# 32-96 filters it was written for. It does take it where the GEMM itself falls off its roof:
-# with at most four output channels (a style network's RGB output, a decoder's last layer) the
-# product has four rows or fewer, so its intensity is a few FLOPs per byte of the cols matrix and
-# it is bound by memory, not by lanes; the direct kernel reads the input in place and wins by
-# 1.1-7x there (`conv_plan.is_direct`, measured in `benchmarks/README.md`). Winograd, on the other
+# every lane busy. A compiled loop does not get there by itself. minivis's first direct kernel
+# was the obvious Numba loop, `acc[q] += w * x[q + offset]` over a row of pixels, and it ran at
+# 5-16 GFLOP/s on one thread of the benchmark machine, against ~100 for one BLAS thread. Its
+# arithmetic intensity was fine and LLVM did vectorise the loop, but into what: 8 lanes (LLVM
+# prefers 256-bit vectors even where the hardware has 512), a separate multiply and add per tap
+# (fusing them into one FMA changes the rounding, which Numba does not do unless told it may),
+# and a load and a store of each accumulator at every tap, since to the compiler `acc` is memory
+# that the input might alias. A kernel's ceiling is not the machine's peak but the peak of the
+# instructions it actually issues.
+#
+# The kernel the engine runs now says what it wants. `minivis/kernels/cpu_simd.py` gives Numba a
+# vector type: one value that is a whole 512-bit register (16 float32), with intrinsics that load,
+# broadcast, fuse a multiply-add (`llvm.fma`) and store it. A loop that carries 24 such values
+# carries them in registers, as BLAS's micro-kernels do, and the inner loop of `_blocks` compiles
+# to exactly its arithmetic: per tap, 3 loads, 8 broadcasts, 24 FMAs. It runs at 130-200 GFLOP/s
+# on one thread, 65-70% of the ~285 GFLOP/s this machine's FMA units can issue, and it writes no
+# cols matrix. So `conv_plan.is_direct_forward` now takes it for the forward pass of every
+# ungrouped layer with up to 128 input channels whose padded image fits a core's L2 cache (the
+# first layers, 32-128-channel layers), and the input gradient of stride-1 layers with 8 to 64
+# channels is the same kernel run on g with the rotated kernel (`conv_plan.is_direct_input`).
+# Above 128 channels BLAS's deeper blocking reuses more, and on a 224-pixel, 64-channel image
+# every block of 8 output channels would reread 13 MB: there im2col and Winograd stay (the
+# measurements are in `benchmarks/README.md`, "Convolution planning"). With at most four output
+# channels (a style network's RGB output, a decoder's last layer) the GEMM has four rows or
+# fewer, so it is bound by memory; the direct kernels take both passes there
+# (`conv_plan.is_direct`). Winograd, on the other
 # hand, can show *more* than 100% here: it does 2.25x fewer multiplications than the FLOP count
 # we divide by.
 #
+# See the difference on one image of the layer above: the obvious loop, compiled by Numba, against
+# the engine's register-blocked kernel on the same flat planes (`cpu_direct._phases` lays them
+# out; `_blocks` is the kernel). Both compute the same sums, in the same order of taps.
+
+# %%
+import numba  # noqa: E402
+
+from minivis.kernels import cpu_direct  # noqa: E402
+
+
+@numba.njit
+def obvious_direct(src, offs, w, length, out):
+    """out[co, q] = sum_t w[co, t] * src[offs[t] + q]: one output channel, one tap at a time."""
+    for co in range(w.shape[0]):
+        acc = out[co]
+        acc[:] = 0
+        for t in range(offs.shape[0]):
+            wt, o = w[co, t], offs[t]
+            for q in range(length):
+                acc[q] += wt * src[o + q]
+
+
+one = layer_x[:1]
+plan = cpu_direct._Plan(one.shape, layer_w, (1, 1), (1, 1, 1, 1), (1, 1), one.shape[2:])
+src = np.empty(plan.src_size, np.float32)
+cpu_direct._phases(one[0], *plan.geometry, plan.hq, plan.wq, src)
+grid = plan.blocks * 48  # the grid pixels the blocks cover
+slow = np.empty((64, grid), np.float32)
+fast = np.empty((1, 64, *one.shape[2:]), np.float32)
+w_flat = np.ascontiguousarray(layer_w.reshape(64, -1))
+bias = np.zeros(1, np.float32)
+obvious_direct(src, plan.offs, w_flat, grid, slow)  # compile both first
+cpu_direct._blocks(src, plan.offs, plan.wp, 0, plan.n_cb, 0, plan.blocks, plan.wq, bias, False,
+                   np.empty(plan.buf_size, np.float32), fast[0], True)
+_, t_slow = timed(lambda: obvious_direct(src, plan.offs, w_flat, grid, slow), repeats=5)
+_, t_fast = timed(lambda: cpu_direct._blocks(src, plan.offs, plan.wp, 0, plan.n_cb, 0, plan.blocks, plan.wq, bias,
+                                             False, np.empty(plan.buf_size, np.float32), fast[0], True), repeats=5)
+h1, w1 = one.shape[2:]
+slow_pixels = slow[:, :h1 * plan.wq].reshape(64, h1, plan.wq)[:, :, :w1]  # drop the grid's padding columns
+np.testing.assert_allclose(slow_pixels, fast[0], rtol=1e-4, atol=1e-4)
+np.testing.assert_allclose(fast, results["reference"][:1], rtol=1e-4, atol=1e-4)
+one_flops = 2 * 64 * h1 * w1 * 64 * 9
+print(f"one image, one thread: obvious loop {one_flops / t_slow / 1e9:.1f} GFLOP/s, "
+      f"register block {one_flops / t_fast / 1e9:.1f} GFLOP/s (SGEMM peak above: {peak / 1e9:.0f}, all threads)")
+
+# %% [markdown]
 # Which one wins depends on the layer and the machine: the tiles pay on large images, whose
 # whole cols matrix would not fit in cache, and Winograd on layers with many channels and large
 # maps. The reference also lets BLAS use its own threads, so its rounding may depend on the batch
@@ -851,8 +911,9 @@ if FAST:
 #   that picks them are `minivis/kernels/conv_plan.py`; `mv.conv_algorithm(...)` switches between them.
 # - The roofline: a kernel runs at most at $\min(P, I \cdot B)$. A convolution's intensity $I$ puts
 #   it under the compute roof, so what decides is the peak of the instructions a kernel issues:
-#   BLAS's hand-written FMA micro-kernels reach it; a compiled loop of separate multiplies and
-#   adds on 8 lanes, storing its accumulators at every step (the direct kernel), cannot.
+#   a compiled loop of separate multiplies and adds on 8 lanes, storing its accumulators at every
+#   step, reaches a quarter of it; a register block of fused multiply-adds on whole vectors
+#   (BLAS's micro-kernels, and the engine's direct kernel through `cpu_simd`) most of it.
 #
 # ## Exercises
 #
@@ -876,3 +937,8 @@ if FAST:
 #    direct sum. Then flip the kernel: show that $G J = P G$ ($J$ reverses the 3 taps, $P$ swaps
 #    rows 0 and 3), so the transform of the rotated kernel (the input gradient's) is a
 #    permutation of $U$: no second filter transform is needed.
+# 5. **Registers, not memory.** Give `obvious_direct` a block: four output channels per pass
+#    over the taps, each loaded input value used four times. Time it, then read its machine code
+#    (`obvious_direct.inspect_asm()`): are the accumulators still loaded and stored at every tap?
+#    Count the loads per fused multiply-add in `cpu_direct._blocks` (3 + 8 per 24) and explain
+#    why 8 channels by 3 vectors, and not 24 channels by 1 vector, is the block it uses.

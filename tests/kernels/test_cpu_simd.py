@@ -1,0 +1,52 @@
+"""The explicit SIMD vectors (minivis/kernels/cpu_simd.py) against NumPy: loads, broadcasts, fused
+multiply-adds, stores and the lane sum, in float32 and float64, compiled (and, under
+``NUMBA_DISABLE_JIT=1``, as their NumPy stand-ins)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from minivis.kernels import cpu_simd as simd
+
+
+@numba.njit
+def _axpy_blocks(w, x, y, out):
+    """out[i:i+L] = w[k] * x[i:i+L] + y[i:i+L] for vector k = i // L; returns the lane sums of out's vectors."""
+    lanes = simd.lanes(x)
+    sums = np.empty(x.shape[0] // lanes, x.dtype)
+    for k in range(x.shape[0] // lanes):
+        i = k * lanes
+        v = simd.vfma(simd.vbcast(w, k), simd.vload(x, i), simd.vload(y, i))
+        simd.vstore(out, i, v)
+        sums[k] = simd.vsum(v)
+    return sums
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectors_load_multiply_add_store_and_sum_like_numpy(dtype):
+    lanes = simd.lanes_of(dtype)
+    assert lanes * np.dtype(dtype).itemsize == simd.VECTOR_BYTES
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(5 * lanes).astype(dtype), rng.standard_normal(5 * lanes).astype(dtype)
+    w = rng.standard_normal(5).astype(dtype)
+    out = np.full(5 * lanes + 3, 7, dtype)  # three guard values past the last vector
+    sums = _axpy_blocks(w, x, y, out)
+    want = np.repeat(w, lanes) * x + y
+    tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(out[:-3], want, **tol)
+    assert (out[-3:] == 7).all()
+    np.testing.assert_allclose(sums, out[:-3].reshape(5, lanes).astype(np.float64).sum(axis=1), **tol)
+    assert sums.dtype == dtype
+
+
+def test_the_lane_sum_adds_halves_first():
+    """A fixed order, so a kernel's bits do not depend on the compiler: ((a0 + a8) + (a4 + a12)) + ... for 16 lanes."""
+    lanes = simd.lanes_of(np.float32)
+    v = np.array([1e8, 1, -1e8, 1] + [0] * (lanes - 4), np.float32)  # halves first: exact cancellations decide
+    halves = v.copy()
+    while halves.shape[0] > 1:
+        halves = halves[:halves.shape[0] // 2] + halves[halves.shape[0] // 2:]
+    got = _axpy_blocks(np.ones(1, np.float32), v, np.zeros(lanes, np.float32), np.empty(lanes, np.float32))[0]
+    assert got == halves[0]
