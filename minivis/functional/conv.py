@@ -21,10 +21,12 @@ the reference path below computes literally:
     backward-weight    dw = sum_n g[n] @ cols[n]^T   (reference_conv2d_backward_weight)
 
 The engine computes the same numbers faster (the same products in cache-sized tiles, direct
-depthwise kernels, Winograd F(2x2, 3x3) for stride-1 3x3 layers on the CPU); how, and the rule that
-picks, is ``minivis/kernels/conv_plan.py``. ``conv_algorithm(name)`` overrides the rule:
-``"auto"`` (the default), ``"im2col"`` (never Winograd), ``"winograd"`` (wherever it applies) or
-``"reference"`` (the path on this page).
+depthwise kernels, Winograd F(2x2, 3x3) for stride-1 3x3 layers and a register-blocked direct
+kernel for most layers' forward pass on the CPU); how, and the rule that picks, is
+``minivis/kernels/conv_plan.py``. ``conv_algorithm(name)`` overrides the rule: ``"auto"`` (the
+default), ``"im2col"`` (never Winograd nor the direct kernels), ``"winograd"`` (wherever it
+applies), ``"direct"`` (the direct kernels for every ungrouped CPU layer) or ``"reference"`` (the
+path on this page).
 
 A transposed convolution is, by definition, the adjoint of a convolution, so
 ``conv_transpose2d`` needs no kernels of its own: its forward IS ``conv2d_backward_input``, its
