@@ -92,10 +92,13 @@ def choose(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[i
     return "im2col"
 
 
+DIRECT_MAX_C_OUT = 4  # both passes direct: at most this many output channels (is_direct)
+
+
 def is_direct(kernels: types.ModuleType, w_shape: tuple[int, ...], groups: int) -> bool:
     """Few output channels and a large window: the direct kernels (CPU, ungrouped).
 
-    With ``C_out <= CB`` (one register block of ``cpu_direct``) the GEMM ``(C_out x K) @ (K x L)`` has
+    With ``C_out <= DIRECT_MAX_C_OUT`` the GEMM ``(C_out x K) @ (K x L)`` has
     a handful of rows: it is bound by writing and reading the ``K x L`` cols matrix, while the direct
     kernel reads the input in place (a style network's 9x9 RGB output layer; a decoder's last layer).
     A single output channel pays from any K >= 27, a few from 5x5 windows on (below that the cols
@@ -103,7 +106,7 @@ def is_direct(kernels: types.ModuleType, w_shape: tuple[int, ...], groups: int) 
     wins: the direct loops ran 3-10x slower there (benchmarks/README.md, "Convolution planning").
     """
     c_out, c_in, kh, kw = w_shape
-    return (kernels is cpu_conv and groups == 1 and c_out <= cpu_direct.CB and c_in * kh * kw >= 27
+    return (kernels is cpu_conv and groups == 1 and c_out <= DIRECT_MAX_C_OUT and c_in * kh * kw >= 27
             and (c_out == 1 or kh * kw >= 25))
 
 

@@ -1,25 +1,29 @@
-"""Direct convolution on the CPU: sliding windows, no im2col matrix, for layers with few input channels.
-
-A first layer (1-3 input channels: MNIST, CIFAR, AlexNet's 11x11/4) has K = C_in*kh*kw of 9 to 363:
-its im2col matrix is as large as the output times K, and the GEMM that reads it is too thin to run
-near the machine's peak. A direct kernel reads the input in place instead:
+"""Direct convolution on the CPU: sliding windows read in place, no im2col matrix.
 
     out[n, co, oy, ox] = sum_{ci, ky, kx} w[co, ci, ky, kx] * x_pad[n, ci, oy*sh + ky*dh, ox*sw + kx*dw]
 
-Register blocking: a block of ``CB`` output channels shares every input value it loads, and the
-innermost loop runs over the output pixels of a row (SIMD lanes). Strided layers are made
-unit-stride first by a *polyphase* re-layout of each padded input row,
-``x_ph[..., p, j] = x_pad[..., j*sw + p]``, so that ``x_pad[ox*sw + o] = x_ph[o % sw, ox + o // sw]``
-is a contiguous run in ``ox`` for every tap offset ``o``.
+**Layout.** Each image is copied once into flat *polyphase* planes: the padded input split by row
+and column phase (``r*sh + py``, ``c*sw + px``), each plane ``hq x wq``. On that grid output pixel
+q = oy*wq + ox of tap t = (ci, ky, kx) reads element ``offs[t] + q``: every tap is one shift of
+the same index for all pixels, whatever the stride and dilation. The grid's last ``wq - Wo``
+columns of each row are computed and dropped.
 
-The input gradient is the same loop nest with the roles of read and write swapped (a scatter into
-the polyphase layout of dx, then un-interleaved); the weight gradient sums, for every tap, the
-products of a row of g with a shifted row of x into a vector of partial sums (reassociation-free
-SIMD), then reduces that vector. Every sum runs in a fixed order that depends on one image only,
-so an image's forward and input gradient are the same in any batch (batch invariance).
+**Register blocking** (``_blocks``). A block of R = 8 output channels x PV = 3 vectors of
+consecutive q keeps its 24 vectors of partial sums in registers for the whole sum over the taps
+(``cpu_simd``: explicit AVX-512 vectors, fused multiply-adds). Per tap: 3 vector loads, 8
+broadcast weights, 24 FMAs. It runs at 130-200 GFLOP/s on one thread (benchmarks/README.md,
+"Convolution planning"); the obvious loop that keeps its accumulators in memory, 5-30.
 
-Threads: ``cpu_threads.map_batch`` gives each thread a slice of the batch; the kernels are serial
-and ``nogil``. ``naive_*`` are the plain-NumPy twins the tests compare with.
+The input gradient at stride 1 is the same kernel on g with the kernel rotated by 180 degrees and
+its channel axes swapped; at stride > 1 it is a scatter into dx's column phases (``_backward_input``).
+The weight gradient (``_weight_blocks``) reads the forward's sum the other way: 4 output channels x
+6 taps of vectors of partial sums while q runs over each image's grid.
+
+Every forward and input-gradient sum runs in a fixed order that depends on one image only, so an
+image's result is the same in any batch and however the threads split it (batch invariance).
+Threads: ``cpu_threads.map_batch`` gives each thread a slice of the batch (one photo: its channel
+or pixel blocks); the kernels are serial and ``nogil``. ``naive_*`` are the plain-NumPy twins the
+tests compare with.
 """
 
 from __future__ import annotations
@@ -29,8 +33,6 @@ import numpy as np
 
 from minivis.kernels import cpu_simd as simd
 from minivis.kernels import cpu_threads
-
-CB = 4  # output channels that share each loaded input value (the register block)
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
