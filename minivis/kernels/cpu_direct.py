@@ -32,7 +32,7 @@ import numba
 import numpy as np
 
 from minivis.kernels import cpu_simd as simd
-from minivis.kernels import cpu_threads
+from minivis.kernels import cpu_threads, cpu_workspace
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
@@ -249,7 +249,7 @@ def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pa
     has_bias = bias is not None
     b = np.ascontiguousarray(bias, dtype=x.dtype) if has_bias else np.zeros(1, x.dtype)
     plan = _Plan(x.shape, w, stride, pad4, dilation, out_hw)
-    y = np.empty((n, c_out, *out_hw), dtype=x.dtype)
+    y = cpu_workspace.empty((n, c_out, *out_hw), x.dtype)  # reused across a streamed method's batches
     work = y.size * plan.offs.shape[0]
     threads = numba.get_num_threads()
 
