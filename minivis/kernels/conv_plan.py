@@ -102,8 +102,10 @@ def is_direct(kernels: types.ModuleType, w_shape: tuple[int, ...], groups: int) 
     a handful of rows: it is bound by writing and reading the ``K x L`` cols matrix, while the direct
     kernel reads the input in place (a style network's 9x9 RGB output layer; a decoder's last layer).
     A single output channel pays from any K >= 27, a few from 5x5 windows on (below that the cols
-    matrix is small and cached). With more output channels (a first layer's 32-96 filters) im2col
-    wins: the direct loops ran 3-10x slower there (benchmarks/README.md, "Convolution planning").
+    matrix is small and cached). With more output channels (a first layer's 32-96 filters) the
+    backward passes stay on im2col, whose weight gradient the direct one does not beat there, and
+    the forward pass goes to the direct kernel by ``is_direct_forward`` (benchmarks/README.md,
+    "Convolution planning").
     """
     c_out, c_in, kh, kw = w_shape
     return (kernels is cpu_conv and groups == 1 and c_out <= DIRECT_MAX_C_OUT and c_in * kh * kw >= 27
