@@ -93,6 +93,7 @@ def _blocks(src, offs, wp, cb0, cb1, pb0, pb1, wq, bias, has_bias, buf, y, crop)
         w0 = cb * n_taps * R
         for pb in range(pb0, pb1):
             q = pb * block
+            # written out channel by channel: 24 named values live in registers, an array of them in memory
             a0 = simd.vzero(src); a1 = simd.vzero(src); a2 = simd.vzero(src)  # noqa: E702 (channel 0's vectors)
             b0 = simd.vzero(src); b1 = simd.vzero(src); b2 = simd.vzero(src)  # noqa: E702
             c0 = simd.vzero(src); c1 = simd.vzero(src); c2 = simd.vzero(src)  # noqa: E702
