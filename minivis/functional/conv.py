@@ -134,9 +134,8 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
     out_hw = conv_plan.output_hw(x.shape[2:], w.shape[2:], stride, pad4, dilation)
     algorithm = _ALGORITHM.get()
     how = conv_plan.choose(kernels, x.shape, w.shape, out_hw, stride, dilation, groups, algorithm)
-    if how in ("im2col", "winograd") and algorithm == "auto" and conv_plan.is_direct_forward(
-            kernels, x.shape, w.shape, pad4, groups, x.dtype):
-        how = "direct"  # the register-blocked forward kernel; the backward pass keeps ``how``'s algorithm
+    how = conv_plan.for_pass("forward", how, algorithm, kernels, x.shape, w.shape, stride, pad4, dilation, groups,
+                             x.dtype)  # the backward passes decide for themselves
     if how == "depthwise":  # the fast paths add the bias (and the batch norm) as they write each output row
         return kernels.depthwise_forward(x, w, stride, pad4, dilation, out_hw, bias, bn_relu)
     if how == "winograd":
@@ -171,8 +170,8 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
     algorithm = _ALGORITHM.get()
     how = conv_plan.choose(kernels, x_shape, w_shape, g.shape[2:], stride, dilation, groups, algorithm)
-    if (need_input and how in ("im2col", "winograd") and algorithm == "auto"
-            and conv_plan.is_direct_input(kernels, x_shape, w_shape, stride, pad4, dilation, groups, g.dtype)):
+    if need_input and conv_plan.for_pass("input", how, algorithm, kernels, x_shape, w_shape, stride, pad4, dilation,
+                                         groups, g.dtype) != how:  # the input gradient by the direct forward kernel
         dx = conv_plan.direct_backward(g, w, None, w_shape, x_shape, stride, pad4, dilation, True, False)[0]
         if not need_weight:
             return dx, None

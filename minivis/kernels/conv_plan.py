@@ -36,9 +36,8 @@ CPU, ungrouped, at most four output channels and a large window -> direct kernel
 3x3 ungrouped undilated and large enough to pay -> Winograd; everything else -> im2col tiles (a 1x1
 convolution skips the copy). Then, under "auto" on an AVX-512 CPU, the forward pass of an
 ungrouped layer with at most 128 input channels whose padded image fits L2, and the input gradient
-of such a stride-1 layer with 8-64 channels, go to the direct kernel instead (``functional/conv.py``
-asks ``is_direct_forward`` and ``is_direct_input``). The user can override it with
-``mv.conv_algorithm(name)``, whose names (``ALGORITHMS``) ``choose`` takes.
+of such a stride-1 layer with 8-64 channels, go to the direct kernel instead (``for_pass``). The
+user can override it with ``mv.conv_algorithm(name)``, whose names (``ALGORITHMS``) ``choose`` takes.
 
 **Batch invariance.** Every choice here (algorithm, tile, band, thread split of one image's GEMMs)
 depends on the layer and one image's shape only, never on the batch size or the thread count, so
@@ -90,6 +89,25 @@ def choose(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[i
     if algorithm == "auto" and is_winograd(kernels, x_shape, w_shape, out_hw, stride, dilation, groups):
         return "winograd"
     return "im2col"
+
+
+def for_pass(which: str, how: str, algorithm: str, kernels: types.ModuleType, x_shape: tuple[int, ...],
+             w_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair, groups: int, dtype: np.dtype) -> str:
+    """``choose``'s answer ``how`` refined for one pass, ``which`` = ``"forward"`` or ``"input"`` (the input
+    gradient): under "auto", where ``choose`` said im2col or Winograd, the register-blocked direct kernel
+    takes the passes ``is_direct_forward`` and ``is_direct_input`` give it. The weight gradient keeps ``how``."""
+    if how not in ("im2col", "winograd") or algorithm != "auto":
+        return how
+    if which == "forward" and is_direct_forward(kernels, x_shape, w_shape, pad4, groups, dtype):
+        return "direct"
+    if which == "input" and is_direct_input(kernels, x_shape, w_shape, stride, pad4, dilation, groups, dtype):
+        return "direct"
+    return how
+    if which == "forward" and is_direct_forward(kernels, x_shape, w_shape, pad4, groups, dtype):
+        return "direct"
+    if which == "input" and is_direct_input(kernels, x_shape, w_shape, stride, pad4, dilation, groups, dtype):
+        return "direct"
+    return how
 
 
 DIRECT_MAX_C_OUT = 4  # both passes direct: at most this many output channels (is_direct)

@@ -272,7 +272,8 @@ def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pa
 # ----------------------------------------------------------------------------- input gradient
 @numba.njit(cache=True, nogil=True)
 def _backward_input(g, w, sh, sw, dh, dw, dxph):
-    """dxph (N, C_in, Hp, sw, Wq) += the adjoint of ``_forward`` applied to g (N, C_out, Ho, Wo); dxph starts at 0."""
+    """dxph (N, C_in, Hp, sw, Wq) += the adjoint of the forward sum applied to g (N, C_out, Ho, Wo), at any
+    stride; dxph (the padded input's column phases, ``polyphase``'s layout) starts at 0."""
     n_img, c_out, ho, wo = g.shape
     c_in, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     for n in range(n_img):
@@ -296,8 +297,8 @@ def backward_input(g: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...], strid
 
     At stride 1 the input gradient is itself a stride-1 correlation, of g with the kernel rotated by
     180 degrees and its channel axes swapped, padded by ``dilation*(k-1) - pad`` on each side:
-    where that padding is not negative it runs as ``forward`` (the wide grid), 2.5x faster than the
-    scatter below on a decoder's 32->1 output layer.
+    where that padding is not negative it runs as ``forward`` (the register-blocked kernel). Otherwise
+    (stride > 1, or padding beyond the kernel's reach) it is the scatter below.
     """
     n, c_in, h, wd = x_shape
     (kh, kw), (ho, wo) = w.shape[2:], g.shape[2:]
@@ -428,7 +429,7 @@ def backward_weight(g: np.ndarray, x: np.ndarray, w_shape: tuple[int, ...], stri
         return np.zeros(w_shape, dtype=g.dtype)
     g = np.ascontiguousarray(g)
     x = np.ascontiguousarray(x, dtype=g.dtype)
-    plan = _Plan(x.shape, np.zeros((1, *w_shape[1:]), g.dtype), stride, pad4, dilation, g.shape[2:])
+    plan = _Plan(x.shape, np.zeros((1, *w_shape[1:]), g.dtype), stride, pad4, dilation, g.shape[2:])  # geometry only
     lanes = simd.lanes_of(g.dtype)
     lq = -(-(ho * plan.wq) // lanes) * lanes
     n_taps = plan.offs.shape[0]

@@ -538,7 +538,14 @@ def test_the_default_rule_takes_the_direct_forward_kernel_where_it_pays(rng, mon
     assert calls
     expected = cpu_conv.naive_conv2d(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-13 * np.abs(expected).max())
-    assert conv_plan.choose(cpu_conv, x.shape, w.shape, (20, 20), (1, 1), (1, 1), 1) == "winograd"  # the backward's
+    how = conv_plan.choose(cpu_conv, x.shape, w.shape, (20, 20), (1, 1), (1, 1), 1)
+    assert how == "winograd"  # the weight gradient's; the input gradient's (40 <= 64 outputs, 32 >= 8 inputs): direct
+    args = (cpu_conv, x.shape, w.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1, np.dtype(np.float64))
+    assert conv_plan.for_pass("input", how, "auto", *args) == "direct"
+    assert conv_plan.for_pass("forward", how, "auto", *args) == "direct"
+    assert conv_plan.for_pass("input", how, "winograd", *args) == "winograd"  # only "auto" refines
+    wide = (cpu_conv, x.shape, (80, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, np.dtype(np.float64))
+    assert conv_plan.for_pass("input", how, "auto", *wide) == how  # 80 output channels: the adjoint stays on Winograd
 
 
 def test_weight_transforms_are_reused_inside_the_block_only(rng, monkeypatch, winograd_everywhere):
