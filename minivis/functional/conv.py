@@ -21,12 +21,13 @@ the reference path below computes literally:
     backward-weight    dw = sum_n g[n] @ cols[n]^T   (reference_conv2d_backward_weight)
 
 The engine computes the same numbers faster (the same products in cache-sized tiles, direct
-depthwise kernels, Winograd F(2x2, 3x3) for stride-1 3x3 layers and a register-blocked direct
-kernel for most layers' forward pass on the CPU); how, and the rule that picks, is
-``minivis/kernels/conv_plan.py``. ``conv_algorithm(name)`` overrides the rule: ``"auto"`` (the
-default), ``"im2col"`` (never Winograd nor the direct kernels), ``"winograd"`` (wherever it
-applies), ``"direct"`` (the direct kernels for every ungrouped CPU layer) or ``"reference"`` (the
-path on this page).
+depthwise kernels, Winograd F(2x2, 3x3) for stride-1 3x3 layers, fused per block of tiles for
+32-256 channels, and a register-blocked direct kernel for most other layers' forward pass on the
+CPU); how, and the rule that picks, is ``minivis/kernels/conv_plan.py``. ``conv_algorithm(name)``
+overrides the rule: ``"auto"`` (the default), ``"im2col"`` (never Winograd nor the direct
+kernels), ``"winograd"`` (wherever it applies), ``"winograd_fused"`` (the same, its forward pass
+and input gradient fused), ``"direct"`` (the direct kernels for every ungrouped CPU layer) or
+``"reference"`` (the path on this page).
 
 A transposed convolution is, by definition, the adjoint of a convolution, so
 ``conv_transpose2d`` needs no kernels of its own: its forward IS ``conv2d_backward_input``, its
@@ -67,8 +68,9 @@ def conv_algorithm(name: str) -> Any:
     """``with mv.conv_algorithm(name):`` runs every conv2d / conv_transpose2d (forward and backward)
     in the block with one algorithm: ``"auto"`` (the default rule), ``"im2col"`` (GEMM tiles, never
     Winograd), ``"winograd"`` (Winograd F(2x2, 3x3) wherever it applies: CPU, stride-1 3x3,
-    ungrouped, undilated, however small; elsewhere the auto choice), ``"direct"`` (sliding-window
-    kernels without an im2col matrix, ungrouped CPU layers) or ``"reference"`` (the plain
+    ungrouped, undilated, however small; elsewhere the auto choice), ``"winograd_fused"`` (the same,
+    with transforms and products fused per block of tiles for the forward pass and input gradient),
+    ``"direct"`` (sliding-window kernels without an im2col matrix, ungrouped CPU layers) or ``"reference"`` (the plain
     ``W @ im2col(x)`` path of this page). All give the same result up to rounding.
     """
     if not isinstance(name, str) or name not in conv_plan.ALGORITHMS:
@@ -144,6 +146,8 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
         return conv_plan.im2col_forward(kernels, xp, x, w, stride, pad4, dilation, groups, bias, bn_relu)
     elif how == "direct":
         out = conv_plan.direct_forward(x, w, stride, pad4, dilation, out_hw, bias)
+    elif how == "winograd_fused":
+        out = conv_plan.winograd_fused_forward(x, w, pad4, out_hw, bias)
     else:
         out = reference_conv2d_forward(x, w, stride, pad4, dilation, groups)
         if bias is not None:
@@ -170,9 +174,13 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
     algorithm = _ALGORITHM.get()
     how = conv_plan.choose(kernels, x_shape, w_shape, g.shape[2:], stride, dilation, groups, algorithm)
-    if need_input and conv_plan.for_pass("input", how, algorithm, kernels, x_shape, w_shape, stride, pad4, dilation,
-                                         groups, g.dtype) != how:  # the input gradient by the direct forward kernel
-        dx = conv_plan.direct_backward(g, w, None, w_shape, x_shape, stride, pad4, dilation, True, False)[0]
+    refined = conv_plan.for_pass("input", how, algorithm, kernels, x_shape, w_shape, stride, pad4, dilation, groups,
+                                 g.dtype)
+    if need_input and refined != how:  # the input gradient by a forward kernel (direct, fused Winograd) on g
+        if refined == "winograd_fused":
+            dx = conv_plan.winograd_fused_backward_input(g, w, pad4, x_shape[2:])
+        else:
+            dx = conv_plan.direct_backward(g, w, None, w_shape, x_shape, stride, pad4, dilation, True, False)[0]
         if not need_weight:
             return dx, None
         return dx, conv2d_backward(g, w, x, w_shape, x_shape, stride, pad4, dilation, groups, False, True)[1]

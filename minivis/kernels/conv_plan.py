@@ -58,12 +58,21 @@ from typing import Any
 import numba
 import numpy as np
 
-from minivis.kernels import cpu_conv, cpu_direct, cpu_norm, cpu_simd, cpu_threads, cpu_winograd, cpu_workspace
+from minivis.kernels import (
+    cpu_conv,
+    cpu_direct,
+    cpu_norm,
+    cpu_simd,
+    cpu_threads,
+    cpu_winograd,
+    cpu_winograd_fused,
+    cpu_workspace,
+)
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
 
-ALGORITHMS = ("auto", "im2col", "winograd", "reference", "direct")  # the names ``mv.conv_algorithm`` accepts
+ALGORITHMS = ("auto", "im2col", "winograd", "winograd_fused", "reference", "direct")  # ``mv.conv_algorithm``'s names
 
 
 # ----------------------------------------------------------------------------- the rule
@@ -73,7 +82,8 @@ def choose(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[i
 
     ``algorithm`` (one of ``ALGORITHMS``): ``"auto"`` is the rule in the module docstring;
     ``"im2col"`` is the same rule without Winograd; ``"winograd"`` takes Winograd wherever it
-    applies, however small the layer (elsewhere: the auto choice); ``"direct"`` takes the direct
+    applies, however small the layer (elsewhere: the auto choice), and ``"winograd_fused"`` the same with
+    ``cpu_winograd_fused`` for the forward pass and input gradient (``for_pass``); ``"direct"`` takes the direct
     sliding-window kernels (``cpu_direct``) for every ungrouped CPU convolution; ``"reference"`` always.
     """
     if algorithm == "reference":
@@ -84,8 +94,8 @@ def choose(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[i
         return "direct"
     if algorithm == "auto" and is_direct(kernels, w_shape, groups):
         return "direct"
-    if algorithm == "winograd" and winograd_applies(kernels, w_shape, stride, dilation, groups):
-        return "winograd"
+    if algorithm in ("winograd", "winograd_fused") and winograd_applies(kernels, w_shape, stride, dilation, groups):
+        return "winograd"  # (the fused kernel takes the forward pass and input gradient: ``for_pass``)
     if algorithm == "auto" and is_winograd(kernels, x_shape, w_shape, out_hw, stride, dilation, groups):
         return "winograd"
     return "im2col"
@@ -94,20 +104,46 @@ def choose(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[i
 def for_pass(which: str, how: str, algorithm: str, kernels: types.ModuleType, x_shape: tuple[int, ...],
              w_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair, groups: int, dtype: np.dtype) -> str:
     """``choose``'s answer ``how`` refined for one pass, ``which`` = ``"forward"`` or ``"input"`` (the input
-    gradient): under "auto", where ``choose`` said im2col or Winograd, the register-blocked direct kernel
-    takes the passes ``is_direct_forward`` and ``is_direct_input`` give it. The weight gradient keeps ``how``."""
-    if how not in ("im2col", "winograd") or algorithm != "auto":
+    gradient): under "auto", where ``choose`` said im2col or Winograd, the fused Winograd kernel takes the
+    passes ``is_winograd_fused`` gives it, and the register-blocked direct kernel those ``is_direct_forward``
+    and ``is_direct_input`` give it; under "winograd_fused", the fused kernel wherever it applies. The weight
+    gradient keeps ``how``."""
+    if how not in ("im2col", "winograd") or algorithm not in ("auto", "winograd_fused"):
+        return how
+    if is_winograd_fused(kernels, w_shape, stride, pad4, dilation, groups, dtype, forced=algorithm != "auto"):
+        return "winograd_fused"
+    if algorithm != "auto":
         return how
     if which == "forward" and is_direct_forward(kernels, x_shape, w_shape, pad4, groups, dtype):
         return "direct"
     if which == "input" and is_direct_input(kernels, x_shape, w_shape, stride, pad4, dilation, groups, dtype):
         return "direct"
     return how
-    if which == "forward" and is_direct_forward(kernels, x_shape, w_shape, pad4, groups, dtype):
-        return "direct"
-    if which == "input" and is_direct_input(kernels, x_shape, w_shape, stride, pad4, dilation, groups, dtype):
-        return "direct"
-    return how
+
+
+FUSED_MIN_CHANNELS = 32  # fused Winograd: at least this many input and output channels ...
+FUSED_MAX_CHANNELS = 256  # ... and at most this many (its 16 x C_in x C_out filter transforms are read per tile block)
+
+
+def is_winograd_fused(kernels: types.ModuleType, w_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair,
+                      groups: int, dtype: np.dtype, forced: bool = False) -> bool:
+    """The forward pass and input gradient of a stride-1 3x3 layer by ``cpu_winograd_fused``.
+
+    Transforms and products run per block of 48 tiles on the direct kernel's register block, so
+    Winograd's 2.25x fewer multiply-adds are not spent again on passes over memory. Measured
+    against the direct kernel, GEMM Winograd and im2col (benchmarks/README.md, "Convolution
+    planning"): it wins from 32 channels on both sides up to 256, at any map size and batch; with
+    fewer channels its transforms are shared by too few products (a first layer's 3 inputs, a block
+    of 8 outputs), and with 512 the filter transforms (16 MB) no longer stay in cache between tile
+    blocks. The input gradient is the same kernel with the rotated kernel (padding 2 - pad, so each
+    side's padding must be at most 2). ``forced`` (``mv.conv_algorithm("winograd_fused")``): any
+    channel count, on any CPU. Reads no batch size, like every rule here.
+    """
+    c_out, c_in = w_shape[:2]
+    applies = (winograd_applies(kernels, w_shape, stride, dilation, groups) and max(pad4) <= 2
+               and np.dtype(dtype) in (np.float32, np.float64))
+    return applies and (forced or (cpu_simd.WIDE and FUSED_MIN_CHANNELS <= min(c_in, c_out)
+                                   and max(c_in, c_out) <= FUSED_MAX_CHANNELS))
 
 
 DIRECT_MAX_C_OUT = 4  # both passes direct: at most this many output channels (is_direct)
@@ -494,15 +530,20 @@ def reuse_weight_transforms() -> Iterator[None]:
 
 def filter_transform(w: np.ndarray, transposed: bool = False) -> np.ndarray:
     """``cpu_winograd.filter_transform(w, transposed)``, from the cache inside ``reuse_weight_transforms``."""
+    return _cached(w, transposed, lambda: cpu_winograd.filter_transform(w, transposed))
+
+
+def _cached(w: np.ndarray, kind: Any, make: Any) -> np.ndarray:
+    """``make()``, a transform of the weight array w, kept per (w, kind) inside ``reuse_weight_transforms``."""
     cache = _TRANSFORMS.get()
     if cache is None:
-        return cpu_winograd.filter_transform(w, transposed)
-    key = (id(w), transposed)
+        return make()
+    key = (id(w), kind)
     hit = cache.get(key)
     if hit is None or hit[0] is not w:  # the array is kept alive with its entry, so its id is not reused
         if len(cache) >= _TRANSFORMS_KEPT:
             cache.pop(next(iter(cache)))
-        hit = cache[key] = (w, cpu_winograd.filter_transform(w, transposed))
+        hit = cache[key] = (w, make())
     return hit[1]
 
 
@@ -574,6 +615,22 @@ def winograd_backward_weight(g: np.ndarray, x: np.ndarray, pad4: Pad4, w_shape: 
     dw = np.empty(w_shape, dtype=x.dtype)
     cpu_winograd.filter_gradient(sum(partials), dw)
     return dw
+
+
+def winograd_fused_forward(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
+                           bias: Any = None) -> np.ndarray:
+    """conv2d(x, w) + bias, stride 1, 3x3, by ``cpu_winograd_fused`` (filters packed once per weight array
+    inside ``reuse_weight_transforms``)."""
+    up = _cached(w, "fused", lambda: cpu_winograd_fused.pack_filters(filter_transform(w)))
+    b = None if bias is None else np.asarray(bias, dtype=x.dtype)
+    return cpu_winograd_fused.forward(x, up, w.shape[0], pad4, tuple(out_hw), b)
+
+
+def winograd_fused_backward_input(g: np.ndarray, w: np.ndarray, pad4: Pad4, x_hw: tuple[int, ...]) -> np.ndarray:
+    """dL/dx of a stride-1 3x3 conv2d by ``cpu_winograd_fused``: g (N, C_out, Ho, Wo) -> (N, C_in, H, W)."""
+    up = _cached(w, "fused adjoint",
+                 lambda: cpu_winograd_fused.pack_filters(cpu_winograd_fused.adjoint_filters(filter_transform(w))))
+    return cpu_winograd_fused.backward_input(g, up, w.shape[1], pad4, tuple(x_hw))
 
 
 def _slot_buffer(m: int, count: int, channels: int, dtype: Any, planar: bool = False) -> np.ndarray:

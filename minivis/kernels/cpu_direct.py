@@ -223,11 +223,11 @@ def _share_image(plan: _Plan, src: np.ndarray, bias: np.ndarray, has_bias: bool,
     if plan.n_cb >= numba.get_num_threads():
         def run_channels(part: slice, _parallel: bool) -> None:
             _blocks(src, plan.offs, plan.wp, part.start, part.stop, 0, plan.blocks, plan.wq, bias, has_bias,
-                    np.empty(plan.buf_size, src.dtype), y, True)
+                    simd.aligned_empty(plan.buf_size, src.dtype), y, True)
 
         cpu_threads.map_batch(run_channels, plan.n_cb, work)
         return
-    buf = np.empty(plan.buf_size, src.dtype)
+    buf = simd.aligned_empty(plan.buf_size, src.dtype)
     for cb in range(plan.n_cb):
         def run_pixels(part: slice, _parallel: bool, cb: int = cb) -> None:
             _blocks(src, plan.offs, plan.wp, cb, cb + 1, part.start, part.stop, plan.wq, bias, has_bias, buf, y, False)
@@ -256,13 +256,13 @@ def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pa
 
     if n >= threads:
         def run(part: slice, _parallel: bool) -> None:
-            src, buf = np.empty(plan.src_size, x.dtype), np.empty(plan.buf_size, x.dtype)
+            src, buf = simd.aligned_empty(plan.src_size, x.dtype), simd.aligned_empty(plan.buf_size, x.dtype)
             _images(x[part], *plan.geometry, plan.hq, plan.wq, plan.offs, plan.wp, plan.blocks, b, has_bias,
                     src, buf, y[part])
 
         cpu_threads.map_batch(run, n, work)
         return y
-    src = np.empty(plan.src_size, x.dtype)
+    src = simd.aligned_empty(plan.src_size, x.dtype)
     for image, out in zip(x, y, strict=True):  # one photo (or fewer than the threads): the threads share its blocks
         _phases(image, *plan.geometry, plan.hq, plan.wq, src)
         _share_image(plan, src, b, has_bias, out, work / n)
@@ -442,7 +442,7 @@ def backward_weight(g: np.ndarray, x: np.ndarray, w_shape: tuple[int, ...], stri
     def partial(images: slice, cg: slice) -> np.ndarray:
         acc = np.zeros((n_cg * RG, offs.shape[0]), g.dtype)
         k = min(m, images.stop - images.start)
-        src, gq = np.empty(k * src_size, g.dtype), np.empty(k * g_size, g.dtype)
+        src, gq = simd.aligned_empty(k * src_size, g.dtype), simd.aligned_empty(k * g_size, g.dtype)
         _weight_images(x[images], g[images], *plan.geometry, plan.hq, plan.wq, offs, lq, k, cg.start, cg.stop, src,
                        gq, acc)
         return acc

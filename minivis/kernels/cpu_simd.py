@@ -11,6 +11,7 @@ broadcast, multiply-add and store it. A loop that carries ``Vec`` values carries
     acc = vfma(vbcast(w, k), vload(x, i), acc)    # acc += w[k] * x[i : i + lanes]
     vstore(out, j, acc)            # out[j : j + lanes] = acc
     total = vsum(acc)              # acc's lanes added up, halves first: a fixed order
+    d = vsub(vadd(a, b), c)        # lane-wise a + b - c (Winograd's transforms are adds only)
 
 Indices are flat (into ``arr.reshape(-1)`` of a C-contiguous array) and *not* bounds-checked: the
 caller sizes its buffers so that every vector it touches lies inside them. A vector is
@@ -36,6 +37,19 @@ def lanes_of(dtype: np.dtype) -> int:
     return VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
+def aligned_empty(size: int, dtype: np.dtype) -> np.ndarray:
+    """A flat ``np.empty(size, dtype)`` whose first element starts a vector (``VECTOR_BYTES``-aligned).
+
+    NumPy aligns to 16 bytes: a 64-byte vector at a multiple of 64 elements' bytes from there
+    straddles two cache lines, and a kernel that stores whole vectors (``cpu_winograd_fused``'s
+    transforms) pays for both lines (measured: its input transform ran 2x slower).
+    """
+    dtype = np.dtype(dtype)
+    raw = np.empty(size * dtype.itemsize + VECTOR_BYTES, np.uint8)
+    skip = -raw.ctypes.data % VECTOR_BYTES
+    return raw[skip:skip + size * dtype.itemsize].view(dtype)
+
+
 if numba.config.DISABLE_JIT:
     def lanes(arr: np.ndarray) -> int:
         return lanes_of(arr.dtype)
@@ -51,6 +65,12 @@ if numba.config.DISABLE_JIT:
 
     def vfma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
         return a * b + c
+
+    def vadd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a + b
+
+    def vsub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a - b
 
     def vstore(arr: np.ndarray, i: int, v: np.ndarray) -> None:
         arr[i:i + v.shape[0]] = v
@@ -146,6 +166,22 @@ else:
             return builder.call(fn, args)
 
         return a(a, b, c), codegen
+
+    def _lanewise(name: str):  # noqa: ANN202
+        def typer(typingctx, a, b):  # noqa: ANN001, ANN202
+            if not (isinstance(a, Vec) and a == b):
+                raise numba.core.errors.TypingError(f"cpu_simd.{name}: two vectors of one dtype expected")
+
+            def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+                return getattr(builder, name.replace("v", "f", 1))(*args)
+
+            return a(a, b), codegen
+
+        typer.__name__ = name
+        return intrinsic(typer)
+
+    vadd = _lanewise("vadd")  # lane-wise a + b (LLVM fadd)
+    vsub = _lanewise("vsub")  # lane-wise a - b (LLVM fsub)
 
     @intrinsic
     def vstore(typingctx, arr, i, v):  # noqa: ANN001, ANN201

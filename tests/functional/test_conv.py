@@ -16,7 +16,7 @@ from minivis.functional.conv import (
     conv_transpose2d,
     reuse_weight_transforms,
 )
-from minivis.kernels import conv_plan, cpu_conv, cpu_direct, cpu_simd, cpu_threads, cpu_winograd
+from minivis.kernels import conv_plan, cpu_conv, cpu_direct, cpu_simd, cpu_threads, cpu_winograd, cpu_winograd_fused
 from minivis.validate import int_pair
 from tests.gradcheck import check_gradients
 
@@ -103,11 +103,12 @@ def _winograd_eligible(w_shape, kwargs):
 
 
 def _paths(cases, weight_index=1, reference=False):
-    """(case, algorithm) pairs for ``mv.conv_algorithm``: every stride-1 3x3 case runs through both
-    Winograd (however small) and im2col, others through the default rule; every ungrouped case also
+    """(case, algorithm) pairs for ``mv.conv_algorithm``: every stride-1 3x3 case runs through
+    Winograd (however small; GEMM and fused) and im2col, others through the default rule; every ungrouped case also
     through the direct kernels; ``reference``: and every case through the plain reference path."""
     return [pytest.param(name, path, id=f"{name}-{path}") for name, case in cases.items()
-            for path in (("im2col", "winograd") if _winograd_eligible(case[weight_index], case[2]) else ("auto",))
+            for path in (("im2col", "winograd", "winograd_fused") if _winograd_eligible(case[weight_index], case[2])
+                         else ("auto",))
             + (("direct",) if case[2].get("groups", 1) == 1 else ())
             + (("reference",) if reference else ())]
 
@@ -511,7 +512,7 @@ def test_the_default_rule_takes_winograd_where_it_pays(rng, monkeypatch):
     calls = []
     transform = cpu_winograd.input_transform
     monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append(1) or transform(*args))
-    x, w = rng.standard_normal((1, 256, 9, 9)), rng.standard_normal((32, 256, 3, 3))  # > 128 channels: not direct
+    x, w = rng.standard_normal((1, 320, 9, 9)), rng.standard_normal((32, 320, 3, 3))  # neither direct nor fused
     out = conv2d_forward(x, w, (1, 1), (0, 0, 0, 0), (1, 1), 1)
     assert calls
     expected = cpu_conv.naive_conv2d(x, w, (1, 1), (0, 0, 0, 0), (1, 1), 1)
@@ -533,19 +534,21 @@ def test_the_default_rule_takes_the_direct_forward_kernel_where_it_pays(rng, mon
     calls = []
     forward = cpu_direct.forward
     monkeypatch.setattr(cpu_direct, "forward", lambda *args: calls.append(1) or forward(*args))
-    x, w = rng.standard_normal((2, 32, 20, 20)), rng.standard_normal((40, 32, 3, 3))
+    x, w = rng.standard_normal((2, 32, 20, 20)), rng.standard_normal((16, 32, 3, 3))  # 16 outputs: not fused
     out = conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     assert calls
     expected = cpu_conv.naive_conv2d(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-13 * np.abs(expected).max())
     how = conv_plan.choose(cpu_conv, x.shape, w.shape, (20, 20), (1, 1), (1, 1), 1)
-    assert how == "winograd"  # the weight gradient's; the input gradient's (40 <= 64 outputs, 32 >= 8 inputs): direct
+    assert how == "im2col"  # the weight gradient's (16 outputs: too few for Winograd); the input gradient's: direct
     args = (cpu_conv, x.shape, w.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1, np.dtype(np.float64))
-    assert conv_plan.for_pass("input", how, "auto", *args) == "direct"
+    assert conv_plan.for_pass("input", how, "auto", *args) == "direct"  # 16 <= 64 outputs, 32 >= 8 inputs
     assert conv_plan.for_pass("forward", how, "auto", *args) == "direct"
-    assert conv_plan.for_pass("input", how, "winograd", *args) == "winograd"  # only "auto" refines
-    wide = (cpu_conv, x.shape, (80, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, np.dtype(np.float64))
-    assert conv_plan.for_pass("input", how, "auto", *wide) == how  # 80 output channels: the adjoint stays on Winograd
+    assert conv_plan.for_pass("input", how, "im2col", *args) == "im2col"  # only "auto" refines
+    fused = (cpu_conv, x.shape, (80, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, np.dtype(np.float64))
+    assert conv_plan.for_pass("input", "winograd", "auto", *fused) == "winograd_fused"  # 32-256 channels a side
+    many = (cpu_conv, (1, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, np.dtype(np.float32))
+    assert conv_plan.for_pass("input", "winograd", "auto", *many) == "winograd"  # neither fused nor direct
 
 
 def test_weight_transforms_are_reused_inside_the_block_only(rng, monkeypatch, winograd_everywhere):
@@ -584,7 +587,7 @@ def test_every_conv_algorithm_gives_the_same_result_as_torch(case, rng):
     arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
     upstream = None
     results = {}
-    for algorithm in ("reference", "im2col", "winograd", "direct", "auto"):
+    for algorithm in ("reference", "im2col", "winograd", "winograd_fused", "direct", "auto"):
         with mv.conv_algorithm(algorithm):
             x, w, b = (mv.tensor(a, requires_grad=True) for a in arrays)
             out = conv2d(x, w, b, **kwargs)
@@ -604,16 +607,18 @@ def test_every_conv_algorithm_gives_the_same_result_as_torch(case, rng):
 
 def test_conv_algorithm_picks_the_kernels_it_names(rng, monkeypatch):
     """A small 3x3 layer: the direct forward kernel by default (im2col without AVX-512), im2col under
-    "im2col", Winograd under "winograd", the direct kernels under "direct", none of them under "reference"."""
+    "im2col", Winograd under "winograd", fused Winograd under "winograd_fused", the direct kernels under
+    "direct", none of them under "reference"."""
     calls = []
     monkeypatch.setattr(cpu_winograd, "input_transform", lambda *args: calls.append("winograd"))
+    monkeypatch.setattr(cpu_winograd_fused, "forward", lambda *args: calls.append("fused") or np.zeros((1, 4, 8, 8)))
     monkeypatch.setattr(conv_plan, "im2col_forward", lambda *args: calls.append("im2col"))
     monkeypatch.setattr(cpu_direct, "forward", lambda *args: calls.append("direct") or np.zeros((1, 4, 8, 8)))
     x, w = rng.standard_normal((1, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3))
-    for algorithm in ("auto", "im2col", "winograd", "direct", "reference"):
+    for algorithm in ("auto", "im2col", "winograd", "winograd_fused", "direct", "reference"):
         with mv.conv_algorithm(algorithm):
             conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
-    assert calls == ["direct" if cpu_simd.WIDE else "im2col", "im2col", "winograd", "direct"]
+    assert calls == ["direct" if cpu_simd.WIDE else "im2col", "im2col", "winograd", "fused", "direct"]
 
 
 @pytest.mark.parametrize("w_shape,expected", [
@@ -642,7 +647,7 @@ def test_auto_takes_the_direct_kernels_for_few_output_channels(w_shape, expected
 def test_conv_algorithm_rejects_an_unknown_name():
     for bad in ("fft", "Winograd", None):
         with pytest.raises(ValueError, match=r"conv_algorithm: name must be one of 'auto', 'im2col', 'winograd', "
-                                             r"'reference', 'direct', got " + repr(repr(bad))[1:-1]):
+                                             r"'winograd_fused', 'reference', 'direct', got " + repr(repr(bad))[1:-1]):
             mv.conv_algorithm(bad)
     assert mv.F.conv_algorithm is mv.conv_algorithm
 

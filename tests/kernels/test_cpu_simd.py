@@ -50,3 +50,21 @@ def test_the_lane_sum_adds_halves_first():
         halves = halves[:halves.shape[0] // 2] + halves[halves.shape[0] // 2:]
     got = _axpy_blocks(np.ones(1, np.float32), v, np.zeros(lanes, np.float32), np.empty(lanes, np.float32))[0]
     assert got == halves[0]
+
+
+@numba.njit
+def _add_sub(x, y, out):
+    lanes = simd.lanes(x)
+    a, b = simd.vload(x, 0), simd.vload(y, 0)
+    simd.vstore(out, 0, simd.vadd(a, b))
+    simd.vstore(out, lanes, simd.vsub(a, b))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lane_wise_add_and_subtract_like_numpy(dtype):
+    lanes = simd.lanes_of(dtype)
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal(lanes).astype(dtype), rng.standard_normal(lanes).astype(dtype)
+    out = np.empty(2 * lanes, dtype)
+    _add_sub(x, y, out)
+    np.testing.assert_array_equal(out, np.concatenate([x + y, x - y]))  # one rounding each: exact equality

@@ -1,0 +1,274 @@
+"""Winograd F(2x2, 3x3) on register blocks: transforms and products fused per block of tiles (CPU).
+
+``cpu_winograd`` runs Winograd as three passes over memory (transform the whole input, 16 BLAS
+products, transform the whole output); on 32-64-channel layers its transforms took longer than
+its products. Here the three steps run on one block of 2x2 output tiles at a time, while the
+block's data sits in L1/L2, and the 16 products run on ``cpu_direct``'s register block:
+
+    for each block of 48 tiles (PV = 3 vectors of 16 float32 lanes, one tile per lane):
+        V[s, ci] = (B^T d B)[s]            16 vectors per input channel, adds only (``_transform_in``)
+        for each block of R = 8 output channels, for each of the 16 slots s:
+            M[s, co] = sum_ci U[s, co, ci] * V[s, ci]     ``cpu_direct._blocks``: 24 accumulators
+        Y[co] = A^T M A + bias             4 vectors of outputs per channel (``_transform_out``)
+
+**Tiles as lanes.** The input is laid out as ``cpu_direct``'s polyphase planes at stride 2: plane
+(py, px) holds x_pad[2r + py, 2c + px] at grid index r*Wq + c. Tile q = ty*Wq + tx reads the 4x4
+block x_pad[2ty + a, 2tx + b], which is element q + (a//2)*Wq + b//2 of plane (a%2, b%2): for 16
+consecutive tiles, each of the 16 values is *one vector load*. Images of a chunk follow each other
+on the grid, so a block's lanes may span two images; every lane's arithmetic is its own, in a
+fixed order, so a tile's result never depends on its neighbours, its batch, or the thread split
+(batch invariance). The grid's last column and row of each image (Wq = tiles + 1) are computed and
+dropped. The outputs come out as four phase planes (Y[i, j] of each tile), interleaved into NCHW
+rows by ``_crop``.
+
+The input gradient of a stride-1 3x3 convolution is this forward pass on g with the kernel rotated
+by 180 degrees and its channel axes swapped (padding 2 - pad): ``backward_input``. The weight
+gradient stays with ``cpu_winograd`` (its products sum over tiles, a different register block).
+Numbers: benchmarks/README.md, "Convolution planning".
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from minivis.kernels import cpu_direct, cpu_threads, cpu_winograd, cpu_workspace
+from minivis.kernels import cpu_simd as simd
+from minivis.kernels.cpu_direct import PV, R
+
+CHUNK_BYTES = 1 << 20  # a chunk's polyphase input and phase outputs: images are grouped up to this size
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _row(src, even, odd):
+    """One row of 4x4 blocks, one vector per column: its even columns start at ``even``, odd at ``odd``."""
+    return simd.vload(src, even), simd.vload(src, odd), simd.vload(src, even + 1), simd.vload(src, odd + 1)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _store_row(vb, k, stride, e0, e1, e2, e3):
+    """vb[k + b*stride] = ((B^T d) B)[a, b] for b = 0..3, from row a of B^T d: e0 - e2, e1 + e2, e2 - e1, e1 - e3."""
+    simd.vstore(vb, k, simd.vsub(e0, e2))
+    simd.vstore(vb, k + stride, simd.vadd(e1, e2))
+    simd.vstore(vb, k + 2 * stride, simd.vsub(e2, e1))
+    simd.vstore(vb, k + 3 * stride, simd.vsub(e1, e3))
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _transform_in(src, o, plane, wq, vb, k, stride):
+    """vb[k + s*stride : ... + lanes] = (B^T d B)[s], s = 4a + b, for the lanes' 4x4 blocks d whose
+    top-left elements are at ``o`` (plane (0, 0)). Row r of d lies in planes (r%2, 0) and (r%2, 1), r//2
+    grid rows down; the rows of B^T d are d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
+    d00, d01, d02, d03 = _row(src, o, o + plane)
+    d10, d11, d12, d13 = _row(src, o + 2 * plane, o + 3 * plane)
+    d20, d21, d22, d23 = _row(src, o + wq, o + plane + wq)
+    d30, d31, d32, d33 = _row(src, o + 2 * plane + wq, o + 3 * plane + wq)
+    _store_row(vb, k, stride, simd.vsub(d00, d20), simd.vsub(d01, d21), simd.vsub(d02, d22), simd.vsub(d03, d23))
+    _store_row(vb, k + 4 * stride, stride, simd.vadd(d10, d20), simd.vadd(d11, d21), simd.vadd(d12, d22),
+               simd.vadd(d13, d23))
+    _store_row(vb, k + 8 * stride, stride, simd.vsub(d20, d10), simd.vsub(d21, d11), simd.vsub(d22, d12),
+               simd.vsub(d23, d13))
+    _store_row(vb, k + 12 * stride, stride, simd.vsub(d10, d30), simd.vsub(d11, d31), simd.vsub(d12, d32),
+               simd.vsub(d13, d33))
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _column(mb, k, stride):
+    """Column b of A^T m, from m[a, b] at mb[k + 4a*stride]: m0 + m1 + m2 and m1 - m2 - m3."""
+    m0, m1 = simd.vload(mb, k), simd.vload(mb, k + 4 * stride)
+    m2, m3 = simd.vload(mb, k + 8 * stride), simd.vload(mb, k + 12 * stride)
+    return simd.vadd(simd.vadd(m0, m1), m2), simd.vsub(simd.vsub(m1, m2), m3)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _transform_out(mb, k, stride, bias, out, j, phase):
+    """out[j + (2i + jj)*phase] = (A^T m A)[i, jj] + bias for the lanes' 4x4 blocks m (m[s] at mb[k + s*stride]):
+    the tiles' four outputs, one phase plane each. Rows of A^T: (1, 1, 1, 0), (0, 1, -1, -1)."""
+    t00, t10 = _column(mb, k, stride)
+    t01, t11 = _column(mb, k + stride, stride)
+    t02, t12 = _column(mb, k + 2 * stride, stride)
+    t03, t13 = _column(mb, k + 3 * stride, stride)
+    simd.vstore(out, j, simd.vadd(simd.vadd(simd.vadd(t00, t01), t02), bias))
+    simd.vstore(out, j + phase, simd.vadd(simd.vsub(simd.vsub(t01, t02), t03), bias))
+    simd.vstore(out, j + 2 * phase, simd.vadd(simd.vadd(simd.vadd(t10, t11), t12), bias))
+    simd.vstore(out, j + 3 * phase, simd.vadd(simd.vsub(simd.vsub(t11, t12), t13), bias))
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, vb, mb, out, phase):
+    """Tile blocks pb0..pb1 of a chunk: input transform, 16 register-blocked products per channel block,
+    output transform into ``out`` (channels padded to n_cb*R, 4 phase planes of ``phase`` lanes each).
+
+    src: the chunk's polyphase planes, ``plane`` apart (4 per input channel); up: (16, n_cb*C_in*R)
+    transformed filters, R consecutive output channels per (block, input channel); offs[s, ci]: where
+    V[s, ci] starts in vb (a block's C_in x 16 vectors of tiles); mb: one channel block's 16 x R vectors.
+    """
+    c_in, lanes = offs.shape[1], simd.lanes(src)
+    block = PV * lanes
+    no_y = np.empty((1, 1, 1), src.dtype)  # _blocks with crop=False writes only its buffer
+    for pb in range(pb0, pb1):
+        q = pb * block
+        for ci in range(c_in):
+            for p in range(PV):
+                _transform_in(src, ci * 4 * plane + q + p * lanes, plane, wq, vb, ci * 16 * block + p * lanes, block)
+        for cb in range(n_cb):
+            for s in range(16):
+                cpu_direct._blocks(vb, offs[s], up[s], cb, cb + 1, 0, 1, 0, bias, False,
+                                   mb[s * R * block:(s + 1) * R * block], no_y, False)
+            for r in range(R):
+                co = cb * R + r
+                b = simd.vbcast(bias, co)
+                for p in range(PV):
+                    _transform_out(mb, r * block + p * lanes, R * block, b, out, co * 4 * phase + q + p * lanes, phase)
+
+
+@numba.njit(cache=True, nogil=True)
+def _planes(x, top, left, hq, wq, plane, src):
+    """src[(ci*4 + py*2 + px)*plane + n*hq*wq + r*wq + c] = x_pad[n, ci, 2r + py, 2c + px] (zero outside x):
+    the stride-2 polyphase planes (as ``cpu_direct._phases``) of the images of x one after another.
+
+    Every cell is zeroed first, then each input row is split into its even and odd padded columns."""
+    u = np.uint64  # unsigned indices: LLVM vectorizes the strided copies only if they cannot wrap around
+    m, c_in, h, w = x.shape
+    src[:c_in * 4 * plane] = 0
+    flat = x.reshape(-1)
+    for px in range(2):
+        c_lo = min(wq, max(0, (left - px + 1) // 2))  # the first grid column c with 2c + px - left >= 0
+        c_hi = max(c_lo, min(wq, (w - 1 - px + left) // 2 + 1))  # past the last with 2c + px - left < w
+        for n in range(m):
+            for ci in range(c_in):
+                for iy in range(max(0, -top), min(h, 2 * hq - top)):
+                    py, r = (iy + top) % 2, (iy + top) // 2
+                    dst = u(((ci * 2 + py) * 2 + px) * plane + (n * hq + r) * wq + c_lo)
+                    first = u(((n * c_in + ci) * h + iy) * w + 2 * c_lo + px - left)  # x[n, ci, iy, 2*c_lo + px - left]
+                    for c in range(u(c_hi - c_lo)):
+                        src[dst + c] = flat[first + u(2) * c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _crop(out, phase, hq, wq, y):
+    """y[n, co, 2ty + i, 2tx + j] = out[co, 2i + j, n*hq*wq + ty*wq + tx]: the phase planes interleaved."""
+    u = np.uint64  # unsigned indices, as in ``_planes``
+    m, c_out, ho, wo = y.shape
+    flat = y.reshape(-1)
+    for n in range(m):
+        for co in range(c_out):
+            for oy in range(ho):
+                row0 = u((co * 4 + 2 * (oy % 2)) * phase + (n * hq + oy // 2) * wq)
+                row1 = row0 + u(phase)
+                dst = u(((n * c_out + co) * ho + oy) * wo)
+                for tx in range(u(wo // 2)):
+                    flat[dst + u(2) * tx] = out[row0 + tx]
+                    flat[dst + u(2) * tx + u(1)] = out[row1 + tx]
+                if wo % 2:
+                    flat[dst + u(wo - 1)] = out[row0 + u(wo // 2)]
+
+
+@numba.njit(cache=True, nogil=True)
+def _images(x, top, left, hq, wq, plane, m, up, offs, n_cb, bias, src, vb, mb, out, y):
+    """The fused forward pass of x's images, m at a time (a chunk on one grid), into y."""
+    lanes = simd.lanes(src)
+    block = PV * lanes
+    for n0 in range(0, x.shape[0], m):
+        k = min(m, x.shape[0] - n0)
+        blocks = -(-(k * hq * wq) // block)
+        _planes(x[n0:n0 + k], top, left, hq, wq, plane, src)
+        _tile_blocks(src, plane, wq, up, offs, n_cb, 0, blocks, bias, vb, mb, out, blocks * block)
+        _crop(out, blocks * block, hq, wq, y[n0:n0 + k])
+
+
+def pack_filters(u: np.ndarray) -> np.ndarray:
+    """Filter transforms u (16, C_out, C_in) as the products read them: (16, blocks of R output channels,
+    C_in, R), flat per slot, output channels padded with zero filters to whole blocks."""
+    c_out, c_in = u.shape[1:]
+    n_cb = -(-c_out // R)
+    up = np.zeros((16, n_cb * R, c_in), u.dtype)
+    up[:, :c_out] = u
+    return np.ascontiguousarray(up.reshape(16, n_cb, R, c_in).transpose(0, 1, 3, 2)).reshape(16, -1)
+
+
+def adjoint_filters(u: np.ndarray) -> np.ndarray:
+    """The filter transforms of the input gradient's convolution (the kernel rotated by 180 degrees, its
+    channel axes swapped): u[p(a)p(b)]^T, p = (3, 1, 2, 0) (``cpu_winograd``'s module docstring)."""
+    return np.ascontiguousarray(u[cpu_winograd.ADJOINT_SLOTS].transpose(0, 2, 1))
+
+
+class _Plan:
+    """The geometry of one fused pass: the tile grid, the chunk size, the bias and scratch sizes."""
+
+    def __init__(self, x_shape: tuple[int, ...], c_out: int, out_hw: tuple[int, int], bias: np.ndarray | None,
+                 dtype: np.dtype) -> None:
+        n, c_in = x_shape[:2]
+        self.hq, self.wq = -(-out_hw[0] // 2) + 1, -(-out_hw[1] // 2) + 1  # tile rows and columns, plus one
+        self.block = PV * simd.lanes_of(dtype)
+        self.n_cb = -(-c_out // R)
+        hw = self.hq * self.wq
+        per_image = (c_in + self.n_cb * R) * 4 * hw * np.dtype(dtype).itemsize
+        self.m = max(1, min(n, CHUNK_BYTES // per_image))  # images per chunk
+        self.blocks = -(-(self.m * hw) // self.block)
+        self.plane = self.blocks * self.block + self.wq + 1  # the last block's last tile reads wq + 1 further
+        # V[s, ci] at (16*ci + s)*block in a block's buffer: the transform writes a channel's 16 slots side by side
+        self.offs = ((np.arange(16)[:, None] + 16 * np.arange(c_in)) * self.block).astype(np.intp)
+        self.bias = np.zeros(self.n_cb * R, dtype)
+        if bias is not None:
+            self.bias[:c_out] = bias
+    def scratch(self, c_in: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+        """One thread's buffers: a chunk's planes, V and M of one block, the phase outputs."""
+        return (simd.aligned_empty(c_in * 4 * self.plane, dtype), *self.block_scratch(c_in, dtype),
+                simd.aligned_empty(self.n_cb * R * 4 * self.blocks * self.block, dtype))
+
+    def block_scratch(self, c_in: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """V and M of one tile block (vector-aligned: the transforms store whole vectors)."""
+        return simd.aligned_empty(16 * c_in * self.block, dtype), simd.aligned_empty(16 * R * self.block, dtype)
+
+
+def forward(x: np.ndarray, up: np.ndarray, c_out: int, pad4: tuple[int, int, int, int], out_hw: tuple[int, int],
+            bias: np.ndarray | None = None) -> np.ndarray:
+    """The stride-1 3x3 convolution of x (N, C_in, H, W) by C_out filters whose transforms G g G^T are
+    ``up = pack_filters(cpu_winograd.filter_transform(w))``, plus bias: (N, C_out, Ho, Wo).
+
+    Only pad4's top and left matter (pixels outside x read as 0; ``out_hw`` says how many outputs).
+    Threads take chunks of images; with fewer images than threads, the tile blocks of each image.
+    """
+    n, c_in = x.shape[:2]
+    x = np.ascontiguousarray(x)
+    plan = _Plan(x.shape, c_out, out_hw, bias, x.dtype)
+    y = cpu_workspace.empty((n, c_out, *out_hw), x.dtype)
+    work = y.size * c_in * 9
+    top, left = pad4[0], pad4[2]
+    if n == 0:
+        return y
+    if n >= numba.get_num_threads():
+        def run(part: slice, _parallel: bool) -> None:
+            _images(x[part], top, left, plan.hq, plan.wq, plan.plane, plan.m, up, plan.offs, plan.n_cb,
+                    plan.bias, *plan.scratch(c_in, x.dtype), y[part])
+
+        cpu_threads.map_batch(run, n, work)
+        return y
+    src, _, _, out = plan.scratch(c_in, x.dtype)
+    blocks = -(-(plan.hq * plan.wq) // plan.block)
+    phase = blocks * plan.block
+    for i in range(n):  # one photo: the threads share its tile blocks, and its channels for the copies
+        def planes(part: slice, _parallel: bool, i: int = i) -> None:  # channels part of the image: their planes
+            _planes(x[i:i + 1, part], top, left, plan.hq, plan.wq, plan.plane, src[part.start * 4 * plan.plane:])
+
+        def run_blocks(part: slice, _parallel: bool) -> None:
+            vb, mb = plan.block_scratch(c_in, x.dtype)
+            _tile_blocks(src, plan.plane, plan.wq, up, plan.offs, plan.n_cb, part.start, part.stop, plan.bias,
+                         vb, mb, out, phase)
+
+        def crop(part: slice, _parallel: bool, i: int = i) -> None:  # output channels part: their rows
+            _crop(out[part.start * 4 * phase:], phase, plan.hq, plan.wq, y[i:i + 1, part])
+
+        cpu_threads.map_batch(planes, c_in, x[0].size)
+        cpu_threads.map_batch(run_blocks, blocks, work / n)
+        cpu_threads.map_batch(crop, y.shape[1], y[0].size)
+    return y
+
+
+def backward_input(g: np.ndarray, up_adjoint: np.ndarray, c_in: int, pad4: tuple[int, int, int, int],
+                   x_hw: tuple[int, int]) -> np.ndarray:
+    """dL/dx (N, C_in, H, W) of the stride-1 3x3 convolution with padding pad4 (each side at most 2): the
+    forward pass of g with the rotated, channel-swapped kernel, padded by 2 - pad;
+    ``up_adjoint = pack_filters(adjoint_filters(filter_transform(w)))``."""
+    return forward(g, up_adjoint, c_in, tuple(2 - p for p in pad4), x_hw)

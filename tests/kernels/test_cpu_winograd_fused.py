@@ -1,0 +1,140 @@
+"""Fused Winograd F(2x2, 3x3) (minivis/kernels/cpu_winograd_fused.py) against the plain-NumPy direct
+twin and PyTorch: forward and input gradient over paddings (asymmetric too), odd sizes, channel
+counts off the 8-channel register block, both dtypes; the polyphase layout; batch invariance (an
+image's bits alone, in a batch, on one or two threads); reads that stay inside the buffers."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+from minivis.kernels import cpu_direct, cpu_threads, cpu_winograd
+from minivis.kernels import cpu_simd as simd
+from minivis.kernels import cpu_winograd_fused as fused
+
+# (N, C_in, H, W), C_out, pad4 (top, bottom, left, right): every pad at most 2 (the input gradient's 2 - pad)
+GEOMETRIES = [
+    ((2, 3, 7, 9), 5, (1, 1, 1, 1)),
+    ((1, 8, 12, 12), 8, (1, 1, 1, 1)),  # one photo: the threads share its tile blocks
+    ((3, 9, 6, 5), 17, (0, 0, 0, 0)),  # odd output width and height, two partial channel blocks
+    ((2, 4, 8, 8), 9, (2, 1, 0, 2)),
+    ((4, 16, 5, 13), 3, (0, 2, 2, 1)),
+]
+
+
+def _conv(x, w, pad4):
+    xt = torch.nn.functional.pad(torch.tensor(x), (pad4[2], pad4[3], pad4[0], pad4[1]))
+    return torch.nn.functional.conv2d(xt, torch.tensor(w)).numpy()
+
+
+def _packed(w):
+    u = cpu_winograd.filter_transform(w)
+    return fused.pack_filters(u), fused.pack_filters(fused.adjoint_filters(u))
+
+
+@pytest.mark.parametrize(("x_shape", "c_out", "pad4"), GEOMETRIES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_forward_and_input_gradient_equal_the_direct_sums_and_torch(x_shape, c_out, pad4, dtype, monkeypatch):
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)  # small shapes: still split between the threads
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal((c_out, x_shape[1], 3, 3)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    out_hw = (x_shape[2] + pad4[0] + pad4[1] - 2, x_shape[3] + pad4[2] + pad4[3] - 2)
+    up, up_adjoint = _packed(w)
+    y = fused.forward(x, up, c_out, pad4, out_hw, bias)
+    want = cpu_direct.naive_forward(x.astype(np.float64), w.astype(np.float64), (1, 1), pad4, (1, 1), out_hw)
+    want += bias[:, None, None]
+    tol = 1e-12 if dtype == np.float64 else 2e-6  # Winograd's transforms round differently from the direct sums
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
+    np.testing.assert_allclose(y, _conv(x.astype(np.float64), w.astype(np.float64), pad4) + bias[:, None, None],
+                               rtol=tol, atol=tol * np.abs(want).max())
+    g = rng.standard_normal(y.shape).astype(dtype)
+    dx = fused.backward_input(g, up_adjoint, x_shape[1], pad4, x_shape[2:])
+    want = cpu_direct.naive_backward_input(g.astype(np.float64), w.astype(np.float64), x_shape, (1, 1), pad4, (1, 1))
+    np.testing.assert_allclose(dx, want, rtol=tol, atol=tol * np.abs(want).max())
+    assert y.dtype == dx.dtype == dtype
+
+
+def test_the_planes_are_the_stride_2_polyphase_input_image_after_image():
+    """Plane (ci, py, px) holds x_pad[n, ci, 2r + py, 2c + px] at n*Hq*Wq + r*Wq + c, zero outside x and
+    from the last image to the plane's end."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 7, 6))
+    top, left, hq, wq, plane = 1, 2, 5, 6, 70
+    src = np.full(3 * 4 * plane, np.nan)
+    fused._planes(x, top, left, hq, wq, plane, src)
+    padded = np.zeros((2, 3, 2 * hq, 2 * wq))
+    padded[:, :, top:top + 7, left:left + 6] = x
+    for ci in range(3):
+        for py in range(2):
+            for px in range(2):
+                p = src[((ci * 2 + py) * 2 + px) * plane:][:plane]
+                for n in range(2):
+                    np.testing.assert_array_equal(p[n * hq * wq:(n + 1) * hq * wq].reshape(hq, wq),
+                                                  padded[n, ci, py::2, px::2])
+                assert (p[2 * hq * wq:] == 0).all()
+
+
+def test_an_image_gives_the_same_bits_alone_in_a_batch_and_on_any_number_of_threads(monkeypatch):
+    """Each lane (tile) runs its own fixed sequence of adds and multiply-adds, so where a tile sits in a
+    block (which image shares it, which thread runs it) does not change its bits."""
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 12, 11, 10)).astype(np.float32)
+    w = rng.standard_normal((10, 12, 3, 3)).astype(np.float32)
+    up, up_adjoint = _packed(w)
+    batch = fused.forward(x, up, 10, (1, 1, 1, 1), (11, 10)).copy()
+    g = rng.standard_normal(batch.shape).astype(np.float32)
+    dx = fused.backward_input(g, up_adjoint, 12, (1, 1, 1, 1), (11, 10)).copy()
+    monkeypatch.setattr(fused, "CHUNK_BYTES", 1)  # one image per chunk
+    threads = numba.get_num_threads()
+    try:
+        for t in {1, min(2, numba.config.NUMBA_NUM_THREADS)}:
+            numba.set_num_threads(t)
+            np.testing.assert_array_equal(fused.forward(x, up, 10, (1, 1, 1, 1), (11, 10)), batch)
+            for i in (0, 4):
+                np.testing.assert_array_equal(fused.forward(x[i:i + 1], up, 10, (1, 1, 1, 1), (11, 10))[0], batch[i])
+                np.testing.assert_array_equal(
+                    fused.backward_input(g[i:i + 1], up_adjoint, 12, (1, 1, 1, 1), (11, 10))[0], dx[i])
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_the_tile_blocks_read_and_write_only_inside_their_buffers():
+    """The vector loads and stores are not bounds-checked: the plan sizes each plane for the last block's
+    reads (``wq + 1`` past its last tile). NaN guards around the planes never reach an output, and guard
+    values around the other buffers stay untouched."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((9, 3, 3, 3)).astype(np.float32)
+    up, _ = _packed(w)
+    plan = fused._Plan(x.shape, 9, (9, 7), None, x.dtype)
+    src, vb, mb, out = plan.scratch(3, x.dtype)
+    guard = 64
+
+    def guarded(buf, value):
+        a = np.full(buf.shape[0] + 2 * guard, value, buf.dtype)
+        return a, a[guard:-guard]
+
+    (src_g, src), (vb_g, vb), (mb_g, mb), (out_g, out) = (guarded(b, v) for b, v in
+                                                          ((src, np.nan), (vb, -7), (mb, -7), (out, -7)))
+    fused._planes(x, 1, 1, plan.hq, plan.wq, plan.plane, src)
+    blocks = -(-(2 * plan.hq * plan.wq) // plan.block)
+    fused._tile_blocks(src, plan.plane, plan.wq, up, plan.offs, plan.n_cb, 0, blocks, plan.bias, vb, mb, out,
+                       blocks * plan.block)
+    for a in (vb_g, mb_g, out_g):
+        assert (a[:guard] == -7).all() and (a[-guard:] == -7).all()
+    y = np.empty((2, 9, 9, 7), np.float32)
+    fused._crop(out, blocks * plan.block, plan.hq, plan.wq, y)
+    want = cpu_direct.naive_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), (9, 7))
+    np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+
+
+def test_aligned_buffers_start_a_vector():
+    for dtype in (np.float32, np.float64):
+        for size in (1, 17, 1000):
+            a = simd.aligned_empty(size, dtype)
+            assert a.shape == (size,) and a.dtype == dtype and a.ctypes.data % simd.VECTOR_BYTES == 0
