@@ -20,6 +20,7 @@ forward to ``minivis.functional.math``.
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -127,6 +128,21 @@ def graph_input(t: Tensor) -> Any:
     return t if t._node is None else t._node
 
 
+def _own(g: Any) -> Any:
+    """A leaf's first gradient: ``g`` itself where nothing else can see it, else a copy.
+
+    A gradient array may also be another leaf's (``a + b`` sends one array to both), the caller's
+    (``y.backward(g)``) or a view into a reused buffer (``cpu_workspace``); the leaf must not share
+    it, or an in-place change to one ``.grad`` would change the other. A fresh NumPy array that owns
+    its data and is referenced only here (the caller's name, this argument, ``getrefcount``'s) is
+    taken as it is, as PyTorch's gradient accumulation does: copying a photo batch's input
+    gradient cost ~10% of a convolution's backward pass (benchmarks/README.md, "Convolution planning").
+    """
+    if isinstance(g, np.ndarray) and g.base is None and sys.getrefcount(g) <= 3:
+        return g
+    return g.copy()
+
+
 class Tensor:
     """An array plus what is needed to differentiate through the ops that made it.
 
@@ -217,7 +233,7 @@ class Tensor:
             if g is None:
                 continue
             if isinstance(item, Tensor):  # a leaf: accumulate
-                item.grad = g.copy() if item.grad is None else item.grad + g
+                item.grad = _own(g) if item.grad is None else item.grad + g
                 continue
             result = item.tensor()
             if result is not None and result._retains_grad:
@@ -236,6 +252,7 @@ class Tensor:
                     pg = pg.astype(source.dtype)  # gradient always has its input's dtype
                 key = id(source)
                 grads[key] = pg if key not in grads else grads[key] + pg
+            input_grads = pg = None  # ``grads`` holds them now, and only it: a leaf may take its array (``_own``)
             if not retain_graph:
                 item.backward = _freed_backward(item.op)
                 item.inputs = ()  # release the inputs too: peak memory stays near the forward's

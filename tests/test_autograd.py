@@ -346,3 +346,25 @@ def test_gpu_round_trip_is_differentiable():
     y.backward(np.ones(2))
     assert x.grad.dtype == np.float64 and type(x.grad) is np.ndarray
     np.testing.assert_allclose(x.grad, [3.0, 3.0])
+
+
+def test_a_leaf_never_shares_its_gradient_array_with_another_leaf_or_the_caller():
+    """A leaf takes a fresh gradient array as it is (no copy), but never one that something else
+    holds: the other input of an add, the caller's upstream gradient, a view into a buffer."""
+    a, b = mv.tensor(np.ones(3), requires_grad=True), mv.tensor(np.ones(3), requires_grad=True)
+    (a + b).backward(np.ones(3))  # add sends one array to both inputs
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad *= 5
+    np.testing.assert_array_equal(b.grad, np.ones(3))
+    upstream = np.ones((2, 3))
+    x = mv.tensor(np.ones((2, 3)), requires_grad=True)
+    x.backward(upstream)  # the root is the leaf: its gradient is the caller's array
+    assert not np.shares_memory(x.grad, upstream)
+    base = np.ones(6)
+    y = mv.tensor(np.ones((2, 3)), requires_grad=True)
+    y.backward(base.reshape(2, 3))  # a view: its base is someone else's
+    assert not np.shares_memory(y.grad, base)
+    z = mv.tensor(np.ones((2, 3)), requires_grad=True)
+    (z * 2).backward(upstream)
+    assert not np.shares_memory(z.grad, upstream)
+    np.testing.assert_array_equal(z.grad, 2 * upstream)
