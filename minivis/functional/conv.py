@@ -174,6 +174,12 @@ def conv2d_backward(g: Any, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: t
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
     algorithm = _ALGORITHM.get()
     how = conv_plan.choose(kernels, x_shape, w_shape, g.shape[2:], stride, dilation, groups, algorithm)
+    if need_weight and conv_plan.for_pass("weight", how, algorithm, kernels, x_shape, w_shape, stride, pad4, dilation,
+                                          groups, g.dtype) == "direct":  # the weight gradient by the direct kernel
+        dw = conv_plan.direct_backward(g, None, x, w_shape, x_shape, stride, pad4, dilation, False, True)[1]
+        if not need_input:
+            return None, dw
+        return conv2d_backward(g, w, x, w_shape, x_shape, stride, pad4, dilation, groups, True, False)[0], dw
     refined = conv_plan.for_pass("input", how, algorithm, kernels, x_shape, w_shape, stride, pad4, dilation, groups,
                                  g.dtype)
     if need_input and refined != how:  # the input gradient by a forward kernel (direct, fused Winograd) on g

@@ -103,14 +103,15 @@ def choose(kernels: types.ModuleType, x_shape: tuple[int, ...], w_shape: tuple[i
 
 def for_pass(which: str, how: str, algorithm: str, kernels: types.ModuleType, x_shape: tuple[int, ...],
              w_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair, groups: int, dtype: np.dtype) -> str:
-    """``choose``'s answer ``how`` refined for one pass, ``which`` = ``"forward"`` or ``"input"`` (the input
-    gradient): under "auto", where ``choose`` said im2col or Winograd, the fused Winograd kernel takes the
-    passes ``is_winograd_fused`` gives it, and the register-blocked direct kernel those ``is_direct_forward``
-    and ``is_direct_input`` give it; under "winograd_fused", the fused kernel wherever it applies. The weight
-    gradient keeps ``how``."""
+    """``choose``'s answer ``how`` refined for one pass, ``which`` = ``"forward"``, ``"input"`` (the input
+    gradient) or ``"weight"``: under "auto", where ``choose`` said im2col or Winograd, the fused Winograd
+    kernel takes the forward pass and input gradient where ``is_winograd_fused`` says, and the
+    register-blocked direct kernels the passes ``is_direct_forward``, ``is_direct_input`` and
+    ``is_direct_weight`` give them; under "winograd_fused", the fused kernel wherever it applies."""
     if how not in ("im2col", "winograd") or algorithm not in ("auto", "winograd_fused"):
         return how
-    if is_winograd_fused(kernels, w_shape, stride, pad4, dilation, groups, dtype, forced=algorithm != "auto"):
+    if which != "weight" and is_winograd_fused(kernels, w_shape, stride, pad4, dilation, groups, dtype,
+                                               forced=algorithm != "auto"):
         return "winograd_fused"
     if algorithm != "auto":
         return how
@@ -118,7 +119,26 @@ def for_pass(which: str, how: str, algorithm: str, kernels: types.ModuleType, x_
         return "direct"
     if which == "input" and is_direct_input(kernels, x_shape, w_shape, stride, pad4, dilation, groups, dtype):
         return "direct"
+    if which == "weight" and is_direct_weight(kernels, w_shape, groups, dtype):
+        return "direct"
     return how
+
+
+DIRECT_WEIGHT_MAX_C_IN = 32  # the weight gradient by the direct kernel: up to this many input channels
+
+
+def is_direct_weight(kernels: types.ModuleType, w_shape: tuple[int, ...], groups: int, dtype: np.dtype) -> bool:
+    """The weight gradient of an ungrouped CPU layer with a window and at most 32 input channels by
+    ``cpu_direct``'s register-blocked kernel (4 output channels x 6 taps of vector sums).
+
+    Measured against im2col's and Winograd's weight gradients (benchmarks/README.md, "Convolution
+    planning"): it won on every 3x3 and 5x5 layer with 1-32 input channels (0.48-0.9 of their time),
+    tied with 48, lost from 64 (Winograd's 2.25x fewer multiply-adds) and on 1x1 layers (no
+    window: the GEMM reads its input in place). The sum runs over the batch either way.
+    """
+    c_in, (kh, kw) = w_shape[1], w_shape[2:]
+    return (kernels is cpu_conv and cpu_simd.WIDE and groups == 1 and kh * kw > 1 and c_in <= DIRECT_WEIGHT_MAX_C_IN
+            and np.dtype(dtype) in (np.float32, np.float64))
 
 
 FUSED_MIN_CHANNELS = 32  # fused Winograd: at least this many input and output channels ...

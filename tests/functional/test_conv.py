@@ -632,7 +632,7 @@ def test_conv_algorithm_picks_the_kernels_it_names(rng, monkeypatch):
 def test_auto_takes_the_direct_kernels_for_few_output_channels(w_shape, expected, rng, monkeypatch):
     """``conv_plan.is_direct``: few output channels and a large window -> the direct kernels under "auto",
     for the backward pass too (the forward pass of the others may take the direct forward kernel:
-    ``is_direct_forward``)."""
+    ``is_direct_forward``, their weight gradient the direct one: ``is_direct_weight``)."""
     x_shape = (1, w_shape[1], 12, 12)
     out_hw = (12 - w_shape[2] + 1, 12 - w_shape[3] + 1)
     assert conv_plan.choose(cpu_conv, x_shape, w_shape, out_hw, (1, 1), (1, 1), 1) == expected
@@ -641,7 +641,31 @@ def test_auto_takes_the_direct_kernels_for_few_output_channels(w_shape, expected
     monkeypatch.setattr(conv_plan, "im2col_backward", lambda *args: calls.append("im2col") or (None, None))
     conv2d_backward(rng.standard_normal((1, w_shape[0], *out_hw)), None, rng.standard_normal(x_shape), w_shape,
                     x_shape, (1, 1), (0, 0, 0, 0), (1, 1), 1, need_input=False)
-    assert calls == [expected]
+    direct_weight = conv_plan.is_direct_weight(cpu_conv, w_shape, 1, np.dtype(np.float64))
+    assert calls == ["direct" if expected == "direct" or direct_weight else expected]
+
+
+def test_the_weight_gradient_of_few_input_channels_takes_the_direct_kernel(rng, monkeypatch):
+    """``is_direct_weight``: ungrouped, a window, at most 32 input channels, float, AVX-512; and
+    conv2d_backward then runs ``cpu_direct.backward_weight``, equal to the reference path."""
+    def takes(c_in, k=3, groups=1, dtype=np.float32):
+        return conv_plan.is_direct_weight(cpu_conv, (64, c_in // groups, k, k), groups, np.dtype(dtype))
+
+    assert takes(1, k=5) == takes(32) == takes(3, k=11) == cpu_simd.WIDE
+    assert not takes(48) and not takes(64) and not takes(32, k=1) and not takes(32, groups=2)
+    assert not takes(16, dtype=np.float16)
+    x, w = rng.standard_normal((3, 16, 10, 9)), rng.standard_normal((24, 16, 3, 3))
+    g = rng.standard_normal((3, 24, 10, 9))
+    args = ((24, 16, 3, 3), x.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    calls = []
+    weight = cpu_direct.backward_weight
+    monkeypatch.setattr(cpu_direct, "backward_weight", lambda *a: calls.append(1) or weight(*a))
+    dx, dw = conv2d_backward(g, w, x, *args)
+    assert len(calls) == cpu_simd.WIDE
+    with mv.conv_algorithm("reference"):
+        want_dx, want_dw = conv2d_backward(g, w, x, *args)
+    np.testing.assert_allclose(dw, want_dw, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-10, atol=1e-10)
 
 
 def test_conv_algorithm_rejects_an_unknown_name():
