@@ -235,11 +235,11 @@ def _share_image(plan: _Plan, src: np.ndarray, bias: np.ndarray, has_bias: bool,
     if plan.n_cb >= numba.get_num_threads():
         def run_channels(part: slice, _parallel: bool) -> None:
             _blocks(src, plan.offs, plan.wp, part.start, part.stop, 0, plan.blocks, plan.wq, bias, has_bias,
-                    simd.aligned_empty(plan.buf_size, src.dtype), y, True)
+                    cpu_workspace.scratch("direct sums", plan.buf_size, src.dtype), y, True)
 
         cpu_threads.map_batch(run_channels, plan.n_cb, work)
         return
-    buf = simd.aligned_empty(plan.buf_size, src.dtype)
+    buf = cpu_workspace.scratch("direct sums", plan.buf_size, src.dtype)
     for cb in range(plan.n_cb):
         def run_pixels(part: slice, _parallel: bool, cb: int = cb) -> None:
             _blocks(src, plan.offs, plan.wp, cb, cb + 1, part.start, part.stop, plan.wq, bias, has_bias, buf, y, False)
@@ -268,13 +268,14 @@ def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pa
 
     if n >= threads:
         def run(part: slice, _parallel: bool) -> None:
-            src, buf = simd.aligned_empty(plan.src_size, x.dtype), simd.aligned_empty(plan.buf_size, x.dtype)
+            src = cpu_workspace.scratch("direct planes", plan.src_size, x.dtype)
+            buf = cpu_workspace.scratch("direct sums", plan.buf_size, x.dtype)
             _images(x[part], *plan.geometry, plan.hq, plan.wq, plan.offs, plan.wp, plan.blocks, b, has_bias,
                     src, buf, y[part])
 
         cpu_threads.map_batch(run, n, work)
         return y
-    src = simd.aligned_empty(plan.src_size, x.dtype)
+    src = cpu_workspace.scratch("direct planes", plan.src_size, x.dtype)
     for image, out in zip(x, y, strict=True):  # one photo (or fewer than the threads): the threads share its blocks
         _phases(image, *plan.geometry, plan.hq, plan.wq, src)
         _share_image(plan, src, b, has_bias, out, work / n)
@@ -454,7 +455,8 @@ def backward_weight(g: np.ndarray, x: np.ndarray, w_shape: tuple[int, ...], stri
     def partial(images: slice, cg: slice) -> np.ndarray:
         acc = np.zeros((n_cg * RG, offs.shape[0]), g.dtype)
         k = min(m, images.stop - images.start)
-        src, gq = simd.aligned_empty(k * src_size, g.dtype), simd.aligned_empty(k * g_size, g.dtype)
+        src = cpu_workspace.scratch("direct planes", k * src_size, g.dtype)
+        gq = cpu_workspace.scratch("direct gradients", k * g_size, g.dtype)
         _weight_images(x[images], g[images], *plan.geometry, plan.hq, plan.wq, offs, lq, k, cg.start, cg.stop, src,
                        gq, acc)
         return acc

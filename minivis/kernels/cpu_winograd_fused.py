@@ -213,13 +213,15 @@ class _Plan:
         if bias is not None:
             self.bias[:c_out] = bias
     def scratch(self, c_in: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-        """One thread's buffers: a chunk's planes, V and M of one block, the phase outputs."""
-        return (simd.aligned_empty(c_in * 4 * self.plane, dtype), *self.block_scratch(c_in, dtype),
-                simd.aligned_empty(self.n_cb * R * 4 * self.blocks * self.block, dtype))
+        """This thread's buffers (``cpu_workspace.scratch``): a chunk's planes, V and M of one block, the
+        phase outputs."""
+        return (cpu_workspace.scratch("winograd planes", c_in * 4 * self.plane, dtype), *self.block_scratch(c_in, dtype),
+                cpu_workspace.scratch("winograd outputs", self.n_cb * R * 4 * self.blocks * self.block, dtype))
 
     def block_scratch(self, c_in: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
         """V and M of one tile block (vector-aligned: the transforms store whole vectors)."""
-        return simd.aligned_empty(16 * c_in * self.block, dtype), simd.aligned_empty(16 * R * self.block, dtype)
+        return (cpu_workspace.scratch("winograd V", 16 * c_in * self.block, dtype),
+                cpu_workspace.scratch("winograd M", 16 * R * self.block, dtype))
 
 
 def forward(x: np.ndarray, up: np.ndarray, c_out: int, pad4: tuple[int, int, int, int], out_hw: tuple[int, int],

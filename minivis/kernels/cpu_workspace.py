@@ -10,6 +10,10 @@ a new array once no array or view of it is alive any more, which its reference c
 Only arrays that die within the pass come from here (layer outputs, gradients). What a graph
 keeps until its backward pass (region codes, max-pool switches) comes from the allocator: a
 block is never split, so a long-lived array would hold a larger block for the whole pass.
+
+``scratch`` is the kernels' own working memory (polyphase planes, blocks of partial sums), which
+never leaves a kernel call: each thread keeps one buffer per named slot between calls, so a call
+after a pause does not fault its scratch pages in again.
 """
 
 from __future__ import annotations
@@ -22,13 +26,36 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from minivis.kernels import cpu_simd as simd
+
 MIN_BYTES = 1 << 20  # smaller arrays stay with the allocator, whose heap serves them without faults
 # A block serves arrays down to a quarter of its size, so a layer's output can reuse the block of a
 # larger layer's; an array kept after the method pins at most 4x its own size. SmoothGrad's peak
 # at batch 8: Lite0 175 MB without the pool, 279 MB with at most a quarter spare, 207 MB with 4x;
 # VGG16 606, 731 and 546 MB (benchmarks/README.md, "Attribution, CPU").
 SPARE = 4
+SCRATCH_KEEP_BYTES = 8 << 20  # a thread keeps each scratch slot up to this size between calls
 _local = threading.local()
+
+
+def scratch(slot: str, size: int, dtype: np.dtype | type) -> np.ndarray:
+    """A flat, vector-aligned (``cpu_simd.aligned_empty``) buffer of ``size`` elements, private to this
+    thread and ``slot``: the next call for the same slot in the same thread gets the same memory.
+
+    For a kernel's working memory only: its contents are undefined, and it must not outlive the call
+    that asked for it (nor two live buffers share a slot). Larger than ``SCRATCH_KEEP_BYTES``: a fresh buffer.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = size * dtype.itemsize
+    if nbytes > SCRATCH_KEEP_BYTES:
+        return simd.aligned_empty(size, dtype)
+    slots = getattr(_local, "scratch", None)
+    if slots is None:
+        slots = _local.scratch = {}
+    block = slots.get(slot)
+    if block is None or block.nbytes < nbytes:
+        block = slots[slot] = simd.aligned_empty(nbytes, np.uint8)
+    return block[:nbytes].view(dtype)
 
 
 @contextlib.contextmanager

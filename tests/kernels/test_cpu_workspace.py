@@ -124,3 +124,24 @@ def test_what_a_graph_keeps_comes_from_the_allocator():
         kept = [codes, region, cpu_activation.relu_region(out, 0.0, np.inf), switches, switches2]
         assert all(a.base is None for a in kept)
         assert y.base is not None and out.base is not None  # the outputs do come from the pool
+
+
+def test_scratch_is_per_thread_and_slot_reused_between_calls_and_vector_aligned():
+    import threading
+
+    from minivis.kernels import cpu_simd
+
+    a = cpu_workspace.scratch("test a", 1000, np.float32)
+    assert a.shape == (1000,) and a.dtype == np.float32 and a.ctypes.data % cpu_simd.VECTOR_BYTES == 0
+    assert np.shares_memory(cpu_workspace.scratch("test a", 500, np.float64), a)  # the same slot: the same memory
+    assert not np.shares_memory(cpu_workspace.scratch("test b", 1000, np.float32), a)  # another slot
+    grown = cpu_workspace.scratch("test a", 100_000, np.float32)  # larger: a new block, kept from now on
+    assert grown.shape == (100_000,) and np.shares_memory(cpu_workspace.scratch("test a", 10, np.float32), grown)
+    other = []
+    thread = threading.Thread(target=lambda: other.append(cpu_workspace.scratch("test a", 1000, np.float32)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(other[0], grown)  # another thread: its own
+    huge = cpu_workspace.SCRATCH_KEEP_BYTES // 4 + 16
+    first = cpu_workspace.scratch("test c", huge, np.float32)
+    assert not np.shares_memory(cpu_workspace.scratch("test c", huge, np.float32), first)  # too large to keep
