@@ -215,8 +215,9 @@ class _Plan:
     def scratch(self, c_in: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
         """This thread's buffers (``cpu_workspace.scratch``): a chunk's planes, V and M of one block, the
         phase outputs."""
-        return (cpu_workspace.scratch("winograd planes", c_in * 4 * self.plane, dtype), *self.block_scratch(c_in, dtype),
-                cpu_workspace.scratch("winograd outputs", self.n_cb * R * 4 * self.blocks * self.block, dtype))
+        planes = cpu_workspace.scratch("winograd planes", c_in * 4 * self.plane, dtype)
+        outputs = cpu_workspace.scratch("winograd outputs", self.n_cb * R * 4 * self.blocks * self.block, dtype)
+        return planes, *self.block_scratch(c_in, dtype), outputs
 
     def block_scratch(self, c_in: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
         """V and M of one tile block (vector-aligned: the transforms store whole vectors)."""

@@ -9,7 +9,7 @@ import pytest
 
 import minivis as mv
 from minivis import backend
-from minivis.kernels import cpu_workspace
+from minivis.kernels import cpu_simd, cpu_workspace
 
 SHAPE = (4, 8, 32, 32)  # 128 KB of float32
 
@@ -127,10 +127,6 @@ def test_what_a_graph_keeps_comes_from_the_allocator():
 
 
 def test_scratch_is_per_thread_and_slot_reused_between_calls_and_vector_aligned():
-    import threading
-
-    from minivis.kernels import cpu_simd
-
     a = cpu_workspace.scratch("test a", 1000, np.float32)
     assert a.shape == (1000,) and a.dtype == np.float32 and a.ctypes.data % cpu_simd.VECTOR_BYTES == 0
     assert np.shares_memory(cpu_workspace.scratch("test a", 500, np.float64), a)  # the same slot: the same memory
