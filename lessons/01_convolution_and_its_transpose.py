@@ -735,7 +735,11 @@ assert err4 > 2 * err2  # the bigger transforms round worse
 #   of 8 output channels by 48 consecutive pixels keeps its 24 vectors of partial sums in CPU
 #   registers for the whole sum over the taps; each tap costs 3 vector loads of the input, 8
 #   broadcast weights and 24 fused multiply-adds.
-# - **Winograd $F(2 \times 2, 3 \times 3)$** (section 7): 2.25x fewer multiplications, as 16 GEMMs.
+# - **Winograd $F(2 \times 2, 3 \times 3)$** (section 7): 2.25x fewer multiplications, as 16 GEMMs
+#   between an input transform of the whole batch and an output transform of the whole result.
+#   Or *fused* (`minivis/kernels/cpu_winograd_fused.py`, `mv.conv_algorithm("winograd_fused")`):
+#   one block of 48 output tiles at a time, one tile per vector lane, its transforms and its 16
+#   products done while the block is in cache, the products on the direct kernel's register block.
 #
 # `mv.conv_algorithm(name)` overrides the rule inside a block, so we can run one layer all three
 # ways and check that they agree with the reference, and with each other.
@@ -755,13 +759,14 @@ def timed(fn, repeats=3):
 
 
 results, seconds = {}, {}
-for algorithm in ("reference", "im2col", "direct", "winograd"):
+ALGORITHMS = ("im2col", "direct", "winograd", "winograd_fused")
+for algorithm in ("reference", *ALGORITHMS):
     with mv.conv_algorithm(algorithm):
         results[algorithm], seconds[algorithm] = timed(lambda: mv.F.conv2d(layer_x, layer_w, padding=1).numpy())
-for a in ("im2col", "direct", "winograd"):
-    for b in ("reference", "im2col", "direct", "winograd"):
+for a in ALGORITHMS:
+    for b in ("reference", *ALGORITHMS):
         np.testing.assert_allclose(results[a], results[b], rtol=1e-4, atol=1e-4)
-print(f"one 3x3 layer, x {layer_x.shape}, w {layer_w.shape}, float32: im2col, direct and Winograd agree "
+print(f"one 3x3 layer, x {layer_x.shape}, w {layer_w.shape}, float32: im2col, direct and both Winograds agree "
       "(with each other and the reference)")
 
 # %% [markdown]
@@ -799,7 +804,7 @@ print(f"SGEMM peak ~{peak / 1e9:.0f} GFLOP/s, copy bandwidth ~{bandwidth / 1e9:.
 print(f"this layer: {flops / 1e9:.2f} GFLOP over {bytes_moved / 1e6:.1f} MB: intensity {flops / bytes_moved:.0f} "
       f"FLOP/byte (compute-bound)")
 print(f"{'algorithm':<10} {'ms':>8} {'GFLOP/s':>8} {'% of peak':>10}")
-for algorithm in ("im2col", "direct", "winograd"):
+for algorithm in ALGORITHMS:
     rate = flops / seconds[algorithm]
     print(f"{algorithm:<10} {1e3 * seconds[algorithm]:8.2f} {rate / 1e9:8.1f} {100 * rate / peak:9.0f}%")
 if FAST:
@@ -837,6 +842,20 @@ if FAST:
 # (`conv_plan.is_direct`). Winograd, on the other
 # hand, can show *more* than 100% here: it does 2.25x fewer multiplications than the FLOP count
 # we divide by.
+#
+# The two Winograd rows show what the roofline leaves out. Winograd as 16 GEMMs writes the whole
+# transformed input (16 values per 2x2 tile and channel, 4x the input) and the whole product
+# before transforming it back: three passes over memory, each cheap in arithmetic and none
+# compute-bound, and on 32-64-channel layers they took longer than the products. The fused kernel
+# never writes them out. It lays the input out as the four stride-2 *phases* of the padded image,
+# so that for 16 consecutive tiles each of the 16 values of their $4 \times 4$ input blocks is
+# one vector load; it transforms one block of 48 tiles, runs the 16 products on the same register
+# block as the direct kernel (24 vectors of partial sums: 8 output channels x 48 tiles), and
+# transforms the results back while they are still in L1. Every lane is one tile and runs its
+# own fixed sequence of operations, so a tile's result does not depend on which image or thread
+# shares its block. `conv_plan.is_winograd_fused` takes it for the forward pass and input gradient
+# of stride-1 3x3 layers with 32 to 256 channels; at 512 channels its 16 MB of transformed
+# filters no longer stay in cache between blocks, and there the GEMMs stay.
 #
 # See the difference on one image of the layer above: the obvious loop, compiled by Numba, against
 # the engine's register-blocked kernel on the same flat planes (`cpu_direct._phases` lays them
@@ -942,3 +961,10 @@ print(f"one image, one thread: obvious loop {one_flops / t_slow / 1e9:.1f} GFLOP
 #    (`obvious_direct.inspect_asm()`): are the accumulators still loaded and stored at every tap?
 #    Count the loads per fused multiply-add in `cpu_direct._blocks` (3 + 8 per 24) and explain
 #    why 8 channels by 3 vectors, and not 24 channels by 1 vector, is the block it uses.
+# 6. **Tiles as lanes.** Lay a $1 \times 1 \times 10 \times 10$ image out with
+#    `cpu_winograd_fused._planes` (padding 1, a grid of 6 x 6 tiles) and check that for tile
+#    $q = t_y W_q + t_x$ the value $d[a, b]$ of its $4 \times 4$ input block sits at
+#    $q + (a // 2) W_q + b // 2$ of phase plane $(a \bmod 2, b \bmod 2)$. Which lanes of a block are
+#    thrown away, and what fraction of the work is that on a 14-pixel map (7 x 7 tiles on an
+#    8 x 8 grid)? Time `mv.conv_algorithm("winograd_fused")` against `"direct"` on 14- and
+#    56-pixel maps with 64 channels and explain the difference.

@@ -36,7 +36,7 @@ from minivis.kernels import cpu_direct, cpu_threads, cpu_winograd, cpu_workspace
 from minivis.kernels import cpu_simd as simd
 from minivis.kernels.cpu_direct import PV, R
 
-CHUNK_BYTES = 1 << 20  # a chunk's polyphase input and phase outputs: images are grouped up to this size
+CHUNK_BYTES = 2 << 20  # a task's polyphase input and phase outputs, at most (a core's L2): images or tile rows
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -146,17 +146,19 @@ def _planes(x, top, left, hq, wq, plane, src):
 
 
 @numba.njit(cache=True, nogil=True)
-def _crop(out, phase, hq, wq, y):
-    """y[n, co, 2ty + i, 2tx + j] = out[co, 2i + j, n*hq*wq + ty*wq + tx]: the phase planes interleaved."""
+def _crop(out, phase, hq, wq, m, n0, oy0, oy1, y):
+    """y[n0 + n, co, oy, 2tx + j] = out[co, 2i + j, n*hq*wq + ty*wq + tx] for the m images of a task and its
+    output rows oy0..oy1 (oy = oy0 + 2ty + i): the phase planes interleaved into NCHW rows."""
     u = np.uint64  # unsigned indices, as in ``_planes``
-    m, c_out, ho, wo = y.shape
+    c_out, ho, wo = y.shape[1:]
     flat = y.reshape(-1)
     for n in range(m):
         for co in range(c_out):
-            for oy in range(ho):
-                row0 = u((co * 4 + 2 * (oy % 2)) * phase + (n * hq + oy // 2) * wq)
+            for oy in range(oy0, oy1):
+                r = oy - oy0
+                row0 = u((co * 4 + 2 * (r % 2)) * phase + (n * hq + r // 2) * wq)
                 row1 = row0 + u(phase)
-                dst = u(((n * c_out + co) * ho + oy) * wo)
+                dst = u((((n0 + n) * c_out + co) * ho + oy) * wo)
                 for tx in range(u(wo // 2)):
                     flat[dst + u(2) * tx] = out[row0 + tx]
                     flat[dst + u(2) * tx + u(1)] = out[row1 + tx]
@@ -165,16 +167,17 @@ def _crop(out, phase, hq, wq, y):
 
 
 @numba.njit(cache=True, nogil=True)
-def _images(x, top, left, hq, wq, plane, m, up, offs, n_cb, bias, src, vb, mb, out, y):
-    """The fused forward pass of x's images, m at a time (a chunk on one grid), into y."""
-    lanes = simd.lanes(src)
-    block = PV * lanes
-    for n0 in range(0, x.shape[0], m):
-        k = min(m, x.shape[0] - n0)
-        blocks = -(-(k * hq * wq) // block)
-        _planes(x[n0:n0 + k], top, left, hq, wq, plane, src)
+def _run(x, tasks, top, left, wq, plane, up, offs, n_cb, bias, src, vb, mb, out, y):
+    """The fused forward pass of each task (images n0..n1, tile rows ty0..ty1: a chunk of whole images or a
+    band of one) into y: its polyphase planes, its tile blocks, its output rows."""
+    block = PV * simd.lanes(src)
+    for t in range(tasks.shape[0]):
+        n0, n1, ty0, ty1 = tasks[t, 0], tasks[t, 1], tasks[t, 2], tasks[t, 3]
+        hq = ty1 - ty0 + 1  # the band's tile rows, plus the row their blocks read below
+        blocks = -(-((n1 - n0) * hq * wq) // block)
+        _planes(x[n0:n1], top - 2 * ty0, left, hq, wq, plane, src)
         _tile_blocks(src, plane, wq, up, offs, n_cb, 0, blocks, bias, vb, mb, out, blocks * block)
-        _crop(out, blocks * block, hq, wq, y[n0:n0 + k])
+        _crop(out, blocks * block, hq, wq, n1 - n0, n0, 2 * ty0, min(y.shape[2], 2 * ty1), y)
 
 
 def pack_filters(u: np.ndarray) -> np.ndarray:
@@ -194,24 +197,34 @@ def adjoint_filters(u: np.ndarray) -> np.ndarray:
 
 
 class _Plan:
-    """The geometry of one fused pass: the tile grid, the chunk size, the bias and scratch sizes."""
+    """The work of one fused pass as tasks (chunks of whole images, or bands of tile rows of one image),
+    the buffers' sizes for the largest task, and the bias padded to whole channel blocks."""
 
     def __init__(self, x_shape: tuple[int, ...], c_out: int, out_hw: tuple[int, int], bias: np.ndarray | None,
                  dtype: np.dtype) -> None:
         n, c_in = x_shape[:2]
-        self.hq, self.wq = -(-out_hw[0] // 2) + 1, -(-out_hw[1] // 2) + 1  # tile rows and columns, plus one
+        nty, self.wq = -(-out_hw[0] // 2), -(-out_hw[1] // 2) + 1  # tile rows; tile columns plus the one read right
         self.block = PV * simd.lanes_of(dtype)
         self.n_cb = -(-c_out // R)
-        hw = self.hq * self.wq
-        per_image = (c_in + self.n_cb * R) * 4 * hw * np.dtype(dtype).itemsize
-        self.m = max(1, min(n, CHUNK_BYTES // per_image))  # images per chunk
-        self.blocks = -(-(self.m * hw) // self.block)
+        row_bytes = (c_in + self.n_cb * R) * 4 * self.wq * np.dtype(dtype).itemsize  # planes and outputs per grid row
+        image_bytes = row_bytes * (nty + 1)
+        threads = numba.get_num_threads()
+        if image_bytes <= CHUNK_BYTES and n >= threads:  # chunks of whole images on one grid
+            m = min(n, CHUNK_BYTES // image_bytes)
+            tasks = [(n0, min(n, n0 + m), 0, nty) for n0 in range(0, n, m)]
+        else:  # bands of tile rows: a large image, or fewer images than threads (every thread gets bands)
+            rows = max(1, min(CHUNK_BYTES // row_bytes - 1, -(-nty * n // threads)))
+            tasks = [(i, i + 1, ty0, min(nty, ty0 + rows)) for i in range(n) for ty0 in range(0, nty, rows)]
+        self.tasks = np.array(tasks, dtype=np.intp).reshape(-1, 4)
+        lanes = max((n1 - n0) * (ty1 - ty0 + 1) * self.wq for n0, n1, ty0, ty1 in tasks) if tasks else 0
+        self.blocks = -(-lanes // self.block)
         self.plane = self.blocks * self.block + self.wq + 1  # the last block's last tile reads wq + 1 further
         # V[s, ci] at (16*ci + s)*block in a block's buffer: the transform writes a channel's 16 slots side by side
         self.offs = ((np.arange(16)[:, None] + 16 * np.arange(c_in)) * self.block).astype(np.intp)
         self.bias = np.zeros(self.n_cb * R, dtype)
         if bias is not None:
             self.bias[:c_out] = bias
+
     def scratch(self, c_in: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
         """This thread's buffers (``cpu_workspace.scratch``): a chunk's planes, V and M of one block, the
         phase outputs."""
@@ -231,41 +244,20 @@ def forward(x: np.ndarray, up: np.ndarray, c_out: int, pad4: tuple[int, int, int
     ``up = pack_filters(cpu_winograd.filter_transform(w))``, plus bias: (N, C_out, Ho, Wo).
 
     Only pad4's top and left matter (pixels outside x read as 0; ``out_hw`` says how many outputs).
-    Threads take chunks of images; with fewer images than threads, the tile blocks of each image.
+    Threads take runs of tasks (``_Plan``); a tile's bits do not depend on the task it falls in.
     """
     n, c_in = x.shape[:2]
     x = np.ascontiguousarray(x)
     plan = _Plan(x.shape, c_out, out_hw, bias, x.dtype)
     y = cpu_workspace.empty((n, c_out, *out_hw), x.dtype)
-    work = y.size * c_in * 9
-    top, left = pad4[0], pad4[2]
     if n == 0:
         return y
-    if n >= numba.get_num_threads():
-        def run(part: slice, _parallel: bool) -> None:
-            _images(x[part], top, left, plan.hq, plan.wq, plan.plane, plan.m, up, plan.offs, plan.n_cb,
-                    plan.bias, *plan.scratch(c_in, x.dtype), y[part])
 
-        cpu_threads.map_batch(run, n, work)
-        return y
-    src, _, _, out = plan.scratch(c_in, x.dtype)
-    blocks = -(-(plan.hq * plan.wq) // plan.block)
-    phase = blocks * plan.block
-    for i in range(n):  # one photo: the threads share its tile blocks, and its channels for the copies
-        def planes(part: slice, _parallel: bool, i: int = i) -> None:  # channels part of the image: their planes
-            _planes(x[i:i + 1, part], top, left, plan.hq, plan.wq, plan.plane, src[part.start * 4 * plan.plane:])
+    def run(part: slice, _parallel: bool) -> None:
+        _run(x, plan.tasks[part], pad4[0], pad4[2], plan.wq, plan.plane, up, plan.offs, plan.n_cb, plan.bias,
+             *plan.scratch(c_in, x.dtype), y)
 
-        def run_blocks(part: slice, _parallel: bool) -> None:
-            vb, mb = plan.block_scratch(c_in, x.dtype)
-            _tile_blocks(src, plan.plane, plan.wq, up, plan.offs, plan.n_cb, part.start, part.stop, plan.bias,
-                         vb, mb, out, phase)
-
-        def crop(part: slice, _parallel: bool, i: int = i) -> None:  # output channels part: their rows
-            _crop(out[part.start * 4 * phase:], phase, plan.hq, plan.wq, y[i:i + 1, part])
-
-        cpu_threads.map_batch(planes, c_in, x[0].size)
-        cpu_threads.map_batch(run_blocks, blocks, work / n)
-        cpu_threads.map_batch(crop, y.shape[1], y[0].size)
+    cpu_threads.map_batch(run, plan.tasks.shape[0], y.size * c_in * 9)
     return y
 
 

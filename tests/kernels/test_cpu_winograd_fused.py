@@ -80,7 +80,7 @@ def test_the_planes_are_the_stride_2_polyphase_input_image_after_image():
 
 def test_an_image_gives_the_same_bits_alone_in_a_batch_and_on_any_number_of_threads(monkeypatch):
     """Each lane (tile) runs its own fixed sequence of adds and multiply-adds, so where a tile sits in a
-    block (which image shares it, which thread runs it) does not change its bits."""
+    block (which image shares it, which band or thread runs it) does not change its bits."""
     monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((5, 12, 11, 10)).astype(np.float32)
@@ -89,7 +89,7 @@ def test_an_image_gives_the_same_bits_alone_in_a_batch_and_on_any_number_of_thre
     batch = fused.forward(x, up, 10, (1, 1, 1, 1), (11, 10)).copy()
     g = rng.standard_normal(batch.shape).astype(np.float32)
     dx = fused.backward_input(g, up_adjoint, 12, (1, 1, 1, 1), (11, 10)).copy()
-    monkeypatch.setattr(fused, "CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(fused, "CHUNK_BYTES", 1)  # bands of one tile row
     threads = numba.get_num_threads()
     try:
         for t in {1, min(2, numba.config.NUMBA_NUM_THREADS)}:
@@ -111,7 +111,12 @@ def test_the_tile_blocks_read_and_write_only_inside_their_buffers():
     x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
     w = rng.standard_normal((9, 3, 3, 3)).astype(np.float32)
     up, _ = _packed(w)
-    plan = fused._Plan(x.shape, 9, (9, 7), None, x.dtype)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # one task: both images on one grid
+    try:
+        plan = fused._Plan(x.shape, 9, (9, 7), None, x.dtype)
+    finally:
+        numba.set_num_threads(threads)
     src, vb, mb, out = plan.scratch(3, x.dtype)
     guard = 64
 
@@ -121,14 +126,16 @@ def test_the_tile_blocks_read_and_write_only_inside_their_buffers():
 
     (src_g, src), (vb_g, vb), (mb_g, mb), (out_g, out) = (guarded(b, v) for b, v in
                                                           ((src, np.nan), (vb, -7), (mb, -7), (out, -7)))
-    fused._planes(x, 1, 1, plan.hq, plan.wq, plan.plane, src)
-    blocks = -(-(2 * plan.hq * plan.wq) // plan.block)
+    hq = 5 + 1  # 5 tile rows (9 output rows) and the row below them
+    fused._planes(x, 1, 1, hq, plan.wq, plan.plane, src)
+    blocks = -(-(2 * hq * plan.wq) // plan.block)
+    assert blocks == plan.blocks  # both images in one task: the largest
     fused._tile_blocks(src, plan.plane, plan.wq, up, plan.offs, plan.n_cb, 0, blocks, plan.bias, vb, mb, out,
                        blocks * plan.block)
     for a in (vb_g, mb_g, out_g):
         assert (a[:guard] == -7).all() and (a[-guard:] == -7).all()
     y = np.empty((2, 9, 9, 7), np.float32)
-    fused._crop(out, blocks * plan.block, plan.hq, plan.wq, y)
+    fused._crop(out, blocks * plan.block, hq, plan.wq, 2, 0, 0, 9, y)
     want = cpu_direct.naive_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), (9, 7))
     np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
 
