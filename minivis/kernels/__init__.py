@@ -1,15 +1,17 @@
 """The hot loops and nothing else: Numba kernels on plain arrays (they know nothing of tensors).
 
 One module per kernel family and device: ``cpu_conv`` (im2col/col2im; with ``cpu_depthwise``, the
-direct depthwise kernels, and ``cpu_direct``, ``cpu_winograd`` and ``cpu_layout`` beside it;
-``cpu_simd`` gives Numba the explicit vectors ``cpu_direct``'s register blocks are made of),
+direct depthwise kernels, and ``cpu_direct``, ``cpu_winograd``, ``cpu_winograd_fused`` and
+``cpu_layout`` beside it; ``cpu_simd`` gives Numba the explicit vectors the register blocks of
+``cpu_direct`` and ``cpu_winograd_fused`` are made of),
 ``cpu_pool`` (max-pool with switches, unpool, average pools), ``cpu_activation`` (the ReLU clip
 and the fused ReLU-rule backward), ``cpu_norm`` (the eval batch-norm affine map),
 ``cpu_occlusion`` (incremental occlusion's splice), ``cpu_topk`` (running top-k lists for mining
 and neighbours), ``cpu_tsne`` (t-SNE), ``cpu_threads``, which splits a batch across threads for
 the GEMM paths, ``cpu_workspace``, the pool the kernels' large outputs come from while a method
-streams batches (``backend.reuse_buffers``), and ``conv_plan``, the one module here that is not
-a loop: how a convolution is run on these kernels (which algorithm, which tiles), kept out of
+streams batches (``backend.reuse_buffers``) and their per-thread scratch, and ``conv_plan``, the
+one module here that is not a loop: how a convolution is run on these kernels (which algorithm,
+which tiles), kept out of
 ``functional/conv.py`` so the op stays on one page. Callers above the ops (``minivis.vis``)
 reach them only through ``backend.kernels(family, array, op)``; a kernel module imports nothing
 from minivis but ``backend``, other kernel modules and the rule codes of ``minivis.rules``. Each

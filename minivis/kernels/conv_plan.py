@@ -23,6 +23,12 @@ same thing, and the one rule that picks among them (``choose``):
   input gradient is the same kind of convolution, and the weight gradient runs the transforms'
   adjoints around 16 GEMMs that sum over tiles. It pays from a few channels on (``winograd_pays``).
 
+* **fused Winograd** (``winograd_fused_forward``, ``winograd_fused_backward_input``; CPU only,
+  ``cpu_winograd_fused``): the same algebra with the 2x2 output tiles as vector lanes: per block of
+  48 tiles the input transform, the 16 products on the direct kernel's register block and the
+  output transform, with no transformed batch written out. It takes the forward pass and input
+  gradient of stride-1 3x3 layers with 32-256 channels (``is_winograd_fused``).
+
 * **direct** (``direct_forward``, ``direct_backward``; CPU only, ``cpu_direct``): sliding windows
   read in place, no cols matrix, a register block of 8 output channels x 48 pixels of partial sums
   held in AVX-512 registers (``cpu_simd``). Its forward kernel runs at 130-200 GFLOP/s on one
@@ -34,17 +40,23 @@ same thing, and the one rule that picks among them (``choose``):
 The rule (``choose``, both passes): depthwise -> direct depthwise kernels (polyphase at stride > 1);
 CPU, ungrouped, at most four output channels and a large window -> direct kernels; CPU, stride-1
 3x3 ungrouped undilated and large enough to pay -> Winograd; everything else -> im2col tiles (a 1x1
-convolution skips the copy). Then, under "auto" on an AVX-512 CPU, the forward pass of an
-ungrouped layer with at most 128 input channels whose padded image fits L2, and the input gradient
-of such a stride-1 layer with 8-64 channels, go to the direct kernel instead (``for_pass``). The
-user can override it with ``mv.conv_algorithm(name)``, whose names (``ALGORITHMS``) ``choose`` takes.
+convolution skips the copy). Then, under "auto" on an AVX-512 CPU, each pass is refined
+(``for_pass``): the forward pass and input gradient of a stride-1 3x3 layer with 32-256 channels go
+to fused Winograd; otherwise the forward pass of an ungrouped layer with at most 128 input
+channels whose padded image fits L2, and the input gradient of such a stride-1 layer with 8-64
+channels, go to the direct kernel; the weight gradient of a layer with a window and at most 32
+input channels goes to the direct kernel too. The user can override it with
+``mv.conv_algorithm(name)``, whose names (``ALGORITHMS``) ``choose`` takes.
 
 **Batch invariance.** Every choice here (algorithm, tile, band, thread split of one image's GEMMs)
 depends on the layer and one image's shape only, never on the batch size or the thread count, so
 an image's result is bit-identical whether it came alone or in a batch. SmoothGrad, occlusion and
-mining depend on that. The one exception is opt-in: inside ``shared_winograd_gemms`` (which
-incremental occlusion enters) small maps' products span several images. (Measurements behind the
-thresholds: benchmarks/README.md, "Convolution planning".)
+mining depend on that. (The fused Winograd kernel groups images and tile rows into tasks by batch
+size and thread count, but each tile is a vector lane with its own fixed sequence of operations,
+so its bits do not depend on the grouping. A weight gradient is a sum over the batch anyway.)
+The one exception is opt-in: inside ``shared_winograd_gemms`` (which incremental occlusion
+enters) small maps' products span several images. (Measurements behind the thresholds:
+benchmarks/README.md, "Convolution planning".)
 """
 
 from __future__ import annotations
@@ -107,12 +119,14 @@ def for_pass(which: str, how: str, algorithm: str, kernels: types.ModuleType, x_
     gradient) or ``"weight"``: under "auto", where ``choose`` said im2col or Winograd, the fused Winograd
     kernel takes the forward pass and input gradient where ``is_winograd_fused`` says, and the
     register-blocked direct kernels the passes ``is_direct_forward``, ``is_direct_input`` and
-    ``is_direct_weight`` give them; under "winograd_fused", the fused kernel wherever it applies."""
+    ``is_direct_weight`` give them (inside ``shared_winograd_gemms``, not the fused one); under
+    "winograd_fused", the fused kernel wherever it applies."""
     if how not in ("im2col", "winograd") or algorithm not in ("auto", "winograd_fused"):
         return how
-    if which != "weight" and is_winograd_fused(kernels, w_shape, stride, pad4, dilation, groups, dtype,
-                                               forced=algorithm != "auto"):
-        return "winograd_fused"
+    if which != "weight" and (algorithm != "auto" or not _SHARED_GEMMS.get()) and is_winograd_fused(
+            kernels, w_shape, stride, pad4, dilation, groups, dtype, forced=algorithm != "auto"):
+        return "winograd_fused"  # (not inside ``shared_winograd_gemms``: incremental occlusion's regions keep
+        # their shared products and the direct kernel, measured 4% faster there)
     if algorithm != "auto":
         return how
     if which == "forward" and is_direct_forward(kernels, x_shape, w_shape, pad4, groups, dtype):
