@@ -854,8 +854,9 @@ if FAST:
 # transforms the results back while they are still in L1. Every lane is one tile and runs its
 # own fixed sequence of operations, so a tile's result does not depend on which image or thread
 # shares its block. `conv_plan.is_winograd_fused` takes it for the forward pass and input gradient
-# of stride-1 3x3 layers with 32 to 256 channels; at 512 channels its 16 MB of transformed
-# filters no longer stay in cache between blocks, and there the GEMMs stay.
+# of stride-1 3x3 layers with 32 to 128 channels. Every block of 48 tiles reads all of the
+# layer's transformed filters ($16 C_\text{in} C_\text{out}$ values: 1 MB at 128 channels, 16 MB at
+# 512), so with many channels the GEMMs, which reuse each filter over many more tiles, stay.
 #
 # See the difference on one image of the layer above: the obvious loop, compiled by Numba, against
 # the engine's register-blocked kernel on the same flat planes (`cpu_direct._phases` lays them

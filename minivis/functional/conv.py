@@ -22,7 +22,7 @@ the reference path below computes literally:
 
 The engine computes the same numbers faster (the same products in cache-sized tiles, direct
 depthwise kernels, Winograd F(2x2, 3x3) for stride-1 3x3 layers, fused per block of tiles for
-32-256 channels, and a register-blocked direct kernel for most other layers' forward pass on the
+32-128 channels, and a register-blocked direct kernel for most other layers' forward pass on the
 CPU); how, and the rule that picks, is ``minivis/kernels/conv_plan.py``. ``conv_algorithm(name)``
 overrides the rule: ``"auto"`` (the default), ``"im2col"`` (never Winograd nor the direct
 kernels), ``"winograd"`` (wherever it applies), ``"winograd_fused"`` (the same, its forward pass

@@ -27,7 +27,7 @@ same thing, and the one rule that picks among them (``choose``):
   ``cpu_winograd_fused``): the same algebra with the 2x2 output tiles as vector lanes: per block of
   48 tiles the input transform, the 16 products on the direct kernel's register block and the
   output transform, with no transformed batch written out. It takes the forward pass and input
-  gradient of stride-1 3x3 layers with 32-256 channels (``is_winograd_fused``).
+  gradient of stride-1 3x3 layers with 32-128 channels (``is_winograd_fused``).
 
 * **direct** (``direct_forward``, ``direct_backward``; CPU only, ``cpu_direct``): sliding windows
   read in place, no cols matrix, a register block of 8 output channels x 48 pixels of partial sums
@@ -41,7 +41,7 @@ The rule (``choose``, both passes): depthwise -> direct depthwise kernels (polyp
 CPU, ungrouped, at most four output channels and a large window -> direct kernels; CPU, stride-1
 3x3 ungrouped undilated and large enough to pay -> Winograd; everything else -> im2col tiles (a 1x1
 convolution skips the copy). Then, under "auto" on an AVX-512 CPU, each pass is refined
-(``for_pass``): the forward pass and input gradient of a stride-1 3x3 layer with 32-256 channels go
+(``for_pass``): the forward pass and input gradient of a stride-1 3x3 layer with 32-128 channels go
 to fused Winograd; otherwise the forward pass of an ungrouped layer with at most 128 input
 channels whose padded image fits L2, and the input gradient of such a stride-1 layer with 8-64
 channels, go to the direct kernel; the weight gradient of a layer with a window and at most 32
@@ -156,7 +156,7 @@ def is_direct_weight(kernels: types.ModuleType, w_shape: tuple[int, ...], groups
 
 
 FUSED_MIN_CHANNELS = 32  # fused Winograd: at least this many input and output channels ...
-FUSED_MAX_CHANNELS = 256  # ... and at most this many (its 16 x C_in x C_out filter transforms are read per tile block)
+FUSED_MAX_CHANNELS = 128  # ... and at most this many (its 16 x C_in x C_out filter transforms are read per tile block)
 
 
 def is_winograd_fused(kernels: types.ModuleType, w_shape: tuple[int, ...], stride: Pair, pad4: Pad4, dilation: Pair,
@@ -166,12 +166,14 @@ def is_winograd_fused(kernels: types.ModuleType, w_shape: tuple[int, ...], strid
     Transforms and products run per block of 48 tiles on the direct kernel's register block, so
     Winograd's 2.25x fewer multiply-adds are not spent again on passes over memory. Measured
     against the direct kernel, GEMM Winograd and im2col (benchmarks/README.md, "Convolution
-    planning"): it wins from 32 channels on both sides up to 256, at any map size and batch; with
+    planning"): it wins from 32 channels on both sides up to 128, at any map size and batch; with
     fewer channels its transforms are shared by too few products (a first layer's 3 inputs, a block
-    of 8 outputs), and with 512 the filter transforms (16 MB) no longer stay in cache between tile
-    blocks. The input gradient is the same kernel with the rotated kernel (padding 2 - pad, so each
-    side's padding must be at most 2). ``forced`` (``mv.conv_algorithm("winograd_fused")``): any
-    channel count, on any CPU. Reads no batch size, like every rule here.
+    of 8 outputs). Every block of 48 tiles reads all 16 x C_in x C_out filter transforms: at 256
+    channels (4 MB) it was level with GEMM Winograd warm and 20% behind it after a rest, at 512 (16
+    MB) 1.6x behind. The input gradient is the same kernel with the rotated kernel (padding
+    2 - pad, so each side's padding must be at most 2). ``forced``
+    (``mv.conv_algorithm("winograd_fused")``): any channel count, on any CPU. Reads no batch size,
+    like every rule here.
     """
     c_out, c_in = w_shape[:2]
     applies = (winograd_applies(kernels, w_shape, stride, dilation, groups) and max(pad4) <= 2

@@ -14,10 +14,11 @@ block's data sits in L1/L2, and the 16 products run on ``cpu_direct``'s register
 **Tiles as lanes.** The input is laid out as ``cpu_direct``'s polyphase planes at stride 2: plane
 (py, px) holds x_pad[2r + py, 2c + px] at grid index r*Wq + c. Tile q = ty*Wq + tx reads the 4x4
 block x_pad[2ty + a, 2tx + b], which is element q + (a//2)*Wq + b//2 of plane (a%2, b%2): for 16
-consecutive tiles, each of the 16 values is *one vector load*. Images of a chunk follow each other
-on the grid, so a block's lanes may span two images; every lane's arithmetic is its own, in a
-fixed order, so a tile's result never depends on its neighbours, its batch, or the thread split
-(batch invariance). The grid's last column and row of each image (Wq = tiles + 1) are computed and
+consecutive tiles, each of the 16 values is *one vector load*. The work comes in tasks (``_Plan``):
+a chunk of small images, one after another on the grid, or a band of tile rows of a large one.
+A block's lanes may span two images; every lane's arithmetic is its own, in a fixed order, so a
+tile's result never depends on its neighbours, its batch, its task or the thread split (batch
+invariance). The grid's last column and row of each image (Wq = tiles + 1) are computed and
 dropped. The outputs come out as four phase planes (Y[i, j] of each tile), interleaved into NCHW
 rows by ``_crop``.
 
@@ -96,10 +97,10 @@ def _transform_out(mb, k, stride, bias, out, j, phase):
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, vb, mb, out, phase):
-    """Tile blocks pb0..pb1 of a chunk: input transform, 16 register-blocked products per channel block,
+    """Tile blocks pb0..pb1 of a task: input transform, 16 register-blocked products per channel block,
     output transform into ``out`` (channels padded to n_cb*R, 4 phase planes of ``phase`` lanes each).
 
-    src: the chunk's polyphase planes, ``plane`` apart (4 per input channel); up: (16, n_cb*C_in*R)
+    src: the task's polyphase planes, ``plane`` apart (4 per input channel); up: (16, n_cb*C_in*R)
     transformed filters, R consecutive output channels per (block, input channel); offs[s, ci]: where
     V[s, ci] starts in vb (a block's C_in x 16 vectors of tiles); mb: one channel block's 16 x R vectors.
     """

@@ -546,7 +546,7 @@ def test_the_default_rule_takes_the_direct_forward_kernel_where_it_pays(rng, mon
     assert conv_plan.for_pass("forward", how, "auto", *args) == "direct"
     assert conv_plan.for_pass("input", how, "im2col", *args) == "im2col"  # only "auto" refines
     fused = (cpu_conv, x.shape, (80, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, np.dtype(np.float64))
-    assert conv_plan.for_pass("input", "winograd", "auto", *fused) == "winograd_fused"  # 32-256 channels a side
+    assert conv_plan.for_pass("input", "winograd", "auto", *fused) == "winograd_fused"  # 32-128 channels a side
     with conv_plan.shared_winograd_gemms():  # incremental occlusion: its regions keep the shared products
         assert conv_plan.for_pass("forward", "winograd", "auto", *fused) == "direct"
         assert conv_plan.for_pass("forward", "winograd", "winograd_fused", *fused) == "winograd_fused"

@@ -156,9 +156,9 @@ def test_incremental_equals_naive_on_fashion_cnn(dtype, tol, rng) -> None:
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
 def test_incremental_with_shared_winograd_products_equals_naive(dtype, tol, rng, monkeypatch) -> None:
     """32-channel 3x3 layers run Winograd on their regions (here forced: their forward pass would
-    take the fused Winograd or direct kernel, which only layers above 256 channels, VGG16's, do not); incremental
-    occlusion shares those products across positions (``conv_plan.shared_winograd_gemms``): still
-    the naive scores."""
+    take the fused Winograd or direct kernel, which only layers above 128 channels, VGG16's, do
+    not); incremental occlusion shares those products across positions
+    (``conv_plan.shared_winograd_gemms``): still the naive scores."""
     from minivis.kernels import conv_plan
 
     monkeypatch.setattr(conv_plan, "is_direct_forward", lambda *args: False)
