@@ -657,6 +657,7 @@ def winograd_fused_forward(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tup
                            bias: Any = None) -> np.ndarray:
     """conv2d(x, w) + bias, stride 1, 3x3, by ``cpu_winograd_fused`` (filters packed once per weight array
     inside ``reuse_weight_transforms``)."""
+    w = w if w.dtype == x.dtype else w.astype(x.dtype)  # the kernel's vectors are of one dtype
     up = _cached(w, "fused", lambda: cpu_winograd_fused.pack_filters(filter_transform(w)))
     b = None if bias is None else np.asarray(bias, dtype=x.dtype)
     return cpu_winograd_fused.forward(x, up, w.shape[0], pad4, tuple(out_hw), b)
@@ -664,6 +665,7 @@ def winograd_fused_forward(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tup
 
 def winograd_fused_backward_input(g: np.ndarray, w: np.ndarray, pad4: Pad4, x_hw: tuple[int, ...]) -> np.ndarray:
     """dL/dx of a stride-1 3x3 conv2d by ``cpu_winograd_fused``: g (N, C_out, Ho, Wo) -> (N, C_in, H, W)."""
+    w = w if w.dtype == g.dtype else w.astype(g.dtype)
     up = _cached(w, "fused adjoint",
                  lambda: cpu_winograd_fused.pack_filters(cpu_winograd_fused.adjoint_filters(filter_transform(w))))
     return cpu_winograd_fused.backward_input(g, up, w.shape[1], pad4, tuple(x_hw))

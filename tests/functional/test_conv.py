@@ -814,3 +814,16 @@ def test_int_pair_gives_plain_ints_whichever_form_the_pair_came_in(value):
 def test_int_pair_rejects_what_the_fast_path_must_not_let_through(value, error):
     with pytest.raises(error, match=r"conv2d: stride must be"):
         int_pair(value, "conv2d", "stride")
+
+
+def test_the_array_level_fused_path_takes_a_weight_of_another_dtype(rng):
+    """``conv2d_forward`` / ``conv2d_backward`` are also called below the tensor API (LRP rules, occlusion
+    regions) with a weight in another float dtype: the fused kernel, whose vectors have one dtype, casts it."""
+    x, w = rng.standard_normal((2, 32, 10, 10)), rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    with mv.conv_algorithm("winograd_fused"):
+        y = conv2d_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        dx, _ = conv2d_backward(x.astype(np.float32), w.astype(np.float64), None, w.shape, x.shape, (1, 1),
+                                (1, 1, 1, 1), (1, 1), 1, need_weight=False)
+    want = cpu_conv.naive_conv2d(x, w.astype(np.float64), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert y.dtype == np.float64 and dx.dtype == np.float32
+    np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
