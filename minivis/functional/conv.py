@@ -70,8 +70,9 @@ def conv_algorithm(name: str) -> Any:
     Winograd), ``"winograd"`` (Winograd F(2x2, 3x3) wherever it applies: CPU, stride-1 3x3,
     ungrouped, undilated, however small; elsewhere the auto choice), ``"winograd_fused"`` (the same,
     with transforms and products fused per block of tiles for the forward pass and input gradient),
-    ``"direct"`` (sliding-window kernels without an im2col matrix, ungrouped CPU layers) or ``"reference"`` (the plain
-    ``W @ im2col(x)`` path of this page). All give the same result up to rounding.
+    ``"direct"`` (sliding-window kernels without an im2col matrix, ungrouped CPU layers) or
+    ``"reference"`` (the plain ``W @ im2col(x)`` path of this page). All give the same result up to
+    rounding.
     """
     if not isinstance(name, str) or name not in conv_plan.ALGORITHMS:
         raise ValueError(f"conv_algorithm: name must be one of {', '.join(map(repr, conv_plan.ALGORITHMS))}, "
