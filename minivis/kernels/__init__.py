@@ -12,9 +12,9 @@ the GEMM paths, ``cpu_workspace``, the pool the kernels' large outputs come from
 streams batches (``backend.reuse_buffers``) and their per-thread scratch, and ``conv_plan``, the
 one module here that is not a loop: how a convolution is run on these kernels (which algorithm,
 which tiles), kept out of ``functional/conv.py`` so the op stays on one page. Callers above the
-ops (``minivis.vis``)
-reach them only through ``backend.kernels(family, array, op)``; a kernel module imports nothing
-from minivis but ``backend``, other kernel modules and the rule codes of ``minivis.rules``. Each
+ops (``minivis.vis``) reach them only through ``backend.kernels(family, array, op)``; a kernel
+module imports nothing from minivis but ``backend``, other kernel modules and the rule codes of
+``minivis.rules``. Each
 fast kernel has a plain-NumPy ``naive_*`` twin right beside it that the tests compare it with
 (``tests/kernels/``, also run with ``NUMBA_DISABLE_JIT=1``).
 """
