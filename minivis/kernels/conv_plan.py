@@ -123,10 +123,11 @@ def for_pass(which: str, how: str, algorithm: str, kernels: types.ModuleType, x_
     "winograd_fused", the fused kernel wherever it applies."""
     if how not in ("im2col", "winograd") or algorithm not in ("auto", "winograd_fused"):
         return how
+    # Not inside ``shared_winograd_gemms`` under "auto": incremental occlusion's regions keep the shared
+    # products and direct kernel its 8x target was measured with (fused on / off there: the same within noise).
     if which != "weight" and (algorithm != "auto" or not _SHARED_GEMMS.get()) and is_winograd_fused(
             kernels, w_shape, stride, pad4, dilation, groups, dtype, forced=algorithm != "auto"):
-        return "winograd_fused"  # (not inside ``shared_winograd_gemms``: incremental occlusion's regions keep
-        # their shared products and the direct kernel, measured 4% faster there)
+        return "winograd_fused"
     if algorithm != "auto":
         return how
     if which == "forward" and is_direct_forward(kernels, x_shape, w_shape, pad4, groups, dtype):
@@ -168,12 +169,13 @@ def is_winograd_fused(kernels: types.ModuleType, w_shape: tuple[int, ...], strid
     against the direct kernel, GEMM Winograd and im2col (benchmarks/README.md, "Convolution
     planning"): it wins from 32 channels on both sides up to 128, at any map size and batch; with
     fewer channels its transforms are shared by too few products (a first layer's 3 inputs, a block
-    of 8 outputs). Every block of 48 tiles reads all 16 x C_in x C_out filter transforms: at 256
-    channels (4 MB) it was level with GEMM Winograd warm and 20% behind it after a rest, at 512 (16
-    MB) 1.6x behind. The input gradient is the same kernel with the rotated kernel (padding
-    2 - pad, so each side's padding must be at most 2). ``forced``
-    (``mv.conv_algorithm("winograd_fused")``): any channel count, on any CPU. Reads no batch size,
-    like every rule here.
+    of 8 outputs). Every block of 48 tiles reads all 16 x C_in x C_out filter transforms: at 512
+    channels (16 MB) it ran 1.6x behind GEMM Winograd; at 256 (4 MB) it showed no gain beyond the
+    noise (the kernels table's vgg 256 row read 1.02, 1.01 and 0.79 with it, 0.84 and 1.10 without),
+    so the GEMMs, which reuse each filter over many more tiles, keep those layers. The input
+    gradient is the same kernel with the rotated kernel (padding 2 - pad, so each side's padding
+    must be at most 2). ``forced`` (``mv.conv_algorithm("winograd_fused")``): any channel count, on
+    any CPU. Reads no batch size, like every rule here.
     """
     c_out, c_in = w_shape[:2]
     applies = (winograd_applies(kernels, w_shape, stride, dilation, groups) and max(pad4) <= 2

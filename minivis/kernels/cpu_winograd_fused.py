@@ -227,8 +227,8 @@ class _Plan:
             self.bias[:c_out] = bias
 
     def scratch(self, c_in: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-        """This thread's buffers (``cpu_workspace.scratch``): a chunk's planes, V and M of one block, the
-        phase outputs."""
+        """This thread's buffers (``cpu_workspace.scratch``): a task's planes, V and M of one block, the
+        task's phase outputs."""
         planes = cpu_workspace.scratch("winograd planes", c_in * 4 * self.plane, dtype)
         outputs = cpu_workspace.scratch("winograd outputs", self.n_cb * R * 4 * self.blocks * self.block, dtype)
         return planes, *self.block_scratch(c_in, dtype), outputs
