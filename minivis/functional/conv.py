@@ -122,23 +122,30 @@ def reference_conv2d_backward_weight(g: Any, x: Any, w_shape: tuple[int, ...], s
 
 
 # ----------------------------------------------------------------------------- array-level conv2d
+def forward_algorithm(kernels: Any, x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int) -> str:
+    """The algorithm ``conv2d_forward`` runs for x and w: ``conv_plan.choose``'s, then the forward pass's
+    own rule (``conv_plan.for_pass``; the backward passes decide for themselves)."""
+    out_hw = conv_plan.output_hw(x.shape[2:], w.shape[2:], stride, pad4, dilation)
+    algorithm = _ALGORITHM.get()
+    how = conv_plan.choose(kernels, x.shape, w.shape, out_hw, stride, dilation, groups, algorithm)
+    return conv_plan.for_pass("forward", how, algorithm, kernels, x.shape, w.shape, stride, pad4, dilation, groups,
+                              x.dtype)
+
+
 def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, groups: int, bias: Any = None,
                    bn_relu: tuple | None = None) -> Any:
     """y = conv2d(x, w) + bias on arrays. x: (N, C_in, H, W), w: (C_out, C_in/G, kh, kw) -> (N, C_out, Ho, Wo).
 
     bias: (C_out,) or None. The algorithm is ``conv_plan.choose``'s (see ``conv_algorithm``).
     bn_relu: (scale, shift, low, high) or None: then ``clip(y * scale + shift, low, high)`` per
-    channel, an eval batch norm and its rectifier (``F.conv2d_bn_relu``); the depthwise kernels
-    apply it as they write each output row, im2col to each tile, the other paths in one pass after
-    (``conv_plan.finish_tile``, in place).
+    channel, an eval batch norm and its rectifier (``F.conv2d_bn_relu``); the depthwise and fused
+    Winograd kernels apply it as they write each output, im2col to each tile, the other paths in one
+    pass after (``conv_plan.finish_tile``, in place).
     """
     kernels, xp = backend.kernels("conv", x, "conv2d"), backend.xp(x)
     x = xp.ascontiguousarray(x)
     out_hw = conv_plan.output_hw(x.shape[2:], w.shape[2:], stride, pad4, dilation)
-    algorithm = _ALGORITHM.get()
-    how = conv_plan.choose(kernels, x.shape, w.shape, out_hw, stride, dilation, groups, algorithm)
-    how = conv_plan.for_pass("forward", how, algorithm, kernels, x.shape, w.shape, stride, pad4, dilation, groups,
-                             x.dtype)  # the backward passes decide for themselves
+    how = forward_algorithm(kernels, x, w, stride, pad4, dilation, groups)
     if how == "depthwise":  # the fast paths add the bias (and the batch norm) as they write each output row
         return kernels.depthwise_forward(x, w, stride, pad4, dilation, out_hw, bias, bn_relu)
     if how == "winograd":
@@ -147,8 +154,8 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
         return conv_plan.im2col_forward(kernels, xp, x, w, stride, pad4, dilation, groups, bias, bn_relu)
     elif how == "direct":
         out = conv_plan.direct_forward(x, w, stride, pad4, dilation, out_hw, bias)
-    elif how == "winograd_fused":
-        out = conv_plan.winograd_fused_forward(x, w, pad4, out_hw, bias)
+    elif how == "winograd_fused":  # finishes each output as it writes it
+        return conv_plan.winograd_fused_forward(x, w, pad4, out_hw, bias, bn_relu)
     else:
         out = reference_conv2d_forward(x, w, stride, pad4, dilation, groups)
         if bias is not None:

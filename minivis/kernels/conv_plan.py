@@ -656,13 +656,14 @@ def winograd_backward_weight(g: np.ndarray, x: np.ndarray, pad4: Pad4, w_shape: 
 
 
 def winograd_fused_forward(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
-                           bias: Any = None) -> np.ndarray:
+                           bias: Any = None, finish: tuple | None = None,
+                           pool: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """conv2d(x, w) + bias, stride 1, 3x3, by ``cpu_winograd_fused`` (filters packed once per weight array
-    inside ``reuse_weight_transforms``)."""
+    inside ``reuse_weight_transforms``); ``finish`` and ``pool`` as ``cpu_winograd_fused.forward`` takes them."""
     w = w if w.dtype == x.dtype else w.astype(x.dtype)  # the kernel's vectors are of one dtype
     up = _cached(w, "fused", lambda: cpu_winograd_fused.pack_filters(filter_transform(w)))
     b = None if bias is None else np.asarray(bias, dtype=x.dtype)
-    return cpu_winograd_fused.forward(x, up, w.shape[0], pad4, tuple(out_hw), b)
+    return cpu_winograd_fused.forward(x, up, w.shape[0], pad4, tuple(out_hw), b, finish, pool)
 
 
 def winograd_fused_backward_input(g: np.ndarray, w: np.ndarray, pad4: Pad4, x_hw: tuple[int, ...]) -> np.ndarray:

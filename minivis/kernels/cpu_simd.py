@@ -12,6 +12,7 @@ broadcast, multiply-add and store it. A loop that carries ``Vec`` values carries
     vstore(out, j, acc)            # out[j : j + lanes] = acc
     total = vsum(acc)              # acc's lanes added up, halves first: a fixed order
     d = vsub(vadd(a, b), c)        # lane-wise a + b - c (Winograd's transforms are adds only)
+    e = vclip(vmul(d, s), lo, hi)  # lane-wise d * s, then clipped to [lo, hi] (a rectifier)
 
 Indices are flat (into ``arr.reshape(-1)`` of a C-contiguous array) and *not* bounds-checked: the
 caller sizes its buffers so that every vector it touches lies inside them. A vector is
@@ -71,6 +72,12 @@ if numba.config.DISABLE_JIT:
 
     def vsub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a - b
+
+    def vmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a * b
+
+    def vclip(v: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        return np.where(v < low, low, np.where(v > high, high, v))
 
     def vstore(arr: np.ndarray, i: int, v: np.ndarray) -> None:
         arr[i:i + v.shape[0]] = v
@@ -182,6 +189,21 @@ else:
 
     vadd = _lanewise("vadd")  # lane-wise a + b (LLVM fadd)
     vsub = _lanewise("vsub")  # lane-wise a - b (LLVM fsub)
+    vmul = _lanewise("vmul")  # lane-wise a * b (LLVM fmul)
+
+    @intrinsic
+    def vclip(typingctx, v, low, high):  # noqa: ANN001, ANN201
+        """Lane-wise ``low if v < low else (high if v > high else v)``, ``cpu_activation._clip_one`` as two
+        compare-and-selects: a NaN fails both compares and stays, -0.0 stays -0.0."""
+        if not (isinstance(v, Vec) and v == low == high):
+            raise numba.core.errors.TypingError("cpu_simd.vclip: three vectors of one dtype expected")
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            x, lo, hi = args
+            above = builder.select(builder.fcmp_ordered(">", x, hi), hi, x)
+            return builder.select(builder.fcmp_ordered("<", x, lo), lo, above)
+
+        return v(v, low, high), codegen
 
     @intrinsic
     def vstore(typingctx, arr, i, v):  # noqa: ANN001, ANN201

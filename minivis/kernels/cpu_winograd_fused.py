@@ -36,6 +36,7 @@ import numpy as np
 from minivis.kernels import cpu_direct, cpu_threads, cpu_winograd, cpu_workspace
 from minivis.kernels import cpu_simd as simd
 from minivis.kernels.cpu_direct import PV, R
+from minivis.kernels.cpu_pool import _first_wins
 
 CHUNK_BYTES = 2 << 20  # a task's polyphase input and phase outputs, at most (a core's L2): images or tile rows
 
@@ -82,23 +83,37 @@ def _column(mb, k, stride):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _transform_out(mb, k, stride, bias, out, j, phase):
-    """out[j + (2i + jj)*phase] = (A^T m A)[i, jj] + bias for the lanes' 4x4 blocks m (m[s] at mb[k + s*stride]):
-    the tiles' four outputs, one phase plane each. Rows of A^T: (1, 1, 1, 0), (0, 1, -1, -1)."""
+def _finish(v, bias, a, b, low, high, affine):
+    """An output vector as the ops after the convolution leave it: clip(v + bias, low, high), with
+    ``affine`` clip((v + bias) * a + b, low, high) (an eval batch norm), each step rounded as the
+    separate ops round it; clip(., -inf, inf) changes nothing, NaN and -0.0 included."""
+    v = simd.vadd(v, bias)
+    if affine:
+        v = simd.vadd(simd.vmul(v, a), b)
+    return simd.vclip(v, low, high)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _transform_out(mb, k, stride, fin, affine, out, j, phase):
+    """out[j + (2i + jj)*phase] = finish((A^T m A)[i, jj]) for the lanes' 4x4 blocks m (m[s] at mb[k + s*stride]):
+    the tiles' four outputs, one phase plane each; fin = (bias, a, b, low, high) vectors (``_finish``).
+    Rows of A^T: (1, 1, 1, 0), (0, 1, -1, -1)."""
+    bias, a, b, low, high = fin
     t00, t10 = _column(mb, k, stride)
     t01, t11 = _column(mb, k + stride, stride)
     t02, t12 = _column(mb, k + 2 * stride, stride)
     t03, t13 = _column(mb, k + 3 * stride, stride)
-    simd.vstore(out, j, simd.vadd(simd.vadd(simd.vadd(t00, t01), t02), bias))
-    simd.vstore(out, j + phase, simd.vadd(simd.vsub(simd.vsub(t01, t02), t03), bias))
-    simd.vstore(out, j + 2 * phase, simd.vadd(simd.vadd(simd.vadd(t10, t11), t12), bias))
-    simd.vstore(out, j + 3 * phase, simd.vadd(simd.vsub(simd.vsub(t11, t12), t13), bias))
+    simd.vstore(out, j, _finish(simd.vadd(simd.vadd(t00, t01), t02), bias, a, b, low, high, affine))
+    simd.vstore(out, j + phase, _finish(simd.vsub(simd.vsub(t01, t02), t03), bias, a, b, low, high, affine))
+    simd.vstore(out, j + 2 * phase, _finish(simd.vadd(simd.vadd(t10, t11), t12), bias, a, b, low, high, affine))
+    simd.vstore(out, j + 3 * phase, _finish(simd.vsub(simd.vsub(t11, t12), t13), bias, a, b, low, high, affine))
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, vb, mb, out, phase):
+def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, fin, affine, vb, mb, out, phase):
     """Tile blocks pb0..pb1 of a task: input transform, 16 register-blocked products per channel block,
-    output transform into ``out`` (channels padded to n_cb*R, 4 phase planes of ``phase`` lanes each).
+    output transform into ``out`` (channels padded to n_cb*R, 4 phase planes of ``phase`` lanes each),
+    each output ``_finish``ed: fin = (scale, shift, [low, high]), scale and shift read with ``affine`` only.
 
     src: the task's polyphase planes, ``plane`` apart (4 per input channel); up: (16, n_cb*C_in*R)
     transformed filters, R consecutive output channels per (block, input channel); offs[s, ci]: where
@@ -106,6 +121,8 @@ def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, vb, mb, out, ph
     """
     c_in, lanes = offs.shape[1], simd.lanes(src)
     block = PV * lanes
+    scale, shift, bounds = fin
+    low, high = simd.vbcast(bounds, 0), simd.vbcast(bounds, 1)
     no_y = np.empty((1, 1, 1), src.dtype)  # _blocks with crop=False writes only its buffer
     for pb in range(pb0, pb1):
         q = pb * block
@@ -118,9 +135,12 @@ def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, vb, mb, out, ph
                                    mb[s * R * block:(s + 1) * R * block], no_y, False)
             for r in range(R):
                 co = cb * R + r
-                b = simd.vbcast(bias, co)
+                vb_co = simd.vbcast(bias, co)  # the bias and finish of channel co, as vectors
+                a, b = (simd.vbcast(scale, co), simd.vbcast(shift, co)) if affine else (vb_co, vb_co)
+                vfin = (vb_co, a, b, low, high)
                 for p in range(PV):
-                    _transform_out(mb, r * block + p * lanes, R * block, b, out, co * 4 * phase + q + p * lanes, phase)
+                    _transform_out(mb, r * block + p * lanes, R * block, vfin, affine, out,
+                                   co * 4 * phase + q + p * lanes, phase)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -168,17 +188,54 @@ def _crop(out, phase, hq, wq, m, n0, oy0, oy1, y):
 
 
 @numba.njit(cache=True, nogil=True)
-def _run(x, tasks, top, left, wq, plane, up, offs, n_cb, bias, src, vb, mb, out, y):
+def _crop_pool(out, phase, hq, wq, m, n0, ty0, ty1, width, y, switches):
+    """The 2x2 max-pool of the (finished) output, straight from the phase planes: a 2x2 tile *is* a pool
+    window, its four outputs (i, j) one per plane 2i + j. y[n0 + n, co, ty, tx] = the first maximum in
+    row-major window order (the NaN rule included: ``cpu_pool._first_wins``), switches[...] its flat index
+    (2ty + i)*width + 2tx + j in the convolution's output plane, as ``cpu_pool._max_pool2x2`` sets them,
+    for the task's tile rows ty0..ty1."""
+    u = np.uint64
+    c_out, hp, wp = y.shape[1:]
+    out_flat, sw_flat, w = y.reshape(-1), switches.reshape(-1), u(width)
+    for n in range(m):
+        for co in range(c_out):
+            for ty in range(ty0, min(ty1, hp)):
+                src = u(co * 4 * phase + (n * hq + ty - ty0) * wq)
+                dst = u((((n0 + n) * c_out + co) * hp + ty) * wp)
+                top = u(2 * ty) * w
+                for tx in range(u(wp)):
+                    index = top + u(2) * tx
+                    best = out[src + tx]
+                    v = out[src + u(phase) + tx]
+                    take = _first_wins(v, best)
+                    best, index = (v, top + u(2) * tx + u(1)) if take else (best, index)
+                    v = out[src + u(2 * phase) + tx]
+                    take = _first_wins(v, best)
+                    best, index = (v, top + w + u(2) * tx) if take else (best, index)
+                    v = out[src + u(3 * phase) + tx]
+                    take = _first_wins(v, best)
+                    best, index = (v, top + w + u(2) * tx + u(1)) if take else (best, index)
+                    out_flat[dst + tx] = best
+                    sw_flat[dst + tx] = index
+
+
+@numba.njit(cache=True, nogil=True)
+def _run(x, tasks, top, left, wq, plane, up, offs, n_cb, bias, src, vb, mb, out, y, switches, fin, affine, pool,
+         width):
     """The fused forward pass of each task (images n0..n1, tile rows ty0..ty1: a chunk of whole images or a
-    band of one) into y: its polyphase planes, its tile blocks, its output rows."""
+    band of one) into y: its polyphase planes, its tile blocks, its output rows (or, with ``pool``, its
+    pooled rows and their switches; ``width``: the convolution's output width)."""
     block = PV * simd.lanes(src)
     for t in range(tasks.shape[0]):
         n0, n1, ty0, ty1 = tasks[t, 0], tasks[t, 1], tasks[t, 2], tasks[t, 3]
         hq = ty1 - ty0 + 1  # the band's tile rows, plus the row their blocks read below
         blocks = -(-((n1 - n0) * hq * wq) // block)
         _planes(x[n0:n1], top - 2 * ty0, left, hq, wq, plane, src)
-        _tile_blocks(src, plane, wq, up, offs, n_cb, 0, blocks, bias, vb, mb, out, blocks * block)
-        _crop(out, blocks * block, hq, wq, n1 - n0, n0, 2 * ty0, min(y.shape[2], 2 * ty1), y)
+        _tile_blocks(src, plane, wq, up, offs, n_cb, 0, blocks, bias, fin, affine, vb, mb, out, blocks * block)
+        if pool:
+            _crop_pool(out, blocks * block, hq, wq, n1 - n0, n0, ty0, ty1, width, y, switches)
+        else:
+            _crop(out, blocks * block, hq, wq, n1 - n0, n0, 2 * ty0, min(y.shape[2], 2 * ty1), y)
 
 
 def pack_filters(u: np.ndarray) -> np.ndarray:
@@ -222,9 +279,14 @@ class _Plan:
         self.plane = self.blocks * self.block + self.wq + 1  # the last block's last tile reads wq + 1 further
         # V[s, ci] at (16*ci + s)*block in a block's buffer: the transform writes a channel's 16 slots side by side
         self.offs = ((np.arange(16)[:, None] + 16 * np.arange(c_in)) * self.block).astype(np.intp)
-        self.bias = np.zeros(self.n_cb * R, dtype)
-        if bias is not None:
-            self.bias[:c_out] = bias
+        self.bias = self.per_channel(bias if bias is not None else np.zeros(c_out, dtype), dtype)
+
+    def per_channel(self, values: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+        """values (C_out,) padded with zeros to whole channel blocks, as the kernel reads them (empty for None)."""
+        padded = np.zeros(0 if values is None else self.n_cb * R, dtype)
+        if values is not None:
+            padded[:len(values)] = np.asarray(values, dtype=dtype).reshape(-1)
+        return padded
 
     def scratch(self, c_in: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
         """This thread's buffers (``cpu_workspace.scratch``): a task's planes, V and M of one block, the
@@ -240,9 +302,16 @@ class _Plan:
 
 
 def forward(x: np.ndarray, up: np.ndarray, c_out: int, pad4: tuple[int, int, int, int], out_hw: tuple[int, int],
-            bias: np.ndarray | None = None) -> np.ndarray:
+            bias: np.ndarray | None = None, finish: tuple | None = None,
+            pool: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The stride-1 3x3 convolution of x (N, C_in, H, W) by C_out filters whose transforms G g G^T are
     ``up = pack_filters(cpu_winograd.filter_transform(w))``, plus bias: (N, C_out, Ho, Wo).
+
+    finish: None, or (scale, shift, low, high): the ops that follow, applied as each output is written,
+    ``clip(y * scale + shift, low, high)`` per channel (an eval batch norm and its rectifier), or with
+    scale and shift None ``clip(y, low, high)`` (a rectifier alone); the same bits as those ops apart.
+    pool: also the 2x2, stride-2 max-pool after them, (N, C_out, Ho//2, Wo//2), and its switches (flat
+    indices into an output plane), as ``cpu_pool``'s 2x2 kernel gives them: returns (pooled, switches).
 
     Only pad4's top and left matter (pixels outside x read as 0; ``out_hw`` says how many outputs).
     Threads take runs of tasks (``_Plan``); a tile's bits do not depend on the task it falls in.
@@ -250,16 +319,19 @@ def forward(x: np.ndarray, up: np.ndarray, c_out: int, pad4: tuple[int, int, int
     n, c_in = x.shape[:2]
     x = np.ascontiguousarray(x)
     plan = _Plan(x.shape, c_out, out_hw, bias, x.dtype)
-    y = cpu_workspace.empty((n, c_out, *out_hw), x.dtype)
-    if n == 0:
-        return y
+    scale, shift, low, high = finish if finish is not None else (None, None, -np.inf, np.inf)
+    affine = scale is not None
+    fin = (plan.per_channel(scale, x.dtype), plan.per_channel(shift, x.dtype), np.array([low, high], x.dtype))
+    y_hw = (out_hw[0] // 2, out_hw[1] // 2) if pool else tuple(out_hw)
+    y = cpu_workspace.empty((n, c_out, *y_hw), x.dtype)
+    switches = np.empty((n, c_out, *y_hw) if pool else (0, 0, 0, 0), np.int64)
+    if n and y.size:
+        def run(part: slice, _parallel: bool) -> None:
+            _run(x, plan.tasks[part], pad4[0], pad4[2], plan.wq, plan.plane, up, plan.offs, plan.n_cb, plan.bias,
+                 *plan.scratch(c_in, x.dtype), y, switches, fin, affine, pool, out_hw[1])
 
-    def run(part: slice, _parallel: bool) -> None:
-        _run(x, plan.tasks[part], pad4[0], pad4[2], plan.wq, plan.plane, up, plan.offs, plan.n_cb, plan.bias,
-             *plan.scratch(c_in, x.dtype), y)
-
-    cpu_threads.map_batch(run, plan.tasks.shape[0], y.size * c_in * 9)
-    return y
+        cpu_threads.map_batch(run, plan.tasks.shape[0], n * c_out * out_hw[0] * out_hw[1] * c_in * 9)
+    return (y, switches) if pool else y
 
 
 def backward_input(g: np.ndarray, up_adjoint: np.ndarray, c_in: int, pad4: tuple[int, int, int, int],

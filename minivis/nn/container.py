@@ -9,7 +9,7 @@ from typing import Any
 from minivis.nn.activation import ReLU, ReLU6
 from minivis.nn.module import Module
 from minivis.nn.norm import conv_bn_act, conv_bn_fusable
-from minivis.nn.pool import relu_max_pool
+from minivis.nn.pool import conv_relu, relu_max_pool
 
 
 class Sequential(Module):
@@ -26,12 +26,17 @@ class Sequential(Module):
         layers = list(self._modules.values())
         i = 0
         while i < len(layers):
-            # a Conv2d, BatchNorm2d (and ReLU) for inference, and a ReLU and 2x2 max-pool, run as one op
-            # where nothing can tell (nn/norm.py, conv_bn_fusable; nn/pool.py, relu_max_pool)
+            # a Conv2d, BatchNorm2d (and ReLU) for inference, a Conv2d, ReLU (and 2x2 max-pool) for inference,
+            # and a ReLU and 2x2 max-pool, run as one op where nothing can tell (nn/norm.py, conv_bn_fusable;
+            # nn/pool.py, conv_relu and relu_max_pool)
             if i + 1 < len(layers):
                 act = layers[i + 2] if i + 2 < len(layers) and type(layers[i + 2]) in (ReLU, ReLU6) else None
                 if conv_bn_fusable(layers[i], layers[i + 1], act, x):
                     x, i = conv_bn_act(layers[i], layers[i + 1], act, x), i + (2 if act is None else 3)
+                    continue
+                fused = conv_relu(layers[i], layers[i + 1], layers[i + 2] if i + 2 < len(layers) else None, x)
+                if fused is not None:
+                    x, i = fused[0], i + fused[1]
                     continue
             fused = relu_max_pool(layers[i], layers[i + 1], x) if i + 1 < len(layers) else None
             if fused is None:

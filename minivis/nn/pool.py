@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minivis import functional as F
 from minivis.autograd import Tensor, is_grad_enabled, is_lean
-from minivis.nn.activation import ReLU
-from minivis.nn.module import Module, call_forward
-from minivis.nn.norm import fusion_enabled
+from minivis.functional import conv as Fconv
+from minivis.kernels import conv_plan
+from minivis.nn.activation import ReLU, ReLU6
+from minivis.nn.conv import Conv2d
+from minivis.nn.module import _OBSERVER, Module, call_forward
+from minivis.nn.norm import _plain_act, fusion_enabled
+from minivis.rules import current_rule
 
 
 class MaxPool2d(Module):
@@ -29,6 +35,13 @@ class MaxPool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
+def _plain_pool2x2(pool: Module) -> bool:
+    """A ``MaxPool2d`` of kernel 2, stride 2, no padding, dilation or ceil mode, without hooks."""
+    return (type(pool) is MaxPool2d and not pool._hooked() and pool.kernel_size in (2, (2, 2))
+            and pool.stride in (None, 2, (2, 2)) and pool.padding in (0, (0, 0)) and pool.dilation in (1, (1, 1))
+            and not pool.ceil_mode)
+
+
 def relu_max_pool(act: Module, pool: Module, x: Any) -> Tensor | None:
     """``pool(act(x))`` as one op, ``F.relu_max_pool2d``, where nothing could tell; else None.
 
@@ -40,12 +53,8 @@ def relu_max_pool(act: Module, pool: Module, x: Any) -> Tensor | None:
     and DeepLIFT need, which the fused op does not.) The pool's ``switches`` are set as its own
     forward would set them.
     """
-    if not (fusion_enabled() and type(act) is ReLU and type(pool) is MaxPool2d and not act._hooked()
-            and not pool._hooked() and isinstance(x, Tensor) and x.ndim == 4 and x.device == "cpu"
-            and min(x.shape[2:]) >= 2):
-        return None
-    if pool.kernel_size not in (2, (2, 2)) or pool.stride not in (None, 2, (2, 2)) or pool.padding not in (0, (0, 0)) \
-            or pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
+    if not (fusion_enabled() and type(act) is ReLU and not act._hooked() and _plain_pool2x2(pool)
+            and isinstance(x, Tensor) and x.ndim == 4 and x.device == "cpu" and min(x.shape[2:]) >= 2):
         return None
     if is_grad_enabled() and x.requires_grad and not is_lean():
         return None
@@ -55,6 +64,36 @@ def relu_max_pool(act: Module, pool: Module, x: Any) -> Tensor | None:
         return out
 
     return call_forward((act, pool), fused, (x,), {})
+
+
+def conv_relu(conv: Module, act: Module, pool: Module | None, x: Any) -> tuple[Tensor, int] | None:
+    """``pool(act(conv(x)))`` as one op, ``F.conv2d_relu_max_pool2d``, or ``act(conv(x))``,
+    ``F.conv2d_relu``, where nothing could tell: (output, number of modules run: 3 or 2); else None.
+
+    For inference: a plain ``Conv2d`` and ``ReLU`` or ``ReLU6``, none with a hook; ``fusion`` on; a CPU
+    tensor; no ``observe_forward`` observer (``ForwardReplay`` must see each module's call); no graph
+    recorded (the backward pass would need each op's own node) and no rescale rule (DeepLIFT's
+    reference pass keeps the rectifier's input). The pool joins where it is a plain 2x2 ``MaxPool2d``
+    (``relu_max_pool``'s terms) and the convolution's output is at least 2x2; otherwise it runs as
+    written, and fails there if it must. The convolution's arguments are checked as ``conv2d`` checks
+    them, so that a wrong input is named as the convolution's. The pool's ``switches`` are set as its
+    own forward would set them.
+    """
+    if not (fusion_enabled() and type(conv) is Conv2d and not conv._hooked() and _plain_act(act)
+            and isinstance(x, Tensor) and x.ndim == 4 and x.device == "cpu" and _OBSERVER.get() is None
+            and current_rule() != "rescale"):
+        return None
+    if is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, conv.weight, conv.bias)):
+        return None
+    _, w, _, stride, pad4, dilation, _ = Fconv.conv2d_args("conv2d", x, conv.weight, conv.bias, conv.stride,
+                                                           conv.padding, conv.dilation, conv.groups)
+    out_hw = conv_plan.output_hw(x.shape[2:], w.shape[2:], stride, pad4, dilation)
+    max_value = 6.0 if type(act) is ReLU6 else np.inf
+    args = (x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    if pool is None or not _plain_pool2x2(pool) or min(out_hw) < 2:
+        return F.conv2d_relu(*args, max_value=max_value), 2
+    out, pool.switches = F.conv2d_relu_max_pool2d(*args, max_value=max_value, return_switches=True)
+    return out, 3
 
 
 class MaxUnpool2d(Module):

@@ -131,6 +131,11 @@ def calls() -> dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[str, ..
                                                  running_mean=np.zeros(3, np.float32),
                                                  running_var=np.ones(3, np.float32), bn_weight=np.ones(3, np.float32),
                                                  bn_bias=np.zeros(3, np.float32), eps=1e-5, max_value=6.0))
+    add("conv2d_relu", F.conv2d_relu, dict(x=x4, weight=w, bias=np.zeros(3, np.float32), stride=1, padding=1,
+                                           dilation=1, groups=1, max_value=6.0))
+    add("conv2d_relu_max_pool2d", F.conv2d_relu_max_pool2d,
+        dict(x=x4, weight=w, bias=np.zeros(3, np.float32), stride=1, padding=1, dilation=1, groups=1,
+             max_value=np.inf, return_switches=True))
 
     # layers: constructed, then called
     def layer(cls: type, inp: np.ndarray) -> Callable[..., Any]:

@@ -113,6 +113,18 @@ def test_clip_matches_numpy_clip_including_nan_and_inf(rng, dtype, bounds):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [60, 3_000_000])  # the serial and the threaded kernel
+def test_clip_in_place_is_clip_bit_for_bit(rng, dtype, size):
+    x = (rng.standard_normal(size) * 8).astype(dtype)
+    x[[0, 7, 11, 12]] = [np.nan, np.inf, -np.inf, -0.0]
+    want = cpu_activation.clip(x, 0.0, 6.0)
+    cpu_activation.clip_(x, 0.0, 6.0)
+    np.testing.assert_array_equal(x.view(np.uint8), want.view(np.uint8))
+    with pytest.raises(ValueError, match=r"clip_: x must be C-contiguous, got strides"):
+        cpu_activation.clip_(np.zeros((4, 4), dtype)[:, ::2], 0.0, 6.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bounds", [(0.0, np.inf), (0.0, 6.0)])
 def test_clip_region_is_the_two_passes_bit_for_bit(rng, dtype, bounds):
     """A lean graph's rectifier in one pass: the output (signed zeros, NaN) and the region code."""

@@ -8,6 +8,7 @@ import numba
 import numpy as np
 import pytest
 
+from minivis.kernels import cpu_activation
 from minivis.kernels import cpu_simd as simd
 
 
@@ -68,3 +69,26 @@ def test_lane_wise_add_and_subtract_like_numpy(dtype):
     out = np.empty(2 * lanes, dtype)
     _add_sub(x, y, out)
     np.testing.assert_array_equal(out, np.concatenate([x + y, x - y]))  # one rounding each: exact equality
+
+
+@numba.njit
+def _mul_clip(x, y, bounds, out):
+    lanes = simd.lanes(x)
+    a, b = simd.vload(x, 0), simd.vload(y, 0)
+    simd.vstore(out, 0, simd.vmul(a, b))
+    simd.vstore(out, lanes, simd.vclip(a, simd.vbcast(bounds, 0), simd.vbcast(bounds, 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lane_wise_multiply_and_clip_like_numpy_and_the_scalar_clip(dtype):
+    lanes = simd.lanes_of(dtype)
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal(lanes).astype(dtype), rng.standard_normal(lanes).astype(dtype)
+    x[:4] = np.nan, -0.0, np.inf, -np.inf  # NaN stays NaN, -0.0 stays -0.0, infinities are clipped
+    out = np.empty(2 * lanes, dtype)
+    _mul_clip(x, y, np.array([0.0, 1.5], dtype), out)
+    np.testing.assert_array_equal(out[:lanes], x * y)
+    want = np.array([cpu_activation._clip_one(v, dtype(0.0), dtype(1.5)) for v in x], dtype)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(out[lanes:].view(bits), want.view(bits))
+    assert np.signbit(out[lanes + 1]) and np.isnan(out[lanes])

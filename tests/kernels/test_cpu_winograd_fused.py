@@ -1,7 +1,8 @@
 """Fused Winograd F(2x2, 3x3) (minivis/kernels/cpu_winograd_fused.py) against the plain-NumPy direct
 twin and PyTorch: forward and input gradient over paddings (asymmetric too), odd sizes, channel
 counts off the 8-channel register block, both dtypes; the polyphase layout; batch invariance (an
-image's bits alone, in a batch, on one or two threads); reads that stay inside the buffers."""
+image's bits alone, in a batch, on one or two threads); reads that stay inside the buffers; the
+epilogues (rectifier, eval batch norm, 2x2 max-pool with switches) against the separate ops, bit for bit."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from minivis.kernels import cpu_direct, cpu_threads, cpu_winograd
+from minivis.kernels import cpu_activation, cpu_direct, cpu_pool, cpu_threads, cpu_winograd
 from minivis.kernels import cpu_simd as simd
 from minivis.kernels import cpu_winograd_fused as fused
 
@@ -130,8 +131,9 @@ def test_the_tile_blocks_read_and_write_only_inside_their_buffers():
     fused._planes(x, 1, 1, hq, plan.wq, plan.plane, src)
     blocks = -(-(2 * hq * plan.wq) // plan.block)
     assert blocks == plan.blocks  # both images in one task: the largest
-    fused._tile_blocks(src, plan.plane, plan.wq, up, plan.offs, plan.n_cb, 0, blocks, plan.bias, vb, mb, out,
-                       blocks * plan.block)
+    no_finish = (plan.per_channel(None, x.dtype), plan.per_channel(None, x.dtype), np.float32([-np.inf, np.inf]))
+    fused._tile_blocks(src, plan.plane, plan.wq, up, plan.offs, plan.n_cb, 0, blocks, plan.bias, no_finish, False,
+                       vb, mb, out, blocks * plan.block)
     for a in (vb_g, mb_g, out_g):
         assert (a[:guard] == -7).all() and (a[-guard:] == -7).all()
     y = np.empty((2, 9, 9, 7), np.float32)
@@ -145,3 +147,57 @@ def test_aligned_buffers_start_a_vector():
         for size in (1, 17, 1000):
             a = simd.aligned_empty(size, dtype)
             assert a.shape == (size,) and a.dtype == dtype and a.ctypes.data % simd.VECTOR_BYTES == 0
+
+
+# (N, C_in, H, W), C_out, pad4: even and odd outputs; one image (bands of tile rows on two threads)
+EPILOGUE_GEOMETRIES = [((3, 8, 10, 12), 9, (1, 1, 1, 1)), ((2, 5, 9, 7), 16, (1, 1, 1, 1)),
+                       ((1, 4, 30, 11), 8, (0, 1, 2, 0))]
+
+
+def _specials(x):
+    """x with a NaN, a -0.0 and an infinity in it: what the epilogues must carry as the separate ops do."""
+    flat = x.reshape(-1)
+    flat[5], flat[17], flat[40] = np.nan, -0.0, np.inf
+    return x
+
+
+@pytest.mark.parametrize(("x_shape", "c_out", "pad4"), EPILOGUE_GEOMETRIES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_epilogues_equal_the_separate_ops_bit_for_bit(x_shape, c_out, pad4, dtype, monkeypatch):
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    rng = np.random.default_rng(5)
+    x = _specials(rng.standard_normal(x_shape).astype(dtype))
+    w = rng.standard_normal((c_out, x_shape[1], 3, 3)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    scale, shift = rng.uniform(0.5, 2, c_out).astype(dtype), rng.standard_normal(c_out).astype(dtype)
+    out_hw = (x_shape[2] + pad4[0] + pad4[1] - 2, x_shape[3] + pad4[2] + pad4[3] - 2)
+    up, _ = _packed(w)
+    y = fused.forward(x, up, c_out, pad4, out_hw, bias)
+
+    def same(a, b):  # the same bits: -0.0 is not 0.0 here, and NaN equals NaN
+        np.testing.assert_array_equal(a.view(np.uint64 if dtype == np.float64 else np.uint32),
+                                      b.view(np.uint64 if dtype == np.float64 else np.uint32))
+
+    relu = cpu_activation.clip(y, 0.0, np.inf)
+    same(fused.forward(x, up, c_out, pad4, out_hw, bias, (None, None, 0.0, np.inf)), relu)
+    bn_relu6 = np.clip(y * scale[:, None, None] + shift[:, None, None], 0, 6)  # each op rounds: as NumPy does
+    same(fused.forward(x, up, c_out, pad4, out_hw, bias, (scale, shift, 0.0, 6.0)), bn_relu6)
+    same(fused.forward(x, up, c_out, pad4, out_hw, bias, (None, None, -np.inf, np.inf)), y)  # no-op finish
+    for finish, rectified in (((None, None, 0.0, np.inf), relu), ((scale, shift, 0.0, 6.0), bn_relu6)):
+        pooled, switches = fused.forward(x, up, c_out, pad4, out_hw, bias, finish, pool=True)
+        want, want_switches = cpu_pool.relu_max_pool2x2(rectified.reshape(-1, *out_hw))  # taps >= 0: max_pool2d
+        same(pooled, want.reshape(pooled.shape))
+        np.testing.assert_array_equal(switches, want_switches.reshape(switches.shape))
+        assert pooled.shape == (x_shape[0], c_out, out_hw[0] // 2, out_hw[1] // 2) and switches.dtype == np.int64
+    assert np.isnan(y).any() and np.isnan(pooled).any()  # the NaN did reach the outputs and the pool
+
+
+def test_the_pool_epilogue_keeps_the_first_maximum_of_a_window():
+    """Ties (a window of zeros after the rectifier) give the window's first tap, as the pool kernel does."""
+    x = np.zeros((1, 2, 6, 6), np.float32)
+    w = -np.ones((3, 2, 3, 3), np.float32)  # every output <= 0: rectified to zeros, all ties
+    x[0, :, 4:, 4:] = 1.0
+    up, _ = _packed(w)
+    pooled, switches = fused.forward(x, up, 3, (1, 1, 1, 1), (6, 6), None, (None, None, 0.0, np.inf), pool=True)
+    assert (pooled == 0).all()
+    np.testing.assert_array_equal(switches[0, 0], (np.arange(3)[:, None] * 2 * 6 + np.arange(3) * 2))

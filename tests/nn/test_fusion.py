@@ -224,3 +224,69 @@ def test_fashion_cnn_fused_equals_unfused_bit_for_bit(rng, rule):
         unfused = _run(model, x, rule, lean=True)
     np.testing.assert_array_equal(fused[0], unfused[0])
     np.testing.assert_array_equal(fused[1].view(np.uint32), unfused[1].view(np.uint32))
+
+
+# ----------------------------------------------------------------------------- conv + ReLU (+ 2x2 max-pool) for inference
+def _calls(monkeypatch):
+    seen = []
+    for name in ("conv2d_relu", "conv2d_relu_max_pool2d"):
+        op = getattr(mv.F, name)
+        monkeypatch.setattr(mv.F, name, lambda *a, _name=name, _op=op, **k: seen.append(_name) or _op(*a, **k))
+    return seen
+
+
+def test_conv_relu_and_pool_fuse_for_inference_only_where_nothing_can_tell(rng, monkeypatch):
+    seen = _calls(monkeypatch)
+    conv, relu, pool = mv.nn.Conv2d(32, 32, 3, padding=1), ReLU(), mv.nn.MaxPool2d(2)
+    net = mv.nn.Sequential(conv, relu, pool, mv.nn.Conv2d(32, 8, 3, padding=1), ReLU6())
+    x = mv.tensor(rng.standard_normal((2, 32, 9, 11)).astype(np.float32))
+
+    def run(expect):
+        seen.clear()
+        with mv.no_grad():
+            y = net(x).numpy()
+        assert seen == expect
+        return y, pool.switches.copy()
+
+    fused = run(["conv2d_relu_max_pool2d", "conv2d_relu"])
+    with mv.nn.fusion(False):
+        unfused = run([])
+    np.testing.assert_array_equal(fused[0].view(np.uint32), unfused[0].view(np.uint32))
+    np.testing.assert_array_equal(fused[1], unfused[1])  # the pool's switches as its own forward sets them
+    for module in (conv, relu):  # a hook sees its module's own call: then no conv fusion here (relu + pool may)
+        with module.register_forward_hook(lambda m, i, o: None):
+            np.testing.assert_array_equal(run(["conv2d_relu"])[0], fused[0])
+    with pool.register_forward_pre_hook(lambda m, a: None):  # the pool alone runs as written
+        np.testing.assert_array_equal(run(["conv2d_relu", "conv2d_relu"])[0], fused[0])
+    with observe_forward(lambda key, forward, args, kwargs: forward(*args, **kwargs)):
+        np.testing.assert_array_equal(run([])[0], fused[0])
+    with mv.backward_rule("rescale"):  # DeepLIFT's reference pass keeps the rectifier's input
+        np.testing.assert_array_equal(run([])[0], fused[0])
+    pool.ceil_mode = True  # not a plain 2x2 pool: the conv and ReLU fuse, the pool runs as written
+    ceil = run(["conv2d_relu", "conv2d_relu"])
+    with mv.nn.fusion(False):
+        np.testing.assert_array_equal(run([])[0], ceil[0])
+    pool.ceil_mode = False
+    seen.clear()
+    y = net(mv.tensor(x.numpy(), requires_grad=True))  # a graph: the modules one by one
+    assert seen == [] and y.grad_fn is not None
+    np.testing.assert_array_equal(y.numpy(), fused[0])
+
+
+def test_a_pool_too_large_for_the_conv_output_fails_as_the_pool(rng):
+    net = mv.nn.Sequential(mv.nn.Conv2d(3, 4, 3), ReLU(), mv.nn.MaxPool2d(2))
+    with mv.no_grad(), pytest.raises(ValueError, match="max_pool2d"):
+        net(mv.tensor(rng.standard_normal((1, 3, 3, 3)).astype(np.float32)))  # a 1x1 conv output
+    with mv.no_grad(), pytest.raises(ValueError, match="conv2d: "):  # the convolution's error, named as its own
+        net(mv.tensor(rng.standard_normal((1, 2, 8, 8)).astype(np.float32)))
+
+
+@pytest.mark.parametrize("size", [28, 27])
+def test_fashion_cnn_inference_fused_equals_unfused_bit_for_bit(rng, size):
+    model = mv.models.load("fashion_cnn")
+    x = rng.standard_normal((5, 1, size, size)).astype(np.float32)
+    with mv.no_grad():
+        fused = model.features(mv.tensor(x)).numpy()
+        with mv.nn.fusion(False):
+            unfused = model.features(mv.tensor(x)).numpy()
+    np.testing.assert_array_equal(fused.view(np.uint32), unfused.view(np.uint32))

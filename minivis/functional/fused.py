@@ -1,0 +1,99 @@
+"""A convolution, its rectifier and the 2x2 max-pool after it, as one op for inference.
+
+VGG-style nets repeat conv -> ReLU (-> 2x2 max-pool). Run as three ops, the convolution writes its
+whole output, the rectifier reads it and writes it again, the pool reads it once more. Where no
+graph is recorded nothing needs those intermediate maps, so ``conv2d_relu`` rectifies each output
+as the convolution writes it, and ``conv2d_relu_max_pool2d`` goes one step further on the fused
+Winograd kernel (``cpu_winograd_fused``): a 2x2 output tile of Winograd F(2x2, 3x3) *is* a 2x2
+pool window, so the pool takes the maximum of the tile's four outputs while they are in registers'
+reach and only the pooled map (a quarter of the output) and its switches reach memory.
+
+The values (and switches) are those of the separate ops, bit for bit: max commutes with the
+rectifier, the pool compares the rectified taps in the window order of ``cpu_pool``'s 2x2 kernel
+with the same rule for ties and NaN. Where a graph is recorded, under DeepLIFT's rescale rule, or
+off the CPU, the separate ops run. ``mv.nn.Sequential`` calls these for its Conv2d, ReLU (, MaxPool2d)
+runs when nothing could tell the difference (``nn.conv.conv_relu``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minivis import backend
+from minivis.autograd import Tensor, is_grad_enabled
+from minivis.functional import activation, conv, pool
+from minivis.functional.norm import _check_max_value
+from minivis.kernels import conv_plan, cpu_activation, cpu_pool
+from minivis.rules import current_rule
+from minivis.validate import check_bool
+
+
+def _fused(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+           max_value: Any, max_pool: bool) -> tuple[Tensor, Any] | None:
+    """The fused forward pass as a graph-less tensor (and switches), or None where the separate ops must run.
+    The arguments are checked first, so that an error names the op called on either path."""
+    _check_max_value(op, max_value)
+    x, weight, bias, stride, pad4, dilation, groups = conv.conv2d_args(op, x, weight, bias, stride, padding,
+                                                                       dilation, groups)
+    out_hw = conv_plan.output_hw(x.shape[2:], weight.shape[2:], stride, pad4, dilation)
+    if max_pool and min(out_hw) < 2:
+        raise ValueError(f"{op}: the convolution's output must be at least 2x2 for a 2x2 pool, got "
+                         f"{out_hw[0]}x{out_hw[1]}")
+    recorded = is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    if recorded or current_rule() == "rescale" or not isinstance(x.data, np.ndarray):
+        return None
+    b = None if bias is None else bias.data
+    kernels = backend.kernels("conv", x.data, op)
+    if conv.forward_algorithm(kernels, x.data, weight.data, stride, pad4, dilation, groups) == "winograd_fused":
+        out = conv_plan.winograd_fused_forward(np.ascontiguousarray(x.data), weight.data, pad4, out_hw, b,
+                                               (None, None, 0.0, max_value), max_pool)
+        return (Tensor(out[0]), out[1]) if max_pool else (Tensor(out), None)
+    y = conv.conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups, b)
+    if not (max_pool and max_value == np.inf):
+        cpu_activation.clip_(y, 0.0, max_value)  # in place: the output is ours
+    if not max_pool:
+        return Tensor(y), None
+    # the pool kernel rectifies each tap as it reads it: the ReLU itself, or nothing on taps clipped already
+    n, c = y.shape[:2]
+    out, switches = cpu_pool.relu_max_pool2x2(y.reshape(n * c, *out_hw))
+    return Tensor(out.reshape(n, c, *out.shape[1:])), switches.reshape(n, c, *out.shape[1:])
+
+
+def conv2d_relu(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+                groups: int = 1, *, max_value: float = np.inf) -> Tensor:
+    """``relu(conv2d(x, weight, bias, ...))`` (``relu6`` at ``max_value=6``), for inference.
+
+    Where no graph is recorded (inside ``no_grad()``, or nothing here requires grad), on the CPU, each
+    output is rectified as the convolution writes it (the fused Winograd kernel) or in place right after
+    (the other algorithms): no second map. Otherwise the two ops run. The same bits either way.
+    """
+    op = "conv2d_relu"
+    fused = _fused(op, x, weight, bias, stride, padding, dilation, groups, max_value, False)
+    if fused is not None:
+        return fused[0]
+    y = conv.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return activation.relu(y) if max_value == np.inf else activation.relu6(y)
+
+
+def conv2d_relu_max_pool2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+                           dilation: Any = 1, groups: int = 1, *, max_value: float = np.inf,
+                           return_switches: bool = False) -> Tensor | tuple[Tensor, Any]:
+    """``max_pool2d(relu(conv2d(x, weight, bias, ...)), 2)``, for inference: with ``return_switches`` also
+    the pool's switches (flat indices into the convolution's output planes, as ``max_pool2d`` gives them).
+
+    On the fused Winograd kernel (stride-1 3x3 layers of 32-128 channels on AVX-512 CPUs) the pool
+    takes each tile's maximum before anything is written; on the other algorithms the rectified
+    output goes through ``cpu_pool``'s 2x2 kernel. Where a graph is recorded, the three ops run.
+    """
+    op = "conv2d_relu_max_pool2d"
+    return_switches = check_bool(return_switches, op, "return_switches")
+    fused = _fused(op, x, weight, bias, stride, padding, dilation, groups, max_value, True)
+    if fused is None:
+        y = conv.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        y = activation.relu(y) if max_value == np.inf else activation.relu6(y)
+        out, switches = pool.max_pool2d(y, 2, return_switches=True)
+    else:
+        out, switches = fused
+    return (out, switches) if return_switches else out
