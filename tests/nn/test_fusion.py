@@ -226,7 +226,7 @@ def test_fashion_cnn_fused_equals_unfused_bit_for_bit(rng, rule):
     np.testing.assert_array_equal(fused[1].view(np.uint32), unfused[1].view(np.uint32))
 
 
-# ----------------------------------------------------------------------------- conv + ReLU (+ 2x2 max-pool) for inference
+# ------------------------------------------------------------------------- conv + ReLU (+ 2x2 max-pool), inference
 def _calls(monkeypatch):
     seen = []
     for name in ("conv2d_relu", "conv2d_relu_max_pool2d"):
