@@ -254,6 +254,14 @@ def adjoint_filters(u: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(u[cpu_winograd.ADJOINT_SLOTS].transpose(0, 2, 1))
 
 
+def even_bounds(n: int, most: int, threads: int) -> list[int]:
+    """Bounds of parts of ``range(n)`` of at most ``most`` items each, their sizes within one of each
+    other and their number a multiple of ``threads`` (where n allows): each thread's run as long."""
+    per_thread = -(-n // threads)
+    parts = min(n, threads * -(-per_thread // max(1, most)))
+    return [n * k // parts for k in range(parts + 1)]
+
+
 class _Plan:
     """The work of one fused pass as tasks (chunks of whole images, or bands of tile rows of one image),
     the buffers' sizes for the largest task, and the bias padded to whole channel blocks."""
@@ -267,12 +275,18 @@ class _Plan:
         row_bytes = (c_in + self.n_cb * R) * 4 * self.wq * np.dtype(dtype).itemsize  # planes and outputs per grid row
         image_bytes = row_bytes * (nty + 1)
         threads = numba.get_num_threads()
+        # Threads take equal runs of tasks (``cpu_threads.map_batch``): so the tasks are as even as the
+        # sizes allow, a whole number per thread (chunks of 21, 21, 21 and 1 images gave one thread 42 of 64)
         if image_bytes <= CHUNK_BYTES and n >= threads:  # chunks of whole images on one grid
-            m = min(n, CHUNK_BYTES // image_bytes)
-            tasks = [(n0, min(n, n0 + m), 0, nty) for n0 in range(0, n, m)]
+            bounds = even_bounds(n, CHUNK_BYTES // image_bytes, threads)
+            tasks = [(n0, n1, 0, nty) for n0, n1 in zip(bounds[:-1], bounds[1:], strict=True)]
         else:  # bands of tile rows: a large image, or fewer images than threads (every thread gets bands)
-            rows = max(1, min(CHUNK_BYTES // row_bytes - 1, -(-nty * n // threads)))
-            tasks = [(i, i + 1, ty0, min(nty, ty0 + rows)) for i in range(n) for ty0 in range(0, nty, rows)]
+            bands = -(-nty // max(1, CHUNK_BYTES // row_bytes - 1))
+            while (n * bands) % threads and bands < nty:  # a whole number of bands per thread, where rows allow
+                bands += 1
+            bounds = [nty * k // bands for k in range(bands + 1)]
+            tasks = [(i, i + 1, ty0, ty1) for i in range(n) for ty0, ty1 in zip(bounds[:-1], bounds[1:], strict=True)
+                     if ty1 > ty0]
         self.tasks = np.array(tasks, dtype=np.intp).reshape(-1, 4)
         lanes = max((n1 - n0) * (ty1 - ty0 + 1) * self.wq for n0, n1, ty0, ty1 in tasks) if tasks else 0
         self.blocks = -(-lanes // self.block)

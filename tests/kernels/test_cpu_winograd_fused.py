@@ -201,3 +201,32 @@ def test_the_pool_epilogue_keeps_the_first_maximum_of_a_window():
     pooled, switches = fused.forward(x, up, 3, (1, 1, 1, 1), (6, 6), None, (None, None, 0.0, np.inf), pool=True)
     assert (pooled == 0).all()
     np.testing.assert_array_equal(switches[0, 0], (np.arange(3)[:, None] * 2 * 6 + np.arange(3) * 2))
+
+
+TASK_SHAPES = [((64, 32, 14, 14), 64, (14, 14)), ((64, 32, 28, 28), 32, (28, 28)), ((5, 32, 28, 28), 32, (28, 28)),
+               ((1, 64, 224, 224), 64, (224, 224)), ((3, 64, 112, 112), 64, (112, 112)), ((2, 8, 3, 3), 8, (3, 3))]
+
+
+@pytest.mark.parametrize(("x_shape", "c_out", "out_hw"), TASK_SHAPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_tasks_cover_the_work_once_in_even_runs_per_thread(x_shape, c_out, out_hw, threads):
+    """Threads take equal numbers of tasks, so the tasks are as even as the chunk size allows (chunks of 21,
+    21, 21 and 1 images gave one of two threads 42 of 64) and a whole number per thread where they can be."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        tasks = fused._Plan(x_shape, c_out, out_hw, None, np.float32).tasks
+    finally:
+        numba.set_num_threads(before)
+    n, nty = x_shape[0], -(-out_hw[0] // 2)
+    covered = np.zeros((n, nty), int)
+    for n0, n1, ty0, ty1 in tasks:
+        covered[n0:n1, ty0:ty1] += 1
+    assert (covered == 1).all()  # every tile row of every image, once
+    images, rows = tasks[:, 1] - tasks[:, 0], tasks[:, 3] - tasks[:, 2]
+    assert images.max() - images.min() <= 1 and rows.max() - rows.min() <= 1
+    whole_per_thread = len(tasks) % threads == 0
+    assert whole_per_thread or len(tasks) == n * nty or (n < threads and len(tasks) == n * nty)
+    unit = images if (rows == nty).all() else rows  # chunks of whole images, or bands of one image's rows
+    loads = [int(unit[part].sum()) for part in cpu_threads.batch_slices(len(tasks), threads)]
+    assert max(loads) - min(loads) <= (len(tasks) // threads if whole_per_thread else unit.max())
