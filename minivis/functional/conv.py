@@ -340,6 +340,15 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     x, weight, bias, stride, pad4, dilation, groups = conv2d_args(op, x, weight, bias, stride, padding, dilation,
                                                                   groups)
     out = conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups, None if bias is None else bias.data)
+    return conv2d_node(out, x, weight, bias, stride, pad4, dilation, groups)
+
+
+def conv2d_node(out: Any, x: Tensor, weight: Tensor, bias: Tensor | None, stride: Pair, pad4: Pad4, dilation: Pair,
+                groups: int) -> Tensor:
+    """``conv2d``'s output ``out`` (computed by the caller) as a tensor with conv2d's backward pass; the
+    arguments checked by ``conv2d_args``. The backward pass never reads ``out``: a fused op that
+    never writes the convolution's output (``F.conv2d_relu_max_pool2d``) hands a stand-in of its shape."""
+    op = "conv2d"
     # Saved for backward: the input, which dL/dw and the LRP rules read (not in a lean graph with
     # frozen weights: dL/dx needs only the weight). The output is never kept.
     saved_x = x.data if weight.requires_grad or not is_lean() else None

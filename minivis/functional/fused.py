@@ -10,9 +10,11 @@ reach and only the pooled map (a quarter of the output) and its switches reach m
 
 The values (and switches) are those of the separate ops, bit for bit: max commutes with the
 rectifier, the pool compares the rectified taps in the window order of ``cpu_pool``'s 2x2 kernel
-with the same rule for ties and NaN. Where a graph is recorded, under DeepLIFT's rescale rule, or
-off the CPU, the separate ops run. ``mv.nn.Sequential`` calls these for its Conv2d, ReLU (, MaxPool2d)
-runs when nothing could tell the difference (``nn.conv.conv_relu``).
+with the same rule for ties and NaN. Training fuses too: in a lean graph the pooled op's result
+carries ``relu_max_pool2d``'s backward pass on ``conv2d``'s, neither of which reads the
+convolution's output. Where a full graph is recorded (LRP and DeepLIFT read what it keeps), under
+DeepLIFT's rescale rule, or off the CPU, the separate ops run. ``mv.nn.Sequential`` calls these for
+its Conv2d, ReLU (, MaxPool2d) runs where nothing could tell the difference (``nn.pool.conv_relu``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from minivis import backend
-from minivis.autograd import Tensor, is_grad_enabled
+from minivis.autograd import Tensor, is_grad_enabled, is_lean
 from minivis.functional import activation, conv, pool
 from minivis.functional.norm import _check_max_value
 from minivis.kernels import conv_plan, cpu_activation, cpu_pool
@@ -32,8 +34,13 @@ from minivis.validate import check_bool
 
 def _fused(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
            max_value: Any, max_pool: bool) -> tuple[Tensor, Any] | None:
-    """The fused forward pass as a graph-less tensor (and switches), or None where the separate ops must run.
-    The arguments are checked first, so that an error names the op called on either path."""
+    """The fused forward pass as a tensor (and switches), or None where the separate ops must run. The
+    arguments are checked first, so that an error names the op called on either path.
+
+    Where a graph is recorded, only the pooled op in a lean graph fuses (``relu_max_pool2d``'s terms: a
+    plain ReLU, whose rules need only the pooled output and switches): its result carries the two
+    ops' own backward passes, ``relu_max_pool2d``'s on ``conv2d``'s, whose node never reads the
+    convolution's output, so no output is written for it (a zero-strided stand-in gives its shape)."""
     _check_max_value(op, max_value)
     x, weight, bias, stride, pad4, dilation, groups = conv.conv2d_args(op, x, weight, bias, stride, padding,
                                                                        dilation, groups)
@@ -42,23 +49,39 @@ def _fused(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, d
         raise ValueError(f"{op}: the convolution's output must be at least 2x2 for a 2x2 pool, got "
                          f"{out_hw[0]}x{out_hw[1]}")
     recorded = is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
-    if recorded or current_rule() == "rescale" or not isinstance(x.data, np.ndarray):
+    if current_rule() == "rescale" or not isinstance(x.data, np.ndarray):
         return None
-    b = None if bias is None else bias.data
-    kernels = backend.kernels("conv", x.data, op)
-    if conv.forward_algorithm(kernels, x.data, weight.data, stride, pad4, dilation, groups) == "winograd_fused":
-        out = conv_plan.winograd_fused_forward(np.ascontiguousarray(x.data), weight.data, pad4, out_hw, b,
+    if recorded and not (max_pool and max_value == np.inf and is_lean()):
+        return None
+    out, switches = _forward(op, x.data, weight.data, None if bias is None else bias.data, stride, pad4, dilation,
+                             groups, out_hw, max_value, max_pool)
+    if switches is not None:  # as max_pool2d's: a read-only view (the graph's own, where one is recorded)
+        switches.flags.writeable = False
+        switches = switches.view()
+    if not recorded:
+        return Tensor(out), switches
+    stand_in = np.broadcast_to(np.zeros((), out.dtype), (x.shape[0], weight.shape[0], *out_hw))
+    y = conv.conv2d_node(stand_in, x, weight, bias, stride, pad4, dilation, groups)
+    return pool.relu_max_pool2d_node(y, out, switches), switches
+
+
+def _forward(op: str, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple, pad4: tuple, dilation: tuple,
+             groups: int, out_hw: tuple, max_value: float, max_pool: bool) -> tuple[np.ndarray, Any]:
+    """The arrays: the rectified output, or the pooled output and its switches."""
+    kernels = backend.kernels("conv", x, op)
+    if conv.forward_algorithm(kernels, x, w, stride, pad4, dilation, groups) == "winograd_fused":
+        out = conv_plan.winograd_fused_forward(np.ascontiguousarray(x), w, pad4, out_hw, b,
                                                (None, None, 0.0, max_value), max_pool)
-        return (Tensor(out[0]), out[1]) if max_pool else (Tensor(out), None)
-    y = conv.conv2d_forward(x.data, weight.data, stride, pad4, dilation, groups, b)
+        return out if max_pool else (out, None)
+    y = conv.conv2d_forward(x, w, stride, pad4, dilation, groups, b)
     if not (max_pool and max_value == np.inf):
         cpu_activation.clip_(y, 0.0, max_value)  # in place: the output is ours
     if not max_pool:
-        return Tensor(y), None
+        return y, None
     # the pool kernel rectifies each tap as it reads it: the ReLU itself, or nothing on taps clipped already
     n, c = y.shape[:2]
     out, switches = cpu_pool.relu_max_pool2x2(y.reshape(n * c, *out_hw))
-    return Tensor(out.reshape(n, c, *out.shape[1:])), switches.reshape(n, c, *out.shape[1:])
+    return out.reshape(n, c, *out.shape[1:]), switches.reshape(n, c, *out.shape[1:])
 
 
 def conv2d_relu(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
@@ -85,7 +108,10 @@ def conv2d_relu_max_pool2d(x: Any, weight: Any, bias: Any = None, stride: Any = 
 
     On the fused Winograd kernel (stride-1 3x3 layers of 32-128 channels on AVX-512 CPUs) the pool
     takes each tile's maximum before anything is written; on the other algorithms the rectified
-    output goes through ``cpu_pool``'s 2x2 kernel. Where a graph is recorded, the three ops run.
+    output goes through ``cpu_pool``'s 2x2 kernel. In a lean graph (``mv.lean_graph()``, as training
+    records) with ``max_value=inf`` the result carries ``relu_max_pool2d``'s and ``conv2d``'s backward
+    passes (the same gradients, bit for bit, as the separate ops in a lean graph); where a full graph
+    is recorded, the three ops run.
     """
     op = "conv2d_relu_max_pool2d"
     return_switches = check_bool(return_switches, op, "return_switches")

@@ -152,7 +152,22 @@ def relu_max_pool2d(x: Tensor, return_switches: bool = False) -> Tensor | tuple[
         rectified = backend.xp(x.data).clip(x.data, 0, np.inf)
         out, switches = pool.max_pool2d(_planes(rectified), (2, 2), (2, 2), (0, 0), (1, 1), out_hw)
     out, switches = out.reshape(n, c, *out_hw), switches.reshape(n, c, *out_hw)
-    x_shape = x.shape
+    y = relu_max_pool2d_node(x, out, switches, rectified)
+    if not return_switches:
+        return y
+    if pool is cpu_pool:  # as max_pool2d: a read-only view of the graph's own switches
+        switches.flags.writeable = False
+        return y, switches.view()
+    return y, switches.copy()
+
+
+def relu_max_pool2d_node(x: Tensor, out: Any, switches: Any, rectified: Any = None) -> Tensor:
+    """``relu_max_pool2d``'s output ``out`` and ``switches`` (N, C, H//2, W//2), computed by the caller, as a
+    tensor with its backward pass, which reads x's shape only (and ``rectified``, the rectified map,
+    where the kernels that made ``out`` kept it: the GPU's)."""
+    op = "relu_max_pool2d"
+    pool = backend.kernels("pool", out, op)
+    x_shape, (h, w) = x.shape, x.shape[2:]
 
     def backward(g):
         rules = current_lrp()
@@ -170,13 +185,7 @@ def relu_max_pool2d(x: Tensor, return_switches: bool = False) -> Tensor | tuple[
         unpooled = pool.unpool(_planes(g), _planes(switches), (h, w)).reshape(x_shape)
         return (backend.kernels("activation", g, op).relu_rule_backward(unpooled, rectified, 0.0, np.inf, 0.0, code),)
 
-    y = Tensor.from_op(out, (x,), backward, op)
-    if not return_switches:
-        return y
-    if pool is cpu_pool:  # as max_pool2d: a read-only view of the graph's own switches
-        switches.flags.writeable = False
-        return y, switches.view()
-    return y, switches.copy()
+    return Tensor.from_op(out, (x,), backward, op)
 
 
 def _check_switches(op: str, switches: Any, x: Tensor) -> Any:

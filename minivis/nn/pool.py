@@ -70,12 +70,13 @@ def conv_relu(conv: Module, act: Module, pool: Module | None, x: Any) -> tuple[T
     """``pool(act(conv(x)))`` as one op, ``F.conv2d_relu_max_pool2d``, or ``act(conv(x))``,
     ``F.conv2d_relu``, where nothing could tell: (output, number of modules run: 3 or 2); else None.
 
-    For inference: a plain ``Conv2d`` and ``ReLU`` or ``ReLU6``, none with a hook; ``fusion`` on; a CPU
-    tensor; no ``observe_forward`` observer (``ForwardReplay`` must see each module's call); no graph
-    recorded (the backward pass would need each op's own node) and no rescale rule (DeepLIFT's
-    reference pass keeps the rectifier's input). The pool joins where it is a plain 2x2 ``MaxPool2d``
-    (``relu_max_pool``'s terms) and the convolution's output is at least 2x2; otherwise it runs as
-    written, and fails there if it must. The convolution's arguments are checked as ``conv2d`` checks
+    A plain ``Conv2d`` and ``ReLU`` or ``ReLU6``, none with a hook; ``fusion`` on; a CPU tensor; no
+    ``observe_forward`` observer (``ForwardReplay`` must see each module's call); no rescale rule
+    (DeepLIFT's reference pass keeps the rectifier's input); and no graph recorded, except a lean
+    one (``mv.lean_graph()``, training) for a ReLU and its pool: the fused result then carries the
+    ReLU-and-pool and convolution backward passes. The pool joins where it is a plain 2x2
+    ``MaxPool2d`` (``relu_max_pool``'s terms) and the convolution's output is at least 2x2; otherwise
+    it runs as written, and fails there if it must. The convolution's arguments are checked as ``conv2d`` checks
     them, so that a wrong input is named as the convolution's. The pool's ``switches`` are set as its
     own forward would set them.
     """
@@ -83,7 +84,8 @@ def conv_relu(conv: Module, act: Module, pool: Module | None, x: Any) -> tuple[T
             and isinstance(x, Tensor) and x.ndim == 4 and x.device == "cpu" and _OBSERVER.get() is None
             and current_rule() != "rescale"):
         return None
-    if is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, conv.weight, conv.bias)):
+    recorded = is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, conv.weight, conv.bias))
+    if recorded and not (is_lean() and type(act) is ReLU and pool is not None and _plain_pool2x2(pool)):
         return None
     _, w, _, stride, pad4, dilation, _ = Fconv.conv2d_args("conv2d", x, conv.weight, conv.bias, conv.stride,
                                                            conv.padding, conv.dilation, conv.groups)
@@ -91,7 +93,7 @@ def conv_relu(conv: Module, act: Module, pool: Module | None, x: Any) -> tuple[T
     max_value = 6.0 if type(act) is ReLU6 else np.inf
     args = (x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     if pool is None or not _plain_pool2x2(pool) or min(out_hw) < 2:
-        return F.conv2d_relu(*args, max_value=max_value), 2
+        return None if recorded else (F.conv2d_relu(*args, max_value=max_value), 2)
     out, pool.switches = F.conv2d_relu_max_pool2d(*args, max_value=max_value, return_switches=True)
     return out, 3
 

@@ -290,3 +290,31 @@ def test_fashion_cnn_inference_fused_equals_unfused_bit_for_bit(rng, size):
         with mv.nn.fusion(False):
             unfused = model.features(mv.tensor(x)).numpy()
     np.testing.assert_array_equal(fused.view(np.uint32), unfused.view(np.uint32))
+
+
+@pytest.mark.parametrize("rule", ["gradient", "guided", "deconvnet"])
+def test_a_lean_graph_fuses_conv_relu_pool_with_the_separate_ops_gradients_bit_for_bit(rng, monkeypatch, rule):
+    """Training records a lean graph: the conv, ReLU and pool run as one op whose result carries the
+    ReLU-and-pool and convolution backward passes; the weight and input gradients are the separate ops'."""
+    seen = _calls(monkeypatch)
+    model = mv.models.load("fashion_cnn")  # eval: no dropout masks to match; the weights still require grad
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+
+    def grads():
+        model.zero_grad()
+        xt = mv.tensor(x, requires_grad=True)
+        with mv.lean_graph():
+            y = model(xt)
+        with mv.backward_rule(rule):
+            (y * mv.tensor(np.arange(10, dtype=np.float32))).sum().backward()
+        return [xt.grad] + [p.grad for p in model.parameters()], model.features[4].switches.copy()
+
+    fused, switches = grads()
+    assert seen == ["conv2d_relu_max_pool2d", "conv2d_relu_max_pool2d"]
+    with mv.nn.fusion(False):
+        unfused, unfused_switches = grads()
+    for a, b in zip(fused, unfused, strict=True):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    np.testing.assert_array_equal(switches, unfused_switches)
+    with mv.lean_graph():  # the fused result's graph: the pool's node on the convolution's
+        assert _ops(model.features, x, lean=True)[:3] == ["relu_max_pool2d", "conv2d", "relu"]
