@@ -910,6 +910,36 @@ print(f"one image, one thread: obvious loop {one_flops / t_slow / 1e9:.1f} GFLOP
 # an image came in; the engine's plans never let it.
 
 # %% [markdown]
+# ### What comes after the convolution: a tile is a pool window
+#
+# A VGG-style block is conv, ReLU, 2x2 max-pool. Run as three ops, the convolution writes its whole
+# output, the ReLU reads it and writes it again, the pool reads it a third time and keeps a quarter.
+# For inference (no graph to record) nothing needs those maps, and the fused Winograd kernel has
+# every output of a $2 \times 2$ tile in hand at once: its four values $Y[0,0], Y[0,1], Y[1,0],
+# Y[1,1]$ land in four phase planes, one per position. That tile *is* a pool window, so
+# `F.conv2d_relu_max_pool2d` clips each output vector as the output transform produces it
+# (`cpu_simd.vclip`: a compare and a select per lane, no branch) and takes each window's maximum
+# straight from the four planes: only the pooled map, a quarter of the output, and its switches are
+# ever written. Since $\max$ commutes with the rectifier and the window is read in the pool's own
+# order (first maximum wins, NaN included), the values and switches are those of the three ops,
+# bit for bit. `mv.nn.Sequential` does this by itself for its Conv2d, ReLU, MaxPool2d runs wherever
+# nothing could tell: no hook, no recorded graph except training's lean one (whose backward needs
+# only the pooled output and the switches).
+
+# %%
+with mv.no_grad():
+    separate = mv.F.max_pool2d(mv.F.relu(mv.F.conv2d(layer_x, layer_w, padding=1)), 2)
+    fused_block = mv.F.conv2d_relu_max_pool2d(layer_x, layer_w, padding=1)
+np.testing.assert_array_equal(fused_block.numpy(), separate.numpy())
+with mv.no_grad():
+    _, t_apart = timed(lambda: mv.F.max_pool2d(mv.F.relu(mv.F.conv2d(layer_x, layer_w, padding=1)), 2), repeats=5)
+    _, t_fused = timed(lambda: mv.F.conv2d_relu_max_pool2d(layer_x, layer_w, padding=1), repeats=5)
+how = mv.F.conv.forward_algorithm(mv.backend.kernels("conv", layer_x, "lesson"), layer_x, layer_w, (1, 1),
+                                  (1, 1, 1, 1), (1, 1), 1)  # the fused epilogues need "winograd_fused" (AVX-512)
+print(f"conv + ReLU + pool, bit for bit the same: {t_apart * 1e3:.1f} ms as three ops, {t_fused * 1e3:.1f} ms "
+      f"as one (the convolution's algorithm here: {how})")
+
+# %% [markdown]
 # ## 8. Summary
 #
 # - A convolution is a sparse, weight-shared matrix $C$ acting on the flattened image; a row is
@@ -934,6 +964,8 @@ print(f"one image, one thread: obvious loop {one_flops / t_slow / 1e9:.1f} GFLOP
 #   a compiled loop of separate multiplies and adds on 8 lanes, storing its accumulators at every
 #   step, reaches a quarter of it; a register block of fused multiply-adds on whole vectors
 #   (BLAS's micro-kernels, and the engine's direct kernel through `cpu_simd`) most of it.
+# - For inference, what follows a convolution can run inside it: the ReLU as each output is
+#   written, and a 2x2 max-pool straight from a Winograd tile, which is a pool window.
 #
 # ## Exercises
 #
@@ -969,3 +1001,8 @@ print(f"one image, one thread: obvious loop {one_flops / t_slow / 1e9:.1f} GFLOP
 #    thrown away, and what fraction of the work is that on a 14-pixel map (7 x 7 tiles on an
 #    8 x 8 grid)? Time `mv.conv_algorithm("winograd_fused")` against `"direct"` on 14- and
 #    56-pixel maps with 64 channels and explain the difference.
+# 7. **Where the pool goes.** Show that `max(relu(a), relu(b)) == relu(max(a, b))` for any floats,
+#    NaN included (the pool's rule: the first NaN wins), but that the *switch* (which tap won) can
+#    differ when all four taps are negative. Which switch does `F.conv2d_relu_max_pool2d` report
+#    for a window of four negatives, and why does it have to be that one for the backward pass of
+#    a lean graph to equal the separate ops'?
