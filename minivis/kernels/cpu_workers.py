@@ -40,21 +40,17 @@ _sched_yield = ctypes.CDLL(ctypes.util.find_library("c") or None).sched_yield
 _sched_yield.restype, _sched_yield.argtypes = ctypes.c_int, []
 
 
-if numba.config.DISABLE_JIT:  # plain Python (the tests' NUMBA_DISABLE_JIT=1 run): an ordinary read
-    def _load_acquire(arr: np.ndarray, i: int) -> int:
-        return int(arr[i])
-else:
-    @intrinsic
-    def _load_acquire(typingctx, arr, i):  # noqa: ANN001, ANN201
-        """arr[i] of an int64 array as an atomic load: the compiler may not hoist it out of a loop."""
-        if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
-            raise numba.core.errors.TypingError("cpu_workers._load_acquire: an int64 array expected")
+@intrinsic
+def _load_acquire(typingctx, arr, i):  # noqa: ANN001, ANN201
+    """arr[i] of an int64 array as an atomic load: the compiler may not hoist it out of a loop."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        raise numba.core.errors.TypingError("cpu_workers._load_acquire: an int64 array expected")
 
-        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
-            data = context.make_array(sig.args[0])(context, builder, args[0]).data
-            return builder.load_atomic(builder.gep(data, [args[1]]), "acquire", 8)
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.load_atomic(builder.gep(data, [args[1]]), "acquire", 8)
 
-        return types.int64(arr, types.intp), codegen
+    return types.int64(arr, types.intp), codegen
 
 
 @numba.njit(nogil=True)  # not cached: it calls libc through a ctypes pointer
