@@ -8,7 +8,7 @@ direct depthwise kernels, and ``cpu_direct``, ``cpu_winograd``, ``cpu_winograd_f
 and the fused ReLU-rule backward), ``cpu_norm`` (the eval batch-norm affine map),
 ``cpu_occlusion`` (incremental occlusion's splice), ``cpu_topk`` (running top-k lists for mining
 and neighbours), ``cpu_tsne`` (t-SNE), ``cpu_threads``, which splits a batch across threads for
-the GEMM paths, ``cpu_workers``, the threads that take those slices, ``cpu_workspace``, the pool the kernels' large outputs come from while a method
+the GEMM paths, ``cpu_workspace``, the pool the kernels' large outputs come from while a method
 streams batches (``backend.reuse_buffers``) and their per-thread scratch, and ``conv_plan``, the
 one module here that is not a loop: how a convolution is run on these kernels (which algorithm,
 which tiles), kept out of ``functional/conv.py`` so the op stays on one page. Callers above the
@@ -27,7 +27,5 @@ import numba as _numba
 # OpenBLAS: conv alternates im2col (Numba) and GEMM (BLAS), so on a small machine the two pools
 # fight for the cores (measured: benchmarks/README.md, "Design measurements", kernels). The
 # workqueue layer sleeps instead. An explicit NUMBA_THREADING_LAYER from the user still wins.
-# (``cpu_workers``' threads watch for work too, but yield the core at every look: a prange kernel
-# started while they watch ran no slower, benchmarks/README.md, "Design measurements", cpu_workers.)
 if "NUMBA_THREADING_LAYER" not in _os.environ:
     _numba.config.THREADING_LAYER = "workqueue"
