@@ -60,8 +60,8 @@ _FUSION = ContextVar("minivis_fusion", default=True)
 @contextlib.contextmanager
 def fusion(enabled: bool) -> Iterator[None]:
     """Within the block, ``batch_norm_act``, ``conv_bn_act`` and ``Sequential``'s conv + batch norm (+ ReLU)
-    runs and ReLU + 2x2 max-pool pairs (``nn.pool.relu_max_pool``) fuse (True, the default) or always
-    run the modules one by one.
+    runs, conv + ReLU (+ 2x2 max-pool) runs (``nn.pool.conv_relu``) and ReLU + 2x2 max-pool pairs
+    (``nn.pool.relu_max_pool``) fuse (True, the default) or always run the modules one by one.
 
     The results are the same bit for bit; turning fusion off shows each module's own op in the
     graph (and costs a pass over memory or more each way)."""
