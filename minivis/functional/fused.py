@@ -54,7 +54,7 @@ def _fused(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, d
     if recorded and not (max_pool and max_value == np.inf and is_lean()):
         return None
     out, switches = _forward(op, x.data, weight.data, None if bias is None else bias.data, stride, pad4, dilation,
-                             groups, out_hw, max_value, max_pool)
+                             groups, out_hw, max_value, max_pool, recorded)
     if switches is not None:  # as max_pool2d's: a read-only view (the graph's own, where one is recorded)
         switches.flags.writeable = False
         switches = switches.view()
@@ -66,8 +66,9 @@ def _fused(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, d
 
 
 def _forward(op: str, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple, pad4: tuple, dilation: tuple,
-             groups: int, out_hw: tuple, max_value: float, max_pool: bool) -> tuple[np.ndarray, Any]:
-    """The arrays: the rectified output, or the pooled output and its switches."""
+             groups: int, out_hw: tuple, max_value: float, max_pool: bool, kept: bool) -> tuple[np.ndarray, Any]:
+    """The arrays: the rectified output, or the pooled output and its switches (``kept``: a graph keeps
+    them; the fused kernel's pooled outputs always come from the allocator)."""
     kernels = backend.kernels("conv", x, op)
     if conv.forward_algorithm(kernels, x, w, stride, pad4, dilation, groups) == "winograd_fused":
         out = conv_plan.winograd_fused_forward(np.ascontiguousarray(x), w, pad4, out_hw, b,
@@ -80,7 +81,7 @@ def _forward(op: str, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride
         return y, None
     # the pool kernel rectifies each tap as it reads it: the ReLU itself, or nothing on taps clipped already
     n, c = y.shape[:2]
-    out, switches = cpu_pool.relu_max_pool2x2(y.reshape(n * c, *out_hw))
+    out, switches = cpu_pool.relu_max_pool2x2(y.reshape(n * c, *out_hw), kept)
     return out.reshape(n, c, *out.shape[1:]), switches.reshape(n, c, *out.shape[1:])
 
 

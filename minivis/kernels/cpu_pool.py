@@ -86,15 +86,17 @@ def _max_pool2x2(x, out, switches, rectify):
                 switches[p, i, j] = index
 
 
-def relu_max_pool2x2(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def relu_max_pool2x2(x: np.ndarray, kept: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``max_pool2d(relu(x))`` for kernel 2, stride 2, no padding: x (P, H, W) -> out, switches (P, H//2, W//2).
+    ``kept``: out outlives the pass (a graph keeps it), so it comes from the allocator, not
+    ``cpu_workspace``'s pool, whose larger block it would pin.
 
     Max commutes with the rectifier, but the switches do not (a window of negatives has its first
     pixel as the rectified map's maximum): so each tap is rectified before it is compared.
     """
     x = np.ascontiguousarray(x)
     out_hw = (x.shape[1] // 2, x.shape[2] // 2)
-    out = cpu_workspace.empty((x.shape[0], *out_hw), x.dtype)
+    out = (np.empty if kept else cpu_workspace.empty)((x.shape[0], *out_hw), x.dtype)
     switches = np.empty((x.shape[0], *out_hw), dtype=np.int64)
     _max_pool2x2(x, out, switches, True)
     return out, switches

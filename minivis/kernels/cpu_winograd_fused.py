@@ -337,7 +337,10 @@ def forward(x: np.ndarray, up: np.ndarray, c_out: int, pad4: tuple[int, int, int
     affine = scale is not None
     fin = (plan.per_channel(scale, x.dtype), plan.per_channel(shift, x.dtype), np.array([low, high], x.dtype))
     y_hw = (out_hw[0] // 2, out_hw[1] // 2) if pool else tuple(out_hw)
-    y = cpu_workspace.empty((n, c_out, *y_hw), x.dtype)
+    # the pooled output and its switches are what a lean graph keeps (the ReLU rule at each switch reads the
+    # pooled value): from the allocator, not cpu_workspace's pool, whose larger block it would pin (VGG16
+    # SmoothGrad's peak 476 -> 607 MB)
+    y = np.empty((n, c_out, *y_hw), x.dtype) if pool else cpu_workspace.empty((n, c_out, *y_hw), x.dtype)
     switches = np.empty((n, c_out, *y_hw) if pool else (0, 0, 0, 0), np.int64)
     if n and y.size:
         def run(part: slice, _parallel: bool) -> None:

@@ -77,3 +77,23 @@ def test_bad_input_is_named_by_the_fused_op(rng):
             F.conv2d_relu_max_pool2d(x, w, return_switches="yes")
         with pytest.raises(ValueError, match="conv2d_relu"):
             F.conv2d_relu(x, w[:, :2])
+
+
+@pytest.mark.parametrize(("channels", "size"), [(32, 64), (4, 256)])  # the fused Winograd kernel's pool, cpu_pool's
+def test_what_a_lean_graph_keeps_comes_from_the_allocator_not_the_reuse_pool(rng, channels, size):
+    """The pooled output and its switches live until the backward pass: from a pooled block they would pin
+    a block up to 4x their size for the whole pass (VGG16 SmoothGrad's peak went 476 -> 607 MB)."""
+    from minivis.kernels import cpu_workspace
+
+    x = mv.tensor(rng.standard_normal((8, channels, size, size)).astype(np.float32), requires_grad=True)
+    w = mv.tensor(rng.standard_normal((channels, channels, 3, 3)).astype(np.float32))
+    pooled = 8 * channels * (size // 2) ** 2  # elements: at least cpu_workspace.MIN_BYTES as float32
+    assert pooled * 4 >= cpu_workspace.MIN_BYTES
+    with cpu_workspace.reuse(), mv.lean_graph():
+        cpu_workspace.empty((3 * pooled,), np.float32)  # a block that the pooled output would fit, now free
+        y = F.conv2d_relu_max_pool2d(x, w, padding=1)
+        blocks = [id(b) for b in cpu_workspace._local.pool]
+    base = y.data
+    while base.base is not None:
+        base = base.base
+    assert y.grad_fn.op == "relu_max_pool2d" and id(base) not in blocks
