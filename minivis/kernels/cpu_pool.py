@@ -51,6 +51,23 @@ def _tap(v, zero, rectify):
     return zero if rectify and v < zero else v
 
 
+@numba.njit(inline="always")
+def _window_max(v00, v01, v10, v11, top_left, width):
+    """The first maximum of a 2x2 window's taps in row-major order (``_first_wins``, below: larger, or the
+    first NaN) and its flat index; the top-left tap's index is ``top_left`` and a row ``width`` long (both
+    unsigned: mixed with signed ints Numba would compute the index in floats). Branch-free selects; also
+    the fused Winograd kernel's pool (``cpu_winograd_fused._crop_pool``)."""
+    one = np.uint64(1)
+    best, at = v00, top_left
+    take = _first_wins(v01, best)
+    best, at = (v01, top_left + one) if take else (best, at)
+    take = _first_wins(v10, best)
+    best, at = (v10, top_left + width) if take else (best, at)
+    take = _first_wins(v11, best)
+    best, at = (v11, top_left + width + one) if take else (best, at)
+    return best, at
+
+
 @numba.njit(parallel=True, cache=True)
 def _max_pool2x2(x, out, switches, rectify):
     """``_max_pool2d`` for kernel 2, stride 2, no padding or dilation (every VGG-style pool); with
@@ -71,19 +88,10 @@ def _max_pool2x2(x, out, switches, rectify):
             top, bottom = u(2) * i, u(2) * i + u(1)
             for j in range(out_w):
                 left, right = u(2) * j, u(2) * j + u(1)
-                index = top * width + left
-                best = _tap(x[p, top, left], zero, rectify)
-                v = _tap(x[p, top, right], zero, rectify)
-                take = _first_wins(v, best)
-                best, index = (v, index + u(1)) if take else (best, index)
-                v = _tap(x[p, bottom, left], zero, rectify)
-                take = _first_wins(v, best)
-                best, index = (v, top * width + width + left) if take else (best, index)
-                v = _tap(x[p, bottom, right], zero, rectify)
-                take = _first_wins(v, best)
-                best, index = (v, top * width + width + right) if take else (best, index)
-                out[p, i, j] = best
-                switches[p, i, j] = index
+                out[p, i, j], switches[p, i, j] = _window_max(
+                    _tap(x[p, top, left], zero, rectify), _tap(x[p, top, right], zero, rectify),
+                    _tap(x[p, bottom, left], zero, rectify), _tap(x[p, bottom, right], zero, rectify),
+                    top * width + left, width)
 
 
 def relu_max_pool2x2(x: np.ndarray, kept: bool = False) -> tuple[np.ndarray, np.ndarray]:

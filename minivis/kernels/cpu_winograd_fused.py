@@ -36,7 +36,7 @@ import numpy as np
 from minivis.kernels import cpu_direct, cpu_threads, cpu_winograd, cpu_workspace
 from minivis.kernels import cpu_simd as simd
 from minivis.kernels.cpu_direct import PV, R
-from minivis.kernels.cpu_pool import _first_wins
+from minivis.kernels.cpu_pool import _window_max
 
 CHUNK_BYTES = 2 << 20  # a task's polyphase input and phase outputs, at most (a core's L2): images or tile rows
 
@@ -135,9 +135,9 @@ def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, fin, affine, vb
                                    mb[s * R * block:(s + 1) * R * block], no_y, False)
             for r in range(R):
                 co = cb * R + r
-                vb_co = simd.vbcast(bias, co)  # the bias and finish of channel co, as vectors
-                a, b = (simd.vbcast(scale, co), simd.vbcast(shift, co)) if affine else (vb_co, vb_co)
-                vfin = (vb_co, a, b, low, high)
+                bias_co = simd.vbcast(bias, co)  # the bias and finish of channel co, as vectors
+                a, b = (simd.vbcast(scale, co), simd.vbcast(shift, co)) if affine else (bias_co, bias_co)
+                vfin = (bias_co, a, b, low, high)
                 for p in range(PV):
                     _transform_out(mb, r * block + p * lanes, R * block, vfin, affine, out,
                                    co * 4 * phase + q + p * lanes, phase)
@@ -191,7 +191,7 @@ def _crop(out, phase, hq, wq, m, n0, oy0, oy1, y):
 def _crop_pool(out, phase, hq, wq, m, n0, ty0, ty1, width, y, switches):
     """The 2x2 max-pool of the (finished) output, straight from the phase planes: a 2x2 tile *is* a pool
     window, its four outputs (i, j) one per plane 2i + j. y[n0 + n, co, ty, tx] = the first maximum in
-    row-major window order (the NaN rule included: ``cpu_pool._first_wins``), switches[...] its flat index
+    row-major window order (``cpu_pool._window_max``, the pool kernel's own compare), switches[...] its flat index
     (2ty + i)*width + 2tx + j in the convolution's output plane, as ``cpu_pool._max_pool2x2`` sets them,
     for the task's tile rows ty0..ty1."""
     u = np.uint64
@@ -204,19 +204,9 @@ def _crop_pool(out, phase, hq, wq, m, n0, ty0, ty1, width, y, switches):
                 dst = u((((n0 + n) * c_out + co) * hp + ty) * wp)
                 top = u(2 * ty) * w
                 for tx in range(u(wp)):
-                    index = top + u(2) * tx
-                    best = out[src + tx]
-                    v = out[src + u(phase) + tx]
-                    take = _first_wins(v, best)
-                    best, index = (v, top + u(2) * tx + u(1)) if take else (best, index)
-                    v = out[src + u(2 * phase) + tx]
-                    take = _first_wins(v, best)
-                    best, index = (v, top + w + u(2) * tx) if take else (best, index)
-                    v = out[src + u(3 * phase) + tx]
-                    take = _first_wins(v, best)
-                    best, index = (v, top + w + u(2) * tx + u(1)) if take else (best, index)
-                    out_flat[dst + tx] = best
-                    sw_flat[dst + tx] = index
+                    out_flat[dst + tx], sw_flat[dst + tx] = _window_max(
+                        out[src + tx], out[src + u(phase) + tx], out[src + u(2 * phase) + tx],
+                        out[src + u(3 * phase) + tx], top + u(2) * tx, w)
 
 
 @numba.njit(cache=True, nogil=True)
