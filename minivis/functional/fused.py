@@ -32,28 +32,32 @@ from minivis.rules import current_rule
 from minivis.validate import check_bool
 
 
-def _fused(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
-           max_value: Any, max_pool: bool) -> tuple[Tensor, Any] | None:
-    """The fused forward pass as a tensor (and switches), or None where the separate ops must run. The
-    arguments are checked first, so that an error names the op called on either path.
+def checked(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+            max_value: Any) -> tuple[tuple, tuple[int, int]]:
+    """The arguments checked as ``conv2d`` checks them (errors named ``op``), and the convolution's output
+    size: ((x, weight, bias, stride, pad4, dilation, groups), out_hw). ``nn.pool.conv_relu`` checks once,
+    names errors as the convolution's, and reads out_hw to decide whether the pool joins."""
+    _check_max_value(op, max_value)
+    args = conv.conv2d_args(op, x, weight, bias, stride, padding, dilation, groups)
+    x, weight, _, stride, pad4, dilation, _ = args
+    return args, conv_plan.output_hw(x.shape[2:], weight.shape[2:], stride, pad4, dilation)
+
+
+def fused(args: tuple, out_hw: tuple[int, int], max_value: float, max_pool: bool) -> tuple[Tensor, Any] | None:
+    """The fused forward pass on ``checked`` arguments as a tensor (and switches), or None where the
+    separate ops must run.
 
     Where a graph is recorded, only the pooled op in a lean graph fuses (``relu_max_pool2d``'s terms: a
     plain ReLU, whose rules need only the pooled output and switches): its result carries the two
     ops' own backward passes, ``relu_max_pool2d``'s on ``conv2d``'s, whose node never reads the
     convolution's output, so no output is written for it (a zero-strided stand-in gives its shape)."""
-    _check_max_value(op, max_value)
-    x, weight, bias, stride, pad4, dilation, groups = conv.conv2d_args(op, x, weight, bias, stride, padding,
-                                                                       dilation, groups)
-    out_hw = conv_plan.output_hw(x.shape[2:], weight.shape[2:], stride, pad4, dilation)
-    if max_pool and min(out_hw) < 2:
-        raise ValueError(f"{op}: the convolution's output must be at least 2x2 for a 2x2 pool, got "
-                         f"{out_hw[0]}x{out_hw[1]}")
+    x, weight, bias, stride, pad4, dilation, groups = args
     recorded = is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
     if current_rule() == "rescale" or not isinstance(x.data, np.ndarray):
         return None
     if recorded and not (max_pool and max_value == np.inf and is_lean()):
         return None
-    out, switches = _forward(op, x.data, weight.data, None if bias is None else bias.data, stride, pad4, dilation,
+    out, switches = _forward(x.data, weight.data, None if bias is None else bias.data, stride, pad4, dilation,
                              groups, out_hw, max_value, max_pool, recorded)
     if switches is not None:  # as max_pool2d's: a read-only view (the graph's own, where one is recorded)
         switches.flags.writeable = False
@@ -65,11 +69,18 @@ def _fused(op: str, x: Any, weight: Any, bias: Any, stride: Any, padding: Any, d
     return pool.relu_max_pool2d_node(y, out, switches), switches
 
 
-def _forward(op: str, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple, pad4: tuple, dilation: tuple,
+def _separate(args: tuple, max_value: float) -> Tensor:
+    """The convolution and its rectifier as the two ops (their graph recorded as usual)."""
+    x, weight, bias, stride, pad4, dilation, groups = args
+    y = conv.conv2d(x, weight, bias, stride, pad4, dilation, groups)
+    return activation.relu(y) if max_value == np.inf else activation.relu6(y)
+
+
+def _forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple, pad4: tuple, dilation: tuple,
              groups: int, out_hw: tuple, max_value: float, max_pool: bool, kept: bool) -> tuple[np.ndarray, Any]:
     """The arrays: the rectified output, or the pooled output and its switches (``kept``: a graph keeps
     them; the fused kernel's pooled outputs always come from the allocator)."""
-    kernels = backend.kernels("conv", x, op)
+    kernels = backend.kernels("conv", x, "conv2d")
     if conv.forward_algorithm(kernels, x, w, stride, pad4, dilation, groups) == "winograd_fused":
         out = conv_plan.winograd_fused_forward(np.ascontiguousarray(x), w, pad4, out_hw, b,
                                                (None, None, 0.0, max_value), max_pool)
@@ -93,12 +104,9 @@ def conv2d_relu(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding:
     output is rectified as the convolution writes it (the fused Winograd kernel) or in place right after
     (the other algorithms): no second map. Otherwise the two ops run. The same bits either way.
     """
-    op = "conv2d_relu"
-    fused = _fused(op, x, weight, bias, stride, padding, dilation, groups, max_value, False)
-    if fused is not None:
-        return fused[0]
-    y = conv.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    return activation.relu(y) if max_value == np.inf else activation.relu6(y)
+    args, out_hw = checked("conv2d_relu", x, weight, bias, stride, padding, dilation, groups, max_value)
+    result = fused(args, out_hw, max_value, False)
+    return _separate(args, max_value) if result is None else result[0]
 
 
 def conv2d_relu_max_pool2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
@@ -116,11 +124,13 @@ def conv2d_relu_max_pool2d(x: Any, weight: Any, bias: Any = None, stride: Any = 
     """
     op = "conv2d_relu_max_pool2d"
     return_switches = check_bool(return_switches, op, "return_switches")
-    fused = _fused(op, x, weight, bias, stride, padding, dilation, groups, max_value, True)
-    if fused is None:
-        y = conv.conv2d(x, weight, bias, stride, padding, dilation, groups)
-        y = activation.relu(y) if max_value == np.inf else activation.relu6(y)
-        out, switches = pool.max_pool2d(y, 2, return_switches=True)
+    args, out_hw = checked(op, x, weight, bias, stride, padding, dilation, groups, max_value)
+    if min(out_hw) < 2:
+        raise ValueError(f"{op}: the convolution's output must be at least 2x2 for a 2x2 pool, got "
+                         f"{out_hw[0]}x{out_hw[1]}")
+    result = fused(args, out_hw, max_value, True)
+    if result is None:
+        out, switches = pool.max_pool2d(_separate(args, max_value), 2, return_switches=True)
     else:
-        out, switches = fused
+        out, switches = result
     return (out, switches) if return_switches else out

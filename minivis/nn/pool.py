@@ -9,8 +9,7 @@ import numpy as np
 
 from minivis import functional as F
 from minivis.autograd import Tensor, is_grad_enabled, is_lean
-from minivis.functional import conv as Fconv
-from minivis.kernels import conv_plan
+from minivis.functional import fused as Ffused
 from minivis.nn.activation import ReLU, ReLU6
 from minivis.nn.conv import Conv2d
 from minivis.nn.module import _OBSERVER, Module, call_forward
@@ -87,15 +86,18 @@ def conv_relu(conv: Module, act: Module, pool: Module | None, x: Any) -> tuple[T
     recorded = is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, conv.weight, conv.bias))
     if recorded and not (is_lean() and type(act) is ReLU and pool is not None and _plain_pool2x2(pool)):
         return None
-    _, w, _, stride, pad4, dilation, _ = Fconv.conv2d_args("conv2d", x, conv.weight, conv.bias, conv.stride,
-                                                           conv.padding, conv.dilation, conv.groups)
-    out_hw = conv_plan.output_hw(x.shape[2:], w.shape[2:], stride, pad4, dilation)
     max_value = 6.0 if type(act) is ReLU6 else np.inf
-    args = (x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-    if pool is None or not _plain_pool2x2(pool) or min(out_hw) < 2:
-        return None if recorded else (F.conv2d_relu(*args, max_value=max_value), 2)
-    out, pool.switches = F.conv2d_relu_max_pool2d(*args, max_value=max_value, return_switches=True)
-    return out, 3
+    args, out_hw = Ffused.checked("conv2d", x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
+                                  conv.groups, max_value)  # once, and named as the convolution's own call
+    with_pool = pool is not None and _plain_pool2x2(pool) and min(out_hw) >= 2
+    if recorded and not with_pool:
+        return None
+    result = Ffused.fused(args, out_hw, max_value, with_pool)
+    if result is None:
+        return None
+    if with_pool:
+        pool.switches = result[1]
+    return result[0], 3 if with_pool else 2
 
 
 class MaxUnpool2d(Module):

@@ -228,10 +228,18 @@ def test_fashion_cnn_fused_equals_unfused_bit_for_bit(rng, rule):
 
 # ------------------------------------------------------------------------- conv + ReLU (+ 2x2 max-pool), inference
 def _calls(monkeypatch):
-    seen = []
-    for name in ("conv2d_relu", "conv2d_relu_max_pool2d"):
-        op = getattr(mv.F, name)
-        monkeypatch.setattr(mv.F, name, lambda *a, _name=name, _op=op, **k: seen.append(_name) or _op(*a, **k))
+    """The fused runs, by the public op they stand for (``F.conv2d_relu`` or ``F.conv2d_relu_max_pool2d``)."""
+    from minivis.functional import fused
+
+    seen, run = [], fused.fused
+
+    def record(args, out_hw, max_value, max_pool):
+        result = run(args, out_hw, max_value, max_pool)
+        if result is not None:
+            seen.append("conv2d_relu_max_pool2d" if max_pool else "conv2d_relu")
+        return result
+
+    monkeypatch.setattr(fused, "fused", record)
     return seen
 
 
