@@ -22,6 +22,14 @@ invariance). The grid's last column and row of each image (Wq = tiles + 1) are c
 dropped. The outputs come out as four phase planes (Y[i, j] of each tile), interleaved into NCHW
 rows by ``_crop``.
 
+**Images as lanes.** A 14x14 map has 7x7 tiles but its grid 8x8 lanes: a quarter of the products
+would be thrown away. Where a batch allows (``_Plan``: whichever lights fewer lanes), a vector
+holds instead one tile of L images (16 in float32): ``_planes_images`` lays each group of L images
+out as one zero-padded plane of image vectors per channel (pixel (y, x) of L images is one vector), the
+tiles of a group follow each other without gaps, and ``_crop_images`` writes each image's outputs
+back. The transforms, products and finish are the same code on the same vectors, so a tile's bits
+are the same in either layout, and batch invariance holds across the switch (tested).
+
 The input gradient of a stride-1 3x3 convolution is this forward pass on g with the kernel rotated
 by 180 degrees and its channel axes swapped (padding 2 - pad): ``backward_input``. The weight
 gradient stays with ``cpu_winograd`` (its products sum over tiles, a different register block).
@@ -39,6 +47,7 @@ from minivis.kernels.cpu_direct import PV, R
 from minivis.kernels.cpu_pool import _window_max
 
 CHUNK_BYTES = 2 << 20  # a task's polyphase input and phase outputs, at most (a core's L2): images or tile rows
+IMAGE_LANES_AT = 1.0  # image lanes where they light at most this fraction of the tile lanes (``_Plan``)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -57,14 +66,9 @@ def _store_row(vb, k, stride, e0, e1, e2, e3):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _transform_in(src, o, plane, wq, vb, k, stride):
-    """vb[k + s*stride : ... + lanes] = (B^T d B)[s], s = 4a + b, for the lanes' 4x4 blocks d whose
-    top-left elements are at ``o`` (plane (0, 0)). Row r of d lies in planes (r%2, 0) and (r%2, 1), r//2
-    grid rows down; the rows of B^T d are d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
-    d00, d01, d02, d03 = _row(src, o, o + plane)
-    d10, d11, d12, d13 = _row(src, o + 2 * plane, o + 3 * plane)
-    d20, d21, d22, d23 = _row(src, o + wq, o + plane + wq)
-    d30, d31, d32, d33 = _row(src, o + 2 * plane + wq, o + 3 * plane + wq)
+def _transform_d(d00, d01, d02, d03, d10, d11, d12, d13, d20, d21, d22, d23, d30, d31, d32, d33, vb, k, stride):
+    """vb[k + s*stride : ... + lanes] = (B^T d B)[s], s = 4a + b, for the lanes' 4x4 blocks d (d[a][b] one
+    vector each): the rows of B^T d are d0 - d2, d1 + d2, d2 - d1, d1 - d3, then the same on its columns."""
     _store_row(vb, k, stride, simd.vsub(d00, d20), simd.vsub(d01, d21), simd.vsub(d02, d22), simd.vsub(d03, d23))
     _store_row(vb, k + 4 * stride, stride, simd.vadd(d10, d20), simd.vadd(d11, d21), simd.vadd(d12, d22),
                simd.vadd(d13, d23))
@@ -72,6 +76,32 @@ def _transform_in(src, o, plane, wq, vb, k, stride):
                simd.vsub(d23, d13))
     _store_row(vb, k + 12 * stride, stride, simd.vsub(d10, d30), simd.vsub(d11, d31), simd.vsub(d12, d32),
                simd.vsub(d13, d33))
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _transform_in(src, o, plane, wq, vb, k, stride):
+    """``_transform_d`` of the tile lanes' 4x4 blocks d whose top-left elements are at ``o`` (plane (0, 0)):
+    row r of d lies in planes (r%2, 0) and (r%2, 1), r//2 grid rows down."""
+    d00, d01, d02, d03 = _row(src, o, o + plane)
+    d10, d11, d12, d13 = _row(src, o + 2 * plane, o + 3 * plane)
+    d20, d21, d22, d23 = _row(src, o + wq, o + plane + wq)
+    d30, d31, d32, d33 = _row(src, o + 2 * plane + wq, o + 3 * plane + wq)
+    _transform_d(d00, d01, d02, d03, d10, d11, d12, d13, d20, d21, d22, d23, d30, d31, d32, d33, vb, k, stride)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _dense_row(src, o, col):
+    return simd.vload(src, o), simd.vload(src, o + col), simd.vload(src, o + 2 * col), simd.vload(src, o + 3 * col)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _transform_in_images(src, o, row, col, vb, k, stride):
+    """``_transform_d`` of one tile of L images (image lanes): d[a][b] is the vector at o + a*row + b*col."""
+    d00, d01, d02, d03 = _dense_row(src, o, col)
+    d10, d11, d12, d13 = _dense_row(src, o + row, col)
+    d20, d21, d22, d23 = _dense_row(src, o + 2 * row, col)
+    d30, d31, d32, d33 = _dense_row(src, o + 3 * row, col)
+    _transform_d(d00, d01, d02, d03, d10, d11, d12, d13, d20, d21, d22, d23, d30, d31, d32, d33, vb, k, stride)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -110,25 +140,38 @@ def _transform_out(mb, k, stride, fin, affine, out, j, phase):
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, fin, affine, vb, mb, out, phase):
+def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, fin, affine, vb, mb, out, phase, images):
     """Tile blocks pb0..pb1 of a task: input transform, 16 register-blocked products per channel block,
     output transform into ``out`` (channels padded to n_cb*R, 4 phase planes of ``phase`` lanes each),
     each output ``_finish``ed: fin = (scale, shift, [low, high]), scale and shift read with ``affine`` only.
 
-    src: the task's polyphase planes, ``plane`` apart (4 per input channel); up: (16, n_cb*C_in*R)
-    transformed filters, R consecutive output channels per (block, input channel); offs[s, ci]: where
-    V[s, ci] starts in vb (a block's C_in x 16 vectors of tiles); mb: one channel block's 16 x R vectors.
+    src: the task's input planes, ``plane`` apart: with tile lanes 4 polyphase planes per input channel
+    (``_planes``), with image lanes one padded plane of image vectors (``_planes_images``); images =
+    (tile columns, tile rows, hp, wp, tiles) of the image lanes' task (tiles = 0: tile lanes). up: (16,
+    n_cb*C_in*R) transformed filters, R consecutive output channels per (block, input channel);
+    offs[s, ci]: where V[s, ci] starts in vb (a block's C_in x 16 vectors); mb: one channel block's 16 x R
+    vectors. Vector v = pb*PV + p of the task's output is lanes v*L.. of each phase plane either way.
     """
     c_in, lanes = offs.shape[1], simd.lanes(src)
     block = PV * lanes
     scale, shift, bounds = fin
     low, high = simd.vbcast(bounds, 0), simd.vbcast(bounds, 1)
+    ntx, rows, hp, wp, tiles = images
     no_y = np.empty((1, 1, 1), src.dtype)  # _blocks with crop=False writes only its buffer
     for pb in range(pb0, pb1):
         q = pb * block
-        for ci in range(c_in):
-            for p in range(PV):
-                _transform_in(src, ci * 4 * plane + q + p * lanes, plane, wq, vb, ci * 16 * block + p * lanes, block)
+        for p in range(PV):
+            if tiles:  # image lanes: vector p is tile t of its group of images (past the last: the last again)
+                t = min(pb * PV + p, tiles - 1)
+                g, rest = t // (rows * ntx), t % (rows * ntx)
+                o = ((g * hp + 2 * (rest // ntx)) * wp + 2 * (rest % ntx)) * lanes
+                for ci in range(c_in):
+                    _transform_in_images(src, ci * plane + o, wp * lanes, lanes, vb, ci * 16 * block + p * lanes,
+                                         block)
+            else:
+                for ci in range(c_in):
+                    _transform_in(src, ci * 4 * plane + q + p * lanes, plane, wq, vb, ci * 16 * block + p * lanes,
+                                  block)
         for cb in range(n_cb):
             for s in range(16):
                 cpu_direct._blocks(vb, offs[s], up[s], cb, cb + 1, 0, 1, 0, bias, False,
@@ -210,18 +253,109 @@ def _crop_pool(out, phase, hq, wq, m, n0, ty0, ty1, width, y, switches):
 
 
 @numba.njit(cache=True, nogil=True)
+def _planes_images(x, top, left, hp, wp, plane, src):
+    """src[ci*plane + ((g*hp + yp)*wp + xp)*L + l] = x_pad[g*L + l, ci, yp, xp] (zero outside x and in the
+    lanes past the last image): image lanes, L images to a vector, each group of L images one padded plane
+    of vectors per input channel, so that any pixel of L images is one vector load."""
+    lanes = simd.lanes(src)
+    m, c_in, h, w = x.shape
+    groups = -(-m // lanes)
+    iy0, iy1 = max(0, -top), max(0, min(h, hp - top))  # the rows of x the planes hold
+    xp0 = min(wp, left)
+    xp1 = max(xp0, min(wp, left + w))  # the plane columns x fills: xp0..xp1
+    for ci in range(c_in):
+        for g in range(groups):
+            base = ci * plane + g * hp * wp * lanes
+            if (g + 1) * lanes > m:  # a partial group: its empty lanes read as zero
+                src[base:base + hp * wp * lanes] = 0
+                continue
+            for yp in range(hp):
+                row = base + yp * wp * lanes
+                if top <= yp < top + h:
+                    src[row:row + xp0 * lanes] = 0
+                    src[row + xp1 * lanes:row + wp * lanes] = 0
+                else:
+                    src[row:row + wp * lanes] = 0
+    u = np.uint64  # unsigned indices, as in ``_planes``
+    flat, image = x.reshape(-1), u(c_in * h * w)
+    for g in range(groups):
+        for ci in range(c_in):
+            for iy in range(iy0, iy1):
+                row = u(ci * plane + ((g * hp + iy + top) * wp + xp0) * lanes)
+                first = u(((g * lanes * c_in + ci) * h + iy) * w + xp0 - left)  # x[g*L, ci, iy, xp0 - left]
+                for c in range(u(xp1 - xp0)):  # the group's pixels (ci, iy, c): one column of L images
+                    for lane in range(u(min(m - g * lanes, lanes))):
+                        src[row + c * u(lanes) + lane] = flat[first + lane * image + c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _crop_images(out, phase, ntx, m, n0, ty0, ty1, width, y, switches, pool):
+    """The image lanes' ``_crop`` (or with ``pool`` their ``_crop_pool``): out[co*4*phase + (2i + j)*phase +
+    t*L + l] is output (2ty + i, 2tx + j) of image n0 + g*L + l, with t = (g*rows + ty - ty0)*ntx + tx."""
+    u = np.uint64  # unsigned indices, as in ``_planes``
+    lanes = simd.lanes(out)
+    c_out, hy, wy = y.shape[1:]
+    rows = ty1 - ty0
+    flat, sw_flat, w, step, ph = y.reshape(-1), switches.reshape(-1), u(width), u(lanes), u(phase)
+    image = u(c_out * hy * wy)  # one image's outputs in y
+    best, at = np.empty(ntx * lanes, out.dtype), np.empty(ntx * lanes, np.uint64)  # one tile row's windows
+    for co in range(c_out):
+        for g in range(-(-m // lanes)):
+            for r in range(rows):  # a tile row's phase vectors stay in L1 while its L images are written
+                ty = ty0 + r
+                src = u(co * 4 * phase + (g * rows + r) * ntx * lanes)
+                if pool:
+                    if ty < hy:
+                        # the windows in (tx, lane) order, read contiguously (so LLVM vectorizes the compares),
+                        # then written image by image
+                        top = u(2 * ty) * w
+                        for j in range(u(wy * lanes)):
+                            k = src + j
+                            best[j], at[j] = _window_max(out[k], out[k + ph], out[k + u(2) * ph], out[k + u(3) * ph],
+                                                         top + u(2) * (j // step), w)
+                        for lane in range(u(min(m - g * lanes, lanes))):
+                            dst = u((((n0 + g * lanes) * c_out + co) * hy + ty) * wy) + lane * image
+                            for tx in range(u(wy)):
+                                flat[dst + tx], sw_flat[dst + tx] = best[tx * step + lane], at[tx * step + lane]
+                    continue
+                for lane in range(u(min(m - g * lanes, lanes))):
+                    for i in range(2):
+                        if 2 * ty + i < hy:
+                            at_i = src + lane + u(2 * i) * ph
+                            dst = u((((n0 + g * lanes) * c_out + co) * hy + 2 * ty + i) * wy) + lane * image
+                            for tx in range(u(wy // 2)):
+                                flat[dst + u(2) * tx] = out[at_i + tx * step]
+                                flat[dst + u(2) * tx + u(1)] = out[at_i + ph + tx * step]
+                            if wy % 2:
+                                flat[dst + u(wy - 1)] = out[at_i + u(wy // 2) * step]
+
+
+@numba.njit(cache=True, nogil=True)
 def _run(x, tasks, top, left, wq, plane, up, offs, n_cb, bias, src, vb, mb, out, y, switches, fin, affine, pool,
-         width):
+         width, ntx):
     """The fused forward pass of each task (images n0..n1, tile rows ty0..ty1: a chunk of whole images or a
-    band of one) into y: its polyphase planes, its tile blocks, its output rows (or, with ``pool``, its
-    pooled rows and their switches; ``width``: the convolution's output width)."""
-    block = PV * simd.lanes(src)
+    band of one) into y: its input planes, its tile blocks, its output rows (or, with ``pool``, its
+    pooled rows and their switches; ``width``: the convolution's output width). ntx > 0: image lanes
+    (``ntx`` tile columns), else tile lanes."""
+    lanes = simd.lanes(src)
+    block = PV * lanes
     for t in range(tasks.shape[0]):
         n0, n1, ty0, ty1 = tasks[t, 0], tasks[t, 1], tasks[t, 2], tasks[t, 3]
+        if ntx:
+            rows = ty1 - ty0
+            hp, wp = 2 * rows + 2, 2 * ntx + 2  # a tile's 4x4 block reaches 2 past its 2x2 outputs
+            tiles = -(-(n1 - n0) // lanes) * rows * ntx
+            blocks = -(-tiles // PV)
+            _planes_images(x[n0:n1], top - 2 * ty0, left, hp, wp, plane, src)
+            _tile_blocks(src, plane, 0, up, offs, n_cb, 0, blocks, bias, fin, affine, vb, mb, out, blocks * block,
+                         (ntx, rows, hp, wp, tiles))
+            _crop_images(out, blocks * block, ntx, n1 - n0, n0, ty0, ty1, width, y, switches, pool)
+            continue
         hq = ty1 - ty0 + 1  # the band's tile rows, plus the row their blocks read below
         blocks = -(-((n1 - n0) * hq * wq) // block)
         _planes(x[n0:n1], top - 2 * ty0, left, hq, wq, plane, src)
-        _tile_blocks(src, plane, wq, up, offs, n_cb, 0, blocks, bias, fin, affine, vb, mb, out, blocks * block)
+        _tile_blocks(src, plane, wq, up, offs, n_cb, 0, blocks, bias, fin, affine, vb, mb, out, blocks * block,
+                     (0, 0, 0, 0, 0))
         if pool:
             _crop_pool(out, blocks * block, hq, wq, n1 - n0, n0, ty0, ty1, width, y, switches)
         else:
@@ -253,37 +387,57 @@ def even_bounds(n: int, most: int, threads: int) -> list[int]:
 
 
 class _Plan:
-    """The work of one fused pass as tasks (chunks of whole images, or bands of tile rows of one image),
-    the buffers' sizes for the largest task, and the bias padded to whole channel blocks."""
+    """The work of one fused pass as tasks (chunks of whole images, or bands of tile rows of one image or
+    one group of L images), the buffers' sizes for the largest task, and the bias padded to whole channel
+    blocks. ``ntx`` > 0: image lanes (with that many tile columns), else tile lanes."""
 
     def __init__(self, x_shape: tuple[int, ...], c_out: int, out_hw: tuple[int, int], bias: np.ndarray | None,
                  dtype: np.dtype) -> None:
         n, c_in = x_shape[:2]
-        nty, self.wq = -(-out_hw[0] // 2), -(-out_hw[1] // 2) + 1  # tile rows; tile columns plus the one read right
-        self.block = PV * simd.lanes_of(dtype)
+        nty, ntx = -(-out_hw[0] // 2), -(-out_hw[1] // 2)  # tile rows and columns
+        self.wq = ntx + 1  # tile lanes: the grid's columns, plus the one read right
+        lanes, item = simd.lanes_of(dtype), np.dtype(dtype).itemsize
+        self.block = PV * lanes
         self.n_cb = -(-c_out // R)
-        row_bytes = (c_in + self.n_cb * R) * 4 * self.wq * np.dtype(dtype).itemsize  # planes and outputs per grid row
-        image_bytes = row_bytes * (nty + 1)
         threads = numba.get_num_threads()
-        # Threads take equal runs of tasks (``cpu_threads.map_batch``): so the tasks are as even as the
-        # sizes allow, a whole number per thread (chunks of 21, 21, 21 and 1 images gave one thread 42 of 64)
-        if image_bytes <= CHUNK_BYTES and n >= threads:  # chunks of whole images on one grid
-            bounds = even_bounds(n, CHUNK_BYTES // image_bytes, threads)
-            tasks = [(n0, n1, 0, nty) for n0, n1 in zip(bounds[:-1], bounds[1:], strict=True)]
-        else:  # bands of tile rows: a large image, or fewer images than threads (every thread gets bands)
-            bands = -(-nty // max(1, CHUNK_BYTES // row_bytes - 1))
-            while (n * bands) % threads and bands < nty:  # a whole number of bands per thread, where rows allow
-                bands += 1
-            bounds = [nty * k // bands for k in range(bands + 1)]
-            tasks = [(i, i + 1, ty0, ty1) for i in range(n) for ty0, ty1 in zip(bounds[:-1], bounds[1:], strict=True)
-                     if ty1 > ty0]
+        groups = -(-n // lanes)
+        # Image lanes compute no grid column or row twice but fill whole groups of L images: whichever
+        # lights fewer lanes (a batch of 64 14x14 maps: 3136 against 4096 tile lanes; one image: tiles)
+        self.ntx = ntx if n and groups * lanes * nty * ntx <= IMAGE_LANES_AT * n * (nty + 1) * self.wq else 0
+        if self.ntx:
+            wp = 2 * ntx + 2
+            row_bytes = (c_in * 2 * wp + self.n_cb * R * 4 * ntx) * lanes * item  # per tile row of a group
+            tasks = self._tasks(groups, nty, row_bytes, row_bytes * nty + c_in * 2 * wp * lanes * item, threads)
+            tasks = [(g0 * lanes, min(n, g1 * lanes), ty0, ty1) for g0, g1, ty0, ty1 in tasks]
+            sizes = [(-(-(n1 - n0) // lanes), ty1 - ty0) for n0, n1, ty0, ty1 in tasks]  # (groups, tile rows)
+            self.blocks = max(-(-(g * rows * ntx) // PV) for g, rows in sizes)
+            self.plane = max(g * (2 * rows + 2) * wp * lanes for g, rows in sizes)
+        else:
+            row_bytes = (c_in + self.n_cb * R) * 4 * self.wq * item  # planes and outputs per grid row
+            tasks = self._tasks(n, nty, row_bytes, row_bytes * (nty + 1), threads)
+            most = max((n1 - n0) * (ty1 - ty0 + 1) * self.wq for n0, n1, ty0, ty1 in tasks) if tasks else 0
+            self.blocks = -(-most // self.block)
+            self.plane = self.blocks * self.block + self.wq + 1  # the last block's last tile reads wq + 1 further
         self.tasks = np.array(tasks, dtype=np.intp).reshape(-1, 4)
-        lanes = max((n1 - n0) * (ty1 - ty0 + 1) * self.wq for n0, n1, ty0, ty1 in tasks) if tasks else 0
-        self.blocks = -(-lanes // self.block)
-        self.plane = self.blocks * self.block + self.wq + 1  # the last block's last tile reads wq + 1 further
         # V[s, ci] at (16*ci + s)*block in a block's buffer: the transform writes a channel's 16 slots side by side
         self.offs = ((np.arange(16)[:, None] + 16 * np.arange(c_in)) * self.block).astype(np.intp)
         self.bias = self.per_channel(bias if bias is not None else np.zeros(c_out, dtype), dtype)
+
+    @staticmethod
+    def _tasks(units: int, nty: int, row_bytes: int, unit_bytes: int, threads: int) -> list[tuple[int, int, int, int]]:
+        """(u0, u1, ty0, ty1): chunks of whole units (images, or groups of L images) of at most CHUNK_BYTES,
+        or bands of tile rows of one unit: a large image, or fewer units than threads (every thread gets
+        bands). Threads take equal runs of tasks (``cpu_threads.map_batch``), so the tasks are as even as
+        the sizes allow, a whole number per thread (chunks of 21, 21, 21 and 1 images gave one thread 42 of 64)."""
+        if unit_bytes <= CHUNK_BYTES and units >= threads:
+            bounds = even_bounds(units, CHUNK_BYTES // unit_bytes, threads)
+            return [(u0, u1, 0, nty) for u0, u1 in zip(bounds[:-1], bounds[1:], strict=True)]
+        bands = -(-nty // max(1, CHUNK_BYTES // row_bytes - 1))
+        while (units * bands) % threads and bands < nty:  # a whole number of bands per thread, where rows allow
+            bands += 1
+        bounds = [nty * k // bands for k in range(bands + 1)]
+        return [(i, i + 1, ty0, ty1) for i in range(units) for ty0, ty1 in zip(bounds[:-1], bounds[1:], strict=True)
+                if ty1 > ty0]
 
     def per_channel(self, values: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
         """values (C_out,) padded with zeros to whole channel blocks, as the kernel reads them (empty for None)."""
@@ -295,7 +449,8 @@ class _Plan:
     def scratch(self, c_in: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
         """This thread's buffers (``cpu_workspace.scratch``): a task's planes, V and M of one block, the
         task's phase outputs."""
-        planes = cpu_workspace.scratch("winograd planes", c_in * 4 * self.plane, dtype)
+        per_channel = 1 if self.ntx else 4  # one plane of image vectors, or four polyphase planes
+        planes = cpu_workspace.scratch("winograd planes", c_in * per_channel * self.plane, dtype)
         outputs = cpu_workspace.scratch("winograd outputs", self.n_cb * R * 4 * self.blocks * self.block, dtype)
         return planes, *self.block_scratch(c_in, dtype), outputs
 
@@ -335,7 +490,7 @@ def forward(x: np.ndarray, up: np.ndarray, c_out: int, pad4: tuple[int, int, int
     if n and y.size:
         def run(part: slice, _parallel: bool) -> None:
             _run(x, plan.tasks[part], pad4[0], pad4[2], plan.wq, plan.plane, up, plan.offs, plan.n_cb, plan.bias,
-                 *plan.scratch(c_in, x.dtype), y, switches, fin, affine, pool, out_hw[1])
+                 *plan.scratch(c_in, x.dtype), y, switches, fin, affine, pool, out_hw[1], plan.ntx)
 
         cpu_threads.map_batch(run, plan.tasks.shape[0], n * c_out * out_hw[0] * out_hw[1] * c_in * 9)
     return (y, switches) if pool else y

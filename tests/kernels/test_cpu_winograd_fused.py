@@ -2,7 +2,8 @@
 twin and PyTorch: forward and input gradient over paddings (asymmetric too), odd sizes, channel
 counts off the 8-channel register block, both dtypes; the polyphase layout; batch invariance (an
 image's bits alone, in a batch, on one or two threads); reads that stay inside the buffers; the
-epilogues (rectifier, eval batch norm, 2x2 max-pool with switches) against the separate ops, bit for bit."""
+epilogues (rectifier, eval batch norm, 2x2 max-pool with switches) against the separate ops, bit for bit;
+image lanes against tile lanes, bit for bit."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ GEOMETRIES = [
     ((3, 9, 6, 5), 17, (0, 0, 0, 0)),  # odd output width and height, two partial channel blocks
     ((2, 4, 8, 8), 9, (2, 1, 0, 2)),
     ((4, 16, 5, 13), 3, (0, 2, 2, 1)),
+    ((33, 6, 7, 9), 11, (2, 0, 1, 2)),  # image lanes: two groups of 16 and a partial one
 ]
 
 
@@ -133,7 +135,7 @@ def test_the_tile_blocks_read_and_write_only_inside_their_buffers():
     assert blocks == plan.blocks  # both images in one task: the largest
     no_finish = (plan.per_channel(None, x.dtype), plan.per_channel(None, x.dtype), np.float32([-np.inf, np.inf]))
     fused._tile_blocks(src, plan.plane, plan.wq, up, plan.offs, plan.n_cb, 0, blocks, plan.bias, no_finish, False,
-                       vb, mb, out, blocks * plan.block)
+                       vb, mb, out, blocks * plan.block, (0, 0, 0, 0, 0))
     for a in (vb_g, mb_g, out_g):
         assert (a[:guard] == -7).all() and (a[-guard:] == -7).all()
     y = np.empty((2, 9, 9, 7), np.float32)
@@ -203,8 +205,9 @@ def test_the_pool_epilogue_keeps_the_first_maximum_of_a_window():
     np.testing.assert_array_equal(switches[0, 0], (np.arange(3)[:, None] * 2 * 6 + np.arange(3) * 2))
 
 
-TASK_SHAPES = [((64, 32, 14, 14), 64, (14, 14)), ((64, 32, 28, 28), 32, (28, 28)), ((5, 32, 28, 28), 32, (28, 28)),
-               ((1, 64, 224, 224), 64, (224, 224)), ((3, 64, 112, 112), 64, (112, 112)), ((2, 8, 3, 3), 8, (3, 3))]
+TASK_SHAPES = [((64, 32, 14, 14), 64, (14, 14)), ((40, 32, 14, 14), 32, (14, 14)),  # image lanes (groups of 16)
+               ((64, 32, 28, 28), 32, (28, 28)), ((5, 32, 28, 28), 32, (28, 28)), ((1, 64, 224, 224), 64, (224, 224)),
+               ((3, 64, 112, 112), 64, (112, 112)), ((2, 8, 3, 3), 8, (3, 3))]
 
 
 @pytest.mark.parametrize(("x_shape", "c_out", "out_hw"), TASK_SHAPES)
@@ -217,18 +220,138 @@ def test_the_tasks_cover_the_work_once_in_even_runs_per_thread(x_shape, c_out, o
     before = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        tasks = fused._Plan(x_shape, c_out, out_hw, None, np.float32).tasks
+        plan = fused._Plan(x_shape, c_out, out_hw, None, np.float32)
     finally:
         numba.set_num_threads(before)
-    n, nty = x_shape[0], -(-out_hw[0] // 2)
+    tasks, n, nty = plan.tasks, x_shape[0], -(-out_hw[0] // 2)
     covered = np.zeros((n, nty), int)
     for n0, n1, ty0, ty1 in tasks:
         covered[n0:n1, ty0:ty1] += 1
     assert (covered == 1).all()  # every tile row of every image, once
-    images, rows = tasks[:, 1] - tasks[:, 0], tasks[:, 3] - tasks[:, 2]
+    lanes = simd.lanes_of(np.float32) if plan.ntx else 1  # image lanes: the units are groups of L images
+    images, rows = -(-(tasks[:, 1] - tasks[:, 0]) // lanes), tasks[:, 3] - tasks[:, 2]
     assert images.max() - images.min() <= 1 and rows.max() - rows.min() <= 1
+    units = -(-n // lanes)
     whole_per_thread = len(tasks) % threads == 0
-    assert whole_per_thread or len(tasks) == n * nty or (n < threads and len(tasks) == n * nty)
+    assert whole_per_thread or len(tasks) == units * nty
     unit = images if (rows == nty).all() else rows  # chunks of whole images, or bands of one image's rows
     loads = [int(unit[part].sum()) for part in cpu_threads.batch_slices(len(tasks), threads)]
     assert max(loads) - min(loads) <= (len(tasks) // threads if whole_per_thread else unit.max())
+
+
+def _lanes(monkeypatch, images: bool) -> None:
+    monkeypatch.setattr(fused, "IMAGE_LANES_AT", np.inf if images else 0.0)
+
+
+def test_image_lanes_are_chosen_where_they_light_fewer_lanes():
+    assert fused._Plan((64, 32, 14, 14), 64, (14, 14), None, np.float32).ntx == 7  # 3136 lanes against 4096
+    assert fused._Plan((64, 32, 28, 28), 32, (28, 28), None, np.float32).ntx == 14  # 12544 against 14400
+    assert fused._Plan((1, 64, 224, 224), 64, (224, 224), None, np.float32).ntx == 0  # 1 image fills 1/16 of a group
+    assert fused._Plan((17, 32, 14, 14), 32, (14, 14), None, np.float32).ntx == 0  # 32 x 49 against 17 x 64
+
+
+def test_the_image_planes_hold_a_pixel_of_16_images_in_one_vector():
+    """src[ci*plane + ((g*hp + yp)*wp + xp)*L + l] = x_pad[g*L + l, ci, yp, xp]: zero outside x and in the
+    lanes past the last image."""
+    rng = np.random.default_rng(6)
+    lanes = simd.lanes_of(np.float64)
+    m, c_in, h, w = lanes + 3, 2, 5, 6
+    x = rng.standard_normal((m, c_in, h, w))
+    top, left, hp, wp = 1, 2, 8, 10  # rows below x and columns right of it too
+    groups = 2
+    plane = groups * hp * wp * lanes
+    src = np.full(c_in * plane, np.nan)
+    fused._planes_images(x, top, left, hp, wp, plane, src)
+    padded = np.zeros((groups * lanes, c_in, hp, wp))
+    padded[:m, :, top:top + h, left:left + w] = x
+    want = padded.reshape(groups, lanes, c_in, hp, wp).transpose(2, 0, 3, 4, 1).reshape(-1)
+    np.testing.assert_array_equal(src, want)
+    band = np.full(c_in * plane, np.nan)  # a band starting three rows into x: top - 2*ty0 < 0
+    fused._planes_images(x, -3, left, hp, wp, plane, band)
+    shifted = np.zeros_like(padded)
+    shifted[:m, :, :h - 3, left:left + w] = x[:, :, 3:]
+    want = shifted.reshape(groups, lanes, c_in, hp, wp).transpose(2, 0, 3, 4, 1).reshape(-1)
+    np.testing.assert_array_equal(band, want)
+
+
+@pytest.mark.parametrize(("x_shape", "c_out", "pad4"), [((35, 8, 10, 12), 9, (1, 1, 1, 1)),
+                                                        ((16, 5, 9, 7), 16, (0, 2, 2, 1)),
+                                                        ((20, 4, 13, 6), 8, (2, 2, 0, 1))])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_image_lanes_give_the_bits_of_tile_lanes(x_shape, c_out, pad4, dtype, monkeypatch):
+    """Each lane runs the same fixed sequence of adds and multiply-adds whether it holds a tile of one image
+    or one tile of 16 images: the forward pass, its epilogues and pool, the input gradient, on chunks of
+    groups and on bands of tile rows (``CHUNK_BYTES``), on one or two threads: the same bits."""
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    rng = np.random.default_rng(7)
+    x = _specials(rng.standard_normal(x_shape).astype(dtype))
+    w = rng.standard_normal((c_out, x_shape[1], 3, 3)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    scale, shift = rng.uniform(0.5, 2, c_out).astype(dtype), rng.standard_normal(c_out).astype(dtype)
+    out_hw = (x_shape[2] + pad4[0] + pad4[1] - 2, x_shape[3] + pad4[2] + pad4[3] - 2)
+    up, up_adjoint = _packed(w)
+    g = rng.standard_normal((x_shape[0], c_out, *out_hw)).astype(dtype)
+
+    def run():
+        return [fused.forward(x, up, c_out, pad4, out_hw, bias).copy(),
+                fused.forward(x, up, c_out, pad4, out_hw, bias, (scale, shift, 0.0, 6.0)).copy(),
+                *(a.copy() for a in fused.forward(x, up, c_out, pad4, out_hw, bias, (None, None, 0.0, np.inf), True)),
+                fused.backward_input(g, up_adjoint, x_shape[1], pad4, x_shape[2:]).copy()]
+
+    _lanes(monkeypatch, False)
+    assert fused._Plan(x_shape, c_out, out_hw, bias, dtype).ntx == 0
+    tiles = run()
+    _lanes(monkeypatch, True)
+    assert fused._Plan(x_shape, c_out, out_hw, bias, dtype).ntx > 0
+    threads = numba.get_num_threads()
+    try:
+        for chunk in (fused.CHUNK_BYTES, 1):  # chunks of groups; bands of one tile row
+            monkeypatch.setattr(fused, "CHUNK_BYTES", chunk)
+            for t in {1, min(2, numba.config.NUMBA_NUM_THREADS)}:
+                numba.set_num_threads(t)
+                for a, b in zip(run(), tiles, strict=True):
+                    np.testing.assert_array_equal(a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}"))
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_the_image_lanes_read_and_write_only_inside_their_buffers(monkeypatch):
+    """As for tile lanes: NaN guards around the image planes never reach an output (the block past the last
+    tile reads the last tile again), and guard values around the other buffers stay untouched."""
+    _lanes(monkeypatch, True)
+    rng = np.random.default_rng(8)
+    lanes = simd.lanes_of(np.float32)
+    x = rng.standard_normal((lanes + 5, 3, 9, 7)).astype(np.float32)  # a partial second group
+    w = rng.standard_normal((9, 3, 3, 3)).astype(np.float32)
+    up, _ = _packed(w)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # one task: both groups
+    try:
+        plan = fused._Plan(x.shape, 9, (9, 7), None, x.dtype)
+    finally:
+        numba.set_num_threads(threads)
+    assert plan.ntx == 4 and len(plan.tasks) == 1
+    src, vb, mb, out = plan.scratch(3, x.dtype)
+    guard = 64
+
+    def guarded(buf, value):
+        a = np.full(buf.shape[0] + 2 * guard, value, buf.dtype)
+        return a, a[guard:-guard]
+
+    (src_g, src), (vb_g, vb), (mb_g, mb), (out_g, out) = (guarded(b, v) for b, v in
+                                                          ((src, np.nan), (vb, -7), (mb, -7), (out, -7)))
+    rows, hp, wp = 5, 12, 10  # 5 tile rows and 4 columns: the planes reach 2 past them
+    tiles = 2 * rows * plan.ntx
+    blocks = -(-tiles // fused.PV)
+    assert blocks == plan.blocks and tiles % fused.PV  # the last block reads past the last tile
+    fused._planes_images(x, 1, 1, hp, wp, plan.plane, src)
+    no_finish = (plan.per_channel(None, x.dtype), plan.per_channel(None, x.dtype), np.float32([-np.inf, np.inf]))
+    fused._tile_blocks(src, plan.plane, 0, up, plan.offs, plan.n_cb, 0, blocks, plan.bias, no_finish, False,
+                       vb, mb, out, blocks * plan.block, (plan.ntx, rows, hp, wp, tiles))
+    for a in (vb_g, mb_g, out_g):
+        assert (a[:guard] == -7).all() and (a[-guard:] == -7).all()
+    y = np.empty((len(x), 9, 9, 7), np.float32)
+    fused._crop_images(out, blocks * plan.block, plan.ntx, len(x), 0, 0, rows, 7, y, np.empty((0, 0, 0, 0), np.int64),
+                       False)
+    want = cpu_direct.naive_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), (9, 7))
+    np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
