@@ -243,10 +243,11 @@ def _lanes(monkeypatch, images: bool) -> None:
     monkeypatch.setattr(fused, "IMAGE_LANES_AT", np.inf if images else 0.0)
 
 
-def test_image_lanes_are_chosen_where_they_light_fewer_lanes():
+def test_image_lanes_are_chosen_where_they_light_a_tenth_fewer_lanes():
     assert fused._Plan((64, 32, 14, 14), 64, (14, 14), None, np.float32).ntx == 7  # 3136 lanes against 4096
     assert fused._Plan((64, 32, 28, 28), 32, (28, 28), None, np.float32).ntx == 14  # 12544 against 14400
     assert fused._Plan((1, 64, 224, 224), 64, (224, 224), None, np.float32).ntx == 0  # 1 image fills 1/16 of a group
+    assert fused._Plan((16, 64, 224, 224), 64, (224, 224), None, np.float32).ntx == 0  # 0.98: a band outgrows L2
     assert fused._Plan((17, 32, 14, 14), 32, (14, 14), None, np.float32).ntx == 0  # 32 x 49 against 17 x 64
 
 
