@@ -23,7 +23,7 @@ dropped. The outputs come out as four phase planes (Y[i, j] of each tile), inter
 rows by ``_crop``.
 
 **Images as lanes.** A 14x14 map has 7x7 tiles but its grid 8x8 lanes: a quarter of the products
-would be thrown away. Where a batch allows (``_Plan``: whichever lights fewer lanes), a vector
+would be thrown away. Where a batch allows (``_Plan``: at most 90% of the tile lanes lit), a vector
 holds instead one tile of L images (16 in float32): ``_planes_images`` lays each group of L images
 out as one zero-padded plane of image vectors per channel (pixel (y, x) of L images is one vector), the
 tiles of a group follow each other without gaps, and ``_crop_images`` writes each image's outputs

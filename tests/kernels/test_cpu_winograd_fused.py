@@ -106,6 +106,25 @@ def test_an_image_gives_the_same_bits_alone_in_a_batch_and_on_any_number_of_thre
         numba.set_num_threads(threads)
 
 
+GUARD = 64  # guard elements around each buffer
+
+
+def _one_task_guarded(x, c_out, out_hw):
+    """The plan of x's pass as one task (one thread), and its buffers, each as (guarded, inner): the
+    inner buffer with GUARD elements either side, NaN around the planes and -7 around the others."""
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        plan = fused._Plan(x.shape, c_out, out_hw, None, x.dtype)
+    finally:
+        numba.set_num_threads(threads)
+    guarded = []
+    for buf, value in zip(plan.scratch(x.shape[1], x.dtype), (np.nan, -7, -7, -7), strict=True):
+        a = np.full(buf.shape[0] + 2 * GUARD, value, buf.dtype)
+        guarded.append((a, a[GUARD:-GUARD]))
+    return plan, *guarded
+
+
 def test_the_tile_blocks_read_and_write_only_inside_their_buffers():
     """The vector loads and stores are not bounds-checked: the plan sizes each plane for the last block's
     reads (``wq + 1`` past its last tile). NaN guards around the planes never reach an output, and guard
@@ -114,21 +133,7 @@ def test_the_tile_blocks_read_and_write_only_inside_their_buffers():
     x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
     w = rng.standard_normal((9, 3, 3, 3)).astype(np.float32)
     up, _ = _packed(w)
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)  # one task: both images on one grid
-    try:
-        plan = fused._Plan(x.shape, 9, (9, 7), None, x.dtype)
-    finally:
-        numba.set_num_threads(threads)
-    src, vb, mb, out = plan.scratch(3, x.dtype)
-    guard = 64
-
-    def guarded(buf, value):
-        a = np.full(buf.shape[0] + 2 * guard, value, buf.dtype)
-        return a, a[guard:-guard]
-
-    (src_g, src), (vb_g, vb), (mb_g, mb), (out_g, out) = (guarded(b, v) for b, v in
-                                                          ((src, np.nan), (vb, -7), (mb, -7), (out, -7)))
+    plan, (src_g, src), (vb_g, vb), (mb_g, mb), (out_g, out) = _one_task_guarded(x, 9, (9, 7))  # both images
     hq = 5 + 1  # 5 tile rows (9 output rows) and the row below them
     fused._planes(x, 1, 1, hq, plan.wq, plan.plane, src)
     blocks = -(-(2 * hq * plan.wq) // plan.block)
@@ -137,7 +142,7 @@ def test_the_tile_blocks_read_and_write_only_inside_their_buffers():
     fused._tile_blocks(src, plan.plane, plan.wq, up, plan.offs, plan.n_cb, 0, blocks, plan.bias, no_finish, False,
                        vb, mb, out, blocks * plan.block, (0, 0, 0, 0, 0))
     for a in (vb_g, mb_g, out_g):
-        assert (a[:guard] == -7).all() and (a[-guard:] == -7).all()
+        assert (a[:GUARD] == -7).all() and (a[-GUARD:] == -7).all()
     y = np.empty((2, 9, 9, 7), np.float32)
     fused._crop(out, blocks * plan.block, hq, plan.wq, 2, 0, 0, 9, y)
     want = cpu_direct.naive_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), (9, 7))
@@ -325,22 +330,8 @@ def test_the_image_lanes_read_and_write_only_inside_their_buffers(monkeypatch):
     x = rng.standard_normal((lanes + 5, 3, 9, 7)).astype(np.float32)  # a partial second group
     w = rng.standard_normal((9, 3, 3, 3)).astype(np.float32)
     up, _ = _packed(w)
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)  # one task: both groups
-    try:
-        plan = fused._Plan(x.shape, 9, (9, 7), None, x.dtype)
-    finally:
-        numba.set_num_threads(threads)
+    plan, (src_g, src), (vb_g, vb), (mb_g, mb), (out_g, out) = _one_task_guarded(x, 9, (9, 7))  # both groups
     assert plan.ntx == 4 and len(plan.tasks) == 1
-    src, vb, mb, out = plan.scratch(3, x.dtype)
-    guard = 64
-
-    def guarded(buf, value):
-        a = np.full(buf.shape[0] + 2 * guard, value, buf.dtype)
-        return a, a[guard:-guard]
-
-    (src_g, src), (vb_g, vb), (mb_g, mb), (out_g, out) = (guarded(b, v) for b, v in
-                                                          ((src, np.nan), (vb, -7), (mb, -7), (out, -7)))
     rows, hp, wp = 5, 12, 10  # 5 tile rows and 4 columns: the planes reach 2 past them
     tiles = 2 * rows * plan.ntx
     blocks = -(-tiles // fused.PV)
@@ -350,7 +341,7 @@ def test_the_image_lanes_read_and_write_only_inside_their_buffers(monkeypatch):
     fused._tile_blocks(src, plan.plane, 0, up, plan.offs, plan.n_cb, 0, blocks, plan.bias, no_finish, False,
                        vb, mb, out, blocks * plan.block, (plan.ntx, rows, hp, wp, tiles))
     for a in (vb_g, mb_g, out_g):
-        assert (a[:guard] == -7).all() and (a[-guard:] == -7).all()
+        assert (a[:GUARD] == -7).all() and (a[-GUARD:] == -7).all()
     y = np.empty((len(x), 9, 9, 7), np.float32)
     fused._crop_images(out, blocks * plan.block, plan.ntx, len(x), 0, 0, rows, 7, y, np.empty((0, 0, 0, 0), np.int64),
                        False)
