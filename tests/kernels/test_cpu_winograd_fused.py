@@ -168,16 +168,21 @@ def _specials(x):
     return x
 
 
+def _epilogue_case(rng, x_shape, c_out, pad4, dtype):
+    """x (with ``_specials``), w, bias, a batch norm's scale and shift, and the output size of one case."""
+    x = _specials(rng.standard_normal(x_shape).astype(dtype))
+    w = rng.standard_normal((c_out, x_shape[1], 3, 3)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    scale, shift = rng.uniform(0.5, 2, c_out).astype(dtype), rng.standard_normal(c_out).astype(dtype)
+    return x, w, bias, scale, shift, (x_shape[2] + pad4[0] + pad4[1] - 2, x_shape[3] + pad4[2] + pad4[3] - 2)
+
+
 @pytest.mark.parametrize(("x_shape", "c_out", "pad4"), EPILOGUE_GEOMETRIES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_epilogues_equal_the_separate_ops_bit_for_bit(x_shape, c_out, pad4, dtype, monkeypatch):
     monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
     rng = np.random.default_rng(5)
-    x = _specials(rng.standard_normal(x_shape).astype(dtype))
-    w = rng.standard_normal((c_out, x_shape[1], 3, 3)).astype(dtype)
-    bias = rng.standard_normal(c_out).astype(dtype)
-    scale, shift = rng.uniform(0.5, 2, c_out).astype(dtype), rng.standard_normal(c_out).astype(dtype)
-    out_hw = (x_shape[2] + pad4[0] + pad4[1] - 2, x_shape[3] + pad4[2] + pad4[3] - 2)
+    x, w, bias, scale, shift, out_hw = _epilogue_case(rng, x_shape, c_out, pad4, dtype)
     up, _ = _packed(w)
     y = fused.forward(x, up, c_out, pad4, out_hw, bias)
 
@@ -290,11 +295,7 @@ def test_image_lanes_give_the_bits_of_tile_lanes(x_shape, c_out, pad4, dtype, mo
     groups and on bands of tile rows (``CHUNK_BYTES``), on one or two threads: the same bits."""
     monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
     rng = np.random.default_rng(7)
-    x = _specials(rng.standard_normal(x_shape).astype(dtype))
-    w = rng.standard_normal((c_out, x_shape[1], 3, 3)).astype(dtype)
-    bias = rng.standard_normal(c_out).astype(dtype)
-    scale, shift = rng.uniform(0.5, 2, c_out).astype(dtype), rng.standard_normal(c_out).astype(dtype)
-    out_hw = (x_shape[2] + pad4[0] + pad4[1] - 2, x_shape[3] + pad4[2] + pad4[3] - 2)
+    x, w, bias, scale, shift, out_hw = _epilogue_case(rng, x_shape, c_out, pad4, dtype)
     up, up_adjoint = _packed(w)
     g = rng.standard_normal((x_shape[0], c_out, *out_hw)).astype(dtype)
 
