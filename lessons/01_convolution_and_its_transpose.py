@@ -861,11 +861,11 @@ if FAST:
 # Small maps waste lanes on that grid: the blocks of the last tile column read one grid column
 # further, so a 14-pixel map's 7 x 7 tiles take an 8 x 8 grid and a quarter of the products are
 # thrown away. With a batch of 16 images or more the kernel can turn the layout around: one vector
-# then holds the *same tile of 16 images* (`_planes_images` lays each group of 16 out as one padded
-# plane of image vectors), the tiles follow each other without gaps and no lane is wasted (a
-# forward pass of 64 such maps 1.4x faster). Each lane still runs the same operations, so the bits
-# are those of the tile layout. On large maps the extra row and column cost little and one tile
-# row of 16 images no longer fits in L2, so the planner keeps tiles there.
+# then holds the *same tile of 16 images* (16 float32 lanes of AVX-512; `_planes_images` lays each
+# group out as one padded plane of image vectors), the tiles follow each other without gaps and no
+# lane is wasted (both layouts are timed at the end of section 7). Each lane still runs the same
+# operations, so the bits are those of the tile layout. On large maps the extra row and column cost
+# little and one tile row of 16 images no longer fits in L2, so the planner keeps tiles there.
 #
 # See the difference on one image of the layer above: the obvious loop, compiled by Numba, against
 # the engine's register-blocked kernel on the same flat planes (`cpu_direct._phases` lays them
