@@ -403,8 +403,9 @@ class _Plan:
         groups = -(-n // lanes)
         # Image lanes compute no grid column or row twice but fill whole groups of L images, whose tasks are
         # at least a tile row of L images: where they light at most 90% of the tile lanes (64 14x14 maps:
-        # 3136 against 4096, 1.4x faster; 28x28: 0.87, 1.1x). On large maps the grid's extra row and
-        # column cost little and a group's tile row outgrows L2 (16 images at 224 px: 0.98, 1.6x slower)
+        # 3136 against 4096; 28x28: 0.87). On large maps the grid's extra row and column cost little and
+        # a group's tile row outgrows L2 (16 images at 224 px: 0.98), so tiles stay faster there
+        # (measured both ways: benchmarks/README.md, "Convolution planning", eighteenth session)
         self.ntx = ntx if n and groups * lanes * nty * ntx <= IMAGE_LANES_AT * n * (nty + 1) * self.wq else 0
         if self.ntx:
             wp = 2 * ntx + 2
