@@ -138,7 +138,7 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
 
     bias: (C_out,) or None. The algorithm is ``conv_plan.choose``'s (see ``conv_algorithm``).
     bn_relu: (scale, shift, low, high) or None: then ``clip(y * scale + shift, low, high)`` per
-    channel, an eval batch norm and its rectifier (``F.conv2d_bn_relu``); the depthwise and fused
+    channel, an eval batch norm and its rectifier (``F.conv2d_bn_relu``); the depthwise, direct and fused
     Winograd kernels apply it as they write each output, im2col to each tile, the other paths in one
     pass after (``conv_plan.finish_tile``, in place).
     """
@@ -152,8 +152,8 @@ def conv2d_forward(x: Any, w: Any, stride: Pair, pad4: Pad4, dilation: Pair, gro
         out = conv_plan.winograd_forward(x, w, pad4, out_hw, bias)
     elif how == "im2col":  # like the depthwise kernels, finishes each tile while it is in cache
         return conv_plan.im2col_forward(kernels, xp, x, w, stride, pad4, dilation, groups, bias, bn_relu)
-    elif how == "direct":
-        out = conv_plan.direct_forward(x, w, stride, pad4, dilation, out_hw, bias)
+    elif how == "direct":  # finishes each output row as it writes it
+        return conv_plan.direct_forward(x, w, stride, pad4, dilation, out_hw, bias, bn_relu)
     elif how == "winograd_fused":  # finishes each output as it writes it
         return conv_plan.winograd_fused_forward(x, w, pad4, out_hw, bias, bn_relu)
     else:

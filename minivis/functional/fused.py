@@ -81,12 +81,17 @@ def _forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple, 
     """The arrays: the rectified output, or the pooled output and its switches (``kept``: a graph keeps
     them; the fused kernel's pooled outputs always come from the allocator)."""
     kernels = backend.kernels("conv", x, "conv2d")
-    if conv.forward_algorithm(kernels, x, w, stride, pad4, dilation, groups) == "winograd_fused":
+    how = conv.forward_algorithm(kernels, x, w, stride, pad4, dilation, groups)
+    if how == "winograd_fused":
         out = conv_plan.winograd_fused_forward(np.ascontiguousarray(x), w, pad4, out_hw, b,
                                                (None, None, 0.0, max_value), max_pool)
         return out if max_pool else (out, None)
-    y = conv.conv2d_forward(x, w, stride, pad4, dilation, groups, b)
-    if not (max_pool and max_value == np.inf):
+    if how == "direct":  # rectified as each output row is written, by the thread that wrote it
+        y = conv_plan.direct_forward(np.ascontiguousarray(x), w, stride, pad4, dilation, out_hw, b,
+                                     (None, None, 0.0, max_value))
+    else:
+        y = conv.conv2d_forward(x, w, stride, pad4, dilation, groups, b)
+    if how != "direct" and not (max_pool and max_value == np.inf):
         cpu_activation.clip_(y, 0.0, max_value)  # in place: the output is ours
     if not max_pool:
         return y, None
@@ -101,8 +106,8 @@ def conv2d_relu(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding:
     """``relu(conv2d(x, weight, bias, ...))`` (``relu6`` at ``max_value=6``), for inference.
 
     Where no graph is recorded (inside ``no_grad()``, or nothing here requires grad), on the CPU, each
-    output is rectified as the convolution writes it (the fused Winograd kernel) or in place right after
-    (the other algorithms): no second map. Otherwise the two ops run. The same bits either way.
+    output is rectified as the convolution writes it (the fused Winograd and direct kernels) or in place
+    right after (the other algorithms): no second map. Otherwise the two ops run. The same bits either way.
     """
     args, out_hw = checked("conv2d_relu", x, weight, bias, stride, padding, dilation, groups, max_value)
     result = fused(args, out_hw, max_value, False)

@@ -479,9 +479,10 @@ def im2col_backward(kernels: types.ModuleType, xp: Any, g: Any, w: Any, x: Any, 
 
 # ----------------------------------------------------------------------------- direct
 def direct_forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pair,
-                   out_hw: tuple[int, ...], bias: np.ndarray | None = None) -> np.ndarray:
-    """Direct sliding-window conv2d (groups 1, CPU) plus bias (or None): ``cpu_direct.forward``."""
-    return cpu_direct.forward(x, w, stride, pad4, dilation, tuple(out_hw), bias)
+                   out_hw: tuple[int, ...], bias: np.ndarray | None = None, finish: tuple | None = None) -> np.ndarray:
+    """Direct sliding-window conv2d (groups 1, CPU) plus bias (or None): ``cpu_direct.forward``; ``finish``
+    (scale, shift, low, high), scale and shift possibly None, applied as each output row is written."""
+    return cpu_direct.forward(x, w, stride, pad4, dilation, tuple(out_hw), bias, finish)
 
 
 def direct_backward(g: np.ndarray, w: Any, x: Any, w_shape: tuple[int, ...], x_shape: tuple[int, ...], stride: Pair,

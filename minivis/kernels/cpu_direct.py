@@ -133,18 +133,23 @@ def _blocks(src, offs, wp, cb0, cb1, pb0, pb1, wq, bias, has_bias, buf, y, crop)
                 r += lq
         if crop:
             _crop(buf, lq, wq, cb * R, (pb0 * block) // wq, min(y.shape[1], -(-(pb1 * block) // wq)), bias,
-                  has_bias, y)
+                  has_bias, y, bias, bias, bias[0], bias[0], False, False)
 
 
 @numba.njit(cache=True, nogil=True)
-def _crop(buf, lq, wq, c0, oy0, oy1, bias, has_bias, y):
+def _crop(buf, lq, wq, c0, oy0, oy1, bias, has_bias, y, scale, shift, low, high, affine, clip):
     """y[c0 + r, oy, :] = buf[r*lq + oy*wq : ... + Wo] (+ bias) for the grid rows oy0..oy1: the valid
-    columns of a channel block's sums."""
+    columns of a channel block's sums. With ``clip``, each finished as the ops after the convolution
+    leave it while the row is in L1: clip(v + bias, low, high), with ``affine``
+    clip((v + bias) * scale + shift, low, high) (an eval batch norm), each step rounded as the separate
+    ops round it (``cpu_activation``'s clip: NaN propagates)."""
     u = np.uint64  # unsigned indices: LLVM vectorizes the row copies only if they cannot wrap around
     c_out, ho, wo = y.shape
     flat = y.reshape(-1)
     for r in range(min(R, c_out - c0)):
-        b = bias[c0 + r] if has_bias else bias[0] * 0
+        c = c0 + r
+        b = bias[c] if has_bias else bias[0]  # not added without a bias (bias[0] * 0 would be a float64)
+        a, t = (scale[c], shift[c]) if affine else (b, b)
         for oy in range(oy0, oy1):
             src, dst = u(r * lq + oy * wq), u(((c0 + r) * ho + oy) * wo)
             if has_bias:
@@ -153,6 +158,14 @@ def _crop(buf, lq, wq, c0, oy0, oy1, bias, has_bias, y):
             else:
                 for ox in range(u(wo)):
                     flat[dst + ox] = buf[src + ox]
+            # then the finish, in place on the row just written: two selects, which LLVM vectorizes (the
+            # clip inside the copy, or ``cpu_activation._clip_one``'s nested one, ran as branches: 3-4x
+            # slower on random signs); the same values, NaN propagating (it fails both tests)
+            if clip:
+                for ox in range(u(wo)):
+                    v = flat[dst + ox] * a + t if affine else flat[dst + ox]
+                    v = low if v < low else v
+                    flat[dst + ox] = high if v > high else v
 
 
 @numba.njit(cache=True, nogil=True)
@@ -187,12 +200,23 @@ def _phases(x, top, left, sh, sw, hq, wq, src):
 
 
 @numba.njit(cache=True, nogil=True)
-def _images(x, top, left, sh, sw, hq, wq, offs, wp, n_blocks, bias, has_bias, src, buf, y):
-    """``_phases`` then ``_blocks`` (every channel and pixel block) for each image of x into y."""
+def _finished_blocks(src, offs, wp, cb0, cb1, n_blocks, wq, bias, has_bias, fin, affine, clip, buf, y):
+    """``_blocks`` for channel blocks cb0..cb1 of one image (every pixel block), each block's sums cropped
+    into y and finished (``_crop``; fin = (scale, shift, [low, high])) while they are in cache."""
+    scale, shift, bounds = fin
+    for cb in range(cb0, cb1):
+        _blocks(src, offs, wp, cb, cb + 1, 0, n_blocks, wq, bias, has_bias, buf, y, False)
+        _crop(buf, buf.shape[0] // R, wq, cb * R, 0, y.shape[1], bias, has_bias, y, scale, shift, bounds[0],
+              bounds[1], affine, clip)
+
+
+@numba.njit(cache=True, nogil=True)
+def _images(x, top, left, sh, sw, hq, wq, offs, wp, n_blocks, bias, has_bias, fin, affine, clip, src, buf, y):
+    """``_phases`` then ``_finished_blocks`` (every channel and pixel block) for each image of x into y."""
     n_cb = wp.shape[0] // (offs.shape[0] * R)
     for n in range(x.shape[0]):
         _phases(x[n], top, left, sh, sw, hq, wq, src)
-        _blocks(src, offs, wp, 0, n_cb, 0, n_blocks, wq, bias, has_bias, buf, y[n], True)
+        _finished_blocks(src, offs, wp, 0, n_cb, n_blocks, wq, bias, has_bias, fin, affine, clip, buf, y[n])
 
 
 @functools.lru_cache(maxsize=256)
@@ -229,13 +253,14 @@ class _Plan:
         self.wp = np.ascontiguousarray(wp.reshape(self.n_cb, R, -1).transpose(0, 2, 1)).reshape(-1)
 
 
-def _share_image(plan: _Plan, src: np.ndarray, bias: np.ndarray, has_bias: bool, y: np.ndarray, work: float) -> None:
+def _share_image(plan: _Plan, src: np.ndarray, bias: np.ndarray, has_bias: bool, fin: tuple, affine: bool,
+                 clip: bool, y: np.ndarray, work: float) -> None:
     """One image's blocks (its polyphase planes in src) split between the threads: by channel blocks,
     or, with fewer of those than threads, by pixel blocks one channel block at a time."""
     if plan.n_cb >= numba.get_num_threads():
         def run_channels(part: slice, _parallel: bool) -> None:
-            _blocks(src, plan.offs, plan.wp, part.start, part.stop, 0, plan.blocks, plan.wq, bias, has_bias,
-                    cpu_workspace.scratch("direct sums", plan.buf_size, src.dtype), y, True)
+            _finished_blocks(src, plan.offs, plan.wp, part.start, part.stop, plan.blocks, plan.wq, bias, has_bias,
+                             fin, affine, clip, cpu_workspace.scratch("direct sums", plan.buf_size, src.dtype), y)
 
         cpu_threads.map_batch(run_channels, plan.n_cb, work)
         return
@@ -245,13 +270,28 @@ def _share_image(plan: _Plan, src: np.ndarray, bias: np.ndarray, has_bias: bool,
             _blocks(src, plan.offs, plan.wp, cb, cb + 1, part.start, part.stop, plan.wq, bias, has_bias, buf, y, False)
 
         cpu_threads.map_batch(run_pixels, plan.blocks, work / plan.n_cb)
-        _crop(buf, buf.shape[0] // R, plan.wq, cb * R, 0, y.shape[1], bias, has_bias, y)  # once every thread is done
+        _crop(buf, buf.shape[0] // R, plan.wq, cb * R, 0, y.shape[1], bias, has_bias, y, *fin[:2], fin[2][0],
+              fin[2][1], affine, clip)  # once every thread is done
+
+
+def finish_arrays(finish: tuple | None, dtype: np.dtype) -> tuple[tuple, bool, bool]:
+    """``finish`` = (scale, shift, low, high) or None as the kernels take it: ((scale, shift, [low, high]),
+    affine, clip); scale and shift None: the clip alone."""
+    scale, shift, low, high = finish if finish is not None else (None, None, -np.inf, np.inf)
+    affine = scale is not None
+    arrays = tuple(np.ascontiguousarray(v if affine else np.zeros(0), dtype=dtype).reshape(-1) for v in (scale, shift))
+    return (*arrays, np.array([low, high], dtype)), affine, finish is not None
 
 
 def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pair, out_hw: Pair,
-            bias: np.ndarray | None = None) -> np.ndarray:
+            bias: np.ndarray | None = None, finish: tuple | None = None) -> np.ndarray:
     """Direct conv2d (groups 1): x (N, C_in, H, W), w (C_out, C_in, kh, kw) -> (N, C_out, Ho, Wo);
     bias (C_out,) or None, added as each output pixel is written (the same rounding as after).
+
+    finish: None, or (scale, shift, low, high): the ops that follow, applied as each output row is
+    written, ``clip(y * scale + shift, low, high)`` per channel (an eval batch norm and its rectifier),
+    or with scale and shift None ``clip(y, low, high)`` (a rectifier alone); the same bits as those
+    ops apart, without a second pass over the output (by the thread that wrote it, while in cache).
 
     Threads take images; with fewer images than threads (one photo), they take the channel blocks
     (or, with fewer of those than threads, the pixel blocks) of each image. Every pixel's sum is the same.
@@ -261,6 +301,7 @@ def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pa
     w = np.ascontiguousarray(w, dtype=x.dtype)
     has_bias = bias is not None
     b = np.ascontiguousarray(bias, dtype=x.dtype) if has_bias else np.zeros(1, x.dtype)
+    fin, affine, clip = finish_arrays(finish, x.dtype)
     plan = _Plan(x.shape, w, stride, pad4, dilation, out_hw)
     y = cpu_workspace.empty((n, c_out, *out_hw), x.dtype)  # reused across a streamed method's batches
     work = y.size * plan.offs.shape[0]
@@ -270,15 +311,15 @@ def forward(x: np.ndarray, w: np.ndarray, stride: Pair, pad4: Pad4, dilation: Pa
         def run(part: slice, _parallel: bool) -> None:
             src = cpu_workspace.scratch("direct planes", plan.src_size, x.dtype)
             buf = cpu_workspace.scratch("direct sums", plan.buf_size, x.dtype)
-            _images(x[part], *plan.geometry, plan.hq, plan.wq, plan.offs, plan.wp, plan.blocks, b, has_bias,
-                    src, buf, y[part])
+            _images(x[part], *plan.geometry, plan.hq, plan.wq, plan.offs, plan.wp, plan.blocks, b, has_bias, fin,
+                    affine, clip, src, buf, y[part])
 
         cpu_threads.map_batch(run, n, work)
         return y
     src = cpu_workspace.scratch("direct planes", plan.src_size, x.dtype)
     for image, out in zip(x, y, strict=True):  # one photo (or fewer than the threads): the threads share its blocks
         _phases(image, *plan.geometry, plan.hq, plan.wq, src)
-        _share_image(plan, src, b, has_bias, out, work / n)
+        _share_image(plan, src, b, has_bias, fin, affine, clip, out, work / n)
     return y
 
 

@@ -38,6 +38,8 @@ Numbers: benchmarks/README.md, "Convolution planning".
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
@@ -393,38 +395,51 @@ class _Plan:
 
     def __init__(self, x_shape: tuple[int, ...], c_out: int, out_hw: tuple[int, int], bias: np.ndarray | None,
                  dtype: np.dtype) -> None:
+        (self.wq, self.block, self.n_cb, self.ntx, self.blocks, self.plane, self.tasks,
+         self.offs) = _Plan.layout(tuple(x_shape), c_out, tuple(out_hw), np.dtype(dtype), numba.get_num_threads(),
+                                   IMAGE_LANES_AT, CHUNK_BYTES)
+        self.bias = self.per_channel(bias if bias is not None else np.zeros(c_out, dtype), dtype)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def layout(x_shape: tuple[int, ...], c_out: int, out_hw: tuple[int, int], dtype: np.dtype, threads: int,
+               image_lanes_at: float, chunk_bytes: int) -> tuple:
+        """(wq, block, n_cb, ntx, blocks, plane, tasks, offs): shapes and settings only, so computed once per
+        layer shape and thread count (0.1 ms of Python, on every call of a 1 ms layer); the arrays read-only.
+        The module's settings are arguments so that a changed one is a new key (``_tasks`` reads
+        ``CHUNK_BYTES`` itself)."""
         n, c_in = x_shape[:2]
         nty, ntx = -(-out_hw[0] // 2), -(-out_hw[1] // 2)  # tile rows and columns
-        self.wq = ntx + 1  # tile lanes: the grid's columns, plus the one read right
+        wq = ntx + 1  # tile lanes: the grid's columns, plus the one read right
         lanes, item = simd.lanes_of(dtype), np.dtype(dtype).itemsize
-        self.block = PV * lanes
-        self.n_cb = -(-c_out // R)
-        threads = numba.get_num_threads()
+        block = PV * lanes
+        n_cb = -(-c_out // R)
         groups = -(-n // lanes)
         # Image lanes compute no grid column or row twice but fill whole groups of L images, whose tasks are
         # at least a tile row of L images: where they light at most 90% of the tile lanes (64 14x14 maps:
         # 3136 against 4096; 28x28: 0.87). On large maps the grid's extra row and column cost little and
         # a group's tile row outgrows L2 (16 images at 224 px: 0.98), so tiles stay faster there
         # (measured both ways: benchmarks/README.md, "Convolution planning", eighteenth session)
-        self.ntx = ntx if n and groups * lanes * nty * ntx <= IMAGE_LANES_AT * n * (nty + 1) * self.wq else 0
-        if self.ntx:
+        ntx = ntx if n and groups * lanes * nty * ntx <= image_lanes_at * n * (nty + 1) * wq else 0
+        if ntx:
             wp = 2 * ntx + 2
-            row_bytes = (c_in * 2 * wp + self.n_cb * R * 4 * ntx) * lanes * item  # per tile row of a group
-            tasks = self._tasks(groups, nty, row_bytes, row_bytes * nty + c_in * 2 * wp * lanes * item, threads)
+            row_bytes = (c_in * 2 * wp + n_cb * R * 4 * ntx) * lanes * item  # per tile row of a group
+            tasks = _Plan._tasks(groups, nty, row_bytes, row_bytes * nty + c_in * 2 * wp * lanes * item, threads)
             tasks = [(g0 * lanes, min(n, g1 * lanes), ty0, ty1) for g0, g1, ty0, ty1 in tasks]
             sizes = [(-(-(n1 - n0) // lanes), ty1 - ty0) for n0, n1, ty0, ty1 in tasks]  # (groups, tile rows)
-            self.blocks = max(-(-(g * rows * ntx) // PV) for g, rows in sizes)
-            self.plane = max(g * (2 * rows + 2) * wp * lanes for g, rows in sizes)
+            blocks = max(-(-(g * rows * ntx) // PV) for g, rows in sizes)
+            plane = max(g * (2 * rows + 2) * wp * lanes for g, rows in sizes)
         else:
-            row_bytes = (c_in + self.n_cb * R) * 4 * self.wq * item  # planes and outputs per grid row
-            tasks = self._tasks(n, nty, row_bytes, row_bytes * (nty + 1), threads)
-            most = max((n1 - n0) * (ty1 - ty0 + 1) * self.wq for n0, n1, ty0, ty1 in tasks) if tasks else 0
-            self.blocks = -(-most // self.block)
-            self.plane = self.blocks * self.block + self.wq + 1  # the last block's last tile reads wq + 1 further
-        self.tasks = np.array(tasks, dtype=np.intp).reshape(-1, 4)
+            row_bytes = (c_in + n_cb * R) * 4 * wq * item  # planes and outputs per grid row
+            tasks = _Plan._tasks(n, nty, row_bytes, row_bytes * (nty + 1), threads)
+            most = max((n1 - n0) * (ty1 - ty0 + 1) * wq for n0, n1, ty0, ty1 in tasks) if tasks else 0
+            blocks = -(-most // block)
+            plane = blocks * block + wq + 1  # the last block's last tile reads wq + 1 further
+        tasks = np.array(tasks, dtype=np.intp).reshape(-1, 4)
         # V[s, ci] at (16*ci + s)*block in a block's buffer: the transform writes a channel's 16 slots side by side
-        self.offs = ((np.arange(16)[:, None] + 16 * np.arange(c_in)) * self.block).astype(np.intp)
-        self.bias = self.per_channel(bias if bias is not None else np.zeros(c_out, dtype), dtype)
+        offs = ((np.arange(16)[:, None] + 16 * np.arange(c_in)) * block).astype(np.intp)
+        tasks.flags.writeable = offs.flags.writeable = False  # shared by every call with this layout
+        return wq, block, n_cb, ntx, blocks, plane, tasks, offs
 
     @staticmethod
     def _tasks(units: int, nty: int, row_bytes: int, unit_bytes: int, threads: int) -> list[tuple[int, int, int, int]]:

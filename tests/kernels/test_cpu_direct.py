@@ -164,3 +164,31 @@ def test_the_weight_gradient_sums_images_in_chunks(monkeypatch):
     for chunk in (1, 3, 100):
         monkeypatch.setattr(cpu_direct, "CHUNK_BYTES", chunk * per_image)
         np.testing.assert_allclose(cpu_direct.backward_weight(g, x, *args), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("n", "c_out"), [(3, 9), (1, 17), (1, 5)])  # batch; one image by channel / pixel blocks
+@pytest.mark.parametrize("finish", ["relu", "relu6", "bn_relu", "bn"])
+def test_the_finish_gives_the_bits_of_the_separate_ops_on_every_thread_split(n, c_out, finish, monkeypatch):
+    """``finish`` applied as each output row is written equals the convolution then the ops after it
+    (+ bias, then the eval batch norm's ``* scale + shift``, then the clip), bit for bit: NaN, -0.0
+    and infinities included, on the batch split, one image's channel blocks and its pixel blocks."""
+    monkeypatch.setattr(cpu_threads, "MIN_WORK", 0)
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((n, 3, 13, 15)) * 3).astype(np.float32)
+    x[0, 0, 4, 5], x[0, 1, 9, 2], x[-1, 2, 0, 0] = np.nan, np.inf, -np.inf
+    w = rng.standard_normal((c_out, 3, 3, 3)).astype(np.float32)
+    w[0] = 0.0  # channel 0: only the bias (and +-0.0 where the bias is dropped)
+    bias = rng.standard_normal(c_out).astype(np.float32)
+    scale, shift = rng.standard_normal(c_out).astype(np.float32), rng.standard_normal(c_out).astype(np.float32)
+    low, high = (-np.inf, np.inf) if finish == "bn" else (0.0, 6.0 if finish == "relu6" else np.inf)
+    affine = finish.startswith("bn")
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), (13, 15))
+    for b in (bias, None):
+        want = cpu_direct.forward(x, w, *args, b).copy()
+        if affine:
+            want = want * scale[:, None, None] + shift[:, None, None]
+        want = np.where(want < low, np.float32(low), want)
+        want = np.where(want > high, np.float32(high), want)
+        got = cpu_direct.forward(x, w, *args, b, (scale, shift, low, high) if affine else (None, None, low, high))
+        np.testing.assert_array_equal(got.view(np.uint32), want.astype(np.float32).view(np.uint32))
+    assert np.isnan(got).any()  # the NaN reached the outputs compared
