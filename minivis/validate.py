@@ -7,6 +7,7 @@ so any layer above may use it without an import cycle."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -169,8 +170,10 @@ def check_seed(value: Any, op: str, name: str = "seed", generator_ok: bool = Fal
     return int(value)
 
 
+@functools.cache
 def _memory_bytes() -> int:
-    """This machine's physical memory (no limit where the OS does not say)."""
+    """This machine's physical memory (no limit where the OS does not say); asked once (two system calls,
+    which every convolution's size check would otherwise make)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
