@@ -949,6 +949,32 @@ print(f"conv + ReLU + pool, bit for bit the same: {t_apart * 1e3:.1f} ms as thre
       f"as one (the convolution's algorithm here: {how})")
 
 # %% [markdown]
+# The direct kernel finishes its outputs too. A first layer (one input channel, as `fashion_cnn`'s)
+# runs on it, and its rectifier used to be a second pass over the whole output: for 64 images of
+# 28 px and 32 channels, 6.4 MB written, read and written again, by one thread, after both threads
+# had written it. Now `F.conv2d_relu` hands the clip to the kernel, which applies it to each output
+# row right after copying the row out of its block of sums: the row is in L1, and the thread that
+# computed the row clips it. One detail decides whether this pays: the clip has to be written as
+# two separate selects, `v = low if v < low else v` then `high if v > high else v`, in a loop of its
+# own. Written as one nested conditional inside the copy loop, the compiler left the loop scalar with
+# a branch per value, three times slower on values of random sign than the separate pass it was
+# meant to replace. The values are the same either way, NaN included (it fails both tests).
+
+# %%
+first_x = np.random.default_rng(3).standard_normal((sized(64, 8), 1, 28, 28)).astype(np.float32)
+first_w = np.random.default_rng(4).standard_normal((32, 1, 3, 3)).astype(np.float32)
+first_x[0, 0, 5, 5] = np.nan  # the NaN must come through both ways
+with mv.no_grad():
+    apart, t_apart = timed(lambda: mv.F.relu(mv.F.conv2d(first_x, first_w, padding=1)).numpy(), repeats=5)
+    together, t_together = timed(lambda: mv.F.conv2d_relu(first_x, first_w, padding=1).numpy(), repeats=5)
+np.testing.assert_array_equal(apart.view(np.uint32), together.view(np.uint32))
+assert np.isnan(together).any()
+how = mv.F.conv.forward_algorithm(mv.backend.kernels("conv", first_x, "lesson"), first_x, first_w, (1, 1),
+                                  (1, 1, 1, 1), (1, 1), 1)
+print(f"first layer ({how}), conv then ReLU {t_apart * 1e3:.2f} ms, conv with its ReLU {t_together * 1e3:.2f} ms, "
+      "the same bits")
+
+# %% [markdown]
 # The layout question from the paragraph on lanes, checked: a batch of 32 maps of 14 pixels on tile
 # lanes (16 tiles of one image per vector, on a grid with a spare row and column) and on image
 # lanes (one tile of 16 images per vector) gives the same bits, since every lane runs the same

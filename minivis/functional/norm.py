@@ -354,11 +354,11 @@ def conv2d_bn_relu(x: Any, weight: Any, bias: Any = None, stride: Any = 1, paddi
 
     Where no graph is recorded (inside ``no_grad()``, or nothing here requires grad) the three run as
     one op: the batch norm and rectifier, ``clip(y * scale + shift, 0, max_value)``, are applied to the
-    convolution's output as the depthwise kernels write each row and to each tile of im2col's
-    products while it is in cache, in place (other algorithms: one pass after, as
-    ``batch_norm_relu`` makes). The values are bit for bit those of the separate ops. Where a graph
-    is recorded, the separate ops run (``conv2d`` and ``batch_norm_relu``): their backward passes,
-    rules and saved arrays are the ones to use.
+    convolution's output as the depthwise and direct kernels write each row (the fused Winograd kernel
+    each output) and to each tile of im2col's products while it is in cache, in place (other
+    algorithms: one pass after, as ``batch_norm_relu`` makes). The values are bit for bit those of
+    the separate ops. Where a graph is recorded, the separate ops run (``conv2d`` and
+    ``batch_norm_relu``): their backward passes, rules and saved arrays are the ones to use.
     """
     _check_max_value("conv2d_bn_relu", max_value)
     return _conv2d_bn_clip("conv2d_bn_relu", x, weight, bias, stride, padding, dilation, groups, running_mean,
