@@ -953,12 +953,13 @@ print(f"conv + ReLU + pool, bit for bit the same: {t_apart * 1e3:.1f} ms as thre
 # runs on it, and its rectifier used to be a second pass over the whole output: for 64 images of
 # 28 px and 32 channels, 6.4 MB written, read and written again, by one thread, after both threads
 # had written it. Now `F.conv2d_relu` hands the clip to the kernel, which applies it to each output
-# row right after copying the row out of its block of sums: the row is in L1, and the thread that
-# computed the row clips it. One detail decides whether this pays: the clip has to be written as
-# two separate selects, `v = low if v < low else v` then `high if v > high else v`, in a loop of its
-# own. Written as one nested conditional inside the copy loop, the compiler left the loop scalar with
-# a branch per value, three times slower on values of random sign than the separate pass it was
-# meant to replace. The values are the same either way, NaN included (it fails both tests).
+# value as it copies the row out of its block of sums: the row is in L1, and the thread that
+# computed it clips it. One detail decides whether this pays: the clip (`cpu_activation._clip_one`)
+# is written as two selects one after the other, `v = low if v < low else v` then
+# `high if v > high else v`, which the compiler turns into vector instructions. Written as one
+# nested conditional, it left the row loop scalar with a branch per value, three times slower on
+# values of random sign than the separate pass it was meant to replace. The values are the same
+# either way, NaN included (it fails both tests).
 
 # %%
 first_x = np.random.default_rng(3).standard_normal((sized(64, 8), 1, 28, 28)).astype(np.float32)

@@ -35,6 +35,7 @@ import numpy as np
 
 from minivis.kernels import cpu_simd as simd
 from minivis.kernels import cpu_threads, cpu_workspace
+from minivis.kernels.cpu_activation import _clip_one
 
 Pair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
@@ -152,20 +153,16 @@ def _crop(buf, lq, wq, c0, oy0, oy1, bias, has_bias, y, scale, shift, low, high,
         a, t = (scale[c], shift[c]) if affine else (b, b)
         for oy in range(oy0, oy1):
             src, dst = u(r * lq + oy * wq), u(((c0 + r) * ho + oy) * wo)
-            if has_bias:
+            if clip:  # the row finished as it is copied (``_clip_one``'s two selects: LLVM vectorises the loop)
+                for ox in range(u(wo)):
+                    v = buf[src + ox] + b if has_bias else buf[src + ox]
+                    flat[dst + ox] = _clip_one(v * a + t if affine else v, low, high)
+            elif has_bias:
                 for ox in range(u(wo)):
                     flat[dst + ox] = buf[src + ox] + b
             else:
                 for ox in range(u(wo)):
                     flat[dst + ox] = buf[src + ox]
-            # then the finish, in place on the row just written: two selects, which LLVM vectorizes (the
-            # clip inside the copy, or ``cpu_activation._clip_one``'s nested one, ran as branches: 3-4x
-            # slower on random signs); the same values, NaN propagating (it fails both tests)
-            if clip:
-                for ox in range(u(wo)):
-                    v = flat[dst + ox] * a + t if affine else flat[dst + ox]
-                    v = low if v < low else v
-                    flat[dst + ox] = high if v > high else v
 
 
 @numba.njit(cache=True, nogil=True)
