@@ -20,7 +20,7 @@ from minivis.rules import DECONVNET, GUIDED
 def _clip_one(v, low, high):
     """min(max(v, low), high) for low <= high; NaN fails both tests: it propagates. Two selects one
     after the other, not one nested: in a loop with index arithmetic (a crop's rows) LLVM left the
-    nested form scalar, a branch per value, 3-4x slower on random signs (benchmarks/README.md,
+    nested form scalar, a branch per value, 2.5-5x slower on random signs (benchmarks/README.md,
     "Convolution planning", nineteenth session); flat loops vectorise either way."""
     v = low if v < low else v
     return high if v > high else v

@@ -6,7 +6,9 @@
 and column phase (``r*sh + py``, ``c*sw + px``), each plane ``hq x wq``. On that grid output pixel
 q = oy*wq + ox of tap t = (ci, ky, kx) reads element ``offs[t] + q``: every tap is one shift of
 the same index for all pixels, whatever the stride and dilation. The grid's last ``wq - Wo``
-columns of each row are computed and dropped.
+columns of each row are computed and dropped. The valid columns are copied out row by row
+(``_crop``), and the ops a fused call puts after the convolution (a rectifier, an eval batch norm)
+are applied to each value on the way, while the row is in L1 (``forward``'s ``finish``).
 
 **Register blocking** (``_blocks``). A block of R = 8 output channels x PV = 3 vectors of
 consecutive q keeps its 24 vectors of partial sums in registers for the whole sum over the taps
