@@ -81,62 +81,57 @@ PV = 3  # vectors of output pixels per block: R * PV = 24 of the 32 AVX-512 regi
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _blocks(src, offs, wp, cb0, cb1, pb0, pb1, wq, bias, has_bias, buf, y, crop):
-    """y[c, oy, ox] = sum_t wp[c // R, t, c % R] * src[offs[t] + oy*wq + ox] (+ bias[c]) for the channel
-    blocks cb0..cb1 and the grid rows that pixel blocks pb0..pb1 cover, of one image; y: (C_out, Ho, Wo).
+def _blocks(src, offs, wp, cb, pb0, pb1, buf):
+    """buf[r*lq + q] = sum_t wp[cb, t, r] * src[offs[t] + q] for the R output channels of channel block cb
+    and the grid indices q of pixel blocks pb0..pb1, of one image (lq = buf's length / R).
 
     src, wp: flat; wp holds (channel blocks, taps, R) weights, zero past C_out. A pixel block is PV
-    vectors of consecutive grid indices q. A channel block's sums go to ``buf`` (R rows of the grid,
-    small enough for L2) and from there, valid columns only, to y. The caller pads src so that every
-    block's reads stay inside, and sizes buf for every pixel block. ``crop`` False: leave the sums in
-    buf (threads that share one image's pixel blocks, and so its rows, crop after all are done).
+    vectors of consecutive grid indices q. buf holds R rows of the grid (small enough for L2), from
+    which ``_crop`` copies the valid columns out. The caller pads src so that every block's reads
+    stay inside, and sizes buf for every pixel block.
     """
     n_taps, lanes = offs.shape[0], simd.lanes(src)
     block = PV * lanes
     lq = buf.shape[0] // R
-    for cb in range(cb0, cb1):
-        w0 = cb * n_taps * R
-        for pb in range(pb0, pb1):
-            q = pb * block
-            # written out channel by channel: 24 named values live in registers, an array of them in memory
-            a0 = simd.vzero(src); a1 = simd.vzero(src); a2 = simd.vzero(src)  # noqa: E702 (channel 0's vectors)
-            b0 = simd.vzero(src); b1 = simd.vzero(src); b2 = simd.vzero(src)  # noqa: E702
-            c0 = simd.vzero(src); c1 = simd.vzero(src); c2 = simd.vzero(src)  # noqa: E702
-            d0 = simd.vzero(src); d1 = simd.vzero(src); d2 = simd.vzero(src)  # noqa: E702
-            e0 = simd.vzero(src); e1 = simd.vzero(src); e2 = simd.vzero(src)  # noqa: E702
-            f0 = simd.vzero(src); f1 = simd.vzero(src); f2 = simd.vzero(src)  # noqa: E702
-            g0 = simd.vzero(src); g1 = simd.vzero(src); g2 = simd.vzero(src)  # noqa: E702
-            h0 = simd.vzero(src); h1 = simd.vzero(src); h2 = simd.vzero(src)  # noqa: E702 (channel 7's)
-            for t in range(n_taps):
-                s = offs[t] + q
-                x0, x1, x2 = simd.vload(src, s), simd.vload(src, s + lanes), simd.vload(src, s + 2 * lanes)
-                k = w0 + t * R
-                w = simd.vbcast(wp, k)
-                a0, a1, a2 = simd.vfma(w, x0, a0), simd.vfma(w, x1, a1), simd.vfma(w, x2, a2)
-                w = simd.vbcast(wp, k + 1)
-                b0, b1, b2 = simd.vfma(w, x0, b0), simd.vfma(w, x1, b1), simd.vfma(w, x2, b2)
-                w = simd.vbcast(wp, k + 2)
-                c0, c1, c2 = simd.vfma(w, x0, c0), simd.vfma(w, x1, c1), simd.vfma(w, x2, c2)
-                w = simd.vbcast(wp, k + 3)
-                d0, d1, d2 = simd.vfma(w, x0, d0), simd.vfma(w, x1, d1), simd.vfma(w, x2, d2)
-                w = simd.vbcast(wp, k + 4)
-                e0, e1, e2 = simd.vfma(w, x0, e0), simd.vfma(w, x1, e1), simd.vfma(w, x2, e2)
-                w = simd.vbcast(wp, k + 5)
-                f0, f1, f2 = simd.vfma(w, x0, f0), simd.vfma(w, x1, f1), simd.vfma(w, x2, f2)
-                w = simd.vbcast(wp, k + 6)
-                g0, g1, g2 = simd.vfma(w, x0, g0), simd.vfma(w, x1, g1), simd.vfma(w, x2, g2)
-                w = simd.vbcast(wp, k + 7)
-                h0, h1, h2 = simd.vfma(w, x0, h0), simd.vfma(w, x1, h1), simd.vfma(w, x2, h2)
-            r = q
-            for v0, v1, v2 in ((a0, a1, a2), (b0, b1, b2), (c0, c1, c2), (d0, d1, d2),
-                               (e0, e1, e2), (f0, f1, f2), (g0, g1, g2), (h0, h1, h2)):
-                simd.vstore(buf, r, v0)
-                simd.vstore(buf, r + lanes, v1)
-                simd.vstore(buf, r + 2 * lanes, v2)
-                r += lq
-        if crop:
-            _crop(buf, lq, wq, cb * R, (pb0 * block) // wq, min(y.shape[1], -(-(pb1 * block) // wq)), bias,
-                  has_bias, y, bias, bias, bias[0], bias[0], False, False)
+    w0 = cb * n_taps * R
+    for pb in range(pb0, pb1):
+        q = pb * block
+        # written out channel by channel: 24 named values live in registers, an array of them in memory
+        a0 = simd.vzero(src); a1 = simd.vzero(src); a2 = simd.vzero(src)  # noqa: E702 (channel 0's vectors)
+        b0 = simd.vzero(src); b1 = simd.vzero(src); b2 = simd.vzero(src)  # noqa: E702
+        c0 = simd.vzero(src); c1 = simd.vzero(src); c2 = simd.vzero(src)  # noqa: E702
+        d0 = simd.vzero(src); d1 = simd.vzero(src); d2 = simd.vzero(src)  # noqa: E702
+        e0 = simd.vzero(src); e1 = simd.vzero(src); e2 = simd.vzero(src)  # noqa: E702
+        f0 = simd.vzero(src); f1 = simd.vzero(src); f2 = simd.vzero(src)  # noqa: E702
+        g0 = simd.vzero(src); g1 = simd.vzero(src); g2 = simd.vzero(src)  # noqa: E702
+        h0 = simd.vzero(src); h1 = simd.vzero(src); h2 = simd.vzero(src)  # noqa: E702 (channel 7's)
+        for t in range(n_taps):
+            s = offs[t] + q
+            x0, x1, x2 = simd.vload(src, s), simd.vload(src, s + lanes), simd.vload(src, s + 2 * lanes)
+            k = w0 + t * R
+            w = simd.vbcast(wp, k)
+            a0, a1, a2 = simd.vfma(w, x0, a0), simd.vfma(w, x1, a1), simd.vfma(w, x2, a2)
+            w = simd.vbcast(wp, k + 1)
+            b0, b1, b2 = simd.vfma(w, x0, b0), simd.vfma(w, x1, b1), simd.vfma(w, x2, b2)
+            w = simd.vbcast(wp, k + 2)
+            c0, c1, c2 = simd.vfma(w, x0, c0), simd.vfma(w, x1, c1), simd.vfma(w, x2, c2)
+            w = simd.vbcast(wp, k + 3)
+            d0, d1, d2 = simd.vfma(w, x0, d0), simd.vfma(w, x1, d1), simd.vfma(w, x2, d2)
+            w = simd.vbcast(wp, k + 4)
+            e0, e1, e2 = simd.vfma(w, x0, e0), simd.vfma(w, x1, e1), simd.vfma(w, x2, e2)
+            w = simd.vbcast(wp, k + 5)
+            f0, f1, f2 = simd.vfma(w, x0, f0), simd.vfma(w, x1, f1), simd.vfma(w, x2, f2)
+            w = simd.vbcast(wp, k + 6)
+            g0, g1, g2 = simd.vfma(w, x0, g0), simd.vfma(w, x1, g1), simd.vfma(w, x2, g2)
+            w = simd.vbcast(wp, k + 7)
+            h0, h1, h2 = simd.vfma(w, x0, h0), simd.vfma(w, x1, h1), simd.vfma(w, x2, h2)
+        r = q
+        for v0, v1, v2 in ((a0, a1, a2), (b0, b1, b2), (c0, c1, c2), (d0, d1, d2),
+                           (e0, e1, e2), (f0, f1, f2), (g0, g1, g2), (h0, h1, h2)):
+            simd.vstore(buf, r, v0)
+            simd.vstore(buf, r + lanes, v1)
+            simd.vstore(buf, r + 2 * lanes, v2)
+            r += lq
 
 
 @numba.njit(cache=True, nogil=True)
@@ -204,7 +199,7 @@ def _finished_blocks(src, offs, wp, cb0, cb1, n_blocks, wq, bias, has_bias, fin,
     into y and finished (``_crop``; fin = (scale, shift, [low, high])) while they are in cache."""
     scale, shift, bounds = fin
     for cb in range(cb0, cb1):
-        _blocks(src, offs, wp, cb, cb + 1, 0, n_blocks, wq, bias, has_bias, buf, y, False)
+        _blocks(src, offs, wp, cb, 0, n_blocks, buf)
         _crop(buf, buf.shape[0] // R, wq, cb * R, 0, y.shape[1], bias, has_bias, y, scale, shift, bounds[0],
               bounds[1], affine, clip)
 
@@ -266,7 +261,7 @@ def _share_image(plan: _Plan, src: np.ndarray, bias: np.ndarray, has_bias: bool,
     buf = cpu_workspace.scratch("direct sums", plan.buf_size, src.dtype)
     for cb in range(plan.n_cb):
         def run_pixels(part: slice, _parallel: bool, cb: int = cb) -> None:
-            _blocks(src, plan.offs, plan.wp, cb, cb + 1, part.start, part.stop, plan.wq, bias, has_bias, buf, y, False)
+            _blocks(src, plan.offs, plan.wp, cb, part.start, part.stop, buf)
 
         cpu_threads.map_batch(run_pixels, plan.blocks, work / plan.n_cb)
         _crop(buf, buf.shape[0] // R, plan.wq, cb * R, 0, y.shape[1], bias, has_bias, y, *fin[:2], fin[2][0],

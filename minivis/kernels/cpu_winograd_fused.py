@@ -159,7 +159,6 @@ def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, fin, affine, vb
     scale, shift, bounds = fin
     low, high = simd.vbcast(bounds, 0), simd.vbcast(bounds, 1)
     ntx, rows, hp, wp, tiles = images
-    no_y = np.empty((1, 1, 1), src.dtype)  # _blocks with crop=False writes only its buffer
     for pb in range(pb0, pb1):
         q = pb * block
         for p in range(PV):
@@ -176,8 +175,7 @@ def _tile_blocks(src, plane, wq, up, offs, n_cb, pb0, pb1, bias, fin, affine, vb
                                   block)
         for cb in range(n_cb):
             for s in range(16):
-                cpu_direct._blocks(vb, offs[s], up[s], cb, cb + 1, 0, 1, 0, bias, False,
-                                   mb[s * R * block:(s + 1) * R * block], no_y, False)
+                cpu_direct._blocks(vb, offs[s], up[s], cb, 0, 1, mb[s * R * block:(s + 1) * R * block])
             for r in range(R):
                 co = cb * R + r
                 bias_co = simd.vbcast(bias, co)  # the bias and finish of channel co, as vectors

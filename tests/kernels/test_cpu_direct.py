@@ -127,8 +127,9 @@ def test_the_block_kernel_reads_and_writes_only_inside_its_buffers():
     buf = np.full(plan.buf_size + 2 * guard, -7, np.float32)
     y = np.full((1, 9, 9, 7), np.nan, np.float32)
     cpu_direct._phases(x[0], *plan.geometry, plan.hq, plan.wq, src[guard:-guard])
-    cpu_direct._blocks(src[guard:-guard], plan.offs, plan.wp, 0, plan.n_cb, 0, plan.blocks, plan.wq,
-                       np.zeros(1, np.float32), False, buf[guard:-guard], y[0], True)
+    cpu_direct._finished_blocks(src[guard:-guard], plan.offs, plan.wp, 0, plan.n_cb, plan.blocks, plan.wq,
+                                np.zeros(1, np.float32), False, *cpu_direct.finish_arrays(None, np.float32),
+                                buf[guard:-guard], y[0])
     assert np.isnan(src[:guard]).all() and np.isnan(src[-guard:]).all()
     assert (buf[:guard] == -7).all() and (buf[-guard:] == -7).all()
     want = cpu_direct.naive_forward(x, w, (1, 1), (1, 1, 1, 1), (1, 1), (9, 7))
