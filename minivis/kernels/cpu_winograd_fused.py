@@ -404,8 +404,7 @@ class _Plan:
                image_lanes_at: float, chunk_bytes: int) -> tuple:
         """(wq, block, n_cb, ntx, blocks, plane, tasks, offs): shapes and settings only, so computed once per
         layer shape and thread count (0.1 ms of Python, on every call of a 1 ms layer); the arrays read-only.
-        The module's settings are arguments so that a changed one is a new key (``_tasks`` reads
-        ``CHUNK_BYTES`` itself)."""
+        The module's settings (``IMAGE_LANES_AT``, ``CHUNK_BYTES``) are arguments: a changed one is a new key."""
         n, c_in = x_shape[:2]
         nty, ntx = -(-out_hw[0] // 2), -(-out_hw[1] // 2)  # tile rows and columns
         wq = ntx + 1  # tile lanes: the grid's columns, plus the one read right
@@ -422,14 +421,15 @@ class _Plan:
         if ntx:
             wp = 2 * ntx + 2
             row_bytes = (c_in * 2 * wp + n_cb * R * 4 * ntx) * lanes * item  # per tile row of a group
-            tasks = _Plan._tasks(groups, nty, row_bytes, row_bytes * nty + c_in * 2 * wp * lanes * item, threads)
+            tasks = _Plan._tasks(groups, nty, row_bytes, row_bytes * nty + c_in * 2 * wp * lanes * item, threads,
+                                 chunk_bytes)
             tasks = [(g0 * lanes, min(n, g1 * lanes), ty0, ty1) for g0, g1, ty0, ty1 in tasks]
             sizes = [(-(-(n1 - n0) // lanes), ty1 - ty0) for n0, n1, ty0, ty1 in tasks]  # (groups, tile rows)
             blocks = max(-(-(g * rows * ntx) // PV) for g, rows in sizes)
             plane = max(g * (2 * rows + 2) * wp * lanes for g, rows in sizes)
         else:
             row_bytes = (c_in + n_cb * R) * 4 * wq * item  # planes and outputs per grid row
-            tasks = _Plan._tasks(n, nty, row_bytes, row_bytes * (nty + 1), threads)
+            tasks = _Plan._tasks(n, nty, row_bytes, row_bytes * (nty + 1), threads, chunk_bytes)
             most = max((n1 - n0) * (ty1 - ty0 + 1) * wq for n0, n1, ty0, ty1 in tasks) if tasks else 0
             blocks = -(-most // block)
             plane = blocks * block + wq + 1  # the last block's last tile reads wq + 1 further
@@ -440,15 +440,16 @@ class _Plan:
         return wq, block, n_cb, ntx, blocks, plane, tasks, offs
 
     @staticmethod
-    def _tasks(units: int, nty: int, row_bytes: int, unit_bytes: int, threads: int) -> list[tuple[int, int, int, int]]:
-        """(u0, u1, ty0, ty1): chunks of whole units (images, or groups of L images) of at most CHUNK_BYTES,
+    def _tasks(units: int, nty: int, row_bytes: int, unit_bytes: int, threads: int,
+               chunk_bytes: int) -> list[tuple[int, int, int, int]]:
+        """(u0, u1, ty0, ty1): chunks of whole units (images, or groups of L images) of at most chunk_bytes,
         or bands of tile rows of one unit: a large image, or fewer units than threads (every thread gets
         bands). Threads take equal runs of tasks (``cpu_threads.map_batch``), so the tasks are as even as
         the sizes allow, a whole number per thread (chunks of 21, 21, 21 and 1 images gave one thread 42 of 64)."""
-        if unit_bytes <= CHUNK_BYTES and units >= threads:
-            bounds = even_bounds(units, CHUNK_BYTES // unit_bytes, threads)
+        if unit_bytes <= chunk_bytes and units >= threads:
+            bounds = even_bounds(units, chunk_bytes // unit_bytes, threads)
             return [(u0, u1, 0, nty) for u0, u1 in zip(bounds[:-1], bounds[1:], strict=True)]
-        bands = -(-nty // max(1, CHUNK_BYTES // row_bytes - 1))
+        bands = -(-nty // max(1, chunk_bytes // row_bytes - 1))
         while (units * bands) % threads and bands < nty:  # a whole number of bands per thread, where rows allow
             bands += 1
         bounds = [nty * k // bands for k in range(bands + 1)]
