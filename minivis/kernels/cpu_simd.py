@@ -13,6 +13,7 @@ broadcast, multiply-add and store it. A loop that carries ``Vec`` values carries
     total = vsum(acc)              # acc's lanes added up, halves first: a fixed order
     d = vsub(vadd(a, b), c)        # lane-wise a + b - c (Winograd's transforms are adds only)
     e = vclip(vmul(d, s), lo, hi)  # lane-wise d * s, then clipped to [lo, hi] (a rectifier)
+    vtranspose(x, i, si, rows, cols, out, j, dj)  # out[j + k*dj + r] = x[i + r*si + k]: a block turned around
 
 Indices are flat (into ``arr.reshape(-1)`` of a C-contiguous array) and *not* bounds-checked: the
 caller sizes its buffers so that every vector it touches lies inside them. A vector is
@@ -81,6 +82,14 @@ if numba.config.DISABLE_JIT:
 
     def vstore(arr: np.ndarray, i: int, v: np.ndarray) -> None:
         arr[i:i + v.shape[0]] = v
+
+    def vtranspose(src: np.ndarray, i: int, si: int, rows: int, cols: int, dst: np.ndarray, j: int, dj: int) -> None:
+        n = lanes(src)
+        block = np.zeros((n, n), src.dtype)
+        for r in range(min(rows, n)):
+            block[r, :cols] = src[i + r * si:i + r * si + cols]
+        for k in range(min(cols, n)):
+            dst[j + k * dj:j + k * dj + rows] = block[:rows, k]
 
     def vsum(v: np.ndarray) -> np.floating:
         while v.shape[0] > 1:
@@ -234,3 +243,60 @@ else:
             return builder.extract_element(x, ir.Constant(ir.IntType(32), 0))
 
         return v.dtype(v), codegen
+
+    @intrinsic
+    def vtranspose(typingctx, src, i, si, rows, cols, dst, j, dj):  # noqa: ANN001, ANN201
+        """dst[j + k*dj + r] = src[i + r*si + k] for r < rows, k < cols (each at most lanes): a block of
+        ``rows`` runs of ``cols`` elements transposed in registers, by masked loads and stores (nothing
+        outside the block is read or written). The butterfly: at each scale h = lanes/2 .. 1, rows r and
+        r + h (bit h of r clear) swap their off-diagonal h x h blocks, a two-source shuffle per row:
+        log2(lanes) shuffles a vector where a strided copy moves one element at a time."""
+        vt = _vec_of(src)
+        if _vec_of(dst) != vt:
+            raise numba.core.errors.TypingError("cpu_simd.vtranspose: src and dst of one dtype expected")
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            a_src, a_i, a_si, a_rows, a_cols, a_dst, a_j, a_dj = args
+            vec = context.get_value_type(vt)
+            n, i64, i32 = vec.count, ir.IntType(64), ir.IntType(32)
+            mvec = ir.VectorType(ir.IntType(1), n)
+            lane_ids = ir.Constant(ir.VectorType(i64, n), list(range(n)))
+            cols_v = _splat(builder, a_cols, ir.VectorType(i64, n))
+            in_row = builder.icmp_signed("<", lane_ids, cols_v)  # elements k < cols of a row
+            in_col = builder.icmp_signed("<", lane_ids, _splat(builder, a_rows, ir.VectorType(i64, n)))
+            suffix = f"v{n}{'f32' if vt.dtype == types.float32 else 'f64'}"
+            ptr_t = vec.as_pointer()
+            load = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [ptr_t, i32, mvec, vec]), f"llvm.masked.load.{suffix}.p0{suffix}")
+            align = ir.Constant(i32, vt.dtype.bitwidth // 8)
+            zero = ir.Constant(vec, None)
+            none = ir.Constant(mvec, [0] * n)
+            rows = []
+            for r in range(n):
+                live = builder.icmp_signed("<", ir.Constant(i64, r), a_rows)
+                mask = builder.select(live, in_row, none)
+                at = builder.add(a_i, builder.mul(ir.Constant(i64, r), a_si))
+                rows.append(builder.call(load, [_address(context, builder, sig.args[0], a_src, at, vec), align, mask,
+                                                zero]))
+            store = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [vec, ptr_t, i32, mvec]),
+                f"llvm.masked.store.{suffix}.p0{suffix}")
+            mask_t = ir.VectorType(i32, n)
+            h = n // 2
+            while h >= 1:  # new row r: the first halves of each 2h-block of rows r and r + h; row r + h: the second
+                lo = [c * 2 * h + t + side for c in range(n // (2 * h)) for side in (0, n) for t in range(h)]
+                hi = [k + h for k in lo]
+                for r in range(n):
+                    if r & h == 0:
+                        a, b = rows[r], rows[r + h]
+                        rows[r] = builder.shuffle_vector(a, b, ir.Constant(mask_t, lo))
+                        rows[r + h] = builder.shuffle_vector(a, b, ir.Constant(mask_t, hi))
+                h //= 2
+            for k in range(n):
+                live = builder.icmp_signed("<", ir.Constant(i64, k), a_cols)
+                at = builder.add(a_j, builder.mul(ir.Constant(i64, k), a_dj))
+                builder.call(store, [rows[k], _address(context, builder, sig.args[5], a_dst, at, vec), align,
+                                     builder.select(live, in_col, none)])
+            return context.get_dummy_value()
+
+        return types.none(src, types.intp, types.intp, types.intp, types.intp, dst, types.intp, types.intp), codegen

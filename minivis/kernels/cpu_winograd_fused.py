@@ -256,7 +256,9 @@ def _crop_pool(out, phase, hq, wq, m, n0, ty0, ty1, width, y, switches):
 def _planes_images(x, top, left, hp, wp, plane, src):
     """src[ci*plane + ((g*hp + yp)*wp + xp)*L + l] = x_pad[g*L + l, ci, yp, xp] (zero outside x and in the
     lanes past the last image): image lanes, L images to a vector, each group of L images one padded plane
-    of vectors per input channel, so that any pixel of L images is one vector load."""
+    of vectors per input channel, so that any pixel of L images is one vector load. A row of L images is
+    an L x width block turned around (``cpu_simd.vtranspose``: 2.6x faster than copying it a value at a
+    time, benchmarks/README.md, "Convolution planning", twentieth session)."""
     lanes = simd.lanes(src)
     m, c_in, h, w = x.shape
     groups = -(-m // lanes)
@@ -276,58 +278,66 @@ def _planes_images(x, top, left, hp, wp, plane, src):
                     src[row + xp1 * lanes:row + wp * lanes] = 0
                 else:
                     src[row:row + wp * lanes] = 0
-    u = np.uint64  # unsigned indices, as in ``_planes``
-    flat, image = x.reshape(-1), u(c_in * h * w)
+    flat, width = x.reshape(-1), xp1 - xp0
     for g in range(groups):
         for ci in range(c_in):
             for iy in range(iy0, iy1):
-                row = u(ci * plane + ((g * hp + iy + top) * wp + xp0) * lanes)
-                first = u(((g * lanes * c_in + ci) * h + iy) * w + xp0 - left)  # x[g*L, ci, iy, xp0 - left]
-                for c in range(u(xp1 - xp0)):  # the group's pixels (ci, iy, c): one column of L images
-                    for lane in range(u(min(m - g * lanes, lanes))):
-                        src[row + c * u(lanes) + lane] = flat[first + lane * image + c]
+                row = ci * plane + ((g * hp + iy + top) * wp + xp0) * lanes
+                first = ((g * lanes * c_in + ci) * h + iy) * w + xp0 - left  # x[g*L, ci, iy, xp0 - left]
+                for c in range(0, width, lanes):  # the group's row, L pixels of L images at a time, transposed
+                    simd.vtranspose(flat, first + c, c_in * h * w, min(m - g * lanes, lanes), min(lanes, width - c),
+                                    src, row + c * lanes, lanes)
 
 
 @numba.njit(cache=True, nogil=True)
 def _crop_images(out, phase, ntx, m, n0, ty0, ty1, width, y, switches, pool):
     """The image lanes' ``_crop`` (or with ``pool`` their ``_crop_pool``): out[co*4*phase + (2i + j)*phase +
-    t*L + l] is output (2ty + i, 2tx + j) of image n0 + g*L + l, with t = (g*rows + ty - ty0)*ntx + tx."""
+    t*L + l] is output (2ty + i, 2tx + j) of image n0 + g*L + l, with t = (g*rows + ty - ty0)*ntx + tx.
+
+    A tile row's values come in (column, image) order, one vector per column; each image's row is a
+    column of that block: ``cpu_simd.vtranspose`` turns L x L blocks around in registers."""
     u = np.uint64  # unsigned indices, as in ``_planes``
     lanes = simd.lanes(out)
     c_out, hy, wy = y.shape[1:]
     rows = ty1 - ty0
-    flat, sw_flat, w, step, ph = y.reshape(-1), switches.reshape(-1), u(width), u(lanes), u(phase)
-    image = u(c_out * hy * wy)  # one image's outputs in y
-    best, at = np.empty(ntx * lanes, out.dtype), np.empty(ntx * lanes, np.uint64)  # one tile row's windows
+    flat, w, step, ph = y.reshape(-1), u(width), u(lanes), u(phase)
+    image = c_out * hy * wy  # one image's outputs in y
+    best = np.empty(max(ntx, wy) * lanes, out.dtype)  # one output row's (column, image) block
+    at = np.empty(ntx * lanes, np.uint64)  # its switches
+    at_bits, sw_bits = at.view(np.float64), switches.reshape(-1).view(np.float64)  # int64s moved, never computed on
+    wide = simd.lanes(at_bits)
     for co in range(c_out):
         for g in range(-(-m // lanes)):
+            nl = min(m - g * lanes, lanes)  # the group's images
             for r in range(rows):  # a tile row's phase vectors stay in L1 while its L images are written
                 ty = ty0 + r
                 src = u(co * 4 * phase + (g * rows + r) * ntx * lanes)
                 if pool:
                     if ty < hy:
-                        # the windows in (tx, lane) order, read contiguously (so LLVM vectorizes the compares),
-                        # then written image by image
+                        # the windows in (column, image) order, read contiguously (LLVM vectorizes the compares)
                         top = u(2 * ty) * w
                         for j in range(u(wy * lanes)):
                             k = src + j
                             best[j], at[j] = _window_max(out[k], out[k + ph], out[k + u(2) * ph], out[k + u(3) * ph],
                                                          top + u(2) * (j // step), w)
-                        for lane in range(u(min(m - g * lanes, lanes))):
-                            dst = u((((n0 + g * lanes) * c_out + co) * hy + ty) * wy) + lane * image
-                            for tx in range(u(wy)):
-                                flat[dst + tx], sw_flat[dst + tx] = best[tx * step + lane], at[tx * step + lane]
+                        dst = (((n0 + g * lanes) * c_out + co) * hy + ty) * wy
+                        for t0 in range(0, wy, lanes):
+                            simd.vtranspose(best, t0 * lanes, lanes, min(lanes, wy - t0), nl, flat, dst + t0, image)
+                        for t0 in range(0, wy, wide):  # the switches as float64 bits, in blocks of wide x wide
+                            for l0 in range(0, nl, wide):
+                                simd.vtranspose(at_bits, t0 * lanes + l0, lanes, min(wide, wy - t0), min(wide, nl - l0),
+                                                sw_bits, dst + l0 * image + t0, image)
                     continue
-                for lane in range(u(min(m - g * lanes, lanes))):
-                    for i in range(2):
-                        if 2 * ty + i < hy:
-                            at_i = src + lane + u(2 * i) * ph
-                            dst = u((((n0 + g * lanes) * c_out + co) * hy + 2 * ty + i) * wy) + lane * image
-                            for tx in range(u(wy // 2)):
-                                flat[dst + u(2) * tx] = out[at_i + tx * step]
-                                flat[dst + u(2) * tx + u(1)] = out[at_i + ph + tx * step]
-                            if wy % 2:
-                                flat[dst + u(wy - 1)] = out[at_i + u(wy // 2) * step]
+                for i in range(2):
+                    if 2 * ty + i < hy:
+                        # output row 2ty + i, column 2tx + j, is phase plane 2i + j's vector tx: the two planes'
+                        # vectors interleaved into (column, image) order, then transposed
+                        row = co * 4 * phase + (g * rows + r) * ntx * lanes + 2 * i * phase  # plane 2i's vectors
+                        for c in range(wy):
+                            simd.vstore(best, c * lanes, simd.vload(out, row + c % 2 * phase + c // 2 * lanes))
+                        dst = (((n0 + g * lanes) * c_out + co) * hy + 2 * ty + i) * wy
+                        for t0 in range(0, wy, lanes):
+                            simd.vtranspose(best, t0 * lanes, lanes, min(lanes, wy - t0), nl, flat, dst + t0, image)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -92,3 +92,44 @@ def test_lane_wise_multiply_and_clip_like_numpy_and_the_scalar_clip(dtype):
     bits = np.uint32 if dtype == np.float32 else np.uint64
     np.testing.assert_array_equal(out[lanes:].view(bits), want.view(bits))
     assert np.signbit(out[lanes + 1]) and np.isnan(out[lanes])
+
+
+@numba.njit
+def _transpose(src, i, si, rows, cols, dst, j, dj):
+    simd.vtranspose(src, i, si, rows, cols, dst, j, dj)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_block_transposes_and_nothing_outside_it_is_read_or_written(dtype):
+    """dst[j + k*dj + r] = src[i + r*si + k] for r < rows, k < cols, against a NumPy transpose, on every
+    block shape up to lanes x lanes: the source's other values are NaN (one read into the block would
+    show), the destination's others are guard values that must stay, and both arrays end where the
+    block does, so the masked loads and stores are the only thing between the block and the arrays'
+    ends."""
+    lanes = simd.lanes_of(dtype)
+    rng = np.random.default_rng(3)
+    for rows in (0, 1, 3, lanes - 1, lanes):
+        for cols in (0, 1, 5, lanes - 1, lanes):
+            si, dj = lanes + 3, lanes + 2
+            src = np.full(2 + max(rows - 1, 0) * si + cols, np.nan, dtype)  # ends at the block's last element
+            block = rng.standard_normal((rows, cols)).astype(dtype)
+            for r in range(rows):
+                src[2 + r * si:2 + r * si + cols] = block[r]
+            dst = np.full(1 + max(cols - 1, 0) * dj + rows, -7, dtype)
+            _transpose(src, 2, si, rows, cols, dst, 1, dj)
+            want = np.full_like(dst, -7)
+            for k in range(cols):
+                want[1 + k * dj:1 + k * dj + rows] = block[:, k]
+            np.testing.assert_array_equal(dst, want)
+
+
+def test_the_transpose_moves_bits_as_they_are():
+    """int64 switches move through the float64 transpose unchanged (the fused pool's crop does this):
+    NaN payloads, signalling NaNs and denormal patterns included, nothing is computed on them."""
+    wide = simd.lanes_of(np.float64)
+    rng = np.random.default_rng(4)
+    ints = rng.integers(-2**63, 2**63 - 1, size=wide * wide, dtype=np.int64)
+    ints[:4] = [0x7FF0000000000001, 0x7FF8000000000123, 1, -1]  # sNaN, qNaN with payload, denormal, all ones
+    out = np.zeros_like(ints)
+    _transpose(ints.view(np.float64), 0, wide, wide, wide, out.view(np.float64), 0, wide)
+    np.testing.assert_array_equal(out, ints.reshape(wide, wide).T.reshape(-1))
