@@ -3,64 +3,54 @@ the kernels that run along the channels (Winograd's transforms on small maps, th
 kernels on small planes); and, at the end, the window arithmetic the im2col and depthwise kernels
 share (which output positions of a tap read inside the input, the scalars every kernel takes).
 
-The copies go 8 channels at a time: planes whose size is a multiple of 4 KiB (32x32 float32) put
-every channel's line in the same L1 set, so a pass over whole rows of all channels at once ran
-Winograd's 32 px transforms 1.5-4x slower than the 28 px ones; 8 lines per set fit the cache's
-ways. Each pass walks a whole row with the 8 channels written out as 8 statements (one 32-byte
-run of the channels-last row per pixel): 20-30% faster than loops over blocks of 16 pixels by 8
-channels, and 1.3-4x faster than a plain walk for the depthwise kernels' transposes of whole
-planes (benchmarks/README.md, "Convolution planning").
+The copies turn blocks of L channels x L pixels around in registers (``cpu_simd.vtranspose``, L
+= 16 float32): 1.6-2.2x faster than the earlier copies, which moved 8 channels a pixel at a time
+and were themselves 20-30% faster than loops over blocks of values (benchmarks/README.md,
+"Convolution planning"). A block reads each of its L source lines once, so the 4 KiB aliasing of
+32x32 planes (every channel's line in one L1 set), which made whole-row passes over all channels
+1.5-4x slower, does not come back.
 """
 
 from __future__ import annotations
 
 import numba
 
+from minivis.kernels import cpu_simd as simd
+
 
 @numba.njit(nogil=True, cache=True)
 def to_channels_last(src, row_shift, col_shift, r_lo, r_hi, q_lo, q_hi, dst):
     """dst[r, q, c] = src[c, r + row_shift, q - col_shift] for rows r_lo..r_hi and columns q_lo..q_hi.
 
-    src: (C, H, W), one NCHW image; dst: (rows, columns, C). The rest of dst is left as it is.
+    src: (C, H, W), one C-contiguous NCHW image; dst: (rows, columns, C). The rest of dst is left as it is.
     """
-    channels = src.shape[0]
+    channels, height, width = src.shape
+    lanes, columns = simd.lanes(dst), dst.shape[1]
+    flat, out = src.reshape(-1), dst.reshape(-1)
     for r in range(r_lo, r_hi):
         s = r + row_shift
-        c0 = 0
-        while c0 + 8 <= channels:
-            x0, x1, x2, x3 = src[c0, s], src[c0 + 1, s], src[c0 + 2, s], src[c0 + 3, s]
-            x4, x5, x6, x7 = src[c0 + 4, s], src[c0 + 5, s], src[c0 + 6, s], src[c0 + 7, s]
-            for q in range(q_lo, q_hi):
-                d, j = dst[r, q], q - col_shift
-                d[c0], d[c0 + 1], d[c0 + 2], d[c0 + 3] = x0[j], x1[j], x2[j], x3[j]
-                d[c0 + 4], d[c0 + 5], d[c0 + 6], d[c0 + 7] = x4[j], x5[j], x6[j], x7[j]
-            c0 += 8
-        for c in range(c0, channels):
-            for q in range(q_lo, q_hi):
-                dst[r, q, c] = src[c, s, q - col_shift]
+        for c0 in range(0, channels, lanes):
+            for q0 in range(q_lo, q_hi, lanes):
+                simd.vtranspose(flat, (c0 * height + s) * width + q0 - col_shift, height * width,
+                                min(lanes, channels - c0), min(lanes, q_hi - q0),
+                                out, (r * columns + q0) * channels + c0, channels)
 
 
 @numba.njit(nogil=True, cache=True)
 def from_channels_last(src, row_shift, r_hi, q_hi, dst):
     """dst[c, r + row_shift, q] = src[r, q, c] for rows 0..r_hi and columns 0..q_hi: the inverse copy.
 
-    src: (rows, columns, C); dst: (C, H, W), one NCHW image.
+    src: (rows, columns, C); dst: (C, H, W), one C-contiguous NCHW image.
     """
-    channels = dst.shape[0]
+    channels, height, width = dst.shape
+    lanes, columns = simd.lanes(dst), src.shape[1]
+    flat, out = src.reshape(-1), dst.reshape(-1)
     for r in range(r_hi):
         s = r + row_shift
-        c0 = 0
-        while c0 + 8 <= channels:
-            y0, y1, y2, y3 = dst[c0, s], dst[c0 + 1, s], dst[c0 + 2, s], dst[c0 + 3, s]
-            y4, y5, y6, y7 = dst[c0 + 4, s], dst[c0 + 5, s], dst[c0 + 6, s], dst[c0 + 7, s]
-            for q in range(q_hi):
-                p = src[r, q]
-                y0[q], y1[q], y2[q], y3[q] = p[c0], p[c0 + 1], p[c0 + 2], p[c0 + 3]
-                y4[q], y5[q], y6[q], y7[q] = p[c0 + 4], p[c0 + 5], p[c0 + 6], p[c0 + 7]
-            c0 += 8
-        for c in range(c0, channels):
-            for q in range(q_hi):
-                dst[c, s, q] = src[r, q, c]
+        for q0 in range(0, q_hi, lanes):
+            for c0 in range(0, channels, lanes):
+                simd.vtranspose(flat, (r * columns + q0) * channels + c0, channels, min(lanes, q_hi - q0),
+                                min(lanes, channels - c0), out, (c0 * height + s) * width + q0, height * width)
 
 
 # ----------------------------------------------------------------------------- window arithmetic
