@@ -866,6 +866,10 @@ if FAST:
 # lane is wasted (both layouts are timed at the end of section 7). Each lane still runs the same
 # operations, so the bits are those of the tile layout. On large maps the extra row and column cost
 # little and one tile row of 16 images no longer fits in L2, so the planner keeps tiles there.
+# Turning the layout around is a transpose: the rows of 16 images become vectors of 16 images' pixels,
+# and back at the end. Moved one value at a time it cost as much as the input transform; the kernel
+# moves 16 x 16 blocks with `cpu_simd.vtranspose` instead, 16 vector loads, four rounds of two-input
+# shuffles (rows r and r + h swap their off-diagonal h x h blocks, h = 8, 4, 2, 1) and 16 stores.
 #
 # See the difference on one image of the layer above: the obvious loop, compiled by Numba, against
 # the engine's register-blocked kernel on the same flat planes (`cpu_direct._phases` lays them

@@ -4,11 +4,11 @@ kernels on small planes); and, at the end, the window arithmetic the im2col and 
 share (which output positions of a tap read inside the input, the scalars every kernel takes).
 
 The copies turn blocks of L channels x L pixels around in registers (``cpu_simd.vtranspose``, L
-= 16 float32): 1.6-2.2x faster than the earlier copies, which moved 8 channels a pixel at a time
-and were themselves 20-30% faster than loops over blocks of values (benchmarks/README.md,
-"Convolution planning"). A block reads each of its L source lines once, so the 4 KiB aliasing of
-32x32 planes (every channel's line in one L1 set), which made whole-row passes over all channels
-1.5-4x slower, does not come back.
+= 16 float32): 1.2-3.8x (into) and 1.6-2.2x (back) faster than the earlier copies, which moved 8
+channels a pixel at a time and were themselves 20-30% faster than loops over blocks of values
+(benchmarks/README.md, "Convolution planning"). A block reads each of its L source lines once, so
+the 4 KiB aliasing of 32x32 planes (every channel's line in one L1 set), which made whole-row passes
+over all channels 1.5-4x slower, does not come back.
 """
 
 from __future__ import annotations
