@@ -85,10 +85,11 @@ if numba.config.DISABLE_JIT:
 
     def vtranspose(src: np.ndarray, i: int, si: int, rows: int, cols: int, dst: np.ndarray, j: int, dj: int) -> None:
         n = lanes(src)
+        rows, cols = min(rows, n), min(cols, n)
         block = np.zeros((n, n), src.dtype)
-        for r in range(min(rows, n)):
+        for r in range(rows):
             block[r, :cols] = src[i + r * si:i + r * si + cols]
-        for k in range(min(cols, n)):
+        for k in range(cols):
             dst[j + k * dj:j + k * dj + rows] = block[:rows, k]
 
     def vsum(v: np.ndarray) -> np.floating:
