@@ -1010,6 +1010,31 @@ print("32 maps of 14 px, 32 -> 32 channels, the same bits: "
       + ", ".join(f"{layout} {seconds * 1e3:.2f} ms" for layout, (_, seconds) in by_layout.items()))
 
 # %% [markdown]
+# The turn-around itself, on one row of 16 images: `cpu_simd.vtranspose` reads 16 rows (one per
+# image, `si` apart) of up to 16 pixels and writes up to 16 vectors (one per pixel, `dj` apart) of
+# 16 images, the same values as NumPy's transpose of that block. `rows` and `cols` cut the block at
+# a map's edge or a group's last image: the loads and stores are masked, so nothing past them is
+# read or written.
+
+# %%
+from minivis.kernels import cpu_simd  # noqa: E402
+
+
+@numba.njit
+def turn_around(src, i, si, rows, cols, dst, j, dj):
+    cpu_simd.vtranspose(src, i, si, rows, cols, dst, j, dj)
+
+
+lanes = cpu_simd.lanes_of(np.float32)
+row_of_images = maps[:lanes, 0, 3]  # (16 images, 14 pixels): row 3 of channel 0
+turned = np.full((14, lanes), -1.0, np.float32)  # one vector of 16 images per pixel
+for c in range(0, 14, lanes):  # a block of at most 16 pixels at a time (14 here: one)
+    turn_around(maps.reshape(-1), 3 * 14 + c, maps[0].size, lanes, min(lanes, 14 - c), turned.reshape(-1), c * lanes,
+                lanes)
+np.testing.assert_array_equal(turned, row_of_images.T)
+print(f"a row of {lanes} images turned into 14 vectors of {lanes} images: the same values as NumPy's .T")
+
+# %% [markdown]
 # ## 8. Summary
 #
 # - A convolution is a sparse, weight-shared matrix $C$ acting on the flattened image; a row is
