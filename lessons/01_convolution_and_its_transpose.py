@@ -702,12 +702,35 @@ print(f"float32 error: F(2, 3) {err2:.1e}, F(4, 3) {err4:.1e} of the largest out
 assert err4 > 2 * err2  # the bigger transforms round worse
 
 # %% [markdown]
-# In two dimensions the errors compound: a prototype of $F(4 \times 4, 3 \times 3)$ on this
-# engine came out 10-20x less accurate in float32 than $F(2 \times 2, 3 \times 3)$ and im2col
-# on VGG-sized layers, and faster only on large maps with many channels: its 36 transformed values
-# per block cost more to compute than its GEMMs save on small maps, and a 4-pixel block leaves
-# a 14 px map only 16 blocks per GEMM (`benchmarks/README.md`, "Convolution planning"). So
-# minivis stays with $2 \times 2$ blocks.
+# In two dimensions the errors compound: in float32, $F(4 \times 4, 3 \times 3)$ comes out about
+# 10x less accurate than $F(2 \times 2, 3 \times 3)$ on VGG-sized layers
+# (`tests/kernels/test_cpu_winograd4.py` measures both against float64). Its blocks are also
+# coarse: a map is rounded up to a multiple of 4 pixels, so a 6 px map costs 144 products per
+# channel pair either way, and a 14 px map gives each image only 16 blocks, too few rows for a
+# GEMM to run near its peak. So the engine's convolutions stay with $2 \times 2$ blocks.
+#
+# One caller takes the larger blocks: incremental occlusion (lesson 03). Its regions are small
+# maps of 128-512 channels, already rounded with their batch, and inside
+# `shared_winograd_gemms` the blocks of all the batch's regions share one GEMM per component,
+# so the GEMMs get their rows back. There `conv_plan.winograd4_pays` takes $F(4 \times 4, 3
+# \times 3)$ where its blocks fill the map well (a 14 x 16 region: 576 products per channel pair
+# against 896), with transforms written as explicit vector code
+# (`minivis/kernels/cpu_winograd4.py`). One such layer both ways:
+
+# %%
+from minivis.kernels import conv_plan  # noqa: E402
+
+regions = rng.standard_normal((8, 128, 16, 18)).astype(np.float32)  # 8 regions, 14 x 16 outputs each
+k128 = (rng.standard_normal((128, 128, 3, 3)) / 30).astype(np.float32)
+exact = mv.F.conv2d(regions.astype(np.float64), k128.astype(np.float64)).numpy()
+two = mv.F.conv2d(regions, k128).numpy()  # the engine's default: 2x2 blocks
+with mv.functional.conv.shared_winograd_gemms():  # as incremental occlusion runs its regions
+    four = mv.F.conv2d(regions, k128).numpy()
+    four64 = mv.F.conv2d(regions.astype(np.float64), k128.astype(np.float64)).numpy()
+np.testing.assert_allclose(four64, exact, rtol=1e-10, atol=1e-10)  # the same convolution
+e2, e4 = (np.abs(y - exact).max() / np.abs(exact).max() for y in (two, four))
+print(f"14 x 16 maps, 128 channels, float32 error: 2x2 blocks {e2:.1e}, 4x4 blocks {e4:.1e}")
+assert conv_plan.winograd4_pays(14, 16, 128, 128) and e4 > 2 * e2
 
 # %% [markdown]
 # ### One op, three algorithms
@@ -1051,7 +1074,8 @@ print(f"a row of {lanes} images turned into 14 vectors of {lanes} images: the sa
 #   true gradient $g \cdot \mathbb{1}[x>0]$.
 # - Winograd's $F(2 \times 2, 3 \times 3)$ computes a 3x3 convolution with 2.25x fewer
 #   multiplications: transform 4x4 input blocks and the filters, multiply elementwise (16 GEMMs
-#   over channels), transform back.
+#   over channels), transform back. $F(4 \times 4, 3 \times 3)$ saves 4x but rounds ~10x worse in
+#   float32 and tiles small maps coarsely: only incremental occlusion's shared products use it.
 # - The op and its reference path are `minivis/functional/conv.py`; the faster plans and the rule
 #   that picks them are `minivis/kernels/conv_plan.py`; `mv.conv_algorithm(...)` switches between them.
 # - The roofline: a kernel runs at most at $\min(P, I \cdot B)$. A convolution's intensity $I$ puts

@@ -77,6 +77,7 @@ from minivis.kernels import (
     cpu_simd,
     cpu_threads,
     cpu_winograd,
+    cpu_winograd4,
     cpu_winograd_fused,
     cpu_workspace,
 )
@@ -721,6 +722,9 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
     ho, wo = out_hw
     nty, ntx = -(-ho // 2), -(-wo // 2)
     planar = winograd_planar(ntx, max(c_in, c_out))
+    if _SHARED_GEMMS.get() and not adjoint and len(x) > 0 and winograd4_pays(ho, wo, c_in, c_out):
+        return _winograd4_shared(x, w, bias, pad4, out_hw)
+    shared = _SHARED_GEMMS.get() and not planar and nty * ntx <= SHARED_MAX_TILES
     if planar:  # (16, C_out', C_in') for M = U' @ V
         u = filter_transform(w).transpose(0, 2, 1) if adjoint else filter_transform(w)
         transforms = cpu_winograd.input_transform_planar, cpu_winograd.output_transform_planar
@@ -751,7 +755,7 @@ def _winograd(x: np.ndarray, w: np.ndarray, pad4: Pad4, out_hw: tuple[int, ...],
 
     if n == 0:  # an empty batch: no tiles
         return out
-    if _SHARED_GEMMS.get() and not planar and tiles[0][2] - tiles[0][1] == nty and nty * ntx <= SHARED_MAX_TILES:
+    if shared and tiles[0][2] - tiles[0][1] == nty:
         _over_tiles(cpu_conv, tiles, work, lambda part, _: _winograd_shared(
             x, u, bias, pad4, slots, transforms, nty, ntx, part[0][0].start, part[-1][0].stop, out))
         return out
@@ -787,6 +791,56 @@ def _winograd_shared(x: np.ndarray, u: np.ndarray, bias: np.ndarray, pad4: Pad4,
                       ntx)
         np.matmul(v, u, out=mm)
         transforms[1](mm.reshape(16, m, count, -1).transpose(1, 0, 2, 3), bias, 0, nty, slots, out[i0:i0 + m], ntx)
+
+
+WINOGRAD4_MIN_CHANNELS = 128  # F(4x4, 3x3) where both channel counts are at least this (the GEMMs dominate) ...
+WINOGRAD4_GAIN = 1.25  # ... and F(2x2)'s products outnumber its own by this factor (its tiles fill the map)
+
+
+def winograd4_pays(ho: int, wo: int, c_in: int, c_out: int) -> bool:
+    """Whether an ``ho x wo`` output map runs F(4x4, 3x3) inside ``shared_winograd_gemms`` (``cpu_winograd4``).
+
+    Products per image and channel pair: F(2x2) 16 per 2x2 tile, F(4x4) 36 per 4x4 tile, each
+    map rounded up to whole tiles: 14 x 16 is 896 against 576 (1.56x), 14 x 14 784 against 576
+    (1.36x), 10 x 14 560 against 432 (1.30x), 6 x 6 144 against 144 (no gain). Few channels: the
+    transforms, 2.25x larger per output, are no longer small beside the GEMMs.
+    """
+    f2 = 16 * -(-ho // 2) * -(-wo // 2)
+    f4 = 36 * -(-ho // 4) * -(-wo // 4)
+    lanes = cpu_simd.lanes_of(np.float32)  # the kernels take whole vectors of channels (also of float64)
+    return (min(c_in, c_out) >= WINOGRAD4_MIN_CHANNELS and c_in % lanes == 0 and c_out % lanes == 0
+            and f2 >= WINOGRAD4_GAIN * f4)
+
+
+def _winograd4_shared(x: np.ndarray, w: np.ndarray, bias: Any, pad4: Pad4, out_hw: tuple[int, ...]) -> np.ndarray:
+    """``_winograd``'s forward pass by F(4x4, 3x3), its products shared across images (``shared_winograd_gemms``).
+
+    The threads take runs of images; each runs its images in groups of up to ``SHARED_ROWS`` tile
+    rows, one GEMM per component over the group, V and M stored component by component.
+    """
+    n, c_in, c_out = len(x), x.shape[1], w.shape[0]
+    ho, wo = out_hw
+    nty, ntx = -(-ho // 4), -(-wo // 4)
+    count = nty * ntx
+    u = _cached(w, ("winograd4", x.dtype.str), lambda: cpu_winograd4.filter_transform(w.astype(x.dtype, copy=False)))
+    bias = np.zeros(c_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    out = cpu_workspace.empty((n, c_out, ho, wo), x.dtype)
+
+    def run(part: list[Tile], _: bool) -> None:  # one thread's images
+        first, stop = part[0][0].start, part[-1][0].stop
+        step = min(max(1, SHARED_ROWS // count), stop - first)
+        rows = step * count  # V and M (36, rows', C), C-contiguous: the kernels index the whole buffers
+        v_buf = np.empty((36, rows + _spare_row(rows, c_in, x.dtype), c_in), dtype=x.dtype)
+        mm_buf = np.empty((36, rows + _spare_row(rows, c_out, x.dtype), c_out), dtype=x.dtype)
+        for i0 in range(first, stop, step):
+            m = min(step, stop - i0)
+            cpu_winograd4.input_transform(x[i0:i0 + m], pad4[0], pad4[2], nty, ntx, v_buf)
+            np.matmul(v_buf[:, :m * count], u, out=mm_buf[:, :m * count])
+            cpu_winograd4.output_transform(mm_buf, bias, nty, ntx, out[i0:i0 + m])
+
+    tiles = [(slice(i, i + 1), 0, 1) for i in range(n)]
+    _over_tiles(cpu_conv, tiles, n * c_out * c_in * 9 * ho * wo, run)
+    return out
 
 
 def _slot_major(rows: int, channels: int, dtype: Any) -> np.ndarray:

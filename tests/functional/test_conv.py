@@ -476,6 +476,52 @@ def test_shared_winograd_gemms_give_the_per_image_convolution(threaded, rows, rn
     assert not shared  # the planar layout keeps its per-image products
 
 
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("rows", [1 << 10, 5])
+def test_shared_products_take_4x4_blocks_where_they_pay(threaded, rows, rng, monkeypatch, winograd_everywhere):
+    """Inside ``shared_winograd_gemms``, forward passes whose maps ``winograd4_pays`` for run F(4x4, 3x3)
+    (``cpu_winograd4``) in groups of ``SHARED_ROWS`` rows: the sliding window in float64, and within
+    float32 rounding in float32. The input gradient, and maps it does not pay for, keep 2x2 blocks."""
+    _winograd_tiling(monkeypatch, "chunks", threaded)
+    monkeypatch.setattr(conv_plan, "SHARED_ROWS", rows)  # 5: below one image's 3 x 4 = 12 tiles, one image a group
+    monkeypatch.setattr(conv_plan, "WINOGRAD4_MIN_CHANNELS", 16)  # small channel counts, to keep the test small
+    calls = []
+    original = conv_plan._winograd4_shared
+    monkeypatch.setattr(conv_plan, "_winograd4_shared", lambda *args: calls.append(tuple(args[-1])) or original(*args))
+    x_shape, w_shape, pad4 = (5, 16, 11, 14), (32, 16, 3, 3), (1, 0, 2, 1)  # out 10 x 15
+    assert conv_plan.winograd4_pays(10, 15, 16, 32)  # 16 * 5 * 8 = 640 products against 36 * 3 * 4 = 432
+    x, w, bias = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    with mv.functional.conv.shared_winograd_gemms():
+        out = conv2d_forward(x, w, (1, 1), pad4, (1, 1), 1, bias)
+        out32 = conv2d_forward(*(a.astype(np.float32) for a in (x, w)), (1, 1), pad4, (1, 1), 1,
+                               bias.astype(np.float32))
+        g = rng.standard_normal(out.shape)
+        dx = conv2d_backward_input(g, w, x_shape, (1, 1), pad4, (1, 1), 1)
+    assert calls == [(10, 15), (10, 15)]  # both forward passes; not the input gradient
+    expected = cpu_conv.naive_conv2d(x, w, (1, 1), pad4, (1, 1), 1) + bias[:, None, None]
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(dx, cpu_conv.naive_conv2d_backward_input(g, w, x_shape, (1, 1), pad4, (1, 1), 1),
+                               rtol=1e-12, atol=1e-12)
+    calls.clear()
+    with mv.functional.conv.shared_winograd_gemms():
+        conv2d_forward(x[:, :, :8, :8], w, (1, 1), (0, 0, 0, 0), (1, 1), 1, bias)  # 6 x 6: 144 products either way
+    conv2d_forward(x, w, (1, 1), pad4, (1, 1), 1, bias)  # outside the block: the engine's 2x2 blocks
+    assert not calls
+
+
+def test_winograd4_pays_where_its_tiles_fill_the_map():
+    """The docstring's examples: 4x4 blocks where F(2x2)'s products outnumber theirs by 1.25x, with 128
+    channels or more, in whole vectors."""
+    assert conv_plan.winograd4_pays(14, 16, 512, 512) and conv_plan.winograd4_pays(14, 14, 512, 512)
+    assert conv_plan.winograd4_pays(10, 14, 128, 256)
+    assert not conv_plan.winograd4_pays(6, 6, 512, 512)  # 144 against 144
+    assert not conv_plan.winograd4_pays(9, 9, 512, 512)  # 400 against 324: 1.23x
+    assert not conv_plan.winograd4_pays(14, 14, 64, 512)  # few channels: the transforms weigh more
+    assert not conv_plan.winograd4_pays(14, 14, 136, 520) and conv_plan.winograd4_pays(14, 14, 144, 528)
+
+
 @pytest.mark.parametrize("tiling", ["bands", "images"])
 @pytest.mark.parametrize("threaded", [False, True])
 def test_winograd_weight_gradient_matches_the_sliding_window_however_it_is_tiled(tiling, threaded, rng, monkeypatch):

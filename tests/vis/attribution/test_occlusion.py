@@ -178,6 +178,34 @@ def test_incremental_with_shared_winograd_products_equals_naive(dtype, tol, rng,
     np.testing.assert_allclose(fast, naive, rtol=tol, atol=tol * naive.max())
 
 
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+def test_incremental_with_winograd_4x4_blocks_equals_naive(dtype, tol, rng, monkeypatch) -> None:
+    """Where ``conv_plan.winograd4_pays`` (here from 16 channels, not 128, to keep the test small), the
+    shared products run F(4x4, 3x3) (``cpu_winograd4``): still the naive scores, of a model whose
+    logits are far from uniform (weights scaled up) so that the check is not lost in a softmax.
+    Winograd is forced: on their own, 16-channel layers would take other kernels."""
+    from minivis.kernels import conv_plan
+
+    monkeypatch.setattr(conv_plan, "WINOGRAD4_MIN_CHANNELS", 16)
+    sizes = []
+    original = conv_plan._winograd4_shared
+    monkeypatch.setattr(conv_plan, "_winograd4_shared",
+                        lambda *args: sizes.append(tuple(args[-1])) or original(*args))
+    nn.init.seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(32 * 12 * 12, 10)).astype(dtype).eval()
+    for p in model.parameters():
+        p.data *= 3
+    x = rng.standard_normal((1, 24, 24)).astype(dtype)
+    with mv.conv_algorithm("winograd"):
+        naive = mv.vis.occlusion(model, x, 3, patch=8, stride=4, mode="naive")
+        assert not sizes and naive.std() > 0.5 * naive.mean()  # naive: whole images; scores that vary with the position
+        fast = mv.vis.occlusion(model, x, 3, patch=8, stride=4, mode="incremental", batch_size=7)
+    assert sizes and all(conv_plan.winograd4_pays(*hw, 16, 16) for hw in sizes)
+    np.testing.assert_allclose(fast, naive, rtol=tol, atol=tol * naive.max())
+
+
 @pytest.mark.parametrize("head_bytes, head_calls", [(0, [37, 37, 37, 17]), (300_000, [74, 54]), (1 << 40, [128])])
 def test_the_dense_head_runs_on_rows_of_several_batches(head_bytes, head_calls, rng, monkeypatch) -> None:
     """The layers after the model's Flatten run once per HEAD_BYTES of collected rows (0: after
