@@ -55,8 +55,10 @@ mining depend on that. (The fused Winograd kernel groups images and tile rows in
 size and thread count, but each tile is a vector lane with its own fixed sequence of operations,
 so its bits do not depend on the grouping. A weight gradient is a sum over the batch anyway.)
 The one exception is opt-in: inside ``shared_winograd_gemms`` (which incremental occlusion
-enters) small maps' products span several images. (Measurements behind the thresholds:
-benchmarks/README.md, "Convolution planning".)
+enters) small maps' products span several images, and forward passes of 128-512-channel maps that
+4x4 tiles fill well run Winograd F(4x4, 3x3) (``winograd4_pays``, ``cpu_winograd4``: 2.25
+products per output instead of 4, and ~10x F(2x2)'s float32 rounding). (Measurements behind the
+thresholds: benchmarks/README.md, "Convolution planning".)
 """
 
 from __future__ import annotations
@@ -603,6 +605,8 @@ def shared_winograd_gemms() -> Iterator[None]:
     product and round them differently, so an image's result would then depend on its batch:
     the engine's batch invariance is why this is opt-in. Incremental occlusion, whose regions
     already round with their batch's region size, runs in it (benchmarks/README.md, "Occlusion").
+    Inside it too, forward passes that ``winograd4_pays`` for run F(4x4, 3x3) (``_winograd4_shared``):
+    with the rows of many images per product, its 36 products per 4x4 tile no longer starve BLAS.
     """
     token = _SHARED_GEMMS.set(True)
     try:
