@@ -703,8 +703,9 @@ assert err4 > 2 * err2  # the bigger transforms round worse
 
 # %% [markdown]
 # In two dimensions the errors compound: in float32, $F(4 \times 4, 3 \times 3)$ comes out about
-# 10x less accurate than $F(2 \times 2, 3 \times 3)$ on VGG-sized layers
-# (`tests/kernels/test_cpu_winograd4.py` measures both against float64). Its blocks are also
+# 15x less accurate than $F(2 \times 2, 3 \times 3)$ on a 64-channel layer (5-6e-6 of the
+# output's scale against 3-4e-7; `tests/kernels/test_cpu_winograd4.py` measures both against
+# float64). Its blocks are also
 # coarse: a map is rounded up to a multiple of 4 pixels, so a 6 px map costs 144 products per
 # channel pair either way, and a 14 px map gives each image only 16 blocks, too few rows for a
 # GEMM to run near its peak. So the engine's convolutions stay with $2 \times 2$ blocks.
@@ -1074,7 +1075,7 @@ print(f"a row of {lanes} images turned into 14 vectors of {lanes} images: the sa
 #   true gradient $g \cdot \mathbb{1}[x>0]$.
 # - Winograd's $F(2 \times 2, 3 \times 3)$ computes a 3x3 convolution with 2.25x fewer
 #   multiplications: transform 4x4 input blocks and the filters, multiply elementwise (16 GEMMs
-#   over channels), transform back. $F(4 \times 4, 3 \times 3)$ saves 4x but rounds ~10x worse in
+#   over channels), transform back. $F(4 \times 4, 3 \times 3)$ saves 4x but rounds ~15x worse in
 #   float32 and tiles small maps coarsely: only incremental occlusion's shared products use it.
 # - The op and its reference path are `minivis/functional/conv.py`; the faster plans and the rule
 #   that picks them are `minivis/kernels/conv_plan.py`; `mv.conv_algorithm(...)` switches between them.

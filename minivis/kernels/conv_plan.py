@@ -57,7 +57,7 @@ so its bits do not depend on the grouping. A weight gradient is a sum over the b
 The one exception is opt-in: inside ``shared_winograd_gemms`` (which incremental occlusion
 enters) small maps' products span several images, and forward passes of 128-512-channel maps that
 4x4 tiles fill well run Winograd F(4x4, 3x3) (``winograd4_pays``, ``cpu_winograd4``: 2.25
-products per output instead of 4, and ~10x F(2x2)'s float32 rounding). (Measurements behind the
+products per output instead of 4, and ~15x F(2x2)'s float32 rounding). (Measurements behind the
 thresholds: benchmarks/README.md, "Convolution planning".)
 """
 

@@ -12,7 +12,7 @@ takes 36 multiplications per block where direct correlation takes 144 and F(2x2,
 the 36 components ``(a, b)`` become 36 GEMMs ``M[ab] = V[ab] @ U[ab]`` with K = C_in.
 
 The price is rounding. B^T's entries reach 5, A^T's 8, G's 1/24: the transforms add and cancel
-larger terms, so a float32 result carries ~10x F(2x2)'s error (``tests/kernels/test_cpu_winograd4.py``
+larger terms, so a float32 result carries ~15x F(2x2)'s error (``tests/kernels/test_cpu_winograd4.py``
 measures both against float64). And a 4x4 tile rounds a map up to a multiple of 4, where the 2x2
 tile wastes at most a row and a column. The engine's convolutions therefore keep F(2x2); this
 form runs only where a batch's results may already round with the batch, inside
