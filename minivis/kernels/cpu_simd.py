@@ -15,7 +15,8 @@ broadcast, multiply-add and store it. A loop that carries ``Vec`` values carries
     e = vclip(vmul(d, s), lo, hi)  # lane-wise d * s, then clipped to [lo, hi] (a rectifier)
     vtranspose(x, i, si, rows, cols, out, j, dj)  # out[j + k*dj + r] = x[i + r*si + k]: a block turned around
 
-Indices are flat (into ``arr.reshape(-1)`` of a C-contiguous array) and *not* bounds-checked: the
+Indices are flat (into ``arr.reshape(-1)`` of a C-contiguous array; for any other array, element
+offsets from its first element, its strides counted in elements) and *not* bounds-checked: the
 caller sizes its buffers so that every vector it touches lies inside them. A vector is
 ``VECTOR_BYTES`` wide: 64 (an AVX-512 register, 16 float32 or 8 float64) where the CPU has
 AVX-512, else 32. ``lanes(x)`` is the number of elements of x's dtype in one vector.
@@ -59,8 +60,16 @@ if numba.config.DISABLE_JIT:
     def vzero(arr: np.ndarray) -> np.ndarray:
         return np.zeros(lanes(arr), arr.dtype)
 
+    def _flat(arr: np.ndarray) -> np.ndarray:
+        """The memory from arr's first element on, element by element, as the compiled intrinsics address
+        it (an N-d array, or a strided view: offsets from its first element, its strides in elements)."""
+        if arr.ndim == 1 or arr.flags.c_contiguous:
+            return arr.reshape(-1)
+        span = 1 + sum((n - 1) * st for n, st in zip(arr.shape, arr.strides, strict=True)) // arr.itemsize
+        return np.lib.stride_tricks.as_strided(arr, shape=(span,), strides=(arr.itemsize,))
+
     def vload(arr: np.ndarray, i: int) -> np.ndarray:
-        return arr[i:i + lanes(arr)].copy()
+        return _flat(arr)[i:i + lanes(arr)].copy()
 
     def vbcast(arr: np.ndarray, i: int) -> np.ndarray:
         return np.full(lanes(arr), arr[i], arr.dtype)
@@ -81,7 +90,7 @@ if numba.config.DISABLE_JIT:
         return np.where(v < low, low, np.where(v > high, high, v))
 
     def vstore(arr: np.ndarray, i: int, v: np.ndarray) -> None:
-        arr[i:i + v.shape[0]] = v
+        _flat(arr)[i:i + v.shape[0]] = v
 
     def vtranspose(src: np.ndarray, i: int, si: int, rows: int, cols: int, dst: np.ndarray, j: int, dj: int) -> None:
         n = lanes(src)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from minivis.kernels import cpu_simd as simd
 from minivis.kernels.cpu_layout import from_channels_last, to_channels_last
 
 FORWARD_SLOTS = np.arange(16)
@@ -98,6 +99,18 @@ def filter_transform(w: np.ndarray, transposed: bool = False) -> np.ndarray:
 
 
 @numba.njit(nogil=True, cache=True)
+def _bt_column(src, i, di, dst, j0, j1, j2, j3):
+    """B^T times a column of four vectors ``src[i + k*di]``, into the vectors at dst[j0] .. dst[j3]:
+    d0 - d2, d1 + d2, d2 - d1, d1 - d3 (``cpu_simd``: flat offsets, whole vectors of channels)."""
+    d0, d1 = simd.vload(src, i), simd.vload(src, i + di)
+    d2, d3 = simd.vload(src, i + 2 * di), simd.vload(src, i + 3 * di)
+    simd.vstore(dst, j0, simd.vsub(d0, d2))
+    simd.vstore(dst, j1, simd.vadd(d1, d2))
+    simd.vstore(dst, j2, simd.vsub(d2, d1))
+    simd.vstore(dst, j3, simd.vsub(d1, d3))
+
+
+@numba.njit(nogil=True, cache=True)
 def input_transform(x, top, left, ty0, ty1, slots, v, ntx=0):
     """v[n, slots, t, c] = B^T d B (flattened) for each 2x2 output tile t of tile rows ty0..ty1 (d: its input block).
 
@@ -107,7 +120,9 @@ def input_transform(x, top, left, ty0, ty1, slots, v, ntx=0):
     Tile (ty, tx) reads padded rows 2*ty..2*ty+3 and columns 2*tx..2*tx+3, i.e. input pixel
     ``(2*ty - top + i, 2*tx - left + j)`` (zero outside the input). Per image, the rows the band
     reads are copied into a zero-padded channels-last plane ``xp``; per tile, B^T combines the
-    block's rows and B its columns, each step one loop along the channels.
+    block's rows and B its columns: whole vectors of channels as explicit vectors (``_bt_column``;
+    LLVM left the loops below scalar, unsure that their eight rows do not overlap), the last
+    ``C % lanes`` channels one at a time.
     """
     m, channels, h, w = x.shape
     nty = ty1 - ty0
@@ -118,15 +133,31 @@ def input_transform(x, top, left, ty0, ty1, slots, v, ntx=0):
     r_lo, r_hi = max(0, -r_off), min(hp, h - r_off)
     q_lo, q_hi = max(0, left), min(wp, left + w)
     bt = np.empty((16, channels), dtype=x.dtype)  # (B^T d)[a, j] in row 4a + j
+    lanes, size = simd.lanes(x), x.itemsize
+    whole = channels - channels % lanes if v.strides[3] == size else 0  # channels done as vectors
+    sn, ss, st = v.strides[0] // size, v.strides[1] // size, v.strides[2] // size  # v's strides in elements
+    rows = np.empty(16 * lanes, dtype=x.dtype)  # a vector's (B^T d)[a, j] at vector 4a + j
+    flat, row = xp.reshape(-1), wp * channels
     for n in range(m):
         to_channels_last(x[n], r_off, left, r_lo, r_hi, q_lo, q_hi, xp)
         for ty in range(nty):
             for tx in range(ntx):
                 t, r, q = ty * ntx + tx, 2 * ty, 2 * tx
+                corner, o = (r * wp + q) * channels, n * sn + t * st
+                for c in range(0, whole, lanes):
+                    for j in range(4):  # B^T d, column j
+                        _bt_column(flat, corner + j * channels + c, row, rows, j * lanes, (4 + j) * lanes,
+                                   (8 + j) * lanes, (12 + j) * lanes)
+                    for a in range(4):  # (B^T d) B, row a
+                        _bt_column(rows, 4 * a * lanes, lanes, v, o + slots[4 * a] * ss + c,
+                                   o + slots[4 * a + 1] * ss + c, o + slots[4 * a + 2] * ss + c,
+                                   o + slots[4 * a + 3] * ss + c)
+                if whole == channels:
+                    continue
                 for j in range(4):  # B^T d, column j: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3
                     d0, d1, d2, d3 = xp[r, q + j], xp[r + 1, q + j], xp[r + 2, q + j], xp[r + 3, q + j]
                     b0, b1, b2, b3 = bt[j], bt[4 + j], bt[8 + j], bt[12 + j]
-                    for c in range(channels):
+                    for c in range(whole, channels):
                         b0[c] = d0[c] - d2[c]
                         b1[c] = d1[c] + d2[c]
                         b2[c] = d2[c] - d1[c]
@@ -135,7 +166,7 @@ def input_transform(x, top, left, ty0, ty1, slots, v, ntx=0):
                     e0, e1, e2, e3 = bt[4 * a], bt[4 * a + 1], bt[4 * a + 2], bt[4 * a + 3]
                     v0, v1 = v[n, slots[4 * a], t], v[n, slots[4 * a + 1], t]
                     v2, v3 = v[n, slots[4 * a + 2], t], v[n, slots[4 * a + 3], t]
-                    for c in range(channels):
+                    for c in range(whole, channels):
                         v0[c] = e0[c] - e2[c]
                         v1[c] = e1[c] + e2[c]
                         v2[c] = e2[c] - e1[c]
@@ -274,10 +305,22 @@ def _write_row(rows, b, out):
 # the adjoint of ``output_transform``), the 16 GEMMs sum over tiles instead of channels
 # (dU[ab] = dM[ab]^T @ V[ab], K = tiles), and ``filter_gradient`` maps dU back through G.
 @numba.njit(nogil=True, cache=True)
+def _a_column(src, i, di, dst, j0, j1, j2, j3, minus):
+    """A times a column of two vectors ``src[i]``, ``src[i + di]``, into the vectors at dst[j0] .. dst[j3]:
+    g0, g0 + g1, g0 - g1, -g1 (``minus``: a vector of -1, so that -g1 is exactly its negation)."""
+    g0, g1 = simd.vload(src, i), simd.vload(src, i + di)
+    simd.vstore(dst, j0, g0)
+    simd.vstore(dst, j1, simd.vadd(g0, g1))
+    simd.vstore(dst, j2, simd.vsub(g0, g1))
+    simd.vstore(dst, j3, simd.vmul(minus, g1))
+
+
+@numba.njit(nogil=True, cache=True)
 def gradient_transform(g, ty0, ty1, gm, ntx=0):
     """gm[n, 4a + b, t, co] = (A g_t A^T)[a, b] for the 2x2 tile g_t of g[n, co] at each tile t of rows ty0..ty1.
 
     g: (m, C_out, Ho, Wo); gm: (m, 16, tiles, C_out). A tile's pixels beyond g's edge read as 0.
+    Whole vectors of channels as explicit vectors (``_a_column``), the rest one at a time.
     """
     m, c_out, ho, wo = g.shape
     nty = ty1 - ty0
@@ -285,15 +328,33 @@ def gradient_transform(g, ty0, ty1, gm, ntx=0):
     gp = np.zeros((2 * nty, 2 * ntx, c_out), dtype=g.dtype)  # cells beyond g's edge are never written: stay 0
     r_hi, q_hi = min(2 * nty, ho - 2 * ty0), min(2 * ntx, wo)
     ag = np.empty((8, c_out), dtype=g.dtype)  # (A g)[a, j] in row 2a + j
+    lanes, size = simd.lanes(g), g.itemsize
+    whole = c_out - c_out % lanes if gm.strides[3] == size else 0  # channels done as vectors
+    sn, st = gm.strides[0] // size, gm.strides[2] // size
+    ss = gm.strides[1] // size
+    rows = np.empty(8 * lanes, dtype=g.dtype)  # a vector's (A g)[a, j] at vector 2a + j
+    minus = np.full(1, -1, dtype=g.dtype)
+    flat, row = gp.reshape(-1), 2 * ntx * c_out
     for n in range(m):
         to_channels_last(g[n], 2 * ty0, 0, 0, r_hi, 0, q_hi, gp)
         for ty in range(nty):
             for tx in range(ntx):
                 t = ty * ntx + tx
+                corner, o = (2 * ty * 2 * ntx + 2 * tx) * c_out, n * sn + t * st
+                for c in range(0, whole, lanes):
+                    neg = simd.vbcast(minus, 0)
+                    for j in range(2):  # A g, column j
+                        _a_column(flat, corner + j * c_out + c, row, rows, j * lanes, (2 + j) * lanes,
+                                  (4 + j) * lanes, (6 + j) * lanes, neg)
+                    for a in range(4):  # (A g) A^T, row a
+                        s0 = o + 4 * a * ss + c
+                        _a_column(rows, 2 * a * lanes, lanes, gm, s0, s0 + ss, s0 + 2 * ss, s0 + 3 * ss, neg)
+                if whole == c_out:
+                    continue
                 for j in range(2):  # A g, column j: rows g0, g0 + g1, g0 - g1, -g1
                     g0, g1 = gp[2 * ty, 2 * tx + j], gp[2 * ty + 1, 2 * tx + j]
                     a0, a1, a2, a3 = ag[j], ag[2 + j], ag[4 + j], ag[6 + j]
-                    for c in range(c_out):
+                    for c in range(whole, c_out):
                         a0[c] = g0[c]
                         a1[c] = g0[c] + g1[c]
                         a2[c] = g0[c] - g1[c]
@@ -301,7 +362,7 @@ def gradient_transform(g, ty0, ty1, gm, ntx=0):
                 for a in range(4):  # (A g) A^T, row a: r0, r0 + r1, r0 - r1, -r1
                     r0, r1 = ag[2 * a], ag[2 * a + 1]
                     m0, m1, m2, m3 = gm[n, 4 * a, t], gm[n, 4 * a + 1, t], gm[n, 4 * a + 2, t], gm[n, 4 * a + 3, t]
-                    for c in range(c_out):
+                    for c in range(whole, c_out):
                         m0[c] = r0[c]
                         m1[c] = r0[c] + r1[c]
                         m2[c] = r0[c] - r1[c]

@@ -163,6 +163,40 @@ def test_gradient_transform_is_a_g_at(geometry, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vector_channels_and_leftovers_in_any_buffer_layout(dtype, rng):
+    """The input and gradient transforms do whole vectors of channels as explicit vectors and the last
+    ``C % lanes`` one at a time: 35 channels (float32: 2 vectors and 3; float64: 4 and 3), into a
+    contiguous buffer, a slot-major view (``conv_plan._winograd_shared``'s) and a view whose channels
+    are not adjacent (no vectors at all). The same bits in all three, and B^T d B / A g A^T."""
+    m, c, ho, wo = 3, 35, 5, 6
+    nty, ntx = -(-ho // 2), -(-wo // 2)
+    x, g = rng.standard_normal((m, c, ho, wo)).astype(dtype), rng.standard_normal((m, c, ho, wo)).astype(dtype)
+
+    def layouts():
+        yield np.full((m, 16, nty * ntx, c), np.nan, dtype)
+        yield np.full((16, m, nty * ntx, c), np.nan, dtype).transpose(1, 0, 2, 3)  # slot-major
+        yield np.full((m, 16, nty * ntx, 2 * c), np.nan, dtype)[..., ::2]  # every other channel of a wider buffer
+
+    outputs = []
+    for v, gm in zip(layouts(), layouts(), strict=True):
+        cpu_winograd.input_transform(x, 1, 1, 0, nty, cpu_winograd.ADJOINT_SLOTS, v, ntx)
+        cpu_winograd.gradient_transform(g, 0, nty, gm, ntx)
+        outputs.append((np.array(v), np.array(gm)))
+    for v, gm in outputs[1:]:
+        np.testing.assert_array_equal(v, outputs[0][0])
+        np.testing.assert_array_equal(gm, outputs[0][1])
+    expected = np.einsum("ai,nctsij,bj->nabcts", B_T, _blocks(x.astype(np.float64), 1, 1, ho, wo), B_T)
+    expected = expected.reshape(m, 16, c, nty * ntx).transpose(0, 1, 3, 2)
+    tol = {"rtol": 1e-6, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-15, "atol": 1e-14}
+    np.testing.assert_allclose(outputs[0][0][:, cpu_winograd.ADJOINT_SLOTS], expected, **tol)
+    padded = np.zeros((m, c, 2 * nty, 2 * ntx))
+    padded[:, :, :ho, :wo] = g
+    tiles = padded.reshape(m, c, nty, 2, ntx, 2)
+    expected = np.einsum("ia,nctisj,jb->nabtsc", A_T, tiles, A_T).reshape(m, 16, nty * ntx, c)
+    np.testing.assert_allclose(outputs[0][1], expected, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_filter_gradient_is_gt_du_g_the_adjoint_of_the_filter_transform(dtype, rng):
     du = rng.standard_normal((16, 5, 70)).astype(dtype)
     dw = np.full((5, 70, 3, 3), np.nan, dtype=dtype)
