@@ -1,9 +1,10 @@
 """The hot loops and nothing else: Numba kernels on plain arrays (they know nothing of tensors).
 
 One module per kernel family and device: ``cpu_conv`` (im2col/col2im; with ``cpu_depthwise``, the
-direct depthwise kernels, and ``cpu_direct``, ``cpu_winograd``, ``cpu_winograd_fused`` and
-``cpu_layout`` beside it; ``cpu_simd`` gives Numba the explicit vectors the register blocks of
-``cpu_direct`` and ``cpu_winograd_fused`` are made of),
+direct depthwise kernels, and ``cpu_direct``, ``cpu_winograd``, ``cpu_winograd_fused``,
+``cpu_winograd4`` (the 4x4-tile form incremental occlusion runs) and ``cpu_layout`` beside it;
+``cpu_simd`` gives Numba the explicit vectors the register blocks of ``cpu_direct`` and
+``cpu_winograd_fused`` and the Winograd transforms are made of),
 ``cpu_pool`` (max-pool with switches, unpool, average pools), ``cpu_activation`` (the ReLU clip
 and the fused ReLU-rule backward), ``cpu_norm`` (the eval batch-norm affine map),
 ``cpu_occlusion`` (incremental occlusion's splice), ``cpu_topk`` (running top-k lists for mining
