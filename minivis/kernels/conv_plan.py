@@ -819,8 +819,9 @@ def winograd4_pays(ho: int, wo: int, c_in: int, c_out: int) -> bool:
 def _winograd4_shared(x: np.ndarray, w: np.ndarray, bias: Any, pad4: Pad4, out_hw: tuple[int, ...]) -> np.ndarray:
     """``_winograd``'s forward pass by F(4x4, 3x3), its products shared across images (``shared_winograd_gemms``).
 
-    The threads take runs of images; each runs its images in groups of up to ``SHARED_ROWS`` tile
-    rows, one GEMM per component over the group, V and M stored component by component.
+    The threads take runs of images; each runs its images in groups of up to ``SHARED_ROWS`` rows
+    (images x 4x4 tiles), one GEMM per component over the group, V and M stored component by
+    component (``cpu_winograd4``'s layout).
     """
     n, c_in, c_out = len(x), x.shape[1], w.shape[0]
     ho, wo = out_hw
