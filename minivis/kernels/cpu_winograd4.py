@@ -57,7 +57,7 @@ TILE, BLOCK = 4, 6  # outputs per tile side; input block side (TILE + 3 - 1)
 def filter_transform(w: np.ndarray) -> np.ndarray:
     """``U[6a + b] = (G g G^T)[a, b]`` for every filter g = w[co, ci], as (36, C_in, C_out) in w's dtype.
 
-    Computed in float64 and rounded once: G's thirds and 24ths are not exact in float32.
+    Computed in float64 and rounded once: G's sixths, twelfths and 24ths are not exact in float32.
     """
     c_out, c_in = w.shape[:2]
     u = np.empty((BLOCK * BLOCK, c_in, c_out), dtype=w.dtype)
@@ -136,6 +136,8 @@ def input_transform(x, top, left, nty, ntx, v):
     """
     m, channels, h, w = x.shape
     lanes, count, hp, wp = simd.lanes(x), nty * ntx, TILE * nty + 2, TILE * ntx + 2
+    if channels % lanes or v.shape[0] != BLOCK * BLOCK or v.shape[1] < m * count or v.shape[2] != channels:
+        raise ValueError("cpu_winograd4.input_transform: v must be (36, >= m * tiles, C), C whole vectors")
     xp = np.zeros((hp, wp, channels), dtype=x.dtype)  # cells outside the input are never written: stay 0
     r_lo, r_hi = max(0, top), min(hp, top + h)
     q_lo, q_hi = max(0, left), min(wp, left + w)
@@ -164,6 +166,10 @@ def output_transform(mm, bias, nty, ntx, y):
     """
     m, c_out, ho, wo = y.shape
     lanes, count, wq = simd.lanes(y), nty * ntx, TILE * ntx
+    if c_out % lanes or mm.shape[0] != BLOCK * BLOCK or mm.shape[1] < m * count or mm.shape[2] != c_out:
+        raise ValueError("cpu_winograd4.output_transform: mm must be (36, >= m * tiles, C_out), C_out whole vectors")
+    if bias.shape[0] != c_out or not mm.flags.c_contiguous:
+        raise ValueError("cpu_winograd4.output_transform: bias must be (C_out,) and mm C-contiguous")
     rows = np.empty(TILE * BLOCK * lanes, dtype=y.dtype)  # (A^T m)[i, b] at vector 6i + b
     yp = np.empty((TILE * nty, wq, c_out), dtype=y.dtype)
     k = np.array([2, 4, 5, 8], dtype=y.dtype)

@@ -125,3 +125,21 @@ def test_float32_rounding_is_larger_than_f2x2s_but_bounded(rng):
     scale = np.abs(expected).max()
     err4, err2 = np.abs(f4 - expected).max() / scale, np.abs(f2 - expected).max() / scale
     assert 2 * err2 < err4 < 30 * err2 and err4 < 2e-5
+
+
+def test_the_transforms_refuse_buffers_they_would_overrun(rng):
+    """Channels that are not whole vectors, or buffers too small for the tiles, are refused before
+    anything is read or written (the vectors are not bounds-checked)."""
+    lanes = 16  # float32 with AVX-512; 8 otherwise: 12 channels are not whole vectors either way
+    x = rng.standard_normal((2, 12, 6, 6)).astype(np.float32)
+    with pytest.raises(ValueError, match="input_transform"):
+        cpu_winograd4.input_transform(x, 0, 0, 1, 1, np.zeros((36, 2, 12), np.float32))
+    x = rng.standard_normal((2, lanes, 6, 6)).astype(np.float32)
+    with pytest.raises(ValueError, match="input_transform"):
+        cpu_winograd4.input_transform(x, 0, 0, 1, 1, np.zeros((36, 1, lanes), np.float32))  # 2 images, 1 row
+    y = np.zeros((2, 12, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="output_transform"):
+        cpu_winograd4.output_transform(np.zeros((36, 2, 12), np.float32), np.zeros(12, np.float32), 1, 1, y)
+    y = np.zeros((2, lanes, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="output_transform"):
+        cpu_winograd4.output_transform(np.zeros((36, 2, lanes), np.float32), np.zeros(lanes - 1, np.float32), 1, 1, y)
