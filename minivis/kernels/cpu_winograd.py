@@ -330,10 +330,9 @@ def gradient_transform(g, ty0, ty1, gm, ntx=0):
     ag = np.empty((8, c_out), dtype=g.dtype)  # (A g)[a, j] in row 2a + j
     lanes, size = simd.lanes(g), g.itemsize
     whole = c_out - c_out % lanes if gm.strides[3] == size else 0  # channels done as vectors
-    sn, st = gm.strides[0] // size, gm.strides[2] // size
-    ss = gm.strides[1] // size
+    sn, ss, st = gm.strides[0] // size, gm.strides[1] // size, gm.strides[2] // size  # gm's strides in elements
     rows = np.empty(8 * lanes, dtype=g.dtype)  # a vector's (A g)[a, j] at vector 2a + j
-    minus = np.full(1, -1, dtype=g.dtype)
+    neg = simd.vbcast(np.full(1, -1, dtype=g.dtype), 0)  # a vector of -1
     flat, row = gp.reshape(-1), 2 * ntx * c_out
     for n in range(m):
         to_channels_last(g[n], 2 * ty0, 0, 0, r_hi, 0, q_hi, gp)
@@ -342,7 +341,6 @@ def gradient_transform(g, ty0, ty1, gm, ntx=0):
                 t = ty * ntx + tx
                 corner, o = (2 * ty * 2 * ntx + 2 * tx) * c_out, n * sn + t * st
                 for c in range(0, whole, lanes):
-                    neg = simd.vbcast(minus, 0)
                     for j in range(2):  # A g, column j
                         _a_column(flat, corner + j * c_out + c, row, rows, j * lanes, (2 + j) * lanes,
                                   (4 + j) * lanes, (6 + j) * lanes, neg)
